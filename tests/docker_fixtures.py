@@ -1,0 +1,1 @@
+"""Docker Engine, registry and test-image fixtures (owned by the replay infrastructure)."""

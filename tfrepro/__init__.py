@@ -1,0 +1,30 @@
+"""tfrepro: record where a Keras run ran, in MLflow, and replay it in that exact container.
+
+Importing tfrepro imports neither TensorFlow nor MLflow.
+"""
+__version__ = "0.1.0"
+
+__all__ = ["ReproCallback", "collect_environment", "deterministic", "Environment", "__version__"]
+
+
+def collect_environment():
+    """This process's environment record (see tfrepro.environment.Environment)."""
+    from tfrepro.fingerprint import collect
+
+    return collect()
+
+
+def __getattr__(name):  # lazy: keeps `import tfrepro` free of TensorFlow and MLflow
+    if name == "ReproCallback":
+        from tfrepro.callback import ReproCallback
+
+        return ReproCallback
+    if name == "Environment":
+        from tfrepro.environment import Environment
+
+        return Environment
+    if name == "deterministic":
+        from tfrepro.determinism import deterministic
+
+        return deterministic
+    raise AttributeError("module 'tfrepro' has no attribute %r" % name)

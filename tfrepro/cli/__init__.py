@@ -1,0 +1,61 @@
+"""The `tfrepro` command. Each subcommand lives in its own module and stays thin.
+
+main() catches tfrepro's own errors and prints one line: no tracebacks for bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tfrepro import __version__
+from tfrepro.errors import TfreproError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tfrepro")
+def cli():
+    """Record where a Keras run ran, in MLflow, and replay it in that exact container."""
+
+
+def _register():
+    from tfrepro.cli import diff, doctor, env, replay, run, show, sync
+
+    for module in (env, run, replay, show, diff, doctor, sync):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main(argv=None) -> int:
+    """Run the CLI in-process and return the exit code (tests call main([...]))."""
+    try:
+        cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
+    except TfreproError as exc:
+        click.echo("tfrepro: error: %s" % exc, err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("tfrepro: aborted", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo("tfrepro: error: %s" % exc.format_message(), err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("tfrepro: interrupted", err=True)
+        return 130
+    return _exit_code.pop() if _exit_code else 0
+
+
+_exit_code = []
+
+
+def exit_with(code: int) -> None:
+    """Commands call this to return a non-zero code without raising (e.g. diff -> 1)."""
+    _exit_code[:] = [code]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""`tfrepro diff` (stub: to be written)."""
+import click
+
+from tfrepro.errors import UsageError
+
+
+@click.command(name="diff", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(args):
+    """Not implemented yet."""
+    raise UsageError("'tfrepro diff' is not implemented yet")

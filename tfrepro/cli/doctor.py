@@ -1,0 +1,11 @@
+"""`tfrepro doctor` (stub: to be written)."""
+import click
+
+from tfrepro.errors import UsageError
+
+
+@click.command(name="doctor", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(args):
+    """Not implemented yet."""
+    raise UsageError("'tfrepro doctor' is not implemented yet")
