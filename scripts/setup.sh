@@ -34,7 +34,11 @@ make_venv() {  # $1 = venv dir, $2 = python version
   "$python" -m venv "$dir"
   "$dir/bin/pip" install -q --upgrade pip 2>/dev/null
   # numpy<1.24 in the same resolve: numpy 2 breaks `import tensorflow`, 1.24 removed aliases keras 2.9 uses
-  "$dir/bin/pip" install -q 'tensorflow==2.9.*' 'numpy>=1.20,<1.24' -e '.[test]' 2>&1 | grep -v -E '^(WARNING: Location|$)' >&2 || true
+  if ! "$dir/bin/pip" install -q 'tensorflow==2.9.*' 'numpy>=1.20,<1.24' -e '.[test]' >"$dir/pip.log" 2>&1; then
+    grep -v 'WARNING: Location' "$dir/pip.log" | tail -n 20 >&2
+    echo "setup: pip install into $dir failed (log: $dir/pip.log)" >&2
+    exit 1
+  fi
   "$dir/bin/python" -c 'import tensorflow, mlflow, tfrepro' >/dev/null 2>&1 \
     || { echo "setup: $dir is broken (import tensorflow, mlflow, tfrepro failed)" >&2; exit 1; }
   echo "$stamp" > "$dir/.stamp"

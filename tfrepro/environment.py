@@ -243,6 +243,20 @@ TAG_KEYS = (
     "tfrepro.command",
     "tfrepro.workdir",
     "tfrepro.hostname",
+    # written by other parts: the callback, `tfrepro run` and `tfrepro replay`
+    "tfrepro.model.hash",
+    "tfrepro.model.uri",
+    "tfrepro.replayable",
+    "tfrepro.replay_of",
+    "tfrepro.replay.verdict",
+    "tfrepro.replay.detail",
+    "tfrepro.launch.gpus",
+    "tfrepro.launch.mounts",
+    "tfrepro.launch.shm_size",
+    "tfrepro.launch.memory",
+    "tfrepro.launch.network",
+    "tfrepro.launch.workdir",
+    "tfrepro.launch.env_names",
 )
 
 

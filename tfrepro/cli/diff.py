@@ -1,11 +1,92 @@
-"""`tfrepro diff` (stub: to be written)."""
+"""`tfrepro diff RUN_A RUN_B` / `tfrepro diff RUN --here`: what differs, ranked.
+
+Exit code as with diff(1): 0 equal, 1 different, 2 error. Final metrics are shown but do not
+count as a difference.
+"""
+from __future__ import annotations
+
+import json
+
 import click
 
 from tfrepro.errors import UsageError
 
 
-@click.command(name="diff", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args):
-    """Not implemented yet."""
-    raise UsageError("'tfrepro diff' is not implemented yet")
+def _side(record=None):
+    if record is None:
+        return {"here": True, "run_id": None}
+    return {"here": False, "run_id": record.run_id, "run_name": record.run_name,
+            "experiment_id": record.experiment_id}
+
+
+def diff_json(diffs, record_a, record_b) -> str:
+    from tfrepro.inspect.compare import counts, differs
+
+    return json.dumps({
+        "a": _side(record_a), "b": _side(record_b),
+        "equal": not differs(diffs), "counts": counts(diffs),
+        "differences": [d.to_dict() for d in diffs],
+    }, indent=2, sort_keys=True)
+
+
+def here_environment():
+    """This machine's record, with TensorFlow imported so its CUDA/cuDNN build is known."""
+    import dataclasses
+    import os
+
+    from tfrepro import collect_environment
+
+    env = collect_environment()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no CUDA loader chatter on stderr
+    try:
+        from tfrepro.fingerprint import tensorflow as tf_source
+
+        return dataclasses.replace(env, tensorflow=tf_source.collect(import_tensorflow=True))
+    except Exception:  # no TensorFlow here: the metadata-only record says so
+        return env
+
+
+def _label(record) -> str:
+    name = " (%s)" % record.run_name if record.run_name else ""
+    return "run %s%s" % (record.run_id, name)
+
+
+@click.command(name="diff")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--here", is_flag=True, help="Compare the run with this machine.")
+@click.option("--all", "show_all", is_flag=True, help="Also show the fields that are equal.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
+def command(runs, here, show_all, as_json, tracking_uri):
+    """Show what differs between two runs' environments (or a run and this machine).
+
+    Ranked by how likely a difference changes results. Exit 0: equal, 1: different, 2: error.
+    """
+    from tfrepro.inspect import compare as cmp
+    from tfrepro.inspect.record import load
+
+    if here and len(runs) != 1:
+        raise UsageError("diff --here takes one run id")
+    if not here and len(runs) != 2:
+        raise UsageError("diff takes two run ids (or one with --here)")
+    record_a = load(runs[0], tracking_uri)
+    if here:
+        record_b = None
+        diffs = cmp.compare(record_a.environment, here_environment(), include_equal=show_all)
+        # this process is `tfrepro diff`, not the training command: its process facts mean nothing
+        diffs = [d for d in diffs if d.group != "process"]
+    else:
+        record_b = load(runs[1], tracking_uri)
+        diffs = cmp.compare_runs(record_a, record_b, include_equal=show_all)
+    if as_json:
+        click.echo(diff_json(diffs, record_a, record_b))
+    else:
+        from tfrepro.cli.show import use_color
+        from tfrepro.inspect.render import render_diff
+
+        label_b = "this machine" if here else _label(record_b)
+        click.echo(render_diff(diffs, _label(record_a), label_b, show_all, use_color()), nl=False)
+    if cmp.differs(diffs):
+        from tfrepro.cli import exit_with  # lazy: tfrepro.cli imports this module
+
+        exit_with(1)

@@ -1,11 +1,32 @@
-"""`tfrepro doctor` (stub: to be written)."""
+"""`tfrepro doctor`: check this machine, one pass/warn/fail line per check with its fix."""
+from __future__ import annotations
+
+import json
+
 import click
 
-from tfrepro.errors import UsageError
 
 
-@click.command(name="doctor", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args):
-    """Not implemented yet."""
-    raise UsageError("'tfrepro doctor' is not implemented yet")
+@click.command(name="doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
+def command(as_json, tracking_uri):
+    """Check TensorFlow, GPUs, driver/CUDA, numpy/protobuf, Docker, tracking, git and image.
+
+    Exit 0 when nothing fails (warnings allowed), 1 otherwise.
+    """
+    from tfrepro.inspect.checks import FAIL, gather, run_checks
+
+    checks = run_checks(gather(tracking_uri=tracking_uri))
+    if as_json:
+        click.echo(json.dumps({"ok": all(c.status != FAIL for c in checks),
+                               "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        from tfrepro.cli.show import use_color
+        from tfrepro.inspect.render import render_checks
+
+        click.echo(render_checks(checks, use_color()), nl=False)
+    if any(c.status == FAIL for c in checks):
+        from tfrepro.cli import exit_with  # lazy: tfrepro.cli imports this module
+
+        exit_with(1)

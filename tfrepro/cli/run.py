@@ -1,11 +1,123 @@
-"""`tfrepro run` (stub: to be written)."""
+"""`tfrepro run --image REF [options] -- CMD...`: run CMD in a container, recorded in MLflow.
+
+Order: validate options, resolve REF to its digest, create the MLflow run and record the
+launch, run the container by digest with MLFLOW_RUN_ID so the in-container callback
+resumes that run, stream its output, exit with its status.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
 import click
 
-from tfrepro.errors import UsageError
+from tfrepro.errors import ContainerFailed
+from tfrepro.replay import docker as D
+from tfrepro.replay import launch as L
+from tfrepro.replay import record as R
+from tfrepro.replay import spec as S
 
 
-@click.command(name="run", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args):
-    """Not implemented yet."""
-    raise UsageError("'tfrepro run' is not implemented yet")
+def _host_git():
+    """The repository the container will see, as recorded on this side (None outside git)."""
+    from tfrepro.fingerprint import collect
+
+    env = collect(("git",))
+    return env.git, env.reasons.get("git")
+
+
+def _git_tags(git) -> dict:
+    from tfrepro.environment import Environment
+
+    tags = Environment(git=git).to_tags()
+    return {k: v for k, v in tags.items() if k.startswith(("tfrepro.git.", "mlflow.source.git.")) or k == "tfrepro.workdir"}
+
+
+def image_tags(resolved: D.Resolved) -> dict:
+    tags = {
+        "tfrepro.image.ref": resolved.ref,
+        "tfrepro.image.digest": resolved.digest,
+        "tfrepro.image.id": resolved.image_id,
+        "tfrepro.image.digest_source": "launcher",
+        "tfrepro.replayable": "registry" if resolved.digest else "host-only",
+        "mlflow.docker.image.uri": resolved.digest or resolved.ref,
+        "mlflow.docker.image.id": resolved.image_id,
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+@click.command(name="run", context_settings={"allow_interspersed_args": False})
+@click.option("--image", required=True, help="Image reference; it is run by its registry digest.")
+@click.option("--gpus", default="none", show_default=True, help="all, a count, or none.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro]", help="Extra bind mount.")
+@click.option("--shm-size", help="e.g. 1g (NGC images want more than docker's 64m).")
+@click.option("--memory", help="Memory limit, e.g. 32g.")
+@click.option("-e", "--env", "env_items", multiple=True, metavar="K=V", help="Environment variable (secret values are never recorded).")
+@click.option("--workdir", default=S.DEFAULT_WORKDIR, show_default=True, help="Where the repository is mounted.")
+@click.option("--experiment", help="MLflow experiment name (created if missing).")
+@click.option("--run-name", help="MLflow run name.")
+@click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
+@click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
+            mount_docker_socket, cmd):
+    """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
+    S.check_image_ref(image)
+    gpus = S.parse_gpus(gpus)
+    mounts = [S.parse_mount(v, mount_docker_socket) for v in volumes]
+    if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
+        mounts.append(S.Mount(S.DOCKER_SOCKETS[0], S.DOCKER_SOCKETS[0], False, "docker-socket"))
+    shm_size = S.parse_size(shm_size, "--shm-size")
+    memory = S.parse_size(memory, "--memory")
+    user_env = S.parse_env(env_items, os.environ)
+    workdir = S.check_container_path(workdir, "--workdir")
+    uri = L.tracking_uri(tracking_uri)
+
+    git, reason = _host_git()
+    if git is None:
+        L.warn("not in a git repository (%s): the run will not be replayable" % reason)
+    elif git.untracked:
+        L.warn("%d untracked file(s) are visible to the container but cannot be replayed" % len(git.untracked))
+    repo_root = git.root if git and git.root else os.getcwd()
+    subdir = git.workdir if git else "."
+
+    docker_client = D.connect()
+    resolved = D.resolve(docker_client, image)
+    if resolved.digest:
+        D.ensure_image(docker_client, resolved.digest)
+    else:
+        L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
+               % (image, resolved.image_id))
+
+    client = R.client(uri)
+    experiment_id = L.experiment_id(client, experiment)
+    container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
+    tags = image_tags(resolved)
+    tags.update(_git_tags(git) if git else {})
+    tags["tfrepro.command"] = json.dumps(list(cmd))
+    tags["tfrepro.workdir"] = subdir
+    run_id = L.create_run(client, experiment_id, run_name, tags)
+    try:
+        env = dict(user_env)
+        env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
+                                 resolved.image_id, os.environ))
+        spec = S.LaunchSpec(
+            image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
+            mounts=(S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts,
+            env=env, gpus=gpus, shm_size=shm_size, memory=memory, labels={"tfrepro.run_id": run_id},
+        )
+        record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
+        L.record_launch(client, run_id, record, S.launch_tags(record))
+        if git and git.patch:
+            L.log_text(client, run_id, git.patch, R.GIT_PATCH)
+        hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
+        L.info("run %s\n  %s" % (run_id, shlex.join(S.docker_argv(spec, hidden))))
+        status = L.run_container(docker_client, spec)
+    except BaseException:
+        L.finish(client, run_id, 1)
+        raise
+    L.finish(client, run_id, status)
+    L.info("run %s exited with status %d" % (run_id, status))
+    if status:
+        raise ContainerFailed(status)

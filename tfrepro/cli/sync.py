@@ -1,11 +1,56 @@
-"""`tfrepro sync` (stub: to be written)."""
+"""`tfrepro sync`: upload runs left in the local spool (tracking server was down)."""
+from __future__ import annotations
+
+import os
+
 import click
 
-from tfrepro.errors import UsageError
+from tfrepro.errors import TrackingError, UsageError
 
 
-@click.command(name="sync", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args):
-    """Not implemented yet."""
-    raise UsageError("'tfrepro sync' is not implemented yet")
+@click.command(name="sync")
+@click.argument("runs", nargs=-1)
+@click.option("--spool-dir", metavar="DIR", help="Spool directory (default: $TFREPRO_SPOOL_DIR, else ~/.cache/tfrepro/spool).")
+@click.option("--tracking-uri", metavar="URI", help="Upload here instead of the server each run recorded.")
+@click.option("--list", "list_only", is_flag=True, help="Only list what is waiting; upload nothing.")
+def command(runs, spool_dir, tracking_uri, list_only):
+    """Upload spooled runs (all, or the given run ids / spool files), each point once."""
+    from tfrepro.tracking import spool
+    from tfrepro.tracking.sync import sync_all
+
+    directory = spool.spool_dir(spool_dir)
+    paths = [_resolve(directory, r) for r in runs] if runs else spool.pending_files(directory)
+    if not paths:
+        click.echo("nothing to sync in %s" % directory)
+        return
+    if list_only:
+        for p in paths:
+            header = spool.read_header(p)
+            click.echo("%s  run %s  %s  %d bytes" % (p, header.get("run_id"), header.get("tracking_uri"), os.path.getsize(p)))
+        return
+    failures = []
+    for r in sync_all(directory, paths, tracking_uri):
+        name = os.path.basename(r.path)
+        if r.failure:
+            failures.append(r.failure)
+            click.echo("%s: not uploaded: %s" % (name, r.failure), err=True)
+        elif r.skipped_reason:
+            click.echo("%s: skipped (%s)" % (name, r.skipped_reason))
+        else:
+            c = r.counts
+            click.echo("%s -> run %s%s: %d points (%d already there), %d params, %d tags, %d files"
+                       % (name, r.run_id, " (created)" if r.created else "", c.get("points", 0),
+                          c.get("skipped", 0), c.get("params", 0), c.get("tags", 0), c.get("files", 0)))
+            for e in r.errors:
+                click.echo("%s: rejected by the server: %s" % (name, e), err=True)
+    if failures:
+        raise TrackingError("%d of %d spool files not uploaded: %s" % (len(failures), len(paths), failures[0]))
+
+
+def _resolve(directory, run):
+    if os.path.isfile(run):
+        return run
+    path = os.path.join(directory, run + ".jsonl")
+    if not os.path.isfile(path):
+        raise UsageError("no spooled run %r in %s" % (run, directory))
+    return path

@@ -2,7 +2,8 @@
 
 Each source module has `query()` (the only I/O, lazy imports), `parse(raw)` (pure)
 and `collect()`. A source that does not apply raises NotApplicable(reason); any
-other failure is recorded too. collect() never raises.
+other failure is recorded too. A source's collect() may also return
+(section, reason) when it answered only in part. collect() never raises.
 """
 from __future__ import annotations
 
@@ -24,13 +25,17 @@ def collect(sources: Iterable[str] = SOURCES) -> Environment:
     for name in sources:
         try:
             module = importlib.import_module("tfrepro.fingerprint." + name)
-            sections[name] = module.collect()
+            section = module.collect()
+            reason = None
+            if isinstance(section, tuple):
+                section, reason = section
+            sections[name] = section
         except NotApplicable as exc:
             reasons[name] = str(exc)
         except Exception as exc:  # one broken source must never break the others
             reasons[name] = "%s: %s" % (type(exc).__name__, exc)
         else:
-            reason = getattr(sections[name], "reason", None)
+            reason = reason or getattr(section, "reason", None)
             if reason:
                 reasons[name] = reason
     from tfrepro import __version__

@@ -4,87 +4,224 @@ Contract (the callback relies on it):
     session = TrackingSession.open(experiment_name=None, run_name=None)
         uses the active MLflow run if there is one, else starts one (MLFLOW_RUN_ID resumes
         the run a launcher created); `session.started_run` says whether close() ends it.
+        Bounded: when the server does not answer within a few seconds the run gets a local
+        id (`local-<uuid>`) and everything is spooled for `tfrepro sync`.
     session.run_id                      real MLflow run id (or a local id while the server is down)
     session.log_params(dict) / set_tags(dict)
-    session.log_metrics(dict, step)     must not block the training thread on the network
+    session.log_metrics(dict, step)     a put_nowait: never blocks the training thread on the network
     session.log_text(text, artifact_file) / log_artifacts(local_dir, artifact_path)
     session.flush(timeout) -> seconds spent
     session.close(status="FINISHED")    flush, then end the run only if this session started it
 Every method swallows tracking failures (recorded in `session.errors`, warned once).
+Also: `session.online` (last upload attempt reached the server), `session.spool_path`,
+`session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it).
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import tempfile
 import time
+import uuid
 from typing import Dict, List, Optional
+
+from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
+from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
 log = logging.getLogger("tfrepro")
 
+FLUSH_TAG = "tfrepro.flush_seconds"  # seconds close() spent flushing the queue
+FLUSH_TIMEOUT = 10.0
+FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
+
 
 class TrackingSession:
-    def __init__(self, run_id: str, started_run: bool):
-        self.run_id = run_id
+    def __init__(self, run_id: str, started_run: bool, writer: Writer, fluent: bool = False):
+        self._local_id = run_id
         self.started_run = started_run
-        self.errors: List[str] = []
+        self.has_fluent_run = fluent
+        self._writer = writer
+        self._errors: List[str] = []
+        self._closed = False
 
     @classmethod
-    def open(cls, experiment_name: Optional[str] = None, run_name: Optional[str] = None) -> "TrackingSession":
-        import mlflow
-
-        active = mlflow.active_run()
-        if active:
-            return cls(active.info.run_id, started_run=False)
-        if experiment_name:
-            mlflow.set_experiment(experiment_name)
-        run = mlflow.start_run(run_name=run_name)
-        return cls(run.info.run_id, started_run=True)
-
-    def _guard(self, what, fn, *args, **kwargs):
+    def open(cls, experiment_name: Optional[str] = None, run_name: Optional[str] = None, *,
+             spool_dir: Optional[str] = None, queue_size: int = QUEUE_SIZE,
+             upload_interval: float = UPLOAD_INTERVAL) -> "TrackingSession":
+        errors: List[str] = []
+        backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
         try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not self.errors:
-                log.warning("tfrepro: tracking failed (%s): %s; training goes on", what, exc)
-            self.errors.append("%s: %s" % (what, exc))
-
-    def _client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient()
-
-    def log_params(self, params: Dict[str, object]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self._guard("log params", self._client().log_batch, self.run_id, params=items[i : i + 100])
-
-    def set_tags(self, tags: Dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        for i in range(0, len(items), 100):
-            self._guard("set tags", self._client().log_batch, self.run_id, tags=items[i : i + 100])
-
-    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        self._guard("log metrics", self._client().log_batch, self.run_id, metrics=items)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._guard("log " + artifact_file, self._client().log_text, self.run_id, text, artifact_file)
-
-    def log_artifacts(self, local_dir: str, artifact_path: Optional[str] = None) -> None:
-        self._guard("log artifacts", self._client().log_artifacts, self.run_id, local_dir, artifact_path)
-
-    def flush(self, timeout: float = 10.0) -> float:
-        return 0.0
-
-    def close(self, status: str = "FINISHED") -> None:
-        self.flush()
-        if self.started_run:
             import mlflow
 
-            self._guard("end run", mlflow.end_run, status)
+            from tfrepro.tracking.backend import backend_for, short_http
+
+            uri = mlflow.get_tracking_uri()
+            backend = backend_for(uri)
+            active = mlflow.active_run()
+            if active:
+                run_id, started, online, fluent = active.info.run_id, False, True, True
+            elif backend.reachable():
+                try:
+                    with short_http():
+                        if experiment_name:
+                            mlflow.set_experiment(experiment_name)
+                        run_id = mlflow.start_run(run_name=run_name).info.run_id
+                    online, fluent = True, True
+                except Exception as exc:
+                    errors.append("start run: %s" % exc)
+        except Exception as exc:  # no mlflow, a bad URI, ...: spool only
+            errors.append("tracking: %s" % exc)
+        if run_id is None:
+            run_id = os.environ.get("MLFLOW_RUN_ID") or LOCAL_PREFIX + uuid.uuid4().hex
+            log.warning("tfrepro: tracking server %s unreachable; run %s is spooled locally "
+                        "(upload later with `tfrepro sync`)", uri, run_id)
+        header = _header(run_id, experiment_name, run_name, uri)
+        writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
+        session = cls(run_id, started, writer, fluent)
+        session._errors.extend(errors)
+        return session
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        uploader = self._writer.uploader
+        return (uploader.run_id if uploader is not None else None) or self._local_id
+
+    @property
+    def online(self) -> bool:
+        return self._writer.online
+
+    @property
+    def spool_path(self) -> str:
+        return self._writer.spool.path
+
+    @property
+    def errors(self) -> List[str]:
+        uploader = self._writer.uploader
+        return self._errors + self._writer.errors + (uploader.errors if uploader is not None else [])
+
+    # -- logging ---------------------------------------------------------------------
+    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+        if not self._closed:
+            self._writer.put((step, int(time.time() * 1000), dict(metrics)))
+
+    def _put(self, record: Dict) -> None:
+        if self._closed:
+            return
+        try:
+            self._writer.put((None, record))
+        except Exception as exc:
+            self._error("spool", exc)
+
+    def log_params(self, params: Dict[str, object]) -> None:
+        self._put({"params": {str(k): str(v) for k, v in params.items()}})
+
+    def set_tags(self, tags: Dict[str, str]) -> None:
+        self._put({"tags": {str(k): str(v) for k, v in tags.items()}})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._put({"text": text, "file": artifact_file})
+
+    def log_artifacts(self, local_dir: str, artifact_path: Optional[str] = None) -> None:
+        """Uploaded now when the server is up (the directory may be temporary); else spooled
+        by path, for `sync` to upload if the directory still exists then."""
+        uploader = self._writer.uploader
+        if uploader is not None and self.online and uploader.run_id:
+            try:
+                from tfrepro.tracking.backend import short_http
+
+                with short_http(timeout=60, retries=1):  # fail in seconds, not minutes, if it is down
+                    uploader.backend.log_artifacts(uploader.run_id, local_dir, artifact_path)
+                return
+            except Exception as exc:
+                self._error("log artifacts", exc)
+        self._put({"artifacts": os.path.abspath(local_dir), "path": artifact_path})
+
+    def _error(self, what, exc):
+        if not self.errors:
+            log.warning("tfrepro: tracking failed (%s): %s; training goes on", what, exc)
+        self._errors.append("%s: %s" % (what, exc))
+
+    # -- ending ----------------------------------------------------------------------
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> float:
+        """Wait up to `timeout` s for everything logged so far to reach the server (returns
+        early when the server is down: it is all in the spool). Returns seconds spent."""
+        start = time.monotonic()
+        try:
+            self._writer.flush(timeout)
+        except Exception as exc:
+            self._error("flush", exc)
+        return time.monotonic() - start
+
+    def close(self, status: str = "FINISHED", timeout: float = FLUSH_TIMEOUT) -> None:
+        if self._closed:
+            return
+        seconds = self.flush(timeout)
+        log.info("tfrepro: tracking flushed in %.3f s", seconds)
+        self.set_tags({FLUSH_TAG: "%.3f" % seconds})
+        self._writer.flush(0, wait=False)  # the tag goes up while we end the run
+        ended = False
+        if self.has_fluent_run and self.started_run:
+            ended = self._end_fluent_run(status)
+        if self.started_run and not ended:
+            self._put({"end": status, "end_time": int(time.time() * 1000)})
+        self._closed = True
+        try:
+            done = self._writer.close(FINAL_TIMEOUT)
+        except Exception as exc:
+            self._error("close", exc)
+            done = False
+        if not done:
+            log.warning("tfrepro: run %s is not fully uploaded; its points are in %s: "
+                        "run `tfrepro sync` when the server is back", self.run_id, self.spool_path)
+
+    def _end_fluent_run(self, status: str) -> bool:
+        """End the MLflow active run. Fails fast when the server is down (the run is still
+        popped from MLflow's stack, and the spooled end record lets `sync` finish it)."""
+        import mlflow
+
+        from tfrepro.tracking.backend import short_http
+
+        active = mlflow.active_run()
+        if not active or active.info.run_id != self._local_id:
+            return False
+        up = self.online
+        try:
+            with short_http(timeout=5 if up else 1):
+                mlflow.end_run(status)
+            return True
+        except Exception as exc:
+            if up:
+                self._error("end run", exc)
+            return False
+
+
+def _header(run_id, experiment_name, run_name, uri) -> Dict:
+    header = {
+        "run_id": run_id, "experiment_name": experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
+        "experiment_id": None if experiment_name else os.environ.get("MLFLOW_EXPERIMENT_ID"),
+        "run_name": run_name, "tracking_uri": uri, "start_time": int(time.time() * 1000),
+        "cwd": os.getcwd(), "host": socket.gethostname(), "pid": os.getpid(),
+    }
+    if run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
+        try:
+            from mlflow.tracking.context.registry import resolve_tags
+
+            header["tags"] = resolve_tags({"mlflow.runName": run_name} if run_name else {})
+        except Exception:
+            header["tags"] = {}
+    return header
+
+
+def _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online) -> Writer:
+    directory = spool_mod.spool_dir(spool_dir)
+    try:
+        spool = spool_mod.SpoolFile(directory, run_id, header)
+    except OSError as exc:  # unwritable cache dir: the temp dir still beats losing points
+        fallback = os.path.join(tempfile.gettempdir(), "tfrepro-spool")
+        log.warning("tfrepro: cannot spool to %s (%s); using %s", directory, exc, fallback)
+        spool = spool_mod.SpoolFile(fallback, run_id, header)
+    uploader = RunUploader(backend, header) if backend is not None else None
+    return Writer(spool, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)

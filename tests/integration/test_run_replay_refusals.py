@@ -1,0 +1,165 @@
+"""Bad input to `tfrepro run` / `tfrepro replay`: one line on stderr, non-zero, nothing run.
+
+A real MLflow server holds hand-made records; none of these tests needs a Docker daemon
+(each one must fail before anything would run).
+"""
+import json
+import os
+
+import pytest
+
+from tests.conftest import git
+from tfrepro.cli import main
+
+DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
+PWNED = "/tmp/tfrepro-pwned-test"
+
+
+@pytest.fixture
+def client(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def make_run(client, git_repo, monkeypatch):
+    """A finished run with a valid tfrepro record for git_repo's HEAD; overrides per test."""
+    monkeypatch.chdir(git_repo)
+    commit = git(git_repo, "rev-parse", "HEAD")
+
+    def make(tags=None, drop=(), patch=None, launch=None):
+        values = {
+            "tfrepro.schema": "1",
+            "tfrepro.image.digest": DIGEST_REF,
+            "tfrepro.git.commit": commit,
+            "tfrepro.git.dirty": "true" if patch else "false",
+            "tfrepro.git.remote": str(git_repo),
+            "tfrepro.command": json.dumps(["python", "train.py"]),
+            "tfrepro.workdir": ".",
+        }
+        values.update(tags or {})
+        for key in drop:
+            values.pop(key)
+        run = client.create_run("0", tags=values)
+        if patch:
+            client.log_text(run.info.run_id, patch, "tfrepro/git.patch")
+        if launch:
+            client.log_text(run.info.run_id, json.dumps(launch), "tfrepro/launch.json")
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    return make
+
+
+def one_error(capsys, code, expected_code=2):
+    """Exactly one error line; anything else on stderr is tfrepro's own progress or warnings."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("tfrepro: error: ")]
+    assert code == expected_code, err
+    assert "Traceback" not in err
+    assert len(errors) == 1 and all(line.startswith("tfrepro: ") for line in lines), err
+    return errors[0]
+
+
+def test_unknown_run_id(tracking_uri, capsys):
+    line = one_error(capsys, main(["replay", "0123456789abcdef0123456789abcdef", "--yes"]))
+    assert "not found" in line
+
+
+def test_run_without_a_tfrepro_record(client, capsys):
+    run = client.create_run("0", tags={"team": "x"})
+    line = one_error(capsys, main(["replay", run.info.run_id, "--yes"]))
+    assert "no tfrepro record" in line
+
+
+@pytest.mark.parametrize("tags,drop,message", [
+    ({"tfrepro.image.digest": "127.0.0.1:5555/tfrepro-test@sha256:deadbeef"}, (), "malformed image digest"),
+    ({}, ("tfrepro.image.digest",), "no image digest"),
+    ({}, ("tfrepro.git.commit",), "no git commit"),
+    ({}, ("tfrepro.command",), "no command"),
+    ({"tfrepro.command": "python train.py; touch " + PWNED}, (), "not a JSON list of strings"),
+    ({"tfrepro.workdir": "../.."}, (), "stay inside"),
+])
+def test_bad_tags(make_run, capsys, tags, drop, message):
+    line = one_error(capsys, main(["replay", make_run(tags, drop), "--yes", "--gpus", "none"]))
+    assert message in line
+
+
+def test_metacharacters_are_shown_quoted_and_never_run(make_run, capsys):
+    payload = ["python", "-c", "print(1)", "; touch " + PWNED]
+    run_id = make_run({"tfrepro.command": json.dumps(payload)})
+    assert main(["replay", run_id, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "'; touch %s'" % PWNED in out and "@sha256:" in out
+    assert not os.path.exists(PWNED)
+
+
+def test_gpu_run_on_a_host_without_gpus(make_run, capsys):
+    run_id = make_run({"tfrepro.gpu.count": "1", "tfrepro.gpu.name": "NVIDIA H200"},
+                      launch={"gpus": "all", "workdir": "/workspace"})
+    line = one_error(capsys, main(["replay", run_id, "--yes"]))
+    assert "--gpus none" in line
+    # --dry-run shows the plan and only warns
+    assert main(["replay", run_id, "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "--gpus all" in captured.out and "--gpus none" in captured.err
+
+
+def test_no_terminal_without_yes(make_run, capsys):
+    line = one_error(capsys, main(["replay", make_run(), "--gpus", "none"]))
+    assert "--yes" in line
+
+
+def test_commit_missing_from_repo_and_remote(make_run, capsys):
+    line = one_error(capsys, main(["replay", make_run({"tfrepro.git.commit": "f" * 40}), "--yes"]))
+    assert "is in neither" in line
+
+
+def test_patch_that_does_not_apply(make_run, capsys):
+    patch = ("diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
+             "@@ -1 +1 @@\n-print('not what is there')\n+print('x')\n")
+    line = one_error(capsys, main(["replay", make_run(patch=patch), "--yes"]))
+    assert "patch does not apply" in line
+
+
+def test_dirty_run_without_its_patch(make_run, capsys):
+    line = one_error(capsys, main(["replay", make_run({"tfrepro.git.dirty": "true"}), "--yes"]))
+    assert "patch" in line
+
+
+def test_replay_without_a_docker_daemon(make_run, capsys, monkeypatch):
+    run_id = make_run()
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    line = one_error(capsys, main(["replay", run_id, "--yes"]))
+    assert "cannot reach the Docker daemon" in line
+
+
+def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, monkeypatch):
+    monkeypatch.chdir(git_repo)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    experiment = "refusals-no-daemon"
+    line = one_error(capsys, main(["run", "--image", "127.0.0.1:5555/tfrepro-test:latest", "--experiment",
+                                   experiment, "--", "python", "train.py"]))
+    assert "cannot reach the Docker daemon" in line
+    assert client.get_experiment_by_name(experiment) is None
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gpus", "lots"], "--gpus"),
+    (["-v", "/var/run/docker.sock:/var/run/docker.sock"], "--mount-docker-socket"),
+    (["-v", "relative:dir:/x"], "SRC:DST"),
+    (["--memory", "a lot"], "--memory"),
+    (["-e", "NOT_SET_ANYWHERE_XYZ"], "not set"),
+    (["--workdir", "relative"], "--workdir"),
+])
+def test_run_bad_options(git_repo, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(git_repo)
+    argv = ["run", "--image", "127.0.0.1:5555/tfrepro-test:latest"] + args + ["--", "python", "train.py"]
+    assert message in one_error(capsys, main(argv))
+
+
+def test_run_bad_image_reference(capsys):
+    line = one_error(capsys, main(["run", "--image", "--privileged", "--", "true"]))
+    assert "image reference" in line

@@ -1,0 +1,106 @@
+"""The environment is comparable in the real MLflow UI, with no extra step.
+
+A real `mlflow server`, two runs logged the way tfrepro logs them (tags from to_tags() plus
+tfrepro/environment.json), and MLflow's own compare page in headless Chromium (Debian's
+package, driven by Playwright). Saves docs/mlflow-compare.png. Needs scripts/ui-deps.sh.
+"""
+import json
+import os
+import shutil
+import tempfile
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import missing
+from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
+
+CHROMIUM = os.environ.get("TFREPRO_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "mlflow-compare.png")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser_page():
+    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
+        missing("chromium is not installed (run scripts/ui-deps.sh)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (run scripts/ui-deps.sh)")
+    profile = tempfile.mkdtemp(prefix="tfrepro-chromium-")
+    try:
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1100})
+            try:
+                yield context.pages[0] if context.pages else context.new_page()
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _log_runs(experiment_name):
+    """Two runs logged as tfrepro logs them: start_run, to_tags(), tfrepro/environment.json."""
+    import mlflow
+
+    experiment = mlflow.set_experiment(experiment_name)
+    envs = {"ngc-a": make_env(), "ngc-b": make_env(digest=DIGEST_B, packages=PACKAGES_B)}
+    ids = {}
+    for name, env in envs.items():
+        with mlflow.start_run(run_name=name) as run:
+            mlflow.set_tags(env.to_tags())
+            mlflow.log_text(env.to_json(), "tfrepro/environment.json")
+            mlflow.log_param("epochs", 2)
+            mlflow.log_metric("loss", 0.34 if name == "ngc-a" else 0.35)
+            ids[name] = run.info.run_id
+    return experiment.experiment_id, ids, envs
+
+
+def _close_assistant(page):
+    close = page.get_by_role("button", name="Close")
+    if close.count():
+        close.first.click()
+
+
+def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page):
+    experiment_id, ids, envs = _log_runs("ui-compare")
+    assert PACKAGES_A != PACKAGES_B and envs["ngc-a"].to_tags()["tfrepro.image.digest"] == DIGEST_A
+    page = browser_page
+
+    # 1. MLflow's compare page (route getCompareRunPageRoute): /#/compare-runs?runs=[..]&experiments=[..]
+    page.goto("%s/#/compare-runs?runs=%s&experiments=%s" % (
+        tracking_uri, json.dumps([ids["ngc-a"], ids["ngc-b"]]), json.dumps([experiment_id])))
+    digest_row = page.get_by_text("tfrepro.image.digest", exact=True).first
+    digest_row.wait_for(timeout=60000)
+    page.get_by_text(DIGEST_B).first.wait_for(state="attached", timeout=30000)
+    text = page.inner_text("body")
+    for key in ("tfrepro.image.digest", "tfrepro.image.ref", "tfrepro.git.commit", "tfrepro.gpu.name",
+                "tfrepro.gpu.driver", "tfrepro.cuda.build", "tfrepro.tf.version", "tfrepro.tf.determinism"):
+        assert key in text, key
+    assert DIGEST_A in text and DIGEST_B in text
+    assert "NVIDIA H200" in text and "580.159.04" in text
+    _close_assistant(page)
+    page.get_by_text("Show diff only").last.scroll_into_view_if_needed()  # the Tags section
+    digest_row.scroll_into_view_if_needed()  # within the tags table's own scroll box
+    page.wait_for_timeout(1000)  # let the table settle before the screenshot
+    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+    page.screenshot(path=SCREENSHOT)
+
+    # 2. The run page: the commit shows under Source (from mlflow.source.git.commit).
+    page.goto("%s/#/experiments/%s/runs/%s" % (tracking_uri, experiment_id, ids["ngc-a"]))
+    page.get_by_text(envs["ngc-a"].git.commit[:7]).first.wait_for(state="attached", timeout=60000)
+
+    # 3. The run table filters on the tags: only the run with image B matches.
+    search = "tags.`tfrepro.image.digest` = '%s'" % DIGEST_B
+    page.goto("%s/#/experiments/%s/runs?%s" % (tracking_uri, experiment_id, urlencode({"searchFilter": search})))
+    page.get_by_text("1 matching run").first.wait_for(state="attached", timeout=60000)
+    page.get_by_text("ngc-b").first.wait_for(state="attached", timeout=30000)
+    text = page.inner_text("body")
+    assert "ngc-b" in text and "ngc-a" not in text

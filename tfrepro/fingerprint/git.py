@@ -1,0 +1,190 @@
+"""Git source: commit, branch, remote, dirty flag, the uncommitted patch and untracked files.
+
+Uses the `git` CLI (one `status --porcelain=v2` answers commit, branch, dirty and untracked;
+`diff HEAD` runs only when the tree is dirty). Python 3.8 compatible.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from tfrepro.environment import GitInfo
+from tfrepro.fingerprint import NotApplicable
+
+TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
+MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
+
+
+def _start(git: str, args: List[str], cwd: str) -> subprocess.Popen:
+    # LC_ALL=C keeps messages parseable; GIT_OPTIONAL_LOCKS=0 stops status from writing the index.
+    env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
+    # An absolute executable, no cwd= and close_fds=False let Python 3.8 use posix_spawn
+    # instead of fork(): forking a process that holds TensorFlow costs tens of ms per call.
+    return subprocess.Popen([git, "-C", cwd] + args, env=env, close_fds=False,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finish(proc: subprocess.Popen) -> Tuple[int, bytes, bytes]:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+def query(cwd: Optional[str] = None) -> Dict[str, object]:
+    """Run the few git commands needed (the first three at once); return their raw outputs."""
+    import shutil
+
+    cwd = cwd or os.getcwd()
+    git = shutil.which("git")
+    if not git:
+        raise NotApplicable("git not installed")
+    top = _start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd)
+    status = _start(git, ["-c", "status.renames=false", "status", "--porcelain=v2", "--branch", "-z",
+                          "--untracked-files=all"], cwd)
+    remotes = _start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd)
+    code, out, err = _finish(top)
+    status_result, remotes_result = _finish(status), _finish(remotes)
+    if code != 0:
+        message = err.decode("utf-8", "replace").strip()
+        if "not a git repository" in message:
+            raise NotApplicable("not a git repository: %s" % cwd)
+        dubious = re.search(r"dubious ownership in repository at '(.*)'", message)
+        if dubious:  # typical for a checkout bind-mounted into a container
+            raise NotApplicable("git refuses %s (owned by another user): run `git config --global --add "
+                                "safe.directory %s` first" % (dubious.group(1), dubious.group(1)))
+        raise NotApplicable("git failed: %s" % _first_line(err))
+    if status_result[0] != 0:
+        raise NotApplicable("git status failed: %s" % _first_line(status_result[2]))
+    lines = out.decode("utf-8", "surrogateescape").split("\n")
+    raw = {
+        "cwd": cwd,
+        "root": lines[0],
+        "prefix": lines[1] if len(lines) > 1 else "",
+        "status": status_result[1].decode("utf-8", "surrogateescape"),
+        "remotes": remotes_result[1].decode("utf-8", "replace"),
+        "patch": "",
+    }
+    commit, _, changed, _ = parse_status(raw["status"])
+    if changed and commit:
+        paths = changed_paths(raw["status"])
+        # naming the changed paths spares git a second stat of the whole tree
+        spec = ["--"] + [":(literal)" + p for p in paths] if len(paths) <= MAX_PATHSPEC else []
+        diff = _finish(_start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0]))
+        raw["patch"] = diff[1].decode("utf-8", "surrogateescape")
+        if diff[0] != 0:
+            raw["error"] = "git diff failed, patch missing: %s" % _first_line(diff[2])
+    return raw
+
+
+def _first_line(stderr: bytes) -> str:
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def changed_paths(text: str) -> List[str]:
+    """Tracked paths in a porcelain v2 -z status (both sides of a rename)."""
+    paths: List[str] = []
+    entries = text.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        fields = {"1": 8, "2": 9, "u": 10}.get(entry[:1]) if entry[1:2] == " " else None
+        if fields:
+            paths.append(entry.split(" ", fields)[-1])
+            if entry.startswith("2 ") and i < len(entries):
+                paths.append(entries[i])
+                i += 1
+    return paths
+
+
+def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[str, ...]]:
+    """`git status --porcelain=v2 --branch -z` -> (commit, branch, tracked changes?, untracked)."""
+    commit = branch = None
+    changed = False
+    untracked = []
+    entries = text.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if entry.startswith("# branch.oid "):
+            oid = entry[len("# branch.oid "):]
+            commit = None if oid == "(initial)" else oid
+        elif entry.startswith("# branch.head "):
+            head = entry[len("# branch.head "):]
+            branch = None if head == "(detached)" else head
+        elif entry.startswith("? "):
+            untracked.append(entry[2:])
+        elif entry[:2] in ("1 ", "2 ", "u "):
+            changed = True
+            if entry.startswith("2 "):
+                i += 1  # a rename/copy entry is followed by its original path
+    return commit, branch, changed, tuple(sorted(untracked))
+
+
+def strip_credentials(url: str) -> str:
+    """Drop user:password from http(s) URLs and the password from others; keep scp-style ssh."""
+    if "://" not in url:
+        return url  # git@host:org/repo.git or a local path
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if parts.scheme in ("http", "https"):
+        netloc = host
+    else:
+        netloc = userinfo.split(":", 1)[0] + "@" + host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def pick_remote(config_output: str) -> Optional[str]:
+    """`git config --get-regexp remote.*.url` -> origin's URL, else the first remote's."""
+    urls = {}
+    for line in config_output.splitlines():
+        key, _, value = line.partition(" ")
+        match = re.match(r"remote\.(.+)\.url$", key)
+        if match and value:
+            urls.setdefault(match.group(1), value.strip())
+    if not urls:
+        return None
+    return urls.get("origin") or next(iter(urls.values()))
+
+
+def parse(raw: Dict[str, object]) -> GitInfo:
+    commit, branch, changed, untracked = parse_status(str(raw.get("status") or ""))
+    patch = str(raw.get("patch") or "")
+    remote = pick_remote(str(raw.get("remotes") or ""))
+    prefix = str(raw.get("prefix") or "").rstrip("/")
+    digest = None
+    if patch:
+        import hashlib  # loads OpenSSL: only when there is a patch to hash
+
+        digest = hashlib.sha256(patch.encode("utf-8", "surrogateescape")).hexdigest()
+    return GitInfo(
+        commit=commit,
+        branch=branch,
+        remote_url=strip_credentials(remote) if remote else None,
+        dirty=changed,
+        patch_sha256=digest,
+        untracked=untracked,
+        root=str(raw.get("root") or "") or None,
+        workdir=prefix or ".",
+        patch=patch,
+    )
+
+
+def collect():
+    """GitInfo, or (GitInfo, reason) when the patch could not be taken."""
+    raw = query()
+    info = parse(raw)
+    return (info, raw["error"]) if raw.get("error") else info

@@ -1,0 +1,294 @@
+"""`tfrepro doctor`: is this machine ready to record and replay runs?
+
+gather() does all the I/O into a Facts value; each check_* is a pure function over Facts,
+so the checks are tested with recorded facts (e.g. the H200 fixture), no GPU needed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from tfrepro.environment import ContainerInfo, GpuInfo
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+# TensorFlow 2.9's pins (its setup.py): numpy>=1.20, protobuf>=3.9.2,<3.20
+RANGES = {"numpy": ("1.20", "1.24"), "protobuf": ("3.9.2", "3.20")}
+DOCTOR_EXPERIMENT = "tfrepro-doctor"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | warn | fail | skip
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Facts:
+    tf_version: Optional[str] = None
+    tf_error: Optional[str] = None  # why `import tensorflow` failed
+    tf_cuda_build: Optional[str] = None  # "11.2"
+    tf_cudnn_build: Optional[str] = None
+    tf_gpus: int = 0
+    gpu: Optional[GpuInfo] = None
+    gpu_reason: Optional[str] = None
+    versions: Dict[str, Optional[str]] = field(default_factory=dict)  # distribution -> version
+    docker_runtimes: Optional[Tuple[str, ...]] = None  # None: daemon not reachable
+    docker_error: Optional[str] = None
+    container: Optional[ContainerInfo] = None
+    container_reason: Optional[str] = None
+    tracking_uri: str = ""
+    tracking_error: Optional[str] = None  # None: reachable and writable
+    git_root: Optional[str] = None
+    git_changes: Tuple[str, ...] = ()  # `git status --porcelain` lines
+    git_error: Optional[str] = None
+
+
+def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
+    """"1.23.5" -> (1, 23, 5); "3.19.6rc1" -> (3, 19, 6); unparsable -> ()."""
+    parts = []
+    for piece in (text or "").split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def cuda_int(text: Optional[str]) -> Optional[int]:
+    """"11.2" -> 11020, NVML's form."""
+    v = version_tuple(text)
+    return v[0] * 1000 + (v[1] if len(v) > 1 else 0) * 10 if v else None
+
+
+# ---- checks: pure ----------------------------------------------------------------------------
+
+def check_tensorflow(f: Facts) -> Check:
+    if f.tf_error:
+        return Check("tensorflow", FAIL, "TensorFlow does not import: %s" % f.tf_error,
+                     "pip install 'tensorflow==2.9.*' (or run inside nvcr.io/nvidia/tensorflow:22.07-tf2-py3)")
+    built = ", ".join(x for x in (f.tf_cuda_build and "CUDA " + f.tf_cuda_build,
+                                  f.tf_cudnn_build and "cuDNN " + f.tf_cudnn_build) if x)
+    message = "TensorFlow %s imports%s" % (f.tf_version, " (built with %s)" % built if built else "")
+    if version_tuple(f.tf_version)[:2] != (2, 9):
+        return Check("tensorflow", WARN, message + "; tfrepro targets 2.9", "pip install 'tensorflow==2.9.*'")
+    return Check("tensorflow", PASS, message)
+
+
+def check_gpus(f: Facts) -> Check:
+    nvml = f.gpu.count if f.gpu else 0
+    if f.tf_error:
+        return Check("gpus", SKIP, "TensorFlow does not import")
+    if not nvml:
+        reason = (f.gpu.reason if f.gpu else None) or f.gpu_reason or "no GPU"
+        if f.tf_gpus:
+            return Check("gpus", WARN, "TensorFlow sees %d GPU(s) but NVML none (%s)" % (f.tf_gpus, reason),
+                         "install nvidia-ml-py, or check the NVIDIA driver")
+        return Check("gpus", WARN, "no NVIDIA GPU (%s): runs here train on the CPU" % reason,
+                     "run on a GPU machine, with `docker run --gpus all` when in a container")
+    if f.tf_gpus == nvml:
+        return Check("gpus", PASS, "TensorFlow sees the %d GPU(s) NVML sees" % nvml)
+    if f.tf_gpus == 0:
+        return Check("gpus", FAIL, "NVML sees %d GPU(s), TensorFlow none" % nvml,
+                     "TensorFlow cannot load CUDA/cuDNN or is a CPU build: use the NGC image "
+                     "or a CUDA 11.2 + cuDNN 8.1 install matching tensorflow 2.9")
+    visible = f.gpu.cuda_visible_devices if f.gpu else None
+    if visible is not None:
+        return Check("gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)"
+                     % (f.tf_gpus, nvml, visible))
+    return Check("gpus", WARN, "TensorFlow sees %d GPU(s), NVML %d" % (f.tf_gpus, nvml),
+                 "check NVIDIA_VISIBLE_DEVICES / --gpus and the MIG setup")
+
+
+def check_driver_cuda(f: Facts) -> Check:
+    if not f.gpu or not f.gpu.count:
+        return Check("driver/cuda", SKIP, "no GPU driver to check")
+    need = cuda_int(f.tf_cuda_build)
+    have = f.gpu.cuda_driver_version
+    if not need or not have:
+        return Check("driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown"
+                     % (f.gpu.driver_version or "?"))
+    message = "driver %s supports CUDA %s; TensorFlow was built with CUDA %s" % (
+        f.gpu.driver_version, f.gpu.cuda_driver, f.tf_cuda_build)
+    if have >= need:
+        return Check("driver/cuda", PASS, message)
+    return Check("driver/cuda", FAIL, message,
+                 "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % f.tf_cuda_build)
+
+
+def check_versions(f: Facts) -> List[Check]:
+    out = []
+    for name, (low, high) in sorted(RANGES.items()):
+        have = f.versions.get(name)
+        wanted = ">=%s,<%s" % (low, high)
+        if not have:
+            out.append(Check(name, FAIL, "%s is not installed (TF 2.9 needs %s)" % (name, wanted),
+                             "pip install '%s%s'" % (name, wanted)))
+        elif version_tuple(low) <= version_tuple(have) < version_tuple(high):
+            out.append(Check(name, PASS, "%s %s is within TF 2.9's range %s" % (name, have, wanted)))
+        else:
+            out.append(Check(name, FAIL, "%s %s is outside TF 2.9's range %s" % (name, have, wanted),
+                             "pip install '%s%s'" % (name, wanted)))
+    return out
+
+
+def check_docker(f: Facts) -> Check:
+    in_container = bool(f.container and f.container.in_container)
+    if f.docker_runtimes is None:
+        where = "in a container: replay from the host" if in_container else "needed by run and replay"
+        return Check("docker", WARN if in_container else FAIL,
+                     "Docker daemon not reachable (%s): %s" % (f.docker_error or "no answer", where),
+                     "start dockerd, or set DOCKER_HOST; add your user to the docker group")
+    runtimes = ", ".join(f.docker_runtimes) or "none"
+    gpus = bool(f.gpu and f.gpu.count)
+    if gpus and "nvidia" not in f.docker_runtimes:
+        # `--gpus` can still work through the toolkit's hook, so this is a warning, not a failure
+        return Check("docker", WARN, "Docker is reachable but has no nvidia runtime (runtimes: %s)" % runtimes,
+                     "install nvidia-container-toolkit, then `nvidia-ctk runtime configure "
+                     "--runtime=docker` and restart dockerd")
+    return Check("docker", PASS, "Docker is reachable (runtimes: %s)" % runtimes)
+
+
+def check_tracking(f: Facts) -> Check:
+    if f.tracking_error:
+        return Check("tracking", FAIL, "%s: %s" % (f.tracking_uri, f.tracking_error),
+                     "start the server or set MLFLOW_TRACKING_URI (sqlite: a writable directory)")
+    return Check("tracking", PASS, "%s is reachable and writable" % f.tracking_uri)
+
+
+def check_git(f: Facts) -> Check:
+    if f.git_error or not f.git_root:
+        return Check("git", WARN, "not in a git repository (%s): runs record no commit"
+                     % (f.git_error or "no repository"), "run from a git checkout of your training code")
+    if f.git_changes:
+        return Check("git", WARN, "%s has %d uncommitted change(s): each run logs the patch "
+                     "(tfrepro/git.patch) and replay applies it" % (f.git_root, len(f.git_changes)),
+                     "commit to make runs point at a commit alone")
+    return Check("git", PASS, "%s is clean" % f.git_root)
+
+
+def check_image(f: Facts) -> Check:
+    c = f.container
+    if c is None:
+        return Check("image", WARN, "could not tell whether this is a container (%s)"
+                     % (f.container_reason or "unknown"), "start training with `tfrepro run`")
+    if not c.in_container:
+        return Check("image", WARN, "not in a container: runs started here record no image",
+                     "start training with `tfrepro run IMAGE -- python train.py`")
+    if c.image_digest:
+        return Check("image", PASS, "image digest known (%s): %s" % (c.digest_source, c.image_digest))
+    return Check("image", WARN, "in a container (%s) but the image digest is unknown"
+                 % (c.runtime or ", ".join(c.evidence) or "?"),
+                 "start it with `tfrepro run`, or mount /var/run/docker.sock read-only")
+
+
+def run_checks(f: Facts) -> List[Check]:
+    return ([check_tensorflow(f), check_gpus(f), check_driver_cuda(f)] + check_versions(f)
+            + [check_docker(f), check_tracking(f), check_git(f), check_image(f)])
+
+
+# ---- gather: the I/O ---------------------------------------------------------------------------
+
+def _tensorflow() -> Dict[str, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except Exception as exc:  # ImportError, or a broken CUDA library
+        return {"tf_error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")}
+    build = dict(tf.sysconfig.get_build_info())
+    return {"tf_version": tf.__version__, "tf_cuda_build": build.get("cuda_version"),
+            "tf_cudnn_build": build.get("cudnn_version"),
+            "tf_gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def _versions() -> Dict[str, Any]:
+    from importlib import metadata
+
+    out: Dict[str, Optional[str]] = {}
+    for name in RANGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return {"versions": out}
+
+
+def _docker() -> Dict[str, Any]:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            info = client.info()
+        finally:
+            client.close()
+        return {"docker_runtimes": tuple(sorted(info.get("Runtimes") or {}))}
+    except Exception as exc:
+        return {"docker_error": str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}
+
+
+def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    from tfrepro.inspect.record import quick_mlflow
+
+    with quick_mlflow():
+        import mlflow
+
+        uri = tracking_uri or mlflow.get_tracking_uri()
+        if uri.startswith("sqlite:"):
+            path = uri.split(":///", 1)[-1] if ":///" in uri else ""
+            folder = os.path.dirname(os.path.abspath(path)) if path else ""
+            if not folder or not os.path.isdir(folder):
+                return {"tracking_uri": uri, "tracking_error": "directory %s does not exist" % folder}
+            if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+                return {"tracking_uri": uri, "tracking_error": "%s is not writable" % (path or folder)}
+            return {"tracking_uri": uri}
+        try:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=uri)
+            found = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
+            experiment_id = found.experiment_id if found else client.create_experiment(DOCTOR_EXPERIMENT)
+            run = client.create_run(experiment_id, run_name="doctor-%s" % uuid.uuid4().hex[:8])
+            client.delete_run(run.info.run_id)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return {"tracking_uri": uri, "tracking_error": first[:200]}
+        return {"tracking_uri": uri}
+
+
+def _git(cwd: Optional[str] = None) -> Dict[str, Any]:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            return {"git_error": (top.stderr.strip().splitlines() or ["not a git repository"])[0]}
+        status = git("status", "--porcelain")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"git_error": str(exc)}
+    return {"git_root": top.stdout.strip(), "git_changes": tuple(status.stdout.splitlines())}
+
+
+def _fingerprint() -> Dict[str, Any]:
+    from tfrepro.fingerprint import collect
+
+    env = collect(["gpu", "container"])
+    return {"gpu": env.gpu, "gpu_reason": env.reasons.get("gpu"),
+            "container": env.container, "container_reason": env.reasons.get("container")}
+
+
+def gather(cwd: Optional[str] = None, tracking_uri: Optional[str] = None) -> Facts:
+    facts: Dict[str, Any] = {}
+    for part in (_fingerprint, _versions, _tensorflow, _docker, lambda: _tracking(tracking_uri),
+                 lambda: _git(cwd)):
+        facts.update(part())
+    return Facts(**facts)

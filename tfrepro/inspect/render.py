@@ -1,0 +1,225 @@
+"""Text output for show, diff and doctor: at most 100 columns, colour only when asked.
+
+Pure: every function returns a string; the CLI decides colour (a terminal and no NO_COLOR).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+import click
+
+from tfrepro.environment import Environment
+from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
+
+WIDTH = 100
+KEY_WIDTH = 22
+RANK_COLOURS = {"high": "red", "medium": "yellow", "low": None, "result": "cyan"}
+STATUS_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "skip": None}
+
+
+def paint(text: str, color: bool, **style: Any) -> str:
+    return click.style(text, **style) if color and any(style.values()) else text
+
+
+def shorten(text: str, width: int, other: str = "") -> str:
+    """Cut text to width keeping its head (digests and commits are known by their start),
+    or its tail when the head it shares with `other` would fill the width."""
+    if len(text) <= width:
+        return text
+    common = 0
+    while common < min(len(text), len(other)) and text[common] == other[common]:
+        common += 1
+    if other and common > width - 15:
+        return "..." + text[len(text) - (width - 3):]
+    return text[: width - 3] + "..."
+
+
+def wrap(text: str, width: int) -> List[str]:
+    """Hard-wrap at width, preferring spaces (digests and paths have none, so they split)."""
+    lines: List[str] = []
+    for paragraph in text.splitlines() or [""]:
+        while len(paragraph) > width:
+            cut = paragraph.rfind(" ", 0, width + 1)
+            cut = cut if cut > width // 2 else width
+            lines.append(paragraph[:cut].rstrip())
+            paragraph = paragraph[cut:].lstrip()
+        lines.append(paragraph)
+    return lines
+
+
+def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[str]:
+    """A titled block of `key  value` lines; a value too long for its column moves below."""
+    out = [paint(title, color, bold=True)]
+    indent = 2 + KEY_WIDTH + 1
+    for key, value in rows:
+        text = "-" if value is None or value == "" else str(value)
+        key_text = ("  %-" + str(KEY_WIDTH) + "s ") % key
+        if len(key) <= KEY_WIDTH and len(text) <= WIDTH - indent and "\n" not in text:
+            out.append(key_text + text)
+            continue
+        out.append("  " + key)
+        pad = 4 if len(text) <= WIDTH - 4 else 2
+        out.extend(" " * pad + line for line in wrap(text, WIDTH - pad))
+    return out
+
+
+def _when(ms: Optional[int]) -> Optional[str]:
+    if not ms:
+        return None
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _bytes(value: Optional[int]) -> Optional[str]:
+    return None if value is None else "%.1f GiB" % (value / (1 << 30))
+
+
+def _yes(value: Optional[bool]) -> Optional[str]:
+    return None if value is None else ("yes" if value else "no")
+
+
+def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[str, List[Tuple[str, Any]]]]:
+    c, g, gpu, tf, py, sysinfo, proc = (env.container, env.git, env.gpu, env.tensorflow, env.python,
+                                        env.system, env.process)
+    groups: List[Tuple[str, List[Tuple[str, Any]]]] = []
+    if c:
+        rows = [("ref", c.image_ref), ("digest", c.image_digest), ("id", c.image_id),
+                ("digest source", c.digest_source), ("in container", _yes(c.in_container)),
+                ("runtime", c.runtime), ("evidence", ", ".join(c.evidence) or None)]
+        rows += [(k, v) for k, v in sorted(c.ngc.items())]
+        groups.append(("Image", rows))
+    if g:
+        groups.append(("Code", [
+            ("commit", g.commit), ("branch", g.branch), ("remote", g.remote_url),
+            ("dirty", _yes(g.dirty)), ("patch sha256", g.patch_sha256),
+            ("untracked", "%d files" % len(g.untracked) if g.untracked else None),
+            ("workdir", g.workdir), ("root", g.root)]))
+    if gpu:
+        rows = [("count", gpu.count), ("driver", gpu.driver_version), ("CUDA (driver)", gpu.cuda_driver),
+                ("NVML", gpu.nvml_version), ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
+                ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices)]
+        for d in gpu.devices:
+            facts = [d.name, _bytes(d.memory_total_bytes),
+                     d.compute_capability and "cc " + d.compute_capability,
+                     d.mig_mode and "MIG " + d.mig_mode, d.pci_bus_id]
+            rows.append(("GPU %d" % d.index, ", ".join(f for f in facts if f)))
+        if gpu.reason:
+            rows.append(("note", gpu.reason))
+        groups.append(("GPU", rows))
+    if tf:
+        groups.append(("TensorFlow", [
+            ("version", tf.version), ("CUDA (build)", tf.cuda_build), ("cuDNN (build)", tf.cudnn_build),
+            ("devices", ", ".join(tf.devices) or None), ("mixed precision", tf.mixed_precision_policy),
+            ("imported", _yes(tf.imported))]))
+        rows = [("seed", tf.seed)]
+        rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
+        groups.append(("Determinism", rows))
+    if py:
+        rows = [("version", py.version), ("implementation", py.implementation),
+                ("executable", py.executable), ("packages", "%d installed" % len(py.packages))]
+        if show_packages:
+            rows += [(name, version or "-") for name, version in map(split_package, py.packages)]
+        groups.append(("Python", rows))
+    if proc:
+        groups.append(("Process", [
+            ("command", " ".join(proc.argv) or None), ("cwd", proc.cwd),
+            ("entry script", proc.entry_script)]))
+    if sysinfo:
+        groups.append(("System", [
+            ("hostname", sysinfo.hostname), ("os", sysinfo.os), ("kernel", sysinfo.kernel),
+            ("machine", sysinfo.machine), ("cpu", sysinfo.cpu_model), ("cpus", sysinfo.cpu_count),
+            ("memory", _bytes(sysinfo.memory_bytes))]))
+    if env.reasons:
+        groups.append(("Missing or partial", sorted(env.reasons.items())))
+    return groups
+
+
+def render_show(record, show_packages: bool = False, color: bool = False) -> str:
+    env = record.environment
+    run_rows = [("run id", record.run_id), ("name", record.run_name),
+                ("experiment", record.experiment_id), ("status", record.status),
+                ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
+                ("collected", env.collected_at or None),
+                ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),
+                ("record from", "tags only (no environment.json)" if record.source == "tags" else None)]
+    groups = [("Run", [r for r in run_rows if r[1] is not None])]
+    groups += environment_sections(env, show_packages)
+    if record.launch:
+        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v))
+                                  for k, v in sorted(record.launch.items())]))
+    groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
+    groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
+                   or [("(none)", "")]))
+    lines: List[str] = []
+    for title, rows in groups:
+        lines += section(title, rows, color) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _diff_value(diff: Difference, width: int) -> List[str]:
+    """One line `old -> new` when it fits, else an a/b pair of lines."""
+    a, b = diff.a if diff.a is not None else "-", diff.b if diff.b is not None else "-"
+    if diff.group == "packages" and diff.kind in ("added", "removed"):
+        return ["%s %s" % (diff.kind, b if diff.kind == "added" else a)]
+    if diff.equal:
+        return [shorten(a, width)]
+    one = "%s -> %s" % (a, b)
+    if len(one) <= width:
+        return [one]
+    return ["a: " + shorten(a, width - 3, b), "b: " + shorten(b, width - 3, a)]
+
+
+def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_all: bool = False,
+                color: bool = False) -> str:
+    diffs = list(diffs)
+    changed = [d for d in diffs if not d.equal]
+    n = counts(diffs)
+    summary = ", ".join("%d %s" % (n[r], r) for r in RANKS if n[r])
+    lines = ["a: %s" % label_a, "b: %s" % label_b, ""]
+    if not changed:
+        lines.append("no differences")
+    else:
+        lines.append("%d difference%s (%s)" % (len(changed), "" if len(changed) == 1 else "s", summary))
+    field_width, group_width = 24, 12
+    indent = 2 + group_width + 1 + field_width + 1
+    for rank in RANKS:
+        block = [d for d in changed if d.rank == rank]
+        if not block:
+            continue
+        lines += ["", paint(rank.upper(), color, fg=RANK_COLOURS[rank], bold=True)]
+        for d in block:
+            values = _diff_value(d, WIDTH - indent)
+            head = "  %-*s %-*s " % (group_width, d.group, field_width, shorten(d.field, field_width))
+            lines.append(head + values[0])
+            lines.extend(" " * indent + v for v in values[1:])
+    if show_all:
+        order = {g: i for i, g in enumerate(GROUPS)}
+        same = sorted((d for d in diffs if d.equal), key=lambda d: order.get(d.group, len(order)))
+        same_packages = [d for d in same if d.group == "packages"]
+        lines += ["", paint("EQUAL", color, bold=True)]
+        for d in same:
+            if d.group != "packages":
+                head = "  %-*s %-*s " % (group_width, d.group, field_width, shorten(d.field, field_width))
+                lines.append(head + _diff_value(d, WIDTH - indent)[0])
+        if same_packages:
+            lines.append("  %-*s %d packages with the same version (--json lists them)"
+                         % (group_width, "packages", len(same_packages)))
+    return "\n".join(lines) + "\n"
+
+
+def render_checks(checks, color: bool = False) -> str:
+    lines = []
+    for check in checks:
+        label = paint("%-4s" % check.status.upper(), color, fg=STATUS_COLOURS[check.status], bold=True)
+        head = "%s  %-12s " % (label, check.name)
+        body = wrap(check.message, WIDTH - 19)
+        lines.append(head + body[0])
+        lines.extend(" " * 19 + line for line in body[1:])
+        if check.fix and check.status in ("warn", "fail"):
+            fix = wrap("fix: " + check.fix, WIDTH - 19)
+            lines.extend(" " * 19 + line for line in fix)
+    n = {s: sum(1 for c in checks if c.status == s) for s in STATUS_COLOURS}
+    lines += ["", "%d pass, %d warn, %d fail, %d skipped" % (n["pass"], n["warn"], n["fail"], n["skip"])]
+    return "\n".join(lines) + "\n"

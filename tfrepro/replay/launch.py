@@ -1,0 +1,128 @@
+"""Launcher I/O shared by `tfrepro run` and `tfrepro replay`: the MLflow run around a container.
+
+The launcher creates the run before the container starts, records the launch, passes
+MLFLOW_RUN_ID in, and closes the run if the container could not.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
+
+import click
+
+from tfrepro.replay import docker as D
+from tfrepro.replay import spec as S
+from tfrepro.replay.record import LAUNCH_JSON, tracking_error
+
+
+def tracking_uri(option: Optional[str] = None) -> str:
+    """--tracking-uri, else MLflow's own resolution ($MLFLOW_TRACKING_URI or its default);
+    a relative sqlite or file store becomes absolute so a container can mount it."""
+    if option:
+        uri = option
+    else:
+        import mlflow
+
+        uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    elif "://" not in uri and uri not in ("databricks",) and not uri.startswith("databricks"):
+        uri = "file://" + os.path.abspath(uri)
+    return uri
+
+
+def experiment_id(client, name: Optional[str], default: Optional[str] = None) -> str:
+    try:
+        if name:
+            found = client.get_experiment_by_name(name)
+            return found.experiment_id if found else client.create_experiment(name)
+    except Exception as exc:
+        raise tracking_error(exc, "experiment %s" % name) from None
+    return default or os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"
+
+
+def artifact_dirs(client, experiment: str) -> Tuple[str, ...]:
+    """Local artifact directories of the experiment (a sqlite store writes artifacts to disk)."""
+    try:
+        location = client.get_experiment(experiment).artifact_location or ""
+    except Exception as exc:
+        raise tracking_error(exc, "experiment %s" % experiment) from None
+    parts = urlsplit(location)
+    if parts.scheme in ("", "file") and parts.path.startswith("/"):
+        return (parts.path,)
+    return ()
+
+
+def create_run(client, experiment: str, run_name: Optional[str], tags: Dict[str, str]) -> str:
+    tags = dict(tags)
+    tags.setdefault("mlflow.user", _user())
+    tags.setdefault("mlflow.source.type", "LOCAL")
+    try:
+        run = client.create_run(experiment, run_name=run_name, tags=tags)
+    except Exception as exc:
+        raise tracking_error(exc, "creating a run in experiment %s" % experiment) from None
+    return run.info.run_id
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def record_launch(client, run_id: str, record: Dict[str, object], tags: Dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    try:
+        items = [RunTag(k, v) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, tags=items[i : i + 100])
+        client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True), LAUNCH_JSON)
+    except Exception as exc:
+        raise tracking_error(exc, "recording the launch of run %s" % run_id) from None
+
+
+def log_text(client, run_id: str, text: str, artifact_file: str) -> None:
+    try:
+        client.log_text(run_id, text, artifact_file)
+    except Exception as exc:
+        raise tracking_error(exc, "logging %s" % artifact_file) from None
+
+
+def finish(client, run_id: str, exit_status: int) -> None:
+    """Close the run the container left RUNNING: FINISHED on 0, FAILED otherwise."""
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FINISHED" if exit_status == 0 else "FAILED")
+    except Exception as exc:  # the container's result stands; say the status could not be set
+        click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
+
+
+def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
+    """Run to completion, streaming output to our stdout; return the exit status."""
+    out = click.get_binary_stream("stdout")
+    stdout = sys.stdout
+
+    def write(chunk: bytes) -> None:
+        try:
+            stdout.flush()
+            out.write(chunk)
+            out.flush()
+        except (AttributeError, ValueError):  # a captured text stream
+            stdout.write(chunk.decode("utf-8", "replace"))
+
+    return D.run(docker_client, S.run_kwargs(launch_spec), write)
+
+
+def warn(message: str) -> None:
+    click.echo("tfrepro: warning: %s" % message, err=True)
+
+
+def info(message: str) -> None:
+    click.echo("tfrepro: %s" % message, err=True)
+

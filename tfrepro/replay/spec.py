@@ -1,0 +1,329 @@
+"""What to launch: options and recorded tags -> a LaunchSpec -> docker-py kwargs or `docker run` argv.
+
+Pure: no Docker, no MLflow, no filesystem. Every value that reaches a container is
+validated here, whether it came from the command line or from (untrusted) run tags.
+Like docker-py's `_create_container_args`, this is the testable half of `run`.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from tfrepro.environment import truncate
+from tfrepro.errors import UsageError
+
+DEFAULT_WORKDIR = "/workspace"
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
+# Forwarded from the launcher's environment when set (names recorded, values never).
+MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A repository name: registry host[:port]/path, no leading dash (never read as an option).
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # absolute host path, or a named volume
+    target: str  # absolute container path
+    read_only: bool = False
+    kind: str = "user"  # user | repo | tracking | docker-socket
+
+    def bind(self) -> str:
+        return "%s:%s:%s" % (self.source, self.target, "ro" if self.read_only else "rw")
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"source": self.source, "target": self.target, "read_only": self.read_only, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    image: str  # repo@sha256:... (or a local image id for host-only runs)
+    command: Tuple[str, ...]
+    workdir: str = DEFAULT_WORKDIR  # where the repository is mounted
+    subdir: str = "."  # cwd relative to the repository root
+    mounts: Tuple[Mount, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpus: Optional[str] = None  # None, "all" or a count
+    shm_size: Optional[str] = None
+    memory: Optional[str] = None
+    network: str = "host"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cwd(self) -> str:
+        return posixpath.normpath(posixpath.join(self.workdir, self.subdir))
+
+
+def is_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+# -- validation (error= picks UsageError for options, RecordError for tags) ------------
+
+
+def split_image_ref(ref: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """"repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
+    repo, digest = (ref.rsplit("@", 1) + [None])[:2] if "@" in ref else (ref, None)
+    tag = None
+    head, _, last = repo.rpartition(":")
+    if head and "/" not in last:
+        repo, tag = head, last
+    return repo, tag, digest
+
+
+def check_image_ref(ref: str, error=UsageError) -> str:
+    repo, tag, digest = split_image_ref(ref or "")
+    if not REPO_RE.match(repo) or (tag is not None and not TAG_RE.match(tag)) \
+            or (digest is not None and not DIGEST_RE.match(digest)):
+        raise error("not a valid image reference: %r" % ref)
+    return ref
+
+
+def check_digest_ref(value: str, error=UsageError) -> str:
+    """A pullable reference by digest: repo@sha256:<64 hex>."""
+    repo, tag, digest = split_image_ref(value or "")
+    if digest is None or not DIGEST_RE.match(digest) or tag is not None or not REPO_RE.match(repo):
+        raise error("malformed image digest %r (expected repo@sha256:<64 hex>)" % value)
+    return value
+
+
+def check_image_id(value: str, error=UsageError) -> str:
+    if not DIGEST_RE.match(value or ""):
+        raise error("malformed image id %r (expected sha256:<64 hex>)" % value)
+    return value
+
+
+def check_subdir(value: str, error=UsageError) -> str:
+    """A working directory relative to the repository root that stays inside it."""
+    value = value or "."
+    normal = posixpath.normpath(value)
+    if value.startswith("/") or normal == ".." or normal.startswith("../") or "\0" in value or "\\" in value:
+        raise error("workdir %r must be relative to the repository and stay inside it" % value)
+    return normal
+
+
+def check_container_path(value: str, what: str, error=UsageError) -> str:
+    normal = posixpath.normpath(value or "")
+    if not value.startswith("/") or ".." in value.split("/") or ":" in value or "," in value or "\0" in value:
+        raise error("%s %r must be an absolute container path without ':' or '..'" % (what, value))
+    return normal
+
+
+def parse_gpus(value: Optional[str], error=UsageError) -> Optional[str]:
+    """--gpus all|N|none -> "all", "N" or None."""
+    text = str(value if value is not None else "none").strip().lower()
+    if text in ("none", "", "0"):
+        return None
+    if text == "all" or text == "-1":
+        return "all"
+    if text.isdigit():
+        return str(int(text))
+    raise error("--gpus must be all, a count or none, not %r" % value)
+
+
+def device_requests(gpus: Optional[str]) -> List[Dict[str, object]]:
+    """docker-py DeviceRequest fields (HostConfig turns dicts into DeviceRequest)."""
+    if gpus is None:
+        return []
+    return [{"driver": "", "count": -1 if gpus == "all" else int(gpus), "capabilities": [["gpu"]]}]
+
+
+def parse_size(value: Optional[str], what: str, error=UsageError) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    if text.endswith("b") and len(text) > 1 and text[-2] in "kmg":
+        text = text[:-1]  # 16gb -> 16g
+    if not SIZE_RE.match(text):
+        raise error("%s must be a size like 512m or 8g, not %r" % (what, value))
+    return text
+
+
+def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError) -> Mount:
+    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name."""
+    parts = text.split(":")
+    mode = "rw"
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        mode = parts.pop()
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise error("mount %r must be SRC:DST[:ro|rw]" % text)
+    source, target = parts
+    if source.startswith("/"):
+        source = posixpath.normpath(source)
+    elif not VOLUME_NAME_RE.match(source):
+        raise error("mount source %r must be an absolute path or a volume name" % source)
+    target = check_container_path(target, "mount target", error)
+    if source in DOCKER_SOCKETS and not allow_docker_socket:
+        raise error("refusing to mount the Docker socket (%s) unless --mount-docker-socket is given" % source)
+    return Mount(source, target, mode == "ro", "docker-socket" if source in DOCKER_SOCKETS else "user")
+
+
+def parse_env(items: Sequence[str], environ: Mapping[str, str], error=UsageError) -> Dict[str, str]:
+    """-e K=V or -e K (value taken from this environment, as docker does)."""
+    env: Dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not ENV_NAME_RE.match(name):
+            raise error("-e %r: not a valid environment variable name" % name)
+        if not sep:
+            if name not in environ:
+                raise error("-e %s: not set in this environment (use -e %s=VALUE)" % (name, name))
+            value = environ[name]
+        env[name] = value
+    return env
+
+
+def parse_command(value, error=UsageError) -> Tuple[str, ...]:
+    """The recorded argv: a non-empty JSON list of strings (never a shell string)."""
+    import json
+
+    try:
+        argv = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        argv = None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
+        raise error("the recorded command is not a JSON list of strings: %.80r" % (value,))
+    return tuple(argv)
+
+
+def strip_url_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
+
+
+def tracking_setup(uri: str, local_artifact_dirs: Sequence[str] = ()) -> Tuple[str, Tuple[Mount, ...]]:
+    """How a container reaches the launcher's tracking store: (URI to pass, mounts to add).
+
+    http(s) servers are reached over the host network as they are; a sqlite or file store
+    is mounted at the same absolute path (and so are local artifact directories).
+    """
+    scheme = urlsplit(uri).scheme
+    dirs: List[str] = []
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if not path.startswith("/"):
+            raise UsageError("the sqlite tracking URI must be absolute (sqlite:////abs/path.db): %s" % uri)
+        dirs.append(posixpath.dirname(path))
+    elif scheme in ("file", ""):
+        path = urlsplit(uri).path if scheme else uri
+        if not path.startswith("/"):
+            raise UsageError("the file tracking URI must be an absolute path: %s" % uri)
+        dirs.append(path)
+    dirs.extend(d for d in local_artifact_dirs if d.startswith("/"))
+    mounts, seen = [], set()
+    for d in dirs:
+        d = posixpath.normpath(d)
+        if d not in seen and not any(d.startswith(s + "/") for s in seen):
+            seen.add(d)
+            mounts.append(Mount(d, d, False, "tracking"))
+    return uri, tuple(mounts)
+
+
+# -- spec -> what docker sees -----------------------------------------------------------
+
+
+def run_kwargs(spec: LaunchSpec) -> Dict[str, object]:
+    """Keyword arguments for docker-py `client.containers.create(**kwargs)`."""
+    kwargs: Dict[str, object] = {
+        "image": spec.image,
+        "command": list(spec.command),
+        "working_dir": spec.cwd,
+        "environment": dict(spec.env),
+        "volumes": [m.bind() for m in spec.mounts],
+        "network_mode": spec.network,
+        "labels": dict(spec.labels),
+    }
+    if spec.gpus is not None:
+        kwargs["device_requests"] = device_requests(spec.gpus)
+    if spec.shm_size:
+        kwargs["shm_size"] = spec.shm_size
+    if spec.memory:
+        kwargs["mem_limit"] = spec.memory
+    return kwargs
+
+
+def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
+    """The equivalent `docker run` command line. Secret (and `hidden`) env values are left
+    out: `-e NAME` makes docker take them from the caller's environment."""
+    argv = ["docker", "run", "--rm", "--network", spec.network]
+    if spec.gpus is not None:
+        argv += ["--gpus", spec.gpus]
+    if spec.shm_size:
+        argv += ["--shm-size", spec.shm_size]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    for mount in spec.mounts:
+        argv += ["-v", mount.bind()]
+    argv += ["-w", spec.cwd]
+    for name, value in spec.env.items():
+        argv += ["-e", name if (is_secret(name) or name in hidden) else "%s=%s" % (name, value)]
+    return argv + [spec.image] + list(spec.command)
+
+
+def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
+                  user_env: Sequence[str] = ()) -> Dict[str, object]:
+    """tfrepro/launch.json: everything replay needs, and no secret value."""
+    return {
+        "image": spec.image,
+        "image_ref": image_ref,
+        "command": list(spec.command),
+        "workdir": spec.workdir,
+        "subdir": spec.subdir,
+        "repo_root": repo_root,
+        "mounts": [m.to_dict() for m in spec.mounts],
+        "gpus": spec.gpus or "none",
+        "shm_size": spec.shm_size,
+        "memory": spec.memory,
+        "network": spec.network,
+        "env_names": sorted(spec.env),
+        # user -e values are replayed; secret ones are recorded as null and taken from the
+        # replaying host's environment
+        "env": {k: (None if is_secret(k) else spec.env[k]) for k in sorted(user_env) if k in spec.env},
+        "tracking_uri": strip_url_credentials(tracking_uri),
+    }
+
+
+def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
+    import json
+
+    mounts = [Mount(**m).bind() for m in record.get("mounts") or ()]  # type: ignore[arg-type]
+    tags = {
+        "tfrepro.launch.gpus": str(record.get("gpus") or "none"),
+        "tfrepro.launch.mounts": json.dumps(mounts),
+        "tfrepro.launch.shm_size": record.get("shm_size"),
+        "tfrepro.launch.memory": record.get("memory"),
+        "tfrepro.launch.network": record.get("network"),
+        "tfrepro.launch.workdir": record.get("workdir"),
+        "tfrepro.launch.env_names": json.dumps(list(record.get("env_names") or ())),
+    }
+    return {k: truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
+
+
+def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], image_ref: str,
+                image_digest: Optional[str], image_id: Optional[str],
+                environ: Mapping[str, str]) -> Dict[str, str]:
+    """What tfrepro itself passes: the MLflow run to resume and the image's identity."""
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_EXPERIMENT_ID": str(experiment_id),
+        "TFREPRO_IMAGE_REF": image_ref,
+        "TFREPRO_IMAGE_DIGEST": image_digest or "",
+        "TFREPRO_IMAGE_ID": image_id or "",
+    }
+    if run_id:
+        env["MLFLOW_RUN_ID"] = run_id
+    env.update({k: environ[k] for k in MLFLOW_AUTH_VARS if environ.get(k)})
+    return env

@@ -1,0 +1,99 @@
+"""Compare an original run with its replay: metric histories and the model hash. Pure.
+
+Verdicts:
+    identical          every value of every compared metric is bit-for-bit equal, same hash
+    within tolerance   every |a - b| <= tolerance * max(1, |a|) (a = original)
+    diverged           anything else; `detail` names the first metric and step that differ
+    failed             the replay did not finish (its container exited non-zero)
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+IDENTICAL = "identical"
+WITHIN_TOLERANCE = "within tolerance"
+DIVERGED = "diverged"
+FAILED = "failed"
+
+DEFAULT_TOLERANCE = 1e-6
+# Wall-clock and host metrics differ on every run; they say nothing about the result.
+IGNORED_METRICS = ("system/*", "*time*", "*seconds*", "*duration*", "*throughput*", "*per_sec*")
+
+History = Dict[str, List[Tuple[int, float]]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    detail: str = ""
+    compared: int = 0  # values compared
+    max_difference: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in (IDENTICAL, WITHIN_TOLERANCE)
+
+    def line(self) -> str:
+        return self.verdict + (": " + self.detail if self.detail else "")
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _close(a: float, b: float, tolerance: float) -> bool:
+    if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+        return _same(a, b)
+    return abs(a - b) <= tolerance * max(1.0, abs(a))
+
+
+def ignored(key: str, patterns: Sequence[str] = IGNORED_METRICS) -> bool:
+    return any(fnmatch.fnmatchcase(key.lower(), p) for p in patterns)
+
+
+def compare(original: History, replay: History, original_hash: Optional[str] = None,
+            replay_hash: Optional[str] = None, tolerance: float = DEFAULT_TOLERANCE,
+            ignore: Sequence[str] = IGNORED_METRICS) -> Verdict:
+    keys = sorted(k for k in set(original) | set(replay) if not ignored(k, ignore))
+    exact = True
+    compared = 0
+    worst = 0.0
+    for key in keys:
+        if key not in replay:
+            return Verdict(DIVERGED, "metric %s is missing from the replay" % key, compared, worst)
+        if key not in original:
+            return Verdict(DIVERGED, "metric %s was not logged by the original" % key, compared, worst)
+        a_points, b_points = original[key], replay[key]
+        for i in range(max(len(a_points), len(b_points))):
+            if i >= len(b_points):
+                return Verdict(DIVERGED, "%s step %d: missing from the replay" % (key, a_points[i][0]), compared, worst)
+            if i >= len(a_points):
+                return Verdict(DIVERGED, "%s step %d: not in the original" % (key, b_points[i][0]), compared, worst)
+            (step_a, a), (step_b, b) = a_points[i], b_points[i]
+            if step_a != step_b:
+                return Verdict(DIVERGED, "%s: value %d is step %d in the original, step %d in the replay"
+                               % (key, i, step_a, step_b), compared, worst)
+            compared += 1
+            if _same(a, b):
+                continue
+            exact = False
+            if not _close(a, b, tolerance):
+                return Verdict(DIVERGED, "%s step %d: %r (original) != %r (replay)" % (key, step_a, a, b),
+                               compared, abs(a - b))
+            worst = max(worst, abs(a - b))
+    hash_note = ""
+    if original_hash != replay_hash:
+        if not original_hash or not replay_hash or tolerance <= 0:
+            return Verdict(DIVERGED, "tfrepro.model.hash: %s (original) != %s (replay)"
+                           % (original_hash or "none", replay_hash or "none"), compared, worst)
+        hash_note = "; the model hash differs"
+    if not compared and not original_hash:
+        return Verdict(DIVERGED, "nothing to compare: the original logged no metrics and no model hash")
+    if exact and not hash_note:
+        what = "%d metric values" % compared + (" and the model hash" if original_hash else "")
+        return Verdict(IDENTICAL, what + " match bit for bit", compared)
+    return Verdict(WITHIN_TOLERANCE, "max difference %.3g <= tolerance %g%s" % (worst, tolerance, hash_note),
+                   compared, worst)

@@ -1,0 +1,205 @@
+"""The local spool: one append-only JSON-lines file per run, and its "uploaded up to" marker.
+
+Every point and record a session logs is appended here first (a write-ahead log); the
+writer uploads from it and advances the marker. What is left after a run (server down,
+process killed) is uploaded later by `tfrepro sync`.
+
+Directory: $TFREPRO_SPOOL_DIR, else ~/.cache/tfrepro/spool. Files:
+    <run>.jsonl        first line {"run": {...}} (run id, experiment, tracking URI, ...), then
+                       {"step", "ts", "metrics"} | {"params"} | {"tags"} |
+                       {"text", "file"} | {"artifacts", "path"} | {"end", "end_time"}
+    <run>.state.json   {"offset": bytes confirmed uploaded, "run_id": real id of a local run}
+A live session holds an exclusive flock on its .jsonl, so `sync` leaves it alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Dict, Iterator, List, Optional, Tuple
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not Linux
+    fcntl = None
+
+DEFAULT_DIR = os.path.join("~", ".cache", "tfrepro", "spool")
+SUFFIX = ".jsonl"
+STATE_SUFFIX = ".state.json"
+
+
+def spool_dir(override: Optional[str] = None) -> str:
+    return os.path.expanduser(override or os.environ.get("TFREPRO_SPOOL_DIR") or DEFAULT_DIR)
+
+
+def state_path(path: str) -> str:
+    return path[: -len(SUFFIX)] + STATE_SUFFIX if path.endswith(SUFFIX) else path + STATE_SUFFIX
+
+
+def load_state(path: str) -> Dict:
+    try:
+        with open(state_path(path)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(path: str, state: Dict) -> None:
+    """Atomic: a crash leaves the old marker or the new one, never half of one."""
+    target = state_path(path)
+    tmp = "%s.tmp.%d.%d" % (target, os.getpid(), threading.get_ident())
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+    os.replace(tmp, target)
+
+
+def remove(path: str) -> None:
+    for p in (path, state_path(path)):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
+def try_lock(fd) -> bool:
+    """Exclusive non-blocking flock; False when another open file holds it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def pending_files(directory: str) -> List[str]:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names if n.endswith(SUFFIX)]
+
+
+class SpoolFile:
+    """The append side, shared by the writer's threads (and the training thread on spill)."""
+
+    def __init__(self, directory: str, run_id: str, header: Dict):
+        os.makedirs(directory, exist_ok=True)
+        base = os.path.join(directory, run_id)
+        path, n = base + SUFFIX, 1
+        while True:
+            self._file = open(path, "ab")
+            if try_lock(self._file):
+                break
+            self._file.close()  # another live session spools this run: take a file of our own
+            n += 1
+            path = "%s.%d%s" % (base, n, SUFFIX)
+        self.path = path
+        self._lock = threading.Lock()
+        self.dirty = False
+        self.flushed = self._file.tell()
+        if self.flushed == 0:
+            self.write([encode({"run": header})])
+        elif not _ends_with_newline(path):
+            self.write([b"\n"])  # a killed writer left half a line: keep the next one whole
+        self.flush()
+
+    def write(self, lines: List[bytes]) -> None:
+        with self._lock:
+            self._file.writelines(lines)
+            self.dirty = True
+
+    def flush(self) -> int:
+        """Hand buffered lines to the OS (survives a killed process); returns the flushed size."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+                self.flushed = self._file.tell()
+                self.dirty = False
+            return self.flushed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.flush()
+            self.flushed = self._file.tell()
+            try:
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._file.close()  # releases the flock
+
+
+def encode(record: Dict) -> bytes:
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+
+
+_keys: Dict[str, str] = {}
+
+
+def encode_metrics(step: int, ts: int, metrics: Dict[str, float]) -> bytes:
+    """encode({"step", "ts", "metrics"}) without json.dumps per line: the hot path."""
+    parts = []
+    for key, value in metrics.items():
+        quoted = _keys.get(key)
+        if quoted is None:
+            quoted = json.dumps(key)
+            if len(_keys) < 10000:  # metric names are few; bound the cache anyway
+                _keys[key] = quoted
+        text = repr(value)
+        if text in ("nan", "inf", "-inf"):
+            text = json.dumps(value)
+        parts.append(quoted + ":" + text)
+    return ('{"step":%d,"ts":%d,"metrics":{%s}}\n' % (step, ts, ",".join(parts))).encode()
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def read_header(path: str) -> Dict:
+    with open(path, "rb") as f:
+        line = f.readline()
+    try:
+        return json.loads(line)["run"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def read(path: str, offset: int, end: Optional[int] = None, max_entities: int = 1000,
+         handle=None) -> Tuple[List[Dict], int]:
+    """Whole records from `offset` up to `end` (default EOF), stopping after ~max_entities
+    metric points. Returns (records, offset after the last whole line read)."""
+    f = handle or open(path, "rb")
+    try:
+        f.seek(offset)
+        records, entities = [], 0
+        while entities < max_entities and (end is None or offset < end):
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                break  # a line still being written (or cut by a kill)
+            offset += len(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn line from a killed writer
+            if isinstance(record, dict):
+                records.append(record)
+                entities += len(record.get("metrics") or ()) or 1
+        return records, offset
+    finally:
+        if handle is None:
+            f.close()
+
+
+def iter_records(path: str, offset: int = 0) -> Iterator[Dict]:
+    while True:
+        records, offset2 = read(path, offset)
+        if offset2 == offset:
+            return
+        for r in records:
+            yield r
+        offset = offset2
