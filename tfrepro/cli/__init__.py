@@ -25,11 +25,9 @@ def _register():
         cli.add_command(module.command)
 
 
-_register()
-
-
 def main(argv=None) -> int:
     """Run the CLI in-process and return the exit code (tests call main([...]))."""
+    _exit_code.clear()
     try:
         cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
     except TfreproError as exc:
@@ -55,6 +53,9 @@ _exit_code = []
 def exit_with(code: int) -> None:
     """Commands call this to return a non-zero code without raising (e.g. diff -> 1)."""
     _exit_code[:] = [code]
+
+
+_register()  # last: subcommand modules may import exit_with from here
 
 
 if __name__ == "__main__":

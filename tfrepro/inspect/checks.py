@@ -92,7 +92,7 @@ def check_gpus(f: Facts) -> Check:
         if f.tf_gpus:
             return Check("gpus", WARN, "TensorFlow sees %d GPU(s) but NVML none (%s)" % (f.tf_gpus, reason),
                          "install nvidia-ml-py, or check the NVIDIA driver")
-        return Check("gpus", WARN, "no NVIDIA GPU (%s): runs here train on the CPU" % reason,
+        return Check("gpus", WARN, "no NVIDIA GPU here: runs here train on the CPU (%s)" % reason,
                      "run on a GPU machine, with `docker run --gpus all` when in a container")
     if f.tf_gpus == nvml:
         return Check("gpus", PASS, "TensorFlow sees the %d GPU(s) NVML sees" % nvml)
