@@ -17,27 +17,35 @@ run_id=$(printf '%s\n' "$out" | sed -n 's/^run_id: //p' | tail -n1)
 
 echo
 echo "demo: run $run_id recorded:"
-# LEAD: switch to `tfrepro show` when it lands: .venv/bin/tfrepro show "$run_id"
-.venv/bin/python - "$run_id" <<'PY'
-import sys
-from mlflow.tracking import MlflowClient
+.venv/bin/tfrepro show "$run_id"
 
-run = MlflowClient().get_run(sys.argv[1])
-for key, value in sorted(run.data.tags.items()):
-    if key.startswith("tfrepro."):
-        print("  %-28s %s" % (key, value))
-print("  params: " + ", ".join("%s=%s" % kv for kv in sorted(run.data.params.items())))
-print("  metrics: " + ", ".join("%s=%.4g" % kv for kv in sorted(run.data.metrics.items())))
-PY
-
-if docker info >/dev/null 2>&1; then
+# Replay needs a run made in a container by digest: with a Docker Engine here, train the
+# same example with `tfrepro run` in the local test image, then replay it and verify.
+if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
   echo
-  echo "demo: replaying run $run_id in its container"
-  # LEAD: replay placeholder, e.g. .venv/bin/tfrepro replay "$run_id"
-  echo "demo: (replay not wired yet)" >&2
-else
-  echo
-  echo "demo: no Docker Engine here (docker info failed): skipping the replay" >&2
+  echo "demo: no Docker Engine here: skipping the replay (bash scripts/docker-up.sh installs one)" >&2
+  echo "demo: browse the runs with: .venv/bin/mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI"
+  exit 0
 fi
 echo
-echo "demo: browse the runs with: .venv/bin/mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI"
+echo "demo: Docker found: building the test image, then run + replay in it" >&2
+bash scripts/docker-up.sh >/dev/null
+bash scripts/build-test-image.sh >/dev/null
+. /tmp/tfrepro-docker.env
+# The container's MLflow client may be older than this store's schema: serve the same
+# sqlite store over HTTP on loopback (the container uses the host network).
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+.venv/bin/mlflow server --backend-store-uri "$MLFLOW_TRACKING_URI" --artifacts-destination "$PWD/mlartifacts" \
+  --host 127.0.0.1 --port "$port" --workers 1 >/tmp/tfrepro-demo-server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 1; done
+export MLFLOW_TRACKING_URI="http://127.0.0.1:$port"
+out=$(.venv/bin/tfrepro run --image "$TFREPRO_TEST_IMAGE" --gpus none --experiment tfrepro-demo-docker \
+  -- python examples/train.py --epochs 2 --experiment tfrepro-demo-docker | tee /dev/stderr)
+docker_run=$(printf '%s\n' "$out" | sed -n 's/^run_id: //p' | tail -n1)
+echo
+echo "demo: replaying run $docker_run in its image, by digest"
+.venv/bin/tfrepro replay "$docker_run" --yes --gpus none --experiment tfrepro-demo-docker
+echo
+echo "demo: browse the runs with: .venv/bin/mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db"

@@ -120,10 +120,12 @@ def test_query_replaying_the_probe(monkeypatch, as_bytes):
     assert fake.calls == ["init", "shutdown"]
 
 
-def test_no_driver_on_this_machine_is_a_reason():
-    info = gpu.collect()  # real pynvml, no libnvidia-ml here
-    assert info.count == 0 and info.devices == ()
-    assert "NVML" in info.reason
+def test_this_machine_never_raises():
+    info = gpu.collect()  # real pynvml: a reason where there is no driver, devices where there is
+    if info.count == 0:
+        assert info.devices == () and info.reason
+    else:
+        assert info.driver_version and info.devices[0].uuid.startswith(("GPU-", "MIG-"))
 
 
 def test_pynvml_missing_and_no_nvidia_smi(monkeypatch):
