@@ -6,6 +6,7 @@ Python 3.8 compatible: it runs inside the users' NGC containers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import types
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ TAG_KEYS = (
     "tfrepro.tf.determinism",
     "tfrepro.seed",
     "tfrepro.python.version",
+    "tfrepro.python.lock",  # sha256 of the sorted name==version lock
+    # "tfrepro.pkg.<name>": version of each of KEY_PACKAGES that is installed
     "tfrepro.command",
     "tfrepro.workdir",
     "tfrepro.hostname",
@@ -258,6 +261,20 @@ TAG_KEYS = (
     "tfrepro.launch.workdir",
     "tfrepro.launch.env_names",
 )
+
+
+# Packages most likely to change results get a tag each, so the MLflow UI compares them;
+# the whole lock is hashed into one tag and stored in tfrepro/requirements.txt.
+KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "keras", "numpy", "protobuf", "h5py", "mlflow")
+
+
+def package_tags(packages) -> Dict[str, str]:
+    versions = dict(p.split("==", 1) for p in packages if "==" in p)
+    tags = {"tfrepro.pkg." + name: versions[name] for name in KEY_PACKAGES if name in versions}
+    if packages:
+        lock = "".join(p + "\n" for p in packages).encode()
+        tags["tfrepro.python.lock"] = "sha256:" + hashlib.sha256(lock).hexdigest()
+    return tags
 
 
 def to_tags(env: Environment) -> Dict[str, str]:
@@ -309,6 +326,7 @@ def to_tags(env: Environment) -> Dict[str, str]:
         })
     if py:
         tags["tfrepro.python.version"] = py.version
+        tags.update(package_tags(py.packages))
     if proc and proc.argv:
         tags["tfrepro.command"] = json.dumps(list(proc.argv))
         if not g:

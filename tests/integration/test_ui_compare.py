@@ -85,10 +85,17 @@ def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page):
                 "tfrepro.gpu.driver", "tfrepro.cuda.build", "tfrepro.tf.version", "tfrepro.tf.determinism"):
         assert key in text, key
     assert DIGEST_A in text and DIGEST_B in text
+    # package versions differ too: key packages are tags of their own
+    numpy_a, numpy_b = (envs[n].to_tags()["tfrepro.pkg.numpy"] for n in ("ngc-a", "ngc-b"))
+    assert numpy_a != numpy_b and "tfrepro.pkg.numpy" in text and numpy_a in text and numpy_b in text
+    assert "tfrepro.python.lock" in text
     assert "NVIDIA H200" in text and "580.159.04" in text
     _close_assistant(page)
-    page.get_by_text("Show diff only").last.scroll_into_view_if_needed()  # the Tags section
-    digest_row.scroll_into_view_if_needed()  # within the tags table's own scroll box
+    tags_diff_only = page.get_by_text("Show diff only").last  # the Tags section's switch
+    tags_diff_only.scroll_into_view_if_needed()
+    tags_diff_only.click()  # the screenshot shows just the tags that differ
+    page.get_by_text("tfrepro.pkg.numpy", exact=True).first.wait_for(timeout=30000)
+    page.get_by_text("Tags", exact=True).last.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # let the table settle before the screenshot
     os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
     page.screenshot(path=SCREENSHOT)

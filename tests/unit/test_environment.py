@@ -88,3 +88,13 @@ def test_empty_environment_has_only_schema_tags():
 @pytest.mark.parametrize("value,text", [(13000, "13.0"), (11070, "11.7"), (12020, "12.2"), (None, None), (0, None)])
 def test_cuda_version_string(value, text):
     assert cuda_version_string(value) == text
+
+
+def test_key_packages_and_the_lock_hash_become_tags():
+    from tfrepro.environment import PythonInfo
+
+    env = Environment(python=PythonInfo(version="3.8.10", packages=["absl-py==1.0", "numpy==1.23.5", "tensorflow==2.9.3"]))
+    tags = env.to_tags()
+    assert tags["tfrepro.pkg.numpy"] == "1.23.5" and tags["tfrepro.pkg.tensorflow"] == "2.9.3"
+    assert "tfrepro.pkg.absl-py" not in tags
+    assert tags["tfrepro.python.lock"].startswith("sha256:") and len(tags["tfrepro.python.lock"]) == 71

@@ -14,7 +14,7 @@ from tfrepro.replay.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 SEED_RE = re.compile(r"^-?[0-9]{1,20}$")
-WORKTREE = "<worktree>"  # placeholder for the repository mount until it is materialised
+CHECKOUT = "<checkout>"  # placeholder for the repository mount until it is materialised
 KEEP = object()  # --gpus not given: replay the recorded request
 
 
@@ -29,7 +29,7 @@ class ReplayPlan:
     repo_roots: Tuple[str, ...]  # where the original repository may live on this host
     patch: str
     untracked: Tuple[str, ...]
-    spec: S.LaunchSpec  # the repository mount's source is WORKTREE
+    spec: S.LaunchSpec  # the repository mount's source is CHECKOUT
     recorded_gpus: Optional[str]
     seed: Optional[str]
     warnings: Tuple[str, ...]
@@ -91,7 +91,7 @@ def _user_env(launch: Mapping[str, object], environ: Mapping[str, str]) -> Tuple
 
 
 def _subdir(value: str, workdir: str) -> str:
-    # without git in the container the fingerprint records its absolute cwd
+    # an image without git (or a git that refused the checkout) records its absolute cwd
     if value == workdir or value.startswith(workdir.rstrip("/") + "/"):
         value = value[len(workdir):].lstrip("/") or "."
     return S.check_subdir(value, RecordError)
@@ -122,7 +122,7 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
     recorded = _recorded_gpus(tags, launch)
     requested = recorded if gpus is KEEP else S.parse_gpus(gpus)
-    mounts = [S.Mount(WORKTREE, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
+    mounts = [S.Mount(CHECKOUT, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
     user_env, env_warnings = _user_env(launch, environ)
     seed = tags.get("tfrepro.seed")
     if seed is not None and not SEED_RE.match(seed):
@@ -164,9 +164,9 @@ def check_gpus(plan_: ReplayPlan, host_gpu_count: int) -> None:
                          % (requested, host_gpu_count, host_gpu_count))
 
 
-def finalize(plan_: ReplayPlan, worktree: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> S.LaunchSpec:
-    """The spec to run: the worktree mounted, tfrepro's own env and tracking mounts added."""
-    mounts = tuple(replace(m, source=worktree) if m.kind == "repo" else m for m in plan_.spec.mounts)
+def finalize(plan_: ReplayPlan, checkout: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> S.LaunchSpec:
+    """The spec to run: the checkout mounted, tfrepro's own env and tracking mounts added."""
+    mounts = tuple(replace(m, source=checkout) if m.kind == "repo" else m for m in plan_.spec.mounts)
     merged = dict(plan_.spec.env)
     merged.update(env)
     return replace(plan_.spec, mounts=mounts + tuple(extra_mounts), env=merged, labels=dict(labels or {}))
