@@ -128,7 +128,7 @@ def machine():
 
 
 def table(results, repeats):
-    lines = ["| variant | store | median fit() s | ratio to bare fit | overhead per step ms |",
+    lines = ["| variant | store | median fit() s | ratio to bare fit | (fit - bare) / steps, ms |",
              "|---|---|---:|---:|---:|"]
     for store, times in results:
         bare = statistics.median(times["bare fit"])

@@ -116,3 +116,17 @@ def dirty_repo(git_repo):
     git(git_repo, "add", "staged.py")
     (git_repo / "notes.txt").write_text("untracked\n")
     return git_repo
+
+
+def pytest_collection_modifyitems(config, items):
+    """Unit tests are pure and cheap: run all of them under Python 3.8 too (`-m py38`)."""
+    for item in items:
+        if "/tests/unit/" in str(item.fspath):
+            item.add_marker(pytest.mark.py38)
+
+
+@pytest.fixture(autouse=True)
+def _spool_in_tmp(tmp_path, monkeypatch):
+    """Keep every test's outage spool out of ~/.cache (tests that need one set their own)."""
+    if "TFREPRO_SPOOL_DIR" not in os.environ:
+        monkeypatch.setenv("TFREPRO_SPOOL_DIR", str(tmp_path / "spool"))

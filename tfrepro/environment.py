@@ -249,6 +249,8 @@ TAG_KEYS = (
     # written by other parts: the callback, `tfrepro run` and `tfrepro replay`
     "tfrepro.model.hash",
     "tfrepro.model.uri",
+    "tfrepro.flush_seconds",  # time the callback's final flush took
+    "tfrepro.local_run_id",  # on a run `tfrepro sync` created for a run spooled while the server was down
     "tfrepro.replayable",
     "tfrepro.replay_of",
     "tfrepro.replay.verdict",

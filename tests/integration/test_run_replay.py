@@ -29,6 +29,12 @@ def launch_json(client, run_id, directory):
     return json.loads(Path(client.download_artifacts(run_id, "tfrepro/launch.json", str(directory))).read_text())
 
 
+def environment_json(client, run_id, directory):
+    """What the callback recorded inside the container."""
+    directory.mkdir(exist_ok=True)
+    return json.loads(Path(client.download_artifacts(run_id, "tfrepro/environment.json", str(directory))).read_text())
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, mlflow_server, test_image, docker_client):
     """One recorded run, shared by the tests below: (run_id, repo, data dir, client)."""
@@ -94,7 +100,7 @@ def test_dry_run_prints_the_docker_command(recorded, mlflow_server, capsys, monk
     line = next(x for x in out.splitlines() if x.strip().startswith("docker run"))
     assert "@sha256:" in line and "--network host" in line
     assert "--shm-size 256m" in line and "--memory 4g" in line
-    assert "-v %s:/data:ro" % data in line and "'<worktree>:/workspace:rw'" in line
+    assert "-v %s:/data:ro" % data in line and "'<checkout>:/workspace:rw'" in line
     assert "-w /workspace" in line and "-e BATCH_NOTE=plain" in line and "-e MY_API_TOKEN" in line
     assert "--gpus" not in line and SECRET not in out
     assert line.endswith("python train.py --epochs 2 --experiment " + tags_experiment(client, run_id))
@@ -132,6 +138,15 @@ def test_replay_is_identical_and_pulls_by_digest(recorded, mlflow_server, test_i
     assert replay.info.status == "FINISHED"
     launch = launch_json(client, replay_id, repo.parent / "replay")
     assert launch["image"] == test_image.digest_ref
-    # the user's checkout is untouched and no worktree is left behind
+    # git inside the replay container saw the same commit and the same patch
+    original_env = environment_json(client, run_id, repo.parent / "original-env")
+    replay_env = environment_json(client, replay_id, repo.parent / "replay-env")
+    assert replay.data.tags["tfrepro.git.commit"] == client.get_run(run_id).data.tags["tfrepro.git.commit"]
+    assert replay_env["git"]["commit"] == original_env["git"]["commit"] == git(repo, "rev-parse", "HEAD")
+    assert replay_env["git"]["patch_sha256"] == original_env["git"]["patch_sha256"]
+    assert replay_env["git"]["patch_sha256"] and replay.data.tags["tfrepro.git.dirty"] == "true"
+    # the user's checkout is untouched and the temporary checkout is gone
     assert "uncommitted change" in (repo / "train.py").read_text()
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+    checkout = next(m["source"] for m in launch["mounts"] if m["kind"] == "repo")
+    assert checkout != str(repo) and not Path(checkout).exists()

@@ -45,12 +45,12 @@ def test_plan_from_a_full_record():
     assert spec.command == ("python", "train.py", "--epochs", "2")
     assert spec.cwd == "/workspace/examples"
     assert spec.gpus == "all" and spec.shm_size == "1g" and spec.memory == "8g"
-    assert [m.bind() for m in spec.mounts] == ["<worktree>:/workspace:rw", "/data:/data:ro"]
+    assert [m.bind() for m in spec.mounts] == ["<checkout>:/workspace:rw", "/data:/data:ro"]
     assert spec.env == {"BATCH": "32", "HF_TOKEN": "hf_x", "TFREPRO_SEED": "42"}
     assert plan.repo_roots == ("/home/me/repo",)
 
 
-def test_finalize_mounts_the_worktree_and_adds_tfrepro_env():
+def test_finalize_mounts_the_checkout_and_adds_tfrepro_env():
     plan = P.plan(record(), {})
     spec = P.finalize(plan, "/tmp/wt", {"MLFLOW_RUN_ID": "new"}, [S.Mount("/t", "/t", False, "tracking")])
     assert [m.bind() for m in spec.mounts] == ["/tmp/wt:/workspace:rw", "/data:/data:ro", "/t:/t:rw"]

@@ -209,3 +209,29 @@ def test_managed_env_forwards_auth_by_value_but_launch_records_names():
     assert env["MLFLOW_RUN_ID"] == "run1" and env["MLFLOW_EXPERIMENT_ID"] == "3"
     assert env["TFREPRO_IMAGE_DIGEST"] == REF and env["TFREPRO_IMAGE_ID"] == DIGEST
     assert env["MLFLOW_TRACKING_TOKEN"] == "tok" and "HOME" not in env
+    assert "TFREPRO_SAFE_DIRECTORY" not in env
+
+
+def test_managed_env_trusts_only_the_checkout_mount_point():
+    env = S.managed_env("http://127.0.0.1:5000", "3", "run1", "img:latest", REF, DIGEST, {}, "/workspace")
+    assert env["TFREPRO_SAFE_DIRECTORY"] == "/workspace"
+    assert not any(k.startswith("GIT_CONFIG") for k in env)
+
+
+@pytest.mark.parametrize("value", [None, "", "relative/dir", '/a"b', "/a\nb", "/a\\b"])
+def test_unusable_safe_directory_values_are_ignored(value):
+    from tfrepro.fingerprint import git as G
+
+    assert G.trust_config(value) is None
+
+
+def test_safe_directory_config_names_exactly_that_directory():
+    import shutil
+
+    from tfrepro.fingerprint import git as G
+
+    home = G.trust_config("/workspace")
+    try:
+        assert open(home + "/git/config").read() == '[safe]\n\tdirectory = "/workspace"\n'
+    finally:
+        shutil.rmtree(home)

@@ -1,11 +1,13 @@
 """`tfrepro replay RUN_ID`: rerun a recorded run in its exact container and compare results.
 
 Order: read and validate the record, show drift and the equivalent `docker run` line
-(--dry-run stops there), confirm, pull by digest, materialise commit + patch, run with a
-new MLflow run tagged tfrepro.replay_of, then compare metrics and model hash.
+(--dry-run stops there), confirm, materialise commit + patch in a standalone temporary
+checkout (so git inside the container records them itself), pull by digest, run with a new
+MLflow run tagged tfrepro.replay_of, then compare metrics and model hash.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -13,6 +15,7 @@ import sys
 import click
 
 from tfrepro.errors import ContainerFailed, UsageError
+from tfrepro.replay import checkout as C
 from tfrepro.replay import docker as D
 from tfrepro.replay import drift as DR
 from tfrepro.replay import launch as L
@@ -20,11 +23,6 @@ from tfrepro.replay import plan as P
 from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
 from tfrepro.replay import verify as V
-from tfrepro.replay import worktree as W
-
-COPIED_TAGS = ("tfrepro.git.commit", "tfrepro.git.branch", "tfrepro.git.remote", "tfrepro.git.dirty",
-               "tfrepro.command", "tfrepro.workdir", "tfrepro.seed")
-
 
 def _host_gpu():
     from tfrepro.fingerprint import collect
@@ -68,7 +66,9 @@ def _image_tags(plan) -> dict:
               help="Relative tolerance: |a-b| <= T*max(1,|a|). 0: only identical passes.")
 @click.option("--allow-drift", is_flag=True, help="Run even if this host's driver cannot run the image's CUDA.")
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
-def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, mount_docker_socket):
+@click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
+def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, mount_docker_socket,
+            keep_checkout):
     """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
     if tolerance < 0:
         raise UsageError("--tolerance must be >= 0")
@@ -81,13 +81,13 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
     experiment_id = L.experiment_id(client, experiment, default=record.experiment_id)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     preview_env = S.managed_env(container_uri, experiment_id, "<new run>", plan.image_ref, plan.image_digest,
-                                plan.image_id, os.environ)
-    preview = P.finalize(plan, P.WORKTREE, preview_env, tracking_mounts)
+                                plan.image_id, os.environ, plan.spec.workdir)
+    preview = P.finalize(plan, P.CHECKOUT, preview_env, tracking_mounts)
     hidden = ["MLFLOW_RUN_ID"] + (["MLFLOW_TRACKING_URI"] if "@" in container_uri else [])
     click.echo("replay of run %s: image %s, commit %s%s" % (record.run_id, plan.image, plan.commit[:12],
                                                              " + patch" if plan.patch.strip() else ""))
     click.echo("drift (! blocks, * differs):\n" + DR.render(items))
-    click.echo("command (%s = commit %s%s):\n  %s" % (P.WORKTREE, plan.commit[:12],
+    click.echo("command (%s = commit %s%s):\n  %s" % (P.CHECKOUT, plan.commit[:12],
                " with the recorded patch" if plan.patch.strip() else "", shlex.join(S.docker_argv(preview, hidden))))
     refusals = _refusals(plan, items, host_gpu, allow_drift)
     if refusals and not dry_run:
@@ -103,16 +103,16 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
 
     candidates = [os.getcwd()] + list(plan.repo_roots)
     # the source first: a missing commit or a stale patch is found before a long pull
-    with W.materialise(plan.commit, plan.patch, candidates, plan.remote, log=L.info) as source:
+    with C.materialise(plan.commit, plan.patch, candidates, plan.remote, log=L.info, keep=keep_checkout) as source:
         docker_client = D.connect()
         D.ensure_image(docker_client, plan.image)
         tags = _image_tags(plan)
-        tags.update({k: record.tags[k] for k in COPIED_TAGS if k in record.tags})
+        tags.update(_launch_tags(plan, source))
         tags["tfrepro.replay_of"] = record.run_id
         new_run = L.create_run(client, experiment_id, "replay-of-" + (record.run_name or record.run_id), tags)
         try:
             env = S.managed_env(container_uri, experiment_id, new_run, plan.image_ref, plan.image_digest,
-                                plan.image_id, os.environ)
+                                plan.image_id, os.environ, plan.spec.workdir)
             spec = P.finalize(plan, source, env, tracking_mounts, {"tfrepro.run_id": new_run})
             launch = S.launch_record(spec, plan.image_ref, None, uri, user_env=list(plan.spec.env))
             L.record_launch(client, new_run, launch, S.launch_tags(launch))
@@ -136,6 +136,18 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
         from tfrepro.cli import exit_with
 
         exit_with(1)
+
+
+def _launch_tags(plan, source) -> dict:
+    """What the launcher knows, as `tfrepro run` records it: the checkout read on this side
+    (the in-container fingerprint records it again), the command, its directory, the seed."""
+    git, _ = L.host_git(source)
+    tags = L.git_tags(git) if git else {}
+    tags["tfrepro.command"] = json.dumps(list(plan.spec.command))
+    tags["tfrepro.workdir"] = plan.spec.subdir
+    if plan.seed is not None:
+        tags["tfrepro.seed"] = plan.seed
+    return tags
 
 
 def _tag(client, run_id, key):

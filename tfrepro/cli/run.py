@@ -19,21 +19,6 @@ from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
 
 
-def _host_git():
-    """The repository the container will see, as recorded on this side (None outside git)."""
-    from tfrepro.fingerprint import collect
-
-    env = collect(("git",))
-    return env.git, env.reasons.get("git")
-
-
-def _git_tags(git) -> dict:
-    from tfrepro.environment import Environment
-
-    tags = Environment(git=git).to_tags()
-    return {k: v for k, v in tags.items() if k.startswith(("tfrepro.git.", "mlflow.source.git.")) or k == "tfrepro.workdir"}
-
-
 def image_tags(resolved: D.Resolved) -> dict:
     tags = {
         "tfrepro.image.ref": resolved.ref,
@@ -74,9 +59,9 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     workdir = S.check_container_path(workdir, "--workdir")
     uri = L.tracking_uri(tracking_uri)
 
-    git, reason = _host_git()
+    git, reason = L.host_git()
     if git is None:
-        L.warn("not in a git repository (%s): the run will not be replayable" % reason)
+        L.warn("git on this host: %s: the run may not be replayable" % reason)
     elif git.untracked:
         L.warn("%d untracked file(s) are visible to the container but cannot be replayed" % len(git.untracked))
     repo_root = git.root if git and git.root else os.getcwd()
@@ -94,14 +79,14 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     tags = image_tags(resolved)
-    tags.update(_git_tags(git) if git else {})
+    tags.update(L.git_tags(git) if git else {})
     tags["tfrepro.command"] = json.dumps(list(cmd))
     tags["tfrepro.workdir"] = subdir
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         env = dict(user_env)
         env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
-                                 resolved.image_id, os.environ))
+                                 resolved.image_id, os.environ, workdir))
         spec = S.LaunchSpec(
             image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
             mounts=(S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts,

@@ -16,11 +16,12 @@ from tfrepro.fingerprint import NotApplicable
 
 TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
 MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
+SAFE_DIRECTORY_ENV = "TFREPRO_SAFE_DIRECTORY"  # set by the launcher: see trust_config()
 
 
-def _start(git: str, args: List[str], cwd: str) -> subprocess.Popen:
+def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     # LC_ALL=C keeps messages parseable; GIT_OPTIONAL_LOCKS=0 stops status from writing the index.
-    env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0")
+    env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0", **(extra_env or {}))
     # An absolute executable, no cwd= and close_fds=False let Python 3.8 use posix_spawn
     # instead of fork(): forking a process that holds TensorFlow costs tens of ms per call.
     return subprocess.Popen([git, "-C", cwd] + args, env=env, close_fds=False,
@@ -36,6 +37,28 @@ def _finish(proc: subprocess.Popen) -> Tuple[int, bytes, bytes]:
     return proc.returncode, out, err
 
 
+def trust_config(directory: Optional[str]) -> Optional[str]:
+    """A temporary XDG_CONFIG_HOME whose git/config has `safe.directory = <directory>`.
+
+    `tfrepro run`/`replay` set TFREPRO_SAFE_DIRECTORY to the mount point of the checkout
+    they mounted (often owned by another uid than the container's user). Only these git
+    calls trust it. A global-scope file because git before 2.36 (bullseye's 2.30, focal's
+    2.25) ignores safe.directory from `-c` and GIT_CONFIG_COUNT; ~/.gitconfig still applies.
+    """
+    if not directory or not directory.startswith("/") or any(c in directory for c in '\n"\\'):
+        return None
+    import tempfile
+
+    try:
+        home = tempfile.mkdtemp(prefix="tfrepro-git-")
+        os.mkdir(os.path.join(home, "git"))
+        with open(os.path.join(home, "git", "config"), "w") as fh:
+            fh.write('[safe]\n\tdirectory = "%s"\n' % directory)
+        return home
+    except OSError:
+        return None
+
+
 def query(cwd: Optional[str] = None) -> Dict[str, object]:
     """Run the few git commands needed (the first three at once); return their raw outputs."""
     import shutil
@@ -44,10 +67,19 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
     git = shutil.which("git")
     if not git:
         raise NotApplicable("git not installed")
-    top = _start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd)
+    xdg = trust_config(os.environ.get(SAFE_DIRECTORY_ENV))
+    try:
+        return _query(git, cwd, {"XDG_CONFIG_HOME": xdg} if xdg else None)
+    finally:
+        if xdg:
+            shutil.rmtree(xdg, ignore_errors=True)
+
+
+def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str, object]:
+    top = _start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd, extra_env)
     status = _start(git, ["-c", "status.renames=false", "status", "--porcelain=v2", "--branch", "-z",
-                          "--untracked-files=all"], cwd)
-    remotes = _start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd)
+                          "--untracked-files=all"], cwd, extra_env)
+    remotes = _start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd, extra_env)
     code, out, err = _finish(top)
     status_result, remotes_result = _finish(status), _finish(remotes)
     if code != 0:
@@ -75,7 +107,8 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
         paths = changed_paths(raw["status"])
         # naming the changed paths spares git a second stat of the whole tree
         spec = ["--"] + [":(literal)" + p for p in paths] if len(paths) <= MAX_PATHSPEC else []
-        diff = _finish(_start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0]))
+        diff = _finish(_start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0],
+                              extra_env))
         raw["patch"] = diff[1].decode("utf-8", "surrogateescape")
         if diff[0] != 0:
             raw["error"] = "git diff failed, patch missing: %s" % _first_line(diff[2])

@@ -19,6 +19,27 @@ from tfrepro.replay import spec as S
 from tfrepro.replay.record import LAUNCH_JSON, tracking_error
 
 
+def host_git(cwd: Optional[str] = None):
+    """(GitInfo or None, reason): the repository the container will see, read on this side."""
+    from tfrepro.fingerprint import NotApplicable
+    from tfrepro.fingerprint import git as G
+
+    try:
+        raw = G.query(cwd)
+        return G.parse(raw), raw.get("error")
+    except NotApplicable as exc:
+        return None, str(exc)
+    except Exception as exc:  # never fatal: the container records git itself too
+        return None, "git failed: %s" % exc
+
+
+def git_tags(git) -> Dict[str, str]:
+    from tfrepro.environment import Environment
+
+    tags = Environment(git=git).to_tags()
+    return {k: v for k, v in tags.items() if k.startswith(("tfrepro.git.", "mlflow.source.git.")) or k == "tfrepro.workdir"}
+
+
 def tracking_uri(option: Optional[str] = None) -> str:
     """--tracking-uri, else MLflow's own resolution ($MLFLOW_TRACKING_URI or its default);
     a relative sqlite or file store becomes absolute so a container can mount it."""

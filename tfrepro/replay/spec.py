@@ -314,8 +314,10 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
 
 def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], image_ref: str,
                 image_digest: Optional[str], image_id: Optional[str],
-                environ: Mapping[str, str]) -> Dict[str, str]:
-    """What tfrepro itself passes: the MLflow run to resume and the image's identity."""
+                environ: Mapping[str, str], workdir: Optional[str] = None) -> Dict[str, str]:
+    """What tfrepro itself passes: the MLflow run to resume, the image's identity, and the
+    mount point of the checkout, which the in-container fingerprint's git may trust even when
+    another uid owns it (TFREPRO_SAFE_DIRECTORY: that one directory, never `*`)."""
     env = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_EXPERIMENT_ID": str(experiment_id),
@@ -323,6 +325,8 @@ def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], im
         "TFREPRO_IMAGE_DIGEST": image_digest or "",
         "TFREPRO_IMAGE_ID": image_id or "",
     }
+    if workdir:
+        env["TFREPRO_SAFE_DIRECTORY"] = workdir
     if run_id:
         env["MLFLOW_RUN_ID"] = run_id
     env.update({k: environ[k] for k in MLFLOW_AUTH_VARS if environ.get(k)})

@@ -65,7 +65,8 @@ class TrackingSession:
             elif backend.reachable():
                 try:
                     with short_http():
-                        if experiment_name:
+                        # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
+                        if experiment_name and not os.environ.get("MLFLOW_RUN_ID"):
                             mlflow.set_experiment(experiment_name)
                         run_id = mlflow.start_run(run_name=run_name).info.run_id
                     online, fluent = True, True
