@@ -5,7 +5,7 @@ import os
 from tfrepro.environment import (ContainerInfo, Environment, GitInfo, GpuDevice, GpuInfo, ProcessInfo,
                                  PythonInfo, SystemInfo, TensorflowInfo)
 
-H200_PROBE = "/work/shared/fixtures/gpu/h200-driver580/probe.json"
+H200_PROBE = os.path.join(os.path.dirname(__file__), "fixtures", "gpu", "h200-driver580", "probe.json")
 DIGEST_A = "nvcr.io/nvidia/tensorflow@sha256:" + "a1" * 32
 DIGEST_B = "nvcr.io/nvidia/tensorflow@sha256:" + "b2" * 32
 

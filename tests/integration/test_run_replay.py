@@ -20,10 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "supersecret-" + uuid.uuid4().hex[:8]
 
 
-def tags_experiment(client, run_id):
-    return client.get_experiment(client.get_run(run_id).info.experiment_id).name
-
-
 def launch_json(client, run_id, directory):
     directory.mkdir(exist_ok=True)
     return json.loads(Path(client.download_artifacts(run_id, "tfrepro/launch.json", str(directory))).read_text())
@@ -59,9 +55,9 @@ def recorded(tmp_path_factory, mlflow_server, test_image, docker_client):
     argv = ["run", "--image", test_image.latest, "--gpus", "none", "--experiment", experiment,
             "--tracking-uri", mlflow_server.uri, "--shm-size", "256m", "--memory", "4g",
             "-v", "%s:/data:ro" % data, "-e", "MY_API_TOKEN=" + SECRET, "-e", "BATCH_NOTE=plain",
-            # train.py's callback calls mlflow.set_experiment(): it must name the launcher's
-            # experiment, or MLflow refuses to resume MLFLOW_RUN_ID (see the H5 report)
-            "--", "python", "train.py", "--epochs", "2", "--experiment", experiment]
+            # train.py names its own experiment (tfrepro-example): the callback resumes the
+            # launcher's run in the launcher's experiment regardless
+            "--", "python", "train.py", "--epochs", "2"]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
         assert main(argv) == 0
@@ -103,7 +99,7 @@ def test_dry_run_prints_the_docker_command(recorded, mlflow_server, capsys, monk
     assert "-v %s:/data:ro" % data in line and "'<checkout>:/workspace:rw'" in line
     assert "-w /workspace" in line and "-e BATCH_NOTE=plain" in line and "-e MY_API_TOKEN" in line
     assert "--gpus" not in line and SECRET not in out
-    assert line.endswith("python train.py --epochs 2 --experiment " + tags_experiment(client, run_id))
+    assert line.endswith("python train.py --epochs 2")
 
 
 def test_replay_is_identical_and_pulls_by_digest(recorded, mlflow_server, test_image, docker_client,
@@ -136,6 +132,7 @@ def test_replay_is_identical_and_pulls_by_digest(recorded, mlflow_server, test_i
     assert replay.data.tags["tfrepro.replay.verdict"] == "identical"
     assert replay.data.tags["tfrepro.model.hash"] == client.get_run(run_id).data.tags["tfrepro.model.hash"]
     assert replay.info.status == "FINISHED"
+    assert replay.info.experiment_id == client.get_run(run_id).info.experiment_id  # not train.py's own
     launch = launch_json(client, replay_id, repo.parent / "replay")
     assert launch["image"] == test_image.digest_ref
     # git inside the replay container saw the same commit and the same patch
