@@ -44,17 +44,6 @@ def _refusals(plan, items, host_gpu, allow_drift):
     return reasons
 
 
-def _image_tags(plan) -> dict:
-    tags = {
-        "tfrepro.image.ref": plan.image_ref,
-        "tfrepro.image.digest": plan.image_digest,
-        "tfrepro.image.id": plan.image_id,
-        "tfrepro.image.digest_source": "launcher",
-        "tfrepro.replayable": "registry" if plan.image_digest else "host-only",
-    }
-    return {k: v for k, v in tags.items() if v}
-
-
 @click.command(name="replay")
 @click.argument("run_id")
 @click.option("--dry-run", is_flag=True, help="Show drift and the docker command, run nothing.")
@@ -106,7 +95,7 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
     with C.materialise(plan.commit, plan.patch, candidates, plan.remote, log=L.info, keep=keep_checkout) as source:
         docker_client = D.connect()
         D.ensure_image(docker_client, plan.image)
-        tags = _image_tags(plan)
+        tags = L.image_tags(plan.image_ref, plan.image_digest, plan.image_id)
         tags.update(_launch_tags(plan, source))
         tags["tfrepro.replay_of"] = record.run_id
         new_run = L.create_run(client, experiment_id, "replay-of-" + (record.run_name or record.run_id), tags)

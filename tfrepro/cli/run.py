@@ -19,19 +19,6 @@ from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
 
 
-def image_tags(resolved: D.Resolved) -> dict:
-    tags = {
-        "tfrepro.image.ref": resolved.ref,
-        "tfrepro.image.digest": resolved.digest,
-        "tfrepro.image.id": resolved.image_id,
-        "tfrepro.image.digest_source": "launcher",
-        "tfrepro.replayable": "registry" if resolved.digest else "host-only",
-        "mlflow.docker.image.uri": resolved.digest or resolved.ref,
-        "mlflow.docker.image.id": resolved.image_id,
-    }
-    return {k: v for k, v in tags.items() if v}
-
-
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
 @click.option("--image", required=True, help="Image reference; it is run by its registry digest.")
 @click.option("--gpus", default="none", show_default=True, help="all, a count, or none.")
@@ -78,7 +65,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     client = R.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
-    tags = image_tags(resolved)
+    tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
     tags["tfrepro.command"] = json.dumps(list(cmd))
     tags["tfrepro.workdir"] = subdir

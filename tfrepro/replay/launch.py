@@ -147,3 +147,17 @@ def warn(message: str) -> None:
 def info(message: str) -> None:
     click.echo("tfrepro: %s" % message, err=True)
 
+
+
+def image_tags(ref: Optional[str], digest: Optional[str], image_id: Optional[str]) -> Dict[str, str]:
+    """The image tags a launcher sets on its run (the fingerprint inside sets them too)."""
+    tags = {
+        "tfrepro.image.ref": ref,
+        "tfrepro.image.digest": digest,
+        "tfrepro.image.id": image_id,
+        "tfrepro.image.digest_source": "launcher",
+        "tfrepro.replayable": "registry" if digest else "host-only",
+        "mlflow.docker.image.uri": digest or ref,
+        "mlflow.docker.image.id": image_id,
+    }
+    return {k: v for k, v in tags.items() if v}
