@@ -11,8 +11,10 @@ bash scripts/setup.sh --no-py38
 export MLFLOW_TRACKING_URI="sqlite:///$PWD/mlflow.db"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"  # quiet TensorFlow's C++ banner
 echo "demo: training examples/train.py, tracking to $MLFLOW_TRACKING_URI" >&2
-out=$(.venv/bin/python examples/train.py --seed 0 "$@" | tee /dev/stderr)
-run_id=$(printf '%s\n' "$out" | sed -n 's/^run_id: //p' | tail -n1)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+.venv/bin/python examples/train.py --seed 0 "$@" | tee "$log"
+run_id=$(sed -n 's/^run_id: //p' "$log" | tail -n1)
 [ -n "$run_id" ] && [ "$run_id" != "None" ] || { echo "demo: training printed no run id" >&2; exit 1; }
 
 echo
@@ -38,12 +40,12 @@ port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 .venv/bin/mlflow server --backend-store-uri "$MLFLOW_TRACKING_URI" --artifacts-destination "$PWD/mlartifacts" \
   --host 127.0.0.1 --port "$port" --workers 1 >/tmp/tfrepro-demo-server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 1; done
 export MLFLOW_TRACKING_URI="http://127.0.0.1:$port"
-out=$(.venv/bin/tfrepro run --image "$TFREPRO_TEST_IMAGE" --gpus none --experiment tfrepro-demo-docker \
-  -- python examples/train.py --epochs 2 --experiment tfrepro-demo-docker | tee /dev/stderr)
-docker_run=$(printf '%s\n' "$out" | sed -n 's/^run_id: //p' | tail -n1)
+.venv/bin/tfrepro run --image "$TFREPRO_TEST_IMAGE" --gpus none --experiment tfrepro-demo-docker \
+  -- python examples/train.py --epochs 2 --experiment tfrepro-demo-docker | tee "$log"
+docker_run=$(sed -n 's/^run_id: //p' "$log" | tail -n1)
 echo
 echo "demo: replaying run $docker_run in its image, by digest"
 .venv/bin/tfrepro replay "$docker_run" --yes --gpus none --experiment tfrepro-demo-docker

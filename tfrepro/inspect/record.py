@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Mapping, Optional
@@ -178,14 +179,22 @@ def load(run_id: str, tracking_uri: Optional[str] = None) -> RunRecord:
         client = MlflowClient(tracking_uri=uri)
         try:
             run = client.get_run(run_id)
+        except Exception as exc:
+            raise _mlflow_error(exc, run_id, uri) from None
+        tags = dict(run.data.tags)
+        try:
             names = {a.path for a in client.list_artifacts(run_id, "tfrepro")}
             text = _read_artifact(client, run_id, ENVIRONMENT_ARTIFACT, names)
-            tags = dict(run.data.tags)
             launch = _launch(client, run_id, tags, names)
         except RecordError:
             raise
-        except Exception as exc:
-            raise _mlflow_error(exc, run_id, uri) from None
+        except Exception as exc:  # e.g. artifacts served over HTTP while reading the sqlite store
+            if "tfrepro.schema" not in tags:
+                raise _mlflow_error(exc, run_id, uri) from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print("tfrepro: warning: artifacts of run %s unreadable (%s): record from its tags"
+                  % (run_id, first[:200]), file=sys.stderr)
+            text, launch = None, _launch(client, run_id, tags, set())
     source = "artifact"
     if text is not None:
         try:

@@ -37,12 +37,15 @@ def shorten(text: str, width: int, other: str = "") -> str:
 
 
 def wrap(text: str, width: int) -> List[str]:
-    """Hard-wrap at width, preferring spaces (digests and paths have none, so they split)."""
+    """Hard-wrap at width, at a space, else before an `@` (repo | @sha256:...) or after a `/`,
+    else anywhere."""
     lines: List[str] = []
     for paragraph in text.splitlines() or [""]:
         while len(paragraph) > width:
             cut = paragraph.rfind(" ", 0, width + 1)
-            cut = cut if cut > width // 2 else width
+            if cut <= width // 4:
+                cut = max(paragraph.rfind("@", 0, width + 1), paragraph.rfind("/", 0, width) + 1)
+            cut = cut if cut > width // 4 else width
             lines.append(paragraph[:cut].rstrip())
             paragraph = paragraph[cut:].lstrip()
         lines.append(paragraph)
@@ -58,6 +61,9 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
         key_text = ("  %-" + str(KEY_WIDTH) + "s ") % key
         if len(key) <= KEY_WIDTH and len(text) <= WIDTH - indent and "\n" not in text:
             out.append(key_text + text)
+            continue
+        if 2 + len(key) + 1 + len(text) <= WIDTH and "\n" not in text:  # a long key, a short value
+            out.append("  %s %s" % (key, text))
             continue
         out.append("  " + key)
         pad = 4 if len(text) <= WIDTH - 4 else 2
