@@ -142,19 +142,18 @@ def table(results, repeats):
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- callback_overhead: last run -->", "<!-- callback_overhead: end -->"
+
+
 def write_readme(text, info):
+    """Replace the last-run block of benchmarks/README.md; the prose around it is kept."""
     path = os.path.join(ROOT, "benchmarks", "README.md")
+    with open(path) as f:
+        readme = f.read()
+    head, rest = readme.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
     with open(path, "w") as f:
-        f.write("# Benchmarks\n\n## callback_overhead.py\n\n"
-                "`.venv/bin/python benchmarks/callback_overhead.py` times `model.fit()` of a small MLP "
-                "with no tracking, with `tfrepro.ReproCallback` (per step, per epoch; `log_model=False`, "
-                "environment logging on) and with MLflow's `MlflowCallback(log_every_n_steps=1)` and "
-                "`mlflow.tensorflow.autolog()` (defaults, so it also saves the model), side by side in "
-                "one process, against a real `mlflow server` on loopback (`http`) and a sqlite store. "
-                "ReproCallback opens and closes its run inside `fit()`, so those fixed costs are "
-                "included; the `run started before fit` row shows it without run creation, like "
-                "MlflowCallback, whose run is started outside the timing.\n\n"
-                "Last run (%s):\n\n%s\n" % (info, text))
+        f.write("%s%s\nLast run (%s):\n\n%s\n%s%s" % (head, BEGIN, info, text, END, tail))
     return path
 
 

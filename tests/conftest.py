@@ -93,10 +93,8 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=str(cwd), check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.fixture
-def git_repo(tmp_path):
-    """A real, clean git repo with one commit and an https remote carrying credentials."""
-    repo = tmp_path / "repo"
+def make_repo(repo):
+    """A real git repo at `repo` with train.py committed on main."""
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "test@example.com")
@@ -104,6 +102,13 @@ def git_repo(tmp_path):
     (repo / "train.py").write_text("print('hello')\n")
     git(repo, "add", "train.py")
     git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    """A real, clean git repo with one commit and an https remote carrying credentials."""
+    repo = make_repo(tmp_path / "repo")
     git(repo, "remote", "add", "origin", "https://user:s3cret@example.com/team/project.git")
     return repo
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, git
+from tests.conftest import free_port, git, make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 
@@ -44,14 +44,7 @@ def train(callback, epochs=2, seed=7, strategy=None):
 @pytest.fixture(scope="module")
 def server_env(mlflow_server, tmp_path_factory):
     """Module-wide: MLflow pointed at the shared server, cwd inside a dirty git repo."""
-    repo = tmp_path_factory.mktemp("callback") / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "config", "user.name", "Test")
-    (repo / "train.py").write_text("print('hello')\n")
-    git(repo, "add", "train.py")
-    git(repo, "commit", "-q", "-m", "first")
+    repo = make_repo(tmp_path_factory.mktemp("callback") / "repo")
     (repo / "train.py").write_text("print('hello, dirty')\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
