@@ -24,6 +24,7 @@ from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
 from tfrepro.replay import verify as V
 
+
 def _host_gpu():
     from tfrepro.fingerprint import collect
 
