@@ -105,11 +105,7 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
                                 plan.image_id, os.environ, plan.spec.workdir)
             spec = P.finalize(plan, source, env, tracking_mounts, {"tfrepro.run_id": new_run})
             launch = S.launch_record(spec, plan.image_ref, None, uri, user_env=list(plan.spec.env))
-            L.record_launch(client, new_run, launch, S.launch_tags(launch))
-            if plan.patch.strip():
-                L.log_text(client, new_run, plan.patch, R.GIT_PATCH)
-            L.info("replay run %s\n  %s" % (new_run, shlex.join(S.docker_argv(spec, hidden))))
-            status = L.run_container(docker_client, spec)
+            status = L.run_recorded(client, docker_client, new_run, spec, launch, plan.patch, hidden, "replay run")
         except BaseException:
             L.finish(client, new_run, 1)
             raise

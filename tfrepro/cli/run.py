@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 
 import click
 
@@ -80,12 +79,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
             env=env, gpus=gpus, shm_size=shm_size, memory=memory, labels={"tfrepro.run_id": run_id},
         )
         record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
-        L.record_launch(client, run_id, record, S.launch_tags(record))
-        if git and git.patch:
-            L.log_text(client, run_id, git.patch, R.GIT_PATCH)
         hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
-        L.info("run %s\n  %s" % (run_id, shlex.join(S.docker_argv(spec, hidden))))
-        status = L.run_container(docker_client, spec)
+        status = L.run_recorded(client, docker_client, run_id, spec, record, git.patch if git else "", hidden, "run")
     except BaseException:
         L.finish(client, run_id, 1)
         raise

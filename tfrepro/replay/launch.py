@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import sys
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ import click
 
 from tfrepro.replay import docker as D
 from tfrepro.replay import spec as S
-from tfrepro.replay.record import LAUNCH_JSON, tracking_error
+from tfrepro.replay.record import GIT_PATCH, LAUNCH_JSON, tracking_error
 
 
 def host_git(cwd: Optional[str] = None):
@@ -122,6 +123,17 @@ def finish(client, run_id: str, exit_status: int) -> None:
             client.set_terminated(run_id, "FINISHED" if exit_status == 0 else "FAILED")
     except Exception as exc:  # the container's result stands; say the status could not be set
         click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
+
+
+def run_recorded(client, docker_client, run_id: str, spec: S.LaunchSpec, record: Dict[str, object],
+                 patch: str, hidden, label: str) -> int:
+    """Record the launch on the run (tags, launch.json, the patch), show the equivalent
+    `docker run` line, run the container; return its exit status."""
+    record_launch(client, run_id, record, S.launch_tags(record))
+    if patch and patch.strip():
+        log_text(client, run_id, patch, GIT_PATCH)
+    info("%s %s\n  %s" % (label, run_id, shlex.join(S.docker_argv(spec, hidden))))
+    return run_container(docker_client, spec)
 
 
 def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
