@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 SCHEMA_VERSION = "1"
 
-# MLflow 2.x accepts 5000 characters per tag value (3.x accepts 8000): use the lower.
+# MLflow 2.17+ accepts 8000 characters per tag value, older servers and stores 5000: use the lower.
 MAX_TAG_VALUE = 5000
 TRUNCATED = "...[truncated]"
 
