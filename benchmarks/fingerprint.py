@@ -22,11 +22,15 @@ import sys
 import tempfile
 import time
 
-COLD = r"""
+# CPU time of the measuring process and its git children, shared by the scripts below.
+CPU = r"""
 import json, resource, time
 def cpu():
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+"""
+
+COLD = CPU + r"""
 t0, c0 = time.perf_counter(), cpu()
 import tfrepro
 env = tfrepro.collect_environment()
@@ -49,24 +53,17 @@ print(json.dumps({"cold": total, "cold_cpu": total_cpu, "warm": warm, "parts": p
                   "reasons": dict(env.reasons)}))
 """
 
-IN_TRAINING = r"""
-import json, resource, time
+IN_TRAINING = CPU + r"""
 import tensorflow as tf  # what a Keras training process holds when the callback collects
 import tfrepro
-def cpu():
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 t0, c0 = time.perf_counter(), cpu()
 env = tfrepro.collect_environment()
 print(json.dumps({"first": time.perf_counter() - t0, "cpu": cpu() - c0, "imported": env.tensorflow.imported}))
 """
 
-START_RUN = r"""
-import json, resource, sys, time
+START_RUN = CPU + r"""
+import sys
 import mlflow
-def cpu():
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 mlflow.set_tracking_uri(sys.argv[1])
 mlflow.set_experiment("bench")
 times, cpus = [], []
