@@ -127,17 +127,26 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._supports_tf_logs = True  # Keras then skips converting logs on every batch for us
 
     # Keras calls on_train_batch_* only when a callback asks for them: ask only when due.
+    # It calls them anyway when a sibling asks (verbose=1's progress bar), so every hook
+    # below must cope with being called when nothing is due.
     def _implements_train_batch_hooks(self):
         return self.log_every_n_steps is not None
 
     def _guard(self, what, fn, *args, **kwargs):
+        """Run one tracking step; a failure is warned about (once per kind), never raised."""
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            log.warning("tfrepro: %s failed: %s; training goes on", what, exc)
+            warned = self.__dict__.setdefault("_warned", set())
+            if what not in warned:
+                warned.add(what)
+                log.warning("tfrepro: %s failed: %s; training goes on", what, exc)
             return None
 
     def on_train_begin(self, logs=None):
+        self._guard("starting tracking", self._train_begin)
+
+    def _train_begin(self):
         self._global_step = 0
         self._chief = is_chief(os.environ.get("TF_CONFIG"))
         if self.log_tensorboard is True:
@@ -173,16 +182,23 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self.session.log_params(params)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._guard("logging step metrics", self._train_batch_end, logs)
+
+    def _train_batch_end(self, logs):
         self._global_step += 1
-        if self.session is not None and self._global_step % self.log_every_n_steps == 0:
+        every = self.log_every_n_steps
+        if self.session is not None and every and self._global_step % every == 0:
             metrics = {STEP_PREFIX + k: v for k, v in floats(logs).items()}
             self.session.log_metrics(metrics, self._global_step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.session is not None:
-            self.session.log_metrics(floats(logs), epoch)
+            self._guard("logging epoch metrics", lambda: self.session.log_metrics(floats(logs), epoch))
 
     def on_train_end(self, logs=None):
+        self._guard("finishing tracking", self._train_end)
+
+    def _train_end(self):
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
