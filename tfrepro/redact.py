@@ -1,0 +1,126 @@
+"""What must never be stored or printed: one rule for secret names, values and URLs. Pure.
+
+    is_secret_name("HF_TOKEN") -> True          an environment variable name
+    looks_secret_value("ghp_...") -> True        a known token prefix, or URL userinfo
+    strip_url_credentials("http://u:p@h/") -> "http://h/"
+    redact_argv(["train.py", "--password", "x"]) -> ["train.py", "--password", "<redacted>"]
+    split_env({"A": "1", "DB_URL": "postgres://u:p@h/x"}) -> ({"A": "1"}, [("DB_URL", "...")])
+
+Container-side code imports this module too: Python 3.8, standard library only.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Mapping, Sequence, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "<redacted>"
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
+TOKEN_PREFIXES = ("ghp_", "gho_", "github_pat_", "glpat-", "hf_", "AKIA", "xox", "sk-")
+
+# A known token prefix at the start of a word, followed by enough token characters that
+# "sk-learn" or "hf_home" are not taken for keys.
+_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_\-])(?:%s)[A-Za-z0-9_\-]{12,}"
+                       % "|".join(re.escape(p) if p != "xox" else r"xox[a-z]?-" for p in TOKEN_PREFIXES))
+# scheme://userinfo@host: the userinfo is a credential (a token as user name counts too)
+_USERINFO_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s@]+@")
+_FLAG_RE = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_.\-]*)(=.*)?$", re.S)
+# flag names: any of these anywhere in the name is a secret ...
+_FLAG_ANYWHERE = ("password", "passwd", "secret", "apikey", "api_key", "api-key", "credential")
+# ... these only as the name's last word, so --max-tokens, --key-dim or --author stay
+_FLAG_LAST_WORD = ("token", "key", "auth", "credentials", "pat")
+
+
+def is_secret_name(name: str) -> bool:
+    """An environment variable name whose value must not be recorded."""
+    upper = str(name).upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+def has_url_credentials(value: str) -> bool:
+    return bool(_USERINFO_RE.search(str(value)))
+
+
+def has_token(value: str) -> bool:
+    return bool(_TOKEN_RE.search(str(value)))
+
+
+def looks_secret_value(value: str) -> bool:
+    return has_url_credentials(value) or has_token(value)
+
+
+def strip_url_credentials(uri: str) -> str:
+    """scheme://user:pass@host/... -> scheme://host/...; anything else unchanged."""
+    if not uri or "@" not in uri or "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return _USERINFO_RE.sub(lambda m: m.group(0).split("://", 1)[0] + "://", uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
+
+
+def is_secret_flag(flag_name: str) -> bool:
+    """A command-line flag name (without dashes) whose value is a secret."""
+    name = flag_name.lower()
+    if any(word in name for word in _FLAG_ANYWHERE):
+        return True
+    words = [w for w in re.split(r"[-_.]", name) if w]
+    return bool(words) and words[-1] in _FLAG_LAST_WORD
+
+
+def redact_argv(argv: Sequence[str]) -> List[str]:
+    """argv with the values of secret-looking flags replaced by REDACTED, in both
+    `--flag=value` and `--flag value` forms; URL credentials and known tokens anywhere
+    else are removed too. The result has as many items as argv."""
+    out: List[str] = []
+    hide_next = False
+    for arg in argv:
+        arg = str(arg)
+        if hide_next:
+            hide_next = False
+            if not arg.startswith("-") or arg == "-":
+                out.append(REDACTED)
+                continue
+        match = _FLAG_RE.match(arg)
+        if match and is_secret_flag(match.group(1)):
+            if match.group(2) is None:
+                hide_next = True
+                out.append(arg)
+            else:
+                out.append(arg[: match.start(2)] + "=" + REDACTED)
+            continue
+        out.append(redact_text(arg))
+    return out
+
+
+def redact_text(text: str) -> str:
+    """Free text with URL credentials stripped and known tokens replaced."""
+    text = _USERINFO_RE.sub(lambda m: m.group(0).split("://", 1)[0] + "://", text) if "@" in text else text
+    return _TOKEN_RE.sub(REDACTED, text)
+
+
+def secret_reason(name: str, value) -> str:
+    """Why an environment entry must not be recorded ("" when it may be)."""
+    if is_secret_name(name):
+        return "secret-looking name"
+    if value is not None and has_url_credentials(value):
+        return "URL with credentials"
+    if value is not None and has_token(value):
+        return "token-like value"
+    return ""
+
+
+def split_env(env: Mapping[str, str]) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+    """-e values -> (those that may be recorded, [(name, why dropped)])."""
+    kept: Dict[str, str] = {}
+    dropped: List[Tuple[str, str]] = []
+    for name in sorted(env):
+        reason = secret_reason(name, env[name])
+        if reason:
+            dropped.append((name, reason))
+        else:
+            kept[name] = env[name]
+    return kept, dropped
