@@ -102,11 +102,15 @@ class ReproCallback(tf.keras.callbacks.Callback):
     log_tensorboard: True to upload the log_dir of a tf.keras.callbacks.TensorBoard in the
         same fit(), or a directory to upload; artifacts go under `tensorboard/`.
     seed: the seed passed to tfrepro.deterministic(), when set up by other means.
+    log_patch: upload the uncommitted changes (tfrepro/git.patch). False, or TFREPRO_NO_PATCH=1,
+        keeps the code off the server; the run is then tagged so replay says the dirty
+        state cannot be restored.
     """
 
     def __init__(self, experiment_name: Optional[str] = None, run_name: Optional[str] = None,
                  params: Optional[Dict[str, Any]] = None, log_every_n_steps: Optional[int] = None,
-                 log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None):
+                 log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None,
+                 log_patch: bool = True):
         super().__init__()
         if log_every_n_steps is not None and int(log_every_n_steps) < 1:
             raise ValueError("log_every_n_steps must be a positive integer or None")
@@ -117,6 +121,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self.log_model = log_model
         self.log_tensorboard = log_tensorboard
         self.seed = seed
+        self.log_patch = log_patch
         self.session = None
         self.environment = None
         self.model_uri: Optional[str] = None
@@ -173,7 +178,12 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self.session.log_text(env.to_json(), "tfrepro/environment.json")
         self.session.log_text(env.requirements(), "tfrepro/requirements.txt")
         if env.git and env.git.dirty and env.git.patch:
-            self.session.log_text(env.git.patch, "tfrepro/git.patch")
+            from tfrepro.redact import PATCH_WITHHELD_TAG, patch_withheld
+
+            if patch_withheld(self.log_patch):
+                self.session.set_tags({PATCH_WITHHELD_TAG: "true"})
+            else:
+                self.session.log_text(env.git.patch, "tfrepro/git.patch")
 
     def _log_params(self):
         params = fit_params(self.model, getattr(self, "params", None) or {}, self.user_params)

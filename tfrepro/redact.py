@@ -5,6 +5,7 @@
     strip_url_credentials("http://u:p@h/") -> "http://h/"
     redact_argv(["train.py", "--password", "x"]) -> ["train.py", "--password", "<redacted>"]
     split_env({"A": "1", "DB_URL": "postgres://u:p@h/x"}) -> ({"A": "1"}, [("DB_URL", "...")])
+    patch_withheld(log_patch)                    the user keeps uncommitted code off the server
 
 Container-side code imports this module too: Python 3.8, standard library only.
 """
@@ -15,6 +16,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
+PATCH_WITHHELD_TAG = "tfrepro.git.patch_withheld"  # "true": the run was dirty, its patch not uploaded
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
 TOKEN_PREFIXES = ("ghp_", "gho_", "github_pat_", "glpat-", "hf_", "AKIA", "xox", "sk-")
 
@@ -124,3 +126,11 @@ def split_env(env: Mapping[str, str]) -> Tuple[Dict[str, str], List[Tuple[str, s
         else:
             kept[name] = env[name]
     return kept, dropped
+
+
+def patch_withheld(log_patch: bool = True, environ: Mapping[str, str] = None) -> bool:
+    """Whether the uncommitted patch stays off the server: log_patch=False or TFREPRO_NO_PATCH=1."""
+    import os
+
+    value = (os.environ if environ is None else environ).get("TFREPRO_NO_PATCH", "")
+    return not log_patch or value.strip().lower() in ("1", "true", "yes")

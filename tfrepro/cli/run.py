@@ -12,6 +12,7 @@ import os
 import click
 
 from tfrepro.errors import ContainerFailed
+from tfrepro.redact import PATCH_WITHHELD_TAG, patch_withheld
 from tfrepro.replay import docker as D
 from tfrepro.replay import launch as L
 from tfrepro.replay import record as R
@@ -68,11 +69,16 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     tags.update(L.git_tags(git) if git else {})
     tags["tfrepro.command"] = json.dumps(list(cmd))
     tags["tfrepro.workdir"] = subdir
+    withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
+    if withhold and git and git.dirty:
+        tags[PATCH_WITHHELD_TAG] = "true"
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         env = dict(user_env)
         env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
                                  resolved.image_id, os.environ, workdir))
+        if withhold:
+            env["TFREPRO_NO_PATCH"] = "1"  # the callback inside withholds it too
         spec = S.LaunchSpec(
             image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
             mounts=(S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts,
@@ -80,7 +86,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         )
         record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
         hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
-        status = L.run_recorded(client, docker_client, run_id, spec, record, git.patch if git else "", hidden, "run")
+        status = L.run_recorded(client, docker_client, run_id, spec, record, "" if withhold or not git else git.patch,
+                                hidden, "run")
     except BaseException:
         L.finish(client, run_id, 1)
         raise
