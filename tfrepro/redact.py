@@ -1,6 +1,6 @@
 """What must never be stored or printed: one rule for secret names, values and URLs. Pure.
 
-    is_secret_name("HF_TOKEN") -> True          an environment variable name
+    is_secret("HF_TOKEN") -> True               an environment variable name
     looks_secret_value("ghp_...") -> True        a known token prefix, or URL userinfo
     strip_url_credentials("http://u:p@h/") -> "http://h/"
     redact_argv(["train.py", "--password", "x"]) -> ["train.py", "--password", "<redacted>"]
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from typing import Dict, List, Mapping, Sequence, Tuple
-from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 PATCH_WITHHELD_TAG = "tfrepro.git.patch_withheld"  # "true": the run was dirty, its patch not uploaded
-SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
+# A variable whose name holds one of these is secret: its value is neither recorded (NGC
+# variables, launch.json) nor printed (the shown `docker run` line); only its name is.
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSW", "CRED", "AUTH", "PRIVATE", "COOKIE", "SESSION")
 TOKEN_PREFIXES = ("ghp_", "gho_", "github_pat_", "glpat-", "hf_", "AKIA", "xox", "sk-")
 
 # A known token prefix at the start of a word, followed by enough token characters that
@@ -26,6 +27,7 @@ _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_\-])(?:%s)[A-Za-z0-9_\-]{12,}"
                        % "|".join(re.escape(p) if p != "xox" else r"xox[a-z]?-" for p in TOKEN_PREFIXES))
 # scheme://userinfo@host: the userinfo is a credential (a token as user name counts too)
 _USERINFO_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s@]+@")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)$", re.S)  # scheme, authority, rest
 _FLAG_RE = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_.\-]*)(=.*)?$", re.S)
 # flag names: any of these anywhere in the name is a secret ...
 _FLAG_ANYWHERE = ("password", "passwd", "secret", "apikey", "api_key", "api-key", "credential")
@@ -33,7 +35,7 @@ _FLAG_ANYWHERE = ("password", "passwd", "secret", "apikey", "api_key", "api-key"
 _FLAG_LAST_WORD = ("token", "key", "auth", "credentials", "pat")
 
 
-def is_secret_name(name: str) -> bool:
+def is_secret(name: str) -> bool:
     """An environment variable name whose value must not be recorded."""
     upper = str(name).upper()
     return any(word in upper for word in SECRET_WORDS)
@@ -51,17 +53,22 @@ def looks_secret_value(value: str) -> bool:
     return has_url_credentials(value) or has_token(value)
 
 
-def strip_url_credentials(uri: str) -> str:
-    """scheme://user:pass@host/... -> scheme://host/...; anything else unchanged."""
-    if not uri or "@" not in uri or "://" not in uri:
-        return uri
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return _USERINFO_RE.sub(lambda m: m.group(0).split("://", 1)[0] + "://", uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
+def strip_url_credentials(url: str, keep_user: bool = False) -> str:
+    """`url` without the `user:password@` of its authority.
+
+    keep_user (git remotes): keep the user name, not the password, of a non-http URL.
+    ssh://git@host/x.git names the account the server expects, and replay fetches from it
+    again; an http(s) user name is often a token (https://ghp_...@github.com), so it always
+    goes. scp-style remotes (git@host:x.git) and local paths have no credentials to strip.
+    """
+    match = _URL.match(url or "")
+    if not match or "@" not in match.group(2):
+        return url
+    scheme, authority, rest = match.groups()
+    userinfo, host = authority.rsplit("@", 1)
+    if keep_user and scheme.lower() not in ("http", "https"):
+        host = userinfo.split(":", 1)[0] + "@" + host
+    return "%s://%s%s" % (scheme, host, rest)
 
 
 def is_secret_flag(flag_name: str) -> bool:
@@ -106,7 +113,7 @@ def redact_text(text: str) -> str:
 
 def secret_reason(name: str, value) -> str:
     """Why an environment entry must not be recorded ("" when it may be)."""
-    if is_secret_name(name):
+    if is_secret(name):
         return "secret-looking name"
     if value is not None and has_url_credentials(value):
         return "URL with credentials"
