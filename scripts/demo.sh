@@ -24,7 +24,7 @@ fi
 missing=()
 for tool in dockerd docker-registry debootstrap curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
-  say "no apt-get to install ${missing[*]} (Debian/Ubuntu packages docker.io docker-registry debootstrap curl): install them, then run  bash scripts/demo.sh"
+  say "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu: docker.io docker-registry debootstrap curl): install them, then run  bash scripts/demo.sh"
   exit 2
 fi
 
@@ -52,7 +52,10 @@ stage() {  # stage NAME WHAT COMMAND...: run COMMAND, say how long it took
 server=""
 log=$(mktemp)
 cleanup() {
-  [ -z "$server" ] || kill -- "-$server" 2>/dev/null || true
+  if [ -n "$server" ] && kill -- "-$server" 2>/dev/null; then
+    for _ in $(seq 40); do kill -0 "$server" 2>/dev/null || break; sleep 0.25; done  # it stops its workers
+    kill -KILL -- "-$server" 2>/dev/null || true
+  fi
   rm -f "$log"
   summary
 }
@@ -107,6 +110,6 @@ stage replay "replay run $run_id in its image, commit and patch, then compare" \
   .venv/bin/tfrepro replay "$run_id" --yes --gpus none || rc=$?
 
 echo >&2
-say "the record of run $run_id:  MLFLOW_TRACKING_URI=$STORE .venv/bin/tfrepro show $run_id"
-say "browse both runs:  .venv/bin/mlflow ui --backend-store-uri $STORE"
+say "to look at both runs, serve the store:  .venv/bin/mlflow ui --backend-store-uri $STORE --artifacts-destination $PWD/mlartifacts"
+say "then, beside it:  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 .venv/bin/tfrepro show $run_id"
 exit $rc
