@@ -148,20 +148,21 @@ def _experiment(record) -> str:
     return record.experiment_id
 
 
-def _requested(record) -> Optional[str]:
+def _requested(record) -> List[Tuple[str, str]]:
     """The experiment the script's ReproCallback asked for, when `tfrepro run` put the run elsewhere."""
-    from tfrepro.tracking.launched import REQUESTED_TAG, fix
+    from tfrepro.tracking.launched import REQUESTED_TAG
 
     requested = record.tags.get(REQUESTED_TAG)
     if not requested or requested == record.experiment_name:
-        return None
-    return "%s (ReproCallback(experiment_name=...); not used: %s)" % (requested, fix(requested))
+        return []
+    return [("asked for", "%s (by the script; not used under tfrepro run)" % requested),
+            ("to put it there", "tfrepro run --experiment %s ..." % requested)]
 
 
 def render_show(record, show_packages: bool = False, color: bool = False) -> str:
     env = record.environment
     run_rows = [("run id", record.run_id), ("name", record.run_name),
-                ("experiment", _experiment(record)), ("asked for", _requested(record)), ("status", record.status),
+                ("experiment", _experiment(record))] + _requested(record) + [("status", record.status),
                 ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
                 ("collected", env.collected_at or None),
                 ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),

@@ -9,7 +9,6 @@ launcher says where the run went and how to put it in "digits" next time.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Dict, Optional
 
 log = logging.getLogger("tfrepro")
@@ -21,10 +20,11 @@ def fix(requested: str) -> str:
     return "launch with `tfrepro run --experiment %s ...` to put it there" % requested
 
 
-def experiment_note(experiment_name: Optional[str]) -> Dict[str, str]:
-    """In the container, right after the run is resumed: {} when the run is where the
-    script asked for, else a warning and {REQUESTED_TAG: experiment_name}. Never raises."""
-    if not experiment_name or not os.environ.get("MLFLOW_RUN_ID"):
+def experiment_note(experiment_name: Optional[str], launcher_run_id: Optional[str]) -> Dict[str, str]:
+    """In the container, right after the launcher's run (MLFLOW_RUN_ID, which start_run
+    consumes) is resumed: {} when the run is where the script asked for, else a warning
+    and {REQUESTED_TAG: experiment_name}. Never raises."""
+    if not experiment_name or not launcher_run_id:
         return {}
     try:
         import mlflow
@@ -32,7 +32,7 @@ def experiment_note(experiment_name: Optional[str]) -> Dict[str, str]:
         from tfrepro.tracking.backend import short_http
 
         active = mlflow.active_run()
-        if active is None:
+        if active is None or active.info.run_id != launcher_run_id:
             return {}
         with short_http():
             actual = mlflow.get_experiment(active.info.experiment_id).name

@@ -66,13 +66,14 @@ class TrackingSession:
                 run_id, started, online, fluent = active.info.run_id, False, True, True
             elif backend.reachable():
                 try:
+                    launcher_run = os.environ.get("MLFLOW_RUN_ID")
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
-                        if experiment_name and not os.environ.get("MLFLOW_RUN_ID"):
+                        if experiment_name and not launcher_run:
                             mlflow.set_experiment(experiment_name)
                         run_id = mlflow.start_run(run_name=run_name).info.run_id
                     online, fluent = True, True
-                    notes = experiment_note(experiment_name)
+                    notes = experiment_note(experiment_name, launcher_run)
                 except Exception as exc:
                     errors.append("start run: %s" % exc)
         except Exception as exc:  # no mlflow, a bad URI, ...: spool only
