@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tfrepro.errors import RecordError
 from tfrepro.replay import hooks as H
 from tfrepro.replay import plan as P
 from tfrepro.replay.record import RunRecord
@@ -48,10 +49,10 @@ def test_tags_and_record():
 
 
 @pytest.mark.parametrize("launch, tags, expected", [
-    ({"autolog": True, "seed": 0}, {}, (True, True)),
-    ({"autolog": False, "seed": None}, {"tfrepro.autolog": "true"}, (False, False)),
-    ({}, {"tfrepro.autolog": "true", "tfrepro.launch.seed": "0"}, (True, True)),  # tags only
-    ({}, {"tfrepro.seed": "0"}, (False, False)),  # from before the hook: the script seeded itself
+    ({"autolog": True, "seed": 0}, {}, (True, "0")),
+    ({"autolog": False, "seed": None}, {"tfrepro.autolog": "true"}, (False, None)),
+    ({}, {"tfrepro.autolog": "true", "tfrepro.launch.seed": "0"}, (True, "0")),  # tags only
+    ({}, {"tfrepro.seed": "0"}, (False, None)),  # from before the hook: the script seeded itself
 ])
 def test_from_record(launch, tags, expected):
     assert H.from_record(launch, tags) == expected
@@ -70,6 +71,18 @@ def test_replay_plan_reapplies_the_launchers_seed_and_autolog():
     assert [m.bind() for m in plan.spec.mounts] == ["<checkout>:/workspace:rw", "/data:/data:ro"]  # hook: afresh
     env = H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {})
     assert env["PYTHONPATH"] == H.HOOK_DIR + ":/mine" and env["TFREPRO_SEED"] == "5"
+
+
+def test_replay_reapplies_the_launchers_seed_even_when_the_script_reseeded():
+    # `tfrepro run --seed 0` around a script calling tfrepro.deterministic(5): the record says 5
+    plan = P.plan(record({"tfrepro.seed": "5", "tfrepro.autolog": "true"}, {"autolog": True, "seed": 0}), {})
+    assert plan.hook_seed == 0
+    assert H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {})["TFREPRO_SEED"] == "0"  # as originally
+
+
+def test_malformed_launch_seed_is_refused():
+    with pytest.raises(RecordError, match="malformed seed"):
+        P.plan(record({}, {"seed": "0; rm -rf /"}), {})
 
 
 def test_replay_plan_of_a_run_that_seeded_itself_adds_no_hook():

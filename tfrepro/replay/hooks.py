@@ -96,11 +96,13 @@ def hook_record(autolog: bool, seed: Optional[int]) -> Dict[str, object]:
     return {"autolog": autolog, "seed": seed}
 
 
-def from_record(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[bool, bool]:
-    """(autolog, seeded by the launcher) of a recorded run. Runs from before the hook existed
-    have neither: the script set everything up itself."""
+def from_record(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[bool, Optional[str]]:
+    """(autolog, the seed the launcher applied, unvalidated) of a recorded run. Runs from
+    before the hook have neither: their script set everything up itself."""
     autolog = launch.get("autolog")
     if not isinstance(autolog, bool):
         autolog = tags.get(AUTOLOG_TAG) == "true"
-    seeded = launch.get("seed") is not None or LAUNCH_SEED_TAG in tags
-    return autolog, seeded
+    seed = launch.get("seed")
+    if seed is None:
+        seed = tags.get(LAUNCH_SEED_TAG)
+    return autolog, None if seed is None else str(seed)

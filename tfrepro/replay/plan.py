@@ -132,9 +132,9 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         raise RecordError("malformed seed %.40r in tfrepro.seed" % seed)
     if seed is not None:
         user_env["TFREPRO_SEED"] = seed
-    autolog, launcher_seeded = H.from_record(launch, tags)
-    if launcher_seeded and seed is None:
-        raise RecordError("run %s was launched with --seed but has no tfrepro.seed tag" % run_id)
+    autolog, hook_seed = H.from_record(launch, tags)
+    if hook_seed is not None and not SEED_RE.match(hook_seed):
+        raise RecordError("malformed seed %.40r in the launch record" % hook_seed)
     roots = [r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")]
     remote = tags.get("tfrepro.git.remote") or None
     launch_spec = S.LaunchSpec(
@@ -154,7 +154,7 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         image_digest=digest, image_id=image_id, commit=commit, remote=remote, repo_roots=tuple(roots),
         patch=patch, untracked=tuple(git.untracked) if git else (), spec=launch_spec,
         recorded_gpus=recorded, seed=seed, warnings=tuple(warnings + env_warnings),
-        autolog=autolog, hook_seed=int(seed) if launcher_seeded and seed is not None else None,
+        autolog=autolog, hook_seed=None if hook_seed is None else int(hook_seed),
     )
 
 
