@@ -172,3 +172,12 @@ def test_hook_seeds_and_autologs_before_user_code(tmp_path):
     assert lines[0] == "1 3 True"  # image's hook ran, seeded with 3, fit patched
     assert lines[1] == lines[2]  # NumPy's global generator was seeded before the script
     assert "tfrepro: warning" not in result.stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", "abc", str(2**32)])
+def test_bad_seed_is_one_line_and_runs_nothing(seed, capsys):
+    from tfrepro.cli import main
+
+    assert main(["run", "--image", "x:1", "--seed", seed, "--", "python", "a.py"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tfrepro: error: Invalid value for '--seed'")
