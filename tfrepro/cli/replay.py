@@ -18,11 +18,14 @@ from tfrepro.errors import ContainerFailed, UsageError
 from tfrepro.replay import checkout as C
 from tfrepro.replay import docker as D
 from tfrepro.replay import drift as DR
+from tfrepro.replay import hooks as H
 from tfrepro.replay import launch as L
 from tfrepro.replay import plan as P
 from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
 from tfrepro.replay import verify as V
+
+HOOK = "<hook>"  # placeholder for the launch hook's directory until it is written
 
 
 def _host_gpu():
@@ -72,7 +75,9 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     preview_env = S.managed_env(container_uri, experiment_id, "<new run>", plan.image_ref, plan.image_digest,
                                 plan.image_id, os.environ, plan.spec.workdir)
-    preview = P.finalize(plan, P.CHECKOUT, preview_env, tracking_mounts)
+    hooked = H.wanted(plan.autolog, plan.hook_seed)
+    preview_env.update(H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {}))
+    preview = P.finalize(plan, P.CHECKOUT, preview_env, tracking_mounts + H.hook_mounts(HOOK if hooked else None))
     hidden = ["MLFLOW_RUN_ID"] + (["MLFLOW_TRACKING_URI"] if "@" in container_uri else [])
     click.echo("replay of run %s: image %s, commit %s%s" % (record.run_id, plan.image, plan.commit[:12],
                                                              " + patch" if plan.patch.strip() else ""))
@@ -103,9 +108,14 @@ def command(run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, all
         try:
             env = S.managed_env(container_uri, experiment_id, new_run, plan.image_ref, plan.image_digest,
                                 plan.image_id, os.environ, plan.spec.workdir)
-            spec = P.finalize(plan, source, env, tracking_mounts, {"tfrepro.run_id": new_run})
-            launch = S.launch_record(spec, plan.image_ref, None, uri, user_env=list(plan.spec.env))
-            status = L.run_recorded(client, docker_client, new_run, spec, launch, plan.patch, hidden, "replay run")
+            env.update(H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, H.image_env(docker_client, plan.image)))
+            with H.hook_directory(hooked) as hook_dir:
+                spec = P.finalize(plan, source, env, tracking_mounts + H.hook_mounts(hook_dir),
+                                  {"tfrepro.run_id": new_run})
+                launch = S.launch_record(spec, plan.image_ref, None, uri, user_env=list(plan.spec.env))
+                launch.update(H.hook_record(plan.autolog, plan.hook_seed))
+                status = L.run_recorded(client, docker_client, new_run, spec, launch, plan.patch, hidden,
+                                        "replay run")
         except BaseException:
             L.finish(client, new_run, 1)
             raise
@@ -133,6 +143,7 @@ def _launch_tags(plan, source) -> dict:
     tags["tfrepro.workdir"] = plan.spec.subdir
     if plan.seed is not None:
         tags["tfrepro.seed"] = plan.seed
+    tags.update(H.hook_tags(plan.autolog, plan.hook_seed))
     return tags
 
 

@@ -58,10 +58,12 @@ class RunRecord:
     params: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)  # final (latest) values
     launch: Optional[Dict[str, Any]] = None  # tfrepro/launch.json, or the tfrepro.launch.* tags
+    experiment_name: str = ""
 
     def summary(self) -> Dict[str, Any]:
         return {
             "run_id": self.run_id, "run_name": self.run_name, "experiment_id": self.experiment_id,
+            "experiment_name": self.experiment_name,
             "status": self.status, "start_time": self.start_time, "end_time": self.end_time,
             "tracking_uri": self.tracking_uri, "record_source": self.source,
         }
@@ -214,5 +216,13 @@ def load(run_id: str, tracking_uri: Optional[str] = None) -> RunRecord:
         experiment_id=info.experiment_id, run_name=getattr(info, "run_name", "") or "",
         status=info.status, start_time=info.start_time, end_time=info.end_time,
         tracking_uri=uri, tags=tags, params=dict(run.data.params),
-        metrics=dict(run.data.metrics), launch=launch,
+        metrics=dict(run.data.metrics), launch=launch, experiment_name=_experiment_name(client, info.experiment_id),
     )
+
+
+def _experiment_name(client, experiment_id: str) -> str:
+    try:
+        with quick_mlflow():
+            return client.get_experiment(experiment_id).name or ""
+    except Exception:  # the name is a courtesy: the id is what identifies it
+        return ""

@@ -142,10 +142,27 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
     return groups
 
 
+def _experiment(record) -> str:
+    if record.experiment_name:
+        return "%s (id %s)" % (record.experiment_name, record.experiment_id)
+    return record.experiment_id
+
+
+def _requested(record) -> List[Tuple[str, str]]:
+    """The experiment the script's ReproCallback asked for, when `tfrepro run` put the run elsewhere."""
+    from tfrepro.tracking.launched import REQUESTED_TAG
+
+    requested = record.tags.get(REQUESTED_TAG)
+    if not requested or requested == record.experiment_name:
+        return []
+    return [("asked for", "%s (by the script; not used under tfrepro run)" % requested),
+            ("to put it there", "tfrepro run --experiment %s ..." % requested)]
+
+
 def render_show(record, show_packages: bool = False, color: bool = False) -> str:
     env = record.environment
     run_rows = [("run id", record.run_id), ("name", record.run_name),
-                ("experiment", record.experiment_id), ("status", record.status),
+                ("experiment", _experiment(record))] + _requested(record) + [("status", record.status),
                 ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
                 ("collected", env.collected_at or None),
                 ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),

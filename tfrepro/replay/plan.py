@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from tfrepro.errors import RecordError, UsageError
+from tfrepro.replay import hooks as H
 from tfrepro.replay import spec as S
 from tfrepro.replay.record import RunRecord
 
@@ -33,6 +34,8 @@ class ReplayPlan:
     recorded_gpus: Optional[str]
     seed: Optional[str]
     warnings: Tuple[str, ...]
+    autolog: bool = False  # `tfrepro run` turned on autolog in the container
+    hook_seed: Optional[int] = None  # `tfrepro run --seed`: the launcher applied the seed
 
 
 def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -60,8 +63,8 @@ def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Opt
 def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[S.Mount]:
     mounts = []
     for item in launch.get("mounts") or ():
-        if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking"):
-            continue  # the repository and the tracking store are set up afresh
+        if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking", "hook"):
+            continue  # the repository, the tracking store and the launch hook are set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
         try:
             mounts.append(S.parse_mount(bind, allow_docker_socket, RecordError))
@@ -129,6 +132,9 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         raise RecordError("malformed seed %.40r in tfrepro.seed" % seed)
     if seed is not None:
         user_env["TFREPRO_SEED"] = seed
+    autolog, hook_seed = H.from_record(launch, tags)
+    if hook_seed is not None and not SEED_RE.match(hook_seed):
+        raise RecordError("malformed seed %.40r in the launch record" % hook_seed)
     roots = [r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")]
     remote = tags.get("tfrepro.git.remote") or None
     launch_spec = S.LaunchSpec(
@@ -148,6 +154,7 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         image_digest=digest, image_id=image_id, commit=commit, remote=remote, repo_roots=tuple(roots),
         patch=patch, untracked=tuple(git.untracked) if git else (), spec=launch_spec,
         recorded_gpus=recorded, seed=seed, warnings=tuple(warnings + env_warnings),
+        autolog=autolog, hook_seed=None if hook_seed is None else int(hook_seed),
     )
 
 

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional
 
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
@@ -52,6 +53,7 @@ class TrackingSession:
              upload_interval: float = UPLOAD_INTERVAL) -> "TrackingSession":
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
+        notes: Dict[str, str] = {}
         try:
             import mlflow
 
@@ -64,12 +66,14 @@ class TrackingSession:
                 run_id, started, online, fluent = active.info.run_id, False, True, True
             elif backend.reachable():
                 try:
+                    launcher_run = os.environ.get("MLFLOW_RUN_ID")
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
-                        if experiment_name and not os.environ.get("MLFLOW_RUN_ID"):
+                        if experiment_name and not launcher_run:
                             mlflow.set_experiment(experiment_name)
                         run_id = mlflow.start_run(run_name=run_name).info.run_id
                     online, fluent = True, True
+                    notes = experiment_note(experiment_name, launcher_run)
                 except Exception as exc:
                     errors.append("start run: %s" % exc)
         except Exception as exc:  # no mlflow, a bad URI, ...: spool only
@@ -82,6 +86,8 @@ class TrackingSession:
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
         session = cls(run_id, started, writer, fluent)
         session._errors.extend(errors)
+        if notes:
+            session.set_tags(notes)
         return session
 
     # -- properties ------------------------------------------------------------------
