@@ -11,11 +11,12 @@ import os
 
 import click
 
+from tfrepro import schema
 from tfrepro.errors import ContainerFailed
 from tfrepro.replay import docker as D
 from tfrepro.replay import launch as L
-from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
+from tfrepro.tracking import record as run_record
 
 
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
@@ -61,13 +62,13 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
                % (image, resolved.image_id))
 
-    client = R.client(uri)
+    client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
-    tags["tfrepro.command"] = json.dumps(list(cmd))
-    tags["tfrepro.workdir"] = subdir
+    tags[schema.COMMAND] = json.dumps(list(cmd))
+    tags[schema.WORKDIR] = subdir
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         env = dict(user_env)
@@ -76,7 +77,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         spec = S.LaunchSpec(
             image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
             mounts=(S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts,
-            env=env, gpus=gpus, shm_size=shm_size, memory=memory, labels={"tfrepro.run_id": run_id},
+            env=env, gpus=gpus, shm_size=shm_size, memory=memory, labels={schema.RUN_ID_LABEL: run_id},
         )
         record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
         hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []

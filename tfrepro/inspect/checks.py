@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import ContainerInfo, GpuInfo
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -170,7 +171,7 @@ def check_git(f: Facts) -> Check:
                      % (f.git_error or "no repository"), "run from a git checkout of your training code")
     if f.git_changes:
         return Check("git", WARN, "%s has %d uncommitted change(s): each run logs the patch "
-                     "(tfrepro/git.patch) and replay applies it" % (f.git_root, len(f.git_changes)),
+                     "(%s) and replay applies it" % (f.git_root, len(f.git_changes), schema.GIT_PATCH),
                      "commit to make runs point at a commit alone")
     return Check("git", PASS, "%s is clean" % f.git_root)
 
@@ -236,9 +237,10 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
-    from tfrepro.inspect.record import quick_mlflow
+    from tfrepro.tracking.backend import short_http
+    from tfrepro.tracking.record import READ_TIMEOUT
 
-    with quick_mlflow():
+    with short_http(READ_TIMEOUT, 0, quiet=True, keep_user=True):
         import mlflow
 
         uri = tracking_uri or mlflow.get_tracking_uri()

@@ -152,9 +152,9 @@ def render_show(record, show_packages: bool = False, color: bool = False) -> str
                 ("record from", "tags only (no environment.json)" if record.source == "tags" else None)]
     groups = [("Run", [r for r in run_rows if r[1] is not None])]
     groups += environment_sections(env, show_packages)
-    if record.launch:
-        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v))
-                                  for k, v in sorted(record.launch.items())]))
+    launch = record.launch_settings()
+    if launch:
+        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
     groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
                    or [("(none)", "")]))

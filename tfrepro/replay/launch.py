@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import click
 
+from tfrepro import schema
 from tfrepro.replay import docker as D
 from tfrepro.replay import spec as S
-from tfrepro.replay.record import GIT_PATCH, LAUNCH_JSON, tracking_error
+from tfrepro.tracking.record import tracking_error
 
 
 def host_git(cwd: Optional[str] = None):
@@ -38,7 +39,8 @@ def git_tags(git) -> Dict[str, str]:
     from tfrepro.environment import Environment
 
     tags = Environment(git=git).to_tags()
-    return {k: v for k, v in tags.items() if k.startswith(("tfrepro.git.", "mlflow.source.git.")) or k == "tfrepro.workdir"}
+    return {k: v for k, v in tags.items()
+            if k.startswith((schema.GIT_PREFIX, schema.MLFLOW_GIT_PREFIX)) or k == schema.WORKDIR}
 
 
 def tracking_uri(option: Optional[str] = None) -> str:
@@ -104,7 +106,7 @@ def record_launch(client, run_id: str, record: Dict[str, object], tags: Dict[str
         items = [RunTag(k, v) for k, v in tags.items()]
         for i in range(0, len(items), 100):
             client.log_batch(run_id, tags=items[i : i + 100])
-        client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True), LAUNCH_JSON)
+        client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True), schema.LAUNCH_JSON)
     except Exception as exc:
         raise tracking_error(exc, "recording the launch of run %s" % run_id) from None
 
@@ -114,6 +116,17 @@ def log_text(client, run_id: str, text: str, artifact_file: str) -> None:
         client.log_text(run_id, text, artifact_file)
     except Exception as exc:
         raise tracking_error(exc, "logging %s" % artifact_file) from None
+
+
+def set_verdict(client, run_id: str, verdict) -> None:
+    """Tag a replay run with its verify.Verdict; a failure is only warned (the verdict is printed)."""
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(schema.REPLAY_VERDICT, verdict.verdict), RunTag(schema.REPLAY_DETAIL, verdict.detail[:4000])]
+    try:
+        client.log_batch(run_id, tags=tags)
+    except Exception as exc:
+        warn("could not tag the verdict on run %s: %s" % (run_id, tracking_error(exc, "run")))
 
 
 def finish(client, run_id: str, exit_status: int) -> None:
@@ -131,7 +144,7 @@ def run_recorded(client, docker_client, run_id: str, spec: S.LaunchSpec, record:
     `docker run` line, run the container; return its exit status."""
     record_launch(client, run_id, record, S.launch_tags(record))
     if patch and patch.strip():
-        log_text(client, run_id, patch, GIT_PATCH)
+        log_text(client, run_id, patch, schema.GIT_PATCH)
     info("%s %s\n  %s" % (label, run_id, shlex.join(S.docker_argv(spec, hidden))))
     return run_container(docker_client, spec)
 
@@ -160,16 +173,15 @@ def info(message: str) -> None:
     click.echo("tfrepro: %s" % message, err=True)
 
 
-
 def image_tags(ref: Optional[str], digest: Optional[str], image_id: Optional[str]) -> Dict[str, str]:
     """The image tags a launcher sets on its run (the fingerprint inside sets them too)."""
     tags = {
-        "tfrepro.image.ref": ref,
-        "tfrepro.image.digest": digest,
-        "tfrepro.image.id": image_id,
-        "tfrepro.image.digest_source": "launcher",
-        "tfrepro.replayable": "registry" if digest else "host-only",
-        "mlflow.docker.image.uri": digest or ref,
-        "mlflow.docker.image.id": image_id,
+        schema.IMAGE_REF: ref,
+        schema.IMAGE_DIGEST: digest,
+        schema.IMAGE_ID: image_id,
+        schema.IMAGE_DIGEST_SOURCE: "launcher",
+        schema.REPLAYABLE: schema.REPLAYABLE_REGISTRY if digest else schema.REPLAYABLE_HOST_ONLY,
+        schema.MLFLOW_IMAGE_URI: digest or ref,
+        schema.MLFLOW_IMAGE_ID: image_id,
     }
     return {k: v for k, v in tags.items() if v}

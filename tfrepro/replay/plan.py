@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.replay import spec as S
-from tfrepro.replay.record import RunRecord
+from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 SEED_RE = re.compile(r"^-?[0-9]{1,20}$")
@@ -36,24 +37,24 @@ class ReplayPlan:
 
 
 def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Optional[str]]:
-    digest, image_id = tags.get("tfrepro.image.digest"), tags.get("tfrepro.image.id")
+    digest, image_id = tags.get(schema.IMAGE_DIGEST), tags.get(schema.IMAGE_ID)
     if digest:
         S.check_digest_ref(digest, RecordError)
     if image_id:
         S.check_image_id(image_id, RecordError)
     if digest:
         return digest, digest, image_id
-    if image_id and tags.get("tfrepro.replayable") == "host-only":
+    if image_id and tags.get(schema.REPLAYABLE) == schema.REPLAYABLE_HOST_ONLY:
         return image_id, None, image_id
-    raise RecordError("run %s has no image digest (tfrepro.image.digest): it cannot be replayed" % run_id)
+    raise RecordError("run %s has no image digest (%s): it cannot be replayed" % (run_id, schema.IMAGE_DIGEST))
 
 
 def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Optional[str]:
     if "gpus" in launch:
         return S.parse_gpus(str(launch["gpus"]), RecordError)
-    if "tfrepro.launch.gpus" in tags:
-        return S.parse_gpus(tags["tfrepro.launch.gpus"], RecordError)
-    count = tags.get("tfrepro.gpu.count", "0")
+    if schema.LAUNCH_GPUS in tags:
+        return S.parse_gpus(tags[schema.LAUNCH_GPUS], RecordError)
+    count = tags.get(schema.GPU_COUNT, "0")
     return "all" if count.isdigit() and int(count) > 0 else None
 
 
@@ -101,20 +102,20 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
     tags, run_id = record.tags, record.run_id
     launch = record.launch or {}
     image, digest, image_id = _image(tags, run_id)
-    commit = tags.get("tfrepro.git.commit") or ""
+    commit = tags.get(schema.GIT_COMMIT) or ""
     if not commit:
-        raise RecordError("run %s has no git commit (tfrepro.git.commit): it cannot be replayed" % run_id)
+        raise RecordError("run %s has no git commit (%s): it cannot be replayed" % (run_id, schema.GIT_COMMIT))
     if not COMMIT_RE.match(commit):
-        raise RecordError("malformed commit %.80r in tfrepro.git.commit" % commit)
-    if "tfrepro.command" not in tags:
-        raise RecordError("run %s has no command (tfrepro.command): it cannot be replayed" % run_id)
-    command = S.parse_command(tags["tfrepro.command"], RecordError)
+        raise RecordError("malformed commit %.80r in %s" % (commit, schema.GIT_COMMIT))
+    if schema.COMMAND not in tags:
+        raise RecordError("run %s has no command (%s): it cannot be replayed" % (run_id, schema.COMMAND))
+    command = S.parse_command(tags[schema.COMMAND], RecordError)
     workdir = S.check_container_path(str(launch.get("workdir") or S.DEFAULT_WORKDIR), "workdir", RecordError)
-    subdir = _subdir(tags.get("tfrepro.workdir") or str(launch.get("subdir") or "."), workdir)
-    dirty = tags.get("tfrepro.git.dirty") == "true"
+    subdir = _subdir(tags.get(schema.WORKDIR) or str(launch.get("subdir") or "."), workdir)
+    dirty = tags.get(schema.GIT_DIRTY) == "true"
     patch = record.patch or ""
     if dirty and not patch.strip():
-        raise RecordError("run %s was dirty but its patch (tfrepro/git.patch) is missing" % run_id)
+        raise RecordError("run %s was dirty but its patch (%s) is missing" % (run_id, schema.GIT_PATCH))
     git = record.environment.git if record.environment else None
     warnings = []
     if git and git.untracked:
@@ -124,13 +125,13 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
     requested = recorded if gpus is KEEP else S.parse_gpus(gpus)
     mounts = [S.Mount(CHECKOUT, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
     user_env, env_warnings = _user_env(launch, environ)
-    seed = tags.get("tfrepro.seed")
+    seed = tags.get(schema.SEED)
     if seed is not None and not SEED_RE.match(seed):
-        raise RecordError("malformed seed %.40r in tfrepro.seed" % seed)
+        raise RecordError("malformed seed %.40r in %s" % (seed, schema.SEED))
     if seed is not None:
         user_env["TFREPRO_SEED"] = seed
     roots = [r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")]
-    remote = tags.get("tfrepro.git.remote") or None
+    remote = tags.get(schema.GIT_REMOTE) or None
     launch_spec = S.LaunchSpec(
         image=image,
         command=command,
@@ -144,7 +145,7 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         network="host",
     )
     return ReplayPlan(
-        image=image, image_ref=str(tags.get("tfrepro.image.ref") or launch.get("image_ref") or image),
+        image=image, image_ref=str(tags.get(schema.IMAGE_REF) or launch.get("image_ref") or image),
         image_digest=digest, image_id=image_id, commit=commit, remote=remote, repo_roots=tuple(roots),
         patch=patch, untracked=tuple(git.untracked) if git else (), spec=launch_spec,
         recorded_gpus=recorded, seed=seed, warnings=tuple(warnings + env_warnings),

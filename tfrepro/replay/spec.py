@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from tfrepro.environment import truncate
+from tfrepro import schema
 from tfrepro.errors import UsageError
 
 DEFAULT_WORKDIR = "/workspace"
@@ -275,7 +275,7 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
 
 def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
                   user_env: Sequence[str] = ()) -> Dict[str, object]:
-    """tfrepro/launch.json: everything replay needs, and no secret value."""
+    """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret value."""
     return {
         "image": spec.image,
         "image_ref": image_ref,
@@ -301,15 +301,15 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
 
     mounts = [Mount(**m).bind() for m in record.get("mounts") or ()]  # type: ignore[arg-type]
     tags = {
-        "tfrepro.launch.gpus": str(record.get("gpus") or "none"),
-        "tfrepro.launch.mounts": json.dumps(mounts),
-        "tfrepro.launch.shm_size": record.get("shm_size"),
-        "tfrepro.launch.memory": record.get("memory"),
-        "tfrepro.launch.network": record.get("network"),
-        "tfrepro.launch.workdir": record.get("workdir"),
-        "tfrepro.launch.env_names": json.dumps(list(record.get("env_names") or ())),
+        schema.LAUNCH_GPUS: str(record.get("gpus") or "none"),
+        schema.LAUNCH_MOUNTS: json.dumps(mounts),
+        schema.LAUNCH_SHM_SIZE: record.get("shm_size"),
+        schema.LAUNCH_MEMORY: record.get("memory"),
+        schema.LAUNCH_NETWORK: record.get("network"),
+        schema.LAUNCH_WORKDIR: record.get("workdir"),
+        schema.LAUNCH_ENV_NAMES: json.dumps(list(record.get("env_names") or ())),
     }
-    return {k: truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
+    return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 
 
 def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], image_ref: str,
