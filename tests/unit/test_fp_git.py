@@ -36,20 +36,6 @@ def test_untracked_only_is_not_dirty():
     assert changed is False and untracked == ("x.py",)
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("https://user:pw@github.com/team/x.git", "https://github.com/team/x.git"),
-    ("https://ghp_token@github.com/team/x.git", "https://github.com/team/x.git"),
-    ("http://u:p@10.0.0.1:8080/x", "http://10.0.0.1:8080/x"),
-    ("https://github.com/team/x.git", "https://github.com/team/x.git"),
-    ("git@github.com:team/x.git", "git@github.com:team/x.git"),
-    ("ssh://git@host:2222/team/x.git", "ssh://git@host:2222/team/x.git"),
-    ("ssh://git:secret@host/team/x.git", "ssh://git@host/team/x.git"),
-    ("/srv/git/x.git", "/srv/git/x.git"),
-])
-def test_strip_credentials(url, expected):
-    assert git.strip_credentials(url) == expected
-
-
 def test_pick_remote_prefers_origin():
     out = "remote.upstream.url https://a/x\nremote.origin.url git@b:y.git\n"
     assert git.pick_remote(out) == "git@b:y.git"

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from tfrepro import schema
+from tfrepro import imageref, schema
 from tfrepro.errors import ContainerFailed
 from tfrepro.replay import docker as D
 from tfrepro.replay import launch as L
@@ -35,7 +35,7 @@ from tfrepro.tracking import record as run_record
 def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
             mount_docker_socket, cmd):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
-    S.check_image_ref(image)
+    imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
     mounts = [S.parse_mount(v, mount_docker_socket) for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):

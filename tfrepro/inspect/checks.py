@@ -6,7 +6,6 @@ so the checks are tested with recorded facts (e.g. the H200 fixture), no GPU nee
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.environment import ContainerInfo, GpuInfo
+from tfrepro.versions import cuda_int, version_tuple
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # TensorFlow 2.9's pins (its setup.py): numpy>=1.20, protobuf>=3.9.2,<3.20
@@ -51,23 +51,6 @@ class Facts:
     git_root: Optional[str] = None
     git_changes: Tuple[str, ...] = ()  # `git status --porcelain` lines
     git_error: Optional[str] = None
-
-
-def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
-    """"1.23.5" -> (1, 23, 5); "3.19.6rc1" -> (3, 19, 6); unparsable -> ()."""
-    parts = []
-    for piece in (text or "").split("."):
-        digits = re.match(r"\d+", piece)
-        if not digits:
-            break
-        parts.append(int(digits.group()))
-    return tuple(parts)
-
-
-def cuda_int(text: Optional[str]) -> Optional[int]:
-    """"11.2" -> 11020, NVML's form."""
-    v = version_tuple(text)
-    return v[0] * 1000 + (v[1] if len(v) > 1 else 0) * 10 if v else None
 
 
 # ---- checks: pure ----------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from tfrepro import schema
+from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
+from tfrepro.redact import is_secret
 from tfrepro.replay import spec as S
 from tfrepro.tracking.record import RunRecord
 
@@ -39,9 +40,9 @@ class ReplayPlan:
 def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Optional[str]]:
     digest, image_id = tags.get(schema.IMAGE_DIGEST), tags.get(schema.IMAGE_ID)
     if digest:
-        S.check_digest_ref(digest, RecordError)
+        imageref.check_digest_ref(digest, RecordError)
     if image_id:
-        S.check_image_id(image_id, RecordError)
+        imageref.check_image_id(image_id, RecordError)
     if digest:
         return digest, digest, image_id
     if image_id and tags.get(schema.REPLAYABLE) == schema.REPLAYABLE_HOST_ONLY:
@@ -81,7 +82,7 @@ def _user_env(launch: Mapping[str, object], environ: Mapping[str, str]) -> Tuple
     for name, value in sorted(recorded.items()):
         if not S.ENV_NAME_RE.match(str(name)) or not (value is None or isinstance(value, str)):
             raise RecordError("launch.json: bad environment entry %.60r" % (name,))
-        if value is None or S.is_secret(name):
+        if value is None or is_secret(name):
             if name in environ:
                 env[name] = environ[name]
             else:

@@ -10,22 +10,18 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
+from tfrepro.redact import is_secret, strip_url_credentials
 
 DEFAULT_WORKDIR = "/workspace"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
 # Forwarded from the launcher's environment when set (names recorded, values never).
 MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
                     "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-# A repository name: registry host[:port]/path, no leading dash (never read as an option).
-REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -64,44 +60,7 @@ class LaunchSpec:
         return posixpath.normpath(posixpath.join(self.workdir, self.subdir))
 
 
-def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
-
-
 # -- validation (error= picks UsageError for options, RecordError for tags) ------------
-
-
-def split_image_ref(ref: str) -> Tuple[str, Optional[str], Optional[str]]:
-    """"repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
-    repo, digest = (ref.rsplit("@", 1) + [None])[:2] if "@" in ref else (ref, None)
-    tag = None
-    head, _, last = repo.rpartition(":")
-    if head and "/" not in last:
-        repo, tag = head, last
-    return repo, tag, digest
-
-
-def check_image_ref(ref: str, error=UsageError) -> str:
-    repo, tag, digest = split_image_ref(ref or "")
-    if not REPO_RE.match(repo) or (tag is not None and not TAG_RE.match(tag)) \
-            or (digest is not None and not DIGEST_RE.match(digest)):
-        raise error("not a valid image reference: %r" % ref)
-    return ref
-
-
-def check_digest_ref(value: str, error=UsageError) -> str:
-    """A pullable reference by digest: repo@sha256:<64 hex>."""
-    repo, tag, digest = split_image_ref(value or "")
-    if digest is None or not DIGEST_RE.match(digest) or tag is not None or not REPO_RE.match(repo):
-        raise error("malformed image digest %r (expected repo@sha256:<64 hex>)" % value)
-    return value
-
-
-def check_image_id(value: str, error=UsageError) -> str:
-    if not DIGEST_RE.match(value or ""):
-        raise error("malformed image id %r (expected sha256:<64 hex>)" % value)
-    return value
 
 
 def check_subdir(value: str, error=UsageError) -> str:
@@ -195,13 +154,6 @@ def parse_command(value, error=UsageError) -> Tuple[str, ...]:
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
         raise error("the recorded command is not a JSON list of strings: %.80r" % (value,))
     return tuple(argv)
-
-
-def strip_url_credentials(uri: str) -> str:
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
 
 
 def tracking_setup(uri: str, local_artifact_dirs: Sequence[str] = ()) -> Tuple[str, Tuple[Mount, ...]]:
