@@ -1,6 +1,4 @@
-"""Git source: the pure parsers (status porcelain v2, remotes, credential stripping)."""
-import pytest
-
+"""Git source: the pure parsers (status porcelain v2, remotes; credentials: test_redact.py)."""
 from tfrepro.fingerprint import git
 
 OID = "0123456789abcdef0123456789abcdef01234567"
