@@ -16,19 +16,19 @@ from urllib.parse import urlsplit
 import click
 
 from tfrepro import schema
-from tfrepro.replay import docker as D
-from tfrepro.replay import spec as S
+from tfrepro.replay import docker
+from tfrepro.replay import spec
 from tfrepro.tracking.record import tracking_error
 
 
 def host_git(cwd: Optional[str] = None):
     """(GitInfo or None, reason): the repository the container will see, read on this side."""
     from tfrepro.fingerprint import NotApplicable
-    from tfrepro.fingerprint import git as G
+    from tfrepro.fingerprint import git as git_source
 
     try:
-        raw = G.query(cwd)
-        return G.parse(raw), raw.get("error")
+        raw = git_source.query(cwd)
+        return git_source.parse(raw), raw.get("error")
     except NotApplicable as exc:
         return None, str(exc)
     except Exception as exc:  # never fatal: the container records git itself too
@@ -138,18 +138,18 @@ def finish(client, run_id: str, exit_status: int) -> None:
         click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
 
 
-def run_recorded(client, docker_client, run_id: str, spec: S.LaunchSpec, record: Dict[str, object],
+def run_recorded(client, docker_client, run_id: str, launch_spec: spec.LaunchSpec, record: Dict[str, object],
                  patch: str, hidden, label: str) -> int:
     """Record the launch on the run (tags, launch.json, the patch), show the equivalent
     `docker run` line, run the container; return its exit status."""
-    record_launch(client, run_id, record, S.launch_tags(record))
+    record_launch(client, run_id, record, spec.launch_tags(record))
     if patch and patch.strip():
         log_text(client, run_id, patch, schema.GIT_PATCH)
-    info("%s %s\n  %s" % (label, run_id, shlex.join(S.docker_argv(spec, hidden))))
-    return run_container(docker_client, spec)
+    info("%s %s\n  %s" % (label, run_id, shlex.join(spec.docker_argv(launch_spec, hidden))))
+    return run_container(docker_client, launch_spec)
 
 
-def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
+def run_container(docker_client, launch_spec: spec.LaunchSpec) -> int:
     """Run to completion, streaming output to our stdout; return the exit status."""
     out = click.get_binary_stream("stdout")
     stdout = sys.stdout
@@ -162,7 +162,7 @@ def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
         except (AttributeError, ValueError):  # a captured text stream
             stdout.write(chunk.decode("utf-8", "replace"))
 
-    return D.run(docker_client, S.run_kwargs(launch_spec), write)
+    return docker.run(docker_client, spec.run_kwargs(launch_spec), write)
 
 
 def warn(message: str) -> None:

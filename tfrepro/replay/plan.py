@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.redact import is_secret
-from tfrepro.replay import spec as S
+from tfrepro.replay import spec
 from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -31,7 +31,7 @@ class ReplayPlan:
     repo_roots: Tuple[str, ...]  # where the original repository may live on this host
     patch: str
     untracked: Tuple[str, ...]
-    spec: S.LaunchSpec  # the repository mount's source is CHECKOUT
+    spec: spec.LaunchSpec  # the repository mount's source is CHECKOUT
     recorded_gpus: Optional[str]
     seed: Optional[str]
     warnings: Tuple[str, ...]
@@ -52,21 +52,21 @@ def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Op
 
 def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Optional[str]:
     if "gpus" in launch:
-        return S.parse_gpus(str(launch["gpus"]), RecordError)
+        return spec.parse_gpus(str(launch["gpus"]), RecordError)
     if schema.LAUNCH_GPUS in tags:
-        return S.parse_gpus(tags[schema.LAUNCH_GPUS], RecordError)
+        return spec.parse_gpus(tags[schema.LAUNCH_GPUS], RecordError)
     count = tags.get(schema.GPU_COUNT, "0")
     return "all" if count.isdigit() and int(count) > 0 else None
 
 
-def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[S.Mount]:
+def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[spec.Mount]:
     mounts = []
     for item in launch.get("mounts") or ():
         if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking"):
             continue  # the repository and the tracking store are set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
         try:
-            mounts.append(S.parse_mount(bind, allow_docker_socket, RecordError))
+            mounts.append(spec.parse_mount(bind, allow_docker_socket, RecordError))
         except RecordError as exc:
             if "Docker socket" in str(exc):
                 raise RecordError("the run mounted the Docker socket; pass --mount-docker-socket to allow it") from None
@@ -80,7 +80,7 @@ def _user_env(launch: Mapping[str, object], environ: Mapping[str, str]) -> Tuple
     if not isinstance(recorded, dict):
         raise RecordError("launch.json: env is not an object")
     for name, value in sorted(recorded.items()):
-        if not S.ENV_NAME_RE.match(str(name)) or not (value is None or isinstance(value, str)):
+        if not spec.ENV_NAME_RE.match(str(name)) or not (value is None or isinstance(value, str)):
             raise RecordError("launch.json: bad environment entry %.60r" % (name,))
         if value is None or is_secret(name):
             if name in environ:
@@ -96,7 +96,7 @@ def _subdir(value: str, workdir: str) -> str:
     # an image without git (or a git that refused the checkout) records its absolute cwd
     if value == workdir or value.startswith(workdir.rstrip("/") + "/"):
         value = value[len(workdir):].lstrip("/") or "."
-    return S.check_subdir(value, RecordError)
+    return spec.check_subdir(value, RecordError)
 
 
 def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_socket: bool = False) -> ReplayPlan:
@@ -110,8 +110,8 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         raise RecordError("malformed commit %.80r in %s" % (commit, schema.GIT_COMMIT))
     if schema.COMMAND not in tags:
         raise RecordError("run %s has no command (%s): it cannot be replayed" % (run_id, schema.COMMAND))
-    command = S.parse_command(tags[schema.COMMAND], RecordError)
-    workdir = S.check_container_path(str(launch.get("workdir") or S.DEFAULT_WORKDIR), "workdir", RecordError)
+    command = spec.parse_command(tags[schema.COMMAND], RecordError)
+    workdir = spec.check_container_path(str(launch.get("workdir") or spec.DEFAULT_WORKDIR), "workdir", RecordError)
     subdir = _subdir(tags.get(schema.WORKDIR) or str(launch.get("subdir") or "."), workdir)
     dirty = tags.get(schema.GIT_DIRTY) == "true"
     patch = record.patch or ""
@@ -123,8 +123,8 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
     recorded = _recorded_gpus(tags, launch)
-    requested = recorded if gpus is KEEP else S.parse_gpus(gpus)
-    mounts = [S.Mount(CHECKOUT, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
+    requested = recorded if gpus is KEEP else spec.parse_gpus(gpus)
+    mounts = [spec.Mount(CHECKOUT, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
     user_env, env_warnings = _user_env(launch, environ)
     seed = tags.get(schema.SEED)
     if seed is not None and not SEED_RE.match(seed):
@@ -133,7 +133,7 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         user_env["TFREPRO_SEED"] = seed
     roots = [r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")]
     remote = tags.get(schema.GIT_REMOTE) or None
-    launch_spec = S.LaunchSpec(
+    launch_spec = spec.LaunchSpec(
         image=image,
         command=command,
         workdir=workdir,
@@ -141,8 +141,8 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         mounts=tuple(mounts),
         env=user_env,
         gpus=requested,
-        shm_size=S.parse_size(launch.get("shm_size"), "shm_size", RecordError),
-        memory=S.parse_size(launch.get("memory"), "memory", RecordError),
+        shm_size=spec.parse_size(launch.get("shm_size"), "shm_size", RecordError),
+        memory=spec.parse_size(launch.get("memory"), "memory", RecordError),
         network="host",
     )
     return ReplayPlan(
@@ -166,7 +166,7 @@ def check_gpus(plan_: ReplayPlan, host_gpu_count: int) -> None:
                          % (requested, host_gpu_count, host_gpu_count))
 
 
-def finalize(plan_: ReplayPlan, checkout: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> S.LaunchSpec:
+def finalize(plan_: ReplayPlan, checkout: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> spec.LaunchSpec:
     """The spec to run: the checkout mounted, tfrepro's own env and tracking mounts added."""
     mounts = tuple(replace(m, source=checkout) if m.kind == "repo" else m for m in plan_.spec.mounts)
     merged = dict(plan_.spec.env)
