@@ -220,10 +220,10 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    from tfrepro.tracking import record as run_record
     from tfrepro.tracking.backend import short_http
-    from tfrepro.tracking.record import READ_TIMEOUT
 
-    with short_http(READ_TIMEOUT, 0, quiet=True, keep_user=True):
+    with short_http(run_record.READ_TIMEOUT, 0, quiet=True, keep_user=True):
         import mlflow
 
         uri = tracking_uri or mlflow.get_tracking_uri()
@@ -236,16 +236,13 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
                 return {"tracking_uri": uri, "tracking_error": "%s is not writable" % (path or folder)}
             return {"tracking_uri": uri}
         try:
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(tracking_uri=uri)
+            client = run_record.client(uri)
             found = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
             experiment_id = found.experiment_id if found else client.create_experiment(DOCTOR_EXPERIMENT)
             run = client.create_run(experiment_id, run_name="doctor-%s" % uuid.uuid4().hex[:8])
             client.delete_run(run.info.run_id)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return {"tracking_uri": uri, "tracking_error": first[:200]}
+            return {"tracking_uri": uri, "tracking_error": str(run_record.tracking_error(exc, "a test run"))}
         return {"tracking_uri": uri}
 
 
