@@ -15,7 +15,6 @@ import re
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 REDACTED = "<redacted>"
-PATCH_WITHHELD_TAG = "tfrepro.git.patch_withheld"  # "true": the run was dirty, its patch not uploaded
 # A variable whose name holds one of these is secret: its value is neither recorded (NGC
 # variables, launch.json) nor printed (the shown `docker run` line); only its name is.
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSW", "CRED", "AUTH", "PRIVATE", "COOKIE", "SESSION")

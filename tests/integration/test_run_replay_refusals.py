@@ -66,7 +66,7 @@ def one_error(capsys, code, expected_code=2):
 
 def test_unknown_run_id(tracking_uri, capsys):
     line = one_error(capsys, main(["replay", "0123456789abcdef0123456789abcdef", "--yes"]))
-    assert "not found" in line
+    assert "no run" in line
 
 
 def test_run_without_a_tfrepro_record(client, capsys):

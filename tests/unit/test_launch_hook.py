@@ -12,7 +12,8 @@ import pytest
 from tfrepro.errors import RecordError
 from tfrepro.replay import hooks as H
 from tfrepro.replay import plan as P
-from tfrepro.replay.record import RunRecord
+from tfrepro.environment import Environment
+from tfrepro.tracking.record import RunRecord
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 TAGS = {
@@ -59,7 +60,9 @@ def test_from_record(launch, tags, expected):
 
 
 def record(tags, launch):
-    return RunRecord("run1", "0", "r", "FINISHED", dict(TAGS, **tags), None, "", launch)
+    tags = dict(TAGS, **tags)
+    return RunRecord("run1", Environment.from_tags(tags), experiment_id="0", run_name="r", status="FINISHED",
+                     tags=tags, patch="", launch=launch)
 
 
 def test_replay_plan_reapplies_the_launchers_seed_and_autolog():

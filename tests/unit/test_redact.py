@@ -1,7 +1,7 @@
-"""Secret names, values, URL credentials and argv: one rule (tfrepro/redact.py)."""
+"""redact.py: secret-looking names, values, URL credentials and argv: one rule."""
 import pytest
 
-from tfrepro.redact import (REDACTED, is_secret_flag, looks_secret_value, redact_argv, split_env,
+from tfrepro.redact import (REDACTED, is_secret, is_secret_flag, looks_secret_value, redact_argv, split_env,
                             strip_url_credentials)
 
 pytestmark = pytest.mark.py38
@@ -69,3 +69,39 @@ def test_split_env_says_what_was_dropped():
 ])
 def test_strip_url_credentials(uri, expected):
     assert strip_url_credentials(uri) == expected
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "DB_PASSWD", "my_api_key",
+                                  "GOOGLE_APPLICATION_CREDENTIALS", "BASIC_AUTH", "NGC_CREDS", "SESSION_ID"])
+def test_secret_names(name):
+    assert is_secret(name)
+
+
+def test_plain_names_are_not_secret():
+    for name in ("BATCH_SIZE", "TF_DETERMINISTIC_OPS", "CUDA_VERSION", "NVIDIA_REQUIRE_CUDA", "CUDNN_VERSION"):
+        assert not is_secret(name), name
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://user:pw@github.com/team/x.git", "https://github.com/team/x.git"),
+    ("https://ghp_token@github.com/team/x.git", "https://github.com/team/x.git"),
+    ("http://u:p@10.0.0.1:8080/x", "http://10.0.0.1:8080/x"),
+    ("https://github.com/team/x.git", "https://github.com/team/x.git"),
+    ("git@github.com:team/x.git", "git@github.com:team/x.git"),
+    ("ssh://git@host:2222/team/x.git", "ssh://git@host:2222/team/x.git"),
+    ("ssh://git:secret@host/team/x.git", "ssh://git@host/team/x.git"),
+    ("https://u:p@ss@host/x?a=b@c", "https://host/x?a=b@c"),
+    ("http://u:p@[::1/x", "http://[::1/x"),  # unparsable for urlsplit: stripped all the same
+    ("/srv/git/x.git", "/srv/git/x.git"),
+])
+def test_git_remotes_keep_only_the_ssh_user(url, expected):
+    assert strip_url_credentials(url, keep_user=True) == expected
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://user:pw@mlflow.example.com/", "https://mlflow.example.com/"),
+    ("ssh://git:secret@host/x", "ssh://host/x"),
+    ("sqlite:////srv/mlflow.db", "sqlite:////srv/mlflow.db"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+])
+def test_tracking_uris_lose_all_user_info(url, expected):
+    assert strip_url_credentials(url) == expected

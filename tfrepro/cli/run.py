@@ -13,13 +13,14 @@ import os
 
 import click
 
+from tfrepro import imageref, schema
 from tfrepro.errors import ContainerFailed
-from tfrepro.redact import PATCH_WITHHELD_TAG, patch_withheld
+from tfrepro.redact import patch_withheld
 from tfrepro.replay import docker as D
 from tfrepro.replay import hooks as H
 from tfrepro.replay import launch as L
-from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
+from tfrepro.tracking import record as run_record
 from tfrepro.tracking.launched import where_the_run_went
 
 
@@ -41,7 +42,7 @@ from tfrepro.tracking.launched import where_the_run_went
 def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
             mount_docker_socket, no_autolog, seed, cmd):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
-    S.check_image_ref(image)
+    imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
     mounts = [S.parse_mount(v, mount_docker_socket) for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
@@ -68,18 +69,18 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
                % (image, resolved.image_id))
 
-    client = R.client(uri)
+    client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
-    tags["tfrepro.command"] = json.dumps(list(cmd))
-    tags["tfrepro.workdir"] = subdir
+    tags[schema.COMMAND] = json.dumps(list(cmd))
+    tags[schema.WORKDIR] = subdir
     autolog = not no_autolog
     tags.update(H.hook_tags(autolog, seed))
     withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
     if withhold and git and git.dirty:
-        tags[PATCH_WITHHELD_TAG] = "true"
+        tags[schema.GIT_PATCH_WITHHELD] = "true"
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         env = dict(user_env)
@@ -93,7 +94,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
             spec = S.LaunchSpec(
                 image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
                 mounts=all_mounts + H.hook_mounts(hook_dir), env=env, gpus=gpus, shm_size=shm_size,
-                memory=memory, labels={"tfrepro.run_id": run_id},
+                memory=memory, labels={schema.RUN_ID_LABEL: run_id},
             )
             record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
             record.update(H.hook_record(autolog, seed))

@@ -1,4 +1,4 @@
-"""Text output for show, diff and doctor: at most 100 columns, colour only when asked.
+"""Text output for env, show, diff and doctor: at most 100 columns, colour only when asked.
 
 Pure: every function returns a string; the CLI decides colour (a terminal and no NO_COLOR).
 """
@@ -66,7 +66,8 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
             out.append("  %s %s" % (key, text))
             continue
         out.append("  " + key)
-        pad = 4 if len(text) <= WIDTH - 4 else 2
+        # indented under its key, except a long word (a digest) that needs the width to stay whole
+        pad = 4 if len(text) <= WIDTH - 4 or " " in text else 2
         out.extend(" " * pad + line for line in wrap(text, WIDTH - pad))
     return out
 
@@ -159,6 +160,22 @@ def _requested(record) -> List[Tuple[str, str]]:
             ("to put it there", "tfrepro run --experiment %s ..." % requested)]
 
 
+def _blocks(groups, color: bool) -> str:
+    lines: List[str] = []
+    for title, rows in groups:
+        lines += section(title, rows, color) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_environment(env: Environment, show_packages: bool = False, color: bool = False) -> str:
+    """`tfrepro env`: this machine's record, one block per source, then what is missing and why.
+    Unlike show (a record, where "-" says the run did not know), unknown facts are left out."""
+    head = "tfrepro %s, collected %s\n\n" % (env.tfrepro_version or "?", env.collected_at or "?")
+    groups = [(title, [row for row in rows if row[1] not in (None, "")])
+              for title, rows in environment_sections(env, show_packages)]
+    return head + _blocks([group for group in groups if group[1]], color)
+
+
 def render_show(record, show_packages: bool = False, color: bool = False) -> str:
     env = record.environment
     run_rows = [("run id", record.run_id), ("name", record.run_name),
@@ -169,16 +186,13 @@ def render_show(record, show_packages: bool = False, color: bool = False) -> str
                 ("record from", "tags only (no environment.json)" if record.source == "tags" else None)]
     groups = [("Run", [r for r in run_rows if r[1] is not None])]
     groups += environment_sections(env, show_packages)
-    if record.launch:
-        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v))
-                                  for k, v in sorted(record.launch.items())]))
+    launch = record.launch_settings()
+    if launch:
+        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
     groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
                    or [("(none)", "")]))
-    lines: List[str] = []
-    for title, rows in groups:
-        lines += section(title, rows, color) + [""]
-    return "\n".join(lines).rstrip() + "\n"
+    return _blocks(groups, color)
 
 
 def _diff_value(diff: Difference, width: int) -> List[str]:

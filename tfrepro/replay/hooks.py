@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.replay import spec as S
 
 HOOK_DIR = "/opt/tfrepro-hook"  # where the generated directory is mounted in the container
@@ -21,9 +22,9 @@ HOOK_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sitecust
 ENV_AUTOLOG = "TFREPRO_AUTOLOG"
 ENV_DETERMINISTIC = "TFREPRO_DETERMINISTIC"
 ENV_SEED = "TFREPRO_SEED"  # tfrepro.determinism reads it too
-AUTOLOG_TAG = "tfrepro.autolog"
-SEED_TAG = "tfrepro.seed"
-LAUNCH_SEED_TAG = "tfrepro.launch.seed"  # the launcher applied the seed (not the script)
+AUTOLOG_TAG = schema.AUTOLOG
+SEED_TAG = schema.SEED
+LAUNCH_SEED_TAG = schema.LAUNCH_SEED
 
 
 def wanted(autolog: bool, seed: Optional[int]) -> bool:

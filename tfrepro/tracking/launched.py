@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Dict, Optional
 
+from tfrepro import schema
+
 log = logging.getLogger("tfrepro")
 
-REQUESTED_TAG = "tfrepro.experiment.requested"  # experiment_name the script asked for, not honoured
+REQUESTED_TAG = schema.EXPERIMENT_REQUESTED
 
 
 def fix(requested: str) -> str:

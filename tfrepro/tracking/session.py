@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
+from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool as spool_mod
 from tfrepro.tracking.launched import experiment_note
@@ -33,7 +34,7 @@ from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
 log = logging.getLogger("tfrepro")
 
-FLUSH_TAG = "tfrepro.flush_seconds"  # seconds close() spent flushing the queue
+FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
 FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
 
