@@ -94,6 +94,7 @@ ENVIRONMENT_JSON = "tfrepro/environment.json"  # Environment.to_json()
 REQUIREMENTS_TXT = "tfrepro/requirements.txt"  # every installed package, name==version
 GIT_PATCH = "tfrepro/git.patch"  # `git diff HEAD --binary` when the tree was dirty
 LAUNCH_JSON = "tfrepro/launch.json"  # how `tfrepro run`/`replay` started the container
+RECORD_SIGNATURE = "tfrepro/record.sig"  # ssh-keygen -Y sign over the canonical record (signing.py)
 SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs it
 
 # -- Docker labels on the containers `tfrepro run`/`replay` start ------------------------------

@@ -8,6 +8,7 @@ format) tells the replaying user who wrote what they are about to run:
     canonical(run_id, tags, environment_json, launch_json, patch) -> bytes      (pure)
     sign(data, key) -> signature text                                         (ssh-keygen)
     verify(data, signature, allowed_signers) -> Verification                  (ssh-keygen)
+    sign_run(client, run_id) / verify_record(record, allowed_signers)          (the run as stored)
 
 The record is launch.json, environment.json, the sha256 of the patch, and every tfrepro.*
 tag but the few written after the run (a replay's verdict); JSON with sorted keys, so the
@@ -48,17 +49,17 @@ class Verification:
         return "signed, but not by a trusted key (%s)" % self.detail
 
 
-def _json_or_text(text: Optional[str]):
-    if text is None:
-        return None
+def _json_or_text(text):
+    if not isinstance(text, str):
+        return text  # already parsed (the loader's launch and environment_json)
     try:
         return json.loads(text)
     except ValueError:
         return text
 
 
-def canonical(run_id: str, tags: Mapping[str, str], environment_json: Optional[str],
-              launch_json: Optional[str], patch: Optional[str]) -> bytes:
+def canonical(run_id: str, tags: Mapping[str, str], environment_json, launch_json, patch: Optional[str]) -> bytes:
+    """environment_json, launch_json: the artifacts' text, or their parsed JSON (None: absent)."""
     record = {
         "format": 1,
         "run_id": run_id,
@@ -165,3 +166,35 @@ def _verify(data: bytes, sig: str, allowed_signers: Optional[str]) -> Verificati
     if not os.path.isfile(allowed_signers):
         return Verification(UNTRUSTED, detail="allowed_signers file %s not found" % allowed_signers)
     return Verification(UNTRUSTED, detail="the key is not in %s" % allowed_signers)
+
+
+# -- the run as stored ---------------------------------------------------------------------
+
+
+def record_bytes(record) -> bytes:
+    """The canonical bytes of a tracking.record.RunRecord, as read back from the server."""
+    environment = record.environment_json if record.source == "artifact" else None
+    return canonical(record.run_id, record.tags, environment, record.launch, record.patch)
+
+
+def verify_record(record, allowed_signers: Optional[str]) -> Verification:
+    return verify(record_bytes(record), record.signature, allowed_signers)
+
+
+def sign_run(client, run_id: str, key: Optional[str] = None, warn=None) -> bool:
+    """Sign run `run_id` as the server holds it now and upload the signature, when there is a
+    signing key. Never raises: a failure is passed to `warn` (one line) and False returned."""
+    key = key or signing_key()
+    if not key:
+        return False
+    try:
+        from tfrepro import schema
+        from tfrepro.tracking import record as run_record
+
+        signature = sign(record_bytes(run_record.load(client, run_id)), key)
+        client.log_text(run_id, signature, schema.RECORD_SIGNATURE)
+        return True
+    except Exception as exc:
+        if warn is not None:
+            warn("run %s not signed: %s" % (run_id, (str(exc).strip().splitlines() or ["?"])[0]))
+        return False

@@ -23,6 +23,21 @@ _STEERING = re.compile(r"^(MLFLOW_|TFREPRO_|DOCKER_)|_PROXY$|^(REQUESTS_CA_BUNDL
 DEFAULT_REGISTRY = "docker.io"
 
 
+@dataclass(frozen=True)
+class Options:
+    """What the replaying user said on the command line."""
+
+    env_items: Tuple[str, ...] = ()  # -e NAME=VALUE | -e NAME
+    pass_env: Tuple[str, ...] = ()  # --pass-env NAME
+    volumes: Tuple[str, ...] = ()  # -v SRC:DST[:ro]
+    allow_recorded_mounts: bool = False
+    mount_docker_socket: bool = False
+    allow_untrusted_image: bool = False
+    allowed_signers: Optional[str] = None
+    require_signed: bool = False
+    yes: bool = False
+
+
 # -- environment -----------------------------------------------------------------------------
 
 
@@ -49,7 +64,7 @@ def parse_env_options(items: Sequence[str], pass_env: Sequence[str], environ: Ma
             raise UsageError("%r is not a valid environment variable name" % name)
         if value is None:  # -e NAME / --pass-env NAME: this environment's value, as docker does
             if name not in environ:
-                raise UsageError("--pass-env %s: not set in this environment" % name)
+                raise UsageError("%s: not set in this environment (use -e %s=VALUE)" % (name, name))
             value = environ[name]
             passed.append(name)
         values[name] = value

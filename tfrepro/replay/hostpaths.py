@@ -39,7 +39,7 @@ class Policy:
     socket_idents: FrozenSet[Tuple[int, int]] = frozenset()
 
 
-def _under(path: str, root: str) -> bool:
+def under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
@@ -55,15 +55,15 @@ def refusal(path: HostPath, rules: Policy, allow_docker_socket: bool = False) ->
     if is_docker_socket:
         return None if allow_docker_socket else "%s is the Docker socket (root on this host)" % given
     for system in SYSTEM_DIRS:
-        if _under(real, system):
+        if under(real, system):
             return "%s is under %s" % (given, system)
     for sock in rules.sockets:
-        if _under(sock, real):
+        if under(sock, real):
             return "%s contains the Docker socket %s" % (given, sock)
-    if rules.home and _under(rules.home, real):
+    if rules.home and under(rules.home, real):
         return "%s is or contains the home directory %s" % (given, rules.home)
     for secret in rules.protected:
-        if _under(real, secret) or _under(secret, real):
+        if under(real, secret) or under(secret, real):
             return "%s is or contains %s" % (given, secret)
     return None
 
