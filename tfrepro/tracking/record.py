@@ -131,6 +131,7 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
         tracking_uri=uri, tags=tags, params=dict(run.data.params), metrics=dict(run.data.metrics),
         histories=points, patch=texts.get(schema.GIT_PATCH),
         launch=_launch(texts.get(schema.LAUNCH_JSON), run_id), experiment_name=experiment_name,
+        signature=texts.get(schema.RECORD_SIGNATURE),
     )
 
 
