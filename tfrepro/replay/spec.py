@@ -190,8 +190,9 @@ def run_kwargs(spec: LaunchSpec) -> Dict[str, object]:
 
 
 def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
-    """The equivalent `docker run` command line. Secret (and `hidden`) env values are left
-    out: `-e NAME` makes docker take them from the caller's environment."""
+    """The equivalent `docker run` command line, to show. Secret (and `hidden`) env values are
+    left out: `-e NAME` makes docker take them from the caller's environment; secret flag
+    values in the command are shown redacted."""
     argv = ["docker", "run", "--rm", "--network", spec.network]
     if spec.gpus is not None:
         argv += ["--gpus", spec.gpus]
@@ -205,7 +206,7 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
     for name, value in spec.env.items():
         shown = not (is_secret(name) or name in hidden or looks_secret_value(value))
         argv += ["-e", "%s=%s" % (name, value) if shown else name]
-    return argv + [spec.image] + list(spec.command)
+    return argv + [spec.image] + redact_argv(spec.command)  # shown, so no secret flag value either
 
 
 def recorded_env(values: Mapping[str, str], from_environ: Sequence[str] = ()
