@@ -78,7 +78,7 @@ def show_plan(prepared) -> None:
     click.echo("image:     %s (%s)" % (safe(image), safe(where)))
     if replay_plan.image_ref and replay_plan.image_ref != image:
         click.echo("           recorded as %s" % safe(replay_plan.image_ref))
-    click.echo("source:    %s" % safe(replay_plan.remote or "a local repository that has the commit"))
+    click.echo("source:    %s" % safe(prepared.source))
     click.echo("record:    %s" % safe(prepared.verification.line()))
     if prepared.credentials:
         click.echo("tracking:  %s passed to %s for %s (the replayed command can read them)"

@@ -47,6 +47,7 @@ class Prepared:
     verification: signing.Verification = field(default_factory=lambda: signing.Verification(signing.UNSIGNED))
     credentials: Tuple[str, ...] = ()  # tracking credential variables passed to the container
     env_record: Dict[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
+    source: str = ""  # where the commit will come from, for the plan
 
     def approve(self, offers) -> "Prepared":
         return replace(self, approved=self.approved + tuple(o for o in offers if o not in self.approved))
@@ -109,9 +110,11 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     refusals += tuple("refusing the recorded mount %s: %s" % (o.source, o.refusal) for o in offers if o.refusal)
     if concerns and options.yes and not options.allow_untrusted_image:
         refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
+    local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
+    source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
     return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
                     tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
-                    tuple(spec.tracking_credentials(os.environ)), env_record)
+                    tuple(spec.tracking_credentials(os.environ)), env_record, source)
 
 
 def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
