@@ -4,7 +4,11 @@ Importing tfrepro imports neither TensorFlow nor MLflow.
 """
 __version__ = "0.1.0"
 
-__all__ = ["ReproCallback", "collect_environment", "deterministic", "Environment", "__version__"]
+__all__ = ["ReproCallback", "autolog", "collect_environment", "deterministic", "Environment", "__version__"]
+
+# Bound here, over the submodule of the same name: `tfrepro.autolog(...)` is the function
+# (reach the module through sys.modules["tfrepro.autolog"]). It imports only the stdlib.
+from tfrepro.autolog import autolog  # noqa: E402
 
 
 def collect_environment():
