@@ -19,10 +19,9 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional
 
-import numpy as np
 import tensorflow as tf
 
-from tfrepro.keras_fit import FitContext, mlflow_autolog_logs_models
+from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import callback_options
 
 log = logging.getLogger("tfrepro")
@@ -45,46 +44,6 @@ def is_chief(tf_config: Optional[str]) -> bool:
     if task_type == "worker":
         return index == 0 and "chief" not in (config.get("cluster") or {})
     return False  # ps, evaluator
-
-
-def describe_loss(loss: Any) -> Optional[str]:
-    if loss is None or isinstance(loss, str):
-        return loss
-    if isinstance(loss, dict):
-        return json.dumps({k: describe_loss(v) for k, v in sorted(loss.items())})
-    if isinstance(loss, (list, tuple)):
-        return json.dumps([describe_loss(v) for v in loss])
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def fit_params(model, keras_params: Dict[str, Any], user_params: Dict[str, Any]) -> Dict[str, Any]:
-    """The run's params: fit arguments, optimizer, loss, size, then the user's (which win).
-
-    keras_params: Keras' callback params (epochs, steps) plus what FitContext read from fit().
-    """
-    params: Dict[str, Any] = {}
-    for key in ("epochs", "steps", "batch_size", "initial_epoch", "validation_split", "shuffle"):
-        if keras_params.get(key) is not None:
-            params[key] = keras_params[key]
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        params["optimizer"] = type(optimizer).__name__
-        try:
-            for key, value in optimizer.get_config().items():
-                if key != "name":
-                    params["optimizer." + key] = value
-        except Exception as exc:
-            log.debug("tfrepro: optimizer config unavailable: %s", exc)
-    loss = describe_loss(getattr(model, "loss", None))
-    if loss:
-        params["loss"] = loss
-    try:
-        params["model.params"] = model.count_params()
-        params["model.trainable_params"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    except Exception as exc:  # an unbuilt model has no weights yet
-        log.debug("tfrepro: parameter count unavailable: %s", exc)
-    params.update(user_params)
-    return params
 
 
 def floats(logs) -> Dict[str, float]:
@@ -335,8 +294,10 @@ def _tensorboard_in(callbacks):
 
 
 def _run_params(session) -> Dict[str, str]:
-    """The params the session's run already has ({} for a run only spooled locally)."""
-    if not getattr(session, "online", False) or not getattr(session, "has_fluent_run", False):
+    """The params the session's run already has: none for a run it just created or one
+    only spooled locally; else ask (an active run, a resumed one, mlflow's autolog)."""
+    fresh = session.started_run and not os.environ.get("MLFLOW_RUN_ID")
+    if fresh or not session.online or not getattr(session, "has_fluent_run", False):
         return {}
     import mlflow
 

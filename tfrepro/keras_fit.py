@@ -1,20 +1,64 @@
-"""What a Keras callback is not told: fit()'s own arguments and the other callbacks.
+"""A Keras fit() as ReproCallback records it: its params, and what Keras does not tell a callback.
 
-Keras hands a callback only `params` (epochs, steps, verbose) and the model. The rest is
-still in the frames that call it: Keras' Model.fit (its arguments and DataHandler) and
-the CallbackList (the siblings). FitContext reads them once, in on_train_begin, and
-never raises: whatever cannot be found is None.
+fit_params() turns the model and fit's arguments into the run's params. Keras hands a
+callback only `params` (epochs, steps, verbose) and the model; the rest is still in the
+frames that call it: Keras' Model.fit (its arguments and DataHandler) and the
+CallbackList (the siblings). FitContext reads them once, in on_train_begin, and never
+raises: whatever cannot be found is None.
 """
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 log = logging.getLogger("tfrepro")
 
 MAX_DEPTH = 40  # frames to walk up: mlflow's and tfrepro's autolog patches sit between
 FIT_ARGS = ("batch_size", "epochs", "initial_epoch", "validation_split", "shuffle", "steps_per_epoch", "x")
+
+
+def describe_loss(loss: Any) -> Optional[str]:
+    if loss is None or isinstance(loss, str):
+        return loss
+    if isinstance(loss, dict):
+        return json.dumps({k: describe_loss(v) for k, v in sorted(loss.items())})
+    if isinstance(loss, (list, tuple)):
+        return json.dumps([describe_loss(v) for v in loss])
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def fit_params(model, keras_params: Dict[str, Any], user_params: Dict[str, Any]) -> Dict[str, Any]:
+    """The run's params: fit arguments, optimizer, loss, size, then the user's (which win).
+
+    keras_params: Keras' callback params (epochs, steps) plus what FitContext read from fit().
+    """
+    params: Dict[str, Any] = {}
+    for key in ("epochs", "steps", "batch_size", "initial_epoch", "validation_split", "shuffle"):
+        if keras_params.get(key) is not None:
+            params[key] = keras_params[key]
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        params["optimizer"] = type(optimizer).__name__
+        try:
+            for key, value in optimizer.get_config().items():
+                if key != "name":
+                    params["optimizer." + key] = value
+        except Exception as exc:
+            log.debug("tfrepro: optimizer config unavailable: %s", exc)
+    loss = describe_loss(getattr(model, "loss", None))
+    if loss:
+        params["loss"] = loss
+    try:
+        params["model.params"] = model.count_params()
+        params["model.trainable_params"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    except Exception as exc:  # an unbuilt model has no weights yet
+        log.debug("tfrepro: parameter count unavailable: %s", exc)
+    params.update(user_params)
+    return params
 
 
 class FitContext:
