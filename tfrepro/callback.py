@@ -60,6 +60,9 @@ def floats(logs) -> Dict[str, float]:
 class ReproCallback(tf.keras.callbacks.Callback):
     """Log the environment, params, metrics and trained model of a Keras fit() to MLflow.
 
+    One run per fit(), also when one instance is passed to several fit() calls; with an
+    MLflow run active, every fit() logs into it (pass initial_epoch to continue the epochs).
+
     experiment_name, run_name: used only when the callback starts the run itself (no active
         run); MLFLOW_RUN_ID, set by `tfrepro run`, resumes the launcher's run.
     params: extra params to log (they override the ones the callback derives). Params
