@@ -200,9 +200,8 @@ def test_hook_patches_fit_when_the_program_imports_keras_first(tmp_path):
     code = "\n".join([
         "import keras",
         "import tensorflow as tf",
-        "import sys",
         "from tfrepro import determinism",
-        "print(sys.modules['tfrepro.autolog']._original_fit is not None, determinism.SEED)",
+        "print(getattr(tf.keras.Model.fit, '_tfrepro_original', None) is not None, determinism.SEED)",
     ])
     env = {"TFREPRO_AUTOLOG": "1", "TFREPRO_DETERMINISTIC": "1", "TFREPRO_SEED": "4"}
     result = run_python(tmp_path, code, env)
