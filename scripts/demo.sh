@@ -98,7 +98,8 @@ start_server() {
   local port
   port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   # its own process group, so that the exit trap stops its workers too
-  setsid .venv/bin/mlflow server --backend-store-uri "$STORE" --artifacts-destination "$PWD/mlartifacts" \
+  # MLflow 3's job runner (a dozen worker processes) is not needed for tracking
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid .venv/bin/mlflow server --backend-store-uri "$STORE" --artifacts-destination "$PWD/mlartifacts" \
     --host 127.0.0.1 --port "$port" --workers 1 >/tmp/tfrepro-demo-server.log 2>&1 </dev/null &
   server=$!
   for _ in $(seq 120); do
