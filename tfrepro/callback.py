@@ -241,18 +241,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
         self._guard("closing the MLflow run", self.session.close)
-        self._guard("signing the record", self._sign)
+        from tfrepro.signing import sign_session
 
-    def _sign(self):
-        """With an SSH signing key (TFREPRO_SIGNING_KEY, or git's ssh user.signingkey), sign
-        the record as the server now holds it (signing.py); replay checks it."""
-        from tfrepro import signing
-
-        key = signing.signing_key()
-        if key and getattr(self.session, "online", False) and not str(self.session.run_id).startswith("local-"):
-            from mlflow.tracking import MlflowClient
-
-            signing.sign_run(MlflowClient(), self.session.run_id, key, warn=lambda m: log.warning("tfrepro: %s", m))
+        self._guard("signing the record", sign_session, self.session)
 
     def _log_model(self):
         from tfrepro import schema

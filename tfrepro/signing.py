@@ -198,3 +198,16 @@ def sign_run(client, run_id: str, key: Optional[str] = None, warn=None) -> bool:
         if warn is not None:
             warn("run %s not signed: %s" % (run_id, (str(exc).strip().splitlines() or ["?"])[0]))
         return False
+
+
+def sign_session(session) -> None:
+    """The callback, at train end: with a signing key, sign the run its session wrote (once the
+    server has it all: a spooled run is not signed)."""
+    key = signing_key()
+    if key and getattr(session, "online", False) and not str(session.run_id).startswith("local-"):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        sign_run(MlflowClient(), session.run_id, key, warn=lambda m: logging.getLogger("tfrepro").warning(
+            "tfrepro: %s", m))
