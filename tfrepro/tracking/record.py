@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
+from tfrepro.redact import redact_text, strip_url_credentials
 from tfrepro.tracking.backend import short_http
 
 History = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] in logging order
@@ -51,6 +52,7 @@ class RunRecord:
     histories: Optional[History] = None  # every value, when load(histories=True)
     patch: Optional[str] = None  # tfrepro/git.patch
     launch: Optional[Mapping[str, Any]] = None  # tfrepro/launch.json
+    signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
     experiment_name: str = ""
 
     def launch_settings(self) -> Optional[Dict[str, Any]]:
@@ -72,7 +74,8 @@ def tracking_error(exc: Exception, what: str, uri: str = "", missing: Optional[s
     """An MLflow failure as one line: RecordError when `what` does not exist (`missing` is
     then the message, and a malformed id counts as missing), TrackingError otherwise."""
     code = getattr(exc, "error_code", "")
-    text = str(exc)
+    text = redact_text(str(exc))  # MLflow's messages name the URL it called, user:password included
+    uri = strip_url_credentials(uri)
     if code in NOT_FOUND or "RESOURCE_DOES_NOT_EXIST" in text or (missing and code == "INVALID_PARAMETER_VALUE"):
         return RecordError(missing or "%s: not found" % what)
     for marker, why in UNREACHABLE:
@@ -103,7 +106,7 @@ def client(tracking_uri: Optional[str] = None, existing: bool = False):
 def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
     """The run's record. RecordError: unknown run, no record or a malformed one;
     TrackingError: the server cannot be reached or refuses."""
-    uri = str(getattr(mlflow_client, "tracking_uri", "") or "")
+    uri = strip_url_credentials(str(getattr(mlflow_client, "tracking_uri", "") or ""))
     where = "no run %r on %s" % (run_id, uri or "the tracking server")
     if not run_id or not all(c.isalnum() or c in "-_" for c in run_id):
         raise RecordError("%s (not a run id)" % where)
@@ -128,6 +131,7 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
         tracking_uri=uri, tags=tags, params=dict(run.data.params), metrics=dict(run.data.metrics),
         histories=points, patch=texts.get(schema.GIT_PATCH),
         launch=_launch(texts.get(schema.LAUNCH_JSON), run_id), experiment_name=experiment_name,
+        signature=texts.get(schema.RECORD_SIGNATURE),
     )
 
 
@@ -155,7 +159,7 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
 def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     """The record's artifacts that exist, as text. When they cannot be read (e.g. served over
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
-    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON)
+    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE)
     try:
         present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}
