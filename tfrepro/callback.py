@@ -161,6 +161,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
             return
         self._guard("logging the environment", self._log_environment)
         self._guard("logging params", self._log_params)
+        from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
+
+        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, self.model)
 
     def _log_environment(self):
         import tfrepro

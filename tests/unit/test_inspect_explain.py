@@ -89,3 +89,13 @@ def test_render_and_tag_detail():
     assert text.splitlines()[1].startswith("     fix: call tfrepro.deterministic()")
     assert E.detail(factors).startswith("1. the original set no seed") and "(fix: " in E.detail(factors)
     assert E.as_dicts(factors)[0]["key"] == "seed"
+
+
+def test_fit_inputs_and_replicas_compared_where_both_runs_tagged_them():
+    a = record(tags={"tfrepro.input.training.digest": "sha256:" + "a" * 64, "tfrepro.distribute.replicas": "2"})
+    b = record(tags={"tfrepro.input.training.digest": "sha256:" + "b" * 64, "tfrepro.distribute.replicas": "1"})
+    factors = E.explain(a, b)
+    assert keys(factors) == ["inputs", "gpu_count"]
+    assert factors[0].line.startswith("the arrays or tf.data pipeline fit() was given differ: training sha256:aaaa")
+    assert factors[1].line.startswith("replica count differs: 2 -> 1")
+    assert keys(E.explain(a, record())) == [E.SAME_ENVIRONMENT], "an older run without the tags is not a difference"

@@ -5,7 +5,7 @@ module maps those rows to causes, and adds what no row shows: a missing seed or 
 on the original, data that changed since it ran, and untracked files it could see.
 
 Order (most to least likely to explain a divergence):
-    seed and op determinism, data, params (batch size first), code, image and TensorFlow build,
+    seed and op determinism, data, fit()'s inputs, params (batch size first), code, image and TensorFlow build,
     oneDNN, GPU model / compute capability, GPU or replica count, driver, untracked files,
     then any other recorded difference of high or medium rank.
 When none applies, one factor says so: the replay diverged with the same recorded environment.
@@ -22,11 +22,12 @@ FIX_DETERMINISM = "call tfrepro.deterministic() before building the model, or la
 FIX_NOISE = "replay on the recorded hardware, or judge against run-to-run noise with `tfrepro replay RUN --repeat N`"
 FIX_IMAGE = "replay in the recorded image (by digest), as `tfrepro replay` does by default"
 REPLICA_PARAMS = ("distribute.replicas", "num_replicas", "replicas")
+INPUT_TAG, REPLICAS_TAG = "tfrepro.input.", "tfrepro.distribute.replicas"  # set by tracking/inputs.py
 
 
 @dataclass(frozen=True)
 class Factor:
-    key: str  # seed | data | batch_size | params | code | image | tf_build | onednn | gpu_model | gpu_count | driver | untracked | other | same-environment
+    key: str  # seed | data | inputs | batch_size | params | code | image | tf_build | onednn | gpu_model | gpu_count | driver | untracked | other | same-environment
     line: str
     fix: str
 
@@ -85,6 +86,22 @@ def _untracked(record, data_sources) -> Optional[Factor]:
                   "commit them, or keep them outside the repository and mount them (-v SRC:DST) so they are fingerprinted")
 
 
+def _tagged(original, replay) -> List[Factor]:
+    """What the callback tagged about fit()'s inputs, compared only where both runs have it."""
+    a, b = original.tags or {}, replay.tags or {}
+    out = []
+    changed = ["%s %s -> %s" % (k[len(INPUT_TAG):-len(".digest")], a[k][:19], b[k][:19]) for k in sorted(a)
+               if k.startswith(INPUT_TAG) and k.endswith(".digest") and k in b and a[k] != b[k]]
+    if changed:
+        out.append(Factor("inputs", "the arrays or tf.data pipeline fit() was given differ: %s" % _listed(changed),
+                          "make the script read its data from the recorded commit or a mounted, fingerprinted path"))
+    if a.get(REPLICAS_TAG) and b.get(REPLICAS_TAG) and a[REPLICAS_TAG] != b[REPLICAS_TAG]:
+        out.append(Factor("gpu_count", "replica count differs: %s -> %s: the batch is split and reduced across "
+                          "other replicas" % (a[REPLICAS_TAG], b[REPLICAS_TAG]),
+                          "replay with the recorded --gpus on a host with as many GPUs"))
+    return out
+
+
 # (key, which compare rows, line, fix). A row goes to the first entry that claims it.
 ROW_FACTORS = (
     ("seed", lambda d: d.group == "determinism" and d.field != "TF_ENABLE_ONEDNN_OPTS",
@@ -138,7 +155,7 @@ def _row_factors(diffs: Sequence[C.Difference]) -> Dict[str, Factor]:
     return out
 
 
-ORDER = ("seed", "data", "batch_size", "params", "code", "image", "tf_build", "onednn", "gpu_model",
+ORDER = ("seed", "data", "inputs", "batch_size", "params", "code", "image", "tf_build", "onednn", "gpu_model",
          "gpu_count", "driver", "untracked", "other")
 
 
@@ -152,6 +169,8 @@ def explain(original, replay, data_drift: Sequence = (), data_sources: Sequence 
     if diffs is None:
         diffs = C.compare_runs(original, replay)
     found: Dict[str, Factor] = dict(_row_factors(diffs))
+    for factor in _tagged(original, replay):
+        found.setdefault(factor.key, factor)
     # a missing seed on the original says more than how the replay's settings differ: it wins the key
     for factor in (_seed_and_determinism(original), _data(data_drift), _untracked(original, data_sources)):
         if factor:
