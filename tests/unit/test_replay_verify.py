@@ -94,6 +94,7 @@ def test_t_quantiles_match_the_tables():
         assert abs(V.t_quantile(0.975, df) - expected) < 1e-3, df
     assert abs(V.t_cdf(0.0, 5) - 0.5) < 1e-12
     assert abs(V.t_cdf(-2.571, 5) - 0.025) < 1e-4
+    assert abs(V.t_quantile(0.995, 4) - 4.604) < 1e-3
 
 
 def noisy(loss, mae=0.25):
@@ -114,11 +115,12 @@ def test_within_noise_states_the_interval():
     assert verdict.verdict == V.WITHIN_NOISE and verdict.ok
     loss = {s.metric: s for s in verdict.spreads}["loss"]
     mean, sd = 0.1002, math.sqrt(sum((v - 0.1002) ** 2 for v in (0.101, 0.098, 0.103, 0.099, 0.100)) / 4)
-    half = 2.776445 * sd * math.sqrt(1.2)
+    half = V.t_quantile(1 - 0.01 / 4, 4) * sd * math.sqrt(1.2)  # 99% familywise over 2 metrics
+    assert abs(V.t_quantile(1 - 0.01 / 4, 4) - 5.598) < 1e-3
     assert abs(loss.mean - mean) < 1e-12 and abs(loss.sd - sd) < 1e-12
     assert abs(loss.low - (mean - half)) < 1e-5 and abs(loss.high - (mean + half)) < 1e-5
     assert [s.metric for s in verdict.spreads] == ["loss", "mae"], "timing metrics are not judged"
-    assert "inside the 95% prediction interval of 5 replays" in verdict.detail
+    assert "2 final metric(s) inside their 99% prediction intervals from 5 replays" in verdict.detail
 
 
 def test_tampered_original_diverges_naming_metric_value_interval_and_z():

@@ -8,15 +8,17 @@ One replay (`compare`):
 
 N >= 2 replays (`judge_repeats`), against run-to-run noise:
     identical          every replay is identical to the original (as above)
-    within noise       for every final metric, the original lies in the replays' 95% prediction
-                       interval: mean +- t(0.975, n-1) * sd * sqrt(1 + 1/n), where mean and sd
-                       (sample standard deviation) are over the n replays' final values; the
-                       interval is widened to the replays' observed range and to at least
-                       +- tolerance * max(1, |mean|), so n identical replays still allow rounding
+    within noise       every final metric of the original lies in its prediction interval from
+                       the n replays: mean +- t(p, n-1) * sd * sqrt(1 + 1/n), mean and sd (the
+                       sample standard deviation) over the replays' final values, widened to
+                       their observed range and to at least +- tolerance * max(1, |mean|) (so n
+                       identical replays still allow rounding)
     diverged           a final metric outside it: names the metric, the value, the interval and
                        z = (original - mean) / sd
 A prediction interval (not a confidence interval for the mean) is the right width: it bounds
 where one more run, the original, falls if it comes from the same distribution as the replays.
+The level is familywise: with k metrics judged, p = 1 - (1 - CONFIDENCE) / (2k) (Bonferroni,
+two-sided), so when nothing but noise differs, a false `diverged` comes about once in 100.
 """
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ def compare(original: History, replay: History, original_hash: Optional[str] = N
 
 
 WITHIN_NOISE = "within noise"
-CONFIDENCE = 0.95
+CONFIDENCE = 0.99  # familywise, over all judged metrics
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -196,7 +198,9 @@ class Spread:
             len(self.values), self.mean, self.sd, self.z)
 
 
-def spread(metric: str, original: float, values: Sequence[float], tolerance: float = DEFAULT_TOLERANCE) -> Spread:
+def spread(metric: str, original: float, values: Sequence[float], tolerance: float = DEFAULT_TOLERANCE,
+           metrics: int = 1) -> Spread:
+    """The prediction interval of one metric; `metrics` is how many are judged together."""
     n = len(values)
     if n < 2:
         raise ValueError("a spread needs at least 2 replays")
@@ -204,7 +208,7 @@ def spread(metric: str, original: float, values: Sequence[float], tolerance: flo
         return Spread(metric, original, tuple(values), math.nan, math.nan, math.nan, math.nan)
     mean = math.fsum(values) / n
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile(0.5 + CONFIDENCE / 2.0, n - 1) * sd * math.sqrt(1.0 + 1.0 / n)
+    half = t_quantile(1.0 - (1.0 - CONFIDENCE) / (2.0 * metrics), n - 1) * sd * math.sqrt(1.0 + 1.0 / n)
     half = max(half, tolerance * max(1.0, abs(mean)))
     return Spread(metric, original, tuple(values), mean, sd, min(mean - half, min(values)), max(mean + half, max(values)))
 
@@ -246,12 +250,12 @@ def judge_repeats(original: History, replays: Sequence[History], original_hash: 
             return RepeatVerdict(DIVERGED, "final metric %s is missing from %s" % (key, where), n)
     if not finals:
         return RepeatVerdict(DIVERGED, "nothing to compare: the original logged no metrics", n)
-    spreads = tuple(spread(k, finals[k], [v[k] for v in replay_finals], tolerance) for k in sorted(finals))
+    spreads = tuple(spread(k, finals[k], [v[k] for v in replay_finals], tolerance, len(finals)) for k in sorted(finals))
     outside = [s for s in spreads if not s.within]
     if outside:
         worst = max(outside, key=lambda s: abs(s.z))
         more = " (%d more metric(s) outside)" % (len(outside) - 1) if len(outside) > 1 else ""
         return RepeatVerdict(DIVERGED, worst.line() + more, n, spreads)
     closest = max(spreads, key=lambda s: abs(s.z))
-    return RepeatVerdict(WITHIN_NOISE, "%d final metrics inside the 95%% prediction interval of %d replays; "
-                         "farthest %s" % (len(spreads), n, closest.line()), n, spreads)
+    return RepeatVerdict(WITHIN_NOISE, "%d final metric(s) inside their %g%% prediction intervals from %d replays; "
+                         "farthest %s" % (len(spreads), CONFIDENCE * 100, n, closest.line()), n, spreads)
