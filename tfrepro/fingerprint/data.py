@@ -39,14 +39,16 @@ def _line(rel: str, kind: str, size: int, stamp: str) -> bytes:
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)  # one buffer, reused: no allocation per read
+    view = memoryview(buffer)
     # O_NOFOLLOW: a file swapped for a symlink between the stat and the open is refused, not followed
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb", buffering=0) as fh:
         while True:
-            block = fh.read(CHUNK)
-            if not block:
+            n = fh.readinto(buffer)
+            if not n:
                 return digest.hexdigest()
-            digest.update(block)
+            digest.update(view[:n])
 
 
 def _why(exc: OSError) -> str:
