@@ -3,7 +3,7 @@ import dataclasses
 
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
 from tfrepro.inspect import explain as E
-from tfrepro.inspect.record import RunRecord
+from tfrepro.tracking.record import RunRecord
 from tests.inspect_envs import DIGEST_B, PACKAGES_B, make_env
 
 

@@ -20,8 +20,10 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-DATA_ARTIFACT = "tfrepro/data.json"
-TAG_PREFIX = "tfrepro.data."
+from tfrepro import schema
+
+DATA_ARTIFACT = schema.DATA_JSON
+TAG_PREFIX = schema.DATA_PREFIX
 SCHEMA = "1"
 LABELS = ("mount", "untracked", "ignored")
 KINDS = ("dir", "file", "symlink", "special", "missing")
@@ -137,8 +139,8 @@ def from_json_data(data: Any) -> List[DataSource]:
     return [DataSource.from_dict(s) for s in data["sources"]]
 
 
-def to_tags(sources: Sequence[DataSource], limit: int = 5000) -> Dict[str, str]:
-    tags = {TAG_PREFIX + "sources": str(len(sources))} if sources else {}
+def to_tags(sources: Sequence[DataSource], limit: int = schema.MAX_TAG_VALUE) -> Dict[str, str]:
+    tags = {schema.DATA_SOURCES: str(len(sources))} if sources else {}
     for n, s in enumerate(sources):
         p = "%s%d." % (TAG_PREFIX, n)
         tags.update({p + "label": s.label, p + "path": s.path, p + "kind": s.kind, p + "mode": s.mode,
@@ -151,13 +153,13 @@ def to_tags(sources: Sequence[DataSource], limit: int = 5000) -> Dict[str, str]:
             tags[p + "summarised"] = "true"
         if s.reasons:
             text = "; ".join("%s: %s" % kv for kv in sorted(s.reasons.items()))
-            tags[p + "reasons"] = text if len(text) <= limit else text[:limit - 14] + "...[truncated]"
+            tags[p + "reasons"] = schema.truncate(text, limit)
     return tags
 
 
 def from_tags(tags: Mapping[str, str]) -> List[DataSource]:
     """The sources as tagged (no per-file detail): for runs whose data.json is unreadable."""
-    count = tags.get(TAG_PREFIX + "sources", "0")
+    count = tags.get(schema.DATA_SOURCES, "0")
     out = []
     for n in range(int(count) if count.isdigit() else 0):
         p = "%s%d." % (TAG_PREFIX, n)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from tfrepro import schema
 from tfrepro.inspect import compare as C
 
 SAME_ENVIRONMENT = "same-environment"
@@ -22,7 +23,7 @@ FIX_DETERMINISM = "call tfrepro.deterministic() before building the model, or la
 FIX_NOISE = "replay on the recorded hardware, or judge against run-to-run noise with `tfrepro replay RUN --repeat N`"
 FIX_IMAGE = "replay in the recorded image (by digest), as `tfrepro replay` does by default"
 REPLICA_PARAMS = ("distribute.replicas", "num_replicas", "replicas")
-INPUT_TAG, REPLICAS_TAG = "tfrepro.input.", "tfrepro.distribute.replicas"  # set by tracking/inputs.py
+INPUT_TAG, REPLICAS_TAG = schema.INPUT_PREFIX, schema.DISTRIBUTE_REPLICAS  # set by tracking/inputs.py
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ def _flag(value) -> Optional[bool]:
 def _seed_and_determinism(record) -> Optional[Factor]:
     tags, env = record.tags or {}, record.environment
     tf = env.tensorflow if env else None
-    seed = tags.get("tfrepro.seed") or (tf.seed if tf else None) or (record.params or {}).get("seed")
-    op = _flag(tags.get("tfrepro.tf.determinism"))
+    seed = tags.get(schema.SEED) or (tf.seed if tf else None) or (record.params or {}).get("seed")
+    op = _flag(tags.get(schema.TF_DETERMINISM))
     if op is None and tf and tf.imported:
         op = _flag((tf.determinism or {}).get("op_determinism"))
     if seed is None and op is False:

@@ -25,13 +25,15 @@ import json
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
+from tfrepro import schema
+
 log = logging.getLogger("tfrepro")
 
 FULL_HASH_BYTES = 1 << 28  # 256 MB: past this, hash a strided sample of 64 MB
 SAMPLE_BYTES = 1 << 26
 CONTEXTS = ("training", "validation")
-TAG_PREFIX = "tfrepro.input."
-REPLICAS_TAG = "tfrepro.distribute.replicas"
+TAG_PREFIX = schema.INPUT_PREFIX
+REPLICAS_TAG = schema.DISTRIBUTE_REPLICAS
 MLFLOW_DIGEST_CHARS = 32  # MLflow stores dataset digests in a 36-character column
 
 
@@ -148,7 +150,7 @@ def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
     """The mlflow.data Dataset for one input (NumpyDataset or MetaDataset)."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
-    source = CodeDatasetSource(tags={"tfrepro.input": context})
+    source = CodeDatasetSource(tags={"context": context})
     digest = description["digest"].split(":", 1)[1][:MLFLOW_DIGEST_CHARS]
     if description["kind"] == "numpy":
         import mlflow.data
