@@ -1,9 +1,9 @@
-"""replay/datadrift.py: the recorded mounts scanned again, and what the plan prints."""
+"""replay/data.py: the recorded mounts scanned again, and what the plan prints."""
 import os
 
 from tfrepro.fingerprint import data as D
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.replay import datadrift as DD
+from tfrepro.replay import data as DD
 
 
 def make(tmp_path):
