@@ -1,6 +1,8 @@
 """`tfrepro replay RUN_ID`: rerun a recorded run in its exact container and compare results.
 
-Parses the options and prints; replay/run.py does the work (see its docstring for the order).
+Parses the options and prints; replay/run.py does the work (see its docstring for the order),
+replay/repeat.py for --repeat N. --tolerance judges one replay; --repeat judges against the
+spread of N, for runs that are not bit-reproducible (GPUs, no seed).
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import sys
 import click
 
 from tfrepro.errors import UsageError
-from tfrepro.replay import drift, launch, plan, verify
+from tfrepro.inspect import explain
+from tfrepro.replay import data, drift, launch, plan, verify
+from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
 
 
@@ -23,11 +27,14 @@ from tfrepro.replay import run as replay_run
 @click.option("--experiment", help="Experiment for the replay run (default: the original's).")
 @click.option("--tolerance", type=float, default=verify.DEFAULT_TOLERANCE, show_default=True,
               help="Relative tolerance: |a-b| <= T*max(1,|a|). 0: only identical passes.")
-@click.option("--allow-drift", is_flag=True, help="Run even if this host's driver cannot run the image's CUDA.")
+@click.option("--allow-drift", is_flag=True,
+              help="Run even if this host's driver cannot run the image's CUDA, or the mounted data changed.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run N replays one after another and judge the original against their spread (N >= 2).")
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
 @click.pass_context
-def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift,
+def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, repeat,
             mount_docker_socket, keep_checkout):
     """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
     if tolerance < 0:
@@ -38,6 +45,8 @@ def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance
     click.echo("replay of run %s: image %s, commit %s%s"
                % (prepared.record.run_id, replay_plan.image, commit, " + patch" if patched else ""))
     click.echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
+    if prepared.record.data:
+        click.echo("data (! blocks):\n" + data.render(prepared.record.data, prepared.data_drift))
     click.echo("command (%s = commit %s%s):\n  %s" % (plan.CHECKOUT, commit, " with the recorded patch" if patched else "",
                                                      shlex.join(prepared.preview())))
     if prepared.refusals and not dry_run:
@@ -50,7 +59,17 @@ def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance
         if not sys.stdin.isatty():
             raise UsageError("refusing to run without confirmation: stdin is not a terminal (pass --yes)")
         click.confirm("Replay run %s with this command?" % prepared.record.run_id, abort=True)
-    new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
-    click.echo("replay run %s: %s" % (new_run, verdict.line()))
+    if repeat > 1:
+        summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout)
+        click.echo("replays of run %s (summary run %s; %s): %s"
+                   % (prepared.record.run_id, summary, ", ".join(runs), verdict.line()))
+        table = replay_repeat.render(verdict)
+        if table:
+            click.echo(table)
+    else:
+        new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
+        click.echo("replay run %s: %s" % (new_run, verdict.line()))
+    if verdict.why:
+        click.echo("what can explain it, most likely first:\n" + explain.render(verdict.why))
     if not verdict.ok:
         ctx.exit(1)

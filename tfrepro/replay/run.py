@@ -1,13 +1,16 @@
 """`tfrepro replay` without its command line: prepare() reads and checks everything and says
-what would run; replay() runs it and returns the verdict.
+what would run; replay() runs it and returns the verdict (replay/repeat.py: N of them).
 
-Order: read and validate the record, work out drift and the equivalent `docker run` line
-(the command shows them; --dry-run stops there), materialise commit + patch in a standalone
-temporary checkout (so git inside the container records them itself), pull by digest, run
-with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model hash.
+Order: read and validate the record, work out drift (GPU and data) and the equivalent
+`docker run` line (the command shows them; --dry-run stops there), materialise commit + patch
+in a standalone temporary checkout (so git inside the container records them itself), pull
+by digest, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
+hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
+replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -15,7 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.errors import ContainerFailed, UsageError
-from tfrepro.replay import checkout, docker, drift, hooks, launch, plan, spec, verify
+from tfrepro.fingerprint.data_record import DataDrift, DataSource
+from tfrepro.replay import checkout, data, docker, drift, hooks, launch, plan, spec, verify
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -36,6 +40,8 @@ class Prepared:
     container_uri: str  # how the container reaches the tracking store
     tracking_mounts: Tuple[spec.Mount, ...]
     hidden: Tuple[str, ...]  # env names whose values the shown command leaves out
+    data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
+    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them (blocking)
 
     @property
     def hooked(self) -> bool:
@@ -73,13 +79,17 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     experiment_id = launch.experiment_id(client, experiment, default=record.experiment_id)
     container_uri, tracking_mounts = spec.tracking_setup(uri, launch.artifact_dirs(client, experiment_id))
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
-    return Prepared(record, replay_plan, items, _refusals(replay_plan, items, host_gpu, allow_drift), client, uri,
-                    experiment_id, container_uri, tracking_mounts, hidden)
+    data_current, data_drift = data.check(record.data)
+    refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
+    if data_drift and not allow_drift:
+        refusals += (data.refusal(data_drift),)
+    return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
+                    tracking_mounts, hidden, tuple(data_current), tuple(data_drift))
 
 
-def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
-           keep_checkout: bool = False) -> Tuple[str, verify.Verdict]:
-    """Run the replay; return (its run id, the verdict). ContainerFailed if it exited non-zero."""
+def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optional[Dict[str, str]] = None,
+            run_name: Optional[str] = None) -> Tuple[str, int]:
+    """Launch one replay run: (its run id, the container's exit status)."""
     record, replay_plan, client = prepared.record, prepared.replay_plan, prepared.client
     candidates = [os.getcwd()] + list(replay_plan.repo_roots)
     # the source first: a missing commit or a stale patch is found before a long pull
@@ -89,10 +99,13 @@ def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
         docker.ensure_image(docker_client, replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
+        tags.update(data.to_tags(prepared.data_current))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
+        tags.update(extra_tags or {})
         new_run = launch.create_run(client, prepared.experiment_id,
-                                    "replay-of-" + (record.run_name or record.run_id), tags)
+                                    run_name or "replay-of-" + (record.run_name or record.run_id), tags)
         try:
+            data.record(client, new_run, prepared.data_current)
             image_env = hooks.image_env(docker_client, replay_plan.image)
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
@@ -105,14 +118,44 @@ def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
             launch.finish(client, new_run, 1)
             raise
         launch.finish(client, new_run, status)
+    return new_run, status
+
+
+def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
+           keep_checkout: bool = False) -> Tuple[str, verify.Verdict]:
+    """Run the replay; return (its run id, the verdict). ContainerFailed if it exited non-zero."""
+    record, client = prepared.record, prepared.client
+    new_run, status = run_one(prepared, keep_checkout)
     if status:
-        launch.set_verdict(client, new_run, verify.Verdict(verify.FAILED, "container exited with status %d" % status))
-        raise ContainerFailed(status, "replay run %s: container exited with status %d" % (new_run, status))
+        failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
     verdict = verify.compare(run_record.read_histories(client, record.run_id), replayed.histories,
                              record.tags.get(schema.MODEL_HASH), replayed.tags.get(schema.MODEL_HASH), tolerance)
+    verdict = explained(prepared, replayed, verdict)
     launch.set_verdict(client, new_run, verdict)
+    launch.mark_original(client, record.run_id, new_run, verdict.verdict)
     return new_run, verdict
+
+
+def failed(prepared: Prepared, run_id: str, status: int, tagged: Optional[str] = None) -> None:
+    """A replay container exited non-zero: tag it (and the original), raise ContainerFailed."""
+    verdict = verify.Verdict(verify.FAILED, "container exited with status %d" % status)
+    launch.set_verdict(prepared.client, tagged or run_id, verdict)
+    launch.mark_original(prepared.client, prepared.record.run_id, tagged or run_id, verdict.verdict)
+    raise ContainerFailed(status, "replay run %s: container exited with status %d" % (run_id, status))
+
+
+def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
+    """The verdict with what can explain it (inspect/explain.py): always when the data had
+    changed (--allow-drift), else whenever it is short of identical."""
+    from tfrepro.inspect import explain
+
+    if verdict.verdict == verify.IDENTICAL and not prepared.data_drift:
+        return verdict
+    factors = explain.explain(prepared.record, replayed, prepared.data_drift, prepared.record.data)
+    if verdict.verdict == verify.IDENTICAL:
+        factors = [f for f in factors if f.key == "data"]
+    return dataclasses.replace(verdict, why=tuple(factors))
 
 
 def _host_gpu():

@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tfrepro.schema import MODEL_HASH
 
@@ -47,6 +47,7 @@ class Verdict:
     detail: str = ""
     compared: int = 0  # values compared
     max_difference: float = 0.0
+    why: Tuple[Any, ...] = ()  # inspect/explain.py Factors: what can explain a verdict short of identical
 
     @property
     def ok(self) -> bool:
@@ -221,6 +222,7 @@ class RepeatVerdict:
     detail: str
     replays: int
     spreads: Tuple[Spread, ...] = ()
+    why: Tuple[Any, ...] = ()  # as Verdict.why
 
     @property
     def ok(self) -> bool:
