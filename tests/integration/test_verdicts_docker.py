@@ -91,7 +91,8 @@ def test_unseeded_training_replayed_5_times_is_within_noise(unseeded, repo, clie
     assert code == 0, out
     verdict_line = next(line for line in out.splitlines() if line.startswith("replays of run %s" % unseeded))
     assert ": within noise: 2 final metric(s) inside their 99% prediction intervals from 5 replays" in verdict_line
-    assert "what can explain it, most likely first:" in out
+    assert "why the results can differ, most likely first:" in out
+    assert out.strip().splitlines()[-1] == verdict_line, "the verdict is the last line"
     assert "1. the original set no seed and op determinism was off" in out
     original = client.get_run(unseeded).data.tags
     summary_id = original["tfrepro.replayed_by"]
@@ -181,7 +182,7 @@ def test_changed_data_blocks_and_allow_drift_names_it(repo, client, mlflow_serve
     print(out)
     assert code == 1, out
     assert "  ! mount %s: modified (same size, new mtime)" % os.path.join(str(data), "x.npy") in out
-    assert "what can explain it, most likely first:\n  1. the data changed since the original ran: %s modified" \
+    assert "why the results can differ, most likely first:\n  1. the data changed since the original ran: %s modified" \
         % os.path.join(str(data), "x.npy") in out
     replay_id = client.get_run(run_id).data.tags["tfrepro.replayed_by"]
     replayed = client.get_run(replay_id).data.tags
