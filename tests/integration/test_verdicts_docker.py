@@ -170,6 +170,8 @@ def test_changed_data_blocks_and_allow_drift_names_it(repo, client, mlflow_serve
     assert list(recorded["sources"][0]["entries"]) == ["x.npy"]
     assert tags["tfrepro.input.training.kind"] == "numpy", "fit()'s arrays are recorded too"
     capsys.readouterr()
+    assert main(["show", run_id, "--tracking-uri", mlflow_server.uri]) == 0
+    assert "%s -> /data: 1 file, " % data in capsys.readouterr().out
 
     np.save(str(data / "x.npy"), np.random.RandomState(2).rand(256, 4).astype("float32"))  # same size
     line = one_error(capsys, replay(repo, mlflow_server.uri, run_id))
