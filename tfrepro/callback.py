@@ -148,6 +148,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
         self._guard("logging the environment", self._log_environment)
         self._guard("logging params", self._log_params)
+        from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
+
+        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, self._fit.fit_args)
 
     def _log_environment(self):
         import tfrepro

@@ -66,6 +66,15 @@ LAUNCH_MEMORY = "tfrepro.launch.memory"
 LAUNCH_NETWORK = "tfrepro.launch.network"
 LAUNCH_WORKDIR = "tfrepro.launch.workdir"
 LAUNCH_ENV_NAMES = "tfrepro.launch.env_names"
+REPLAYED_BY = "tfrepro.replayed_by"  # on the original: its latest replay (or --repeat summary) run
+REPLAY_LAST_VERDICT = "tfrepro.replay.last_verdict"  # on the original: that replay's verdict
+REPLAY_SUMMARY = "tfrepro.replay.summary"  # on each replay of a --repeat: the summary run
+REPLAY_SUMMARY_OF = "tfrepro.replay.summary_of"  # on a --repeat summary run: the original
+REPLAY_REPEAT = "tfrepro.replay.repeat"  # on a summary: N; on each of its replays: "i/N"
+DATA_PREFIX = "tfrepro.data."  # + "<n>.<field>": data fingerprints (fingerprint/data_record.py)
+DATA_SOURCES = "tfrepro.data.sources"  # how many
+INPUT_PREFIX = "tfrepro.input."  # + "<context>.kind|digest|shape|sampled": what fit() was given
+DISTRIBUTE_REPLICAS = "tfrepro.distribute.replicas"  # the strategy's replicas in sync, at fit()
 
 REPLAYABLE_REGISTRY = "registry"
 REPLAYABLE_HOST_ONLY = "host-only"
@@ -86,6 +95,8 @@ TAG_KEYS = (
     COMMAND, WORKDIR, HOSTNAME,
     MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
     LAUNCH_GPUS, LAUNCH_MOUNTS, LAUNCH_SHM_SIZE, LAUNCH_MEMORY, LAUNCH_NETWORK, LAUNCH_WORKDIR, LAUNCH_ENV_NAMES,
+    REPLAYED_BY, REPLAY_LAST_VERDICT, REPLAY_SUMMARY, REPLAY_SUMMARY_OF, REPLAY_REPEAT, DATA_SOURCES,
+    DISTRIBUTE_REPLICAS,
 )
 
 # -- artifacts, under ARTIFACT_DIR of the run ------------------------------------------------
@@ -95,6 +106,7 @@ REQUIREMENTS_TXT = "tfrepro/requirements.txt"  # every installed package, name==
 GIT_PATCH = "tfrepro/git.patch"  # `git diff HEAD --binary` when the tree was dirty
 LAUNCH_JSON = "tfrepro/launch.json"  # how `tfrepro run`/`replay` started the container
 RECORD_SIGNATURE = "tfrepro/record.sig"  # ssh-keygen -Y sign over the canonical record (signing.py)
+DATA_JSON = "tfrepro/data.json"  # data fingerprints with per-file detail (fingerprint/data_record.py)
 SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs it
 
 # -- Docker labels on the containers `tfrepro run`/`replay` start ------------------------------

@@ -29,3 +29,8 @@ def safe(text) -> str:
     if text is None:
         return ""
     return str(text).translate(_TABLE)
+
+
+def safe_lines(text) -> str:
+    """safe() for each line of a multi-line text that tfrepro composed from record strings."""
+    return "\n".join(safe(line) for line in str(text or "").split("\n"))

@@ -1,8 +1,10 @@
 """`tfrepro replay RUN_ID`: rerun a recorded run in its exact container and compare results.
 
 Parses the options and prints the plan; replay/run.py does the work (see its docstring for the
-order). Everything printed from the record goes through termsafe.safe: a record is data
-written by anyone with access to the server, and may not draw on this terminal.
+order), replay/repeat.py for --repeat N. --tolerance judges one replay; --repeat judges against
+the spread of N, for runs that are not bit-reproducible (GPUs, no seed). Everything printed from
+the record goes through termsafe.safe: a record is data written by anyone with access to the
+server, and may not draw on this terminal.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import sys
 import click
 
 from tfrepro.errors import UsageError
+from tfrepro.inspect import explain
 from tfrepro.redact import strip_url_credentials
-from tfrepro.replay import drift, grants, launch, plan, verify
+from tfrepro.replay import data, drift, grants, launch, plan, verify
+from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
-from tfrepro.termsafe import safe
+from tfrepro.termsafe import safe, safe_lines
 
 
 @click.command(name="replay")
@@ -27,7 +31,10 @@ from tfrepro.termsafe import safe
 @click.option("--experiment", help="Experiment for the replay run (default: the original's).")
 @click.option("--tolerance", type=float, default=verify.DEFAULT_TOLERANCE, show_default=True,
               help="Relative tolerance: |a-b| <= T*max(1,|a|). 0: only identical passes.")
-@click.option("--allow-drift", is_flag=True, help="Run even if this host's driver cannot run the image's CUDA.")
+@click.option("--allow-drift", is_flag=True,
+              help="Run even if this host's driver cannot run the image's CUDA, or the mounted data changed.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run N replays one after another and judge the original against their spread (N >= 2).")
 @click.option("--pass-env", "pass_env", multiple=True, metavar="NAME",
               help="Pass this variable's value from your environment (repeatable); nothing else of yours is passed.")
 @click.option("-e", "--env", "env_items", multiple=True, metavar="NAME=VALUE", help="Set a variable in the container.")
@@ -43,7 +50,7 @@ from tfrepro.termsafe import safe
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
 @click.pass_context
-def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, pass_env, env_items,
+def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, repeat, pass_env, env_items,
             volumes, allow_recorded_mounts, allow_untrusted_image, allowed_signers, require_signed,
             mount_docker_socket, keep_checkout):
     """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
@@ -63,8 +70,20 @@ def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance
         if not sys.stdin.isatty():
             raise UsageError("refusing to run without confirmation: stdin is not a terminal (pass --yes)")
         prepared = _confirm(prepared)
-    new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
-    click.echo("replay run %s: %s" % (new_run, verdict.line()))
+    # the verdict line comes last: scripts read it from the end of the output
+    if repeat > 1:
+        summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout)
+        line = "replays of run %s (summary run %s; %s): %s" % (prepared.record.run_id, summary, ", ".join(runs),
+                                                              verdict.line())
+        table = replay_repeat.render(verdict)
+        if table:
+            click.echo(safe_lines(table))
+    else:
+        new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
+        line = "replay run %s: %s" % (new_run, verdict.line())
+    if verdict.why:
+        click.echo("why the results can differ, most likely first:\n" + safe_lines(explain.render(verdict.why)))
+    click.echo(line)
     if not verdict.ok:
         ctx.exit(1)
 
@@ -93,6 +112,8 @@ def show_plan(prepared) -> None:
         click.echo("  %s -> %s%s  %s" % (safe(offer.source), safe(offer.target), " (ro)" if offer.read_only else "",
                                          _offer_state(prepared, offer)))
     click.echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
+    if record.data:
+        click.echo("data (! blocks):\n" + safe_lines(data.render(record.data, prepared.data_drift)))
     click.echo("command (%s = commit %s%s):\n  %s" % (plan.CHECKOUT, commit, " with the recorded patch" if patched else "",
                                                      safe(shlex.join(prepared.preview()))))
 

@@ -2,7 +2,8 @@
 
 Order: validate options, resolve REF to its digest, create the MLflow run and record the
 launch, run the container by digest with MLFLOW_RUN_ID so the in-container callback
-resumes that run, stream its output, exit with its status. Unless --no-autolog, every
+resumes that run, stream its output, exit with its status. Every bind-mounted path is
+fingerprinted first (tfrepro/replay/data.py), so replay can tell changed data. Unless --no-autolog, every
 Keras fit() in the container gets a ReproCallback, and --seed N seeds it first, with no
 change to CMD (tfrepro/replay/hooks.py).
 """
@@ -16,6 +17,7 @@ import click
 from tfrepro import imageref, schema, signing
 from tfrepro.errors import ContainerFailed, UsageError
 from tfrepro.redact import patch_withheld, redact_argv
+from tfrepro.replay import data
 from tfrepro.replay import docker as D
 from tfrepro.replay import grants, hostpaths
 from tfrepro.replay import hooks as H
@@ -39,9 +41,10 @@ from tfrepro.tracking.launched import where_the_run_went
 @click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
 @click.option("--no-autolog", is_flag=True, help="Do not give every Keras fit() in the container a ReproCallback.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Call tfrepro.deterministic(SEED) before CMD runs.")
+@click.option("--hash-data", is_flag=True, help="Fingerprint mounted data by content (sha256), not path, size and mtime.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
-            mount_docker_socket, no_autolog, seed, cmd):
+            mount_docker_socket, no_autolog, seed, hash_data, cmd):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
     imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
@@ -74,6 +77,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
                % (image, resolved.image_id))
 
+    sources = data.fingerprint_mounts(mounts, hash_data, log=L.info)
     client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = L.tracking_mounts(uri, client, experiment_id, rules)
@@ -86,8 +90,10 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
     if withhold and git and git.dirty:
         tags[schema.GIT_PATCH_WITHHELD] = "true"
+    tags.update(data.to_tags(sources))
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
+        data.record(client, run_id, sources)
         env = dict(user_env)
         env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
                                  resolved.image_id, os.environ, workdir))

@@ -13,14 +13,16 @@ def use_color() -> bool:
 
 
 def show_json(record, verification=None) -> str:
-    """The documented --json form: {"run", "environment" (as stored), "launch", "params",
-    "metrics", "tags", "signature"}. JSON escapes control characters itself."""
+    """The documented --json form: {"run", "environment" (as stored), "launch", "data" (the
+    data fingerprints without per-file detail), "params", "metrics", "tags", "signature"}.
+    JSON escapes control characters itself."""
     data = {
         "run": record.summary(),
         "signature": verification and {"status": verification.status, "signer": verification.principal,
                                        "line": verification.line()},
         "environment": record.environment_json,
         "launch": record.launch_settings(),
+        "data": [{k: v for k, v in d.to_dict().items() if k != "entries"} for d in record.data],
         "params": dict(record.params),
         "metrics": dict(record.metrics),
         "tags": dict(record.tags),

@@ -141,14 +141,29 @@ def log_text(client, run_id: str, text: str, artifact_file: str) -> None:
 
 
 def set_verdict(client, run_id: str, verdict) -> None:
-    """Tag a replay run with its verify.Verdict; a failure is only warned (the verdict is printed)."""
+    """Tag a replay (or --repeat summary) run with its verdict and what can explain it; a
+    failure is only warned (the verdict is printed)."""
     from mlflow.entities import RunTag
 
-    tags = [RunTag(schema.REPLAY_VERDICT, verdict.verdict), RunTag(schema.REPLAY_DETAIL, verdict.detail[:4000])]
+    from tfrepro.inspect import explain
+
+    detail = verdict.detail + (" | why: " + explain.detail(verdict.why) if getattr(verdict, "why", ()) else "")
+    tags = [RunTag(schema.REPLAY_VERDICT, verdict.verdict), RunTag(schema.REPLAY_DETAIL, schema.truncate(detail))]
     try:
         client.log_batch(run_id, tags=tags)
     except Exception as exc:
         warn("could not tag the verdict on run %s: %s" % (run_id, tracking_error(exc, "run")))
+
+
+def mark_original(client, original_id: str, replay_id: str, verdict: str) -> None:
+    """On the original: its latest replay and that verdict, so the run table can filter on them."""
+    from mlflow.entities import RunTag
+
+    try:
+        client.log_batch(original_id, tags=[RunTag(schema.REPLAYED_BY, replay_id),
+                                            RunTag(schema.REPLAY_LAST_VERDICT, verdict)])
+    except Exception as exc:
+        warn("could not tag the verdict on the original run %s: %s" % (original_id, tracking_error(exc, "run")))
 
 
 def finish(client, run_id: str, exit_status: int) -> None:

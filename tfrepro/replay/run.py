@@ -1,17 +1,20 @@
 """`tfrepro replay` without its command line: prepare() reads and checks everything and says
-what would run; replay() runs it and returns the verdict.
+what would run; replay() runs it and returns the verdict (replay/repeat.py: N of them).
 
 What the record may not decide (SECURITY.md) is settled here: its mounts are offers
 (`offers`, mounted once approved), its image's registry is checked (`image_concerns`), its
 signature verified; the replaying user's own grants come in as grants.Options.
 
-Order: read and validate the record, work out drift and the equivalent `docker run` line
-(the command shows them; --dry-run stops there), materialise commit + patch in a standalone
-temporary checkout (so git inside the container records them itself), pull by digest, run
-with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model hash.
+Order: read and validate the record, work out drift (GPU and data) and the equivalent
+`docker run` line (the command shows them; --dry-run stops there), materialise commit + patch
+in a standalone temporary checkout (so git inside the container records them itself), pull
+by digest, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
+hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
+replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -19,7 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema, signing
 from tfrepro.errors import ContainerFailed, RecordError, UsageError
-from tfrepro.replay import checkout, docker, drift, grants, hooks, hostpaths, launch, plan, spec, verify
+from tfrepro.fingerprint.data_record import DataDrift, DataSource
+from tfrepro.replay import checkout, data, docker, drift, grants, hooks, hostpaths, launch, plan, spec, verify
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -48,6 +52,13 @@ class Prepared:
     credentials: Tuple[str, ...] = ()  # tracking credential variables passed to the container
     env_record: Dict[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
     source: str = ""  # where the commit will come from, for the plan
+    data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
+    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them (blocking)
+
+    def mounted_data(self) -> Tuple[DataSource, ...]:
+        """The fingerprints of what this replay mounts (recorded on the replay run)."""
+        mounted = {o.source for o in self.approved}
+        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted)
 
     def approve(self, offers) -> "Prepared":
         return replace(self, approved=self.approved + tuple(o for o in offers if o not in self.approved))
@@ -107,6 +118,12 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + tuple(passed) \
         + tuple(name for name, _ in dropped)
     refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
+    # only what the record offers as a mount, and is not refused, is read on this host: a
+    # record may not make replay list (and upload) what is under an arbitrary path here
+    offered = {o.source for o in offers if not o.refusal}
+    data_current, data_drift = data.check([d for d in record.data if d.label != "mount" or d.path in offered])
+    if data_drift and not allow_drift:
+        refusals += (data.refusal(data_drift),)
     refusals += tuple("refusing the recorded mount %s: %s" % (o.source, o.refusal) for o in offers if o.refusal)
     if concerns and options.yes and not options.allow_untrusted_image:
         refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
@@ -114,7 +131,8 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
     return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
                     tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
-                    tuple(spec.tracking_credentials(os.environ)), env_record, source)
+                    tuple(spec.tracking_credentials(os.environ)), env_record, source,
+                    tuple(data_current), tuple(data_drift))
 
 
 def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
@@ -137,9 +155,9 @@ def _offer(mount: spec.Mount, rules, allow_socket: bool) -> grants.MountOffer:
     return grants.MountOffer(mount.source, mount.target, mount.read_only, real, refusal)
 
 
-def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
-           keep_checkout: bool = False) -> Tuple[str, verify.Verdict]:
-    """Run the replay; return (its run id, the verdict). ContainerFailed if it exited non-zero."""
+def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optional[Dict[str, str]] = None,
+            run_name: Optional[str] = None) -> Tuple[str, int]:
+    """Launch one replay run: (its run id, the container's exit status)."""
     record, replay_plan, client = prepared.record, prepared.replay_plan, prepared.client
     candidates = [os.getcwd()] + list(replay_plan.repo_roots)
     # the source first: a missing commit or a stale patch is found before a long pull
@@ -149,10 +167,13 @@ def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
         docker.ensure_image(docker_client, replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
+        tags.update(data.to_tags(prepared.mounted_data()))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
+        tags.update(extra_tags or {})
         new_run = launch.create_run(client, prepared.experiment_id,
-                                    "replay-of-" + (record.run_name or record.run_id), tags)
+                                    run_name or "replay-of-" + (record.run_name or record.run_id), tags)
         try:
+            data.record(client, new_run, prepared.mounted_data())
             image_env = hooks.image_env(docker_client, replay_plan.image)
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
@@ -166,14 +187,44 @@ def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
             raise
         launch.finish(client, new_run, status)
         signing.sign_run(client, new_run, warn=launch.warn)
+    return new_run, status
+
+
+def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
+           keep_checkout: bool = False) -> Tuple[str, verify.Verdict]:
+    """Run the replay; return (its run id, the verdict). ContainerFailed if it exited non-zero."""
+    record, client = prepared.record, prepared.client
+    new_run, status = run_one(prepared, keep_checkout)
     if status:
-        launch.set_verdict(client, new_run, verify.Verdict(verify.FAILED, "container exited with status %d" % status))
-        raise ContainerFailed(status, "replay run %s: container exited with status %d" % (new_run, status))
+        failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
     verdict = verify.compare(run_record.read_histories(client, record.run_id), replayed.histories,
                              record.tags.get(schema.MODEL_HASH), replayed.tags.get(schema.MODEL_HASH), tolerance)
+    verdict = explained(prepared, replayed, verdict)
     launch.set_verdict(client, new_run, verdict)
+    launch.mark_original(client, record.run_id, new_run, verdict.verdict)
     return new_run, verdict
+
+
+def failed(prepared: Prepared, run_id: str, status: int, tagged: Optional[str] = None) -> None:
+    """A replay container exited non-zero: tag it (and the original), raise ContainerFailed."""
+    verdict = verify.Verdict(verify.FAILED, "container exited with status %d" % status)
+    launch.set_verdict(prepared.client, tagged or run_id, verdict)
+    launch.mark_original(prepared.client, prepared.record.run_id, tagged or run_id, verdict.verdict)
+    raise ContainerFailed(status, "replay run %s: container exited with status %d" % (run_id, status))
+
+
+def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
+    """The verdict with what can explain it (inspect/explain.py): always when the data had
+    changed (--allow-drift), else whenever it is short of identical."""
+    from tfrepro.inspect import explain
+
+    if verdict.verdict == verify.IDENTICAL and not prepared.data_drift:
+        return verdict
+    factors = explain.explain(prepared.record, replayed, prepared.data_drift, prepared.record.data)
+    if verdict.verdict == verify.IDENTICAL:
+        factors = [f for f in factors if f.key == "data"]
+    return dataclasses.replace(verdict, why=tuple(factors))
 
 
 def _host_gpu():

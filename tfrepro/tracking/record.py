@@ -22,6 +22,7 @@ from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
 from tfrepro.redact import redact_text, strip_url_credentials
+from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
 from tfrepro.tracking.backend import short_http
 
 History = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] in logging order
@@ -53,6 +54,7 @@ class RunRecord:
     patch: Optional[str] = None  # tfrepro/git.patch
     launch: Optional[Mapping[str, Any]] = None  # tfrepro/launch.json
     signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
+    data: Tuple[DataSource, ...] = ()  # data fingerprints: tfrepro/data.json, else the tfrepro.data.* tags
     experiment_name: str = ""
 
     def launch_settings(self) -> Optional[Dict[str, Any]]:
@@ -132,6 +134,7 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
         histories=points, patch=texts.get(schema.GIT_PATCH),
         launch=_launch(texts.get(schema.LAUNCH_JSON), run_id), experiment_name=experiment_name,
         signature=texts.get(schema.RECORD_SIGNATURE),
+        data=_data(texts.get(schema.DATA_JSON), tags, run_id),
     )
 
 
@@ -159,7 +162,8 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
 def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     """The record's artifacts that exist, as text. When they cannot be read (e.g. served over
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
-    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE)
+    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE,
+              schema.DATA_JSON)
     try:
         present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}
@@ -203,6 +207,14 @@ def _launch(text: Optional[str], run_id: str) -> Optional[Dict[str, Any]]:
     if not isinstance(launch, dict):
         raise RecordError("run %s: %s is not a JSON object" % (run_id, schema.LAUNCH_JSON))
     return launch
+
+
+def _data(text: Optional[str], tags: Mapping[str, str], run_id: str) -> Tuple[DataSource, ...]:
+    """The data fingerprints, validated: from data.json (per-file detail), else from the tags."""
+    try:
+        return tuple(from_json_data(json.loads(text)) if text is not None else from_tags(tags))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RecordError("run %s: its data fingerprint (%s) is malformed: %s" % (run_id, schema.DATA_JSON, exc)) from None
 
 
 def check_types(value: Any, hint: Any = None, where: str = "") -> None:

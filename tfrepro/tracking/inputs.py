@@ -1,0 +1,187 @@
+"""What fit() was given, recorded through MLflow's own dataset tracking (the UI's Dataset column).
+
+Keras tells a callback nothing about the data: `x`, `y` and `validation_data` come from the
+frame of the `fit()` that is calling the callback (tfrepro/keras_fit.py's FitContext).
+
+    NumPy arrays (or a dict/list of them)   mlflow.data.from_numpy, digest = sha256 of every byte
+                                            (arrays over FULL_HASH_BYTES: a strided sample, said so)
+    tf.data.Dataset                         a MetaDataset whose digest covers the element spec and
+                                            the cardinality. MLflow's own TensorFlowDataset iterates
+                                            the dataset to hash and to infer a schema; that would
+                                            read the data twice and advance a reshuffling
+                                            dataset's seed, so training would see other batches.
+    anything else (generators, Sequence)    not logged
+Also tagged, so replay and `tfrepro diff` can compare them: tfrepro.input.<context>.kind,
+.digest (sha256:<hex>) and .shape; and the replica count, tfrepro.distribute.replicas.
+Nothing here may break fit(): the callback calls `log_fit_inputs` under its guard, and the
+MLflow call itself is skipped while the tracking server is unreachable.
+Python 3.8 and MLflow >= 2.17 compatible.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+from tfrepro import schema
+
+log = logging.getLogger("tfrepro")
+
+FULL_HASH_BYTES = 1 << 28  # 256 MB: past this, hash a strided sample of 64 MB
+SAMPLE_BYTES = 1 << 26
+CONTEXTS = ("training", "validation")
+TAG_PREFIX = schema.INPUT_PREFIX
+REPLICAS_TAG = schema.DISTRIBUTE_REPLICAS
+MLFLOW_DIGEST_CHARS = 32  # MLflow stores dataset digests in a 36-character column
+
+
+def _array_digest(array) -> Tuple[str, bool]:
+    """(sha256 hex of dtype, shape and bytes, sampled?)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    digest = hashlib.sha256(("%s%s" % (array.dtype.str, array.shape)).encode())
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8) if array.dtype != object else None
+    if data is None:
+        digest.update(repr(array.tolist()).encode())
+        return digest.hexdigest(), False
+    if data.nbytes <= FULL_HASH_BYTES:
+        digest.update(data.data)
+        return digest.hexdigest(), False
+    step = data.nbytes // SAMPLE_BYTES  # every step-th 4 KB block
+    for start in range(0, data.nbytes, step * 4096):
+        digest.update(data[start:start + 4096].data)
+    return digest.hexdigest(), True
+
+
+def _arrays(value) -> Optional[List[Tuple[str, Any]]]:
+    """Named NumPy arrays in an x or y (an array, or a dict/list/tuple of arrays), else None."""
+    import numpy as np
+
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return [("", value)]
+    if isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
+        return sorted((str(k), v) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
+        return [(str(i), v) for i, v in enumerate(value)]
+    return None
+
+
+def _is_tf_dataset(value) -> bool:
+    return type(value).__module__.startswith("tensorflow.") and hasattr(value, "element_spec") \
+        and hasattr(value, "cardinality")
+
+
+def describe(x, y=None) -> Optional[Dict[str, Any]]:
+    """{"kind", "digest", "shape", "sampled"} for a NumPy or tf.data input; None for others."""
+    if _is_tf_dataset(x):
+        try:
+            cardinality = int(x.cardinality().numpy())
+        except Exception:
+            cardinality = None
+        spec = repr(x.element_spec)
+        digest = hashlib.sha256(("%s|%s" % (spec, cardinality)).encode()).hexdigest()
+        return {"kind": "tf.data", "digest": "sha256:" + digest, "shape": spec[:500],
+                "cardinality": cardinality, "sampled": False}
+    xs, ys = _arrays(x), _arrays(y)
+    if xs is None or ys is None or not xs:
+        return None
+    digest, sampled, shapes = hashlib.sha256(), False, []
+    for role, named in (("x", xs), ("y", ys)):
+        for name, array in named:
+            part, was_sampled = _array_digest(array)
+            digest.update(("%s%s:%s;" % (role, name, part)).encode())
+            sampled = sampled or was_sampled
+            shapes.append("%s%s %s%s" % (role, "[%s]" % name if name else "", array.dtype, list(array.shape)))
+    return {"kind": "numpy", "digest": "sha256:" + digest.hexdigest(), "shape": ", ".join(shapes),
+            "sampled": sampled}
+
+
+def _validation(validation_data) -> Tuple[Any, Any]:
+    if isinstance(validation_data, tuple) and 2 <= len(validation_data) <= 3:
+        return validation_data[0], validation_data[1]
+    return validation_data, None
+
+
+def describe_fit(arguments: Dict[str, Any]) -> Dict[str, Tuple[Any, Any, Dict[str, Any]]]:
+    """context -> (x, y, description) for the inputs that can be described."""
+    out = {}
+    pairs = {"training": (arguments.get("x"), arguments.get("y")),
+             "validation": _validation(arguments.get("validation_data"))}
+    for context in CONTEXTS:
+        x, y = pairs[context]
+        description = describe(x, y) if x is not None else None
+        if description:
+            out[context] = (x, y, description)
+    return out
+
+
+def tags(described: Dict[str, Tuple[Any, Any, Dict[str, Any]]]) -> Dict[str, str]:
+    out = {}
+    for context, (_, _, d) in described.items():
+        p = TAG_PREFIX + context + "."
+        out.update({p + "kind": d["kind"], p + "digest": d["digest"], p + "shape": d["shape"][:500]})
+        if d.get("sampled"):
+            out[p + "sampled"] = "true"
+    return out
+
+
+def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
+    """The mlflow.data Dataset for one input (NumpyDataset or MetaDataset)."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    source = CodeDatasetSource(tags={"context": context})
+    digest = description["digest"].split(":", 1)[1][:MLFLOW_DIGEST_CHARS]
+    if description["kind"] == "numpy":
+        import mlflow.data
+
+        features = x if not isinstance(x, (list, tuple)) else {str(i): v for i, v in enumerate(x)}
+        targets = y if not isinstance(y, (list, tuple)) else {str(i): v for i, v in enumerate(y)}
+        return mlflow.data.from_numpy(features, source=source, targets=targets, name=context, digest=digest)
+    from mlflow.data.meta_dataset import MetaDataset
+
+    return MetaDataset(source=source, name="%s (tf.data %s)" % (context, json.dumps(description["cardinality"])),
+                       digest=digest)
+
+
+def log_fit_inputs(session, arguments: Optional[Dict[str, Any]]) -> None:
+    """Tag and log (as MLflow dataset inputs) what fit() was given (its arguments, as
+    FitContext read them; None when they could not be found)."""
+    if arguments is None:
+        return
+    described = describe_fit(arguments)
+    recorded = tags(described)
+    replicas = _replicas()
+    if replicas is not None:
+        recorded[REPLICAS_TAG] = str(replicas)
+    if recorded:
+        session.set_tags(recorded)
+    if not described or not getattr(session, "online", False) or str(session.run_id).startswith("local-"):
+        return  # the tags are spooled; MLflow's dataset records need the server
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.tracking import MlflowClient
+
+    from tfrepro.tracking.backend import short_http
+
+    quiet = logging.getLogger("mlflow.data")  # its schema inference warns when scipy is missing
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        inputs = [DatasetInput(mlflow_dataset(c, x, y, d)._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", c)])
+                  for c, (x, y, d) in described.items()]
+    finally:
+        quiet.setLevel(level)
+    with short_http():
+        MlflowClient().log_inputs(session.run_id, datasets=inputs)
+
+
+def _replicas() -> Optional[int]:
+    try:
+        import tensorflow as tf
+
+        return int(tf.distribute.get_strategy().num_replicas_in_sync)
+    except Exception:
+        return None
