@@ -58,10 +58,14 @@ def tracking_uri(option: Optional[str] = None) -> str:
 
 
 def experiment_id(client, name: Optional[str], default: Optional[str] = None) -> str:
+    from tfrepro.errors import TrackingError
+    from tfrepro.tracking import experiments
+
     try:
         if name:
-            found = client.get_experiment_by_name(name)
-            return found.experiment_id if found else client.create_experiment(name)
+            return experiments.experiment_id(client, name)
+    except TrackingError:
+        raise
     except Exception as exc:
         raise tracking_error(exc, "experiment %s" % name) from None
     return default or os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"

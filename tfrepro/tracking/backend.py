@@ -145,11 +145,22 @@ class RestBackend:
         return runs[0]["info"]["run_id"] if runs else None
 
     def experiment_id(self, name: str) -> str:
-        try:
-            got = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+        from tfrepro.tracking import experiments
+
+        def get(n):
+            try:
+                got = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": n})
+            except Rejected as exc:
+                if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                    return None
+                raise
+            experiments.check_active(n, got["experiment"].get("lifecycle_stage"))
             return got["experiment"]["experiment_id"]
-        except Rejected:
-            return self._call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
+
+        def create(n):
+            return self._call("POST", "/api/2.0/mlflow/experiments/create", json={"name": n})["experiment_id"]
+
+        return experiments.resolve(name, get, create)
 
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
         self._call("POST", "/api/2.0/mlflow/runs/update",
@@ -237,8 +248,16 @@ class ClientBackend:
         return runs[0].info.run_id if runs else None
 
     def experiment_id(self, name) -> str:
-        exp = self._wrap(self.client.get_experiment_by_name, name)
-        return exp.experiment_id if exp else self._wrap(self.client.create_experiment, name)
+        from tfrepro.tracking import experiments
+
+        def get(n):
+            exp = self._wrap(self.client.get_experiment_by_name, n)
+            if exp is None:
+                return None
+            experiments.check_active(n, exp.lifecycle_stage)
+            return exp.experiment_id
+
+        return experiments.resolve(name, get, lambda n: self._wrap(self.client.create_experiment, n))
 
     def set_terminated(self, run_id, status, end_time) -> None:
         self._wrap(self.client.set_terminated, run_id, status, end_time)

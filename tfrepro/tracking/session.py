@@ -56,6 +56,7 @@ class TrackingSession:
             import mlflow
 
             from tfrepro.tracking.backend import backend_for, short_http
+            from tfrepro.tracking.experiments import fluent_experiment_id
 
             uri = mlflow.get_tracking_uri()
             backend = backend_for(uri)
@@ -66,9 +67,13 @@ class TrackingSession:
                 try:
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
-                        if experiment_name and not os.environ.get("MLFLOW_RUN_ID"):
-                            mlflow.set_experiment(experiment_name)
-                        run_id = mlflow.start_run(run_name=run_name).info.run_id
+                        experiment_id = None
+                        if not os.environ.get("MLFLOW_RUN_ID"):
+                            # an explicit id: set_experiment() can lose a create race into Default
+                            experiment_id = fluent_experiment_id(experiment_name)
+                            if experiment_name:  # later mlflow.start_run() calls go there too
+                                mlflow.set_experiment(experiment_id=experiment_id)
+                        run_id = mlflow.start_run(experiment_id=experiment_id, run_name=run_name).info.run_id
                     online, fluent = True, True
                 except Exception as exc:
                     errors.append("start run: %s" % exc)
