@@ -5,7 +5,7 @@
 # Prints the tracking URI on stdout.
 #
 #   scripts/team-server.sh [--dir DIR] [--port 5080] [--pg-port 55432] [--db mlflow]
-#                          [--workers 2] [--python PY] [--postgres-only] [--stop]
+#                          [--workers 2] [--python PY] [--postgres-only] [--stop] [--install]
 #
 #   --dir            state: DIR/pg (the cluster), DIR/artifacts, DIR/*.log
 #                    (default $TFREPRO_TEAM_DIR, else /var/lib/tfrepro-team as root,
@@ -14,6 +14,7 @@
 #                    python3); it needs psycopg2: pip install 'tfrepro[server]'
 #   --postgres-only  start PostgreSQL and create the database; print its URI instead
 #   --stop           stop the mlflow server and PostgreSQL of DIR
+#   --install        only install PostgreSQL 15 if it is missing (apt, as root)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
     --python) python=$2; shift ;;
     --postgres-only) mode=postgres ;;
     --stop) mode=stop ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --install) mode=install ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "team-server: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -42,12 +44,6 @@ for n in "$port" "$pg_port" "$workers"; do
   [[ $n =~ ^[0-9]+$ ]] || { echo "team-server: not a number: $n" >&2; exit 2; }
 done
 [[ $db =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "team-server: --db must be a plain lowercase name" >&2; exit 2; }
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-pgdata=$dir/pg/data
-uri=http://127.0.0.1:$port
-pg_uri=postgresql://postgres@127.0.0.1:$pg_port/$db
-
 say() { echo "team-server: $*" >&2; }
 
 pg_bin() {
@@ -60,6 +56,13 @@ pg_bin() {
   [ -x "$bin/pg_ctl" ] || { say "PostgreSQL 15 not found in $bin (apt-get install postgresql)"; exit 1; }
   echo "$bin"
 }
+
+if [ "$mode" = install ]; then pg_bin >/dev/null; exit 0; fi
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+pgdata=$dir/pg/data
+uri=http://127.0.0.1:$port
+pg_uri=postgresql://postgres@127.0.0.1:$pg_port/$db
 
 as_pg() {  # PostgreSQL refuses to run as root: run its tools as the postgres user then
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -110,8 +113,8 @@ start_postgres() {
       -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null \
       || { say "PostgreSQL did not start; see $dir/pg/postgres.log"; exit 1; }
   fi
-  if [ -z "$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "select 1 from pg_database where datname='$db'")" ]; then
-    psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "create database $db" >/dev/null
+  if [ -z "$("$bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "select 1 from pg_database where datname='$db'")" ]; then
+    "$bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "create database $db" >/dev/null
   fi
 }
 

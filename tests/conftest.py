@@ -33,12 +33,13 @@ def free_port():
 
 class MlflowServer:
     """A real `mlflow server` subprocess: sqlite (or `backend_uri`) backend, served artifacts,
-    loopback port."""
+    loopback port. `extra_args`/`env`: e.g. MLflow's basic-auth app."""
 
-    def __init__(self, root, port=None, backend_uri=None):
+    def __init__(self, root, port=None, backend_uri=None, extra_args=(), env=None):
         self.root = str(root)
         self.port = port or free_port()
         self.backend_uri = backend_uri or "sqlite:///%s/mlflow.db" % self.root
+        self.extra_args, self.env = list(extra_args), env
         self.proc = None
 
     @property
@@ -51,10 +52,11 @@ class MlflowServer:
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", self.backend_uri,
             "--artifacts-destination", "%s/artifacts" % self.root,
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", *self.extra_args,
         ]
         self.log = open(os.path.join(self.root, "server.log"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
