@@ -5,13 +5,16 @@
 # Prints the tracking URI on stdout.
 #
 #   scripts/team-server.sh [--dir DIR] [--port 5080] [--pg-port 55432] [--db mlflow]
-#                          [--workers 2] [--python PY] [--postgres-only] [--stop] [--install]
+#                          [--workers 2] [--python PY] [--auth] [--postgres-only] [--stop] [--install]
 #
 #   --dir            state: DIR/pg (the cluster), DIR/artifacts, DIR/*.log
 #                    (default $TFREPRO_TEAM_DIR, else /var/lib/tfrepro-team as root,
 #                    else ~/.local/share/tfrepro-team)
 #   --python         the Python whose mlflow serves (default: .venv/bin/python here, else
 #                    python3); it needs psycopg2: pip install 'tfrepro[server]'
+#   --auth           MLflow's basic-auth app: users and permissions in DIR/basic_auth.db; the
+#                    first start needs MLFLOW_AUTH_ADMIN_PASSWORD (the `admin` user's password);
+#                    clients set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD
 #   --postgres-only  start PostgreSQL and create the database; print its URI instead
 #   --stop           stop the mlflow server and PostgreSQL of DIR
 #   --install        only install PostgreSQL 15 if it is missing (apt, as root)
@@ -20,7 +23,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "$(id -u)" = 0 ]; then dir=${TFREPRO_TEAM_DIR:-/var/lib/tfrepro-team}
 else dir=${TFREPRO_TEAM_DIR:-$HOME/.local/share/tfrepro-team}; fi
-port=5080 pg_port=55432 db=mlflow workers=2 python="" mode=start
+port=5080 pg_port=55432 db=mlflow workers=2 python="" mode=start auth=""
 while [ $# -gt 0 ]; do
   case $1 in --dir|--port|--pg-port|--db|--workers|--python)
     [ $# -ge 2 ] || { echo "team-server: $1 needs a value" >&2; exit 2; } ;;
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --postgres-only) mode=postgres ;;
     --stop) mode=stop ;;
     --install) mode=install ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --auth) auth=1 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "team-server: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -118,6 +122,20 @@ start_postgres() {
   fi
 }
 
+auth_setup() {  # the basic-auth app's config, and a CSRF key that stays the same across restarts
+  "$python" -c 'import flask_wtf' 2>/dev/null \
+    || { say "$python lacks Flask-WTF, which --auth needs: pip install 'tfrepro[server]'"; exit 1; }
+  if [ ! -f "$dir/basic_auth.db" ] && [ -z "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" ]; then
+    say "--auth: set MLFLOW_AUTH_ADMIN_PASSWORD for the first start (the admin user's password)"; exit 2
+  fi
+  printf '[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/basic_auth.db\nadmin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n' \
+    "$dir" >"$dir/basic_auth.ini"
+  [ -s "$dir/flask-secret" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/flask-secret")
+  export MLFLOW_AUTH_CONFIG_PATH=$dir/basic_auth.ini
+  MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat "$dir/flask-secret")
+  export MLFLOW_FLASK_SERVER_SECRET_KEY
+}
+
 start_mlflow() {
   if [ -z "$python" ]; then
     if [ -x "$here/.venv/bin/python" ]; then python=$here/.venv/bin/python; else python=python3; fi
@@ -127,10 +145,13 @@ start_mlflow() {
   if ! mlflow_pid >/dev/null; then
     healthy && { say "port $port already serves something that is not $dir's server"; exit 1; }
     mkdir -p "$dir/artifacts"
-    # first start against a new database creates the schema: ~20 s
-    setsid "$python" -m mlflow server --backend-store-uri "$pg_uri" \
-      --artifacts-destination "$dir/artifacts" --serve-artifacts \
-      --host 127.0.0.1 --port "$port" --workers "$workers" >>"$dir/mlflow.log" 2>&1 </dev/null &
+    local app=()
+    [ -n "$auth" ] && { auth_setup; app=(--app-name basic-auth); }
+    # first start against a new database creates the schema: ~20 s. umask: the user store
+    # (password hashes) and the artifacts are the server's alone
+    (umask 077; exec setsid "$python" -m mlflow server --backend-store-uri "$pg_uri" \
+      --artifacts-destination "$dir/artifacts" --serve-artifacts "${app[@]}" \
+      --host 127.0.0.1 --port "$port" --workers "$workers") >>"$dir/mlflow.log" 2>&1 </dev/null &
     echo $! >"$dir/mlflow.pid"
   fi
   for _ in $(seq 600); do
