@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 import click
 
+from tfrepro.errors import TrackingError
 from tfrepro.replay import docker as D
 from tfrepro.replay import spec as S
 from tfrepro.replay.record import GIT_PATCH, LAUNCH_JSON, tracking_error
+from tfrepro.tracking import experiments
 
 
 def host_git(cwd: Optional[str] = None):
@@ -58,9 +60,6 @@ def tracking_uri(option: Optional[str] = None) -> str:
 
 
 def experiment_id(client, name: Optional[str], default: Optional[str] = None) -> str:
-    from tfrepro.errors import TrackingError
-    from tfrepro.tracking import experiments
-
     try:
         if name:
             return experiments.experiment_id(client, name)

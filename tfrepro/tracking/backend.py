@@ -19,6 +19,10 @@ TIMEOUT = 10  # seconds, one call
 PROBE_TIMEOUT = 3
 # (key, value, timestamp ms, step)
 Point = Tuple[str, float, int, int]
+# An overloaded server's database answers 400 BAD_REQUEST for reasons that are not our data:
+# MLflow maps SQLAlchemy's pool timeout ("QueuePool limit ... reached, connection timed out")
+# to BAD_REQUEST. Skipping that batch would lose it; it is retried like a 5xx.
+TRANSIENT_400 = ("QueuePool limit", "connection timed out")
 
 
 class Retryable(Exception):
@@ -27,6 +31,12 @@ class Retryable(Exception):
 
 class Rejected(Exception):
     """The server answered that this data is invalid: retrying cannot help."""
+
+
+def retryable_answer(status: int, text: str) -> bool:
+    """An HTTP error answer that means "not now" rather than "never"."""
+    return (status >= 500 or status in (401, 403, 408, 429)
+            or (status == 400 and any(s in text for s in TRANSIENT_400)))
 
 
 def backend_for(tracking_uri: str):
@@ -88,7 +98,7 @@ class RestBackend:
                                 timeout=timeout, raise_on_status=False, **kwargs)
         except Exception as exc:  # connection refused, timeout, DNS: all "not now"
             raise Retryable(str(exc)) from exc
-        if resp.status_code >= 500 or resp.status_code in (401, 403, 408, 429):
+        if retryable_answer(resp.status_code, resp.text):
             raise Retryable("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
         if resp.status_code >= 400:
             raise Rejected("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:300]))
@@ -216,7 +226,7 @@ class ClientBackend:
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-            if getattr(exc, "get_http_status_code", lambda: 500)() < 500:
+            if not retryable_answer(getattr(exc, "get_http_status_code", lambda: 500)(), str(exc)):
                 raise Rejected(str(exc)) from exc
             raise Retryable(str(exc)) from exc
         except Exception as exc:
