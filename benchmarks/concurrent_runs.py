@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 KEYS = {"bare": "loss", "repro": "batch_loss", "restarts": "batch_loss", "mlflow": "loss"}  # the per-step metric
+END_WAIT = 120  # seconds a training process may spend ending its run after fit()
 BEGIN, END = "<!-- concurrent_runs: last run -->", "<!-- concurrent_runs: end -->"
 
 
@@ -88,15 +89,25 @@ def child(role, experiment, name, seconds, go, ready, out):
         time.sleep(0.01)
     try:
         model.fit(x, y, batch_size=8, epochs=10**6, verbose=0, callbacks=callbacks)
-        if role == "mlflow":
-            mlflow.end_run()  # waits for MLflow's async logging queue
         result["ok"] = True
+        if role == "mlflow":  # MLflow's async logging queue drains at exit: give it END_WAIT s
+            def end():
+                mlflow.flush_async_logging()
+                mlflow.end_run()
+
+            ender = threading.Thread(target=end, daemon=True)
+            ender.start()
+            ender.join(END_WAIT)
+            if ender.is_alive():
+                result["note"] = "MLflow's logging queue not drained %d s after fit()" % END_WAIT
     except Exception as exc:  # reported, not raised: the table says which training failed
         result["ok"], result["error"] = False, "%s: %s" % (type(exc).__name__, exc)
     result["t_done"] = time.time()
     result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(out, "w") as f:
         json.dump(result, f)
+    sys.stdout.flush()
+    os._exit(0)  # not atexit: MLflow's would wait for its queue again
 
 
 # -- the team server -------------------------------------------------------------------------
@@ -175,7 +186,7 @@ def phase(team, role, writers, seconds, tmp):
 
     client = MlflowClient(team.uri)
     experiment = "concurrent-%s-%d" % (role, int(time.time()))
-    eid = experiment_id(client, experiment)
+    eid = patient(experiment_id, client, experiment)
     work = tempfile.mkdtemp(prefix=role + "-", dir=tmp)
     go = os.path.join(work, "go")
     procs = []
@@ -222,13 +233,25 @@ def phase(team, role, writers, seconds, tmp):
     return summarize(client, eid, role, results, poller.seen, events, synced)
 
 
+def patient(fn, *args, **kwargs):
+    """Read back after the load: an overloaded server may still be refusing for a while."""
+    deadline = time.time() + 600
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(5)
+
+
 def summarize(client, eid, role, results, seen, events, synced):
     key = KEYS[role]
-    runs = {r.info.run_name: r.info.run_id for r in client.search_runs([eid], max_results=100)}
+    runs = {r.info.run_name: r.info.run_id for r in patient(client.search_runs, [eid], max_results=100)}
     delays, exact, points, first, last = [], True, 0, None, None
     for r in results:
         run_id = runs.get(r["name"])
-        history = client.get_metric_history(run_id, key) if run_id else []
+        history = patient(client.get_metric_history, run_id, key) if run_id else []
         steps = sorted(m.step for m in history)
         r["exactly_once"] = steps == list(range(1, r.get("steps", 0) + 1))
         exact = exact and (r["exactly_once"] or role == "bare")
@@ -253,9 +276,13 @@ def summarize(client, eid, role, results, seen, events, synced):
         "steps_per_s": statistics.median([r["steps"] / (r["t_fit_end"] - r["t_begin"]) for r in ok]) if ok else 0,
         "accepted_per_s": points / (last - first) if delays else 0.0, "points": points,
         "p50": pct(0.50), "p95": pct(0.95), "exact": exact, "synced": synced,
+        "flush": max((r["t_done"] - r["t_fit_end"] for r in ok), default=0),
         "rss_peak": max((r.get("rss_peak_mb", 0) for r in results), default=0),
         "rss_growth": statistics.median([r["rss_end_mb"] - r["rss_begin_mb"] for r in ok]) if ok else 0,
-        "events": events, "errors": [r.get("error") for r in results if not r.get("ok")],
+        "events": events + ["%s (%d of %d trainings)" % (note, [r.get("note") for r in results].count(note),
+                                                          len(results))
+                            for note in sorted({r["note"] for r in results if r.get("note")})],
+        "errors": [r.get("error") for r in results if not r.get("ok")],
     }
 
 
@@ -265,17 +292,18 @@ NAMES = {"bare": "no tracking (baseline)", "repro": "ReproCallback(log_every_n_s
 
 
 def table(rows, seconds):
-    lines = ["| load | trainings ok | steps/s per training | points accepted/s | log to visible p50 / p95 s "
-             "| writer RSS peak / growth in fit, MB | every point once |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| load | trainings ok | steps/s per training | after fit() until exit, max s | points accepted/s "
+             "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["role"] == "bare":
-            lines.append("| %s | %d/%d | %.0f | - | - | %.0f / %+.0f | - |" % (
-                NAMES["bare"], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["rss_peak"],
-                r["rss_growth"]))
+            lines.append("| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - |" % (
+                NAMES["bare"], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["flush"],
+                r["rss_peak"], r["rss_growth"]))
             continue
-        lines.append("| %s | %d/%d | %.0f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |" % (
-            NAMES[r["role"]], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["accepted_per_s"],
+        lines.append("| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |" % (
+            NAMES[r["role"]], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["flush"],
+            r["accepted_per_s"],
             r["p50"], r["p95"], r["rss_peak"], r["rss_growth"],
             ("yes" if r["exact"] else "NO") + (" (%d points by `sync`)" % r["synced"] if r["synced"] else "")))
     notes = ["", "%d trainings at once per row, each fitting for %d s and logging loss and mae every step."
@@ -323,6 +351,8 @@ def main(argv=None):
         team.script()
         try:
             for role in args.phases.split(","):
+                if rows:  # each row starts with a fresh server: a backlog left by one load is not the next's
+                    team.restart_mlflow()
                 print("phase %s ..." % role, file=sys.stderr)
                 rows.append(phase(team, role, args.writers, args.seconds, tmp))
                 print(json.dumps(rows[-1]), file=sys.stderr)
