@@ -220,9 +220,15 @@ def phase(team, role, writers, seconds, tmp):
         except OSError:
             results.append({"name": "w%d" % i, "ok": False, "error": "exit status %d" % codes[i]})
     spools = [os.path.join(work, "spool%d" % i) for i in range(writers)]
-    leftovers = sync_all(paths=[os.path.join(d, f) for d in spools if os.path.isdir(d)
-                                for f in os.listdir(d) if f.endswith(".jsonl")])
-    synced = sum(r.counts.get("points", 0) for r in leftovers)
+    pending = [os.path.join(d, f) for d in spools if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".jsonl")]
+    synced = 0
+    for _ in range(60):  # `tfrepro sync` again while the server still refuses (it resumes, uploads once)
+        done = sync_all(paths=pending)
+        synced += sum(r.counts.get("points", 0) for r in done)
+        pending = [r.path for r in done if r.failure]
+        if not pending:
+            break
+        time.sleep(10)
     deadline = time.time() + (0 if role == "bare" else 120)
     expected = {r["name"]: r.get("steps", 0) for r in results}
     while time.time() < deadline and not (poller.seen and all(
