@@ -23,7 +23,6 @@ import bisect
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,77 +36,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 KEYS = {"bare": "loss", "repro": "batch_loss", "restarts": "batch_loss", "mlflow": "loss"}  # the per-step metric
-END_WAIT = 120  # seconds a training process may spend ending its run after fit()
 BEGIN, END = "<!-- concurrent_runs: last run -->", "<!-- concurrent_runs: end -->"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-# -- one training process ---------------------------------------------------------------------
-def child(role, experiment, name, seconds, go, ready, out):
-    import numpy as np
-    import tensorflow as tf
-
-    import mlflow
-
-    rng = np.random.RandomState(0)
-    x, y = rng.rand(1024, 8).astype("float32"), rng.rand(1024, 1).astype("float32")
-    model = tf.keras.Sequential([tf.keras.layers.Dense(16, activation="relu", input_shape=(8,)),
-                                 tf.keras.layers.Dense(1)])
-    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
-    result = {"name": name, "role": role}
-
-    class Clock(tf.keras.callbacks.Callback):  # stop after `seconds`; note memory at the ends
-        def on_train_begin(self, logs=None):
-            result["t_begin"], result["rss_begin_mb"], self.steps = time.time(), rss_mb(), 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps += 1
-            if time.time() - result["t_begin"] >= seconds:
-                self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            result["steps"], result["t_fit_end"], result["rss_end_mb"] = self.steps, time.time(), rss_mb()
-
-    if role == "bare":
-        callbacks = [Clock()]
-    elif role == "mlflow":
-        from mlflow.tensorflow import MlflowCallback
-
-        mlflow.start_run(experiment_id=experiment, run_name=name)
-        callbacks = [Clock(), MlflowCallback(log_every_epoch=False, log_every_n_steps=1)]
-    else:
-        from tfrepro import ReproCallback
-
-        callbacks = [Clock(), ReproCallback(experiment_name=experiment, run_name=name, log_every_n_steps=1,
-                                            log_model=False)]
-    open(ready, "w").close()
-    while not os.path.exists(go):
-        time.sleep(0.01)
-    try:
-        model.fit(x, y, batch_size=8, epochs=10**6, verbose=0, callbacks=callbacks)
-        result["ok"] = True
-        if role == "mlflow":  # MLflow's async logging queue drains at exit: give it END_WAIT s
-            def end():
-                mlflow.flush_async_logging()
-                mlflow.end_run()
-
-            ender = threading.Thread(target=end, daemon=True)
-            ender.start()
-            ender.join(END_WAIT)
-            if ender.is_alive():
-                result["note"] = "MLflow's logging queue not drained %d s after fit()" % END_WAIT
-    except Exception as exc:  # reported, not raised: the table says which training failed
-        result["ok"], result["error"] = False, "%s: %s" % (type(exc).__name__, exc)
-    result["t_done"] = time.time()
-    result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with open(out, "w") as f:
-        json.dump(result, f)
-    sys.stdout.flush()
-    os._exit(0)  # not atexit: MLflow's would wait for its queue again
 
 
 # -- the team server -------------------------------------------------------------------------
@@ -119,15 +48,19 @@ class Team:
         self.uri = "http://127.0.0.1:%d" % self.port
 
     def script(self, *args):
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "team-server.sh"), "--dir", self.dir,
-                        "--port", str(self.port), "--pg-port", str(self.pg_port), "--python", sys.executable,
-                        *args], check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "team-server.sh"), "--dir", self.dir,
+                               "--port", str(self.port), "--pg-port", str(self.pg_port), "--python",
+                               sys.executable, *args], stdout=subprocess.DEVNULL)
+        if done.returncode:
+            with open(os.path.join(self.dir, "mlflow.log"), errors="replace") as f:
+                sys.stderr.write("".join(f.readlines()[-15:]))
+            raise RuntimeError("team-server.sh %s failed" % " ".join(args))
 
     def restart_mlflow(self):
         with open(os.path.join(self.dir, "mlflow.pid")) as f:
             pid = int(f.read())
         os.killpg(pid, 15)
-        while _alive(pid):
+        while _alive(pid) or not _port_free(self.port):  # its workers may hold the port a little longer
             time.sleep(0.1)
         self.script()  # PostgreSQL still runs: starts the server alone
 
@@ -135,6 +68,18 @@ class Team:
         subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
                         os.path.join(self.dir, "pg", "data"), "-m", "fast", "-w", "restart"],
                        check=True, stdout=subprocess.DEVNULL)
+
+
+def _port_free(port) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _alive(pid) -> bool:
@@ -192,7 +137,7 @@ def phase(team, role, writers, seconds, tmp):
     procs = []
     for i in range(writers):
         env = dict(os.environ, MLFLOW_TRACKING_URI=team.uri, TFREPRO_SPOOL_DIR=os.path.join(work, "spool%d" % i))
-        args = [sys.executable, __file__, "--child", role, eid if role == "mlflow" else experiment, "w%d" % i,
+        args = [sys.executable, os.path.join(ROOT, "benchmarks", "concurrent_child.py"), role, eid if role == "mlflow" else experiment, "w%d" % i,
                 str(seconds), go, os.path.join(work, "ready%d" % i), os.path.join(work, "w%d.json" % i)]
         procs.append(subprocess.Popen(args, env=env, stderr=open(os.path.join(work, "w%d.err" % i), "w")))
     while not all(os.path.exists(os.path.join(work, "ready%d" % i)) for i in range(writers)):
@@ -341,8 +286,6 @@ def write_readme(text, info):
 
 
 def main(argv=None):
-    if argv is None and sys.argv[1:2] == ["--child"]:
-        return child(*sys.argv[2:4], sys.argv[4], float(sys.argv[5]), *sys.argv[6:9])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)

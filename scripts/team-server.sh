@@ -72,10 +72,11 @@ as_pg() {  # PostgreSQL refuses to run as root: run its tools as the postgres us
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-mlflow_pid() {  # the pid of our server, if it still runs
-  local pid
+mlflow_pid() {  # the pid of our server, if it still runs (a zombie or a reused pid does not)
+  local pid state
   pid=$(cat "$dir/mlflow.pid" 2>/dev/null) || return 1
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "mlflow server" && echo "$pid"
 }
 
 healthy() {
@@ -87,7 +88,7 @@ stop_all() {
   local pid bin
   if pid=$(mlflow_pid); then
     kill -TERM -- "-$pid" 2>/dev/null || true  # its process group: gunicorn/uvicorn workers too
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 50); do mlflow_pid >/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null || true
     say "mlflow server stopped"
   fi

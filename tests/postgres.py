@@ -47,7 +47,7 @@ class PostgresCluster:
 def available() -> str:
     """'' when a cluster can be started here, else why not."""
     try:
-        import psycopg2  # noqa: F401
+        import psycopg2  # noqa: F401 (the server's backend driver)
     except ImportError:
         return "psycopg2 is not installed (pip install 'tfrepro[server]')"
     if not os.path.exists("/usr/lib/postgresql/15/bin/pg_ctl") and os.geteuid() != 0:
