@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.py38]  # the callback session runs in NGC images: Python 3.8, mlflow 2.17
 
 PROCESSES = 8
 
