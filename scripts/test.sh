@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 bash scripts/ui-deps.sh
+bash scripts/team-server.sh --install  # PostgreSQL 15: the team-server tests start throwaway clusters
 if bash scripts/docker-up.sh && bash scripts/build-test-image.sh; then
   :
 elif [ "${TFREPRO_REQUIRE_DOCKER:-}" = "1" ]; then

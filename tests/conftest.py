@@ -1,4 +1,8 @@
-"""Shared fixtures: a real `mlflow server`, real git repos, and the Docker requirement rule."""
+"""Shared fixtures: a real `mlflow server`, real git repos, and the Docker requirement rule.
+
+TFREPRO_TEST_BACKEND=postgres runs the shared `mlflow_server` on PostgreSQL (a fresh
+cluster and database per session, started by scripts/team-server.sh) instead of sqlite.
+"""
 import os
 import socket
 import subprocess
@@ -11,6 +15,7 @@ import pytest
 pytest_plugins = ["tests.docker_fixtures"]
 
 REQUIRE_DOCKER = os.environ.get("TFREPRO_REQUIRE_DOCKER") == "1"
+BACKEND = os.environ.get("TFREPRO_TEST_BACKEND", "sqlite")
 
 
 def missing(reason):
@@ -27,11 +32,14 @@ def free_port():
 
 
 class MlflowServer:
-    """A real `mlflow server` subprocess: sqlite backend, served artifacts, loopback port."""
+    """A real `mlflow server` subprocess: sqlite (or `backend_uri`) backend, served artifacts,
+    loopback port. `extra_args`/`env`: e.g. MLflow's basic-auth app."""
 
-    def __init__(self, root, port=None):
+    def __init__(self, root, port=None, backend_uri=None, extra_args=(), env=None):
         self.root = str(root)
         self.port = port or free_port()
+        self.backend_uri = backend_uri or "sqlite:///%s/mlflow.db" % self.root
+        self.extra_args, self.env = list(extra_args), env
         self.proc = None
 
     @property
@@ -42,13 +50,13 @@ class MlflowServer:
         os.makedirs(self.root, exist_ok=True)
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", "sqlite:///%s/mlflow.db" % self.root,
+            "--backend-store-uri", self.backend_uri,
             "--artifacts-destination", "%s/artifacts" % self.root,
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", *self.extra_args,
         ]
         self.log = open(os.path.join(self.root, "server.log"), "ab")
         # MLflow 3's job runner (a dozen huey workers) serves no test: leave it off
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **(self.env or {}))
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -72,11 +80,46 @@ class MlflowServer:
         return self.start()
 
 
+def _postgres_server(tmp_path_factory):
+    """A PostgreSQL-backed MlflowServer and its cluster; missing() when there is none."""
+    from tests import postgres
+
+    why = postgres.available()
+    if why:
+        missing(why)
+    cluster = postgres.PostgresCluster(free_port())
+    try:
+        cluster.start()
+        # the first start creates the schema: slower than sqlite
+        server = MlflowServer(tmp_path_factory.mktemp("mlflow-pg-server"), backend_uri=cluster.uri).start(timeout=180)
+    except Exception as exc:
+        cluster.cleanup()
+        missing(str(exc))
+    return server, cluster
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    if BACKEND == "postgres":
+        server, cluster = _postgres_server(tmp_path_factory)
+    else:
+        server, cluster = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start(), None
     yield server
     server.stop()
+    if cluster:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory, request):
+    """A real `mlflow server` on PostgreSQL: the shared one under TFREPRO_TEST_BACKEND=postgres."""
+    if BACKEND == "postgres":
+        yield request.getfixturevalue("mlflow_server")
+        return
+    server, cluster = _postgres_server(tmp_path_factory)
+    yield server
+    server.stop()
+    cluster.cleanup()
 
 
 @pytest.fixture

@@ -49,3 +49,18 @@ def test_nan_points_deduplicate_too():
     nan = float("nan")
     history = {"m": {history_key(1, 1, nan)}}
     assert unseen([("m", nan, 1, 1)], history) == []
+
+
+@pytest.mark.parametrize("status, text, retry", [
+    (503, "TEMPORARILY_UNAVAILABLE", True),
+    (429, "", True),
+    # the server's connection pool is exhausted: MLflow answers 400, but the data is fine
+    (400, '{"error_code": "BAD_REQUEST", "message": "QueuePool limit of size 5 overflow 10 reached, '
+          'connection timed out, timeout 30.00"}', True),
+    (400, '{"error_code": "INVALID_PARAMETER_VALUE", "message": "Param value too long"}', False),
+    (404, "RESOURCE_DOES_NOT_EXIST", False),
+])
+def test_an_overloaded_database_is_retried_not_rejected(status, text, retry):
+    from tfrepro.tracking.backend import retryable_answer
+
+    assert retryable_answer(status, text) is retry

@@ -238,9 +238,10 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
                 return {"tracking_uri": uri, "tracking_error": "%s is not writable" % (path or folder)}
             return {"tracking_uri": uri}
         try:
+            from tfrepro.tracking import experiments
+
             client = run_record.client(real_uri)
-            found = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
-            experiment_id = found.experiment_id if found else client.create_experiment(DOCTOR_EXPERIMENT)
+            experiment_id = experiments.experiment_id(client, DOCTOR_EXPERIMENT)
             run = client.create_run(experiment_id, run_name="doctor-%s" % uuid.uuid4().hex[:8])
             client.delete_run(run.info.run_id)
         except Exception as exc:

@@ -19,7 +19,10 @@ from typing import Iterator, List, Optional, Sequence
 from tfrepro.errors import SourceError
 
 REMOTE_RE = re.compile(r"^(https?://|ssh://|git://|file://|/|[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+:)")
+# never prompt: the user's own credential helper or SSH agent answers, or the clone fails at once
 GIT_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "http:https:ssh:git:file"}
+NO_CREDENTIALS_RE = re.compile(r"could not read (Username|Password)|Authentication failed|"
+                               r"Permission denied \(publickey|HTTP Basic: Access denied")
 PLACEHOLDER = "<checkout>"  # shown for the repository mount before it exists
 
 
@@ -140,6 +143,9 @@ def _clone(commit: str, remote: Optional[str], path: str, searched: Sequence[str
     log("source: cloning %s at %s" % (remote, commit[:12]))
     proc = _git(["clone", "--quiet", "--no-checkout", "--", remote, path])
     if proc.returncode != 0:
+        if NO_CREDENTIALS_RE.search(proc.stderr.decode("utf-8", "replace")):
+            raise SourceError("cloning %s needs credentials that git did not find (it never prompts here): "
+                              "set up your git credential helper or SSH agent for it" % remote)
         raise SourceError("commit %s is not in %s, and cloning %s failed: %s"
                           % (commit[:12], where, remote, _first_line(proc)))
     if not has_commit(path, commit):

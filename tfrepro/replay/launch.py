@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 import click
 
 from tfrepro import schema
-from tfrepro.errors import UsageError
+from tfrepro.errors import TrackingError, UsageError
 from tfrepro.replay import docker
 from tfrepro.replay import spec
 from tfrepro.termsafe import safe
 from tfrepro.tracking.record import tracking_error
+from tfrepro.tracking import experiments
 
 
 def host_git(cwd: Optional[str] = None):
@@ -64,8 +65,9 @@ def tracking_uri(option: Optional[str] = None) -> str:
 def experiment_id(client, name: Optional[str], default: Optional[str] = None) -> str:
     try:
         if name:
-            found = client.get_experiment_by_name(name)
-            return found.experiment_id if found else client.create_experiment(name)
+            return experiments.experiment_id(client, name)
+    except TrackingError:
+        raise
     except Exception as exc:
         raise tracking_error(exc, "experiment %s" % name) from None
     return default or os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"

@@ -19,6 +19,10 @@ TIMEOUT = 10  # seconds, one call
 PROBE_TIMEOUT = 3
 # (key, value, timestamp ms, step)
 Point = Tuple[str, float, int, int]
+# An overloaded server's database answers 400 BAD_REQUEST for reasons that are not our data:
+# MLflow maps SQLAlchemy's pool timeout ("QueuePool limit ... reached, connection timed out")
+# to BAD_REQUEST. Skipping that batch would lose it; it is retried like a 5xx.
+TRANSIENT_400 = ("QueuePool limit", "connection timed out")
 
 
 class Retryable(Exception):
@@ -27,6 +31,12 @@ class Retryable(Exception):
 
 class Rejected(Exception):
     """The server answered that this data is invalid: retrying cannot help."""
+
+
+def retryable_answer(status: int, text: str) -> bool:
+    """An HTTP error answer that means "not now" rather than "never"."""
+    return (status >= 500 or status in (401, 403, 408, 429)
+            or (status == 400 and any(s in text for s in TRANSIENT_400)))
 
 
 def backend_for(tracking_uri: str):
@@ -97,7 +107,7 @@ class RestBackend:
                                 timeout=timeout, raise_on_status=False, **kwargs)
         except Exception as exc:  # connection refused, timeout, DNS: all "not now"
             raise Retryable(str(exc)) from exc
-        if resp.status_code >= 500 or resp.status_code in (401, 403, 408, 429):
+        if retryable_answer(resp.status_code, resp.text):
             raise Retryable("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
         if resp.status_code >= 400:
             raise Rejected("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:300]))
@@ -154,11 +164,22 @@ class RestBackend:
         return runs[0]["info"]["run_id"] if runs else None
 
     def experiment_id(self, name: str) -> str:
-        try:
-            got = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+        from tfrepro.tracking import experiments
+
+        def get(n):
+            try:
+                got = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": n})
+            except Rejected as exc:
+                if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                    return None
+                raise
+            experiments.check_active(n, got["experiment"].get("lifecycle_stage"))
             return got["experiment"]["experiment_id"]
-        except Rejected:
-            return self._call("POST", "/api/2.0/mlflow/experiments/create", json={"name": name})["experiment_id"]
+
+        def create(n):
+            return self._call("POST", "/api/2.0/mlflow/experiments/create", json={"name": n})["experiment_id"]
+
+        return experiments.resolve(name, get, create)
 
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
         self._call("POST", "/api/2.0/mlflow/runs/update",
@@ -214,7 +235,7 @@ class ClientBackend:
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-            if getattr(exc, "get_http_status_code", lambda: 500)() < 500:
+            if not retryable_answer(getattr(exc, "get_http_status_code", lambda: 500)(), str(exc)):
                 raise Rejected(str(exc)) from exc
             raise Retryable(str(exc)) from exc
         except Exception as exc:
@@ -246,8 +267,16 @@ class ClientBackend:
         return runs[0].info.run_id if runs else None
 
     def experiment_id(self, name) -> str:
-        exp = self._wrap(self.client.get_experiment_by_name, name)
-        return exp.experiment_id if exp else self._wrap(self.client.create_experiment, name)
+        from tfrepro.tracking import experiments
+
+        def get(n):
+            exp = self._wrap(self.client.get_experiment_by_name, n)
+            if exp is None:
+                return None
+            experiments.check_active(n, exp.lifecycle_stage)
+            return exp.experiment_id
+
+        return experiments.resolve(name, get, lambda n: self._wrap(self.client.create_experiment, n))
 
     def set_terminated(self, run_id, status, end_time) -> None:
         self._wrap(self.client.set_terminated, run_id, status, end_time)

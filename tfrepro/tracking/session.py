@@ -59,6 +59,7 @@ class TrackingSession:
             import mlflow
 
             from tfrepro.tracking.backend import backend_for, short_http
+            from tfrepro.tracking.experiments import fluent_experiment_id
 
             uri = mlflow.get_tracking_uri()
             backend = backend_for(uri)
@@ -70,9 +71,13 @@ class TrackingSession:
                     launcher_run = os.environ.get("MLFLOW_RUN_ID")
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
-                        if experiment_name and not launcher_run:
-                            mlflow.set_experiment(experiment_name)
-                        run_id = mlflow.start_run(run_name=run_name).info.run_id
+                        experiment_id = None
+                        if not launcher_run:
+                            # an explicit id: set_experiment() can lose a create race into Default
+                            experiment_id = fluent_experiment_id(experiment_name)
+                            if experiment_name:  # later mlflow.start_run() calls go there too
+                                mlflow.set_experiment(experiment_id=experiment_id)
+                        run_id = mlflow.start_run(experiment_id=experiment_id, run_name=run_name).info.run_id
                     online, fluent = True, True
                     notes = experiment_note(experiment_name, launcher_run)
                 except Exception as exc:
