@@ -6,6 +6,10 @@ __version__ = "0.1.0"  # the one place the version is written: pyproject.toml re
 
 __all__ = ["ReproCallback", "autolog", "collect_environment", "deterministic", "Environment", "__version__"]
 
+# Bound here, over the submodule of the same name: `tfrepro.autolog(...)` is the function
+# (reach the module through sys.modules["tfrepro.autolog"]). It imports only the stdlib.
+from tfrepro.autolog import autolog  # noqa: E402
+
 
 def collect_environment():
     """This process's environment record (see tfrepro.environment.Environment)."""
@@ -23,11 +27,6 @@ def __getattr__(name):  # lazy: keeps `import tfrepro` free of TensorFlow and ML
         from tfrepro.environment import Environment
 
         return Environment
-    if name == "autolog":
-        from tfrepro.autolog import autolog
-
-        globals()["autolog"] = autolog  # importing the submodule bound its name to the module
-        return autolog
     if name == "deterministic":
         from tfrepro.determinism import deterministic
 

@@ -1,77 +1,174 @@
-"""tfrepro.autolog(): every Keras `fit()` gets a ReproCallback, with no change to the script.
+"""tfrepro.autolog(): a ReproCallback in every Keras fit(), with no change to the script.
 
     import tfrepro
-    tfrepro.autolog()              # options as for ReproCallback(...)
-    model.fit(x, y)                # tracked
-    tfrepro.autolog(disable=True)  # fit() is Keras' own again
+    tfrepro.autolog(experiment_name="digits")   # before or after TensorFlow is imported
+    model.fit(x, y, epochs=5)                   # as if callbacks=[ReproCallback(experiment_name="digits")]
 
-A fit() that already has a ReproCallback is left alone, so nothing is logged twice.
-`tfrepro run` turns this on inside the container (see tfrepro/replay/sitecustomize.py).
+It wraps keras' Model.fit (tf.keras.Model is that class) once: calling autolog() again
+only replaces the options, and autolog(disable=True) puts fit back. A fit() that already
+has a ReproCallback (in its list or CallbackList) is left alone, and each fit() gets a
+new callback, so each is its own run. Called before TensorFlow is imported (a
+sitecustomize), it imports nothing heavy: the wrap happens when keras is first imported.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
+import sys
 from typing import Any, Dict, Optional
+
+from tfrepro.options import callback_options
 
 log = logging.getLogger("tfrepro")
 
-CALLBACKS_POSITION = 5  # fit(x, y, batch_size, epochs, verbose, callbacks, ...): index in *args
-
-_original_fit = None  # Keras' own Model.fit while patched
-_options: Dict[str, Any] = {}
+CALLBACKS_POSITION = 5  # Model.fit(x, y, batch_size, epochs, verbose, callbacks, ...)
+_options: Optional[Dict[str, Any]] = None  # None: off
+_hook: Optional["_AfterImport"] = None
 
 
 def autolog(disable: bool = False, **options) -> None:
-    """Patch tf.keras.Model.fit to add a ReproCallback(**options) where none is passed.
-
-    Idempotent: calling it again only replaces the options. disable=True restores fit().
-    """
-    global _original_fit, _options
-    import tensorflow as tf
-
-    model_class = tf.keras.Model
+    """Give every Keras fit() a ReproCallback(**options). Bad options raise here
+    (TypeError/ValueError); a missing TensorFlow only warns."""
+    global _options
     if disable:
-        if _original_fit is not None:
-            model_class.fit = _original_fit
-            _original_fit = None
+        _options = None
+        _remove_hook()
+        _unwrap()
         return
-    if options:
-        from tfrepro.callback import ReproCallback
-
-        ReproCallback(**options)  # a bad option fails here, not inside a later fit()
-    _options = dict(options)
-    if _original_fit is not None:
+    checked = callback_options(**options)
+    if "keras" in sys.modules:
+        if _wrap():
+            _options = checked
         return
-    original = model_class.fit
+    if _find_spec("tensorflow") is None and _find_spec("keras") is None:
+        log.warning("tfrepro: autolog: TensorFlow is not importable here; nothing to capture")
+        return
+    _options = checked
+    _install_hook()
 
+
+def _find_spec(name: str):
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def _model_class():
+    return sys.modules["keras"].Model
+
+
+def _wrap() -> bool:
+    """Wrap Model.fit unless already wrapped. False (after a warning) if it cannot be."""
+    try:
+        model = _model_class()
+        if not _is_ours(model.__dict__.get("fit")):
+            model.fit = _wrapped(model.__dict__["fit"])
+        return True
+    except Exception as exc:
+        log.warning("tfrepro: autolog cannot wrap keras Model.fit (%s); nothing is captured", exc)
+        return False
+
+
+def _unwrap() -> None:
+    """Put the original fit back. If someone wrapped fit after us (mlflow's autolog), keep
+    our wrapper under theirs: with no options it only passes through."""
+    keras = sys.modules.get("keras")
+    model = getattr(keras, "Model", None)
+    fit = getattr(model, "__dict__", {}).get("fit")
+    if _is_ours(fit):
+        model.fit = fit._tfrepro_original
+
+
+def _is_ours(fit) -> bool:
+    return getattr(fit, "_tfrepro_original", None) is not None
+
+
+def _wrapped(original):
     @functools.wraps(original)
     def fit(self, *args, **kwargs):
-        try:
-            args, kwargs = _with_callback(args, kwargs)
-        except Exception as exc:  # tracking never stops training
-            log.warning("tfrepro: autolog could not add its callback: %s; training goes on", exc)
+        if _options is not None:
+            try:
+                args, kwargs = with_callback(args, kwargs, _options)
+            except Exception as exc:  # tracking never stops training
+                log.warning("tfrepro: autolog could not add its callback (%s); training goes on", exc)
         return original(self, *args, **kwargs)
 
-    model_class.fit = fit
-    _original_fit = original
+    fit._tfrepro_original = original
+    return fit
 
 
-def _with_callback(args: tuple, kwargs: Dict[str, Any]):
+def with_callback(args: tuple, kwargs: dict, options: Dict[str, Any]):
+    """fit()'s (args, kwargs) with a new ReproCallback(**options) among the callbacks,
+    unless one is there already. The caller's list is not changed."""
+    import keras
+
     from tfrepro.callback import ReproCallback
 
-    positional = "callbacks" not in kwargs and len(args) > CALLBACKS_POSITION
-    callbacks: Optional[Any] = args[CALLBACKS_POSITION] if positional else kwargs.get("callbacks")
-    if hasattr(callbacks, "callbacks"):  # a CallbackList: Keras uses it as given
-        if not any(isinstance(c, ReproCallback) for c in callbacks.callbacks):
-            callbacks.append(ReproCallback(**_options))
-        return args, kwargs
-    existing = list(callbacks or [])
-    if any(isinstance(c, ReproCallback) for c in existing):
-        return args, kwargs
-    added = existing + [ReproCallback(**_options)]
-    if positional:
-        args = args[:CALLBACKS_POSITION] + (added,) + args[CALLBACKS_POSITION + 1:]
+    positional = len(args) > CALLBACKS_POSITION
+    callbacks = args[CALLBACKS_POSITION] if positional else kwargs.get("callbacks")
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        if any(isinstance(c, ReproCallback) for c in callbacks.callbacks):
+            return args, kwargs
+        repro = ReproCallback(**options)
+        callbacks = keras.callbacks.CallbackList(
+            callbacks.callbacks + [repro], model=getattr(callbacks, "model", None),
+            **(getattr(callbacks, "params", None) or {}))
     else:
-        kwargs = dict(kwargs, callbacks=added)
+        listed = list(callbacks or [])
+        if any(isinstance(c, ReproCallback) for c in listed):
+            return args, kwargs
+        callbacks = listed + [ReproCallback(**options)]
+    if positional:
+        args = args[:CALLBACKS_POSITION] + (callbacks,) + args[CALLBACKS_POSITION + 1:]
+    else:
+        kwargs = dict(kwargs, callbacks=callbacks)
     return args, kwargs
+
+
+class _AfterImport:
+    """A sys.meta_path finder that wraps fit once keras has been imported, so autolog()
+    can run before TensorFlow is (importing it would cost every process seconds)."""
+
+    name = "keras"
+
+    def __init__(self):
+        self._searching = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name or self._searching:
+            return None
+        self._searching = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # what the other finders make of it
+        finally:
+            self._searching = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return None
+        exec_module = loader.exec_module
+
+        def exec_then_wrap(module):
+            exec_module(module)
+            _remove_hook()
+            if _options is not None:
+                _wrap()
+
+        loader.exec_module = exec_then_wrap
+        return spec
+
+
+def _install_hook() -> None:
+    global _hook
+    if _hook is None:
+        _hook = _AfterImport()
+        sys.meta_path.insert(0, _hook)
+
+
+def _remove_hook() -> None:
+    global _hook
+    if _hook is not None:
+        if _hook in sys.meta_path:
+            sys.meta_path.remove(_hook)
+        _hook = None

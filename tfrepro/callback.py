@@ -2,14 +2,16 @@
 
     model.fit(x, y, callbacks=[tfrepro.ReproCallback(experiment_name="demo")])
 
-__init__ only stores settings; the run opens in on_train_begin and closes in
-on_train_end. Tracking failures are logged and swallowed: training never stops for them.
+__init__ only checks and stores settings (a bad one raises there); the run opens in
+on_train_begin and closes in on_train_end, so each fit() is its own run, also when one
+callback instance is passed to several fit() calls. Inside an active MLflow run every
+fit() logs into that run instead. Tracking failures are logged and swallowed: no hook
+raises into fit().
 Seeds must be set before the model is built, so call tfrepro.deterministic(seed) first;
 the callback only records the seed.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -17,8 +19,10 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional
 
-import numpy as np
 import tensorflow as tf
+
+from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
+from tfrepro.options import callback_options
 
 log = logging.getLogger("tfrepro")
 
@@ -42,43 +46,6 @@ def is_chief(tf_config: Optional[str]) -> bool:
     return False  # ps, evaluator
 
 
-def describe_loss(loss: Any) -> Optional[str]:
-    if loss is None or isinstance(loss, str):
-        return loss
-    if isinstance(loss, dict):
-        return json.dumps({k: describe_loss(v) for k, v in sorted(loss.items())})
-    if isinstance(loss, (list, tuple)):
-        return json.dumps([describe_loss(v) for v in loss])
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def fit_params(model, keras_params: Dict[str, Any], user_params: Dict[str, Any]) -> Dict[str, Any]:
-    """The run's params: fit arguments, optimizer, loss, size, then the user's (which win)."""
-    params: Dict[str, Any] = {}
-    for key in ("epochs", "steps", "batch_size"):
-        if keras_params.get(key) is not None:
-            params[key] = keras_params[key]
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        params["optimizer"] = type(optimizer).__name__
-        try:
-            for key, value in optimizer.get_config().items():
-                if key != "name":
-                    params["optimizer." + key] = value
-        except Exception as exc:
-            log.debug("tfrepro: optimizer config unavailable: %s", exc)
-    loss = describe_loss(getattr(model, "loss", None))
-    if loss:
-        params["loss"] = loss
-    try:
-        params["model.params"] = model.count_params()
-        params["model.trainable_params"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    except Exception as exc:  # an unbuilt model has no weights yet
-        log.debug("tfrepro: parameter count unavailable: %s", exc)
-    params.update(user_params)
-    return params
-
-
 def floats(logs) -> Dict[str, float]:
     """Keras logs (tensors or numbers) as floats; values that are not scalars are dropped."""
     out = {}
@@ -93,30 +60,38 @@ def floats(logs) -> Dict[str, float]:
 class ReproCallback(tf.keras.callbacks.Callback):
     """Log the environment, params, metrics and trained model of a Keras fit() to MLflow.
 
+    One run per fit(), also when one instance is passed to several fit() calls; with an
+    MLflow run active, every fit() logs into it (pass initial_epoch to continue the epochs).
+
     experiment_name, run_name: used only when the callback starts the run itself (no active
         run); MLFLOW_RUN_ID, set by `tfrepro run`, resumes the launcher's run.
-    params: extra params to log (they override the ones the callback derives).
+    params: extra params to log (they override the ones the callback derives). Params
+        the run already has (an active run, mlflow.tensorflow.autolog()) are not logged again.
     log_every_n_steps: also log metrics every N training steps, as `batch_<name>` against
         a global step. Epoch metrics (incl. validation) are always logged against the epoch.
     log_model: log the trained model (SavedModel, mlflow.tensorflow flavour) and its hash.
     log_tensorboard: True to upload the log_dir of a tf.keras.callbacks.TensorBoard in the
         same fit(), or a directory to upload; artifacts go under `tensorboard/`.
     seed: the seed passed to tfrepro.deterministic(), when set up by other means.
+
+    With mlflow.tensorflow.autolog() on (its MlflowCallback in the same fit()), MLflow logs
+    the epoch metrics and, with its log_models, the model; this callback then logs neither
+    (no key twice) and adds the environment, its params and the model hash.
     """
 
     def __init__(self, experiment_name: Optional[str] = None, run_name: Optional[str] = None,
                  params: Optional[Dict[str, Any]] = None, log_every_n_steps: Optional[int] = None,
                  log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None):
         super().__init__()
-        if log_every_n_steps is not None and int(log_every_n_steps) < 1:
-            raise ValueError("log_every_n_steps must be a positive integer or None")
-        self.experiment_name = experiment_name
-        self.run_name = run_name
-        self.user_params = dict(params or {})
-        self.log_every_n_steps = int(log_every_n_steps) if log_every_n_steps else None
-        self.log_model = log_model
-        self.log_tensorboard = log_tensorboard
-        self.seed = seed
+        options = callback_options(experiment_name, run_name, params, log_every_n_steps,
+                                   log_model, log_tensorboard, seed)
+        self.experiment_name = options["experiment_name"]
+        self.run_name = options["run_name"]
+        self.user_params = options["params"]
+        self.log_every_n_steps = options["log_every_n_steps"]
+        self.log_model = options["log_model"]
+        self.log_tensorboard = options["log_tensorboard"]
+        self.seed = options["seed"]
         self.session = None
         self.environment = None
         self.model_uri: Optional[str] = None
@@ -124,6 +99,10 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._chief = True
         self._global_step = 0
         self._tensorboard = None
+        self._fit = FitContext()
+        self._mlflow_logs_epochs = False  # mlflow.tensorflow.autolog() logs them into our run
+        self._steps_logged = False
+        self._last_epoch = None  # (epoch, its logs, keys logged): siblings may add keys after us
         self._supports_tf_logs = True  # Keras then skips converting logs on every batch for us
 
     # Keras calls on_train_batch_* only when a callback asks for them: ask only when due.
@@ -147,10 +126,12 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._guard("starting tracking", self._train_begin)
 
     def _train_begin(self):
+        self.session = self.environment = self.model_uri = self.model_hash = None  # a new fit()
         self._global_step = 0
+        self._last_epoch = None
         self._chief = is_chief(os.environ.get("TF_CONFIG"))
-        if self.log_tensorboard is True:
-            self._tensorboard = _find_tensorboard()
+        self._fit = FitContext.find(self)
+        self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
             return
         from tfrepro.tracking.session import TrackingSession
@@ -159,6 +140,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
                                    experiment_name=self.experiment_name, run_name=self.run_name)
         if self.session is None:
             return
+        self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
         self._guard("logging the environment", self._log_environment)
         self._guard("logging params", self._log_params)
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
@@ -180,10 +162,24 @@ class ReproCallback(tf.keras.callbacks.Callback):
             self.session.log_text(env.git.patch, schema.GIT_PATCH)
 
     def _log_params(self):
-        params = fit_params(self.model, getattr(self, "params", None) or {}, self.user_params)
+        known = dict(getattr(self, "params", None) or {})
+        known.update(self._fit.params())
+        params = fit_params(self.model, known, self.user_params)
         if self.seed is not None:
             params.setdefault("seed", self.seed)
-        self.session.log_params(params)
+        self._steps_logged = "steps" in params
+        self._log_new_params(params)
+
+    def _log_new_params(self, params):
+        """Log the params the run does not have yet: MLflow rejects a param that changes
+        value, and with it the whole batch."""
+        existing = self._guard("reading the run's params", _run_params, self.session) or {}
+        for key in sorted(k for k in params if k in existing and existing[k] != str(params[k])):
+            log.warning("tfrepro: param %s is already %r in run %s; not logging %r",
+                        key, existing[key], self.session.run_id, params[key])
+        params = {k: v for k, v in params.items() if k not in existing}
+        if params:
+            self.session.log_params(params)
 
     def on_train_batch_end(self, batch, logs=None):
         self._guard("logging step metrics", self._train_batch_end, logs)
@@ -197,12 +193,39 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.session is not None:
-            self._guard("logging epoch metrics", lambda: self.session.log_metrics(floats(logs), epoch))
+            self._guard("logging epoch metrics", self._epoch_end, epoch, logs)
+
+    def _epoch_end(self, epoch, logs):
+        metrics = floats(logs)
+        self._last_epoch = (epoch, logs, set(metrics))
+        if not self._mlflow_logs_epochs:
+            self.session.log_metrics(metrics, epoch)
+        if not self._steps_logged:  # an input of unknown length: Keras knows after one epoch
+            steps = self._fit.steps()
+            if steps is not None:
+                self._steps_logged = True
+                self._log_new_params({"steps": steps})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._guard("logging epoch metrics", self._log_late_metrics)
+
+    def _log_late_metrics(self):
+        """Keys that callbacks after us added to the last epoch's logs (ReduceLROnPlateau's
+        `lr`): Keras gives every callback the same dict, so they are there now."""
+        if self._last_epoch is None or self.session is None or self._mlflow_logs_epochs:
+            return
+        epoch, logs, logged = self._last_epoch
+        self._last_epoch = None
+        late = {k: v for k, v in floats(logs).items() if k not in logged}
+        if late:
+            self.session.log_metrics(late, epoch)
 
     def on_train_end(self, logs=None):
+        self._guard("logging epoch metrics", self._log_late_metrics)
         self._guard("finishing tracking", self._train_end)
 
     def _train_end(self):
+        self._fit = FitContext()  # holds fit()'s data: let it go
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
@@ -236,6 +259,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
     def _log_flavour(self, model_io) -> Optional[str]:
         import mlflow
 
+        if self._mlflow_logs_epochs and mlflow_autolog_logs_models():
+            log.info("tfrepro: mlflow.tensorflow.autolog() logs the model; recorded its hash only")
+            return None
         active = mlflow.active_run()
         fluent = getattr(self.session, "has_fluent_run", active is not None)
         if not (fluent and getattr(self.session, "online", True)):
@@ -267,21 +293,23 @@ def _multi_worker() -> bool:
         return False
 
 
-def _find_tensorboard():
-    """The TensorBoard callback of the running fit(): Keras gives a callback no handle on
-    its siblings, so look for the CallbackList that is calling us."""
-    frame = inspect.currentframe()
-    try:
-        for _ in range(8):
-            frame = frame.f_back if frame else None
-            if frame is None:
-                break
-            owner = frame.f_locals.get("self")
-            siblings = getattr(owner, "callbacks", None)
-            if isinstance(siblings, list):
-                for callback in siblings:
-                    if isinstance(callback, tf.keras.callbacks.TensorBoard):
-                        return callback
-    finally:
-        del frame
+def _tensorboard_in(callbacks):
+    """The TensorBoard callback of the running fit(), if any."""
+    for callback in callbacks or []:
+        if isinstance(callback, tf.keras.callbacks.TensorBoard):
+            return callback
     return None
+
+
+def _run_params(session) -> Dict[str, str]:
+    """The params the session's run already has: none for a run it just created or one
+    only spooled locally; else ask (an active run, a resumed one, mlflow's autolog)."""
+    fresh = session.started_run and not os.environ.get("MLFLOW_RUN_ID")
+    if fresh or not session.online or not getattr(session, "has_fluent_run", False):
+        return {}
+    import mlflow
+
+    from tfrepro.tracking.backend import short_http
+
+    with short_http():
+        return dict(mlflow.tracking.MlflowClient().get_run(session.run_id).data.params)

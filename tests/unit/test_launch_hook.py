@@ -121,6 +121,8 @@ def test_missing_packages_warn_once_and_never_raise(monkeypatch, capsys):
     monkeypatch.setattr(hook, "chain_image_sitecustomize", lambda: None)
     monkeypatch.delenv(hook.WARNED, raising=False)
     monkeypatch.setenv("TFREPRO_AUTOLOG", "1")
+    import tensorflow  # noqa: F401  imported already: the hook acts at once
+
     hook.main()
     hook.main()  # a child process inherits the environment: no second warning
     err = capsys.readouterr().err
@@ -184,3 +186,25 @@ def test_bad_seed_is_one_line_and_runs_nothing(seed, capsys):
     assert main(["run", "--image", "x:1", "--seed", seed, "--", "python", "a.py"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tfrepro: error: Invalid value for '--seed'")
+
+
+def test_hook_on_imports_nothing_until_the_program_imports_tensorflow(tmp_path):
+    code = "import sys; print('tensorflow' in sys.modules, 'tfrepro' in sys.modules)"
+    env = {"TFREPRO_AUTOLOG": "1", "TFREPRO_DETERMINISTIC": "1", "TFREPRO_SEED": "3"}
+    result = run_python(tmp_path, code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]  # pip or `python -c` pay nothing
+
+
+def test_hook_patches_fit_when_the_program_imports_keras_first(tmp_path):
+    code = "\n".join([
+        "import keras",
+        "import tensorflow as tf",
+        "from tfrepro import determinism",
+        "print(getattr(tf.keras.Model.fit, '_tfrepro_original', None) is not None, determinism.SEED)",
+    ])
+    env = {"TFREPRO_AUTOLOG": "1", "TFREPRO_DETERMINISTIC": "1", "TFREPRO_SEED": "4"}
+    result = run_python(tmp_path, code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "4"]
+    assert "tfrepro: warning" not in result.stderr

@@ -34,7 +34,7 @@ def canonical_config(model) -> str:
         config = model.get_config()
     except Exception:  # subclassed models have none: their variables still count
         return ""
-    layers = [m for m in model.submodules if hasattr(m, "get_config") and hasattr(m, "name")]
+    layers = [m for m in _submodules(model) if hasattr(m, "get_config") and hasattr(m, "name")]
     names = {layer.name: "layer-%d" % i for i, layer in enumerate(layers)}
     names[model.name] = "model"
 
@@ -48,6 +48,13 @@ def canonical_config(model) -> str:
         return value
 
     return json.dumps(rename(config), sort_keys=True, default=repr)
+
+
+def _submodules(model):
+    try:
+        return model.submodules
+    except Exception:  # TF 2.9, a fitted subclassed model: a WeakKeyDictionary of layers trips tf.Module
+        return tuple(model._flatten_layers(include_self=False))
 
 
 def saved_model_hash(path: str, config: str = "") -> str:
