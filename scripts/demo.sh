@@ -1,32 +1,34 @@
 #!/usr/bin/env bash
 # The README's first command: tfrepro end to end. Trains the example (examples/train.py, with
-# tfrepro.ReproCallback) in a container that `tfrepro run` launches by image digest, then
-# replays that run by its id with `tfrepro replay` and prints the verdict.
-# On Debian/Ubuntu as root it sets up what it needs first, as scripts/test.sh does: the Python
-# venv (scripts/setup.sh), a Docker Engine and a registry on 127.0.0.1 (scripts/docker-up.sh),
-# and the test image (scripts/build-test-image.sh). Runs go to a local MLflow store,
-# sqlite:///$PWD/mlflow.db, served on loopback while the demo runs. Each call adds two runs.
+# tfrepro.ReproCallback) on this host into the embedded store sqlite:///$PWD/mlflow.db and
+# shows the environment it recorded; then trains it again in a container that `tfrepro run`
+# launches by image digest, replays that run by its id with `tfrepro replay` and prints the
+# verdict. For the container half, on Debian/Ubuntu as root, it sets up what it needs first, as
+# scripts/test.sh does: a Docker Engine and a registry on 127.0.0.1 (scripts/docker-up.sh) and
+# the test image (scripts/build-test-image.sh); where it cannot, it says in one line what to run.
+# Each call adds three runs to the store.
 #   bash scripts/demo.sh [extra examples/train.py args, e.g. --epochs 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "demo: $*" >&2; }
 
-# What this machine lacks is said up front, in one line, before minutes of setup.
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null; then
-    say "setting up Docker, a local registry and the test image needs root: run  sudo bash scripts/demo.sh"
-  else
-    say "setting up Docker, a local registry and the test image needs root: run  su -c 'bash scripts/demo.sh'"
+# What this machine lacks for the container half, in one line (empty when nothing).
+container_blocker() {
+  if [ "$(id -u)" -ne 0 ] && ! docker info >/dev/null 2>&1; then
+    if command -v sudo >/dev/null; then
+      echo "setting up Docker, a local registry and the test image needs root: run  sudo bash scripts/demo.sh"
+    else
+      echo "setting up Docker, a local registry and the test image needs root: run  su -c 'bash scripts/demo.sh'"
+    fi
+    return
   fi
-  exit 2
-fi
-missing=()
-for tool in dockerd docker-registry debootstrap curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
-  say "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu: docker.io docker-registry debootstrap curl): install them, then run  bash scripts/demo.sh"
-  exit 2
-fi
+  local missing=() tool
+  for tool in dockerd docker-registry debootstrap curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
+    echo "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu: docker.io docker-registry debootstrap curl): install them, then run  bash scripts/demo.sh"
+  fi
+}
 
 TIMES=()
 STARTED=$(date +%s%N)
@@ -67,6 +69,22 @@ STORE="sqlite:///$PWD/mlflow.db"
 
 stage setup "Python venv .venv with TensorFlow 2.9, MLflow and tfrepro (scripts/setup.sh)" \
   bash scripts/setup.sh --no-py38
+
+train_on_host() {
+  MLFLOW_TRACKING_URI="$STORE" .venv/bin/python examples/train.py --experiment tfrepro-demo "$@" 2>&1 | tee "$log"
+}
+stage train "train examples/train.py here with tfrepro.ReproCallback into $STORE" train_on_host "$@"
+host_run=$(sed -n 's/^run_id: \([0-9a-f]\{32\}\)$/\1/p' "$log" | tail -n1)
+[ -n "$host_run" ] || { say "the example printed no run id"; exit 1; }
+stage show "the environment recorded for run $host_run (tfrepro show)" \
+  env MLFLOW_TRACKING_URI="$STORE" .venv/bin/tfrepro show "$host_run"
+
+blocker=$(container_blocker)
+if [ -n "$blocker" ]; then
+  echo >&2
+  say "$blocker"
+  exit 0
+fi
 stage docker "Docker Engine and a registry on 127.0.0.1 (scripts/docker-up.sh)" \
   bash -c 'bash scripts/docker-up.sh >/dev/null'
 stage image "test image: Debian, Python 3.9, TensorFlow 2.9, this checkout (scripts/build-test-image.sh)" \
