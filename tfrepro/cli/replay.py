@@ -28,25 +28,32 @@ from tfrepro.replay import run as replay_run
 @click.option("--tolerance", type=float, default=verify.DEFAULT_TOLERANCE, show_default=True,
               help="Relative tolerance: |a-b| <= T*max(1,|a|). 0: only identical passes.")
 @click.option("--allow-drift", is_flag=True,
-              help="Run even if this host's driver cannot run the image's CUDA, or the mounted data changed.")
+              help="Run even if this host's driver cannot run the image's CUDA, or the data (mounted, or "
+                   "beside the code) changed.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run N replays one after another and judge the original against their spread (N >= 2).")
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
+@click.option("--no-untracked", is_flag=True,
+              help="Do not mount the recorded untracked and ignored inputs from your clone (read-only otherwise).")
 @click.pass_context
 def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, repeat,
-            mount_docker_socket, keep_checkout):
+            mount_docker_socket, keep_checkout, no_untracked):
     """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
     if tolerance < 0:
         raise UsageError("--tolerance must be >= 0")
-    prepared = replay_run.prepare(run_id, gpus, tracking_uri, experiment, allow_drift, mount_docker_socket)
+    prepared = replay_run.prepare(run_id, gpus, tracking_uri, experiment, allow_drift, mount_docker_socket,
+                                  untracked=not no_untracked)
     replay_plan = prepared.replay_plan
     commit, patched = replay_plan.commit[:12], bool(replay_plan.patch.strip())
     click.echo("replay of run %s: image %s, commit %s%s"
                % (prepared.record.run_id, replay_plan.image, commit, " + patch" if patched else ""))
     click.echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
-    if prepared.record.data:
-        click.echo("data (! blocks):\n" + data.render(prepared.record.data, prepared.data_drift))
+    mounted = [s for s in prepared.record.data if s.label == "mount"]
+    if mounted:
+        click.echo("data (! blocks):\n" + data.render(mounted, [r for r in prepared.data_drift if r.label == "mount"]))
+    if prepared.beside.inputs:
+        click.echo(prepared.beside.render(replay_plan.spec.workdir))
     click.echo("command (%s = commit %s%s):\n  %s" % (plan.CHECKOUT, commit, " with the recorded patch" if patched else "",
                                                      shlex.join(prepared.preview())))
     if prepared.refusals and not dry_run:

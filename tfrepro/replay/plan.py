@@ -64,8 +64,8 @@ def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Opt
 def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[spec.Mount]:
     mounts = []
     for item in launch.get("mounts") or ():
-        if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking", "hook"):
-            continue  # the repository, the tracking store and the launch hook are set up afresh
+        if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking", "hook", "beside"):
+            continue  # the repository, the tracking store, the launch hook, the data beside the code: set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
         try:
             mounts.append(spec.parse_mount(bind, allow_docker_socket, RecordError))
@@ -121,8 +121,9 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         raise RecordError("run %s was dirty but its patch (%s) is missing" % (run_id, schema.GIT_PATCH))
     git = record.environment.git if record.environment else None
     warnings = []
-    if git and git.untracked:
+    if git and git.untracked and not any(s.label in ("untracked", "ignored") for s in record.data):
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
+        # runs recorded before `tfrepro run` fingerprinted them (replay/overlay.py restores those)
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
     recorded = _recorded_gpus(tags, launch)
     requested = recorded if gpus is KEEP else spec.parse_gpus(gpus)

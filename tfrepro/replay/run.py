@@ -1,9 +1,11 @@
 """`tfrepro replay` without its command line: prepare() reads and checks everything and says
 what would run; replay() runs it and returns the verdict (replay/repeat.py: N of them).
 
-Order: read and validate the record, work out drift (GPU and data) and the equivalent
-`docker run` line (the command shows them; --dry-run stops there), materialise commit + patch
-in a standalone temporary checkout (so git inside the container records them itself), pull
+Order: read and validate the record, work out drift (GPU, mounted data, and the data beside
+the code: untracked and ignored inputs found in the replayer's clone, replay/overlay.py) and
+the equivalent `docker run` line (the command shows them; --dry-run stops there), materialise
+commit + patch in a standalone temporary checkout (so git inside the container records them
+itself) with the data beside the code mounted read-only over it, pull
 by digest, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
 hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
 replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
@@ -19,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from tfrepro import schema
 from tfrepro.errors import ContainerFailed, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
-from tfrepro.replay import checkout, data, docker, drift, hooks, launch, plan, spec, verify
+from tfrepro.replay import checkout, data, docker, drift, hooks, launch, overlay, plan, spec, verify
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -41,7 +43,8 @@ class Prepared:
     tracking_mounts: Tuple[spec.Mount, ...]
     hidden: Tuple[str, ...]  # env names whose values the shown command leaves out
     data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
-    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them (blocking)
+    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them and in the data beside the code (blocking)
+    beside: overlay.Overlay = overlay.Overlay()  # untracked and ignored inputs, mounted read-only from the clone
 
     @property
     def hooked(self) -> bool:
@@ -59,7 +62,7 @@ class Prepared:
         env.update(hooks.hook_env(replay_plan.autolog, replay_plan.hook_seed, replay_plan.spec.env, image_env or {}))
         if hook_dir is None and self.hooked:
             hook_dir = HOOK
-        mounts = self.tracking_mounts + hooks.hook_mounts(hook_dir)
+        mounts = self.tracking_mounts + hooks.hook_mounts(hook_dir) + self.beside.mounts(replay_plan.spec.workdir)
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
     def preview(self) -> List[str]:
@@ -69,7 +72,7 @@ class Prepared:
 
 def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
             experiment: Optional[str] = None, allow_drift: bool = False,
-            mount_docker_socket: bool = False) -> Prepared:
+            mount_docker_socket: bool = False, untracked: bool = True) -> Prepared:
     uri = launch.tracking_uri(tracking_uri)
     client = run_record.client(uri, existing=True)
     record = run_record.load(client, run_id)
@@ -80,11 +83,13 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     container_uri, tracking_mounts = spec.tracking_setup(uri, launch.artifact_dirs(client, experiment_id))
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
     data_current, data_drift = data.check(record.data)
+    beside = overlay.check(record.data, _clone(replay_plan, record.data, untracked), untracked, allow_drift)
+    data_drift += beside.drift
     refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
     if data_drift and not allow_drift:
         refusals += (data.refusal(data_drift),)
     return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
-                    tracking_mounts, hidden, tuple(data_current), tuple(data_drift))
+                    tracking_mounts, hidden, tuple(data_current), tuple(data_drift), beside)
 
 
 def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optional[Dict[str, str]] = None,
@@ -99,13 +104,15 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
         docker.ensure_image(docker_client, replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
-        tags.update(data.to_tags(prepared.data_current))  # the data this replay saw
+        overlay.prepare_checkout(source, prepared.beside, launch.info)
+        seen = list(prepared.data_current) + prepared.beside.current
+        tags.update(data.to_tags(seen))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
         tags.update(extra_tags or {})
         new_run = launch.create_run(client, prepared.experiment_id,
                                     run_name or "replay-of-" + (record.run_name or record.run_id), tags)
         try:
-            data.record(client, new_run, prepared.data_current)
+            data.record(client, new_run, seen)
             image_env = hooks.image_env(docker_client, replay_plan.image)
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
@@ -152,10 +159,19 @@ def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
 
     if verdict.verdict == verify.IDENTICAL and not prepared.data_drift:
         return verdict
-    factors = explain.explain(prepared.record, replayed, prepared.data_drift, prepared.record.data)
+    rows = list(prepared.data_drift) + prepared.beside.unrestored
+    factors = explain.explain(prepared.record, replayed, rows, prepared.record.data)
     if verdict.verdict == verify.IDENTICAL:
         factors = [f for f in factors if f.key == "data"]
     return dataclasses.replace(verdict, why=tuple(factors))
+
+
+def _clone(replay_plan: plan.ReplayPlan, sources, wanted: bool) -> Optional[str]:
+    """The replayer's clone: the local repository that has the commit (cwd's first), whose
+    untracked and ignored files can stand in for the recorded ones."""
+    if not wanted or not any(s.label in overlay.LABELS for s in sources):
+        return None
+    return checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
 
 
 def _host_gpu():
