@@ -71,7 +71,8 @@ stage setup "Python venv .venv with TensorFlow 2.9, MLflow and tfrepro (scripts/
   bash scripts/setup.sh --no-py38
 
 train_on_host() {
-  MLFLOW_TRACKING_URI="$STORE" .venv/bin/python examples/train.py --experiment tfrepro-demo "$@" 2>&1 | tee "$log"
+  # its own experiment: a store-side artifact location, which a container never gets mounted
+  MLFLOW_TRACKING_URI="$STORE" .venv/bin/python examples/train.py --experiment tfrepro-demo-host "$@" 2>&1 | tee "$log"
 }
 stage train "train examples/train.py here with tfrepro.ReproCallback into $STORE" train_on_host "$@"
 host_run=$(sed -n 's/^run_id: \([0-9a-f]\{32\}\)$/\1/p' "$log" | tail -n1)
@@ -97,7 +98,8 @@ start_server() {
   local port
   port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   # its own process group, so that the exit trap stops its workers too
-  setsid .venv/bin/mlflow server --backend-store-uri "$STORE" --artifacts-destination "$PWD/mlartifacts" \
+  # MLflow 3's job runner (a dozen worker processes) is not needed for tracking
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid .venv/bin/mlflow server --backend-store-uri "$STORE" --artifacts-destination "$PWD/mlartifacts" \
     --host 127.0.0.1 --port "$port" --workers 1 >/tmp/tfrepro-demo-server.log 2>&1 </dev/null &
   server=$!
   for _ in $(seq 120); do
@@ -129,5 +131,5 @@ stage replay "replay run $run_id in its image, commit and patch, then compare" \
 
 echo >&2
 say "to look at both runs, serve the store:  .venv/bin/mlflow ui --backend-store-uri $STORE --artifacts-destination $PWD/mlartifacts"
-say "then, beside it:  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 .venv/bin/tfrepro show $run_id"
+say "or read a run's record:  MLFLOW_TRACKING_URI=$STORE .venv/bin/tfrepro show $run_id"
 exit $rc
