@@ -112,6 +112,12 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     replayed = client.get_run(replay_id).data.tags
     assert (replayed["tfrepro.data.0.path"], replayed["tfrepro.data.0.hash"]) == ("data", tags["tfrepro.data.0.hash"])
 
+    # --no-untracked: nothing mounted, and the plan says so
+    assert replay(root, mlflow_server.uri, run_id, "--no-untracked", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "data beside the code: data (%s, 1 file, %s): not restored (--no-untracked)" % (label, "%.1f KB" % (size / 1000.0)) in out
+    assert "/workspace/data:ro" not in out
+
     # 2. the data changed: refused, naming data/x.npy; --allow-drift runs and the verdict names it
     np.save(str(root / "data" / "x.npy"), np.random.RandomState(2).rand(128, 4).astype("float32"))
     line = one_error(capsys, replay(root, mlflow_server.uri, run_id))

@@ -75,12 +75,13 @@ def test_caches_virtualenvs_stores_and_secrets_are_left_out(repo, tmp_path):
     write(repo / ".env", "TOKEN=x")
     write(repo / "keys" / "server.pem")
     write(repo / "store" / "runs.db")
+    write(repo / "evil\x1b[2Jname")
     capture = U.collect(str(repo), "/workspace", skip_paths=[str(repo / "store")])
     assert set(by_path(capture)) == {"data", "lib/new.csv", "lib/run.log", "out", "keys"}
     assert by_path(capture)["data"].files == 2, "a __pycache__ inside data is no data"
     assert by_path(capture)["keys"].files == 1  # a folder is walked; only its own name is judged
     assert capture.skipped == {".env": "named like a secret", ".venv": "cache, virtualenv or tracking store",
-                               "env1": "virtualenv", "mlflow.db": "cache, virtualenv or tracking store",
+                               "env1": "virtualenv", "evil\x1b[2Jname": "unprintable name", "mlflow.db": "cache, virtualenv or tracking store",
                                "mlruns": "cache, virtualenv or tracking store",
                                "pkg": "only caches", "store": "tracking store or spool"}
     assert "left out: .env (named like a secret)" in capture.note()

@@ -65,8 +65,30 @@ def test_no_local_clone_says_how_to_provide_each_input(clone):
     overlay = O.check([record(clone, "data/npy")], None)
     assert [r.line() for r in overlay.drift] == ["untracked data/npy: missing (no local clone)"]
     assert overlay.render("/workspace") == (
-        "data beside the code: data/npy (untracked, 2 files, 13 B) is not on this host: replay from a clone that "
-        "has it at data/npy, or pass -v SRC:/workspace/data/npy\n  ! untracked data/npy: missing (no local clone)")
+        "data beside the code: data/npy (untracked, 2 files, 13 B) is not on this host (no local clone has the "
+        "commit): replay from a clone that has it at data/npy, or pass -v SRC:/workspace/data/npy\n"
+        "  ! untracked data/npy: missing (no local clone)")
+
+
+def test_missing_from_the_clone_says_how_to_provide_it_and_a_v_mount_provides_it(clone, tmp_path):
+    recorded = [record(clone, "data/npy"), record(clone, "notes.txt")]
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(str(clone / "data"), str(elsewhere))
+    overlay = O.check(recorded, str(clone), workdir="/w")
+    assert overlay.render("/w").splitlines()[1:3] == [
+        "data beside the code: data/npy (untracked, 2 files, 13 B) is not in %s: put it at data/npy there, or pass "
+        "-v SRC:/w/data/npy" % clone, "  ! untracked data/npy: missing"]
+    # the replayer's own -v over the folder above it: checked there, mounted by that -v, not again
+    overlay = O.check(recorded, str(clone), workdir="/w", provided={"/w/data/": str(elsewhere)})
+    assert [i.state for i in overlay.inputs] == ["provided", "match"] and overlay.drift == []
+    assert overlay.render("/w").splitlines()[1] == (
+        "data beside the code: data/npy (untracked, 2 files, 13 B), provided with -v %s/npy, matches the record"
+        % elsewhere)
+    assert [m.target for m in overlay.mounts("/w")] == ["/w/notes.txt"]
+    assert [s.path for s in overlay.current] == ["data/npy", "notes.txt"]
+    write(elsewhere / "npy" / "x.npy", "changed")
+    rows = O.check(recorded, str(clone), workdir="/w", provided={"/w/data": str(elsewhere)}).drift
+    assert [r.line() for r in rows] == ["untracked data/npy/x.npy: size changed (10 -> 7 bytes)"]
 
 
 def test_written_and_turned_off_are_not_restored_nor_checked(clone):
@@ -103,7 +125,7 @@ def test_symlinks_are_never_followed_or_mounted(clone, tmp_path):
 
 
 def test_paths_must_stay_inside_the_repository(clone):
-    for bad in ("/etc", "../x", "data/../../x", "a//b", ".git/config", "x:y", ""):
+    for bad in ("/etc", "../x", "data/../../x", "a//b", ".git/config", "x:y", "a\x1b]0;x\x07", "\u202e", ""):
         source = replace(record(clone, "notes.txt"), path=bad or "notes.txt")
         if not bad:
             source = replace(source, path=".")

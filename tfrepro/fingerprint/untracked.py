@@ -111,6 +111,8 @@ def outermost(paths: Sequence[str]) -> List[str]:
 def skip_reason(root: str, path: str, skip_paths: Sequence[str] = ()) -> Optional[str]:
     """Why `path` (relative to `root`) is not data, or None."""
     parts = path.split("/")
+    if not path.isprintable():
+        return "unprintable name"  # it would reach a replayer's terminal
     if any(p in SKIP_NAMES for p in parts):
         return "cache, virtualenv or tracking store"
     if SECRET_RE.match(parts[-1]):

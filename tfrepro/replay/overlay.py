@@ -10,8 +10,10 @@ is recreated as a link in the checkout, one that leaves it is reported.
 
 Each recorded input ends in one state:
     match      found with the recorded fingerprint: mounted read-only
-    drift      missing or changed (one blocking row per path): mounted only with --allow-drift
-    absent     no local clone has the commit (another machine): blocking, with how to provide it
+    drift      changed (one blocking row per path): mounted only with --allow-drift
+    absent     not in the clone, or no local clone has the commit (another machine): blocking,
+               with how to provide it (`-v SRC:/workspace/PATH`)
+    provided   the replayer mounts it with -v: fingerprinted there and checked, not mounted again
     written    it changed while the original ran (an output): not restored, not checked
     link       a symlink: recreated when it stays inside the repository, else reported
     off        --no-untracked
@@ -22,14 +24,15 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from tfrepro.errors import RecordError, SourceError
-from tfrepro.fingerprint.data_record import MISSING, DataDrift, DataSource, compare, human_bytes
+from tfrepro.fingerprint.data import scan
+from tfrepro.fingerprint.data_record import CONTENT, MISSING, DataDrift, DataSource, compare, human_bytes
 from tfrepro.fingerprint.untracked import LABELS, SKIP_NAMES, SECRET_RE, rescan
 from tfrepro.replay import spec
 
-MATCH, DRIFT, ABSENT, WRITTEN, LINK, OFF = "match", "drift", "absent", "written", "link", "off"
+MATCH, DRIFT, ABSENT, PROVIDED, WRITTEN, LINK, OFF = "match", "drift", "absent", "provided", "written", "link", "off"
 PREFIX = "data beside the code: "
 
 
@@ -51,13 +54,14 @@ class Input:
         s = self.recorded
         size = "%d file%s, %s" % (s.files, "" if s.files == 1 else "s", human_bytes(s.bytes))
         head = "%s%s (%s, %s)" % (PREFIX, s.path, s.label, size)
-        if self.state == MATCH:
+        if self.state == PROVIDED:
+            head += ", provided with -v %s" % self.host_path
+        if self.state in (MATCH, PROVIDED) and not self.rows:
             return head + ", matches the record"
-        if self.state == DRIFT:
+        if self.state in (DRIFT, PROVIDED):
             return head + ", differs from the record:"
         if self.state == ABSENT:
-            return ("%s is not on this host: replay from a clone that has it at %s, or pass -v SRC:%s"
-                    % (head, s.path, posixpath.join(workdir, s.path)))
+            return ("%s is not %s, or pass -v SRC:%s" % (head, self.note, posixpath.join(workdir, s.path)))
         if self.state == WRITTEN:
             return head + ": written by the original run, not restored (the replay writes its own)"
         if self.state == LINK:
@@ -86,7 +90,8 @@ class Overlay:
     @property
     def current(self) -> List[DataSource]:
         """What this replay reads, for its own record."""
-        return [item.current for item in self.inputs if item.mountable(self.allow_drift)]
+        return [item.current for item in self.inputs
+                if item.mountable(self.allow_drift) or (item.state == PROVIDED and item.current)]
 
     def mounts(self, workdir: str) -> Tuple[spec.Mount, ...]:
         return tuple(spec.Mount(item.host_path, posixpath.join(workdir, item.recorded.path), True, "beside")
@@ -116,7 +121,7 @@ def _link_text(source: DataSource) -> str:
 def check_path(path: str) -> str:
     """A recorded path relative to the repository that stays inside it (RecordError if not)."""
     parts = path.split("/")
-    if (path.startswith("/") or "\\" in path or "\0" in path or ":" in path or "," in path
+    if (path.startswith("/") or "\\" in path or not path.isprintable() or ":" in path or "," in path
             or any(p in ("", ".", "..") for p in parts) or any(p in SKIP_NAMES for p in parts)):
         raise RecordError("data beside the code: %.100r is not a path inside the repository" % path)
     return path
@@ -145,6 +150,7 @@ def confine(clone: str, path: str) -> Tuple[Optional[str], str]:
 
 def _link(source: DataSource, clone: Optional[str]) -> Input:
     text = _link_text(source)
+    text = text if text.isprintable() else ""  # a record's text never reaches the terminal raw
     target = posixpath.normpath(posixpath.join(posixpath.dirname(source.path), text)) if text else ""
     if text and not text.startswith("/") and target != ".." and not target.startswith("../") and clone:
         return Input(source, LINK, host_path=clone, note="-> %s, recreated in the checkout" % text)
@@ -152,28 +158,46 @@ def _link(source: DataSource, clone: Optional[str]) -> Input:
                  % (text or "?"))
 
 
-def check_one(source: DataSource, clone: Optional[str]) -> Input:
+def _provided(target: str, provided: Mapping[str, str]) -> Optional[str]:
+    """The host path a replay-time -v mount gives for container path `target`, if one covers it."""
+    for mount_target, host in provided.items():
+        mount_target = mount_target.rstrip("/")
+        if target == mount_target or target.startswith(mount_target + "/"):
+            return host.rstrip("/") + target[len(mount_target):]
+    return None
+
+
+def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = None) -> Input:
     if source.written:
         return Input(source, WRITTEN)
     if source.kind == "symlink":
         return _link(source, clone)
+    if given:  # the replayer's own -v: checked like a mount, and mounted by it, not here
+        current = scan(given, source.label, source.target, source.mode == CONTENT, name=source.path,
+                       skip_names=SKIP_NAMES)
+        return Input(source, PROVIDED, given, current, tuple(compare(source, current)))
     if clone is None:
-        return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING, "no local clone"),))
+        return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING, "no local clone"),),
+                     note="on this host (no local clone has the commit): replay from a clone that has it at "
+                          + source.path)
     if SECRET_RE.match(posixpath.basename(source.path)):
         return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, "named like a secret: "
                                                     "never mounted"),))
     host, why = confine(clone, source.path)
-    if host is None or why:
-        detail = "" if why == MISSING else why
-        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, detail),))
+    if why == MISSING:
+        return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING),),
+                     note="in %s: put it at %s there" % (clone, source.path))
+    if host is None:
+        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, why),))
     current = rescan(source, clone)
     rows = tuple(compare(source, current))
     return Input(source, DRIFT if rows else MATCH, host, current, rows)
 
 
-def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = True,
-          allow_drift: bool = False) -> Overlay:
-    """The recorded untracked and ignored inputs against `clone` (None: no local clone)."""
+def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = True, allow_drift: bool = False,
+          workdir: str = spec.DEFAULT_WORKDIR, provided: Optional[Mapping[str, str]] = None) -> Overlay:
+    """The recorded untracked and ignored inputs against `clone` (None: no local clone), or
+    against what the replayer mounts at their place (`provided`: container path -> host path)."""
     beside = [s for s in sources if s.label in LABELS]
     for source in beside:
         check_path(source.path)
@@ -182,7 +206,8 @@ def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = T
     if not enabled:
         return Overlay(None, tuple(Input(s, OFF) for s in beside))
     clone = os.path.realpath(clone) if clone else None
-    return Overlay(clone, tuple(check_one(s, clone) for s in beside), allow_drift)
+    given = [_provided(posixpath.join(workdir, s.path), provided or {}) for s in beside]
+    return Overlay(clone, tuple(check_one(s, clone, g) for s, g in zip(beside, given)), allow_drift)
 
 
 def prepare_checkout(checkout: str, overlay: Overlay, log=None) -> None:

@@ -83,7 +83,8 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     container_uri, tracking_mounts = spec.tracking_setup(uri, launch.artifact_dirs(client, experiment_id))
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
     data_current, data_drift = data.check(record.data)
-    beside = overlay.check(record.data, _clone(replay_plan, record.data, untracked), untracked, allow_drift)
+    beside = overlay.check(record.data, _clone(replay_plan, record.data, untracked), untracked, allow_drift,
+                           replay_plan.spec.workdir)
     data_drift += beside.drift
     refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
     if data_drift and not allow_drift:
