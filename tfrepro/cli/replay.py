@@ -66,17 +66,19 @@ def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance
         if not sys.stdin.isatty():
             raise UsageError("refusing to run without confirmation: stdin is not a terminal (pass --yes)")
         click.confirm("Replay run %s with this command?" % prepared.record.run_id, abort=True)
+    # the verdict line comes last: scripts read it from the end of the output
     if repeat > 1:
         summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout)
-        click.echo("replays of run %s (summary run %s; %s): %s"
-                   % (prepared.record.run_id, summary, ", ".join(runs), verdict.line()))
+        line = "replays of run %s (summary run %s; %s): %s" % (prepared.record.run_id, summary, ", ".join(runs),
+                                                              verdict.line())
         table = replay_repeat.render(verdict)
         if table:
             click.echo(table)
     else:
         new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
-        click.echo("replay run %s: %s" % (new_run, verdict.line()))
+        line = "replay run %s: %s" % (new_run, verdict.line())
     if verdict.why:
-        click.echo("what can explain it, most likely first:\n" + explain.render(verdict.why))
+        click.echo("why the results can differ, most likely first:\n" + explain.render(verdict.why))
+    click.echo(line)
     if not verdict.ok:
         ctx.exit(1)

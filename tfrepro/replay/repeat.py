@@ -73,10 +73,11 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
 
 
 def render(verdict: verify.RepeatVerdict) -> str:
-    """The per-metric table under the verdict line."""
+    """The per-metric table that goes with the verdict line ("" when there are no statistics)."""
     if not verdict.spreads:
         return ""
-    lines = ["  %-16s %12s %12s %10s  %-27s %8s" % ("metric", "original", "mean", "sd",
+    lines = ["final metrics of the original against %d replays:" % verdict.replays,
+             "  %-16s %12s %12s %10s  %-27s %8s" % ("metric", "original", "mean", "sd",
                                                    "%g%% interval" % (verify.CONFIDENCE * 100), "z")]
     for s in verdict.spreads:
         interval = "[%.6g, %.6g]" % (s.low, s.high)

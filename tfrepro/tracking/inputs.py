@@ -183,8 +183,14 @@ def log_fit_inputs(session, model) -> None:
 
     from tfrepro.tracking.backend import short_http
 
-    inputs = [DatasetInput(mlflow_dataset(c, x, y, d)._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", c)])
-              for c, (x, y, d) in described.items()]
+    quiet = logging.getLogger("mlflow.data")  # its schema inference warns when scipy is missing
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        inputs = [DatasetInput(mlflow_dataset(c, x, y, d)._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", c)])
+                  for c, (x, y, d) in described.items()]
+    finally:
+        quiet.setLevel(level)
     with short_http():
         MlflowClient().log_inputs(session.run_id, datasets=inputs)
 
