@@ -79,7 +79,7 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     label = "ignored" if ignore_data else "untracked"
     root = make_repo(tmp_path / "repo", ignore_data)
     experiment = "beside-" + uuid.uuid4().hex[:8]
-    assert run(root, test_image.latest, mlflow_server.uri, experiment) == 0
+    assert run(root, test_image.ref, mlflow_server.uri, experiment) == 0
     out, err = capsys.readouterr()
     print(out, err)
     assert "data writable: True" in out, "the original ran in the repository itself"
@@ -115,8 +115,9 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     # --no-untracked: nothing mounted, and the plan says so
     assert replay(root, mlflow_server.uri, run_id, "--no-untracked", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "data beside the code: data (%s, 1 file, %s): not restored (--no-untracked)" % (label, "%.1f KB" % (size / 1000.0)) in out
-    assert "/workspace/data:ro" not in out
+    plan = out[out.rindex("replay of run %s" % run_id):]  # the replay's streamed output may come late
+    assert "data beside the code: data (%s, 1 file, %s): not restored (--no-untracked)" % (label, "%.1f KB" % (size / 1000.0)) in plan
+    assert "/workspace/data:ro" not in plan
 
     # 2. the data changed: refused, naming data/x.npy; --allow-drift runs and the verdict names it
     np.save(str(root / "data" / "x.npy"), np.random.RandomState(2).rand(128, 4).astype("float32"))
@@ -128,7 +129,7 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     print(out)
     assert code == 1, out
     assert "  ! %s data/x.npy: modified (same size, new mtime)" % label in out
-    assert "what can explain it, most likely first:\n  1. the data changed since the original ran: data/x.npy modified" in out
+    assert "why the results can differ, most likely first:\n  1. the data changed since the original ran: data/x.npy modified" in out
     replay_id = client.get_run(run_id).data.tags["tfrepro.replayed_by"]
     assert "why: 1. the data changed since the original ran: data/x.npy" in \
         client.get_run(replay_id).data.tags["tfrepro.replay.detail"]
