@@ -36,6 +36,7 @@ SECRET_RE = re.compile(r"^(\.env(\..+)?|\.netrc|\.pypirc|\.npmrc|\.git-credentia
                        r"|.+\.(pem|key|p12|pfx|kdbx))$", re.I)
 MAX_PATHS = 64  # one record group per path; past that the rest are only counted
 GIT_TIMEOUT = 60
+SLOW_SECONDS = 5.0  # past this the note says how to skip it
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Capture:
             text += "; left out: %s" % _listed(["%s (%s)" % kv for kv in sorted(self.skipped.items())])
         if self.over:
             text += "; %d more path(s) not fingerprinted (over %d)" % (len(self.over), MAX_PATHS)
+        if self.seconds > SLOW_SECONDS:
+            text += "; --no-untracked skips this"
         return text
 
 
