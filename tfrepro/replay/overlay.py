@@ -153,6 +153,7 @@ def _link(source: DataSource, clone: Optional[str]) -> Input:
     text = text if text.isprintable() else ""  # a record's text never reaches the terminal raw
     target = posixpath.normpath(posixpath.join(posixpath.dirname(source.path), text)) if text else ""
     if text and not text.startswith("/") and target != ".." and not target.startswith("../") and clone:
+        # host_path set: restorable (as a link made in the checkout, never mounted)
         return Input(source, LINK, host_path=clone, note="-> %s, recreated in the checkout" % text)
     return Input(source, LINK, note="-> %s: a symlink out of the repository, not followed, not mounted"
                  % (text or "?"))
@@ -187,8 +188,9 @@ def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = N
     if why == MISSING:
         return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING),),
                      note="in %s: put it at %s there" % (clone, source.path))
-    if host is None:
-        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, why),))
+    if host is None or ":" in host or "," in host:  # docker's bind syntax cannot name such a path
+        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, why or "cannot bind a path "
+                                                    "with ':' or ','"),))
     current = rescan(source, clone)
     rows = tuple(compare(source, current))
     return Input(source, DRIFT if rows else MATCH, host, current, rows)
