@@ -145,7 +145,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._guard("logging params", self._log_params)
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
 
-        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, self.model)
+        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, self._fit.fit_args)
 
     def _log_environment(self):
         import tfrepro

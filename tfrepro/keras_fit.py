@@ -18,7 +18,8 @@ import numpy as np
 log = logging.getLogger("tfrepro")
 
 MAX_DEPTH = 40  # frames to walk up: mlflow's and tfrepro's autolog patches sit between
-FIT_ARGS = ("batch_size", "epochs", "initial_epoch", "validation_split", "shuffle", "steps_per_epoch", "x")
+FIT_ARGS = ("batch_size", "epochs", "initial_epoch", "validation_split", "shuffle", "steps_per_epoch", "x",
+            "y", "validation_data")  # x, y, validation_data: tracking/inputs.py records them
 
 
 def describe_loss(loss: Any) -> Optional[str]:

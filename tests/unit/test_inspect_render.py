@@ -81,3 +81,14 @@ def test_shorten_keeps_the_part_that_differs():
     assert render.shorten("x" * 50, 10) == "xxxxxxx..."
     a, b = "p" * 40 + "A", "p" * 40 + "B"
     assert render.shorten(a, 20, b).endswith("A")
+
+
+def test_show_lists_data_fingerprints():
+    from tfrepro.fingerprint.data_record import DataSource
+
+    source = DataSource(label="mount", path="/srv/data", target="/data", files=3, bytes=4200, hash="sha256:" + "d" * 64)
+    text = render.render_show(_record(make_env(), data=(source,)))
+    _fits(text)
+    assert "\nData\n" in text
+    assert "mount" in text and "/srv/data -> /data: 3 files, 4.2 KB, sha256:dddddddddddd (metadata)" in text
+    assert "\nData\n" not in render.render_show(_record(make_env()))

@@ -63,11 +63,13 @@ def test_tf_data_is_described_by_its_element_spec_without_iterating():
 
 
 def test_fit_arguments_found_from_inside_fit():
+    from tfrepro.keras_fit import FitContext
+
     seen = {}
 
     class Probe(tf.keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            seen.update(I.fit_arguments(self.model) or {})
+            seen.update(FitContext.find(self).fit_args or {})
 
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
     model.compile(loss="mse")
@@ -79,4 +81,4 @@ def test_fit_arguments_found_from_inside_fit():
     tags = I.tags(described)
     assert tags["tfrepro.input.training.kind"] == "numpy"
     assert tags["tfrepro.input.validation.shape"] == "x float32[2, 3], y float32[2, 1]"
-    assert I.fit_arguments(model) is None, "outside fit() there is nothing to find"
+    assert I.describe_fit({"x": iter([1])}) == {}, "a generator is not described"

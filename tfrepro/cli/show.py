@@ -13,12 +13,13 @@ def use_color() -> bool:
 
 
 def show_json(record) -> str:
-    """The documented --json form: {"run", "environment" (as stored), "launch", "params",
-    "metrics", "tags"}."""
+    """The documented --json form: {"run", "environment" (as stored), "launch", "data" (the
+    data fingerprints without per-file detail), "params", "metrics", "tags"}."""
     data = {
         "run": record.summary(),
         "environment": record.environment_json,
         "launch": record.launch_settings(),
+        "data": [{k: v for k, v in d.to_dict().items() if k != "entries"} for d in record.data],
         "params": dict(record.params),
         "metrics": dict(record.metrics),
         "tags": dict(record.tags),

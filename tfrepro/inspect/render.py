@@ -189,6 +189,8 @@ def render_show(record, show_packages: bool = False, color: bool = False) -> str
     launch = record.launch_settings()
     if launch:
         groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
+    if getattr(record, "data", ()):  # data fingerprints: one line each, as `tfrepro run` printed them
+        groups.append(("Data", [(d.label, d.summary()[len(d.label) + 1:]) for d in record.data]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
     groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
                    or [("(none)", "")]))

@@ -1,7 +1,7 @@
 """What fit() was given, recorded through MLflow's own dataset tracking (the UI's Dataset column).
 
-Keras tells a callback nothing about the data, so `fit_arguments` reads `x`, `y` and
-`validation_data` from the frame of the `fit()` that is calling the callback.
+Keras tells a callback nothing about the data: `x`, `y` and `validation_data` come from the
+frame of the `fit()` that is calling the callback (tfrepro/keras_fit.py's FitContext).
 
     NumPy arrays (or a dict/list of them)   mlflow.data.from_numpy, digest = sha256 of every byte
                                             (arrays over FULL_HASH_BYTES: a strided sample, said so)
@@ -20,7 +20,6 @@ Python 3.8 and MLflow >= 2.17 compatible.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 from typing import Any, Dict, List, Optional, Tuple
@@ -35,22 +34,6 @@ CONTEXTS = ("training", "validation")
 TAG_PREFIX = schema.INPUT_PREFIX
 REPLICAS_TAG = schema.DISTRIBUTE_REPLICAS
 MLFLOW_DIGEST_CHARS = 32  # MLflow stores dataset digests in a 36-character column
-
-
-def fit_arguments(model) -> Optional[Dict[str, Any]]:
-    """{"x", "y", "validation_data"} of the fit() of `model` on the call stack, or None."""
-    frame = inspect.currentframe()
-    try:
-        for _ in range(30):
-            frame = frame.f_back if frame else None
-            if frame is None:
-                return None
-            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
-                local = frame.f_locals
-                return {k: local.get(k) for k in ("x", "y", "validation_data")}
-    finally:
-        del frame
-    return None
 
 
 def _array_digest(array) -> Tuple[str, bool]:
@@ -164,9 +147,9 @@ def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
                        digest=digest)
 
 
-def log_fit_inputs(session, model) -> None:
-    """Tag and log (as MLflow dataset inputs) what the running fit() of `model` was given."""
-    arguments = fit_arguments(model)
+def log_fit_inputs(session, arguments: Optional[Dict[str, Any]]) -> None:
+    """Tag and log (as MLflow dataset inputs) what fit() was given (its arguments, as
+    FitContext read them; None when they could not be found)."""
     if arguments is None:
         return
     described = describe_fit(arguments)
