@@ -91,6 +91,7 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     [found] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     run_id, tags = found.info.run_id, found.data.tags
     assert tags["tfrepro.data.sources"] == "2"
+    assert tags["tfrepro.data.beside"].startswith("data beside the code: "), "the record says what was fingerprinted"
     assert (tags["tfrepro.data.0.label"], tags["tfrepro.data.0.path"], tags["tfrepro.data.0.files"]) == (label, "data", "1")
     assert tags["tfrepro.data.0.target"] == "/workspace/data" and "tfrepro.data.0.written" not in tags
     assert (tags["tfrepro.data.1.path"], tags["tfrepro.data.1.written"]) == ("outputs", "true")

@@ -114,6 +114,15 @@ def test_too_many_paths_are_counted_not_walked(repo, monkeypatch):
     assert "2 more path(s) not fingerprinted (over 2)" in capture.note()
 
 
+def test_only_left_out_paths_say_so(tmp_path):
+    root = make_repo(tmp_path / "repo")
+    write(root / "pkg" / "__pycache__" / "m.pyc")
+    capture = U.collect(str(root), "/workspace")
+    assert capture.found and capture.sources == ()
+    assert capture.note() == "data beside the code: nothing fingerprinted; left out: pkg (only caches)"
+    assert not U.collect(str(make_repo(tmp_path / "clean")), "/workspace").found
+
+
 def test_not_a_repository_is_a_note_never_a_raise(tmp_path):
     capture = U.collect(str(tmp_path), "/workspace")
     assert capture.sources == () and capture.error

@@ -87,8 +87,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         from tfrepro.tracking.spool import spool_dir
 
         beside = untracked.collect(git.root, workdir, hash_data, [m.source for m in tracking_mounts] + [spool_dir()])
-        if beside.sources or beside.skipped or beside.over or beside.error:
-            L.info(beside.note())
+    if beside.found:
+        L.info(beside.note())
     sources += beside.sources
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
@@ -97,6 +97,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     autolog = not no_autolog
     tags.update(H.hook_tags(autolog, seed))
     tags.update(data.to_tags(sources))
+    if beside.found:
+        tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         data.record(client, run_id, sources)

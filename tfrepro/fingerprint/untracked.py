@@ -49,6 +49,11 @@ class Capture:
     seconds: float = 0.0
     error: Optional[str] = None  # git could not list them
 
+    @property
+    def found(self) -> bool:
+        """Anything to say: git listed something, or could not list."""
+        return bool(self.sources or self.skipped or self.over or self.error)
+
     def note(self) -> str:
         """One line for the record and the terminal: what was fingerprinted, what replay restores."""
         if self.error:
@@ -56,10 +61,10 @@ class Capture:
         counts = ", ".join("%d %s" % (n, label) for label, n in
                            ((lb, sum(1 for s in self.sources if s.label == lb)) for lb in LABELS) if n)
         files = sum(s.files for s in self.sources)
-        names = _listed([s.path for s in self.sources])
         text = "data beside the code: %s path(s) fingerprinted (%s; %d file%s, %s, %.2f s)" % (
-            counts or "no", names or "-", files, "" if files == 1 else "s",
-            human_bytes(sum(s.bytes for s in self.sources)), self.seconds)
+            counts, _listed([s.path for s in self.sources]), files, "" if files == 1 else "s",
+            human_bytes(sum(s.bytes for s in self.sources)), self.seconds) if self.sources else \
+            "data beside the code: nothing fingerprinted"
         if any(s.summarised for s in self.sources):
             text += ", summarised per top-level entry (over %d files or %.0f s)" % (DETAIL_FILES, DETAIL_SECONDS)
         if self.sources:
