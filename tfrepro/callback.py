@@ -73,6 +73,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
     log_tensorboard: True to upload the log_dir of a tf.keras.callbacks.TensorBoard in the
         same fit(), or a directory to upload; artifacts go under `tensorboard/`.
     seed: the seed passed to tfrepro.deterministic(), when set up by other means.
+    log_patch: upload the uncommitted changes (tfrepro/git.patch). False, or TFREPRO_NO_PATCH=1,
+        keeps the code off the server; the run is then tagged so replay says the dirty
+        state cannot be restored.
 
     With mlflow.tensorflow.autolog() on (its MlflowCallback in the same fit()), MLflow logs
     the epoch metrics and, with its log_models, the model; this callback then logs neither
@@ -81,10 +84,11 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
     def __init__(self, experiment_name: Optional[str] = None, run_name: Optional[str] = None,
                  params: Optional[Dict[str, Any]] = None, log_every_n_steps: Optional[int] = None,
-                 log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None):
+                 log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None,
+                 log_patch: bool = True):
         super().__init__()
         options = callback_options(experiment_name, run_name, params, log_every_n_steps,
-                                   log_model, log_tensorboard, seed)
+                                   log_model, log_tensorboard, seed, log_patch)
         self.experiment_name = options["experiment_name"]
         self.run_name = options["run_name"]
         self.user_params = options["params"]
@@ -92,6 +96,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self.log_model = options["log_model"]
         self.log_tensorboard = options["log_tensorboard"]
         self.seed = options["seed"]
+        self.log_patch = options["log_patch"]
         self.session = None
         self.environment = None
         self.model_uri: Optional[str] = None
@@ -159,7 +164,12 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self.session.log_text(env.to_json(), schema.ENVIRONMENT_JSON)
         self.session.log_text(env.requirements(), schema.REQUIREMENTS_TXT)
         if env.git and env.git.dirty and env.git.patch:
-            self.session.log_text(env.git.patch, schema.GIT_PATCH)
+            from tfrepro.redact import patch_withheld
+
+            if patch_withheld(self.log_patch):
+                self.session.set_tags({schema.GIT_PATCH_WITHHELD: "true"})
+            else:
+                self.session.log_text(env.git.patch, schema.GIT_PATCH)
 
     def _log_params(self):
         known = dict(getattr(self, "params", None) or {})
@@ -234,6 +244,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
         self._guard("closing the MLflow run", self.session.close)
+        from tfrepro.signing import sign_session
+
+        self._guard("signing the record", sign_session, self.session)
 
     def _log_model(self):
         from tfrepro import schema

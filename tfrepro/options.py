@@ -23,7 +23,7 @@ def _name(what: str, value) -> None:
 def callback_options(experiment_name: Optional[str] = None, run_name: Optional[str] = None,
                      params: Optional[Dict[str, Any]] = None, log_every_n_steps: Optional[int] = None,
                      log_model: bool = True, log_tensorboard=False,
-                     seed: Optional[int] = None) -> Dict[str, Any]:
+                     seed: Optional[int] = None, log_patch: bool = True) -> Dict[str, Any]:
     """The settings as ReproCallback stores them; TypeError/ValueError names a bad one.
 
     An unknown setting is a TypeError too (Python's own, for an unexpected keyword).
@@ -44,6 +44,8 @@ def callback_options(experiment_name: Optional[str] = None, run_name: Optional[s
     if not isinstance(log_tensorboard, (bool, str, os.PathLike)) or log_tensorboard == "":
         raise TypeError("log_tensorboard must be True, False or a directory, not %r"
                         % (log_tensorboard,))
+    if not isinstance(log_patch, bool):
+        raise TypeError("log_patch must be True or False, not %r" % (log_patch,))
     if seed is not None and not _integer(seed):
         raise TypeError("seed must be an integer or None, not %r" % (seed,))
     return {
@@ -53,4 +55,5 @@ def callback_options(experiment_name: Optional[str] = None, run_name: Optional[s
         "log_tensorboard": os.fspath(log_tensorboard) if isinstance(log_tensorboard, os.PathLike)
         else log_tensorboard,
         "seed": int(seed) if seed is not None else None,
+        "log_patch": log_patch,
     }

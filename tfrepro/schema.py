@@ -29,6 +29,7 @@ GIT_COMMIT = "tfrepro.git.commit"
 GIT_BRANCH = "tfrepro.git.branch"
 GIT_REMOTE = "tfrepro.git.remote"
 GIT_DIRTY = "tfrepro.git.dirty"
+GIT_PATCH_WITHHELD = "tfrepro.git.patch_withheld"  # "true": dirty, and the patch was kept off the server
 GPU_COUNT = "tfrepro.gpu.count"
 GPU_NAME = "tfrepro.gpu.name"
 GPU_DRIVER = "tfrepro.gpu.driver"
@@ -90,7 +91,7 @@ MLFLOW_GIT_REPO_URL = "mlflow.source.git.repoURL"
 # Public tag schema, documented in README.md ("Tags"), plus PACKAGE_PREFIX + name.
 TAG_KEYS = (
     SCHEMA, VERSION, IMAGE_REF, IMAGE_DIGEST, IMAGE_ID, IMAGE_DIGEST_SOURCE, CONTAINER_RUNTIME,
-    CONTAINER_DETECTED, GIT_COMMIT, GIT_BRANCH, GIT_REMOTE, GIT_DIRTY, GPU_COUNT, GPU_NAME, GPU_DRIVER,
+    CONTAINER_DETECTED, GIT_COMMIT, GIT_BRANCH, GIT_REMOTE, GIT_DIRTY, GIT_PATCH_WITHHELD, GPU_COUNT, GPU_NAME, GPU_DRIVER,
     CUDA_DRIVER, CUDA_BUILD, CUDNN_BUILD, TF_VERSION, TF_DETERMINISM, SEED, PYTHON_VERSION, PYTHON_LOCK,
     COMMAND, WORKDIR, HOSTNAME,
     MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
@@ -105,6 +106,7 @@ ENVIRONMENT_JSON = "tfrepro/environment.json"  # Environment.to_json()
 REQUIREMENTS_TXT = "tfrepro/requirements.txt"  # every installed package, name==version
 GIT_PATCH = "tfrepro/git.patch"  # `git diff HEAD --binary` when the tree was dirty
 LAUNCH_JSON = "tfrepro/launch.json"  # how `tfrepro run`/`replay` started the container
+RECORD_SIGNATURE = "tfrepro/record.sig"  # ssh-keygen -Y sign over the canonical record (signing.py)
 DATA_JSON = "tfrepro/data.json"  # data fingerprints with per-file detail (fingerprint/data_record.py)
 SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs it
 

@@ -89,10 +89,14 @@ def test_run_records_the_launch(recorded, test_image):
 def test_dry_run_prints_the_docker_command(recorded, mlflow_server, capsys, monkeypatch):
     run_id, repo, data, client = recorded
     assert main(["replay", run_id, "--dry-run", "--tracking-uri", mlflow_server.uri]) == 0
-    assert "MY_API_TOKEN was set for the original run" in capsys.readouterr().err
-    monkeypatch.setenv("MY_API_TOKEN", "another-" + SECRET)  # a secret is taken from here, never shown
-    assert main(["replay", run_id, "--dry-run", "--tracking-uri", mlflow_server.uri]) == 0
+    out, err = capsys.readouterr()
+    assert "MY_API_TOKEN was set for the original run" in err and "MY_API_TOKEN needs --pass-env" in out
+    assert "%s -> /data (ro)  not mounted unless you confirm" % data in out  # offered, not imposed
+    monkeypatch.setenv("MY_API_TOKEN", "another-" + SECRET)  # taken from here only when named, never shown
+    assert main(["replay", run_id, "--dry-run", "--tracking-uri", mlflow_server.uri, "--pass-env", "MY_API_TOKEN",
+                 "--allow-recorded-mounts"]) == 0
     out = capsys.readouterr().out
+    assert "MY_API_TOKEN passed from your environment" in out
     line = next(x for x in out.splitlines() if x.strip().startswith("docker run"))
     assert "@sha256:" in line and "--network host" in line
     assert "--shm-size 256m" in line and "--memory 4g" in line

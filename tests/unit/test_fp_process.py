@@ -44,3 +44,8 @@ def test_interactive():
 def test_this_process_under_pytest():
     info = process.collect()
     assert info.argv[0] == "python" and info.cwd == os.getcwd() and info.python_executable == sys.executable
+
+
+def test_secret_flags_are_redacted_before_they_are_recorded():
+    info = process.parse(raw(argv=["train.py", "--password=hunter2", "--api-key", "xyz", "--epochs", "3"]))
+    assert info.argv == ("python", "train.py", "--password=<redacted>", "--api-key", "<redacted>", "--epochs", "3")

@@ -71,7 +71,8 @@ def test_replay_plan_reapplies_the_launchers_seed_and_autolog():
         {"source": "/data", "target": "/data", "read_only": True, "kind": "user"}]}
     plan = P.plan(record({"tfrepro.seed": "5", "tfrepro.autolog": "true"}, launch), {})
     assert plan.autolog is True and plan.hook_seed == 5 and plan.seed == "5"
-    assert [m.bind() for m in plan.spec.mounts] == ["<checkout>:/workspace:rw", "/data:/data:ro"]  # hook: afresh
+    assert [m.bind() for m in plan.spec.mounts] == ["<checkout>:/workspace:rw"]
+    assert [m.bind() for m in plan.recorded_mounts] == ["/data:/data:ro"]  # offered; the hook: afresh
     env = H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {})
     assert env["PYTHONPATH"] == H.HOOK_DIR + ":/mine" and env["TFREPRO_SEED"] == "5"
 

@@ -149,3 +149,12 @@ def test_mount_points_are_made_in_the_checkout_without_following_links(clone, tm
     with pytest.raises(SourceError, match="data/npy: cannot mount it over the checkout: data is not a folder"):
         O.prepare_checkout(str(trap), overlay)
     assert not os.path.exists(str(tmp_path / "victim"))
+
+
+def test_host_path_rules_apply_to_the_clone(clone):
+    """A clone under a path no container may get (replay/hostpaths.py) is never mounted."""
+    overlay = O.check([record(clone, "notes.txt")], str(clone), allow_drift=True,
+                      refuse=lambda path: "%s is under ~/.ssh" % path)
+    assert [r.line() for r in overlay.drift] == ["untracked notes.txt: missing (%s is under ~/.ssh)"
+                                                 % (clone / "notes.txt")]
+    assert overlay.mounts("/w") == ()

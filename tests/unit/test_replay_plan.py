@@ -48,7 +48,8 @@ def test_plan_from_a_full_record():
     assert spec.command == ("python", "train.py", "--epochs", "2")
     assert spec.cwd == "/workspace/examples"
     assert spec.gpus == "all" and spec.shm_size == "1g" and spec.memory == "8g"
-    assert [m.bind() for m in spec.mounts] == ["<checkout>:/workspace:rw", "/data:/data:ro"]
+    assert [m.bind() for m in spec.mounts] == ["<checkout>:/workspace:rw"]
+    assert [m.bind() for m in plan.recorded_mounts] == ["/data:/data:ro"]  # offered, not imposed
     assert spec.env == {"BATCH": "32", "HF_TOKEN": "hf_x", "TFREPRO_SEED": "42"}
     assert plan.repo_roots == ("/home/me/repo",)
 
@@ -56,14 +57,31 @@ def test_plan_from_a_full_record():
 def test_finalize_mounts_the_checkout_and_adds_tfrepro_env():
     plan = P.plan(record(), {})
     spec = P.finalize(plan, "/tmp/wt", {"MLFLOW_RUN_ID": "new"}, [S.Mount("/t", "/t", False, "tracking")])
-    assert [m.bind() for m in spec.mounts] == ["/tmp/wt:/workspace:rw", "/data:/data:ro", "/t:/t:rw"]
+    assert [m.bind() for m in spec.mounts] == ["/tmp/wt:/workspace:rw", "/t:/t:rw"]
     assert spec.env["MLFLOW_RUN_ID"] == "new"
 
 
 def test_missing_secret_value_is_a_warning():
     plan = P.plan(record(), {})
-    assert "HF_TOKEN" not in plan.spec.env
-    assert any("HF_TOKEN" in w for w in plan.warnings)
+    assert "HF_TOKEN" not in plan.spec.env and plan.needs_pass_env == ("HF_TOKEN",)
+    assert any("pass --pass-env HF_TOKEN" in w for w in plan.warnings)
+
+
+def test_nothing_is_taken_from_the_environment_of_the_replaying_user(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "FAKE-replayer-token")
+    plan = P.plan(record(), {})
+    assert "HF_TOKEN" not in plan.spec.env and "FAKE-replayer-token" not in str(plan)
+
+
+def test_a_withheld_patch_is_a_warning_not_a_refusal():
+    plan = P.plan(record({"tfrepro.git.patch_withheld": "true"}, patch=None), {})
+    assert plan.patch == "" and plan.patch_withheld
+    assert any("dirty state cannot be restored" in w for w in plan.warnings)
+
+
+def test_a_redacted_command_is_said():
+    plan = P.plan(record({"tfrepro.command": json.dumps(["python", "t.py", "--password=<redacted>"])}), {})
+    assert any("redacted" in w for w in plan.warnings)
 
 
 def test_gpus_option_overrides_the_record():
@@ -112,8 +130,7 @@ def test_host_only_run_uses_the_image_id():
 
 
 @pytest.mark.parametrize("launch,message", [
-    (dict(LAUNCH, mounts=[{"source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "kind": "user"}]),
-     "mount-docker-socket"),
+    (dict(LAUNCH, mounts=["/:/host"]), "mount is not an object"),
     (dict(LAUNCH, mounts=[{"source": "/data", "target": "relative", "kind": "user"}]), "absolute container path"),
     (dict(LAUNCH, env={"BAD NAME": "x"}), "bad environment entry"),
     (dict(LAUNCH, env=["x"]), "env is not an object"),
@@ -126,10 +143,10 @@ def test_bad_launch_records_are_refused(launch, message):
         P.plan(record(launch=launch), {})
 
 
-def test_docker_socket_allowed_with_the_flag():
+def test_a_recorded_docker_socket_is_only_offered():
     launch = dict(LAUNCH, mounts=[{"source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}])
-    plan = P.plan(record(launch=launch), {}, allow_docker_socket=True)
-    assert plan.spec.mounts[-1].kind == "docker-socket"
+    plan = P.plan(record(launch=launch), {})  # replay/hostpaths.py refuses it without --mount-docker-socket
+    assert plan.recorded_mounts[-1].kind == "docker-socket" and len(plan.spec.mounts) == 1
 
 
 def test_untracked_files_warn():
@@ -143,7 +160,7 @@ def test_untracked_files_warn():
     assert P.plan(fingerprinted, {"HF_TOKEN": "x"}).warnings == ()
     launch = dict(LAUNCH, mounts=LAUNCH["mounts"] + [{"source": "/home/me/repo/notes.txt", "target": "/workspace/notes.txt",
                                                      "read_only": True, "kind": "beside"}])
-    assert [m.target for m in P.plan(record(launch=launch), {}).spec.mounts] == ["/workspace", "/data"]
+    assert [m.target for m in P.plan(record(launch=launch), {}).recorded_mounts] == ["/data"]
 
 
 def test_absolute_workdir_inside_the_mount_is_made_relative():

@@ -113,15 +113,6 @@ def test_docker_socket_needs_the_flag():
     assert mount.kind == "docker-socket"
 
 
-def test_parse_env_takes_bare_names_from_the_environment():
-    env = S.parse_env(["A=1", "B", "C=x=y"], {"B": "from-host"})
-    assert env == {"A": "1", "B": "from-host", "C": "x=y"}
-    with pytest.raises(UsageError):
-        S.parse_env(["MISSING"], {})
-    with pytest.raises(UsageError):
-        S.parse_env(["1BAD=x"], {})
-
-
 def test_command_must_be_a_json_list_of_strings():
     assert S.parse_command('["python", "t.py"]') == ("python", "t.py")
     for bad in ["python train.py", "[]", '{"a": 1}', '["python", 3]', "", "null"]:
@@ -149,20 +140,22 @@ def test_sizes():
             S.parse_size(bad, "--memory")
 
 
-def test_tracking_setup():
+def test_tracking_setup_mounts_only_a_local_stores_root():
     assert S.tracking_setup("http://127.0.0.1:5000") == ("http://127.0.0.1:5000", ())
-    uri, mounts = S.tracking_setup("sqlite:////srv/mlflow/mlflow.db", ["/srv/mlflow/mlruns/1", "/other/art"])
+    uri, mounts = S.tracking_setup("sqlite:////srv/mlflow/mlflow.db")
     assert uri == "sqlite:////srv/mlflow/mlflow.db"
-    assert [m.bind() for m in mounts] == ["/srv/mlflow:/srv/mlflow:rw", "/other/art:/other/art:rw"]
-    assert S.tracking_setup("https://mlflow.example.com", ["mlflow-artifacts:/1"]) == ("https://mlflow.example.com", ())
+    assert [m.bind() for m in mounts] == ["/srv/mlflow:/srv/mlflow:rw"]
+    assert [m.bind() for m in S.tracking_setup("file:///srv/mlruns/")[1]] == ["/srv/mlruns:/srv/mlruns:rw"]
     with pytest.raises(UsageError):
         S.tracking_setup("sqlite:///relative.db")
 
 
 def test_launch_record_and_tags_keep_names_not_secret_values():
     spec = make_spec()
+    env, dropped = S.recorded_env({"WANDB_API_KEY": "s3cret", "BATCH": "32"})
+    assert dropped == [("WANDB_API_KEY", "secret-looking name")]
     record = S.launch_record(spec, "127.0.0.1:5555/tfrepro-test:latest", "/home/me/repo",
-                             "http://user:pw@127.0.0.1:5000", user_env=["WANDB_API_KEY", "BATCH"])
+                             "http://user:pw@127.0.0.1:5000", env=env)
     text = json.dumps(record)
     assert "s3cret" not in text and "pw@" not in text
     assert record["env"] == {"BATCH": "32", "WANDB_API_KEY": None}
@@ -207,3 +200,18 @@ def test_safe_directory_config_names_exactly_that_directory():
         assert open(home + "/git/config").read() == '[safe]\n\tdirectory = "/workspace"\n'
     finally:
         shutil.rmtree(home)
+
+
+def test_recorded_env_keeps_no_value_from_the_environment_or_that_looks_secret():
+    values = {"MODE": "fast", "FROM_SHELL": "mine", "DATABASE_URL": "postgres://dbuser:DBPASS999@db/x",
+              "GH_PAT": "ghp_" + "a" * 36}
+    env, dropped = S.recorded_env(values, from_environ=["FROM_SHELL"])
+    assert env == {"DATABASE_URL": None, "FROM_SHELL": None, "GH_PAT": None, "MODE": "fast"}
+    assert [name for name, _ in dropped] == ["DATABASE_URL", "GH_PAT"]
+
+
+def test_launch_record_redacts_the_command_and_the_shown_line_hides_secret_values():
+    spec = make_spec(command=("python", "t.py", "--api-key", "xyz"), env={"DB": "postgres://u:PW@h/x", "A": "1"})
+    assert S.launch_record(spec, REF, None, "http://h")["command"] == ["python", "t.py", "--api-key", "<redacted>"]
+    argv = S.docker_argv(spec)
+    assert "DB" in argv and "A=1" in argv and "PW" not in " ".join(argv)

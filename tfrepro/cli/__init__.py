@@ -10,6 +10,7 @@ import click
 
 from tfrepro import __version__
 from tfrepro.errors import TfreproError
+from tfrepro.termsafe import safe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +34,8 @@ def main(argv=None) -> int:
     """
     try:
         code = cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
-    except TfreproError as exc:
-        click.echo("tfrepro: error: %s" % exc, err=True)
+    except TfreproError as exc:  # its message may quote a record: escaped (termsafe)
+        click.echo("tfrepro: error: %s" % safe(exc), err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("tfrepro: aborted", err=True)
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        click.echo("tfrepro: error: %s" % exc.format_message(), err=True)
+        click.echo("tfrepro: error: %s" % safe(exc.format_message()), err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("tfrepro: interrupted", err=True)

@@ -16,11 +16,14 @@ import os
 
 import click
 
-from tfrepro import imageref, schema
-from tfrepro.errors import ContainerFailed, TfreproError
+from tfrepro import imageref, schema, signing
+from tfrepro.errors import ContainerFailed, TfreproError, UsageError
 from tfrepro.fingerprint import untracked
+from tfrepro.redact import patch_withheld, redact_argv
+from tfrepro.termsafe import safe
 from tfrepro.replay import data
 from tfrepro.replay import docker as D
+from tfrepro.replay import grants, hostpaths
 from tfrepro.replay import hooks as H
 from tfrepro.replay import launch as L
 from tfrepro.replay import spec as S
@@ -52,12 +55,16 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
     imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
-    mounts = [S.parse_mount(v, mount_docker_socket) for v in volumes]
+    rules = hostpaths.policy()
+    mounts = [_checked_mount(v, rules, mount_docker_socket) for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
         mounts.append(S.Mount(S.DOCKER_SOCKETS[0], S.DOCKER_SOCKETS[0], False, "docker-socket"))
     shm_size = S.parse_size(shm_size, "--shm-size")
     memory = S.parse_size(memory, "--memory")
-    user_env = S.parse_env(env_items, os.environ)
+    user_env, from_environ = grants.parse_env_options(env_items, (), os.environ)
+    env_record, dropped = S.recorded_env(user_env, from_environ)
+    for name, why in dropped:
+        L.warn("-e %s: value not recorded (%s); a replay needs --pass-env %s" % (name, why, name))
     workdir = S.check_container_path(workdir, "--workdir")
     uri = L.tracking_uri(tracking_uri)
 
@@ -81,21 +88,24 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     sources = data.fingerprint_mounts(mounts, hash_data, log=L.info)
     client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
-    container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
+    container_uri, tracking_mounts = L.tracking_mounts(uri, client, experiment_id, rules)
     beside = untracked.Capture()
     if git and git.root and not no_untracked:
         from tfrepro.tracking.spool import spool_dir
 
         beside = untracked.collect(git.root, workdir, hash_data, [m.source for m in tracking_mounts] + [spool_dir()])
     if beside.found:
-        L.info(beside.note())
+        L.info(safe(beside.note()))  # file names from disk: escaped like a record's strings
     sources += beside.sources
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
-    tags[schema.COMMAND] = json.dumps(list(cmd))
+    tags[schema.COMMAND] = json.dumps(redact_argv(cmd))  # secret flag values never reach the server
     tags[schema.WORKDIR] = subdir
     autolog = not no_autolog
     tags.update(H.hook_tags(autolog, seed))
+    withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
+    if withhold and git and git.dirty:
+        tags[schema.GIT_PATCH_WITHHELD] = "true"
     tags.update(data.to_tags(sources))
     if beside.found:
         tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
@@ -106,6 +116,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
                                  resolved.image_id, os.environ, workdir))
         env.update(H.hook_env(autolog, seed, user_env, H.image_env(docker_client, resolved.run_ref)))
+        if withhold:
+            env["TFREPRO_NO_PATCH"] = "1"  # the callback inside withholds it too
         with H.hook_directory(H.wanted(autolog, seed)) as hook_dir:
             all_mounts = (S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts
             spec = S.LaunchSpec(
@@ -113,16 +125,18 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
                 mounts=all_mounts + H.hook_mounts(hook_dir), env=env, gpus=gpus, shm_size=shm_size,
                 memory=memory, labels={schema.RUN_ID_LABEL: run_id},
             )
-            record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
+            record = S.launch_record(spec, image, repo_root, uri, env=env_record)
             record.update(H.hook_record(autolog, seed))
-            hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
-            status = L.run_recorded(client, docker_client, run_id, spec, record, git.patch if git else "", hidden,
-                                    "run")
+            hidden = (["MLFLOW_TRACKING_URI"] if "@" in container_uri else []) + list(from_environ) \
+                + [name for name, _ in dropped]
+            status = L.run_recorded(client, docker_client, run_id, spec, record,
+                                    "" if withhold or not git else git.patch, hidden, "run")
         _mark_written(client, run_id, sources, beside, git.root if git else None)
     except BaseException:
         L.finish(client, run_id, 1)
         raise
     L.finish(client, run_id, status)
+    signing.sign_run(client, run_id, warn=L.warn)
     L.info("run %s exited with status %d" % (run_id, status))
     where_the_run_went(client, run_id, experiment_id)
     if status:
@@ -141,3 +155,14 @@ def _mark_written(client, run_id, sources, beside, root) -> None:
             data.record(client, run_id, [s for s in sources if s.label == "mount"] + list(marked.sources), tags=True)
         except TfreproError as exc:  # the run's own result stands
             L.warn("could not record which data the run wrote: %s" % exc)
+
+
+def _checked_mount(text: str, rules, allow_docker_socket: bool) -> S.Mount:
+    """-v SRC:DST: the host path resolved, and refused when it is one no container may get."""
+    mount = S.parse_mount(text, allow_docker_socket)
+    if not mount.source.startswith("/"):
+        return mount
+    real, refusal = hostpaths.check(mount.source, rules, allow_docker_socket)
+    if refusal:
+        raise UsageError("refusing -v %s: %s" % (text, refusal))
+    return S.Mount(real, mount.target, mount.read_only, mount.kind)

@@ -12,11 +12,14 @@ def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def show_json(record) -> str:
+def show_json(record, verification=None) -> str:
     """The documented --json form: {"run", "environment" (as stored), "launch", "data" (the
-    data fingerprints without per-file detail), "params", "metrics", "tags"}."""
+    data fingerprints without per-file detail), "params", "metrics", "tags", "signature"}.
+    JSON escapes control characters itself."""
     data = {
         "run": record.summary(),
+        "signature": verification and {"status": verification.status, "signer": verification.principal,
+                                       "line": verification.line()},
         "environment": record.environment_json,
         "launch": record.launch_settings(),
         "data": [{k: v for k, v in d.to_dict().items() if k != "entries"} for d in record.data],
@@ -32,14 +35,19 @@ def show_json(record) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (environment.json as stored).")
 @click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
-def command(run_id, as_json, packages, tracking_uri):
+@click.option("--allowed-signers", metavar="FILE", help="ssh allowed_signers file to check the record's signature "
+              "against (default: $TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile).")
+def command(run_id, as_json, packages, tracking_uri, allowed_signers):
     """Show where run RUN_ID ran: image, code, GPU, TensorFlow, packages, params, metrics."""
+    from tfrepro import signing
     from tfrepro.tracking import record as run_record
 
     record = run_record.load(run_record.client(tracking_uri, existing=True), run_id)
+    verification = signing.verify_record(record, signing.allowed_signers_file(allowed_signers))
     if as_json:
-        click.echo(show_json(record))
+        click.echo(show_json(record, verification))
         return
     from tfrepro.inspect.render import render_show
 
-    click.echo(render_show(record, show_packages=packages, color=use_color()), nl=False)
+    click.echo(render_show(record, show_packages=packages, color=use_color(), signature=verification.line()),
+               nl=False)

@@ -15,6 +15,8 @@ from tfrepro.errors import TrackingError, UsageError
 @click.option("--list", "list_only", is_flag=True, help="Only list what is waiting; upload nothing.")
 def command(runs, spool_dir, tracking_uri, list_only):
     """Upload spooled runs (all, or the given run ids / spool files), each point once."""
+    from tfrepro.redact import strip_url_credentials
+    from tfrepro.termsafe import safe
     from tfrepro.tracking import spool
     from tfrepro.tracking.sync import sync_all
 
@@ -26,25 +28,28 @@ def command(runs, spool_dir, tracking_uri, list_only):
     if list_only:
         for p in paths:
             header = spool.read_header(p)
-            click.echo("%s  run %s  %s  %d bytes" % (p, header.get("run_id"), header.get("tracking_uri"), os.path.getsize(p)))
+            uri = strip_url_credentials(str(header.get("tracking_uri") or ""))
+            click.echo("%s  run %s  %s  %d bytes" % (safe(p), safe(header.get("run_id")), safe(uri), os.path.getsize(p)))
         return
     failures = []
     for r in sync_all(directory, paths, tracking_uri):
         name = os.path.basename(r.path)
         if r.failure:
             failures.append(r.failure)
-            click.echo("%s: not uploaded: %s" % (name, r.failure), err=True)
+            click.echo("%s: not uploaded: %s" % (safe(name), safe(r.failure)), err=True)
         elif r.skipped_reason:
-            click.echo("%s: skipped (%s)" % (name, r.skipped_reason))
+            click.echo("%s: skipped (%s)" % (safe(name), safe(r.skipped_reason)))
         else:
             c = r.counts
             click.echo("%s -> run %s%s: %d points (%d already there), %d params, %d tags, %d files"
-                       % (name, r.run_id, " (created)" if r.created else "", c.get("points", 0),
+                       % (safe(name), safe(r.run_id), " (created)" if r.created else "", c.get("points", 0),
                           c.get("skipped", 0), c.get("params", 0), c.get("tags", 0), c.get("files", 0)))
             for e in r.errors:
-                click.echo("%s: rejected by the server: %s" % (name, e), err=True)
+                click.echo("%s: rejected by the server: %s" % (safe(name), safe(e)), err=True)
+            for f in r.refused:
+                click.echo("%s: not uploaded: %s" % (safe(name), safe(f)), err=True)
     if failures:
-        raise TrackingError("%d of %d spool files not uploaded: %s" % (len(failures), len(paths), failures[0]))
+        raise TrackingError("%d of %d spool files not uploaded: %s" % (len(failures), len(paths), safe(failures[0])))
 
 
 def _resolve(directory, run):

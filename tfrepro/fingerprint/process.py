@@ -1,7 +1,8 @@
 """Process source: the command that started this run, as replay would type it.
 
 argv starts with "python" (the interpreter's path differs inside the replay container),
-then the script relative to cwd, or `-m module`, then the arguments.
+then the script relative to cwd, or `-m module`, then the arguments. Values of secret-looking
+flags (--password=..., --api-key ...) are redacted: the argv goes to a shared server.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from tfrepro.environment import ProcessInfo
+from tfrepro.redact import redact_argv
 
 INTERPRETER = "python"
 
@@ -63,7 +65,7 @@ def parse(raw: Dict[str, Any]) -> ProcessInfo:
         command = [INTERPRETER] + argv[1:]
         entry = None
     return ProcessInfo(
-        argv=tuple(command),
+        argv=tuple(redact_argv(command)),
         cwd=cwd,
         entry_script=entry,
         python_executable=str(raw.get("executable") or ""),

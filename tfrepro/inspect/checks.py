@@ -220,13 +220,15 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    from tfrepro.redact import strip_url_credentials
     from tfrepro.tracking import record as run_record
     from tfrepro.tracking.backend import short_http
 
     with short_http(run_record.READ_TIMEOUT, 0, quiet=True, keep_user=True):
         import mlflow
 
-        uri = tracking_uri or mlflow.get_tracking_uri()
+        real_uri = tracking_uri or mlflow.get_tracking_uri()
+        uri = strip_url_credentials(real_uri)  # what doctor prints and --json keeps
         if uri.startswith("sqlite:"):
             path = uri.split(":///", 1)[-1] if ":///" in uri else ""
             folder = os.path.dirname(os.path.abspath(path)) if path else ""
@@ -236,7 +238,7 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
                 return {"tracking_uri": uri, "tracking_error": "%s is not writable" % (path or folder)}
             return {"tracking_uri": uri}
         try:
-            client = run_record.client(uri)
+            client = run_record.client(real_uri)
             found = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
             experiment_id = found.experiment_id if found else client.create_experiment(DOCTOR_EXPERIMENT)
             run = client.create_run(experiment_id, run_name="doctor-%s" % uuid.uuid4().hex[:8])

@@ -12,6 +12,7 @@ import click
 
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
+from tfrepro.termsafe import safe
 
 WIDTH = 100
 KEY_WIDTH = 22
@@ -56,8 +57,9 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
     """A titled block of `key  value` lines; a value too long for its column moves below."""
     out = [paint(title, color, bold=True)]
     indent = 2 + KEY_WIDTH + 1
-    for key, value in rows:
-        text = "-" if value is None or value == "" else str(value)
+    for key, value in rows:  # keys and values come from records: escaped (termsafe)
+        key = safe(key)
+        text = "-" if value is None or value == "" else safe(value)
         key_text = ("  %-" + str(KEY_WIDTH) + "s ") % key
         if len(key) <= KEY_WIDTH and len(text) <= WIDTH - indent and "\n" not in text:
             out.append(key_text + text)
@@ -176,9 +178,9 @@ def render_environment(env: Environment, show_packages: bool = False, color: boo
     return head + _blocks([group for group in groups if group[1]], color)
 
 
-def render_show(record, show_packages: bool = False, color: bool = False) -> str:
+def render_show(record, show_packages: bool = False, color: bool = False, signature: Optional[str] = None) -> str:
     env = record.environment
-    run_rows = [("run id", record.run_id), ("name", record.run_name),
+    run_rows = [("run id", record.run_id), ("name", record.run_name), ("record", signature),
                 ("experiment", _experiment(record))] + _requested(record) + [("status", record.status),
                 ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
                 ("collected", env.collected_at or None),
@@ -199,7 +201,7 @@ def render_show(record, show_packages: bool = False, color: bool = False) -> str
 
 def _diff_value(diff: Difference, width: int) -> List[str]:
     """One line `old -> new` when it fits, else an a/b pair of lines."""
-    a, b = diff.a if diff.a is not None else "-", diff.b if diff.b is not None else "-"
+    a, b = safe(diff.a) if diff.a is not None else "-", safe(diff.b) if diff.b is not None else "-"
     if diff.group == "packages" and diff.kind in ("added", "removed"):
         return ["%s %s" % (diff.kind, b if diff.kind == "added" else a)]
     if diff.equal:
@@ -216,7 +218,7 @@ def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_al
     changed = [d for d in diffs if not d.equal]
     n = counts(diffs)
     summary = ", ".join("%d %s" % (n[r], r) for r in RANKS if n[r])
-    lines = ["a: %s" % label_a, "b: %s" % label_b, ""]
+    lines = ["a: %s" % safe(label_a), "b: %s" % safe(label_b), ""]
     if not changed:
         lines.append("no differences")
     else:
@@ -230,7 +232,7 @@ def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_al
         lines += ["", paint(rank.upper(), color, fg=RANK_COLOURS[rank], bold=True)]
         for d in block:
             values = _diff_value(d, WIDTH - indent)
-            head = "  %-*s %-*s " % (group_width, d.group, field_width, shorten(d.field, field_width))
+            head = "  %-*s %-*s " % (group_width, safe(d.group), field_width, shorten(safe(d.field), field_width))
             lines.append(head + values[0])
             lines.extend(" " * indent + v for v in values[1:])
     if show_all:
@@ -240,7 +242,7 @@ def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_al
         lines += ["", paint("EQUAL", color, bold=True)]
         for d in same:
             if d.group != "packages":
-                head = "  %-*s %-*s " % (group_width, d.group, field_width, shorten(d.field, field_width))
+                head = "  %-*s %-*s " % (group_width, safe(d.group), field_width, shorten(safe(d.field), field_width))
                 lines.append(head + _diff_value(d, WIDTH - indent)[0])
         if same_packages:
             lines.append("  %-*s %d packages with the same version (--json lists them)"
@@ -253,11 +255,11 @@ def render_checks(checks, color: bool = False) -> str:
     for check in checks:
         label = paint("%-4s" % check.status.upper(), color, fg=STATUS_COLOURS[check.status], bold=True)
         head = "%s  %-12s " % (label, check.name)
-        body = wrap(check.message, WIDTH - 19)
+        body = wrap(safe(check.message), WIDTH - 19)
         lines.append(head + body[0])
         lines.extend(" " * 19 + line for line in body[1:])
         if check.fix and check.status in ("warn", "fail"):
-            fix = wrap("fix: " + check.fix, WIDTH - 19)
+            fix = wrap("fix: " + safe(check.fix), WIDTH - 19)
             lines.extend(" " * 19 + line for line in fix)
     n = {s: sum(1 for c in checks if c.status == s) for s in STATUS_COLOURS}
     lines += ["", "%d pass, %d warn, %d fail, %d skipped" % (n["pass"], n["warn"], n["fail"], n["skip"])]

@@ -12,6 +12,7 @@ import click
 
 from tfrepro import imageref
 from tfrepro.errors import DockerError
+from tfrepro.termsafe import safe
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def pull(client, digest_ref: str, out=None):
                 _check(event, digest_ref)
                 line = _pull_line(event)
                 if line:
-                    click.echo(line, file=out)
+                    click.echo(safe(line), file=out)  # a registry's words: escaped
     except DockerError:
         raise
     except Exception as exc:

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from tfrepro.environment import Environment, GpuInfo
 from tfrepro.inspect import compare as environment_compare
+from tfrepro.termsafe import safe
 from tfrepro.versions import cuda_tuple
 
 GPU_ROWS = (("gpu model", "model"), ("gpu count", "count"), ("driver", "driver"))  # (label, compare's field)
@@ -30,7 +31,7 @@ class Drift:
 
     def line(self) -> str:
         mark = "!" if self.blocking else ("*" if self.differs else " ")
-        return "  %s %-12s %-28s %s" % (mark, self.name, self.recorded, self.host)
+        return "  %s %-12s %-28s %s" % (mark, safe(self.name), safe(self.recorded), safe(self.host))
 
 
 def image_cuda(env: Environment) -> Optional[str]:

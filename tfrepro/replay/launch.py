@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 import click
 
 from tfrepro import schema
+from tfrepro.errors import UsageError
 from tfrepro.replay import docker
 from tfrepro.replay import spec
+from tfrepro.termsafe import safe
 from tfrepro.tracking.record import tracking_error
 
 
@@ -79,6 +81,26 @@ def artifact_dirs(client, experiment: str) -> Tuple[str, ...]:
     if parts.scheme in ("", "file") and parts.path.startswith("/"):
         return (parts.path,)
     return ()
+
+
+def tracking_mounts(uri: str, client, experiment: str, rules=None) -> Tuple[str, Tuple[spec.Mount, ...]]:
+    """spec.tracking_setup() with its store root checked like any host path (refused: one
+    line, UsageError). An experiment's local artifact location outside that root is never
+    mounted (anyone who can create experiments sets it): the container's model upload fails."""
+    from tfrepro.replay import hostpaths
+
+    container_uri, mounts = spec.tracking_setup(uri)
+    checked = []
+    for mount in mounts:
+        real, refusal = hostpaths.check(mount.source, rules)
+        if refusal:
+            raise UsageError("refusing to mount the tracking store: %s" % refusal)
+        checked.append(mount)
+        for directory in artifact_dirs(client, experiment):
+            if not hostpaths.under(os.path.realpath(directory), real):
+                warn("experiment %s keeps artifacts in %s, outside the tracking store %s: not mounted, so "
+                     "the container cannot write artifacts there" % (experiment, directory, mount.source))
+    return container_uri, tuple(checked)
 
 
 def create_run(client, experiment: str, run_name: Optional[str], tags: Dict[str, str]) -> str:
@@ -160,7 +182,8 @@ def run_recorded(client, docker_client, run_id: str, launch_spec: spec.LaunchSpe
     record_launch(client, run_id, record, spec.launch_tags(record))
     if patch and patch.strip():
         log_text(client, run_id, patch, schema.GIT_PATCH)
-    info("%s %s\n  %s" % (label, run_id, shlex.join(spec.docker_argv(launch_spec, hidden))))
+    info("%s %s" % (label, run_id))
+    info("  " + shlex.join(spec.docker_argv(launch_spec, hidden)), prefix="")
     return run_container(docker_client, launch_spec)
 
 
@@ -181,11 +204,12 @@ def run_container(docker_client, launch_spec: spec.LaunchSpec) -> int:
 
 
 def warn(message: str) -> None:
-    click.echo("tfrepro: warning: %s" % message, err=True)
+    """One line on stderr; record strings in it are escaped (termsafe)."""
+    click.echo("tfrepro: warning: %s" % safe(message), err=True)
 
 
-def info(message: str) -> None:
-    click.echo("tfrepro: %s" % message, err=True)
+def info(message: str, prefix: str = "tfrepro: ") -> None:
+    click.echo(prefix + safe(message), err=True)
 
 
 def image_tags(ref: Optional[str], digest: Optional[str], image_id: Optional[str]) -> Dict[str, str]:

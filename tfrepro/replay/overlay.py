@@ -24,7 +24,7 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from tfrepro.errors import RecordError, SourceError
 from tfrepro.fingerprint.data import scan
@@ -168,7 +168,8 @@ def _provided(target: str, provided: Mapping[str, str]) -> Optional[str]:
     return None
 
 
-def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = None) -> Input:
+def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = None,
+              refuse: Callable[[str], Optional[str]] = lambda path: None) -> Input:
     if source.written:
         return Input(source, WRITTEN)
     if source.kind == "symlink":
@@ -188,18 +189,21 @@ def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = N
     if why == MISSING:
         return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING),),
                      note="in %s: put it at %s there" % (clone, source.path))
-    if host is None or ":" in host or "," in host:  # docker's bind syntax cannot name such a path
-        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, why or "cannot bind a path "
-                                                    "with ':' or ','"),))
+    if host and not why:
+        why = refuse(host) or ("cannot bind a path with ':' or ','" if ":" in host or "," in host else "")
+    if host is None or why:  # never mounted
+        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, why),))
     current = rescan(source, clone)
     rows = tuple(compare(source, current))
     return Input(source, DRIFT if rows else MATCH, host, current, rows)
 
 
 def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = True, allow_drift: bool = False,
-          workdir: str = spec.DEFAULT_WORKDIR, provided: Optional[Mapping[str, str]] = None) -> Overlay:
+          workdir: str = spec.DEFAULT_WORKDIR, provided: Optional[Mapping[str, str]] = None,
+          refuse: Callable[[str], Optional[str]] = lambda path: None) -> Overlay:
     """The recorded untracked and ignored inputs against `clone` (None: no local clone), or
-    against what the replayer mounts at their place (`provided`: container path -> host path)."""
+    against what the replayer mounts at their place (`provided`: container path -> host path).
+    `refuse(host path)` says why a path in the clone must never be mounted (replay/hostpaths.py)."""
     beside = [s for s in sources if s.label in LABELS]
     for source in beside:
         check_path(source.path)
@@ -209,7 +213,7 @@ def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = T
         return Overlay(None, tuple(Input(s, OFF) for s in beside))
     clone = os.path.realpath(clone) if clone else None
     given = [_provided(posixpath.join(workdir, s.path), provided or {}) for s in beside]
-    return Overlay(clone, tuple(check_one(s, clone, g) for s, g in zip(beside, given)), allow_drift)
+    return Overlay(clone, tuple(check_one(s, clone, g, refuse) for s, g in zip(beside, given)), allow_drift)
 
 
 def prepare_checkout(checkout: str, overlay: Overlay, log=None) -> None:

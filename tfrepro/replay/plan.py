@@ -1,17 +1,19 @@
 """A run record -> what replay will do (image, source, LaunchSpec). Pure; validates every tag.
 
-Refusals raise RecordError (or UsageError for a bad option) before anything runs.
+Refusals raise RecordError (or UsageError for a bad option) before anything runs. The record
+is data: its mounts are only offered (recorded_mounts; replay/run.py asks), and its variables
+without a value are listed (needs_pass_env), never looked up in this environment.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.redact import is_secret
-from tfrepro.replay import hooks, spec
+from tfrepro.redact import REDACTED
+from tfrepro.replay import grants, hooks, spec
 from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -37,6 +39,10 @@ class ReplayPlan:
     warnings: Tuple[str, ...]
     autolog: bool = False  # `tfrepro run` turned on autolog in the container
     hook_seed: Optional[int] = None  # `tfrepro run --seed`: the launcher applied the seed
+    recorded_mounts: Tuple[spec.Mount, ...] = ()  # the original run's own mounts: offered, not imposed
+    needs_pass_env: Tuple[str, ...] = ()  # recorded without a value and not given: --pass-env NAME
+    passed_env: Tuple[str, ...] = ()  # names whose values come from this environment
+    patch_withheld: bool = False  # dirty, but the patch was kept off the server
 
 
 def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -61,37 +67,27 @@ def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Opt
     return "all" if count.isdigit() and int(count) > 0 else None
 
 
-def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[spec.Mount]:
+def _mounts(launch: Mapping[str, object]) -> List[spec.Mount]:
+    """The recorded user mounts, syntax checked; replay/hostpaths.py judges the host paths."""
     mounts = []
     for item in launch.get("mounts") or ():
-        if not isinstance(item, dict) or item.get("kind") in ("repo", "tracking", "hook", "beside"):
+        if not isinstance(item, dict):
+            raise RecordError("launch.json: a mount is not an object")
+        if item.get("kind") in ("repo", "tracking", "hook", "beside"):
             continue  # the repository, the tracking store, the launch hook, the data beside the code: set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
-        try:
-            mounts.append(spec.parse_mount(bind, allow_docker_socket, RecordError))
-        except RecordError as exc:
-            if "Docker socket" in str(exc):
-                raise RecordError("the run mounted the Docker socket; pass --mount-docker-socket to allow it") from None
-            raise
+        mounts.append(spec.parse_mount(bind, True, RecordError))
     return mounts
 
 
-def _user_env(launch: Mapping[str, object], environ: Mapping[str, str]) -> Tuple[Dict[str, str], List[str]]:
-    env, warnings = {}, []
+def _user_env(launch: Mapping[str, object], given: Mapping[str, str], passed) -> grants.EnvGrant:
     recorded = launch.get("env") or {}
     if not isinstance(recorded, dict):
         raise RecordError("launch.json: env is not an object")
-    for name, value in sorted(recorded.items()):
+    for name, value in recorded.items():
         if not spec.ENV_NAME_RE.match(str(name)) or not (value is None or isinstance(value, str)):
             raise RecordError("launch.json: bad environment entry %.60r" % (name,))
-        if value is None or is_secret(name):
-            if name in environ:
-                env[name] = environ[name]
-            else:
-                warnings.append("%s was set for the original run (value not recorded) and is not set here" % name)
-        else:
-            env[name] = value
-    return env, warnings
+    return grants.replay_env(recorded, given, passed)
 
 
 def _subdir(value: str, workdir: str) -> str:
@@ -101,7 +97,9 @@ def _subdir(value: str, workdir: str) -> str:
     return spec.check_subdir(value, RecordError)
 
 
-def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_socket: bool = False) -> ReplayPlan:
+def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tuple[str, ...] = ()) -> ReplayPlan:
+    """given_env: what the replaying user passes (-e NAME=VALUE, --pass-env NAME), `passed`
+    naming those taken from their environment. Nothing else of theirs enters the container."""
     tags, run_id = record.tags, record.run_id
     launch = record.launch or {}
     image, digest, image_id = _image(tags, run_id)
@@ -117,18 +115,30 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
     subdir = _subdir(tags.get(schema.WORKDIR) or str(launch.get("subdir") or "."), workdir)
     dirty = tags.get(schema.GIT_DIRTY) == "true"
     patch = record.patch or ""
-    if dirty and not patch.strip():
+    withheld = dirty and not patch.strip() and tags.get(schema.GIT_PATCH_WITHHELD) == "true"
+    if dirty and not patch.strip() and not withheld:
         raise RecordError("run %s was dirty but its patch (%s) is missing" % (run_id, schema.GIT_PATCH))
     git = record.environment.git if record.environment else None
     warnings = []
+    if withheld:
+        warnings.append("the run had uncommitted changes that were not uploaded (TFREPRO_NO_PATCH): the dirty "
+                        "state cannot be restored; commit %s is replayed as committed" % commit[:12])
+    hidden_args = [i for i, a in enumerate(command) if REDACTED in a]
+    if hidden_args:
+        warnings.append("the recorded command has %d redacted argument(s) (secret values are never recorded): "
+                        "the replay passes %s literally" % (len(hidden_args), REDACTED))
     if git and git.untracked and not any(s.label in ("untracked", "ignored") for s in record.data):
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
         # runs recorded before `tfrepro run` fingerprinted them (replay/overlay.py restores those)
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
     recorded = _recorded_gpus(tags, launch)
     requested = recorded if gpus is KEEP else spec.parse_gpus(gpus)
-    mounts = [spec.Mount(CHECKOUT, workdir, False, "repo")] + _mounts(launch, allow_docker_socket)
-    user_env, env_warnings = _user_env(launch, environ)
+    mounts = [spec.Mount(CHECKOUT, workdir, False, "repo")]
+    env_grant = _user_env(launch, given_env, passed)
+    user_env = dict(env_grant.env)
+    env_warnings = ["%s was set for the original run (value not recorded): pass --pass-env %s or -e %s=VALUE"
+                    % (name, name, name) for name in env_grant.needs_pass_env]
+    env_warnings += ["launch.json sets %s: ignored" % item for item in env_grant.ignored]
     seed = tags.get(schema.SEED)
     if seed is not None and not SEED_RE.match(seed):
         raise RecordError("malformed seed %.40r in %s" % (seed, schema.SEED))
@@ -157,6 +167,8 @@ def plan(record: RunRecord, environ: Mapping[str, str], gpus=KEEP, allow_docker_
         patch=patch, untracked=tuple(git.untracked) if git else (), spec=launch_spec,
         recorded_gpus=recorded, seed=seed, warnings=tuple(warnings + env_warnings),
         autolog=autolog, hook_seed=None if hook_seed is None else int(hook_seed),
+        recorded_mounts=tuple(_mounts(launch)), needs_pass_env=env_grant.needs_pass_env,
+        passed_env=env_grant.passed, patch_withheld=withheld,
     )
 
 

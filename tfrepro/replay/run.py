@@ -1,6 +1,10 @@
 """`tfrepro replay` without its command line: prepare() reads and checks everything and says
 what would run; replay() runs it and returns the verdict (replay/repeat.py: N of them).
 
+What the record may not decide (SECURITY.md) is settled here: its mounts are offers
+(`offers`, mounted once approved), its image's registry is checked (`image_concerns`), its
+signature verified; the replaying user's own grants come in as grants.Options.
+
 Order: read and validate the record, work out drift (GPU, mounted data, and the data beside
 the code: untracked and ignored inputs found in the replayer's clone, replay/overlay.py) and
 the equivalent `docker run` line (the command shows them; --dry-run stops there), materialise
@@ -15,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-from tfrepro import schema
-from tfrepro.errors import ContainerFailed, UsageError
+from tfrepro import schema, signing
+from tfrepro.errors import ContainerFailed, RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
-from tfrepro.replay import checkout, data, docker, drift, hooks, launch, overlay, plan, spec, verify
+from tfrepro.replay import (checkout, data, docker, drift, grants, hooks, hostpaths, launch, overlay, plan, spec,
+                            verify)
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -42,9 +47,26 @@ class Prepared:
     container_uri: str  # how the container reaches the tracking store
     tracking_mounts: Tuple[spec.Mount, ...]
     hidden: Tuple[str, ...]  # env names whose values the shown command leaves out
+    offers: Tuple[grants.MountOffer, ...] = ()  # the record's mounts
+    approved: Tuple[grants.MountOffer, ...] = ()  # those the user granted (approve() adds more)
+    user_mounts: Tuple[spec.Mount, ...] = ()  # -v given at replay that the record did not have
+    image_concerns: Tuple[str, ...] = ()  # need confirmation or --allow-untrusted-image
+    verification: signing.Verification = field(default_factory=lambda: signing.Verification(signing.UNSIGNED))
+    credentials: Tuple[str, ...] = ()  # tracking credential variables passed to the container
+    env_record: Dict[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
+    source: str = ""  # where the commit will come from, for the plan
     data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
     data_drift: Tuple[DataDrift, ...] = ()  # what changed in them and in the data beside the code (blocking)
     beside: overlay.Overlay = overlay.Overlay()  # untracked and ignored inputs, mounted read-only from the clone
+
+    def mounted_data(self) -> Tuple[DataSource, ...]:
+        """The fingerprints of what this replay mounts (recorded on the replay run)."""
+        mounted = {o.source for o in self.approved}
+        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted) + \
+            tuple(self.beside.current)
+
+    def approve(self, offers) -> "Prepared":
+        return replace(self, approved=self.approved + tuple(o for o in offers if o not in self.approved))
 
     @property
     def hooked(self) -> bool:
@@ -62,7 +84,9 @@ class Prepared:
         env.update(hooks.hook_env(replay_plan.autolog, replay_plan.hook_seed, replay_plan.spec.env, image_env or {}))
         if hook_dir is None and self.hooked:
             hook_dir = HOOK
-        mounts = self.tracking_mounts + hooks.hook_mounts(hook_dir) + self.beside.mounts(replay_plan.spec.workdir)
+        granted = tuple(spec.Mount(o.real, o.target, o.read_only, "user") for o in self.approved)
+        mounts = granted + self.user_mounts + self.tracking_mounts + hooks.hook_mounts(hook_dir) + \
+            self.beside.mounts(replay_plan.spec.workdir)
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
     def preview(self) -> List[str]:
@@ -72,25 +96,75 @@ class Prepared:
 
 def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
             experiment: Optional[str] = None, allow_drift: bool = False,
-            mount_docker_socket: bool = False, untracked: bool = True) -> Prepared:
+            mount_docker_socket: bool = False, options: grants.Options = grants.Options(),
+            untracked: bool = True) -> Prepared:
+    allow_socket = mount_docker_socket or options.mount_docker_socket
+    given, passed = grants.parse_env_options(options.env_items, options.pass_env, os.environ)
+    rules = hostpaths.policy()
+    user_mounts = [_checked_user_mount(v, rules, allow_socket) for v in options.volumes]
     uri = launch.tracking_uri(tracking_uri)
     client = run_record.client(uri, existing=True)
     record = run_record.load(client, run_id)
-    replay_plan = plan.plan(record, os.environ, plan.KEEP if gpus is None else gpus, mount_docker_socket)
+    verification = signing.verify_record(record, signing.allowed_signers_file(options.allowed_signers))
+    if verification.status == signing.MISMATCH:
+        raise RecordError("run %s: %s" % (run_id, verification.line()))
+    if options.require_signed and verification.status != signing.TRUSTED:
+        raise RecordError("run %s: %s, and --require-signed was given" % (run_id, verification.line()))
+    replay_plan = plan.plan(record, given, plan.KEEP if gpus is None else gpus, passed)
+    offers = tuple(_offer(m, rules, allow_socket) for m in replay_plan.recorded_mounts)
+    given_pairs = [(m.source, m.target) for m in user_mounts]
+    approved, _ = grants.approved_mounts(offers, given_pairs, True, options.allow_recorded_mounts)
+    extra = tuple(m for m in user_mounts if not any(grants.same_mount(o, [(m.source, m.target)]) for o in offers))
     host_gpu = _host_gpu()
     items = drift.compare(record.environment, host_gpu, replay_plan.spec.gpus)
     experiment_id = launch.experiment_id(client, experiment, default=record.experiment_id)
-    container_uri, tracking_mounts = spec.tracking_setup(uri, launch.artifact_dirs(client, experiment_id))
-    hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
-    data_current, data_drift = data.check(record.data)
-    beside = overlay.check(record.data, _clone(replay_plan, record.data, untracked), untracked, allow_drift,
-                           replay_plan.spec.workdir)
-    data_drift += beside.drift
+    container_uri, tracking_mounts = launch.tracking_mounts(uri, client, experiment_id, rules)
+    concerns = tuple(grants.image_concerns(replay_plan.image, replay_plan.image_ref,
+                                           grants.trusted_registries(os.environ)))
+    env_record, dropped = spec.recorded_env(replay_plan.spec.env, passed)
+    hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + tuple(passed) \
+        + tuple(name for name, _ in dropped)
     refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
+    # only what the record offers as a mount, and is not refused, is read on this host: a
+    # record may not make replay list (and upload) what is under an arbitrary path here
+    offered = {o.source for o in offers if not o.refusal}
+    data_current, data_drift = data.check([d for d in record.data if d.label != "mount" or d.path in offered])
+    local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
+    # the data beside the code comes from that clone, or from what the user mounts at its place
+    provided = dict({o.target: o.real for o in approved}, **{m.target: m.source for m in user_mounts})
+    beside = overlay.check(record.data, local if untracked else None, untracked, allow_drift,
+                           replay_plan.spec.workdir, provided, lambda path: hostpaths.check(path, rules)[1])
+    data_drift += beside.drift
     if data_drift and not allow_drift:
         refusals += (data.refusal(data_drift),)
+    refusals += tuple("refusing the recorded mount %s: %s" % (o.source, o.refusal) for o in offers if o.refusal)
+    if concerns and options.yes and not options.allow_untrusted_image:
+        refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
+    source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
     return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
-                    tracking_mounts, hidden, tuple(data_current), tuple(data_drift), beside)
+                    tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
+                    tuple(spec.tracking_credentials(os.environ)), env_record, source,
+                    tuple(data_current), tuple(data_drift), beside)
+
+
+def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
+    """-v given at replay: the user's own grant, but never one of the always-refused paths."""
+    mount = spec.parse_mount(text, allow_socket)
+    if not mount.source.startswith("/"):
+        return mount
+    real, refusal = hostpaths.check(mount.source, rules, allow_socket)
+    if refusal:
+        raise UsageError("refusing -v %s: %s" % (text, refusal))
+    return replace(mount, source=real)
+
+
+def _offer(mount: spec.Mount, rules, allow_socket: bool) -> grants.MountOffer:
+    if not mount.source.startswith("/"):  # a named volume: offered like any mount
+        return grants.MountOffer(mount.source, mount.target, mount.read_only, mount.source, None)
+    real, refusal = hostpaths.check(mount.source, rules, allow_socket)
+    if refusal and "Docker socket" in refusal and not allow_socket:
+        refusal += "; pass --mount-docker-socket to allow it"
+    return grants.MountOffer(mount.source, mount.target, mount.read_only, real, refusal)
 
 
 def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optional[Dict[str, str]] = None,
@@ -106,19 +180,18 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
         overlay.prepare_checkout(source, prepared.beside, launch.info)
-        seen = list(prepared.data_current) + prepared.beside.current
-        tags.update(data.to_tags(seen))  # the data this replay saw
+        tags.update(data.to_tags(prepared.mounted_data()))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
         tags.update(extra_tags or {})
         new_run = launch.create_run(client, prepared.experiment_id,
                                     run_name or "replay-of-" + (record.run_name or record.run_id), tags)
         try:
-            data.record(client, new_run, seen)
+            data.record(client, new_run, prepared.mounted_data())
             image_env = hooks.image_env(docker_client, replay_plan.image)
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
                 launch_json = spec.launch_record(launch_spec, replay_plan.image_ref, None, prepared.tracking_uri,
-                                                 user_env=list(replay_plan.spec.env))
+                                                 env=prepared.env_record)
                 launch_json.update(hooks.hook_record(replay_plan.autolog, replay_plan.hook_seed))
                 status = launch.run_recorded(client, docker_client, new_run, launch_spec, launch_json,
                                              replay_plan.patch, prepared.hidden, "replay run")
@@ -126,6 +199,7 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
             launch.finish(client, new_run, 1)
             raise
         launch.finish(client, new_run, status)
+        signing.sign_run(client, new_run, warn=launch.warn)
     return new_run, status
 
 
@@ -165,14 +239,6 @@ def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
     if verdict.verdict == verify.IDENTICAL:
         factors = [f for f in factors if f.key == "data"]
     return dataclasses.replace(verdict, why=tuple(factors))
-
-
-def _clone(replay_plan: plan.ReplayPlan, sources, wanted: bool) -> Optional[str]:
-    """The replayer's clone: the local repository that has the commit (cwd's first), whose
-    untracked and ignored files can stand in for the recorded ones."""
-    if not wanted or not any(s.label in overlay.LABELS for s in sources):
-        return None
-    return checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
 
 
 def _host_gpu():

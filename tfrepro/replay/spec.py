@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
-from tfrepro.redact import is_secret, strip_url_credentials
+from tfrepro.redact import is_secret, looks_secret_value, redact_argv, split_env, strip_url_credentials
 
 DEFAULT_WORKDIR = "/workspace"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-# Forwarded from the launcher's environment when set (names recorded, values never).
+# Forwarded from the launcher's environment when set (names recorded, values never), so the
+# container can log to the launcher's own tracking server; the plan says so.
 MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
                     "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 
@@ -128,21 +129,6 @@ def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError) 
     return Mount(source, target, mode == "ro", "docker-socket" if source in DOCKER_SOCKETS else "user")
 
 
-def parse_env(items: Sequence[str], environ: Mapping[str, str], error=UsageError) -> Dict[str, str]:
-    """-e K=V or -e K (value taken from this environment, as docker does)."""
-    env: Dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not ENV_NAME_RE.match(name):
-            raise error("-e %r: not a valid environment variable name" % name)
-        if not sep:
-            if name not in environ:
-                raise error("-e %s: not set in this environment (use -e %s=VALUE)" % (name, name))
-            value = environ[name]
-        env[name] = value
-    return env
-
-
 def parse_command(value, error=UsageError) -> Tuple[str, ...]:
     """The recorded argv: a non-empty JSON list of strings (never a shell string)."""
     import json
@@ -156,32 +142,28 @@ def parse_command(value, error=UsageError) -> Tuple[str, ...]:
     return tuple(argv)
 
 
-def tracking_setup(uri: str, local_artifact_dirs: Sequence[str] = ()) -> Tuple[str, Tuple[Mount, ...]]:
+def tracking_setup(uri: str) -> Tuple[str, Tuple[Mount, ...]]:
     """How a container reaches the launcher's tracking store: (URI to pass, mounts to add).
 
-    http(s) servers are reached over the host network as they are; a sqlite or file store
-    is mounted at the same absolute path (and so are local artifact directories).
+    An http(s) server is reached over the host network and proxies artifacts: nothing is
+    mounted. A sqlite or file store is mounted at the same absolute path: its own root only,
+    never an experiment's artifact location (anyone with write access can set that to
+    /var/run). The caller checks the root like any host path (replay/hostpaths.py).
     """
     scheme = urlsplit(uri).scheme
-    dirs: List[str] = []
     if scheme == "sqlite":
         path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         if not path.startswith("/"):
             raise UsageError("the sqlite tracking URI must be absolute (sqlite:////abs/path.db): %s" % uri)
-        dirs.append(posixpath.dirname(path))
+        root = posixpath.dirname(path)
     elif scheme in ("file", ""):
-        path = urlsplit(uri).path if scheme else uri
-        if not path.startswith("/"):
+        root = urlsplit(uri).path if scheme else uri
+        if not root.startswith("/"):
             raise UsageError("the file tracking URI must be an absolute path: %s" % uri)
-        dirs.append(path)
-    dirs.extend(d for d in local_artifact_dirs if d.startswith("/"))
-    mounts, seen = [], set()
-    for d in dirs:
-        d = posixpath.normpath(d)
-        if d not in seen and not any(d.startswith(s + "/") for s in seen):
-            seen.add(d)
-            mounts.append(Mount(d, d, False, "tracking"))
-    return uri, tuple(mounts)
+    else:
+        return uri, ()
+    root = posixpath.normpath(root)
+    return uri, (Mount(root, root, False, "tracking"),)
 
 
 # -- spec -> what docker sees -----------------------------------------------------------
@@ -208,8 +190,9 @@ def run_kwargs(spec: LaunchSpec) -> Dict[str, object]:
 
 
 def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
-    """The equivalent `docker run` command line. Secret (and `hidden`) env values are left
-    out: `-e NAME` makes docker take them from the caller's environment."""
+    """The equivalent `docker run` command line, to show. Secret (and `hidden`) env values are
+    left out: `-e NAME` makes docker take them from the caller's environment; secret flag
+    values in the command are shown redacted."""
     argv = ["docker", "run", "--rm", "--network", spec.network]
     if spec.gpus is not None:
         argv += ["--gpus", spec.gpus]
@@ -221,17 +204,30 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
         argv += ["-v", mount.bind()]
     argv += ["-w", spec.cwd]
     for name, value in spec.env.items():
-        argv += ["-e", name if (is_secret(name) or name in hidden) else "%s=%s" % (name, value)]
-    return argv + [spec.image] + list(spec.command)
+        shown = not (is_secret(name) or name in hidden or looks_secret_value(value))
+        argv += ["-e", "%s=%s" % (name, value) if shown else name]
+    return argv + [spec.image] + redact_argv(spec.command)  # shown, so no secret flag value either
+
+
+def recorded_env(values: Mapping[str, str], from_environ: Sequence[str] = ()
+                 ) -> Tuple[Dict[str, Optional[str]], List[Tuple[str, str]]]:
+    """The user's variables as launch.json keeps them: a value given on the command line
+    (-e NAME=VALUE) unless it looks secret; null for one taken from the environment (-e NAME,
+    --pass-env NAME) or dropped. Returns (env, [(name, why dropped)])."""
+    given = {k: v for k, v in values.items() if k not in from_environ}
+    kept, dropped = split_env(given)
+    env: Dict[str, Optional[str]] = {k: kept.get(k) for k in sorted(values)}
+    return env, dropped
 
 
 def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
-                  user_env: Sequence[str] = ()) -> Dict[str, object]:
-    """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret value."""
+                  env: Mapping[str, Optional[str]] = None) -> Dict[str, object]:
+    """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret
+    value. `env` is recorded_env()'s answer: the user's variables, null where withheld."""
     return {
         "image": spec.image,
         "image_ref": image_ref,
-        "command": list(spec.command),
+        "command": redact_argv(spec.command),
         "workdir": spec.workdir,
         "subdir": spec.subdir,
         "repo_root": repo_root,
@@ -241,9 +237,8 @@ def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tr
         "memory": spec.memory,
         "network": spec.network,
         "env_names": sorted(spec.env),
-        # user -e values are replayed; secret ones are recorded as null and taken from the
-        # replaying host's environment
-        "env": {k: (None if is_secret(k) else spec.env[k]) for k in sorted(user_env) if k in spec.env},
+        # replay passes the values; a null one only when the replaying user names it (--pass-env)
+        "env": {k: v for k, v in sorted((env or {}).items())},
         "tracking_uri": strip_url_credentials(tracking_uri),
     }
 
@@ -283,3 +278,8 @@ def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], im
         env["MLFLOW_RUN_ID"] = run_id
     env.update({k: environ[k] for k in MLFLOW_AUTH_VARS if environ.get(k)})
     return env
+
+
+def tracking_credentials(environ: Mapping[str, str]) -> List[str]:
+    """The tracking credential variables managed_env() passes from `environ`."""
+    return [k for k in MLFLOW_AUTH_VARS if environ.get(k)]

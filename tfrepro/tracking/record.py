@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
+from tfrepro.redact import redact_text, strip_url_credentials
 from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
 from tfrepro.tracking.backend import short_http
 
@@ -52,6 +53,7 @@ class RunRecord:
     histories: Optional[History] = None  # every value, when load(histories=True)
     patch: Optional[str] = None  # tfrepro/git.patch
     launch: Optional[Mapping[str, Any]] = None  # tfrepro/launch.json
+    signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
     data: Tuple[DataSource, ...] = ()  # data fingerprints: tfrepro/data.json, else the tfrepro.data.* tags
     experiment_name: str = ""
 
@@ -74,7 +76,8 @@ def tracking_error(exc: Exception, what: str, uri: str = "", missing: Optional[s
     """An MLflow failure as one line: RecordError when `what` does not exist (`missing` is
     then the message, and a malformed id counts as missing), TrackingError otherwise."""
     code = getattr(exc, "error_code", "")
-    text = str(exc)
+    text = redact_text(str(exc))  # MLflow's messages name the URL it called, user:password included
+    uri = strip_url_credentials(uri)
     if code in NOT_FOUND or "RESOURCE_DOES_NOT_EXIST" in text or (missing and code == "INVALID_PARAMETER_VALUE"):
         return RecordError(missing or "%s: not found" % what)
     for marker, why in UNREACHABLE:
@@ -105,7 +108,7 @@ def client(tracking_uri: Optional[str] = None, existing: bool = False):
 def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
     """The run's record. RecordError: unknown run, no record or a malformed one;
     TrackingError: the server cannot be reached or refuses."""
-    uri = str(getattr(mlflow_client, "tracking_uri", "") or "")
+    uri = strip_url_credentials(str(getattr(mlflow_client, "tracking_uri", "") or ""))
     where = "no run %r on %s" % (run_id, uri or "the tracking server")
     if not run_id or not all(c.isalnum() or c in "-_" for c in run_id):
         raise RecordError("%s (not a run id)" % where)
@@ -130,6 +133,7 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
         tracking_uri=uri, tags=tags, params=dict(run.data.params), metrics=dict(run.data.metrics),
         histories=points, patch=texts.get(schema.GIT_PATCH),
         launch=_launch(texts.get(schema.LAUNCH_JSON), run_id), experiment_name=experiment_name,
+        signature=texts.get(schema.RECORD_SIGNATURE),
         data=_data(texts.get(schema.DATA_JSON), tags, run_id),
     )
 
@@ -158,7 +162,8 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
 def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     """The record's artifacts that exist, as text. When they cannot be read (e.g. served over
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
-    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.DATA_JSON)
+    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE,
+              schema.DATA_JSON)
     try:
         present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}

@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import time
 import uuid
 from typing import Dict, List, Optional
 
 from tfrepro import schema
+from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool as spool_mod
 from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
@@ -82,7 +82,7 @@ class TrackingSession:
         if run_id is None:
             run_id = os.environ.get("MLFLOW_RUN_ID") or LOCAL_PREFIX + uuid.uuid4().hex
             log.warning("tfrepro: tracking server %s unreachable; run %s is spooled locally "
-                        "(upload later with `tfrepro sync`)", uri, run_id)
+                        "(upload later with `tfrepro sync`)", strip_url_credentials(uri or ""), run_id)
         header = _header(run_id, experiment_name, run_name, uri)
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
         session = cls(run_id, started, writer, fluent)
@@ -210,7 +210,7 @@ def _header(run_id, experiment_name, run_name, uri) -> Dict:
     header = {
         "run_id": run_id, "experiment_name": experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
         "experiment_id": None if experiment_name else os.environ.get("MLFLOW_EXPERIMENT_ID"),
-        "run_name": run_name, "tracking_uri": uri, "start_time": int(time.time() * 1000),
+        "run_name": run_name, "tracking_uri": strip_url_credentials(uri or "") or None, "start_time": int(time.time() * 1000),
         "cwd": os.getcwd(), "host": socket.gethostname(), "pid": os.getpid(),
     }
     if run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
@@ -228,7 +228,7 @@ def _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval
     try:
         spool = spool_mod.SpoolFile(directory, run_id, header)
     except OSError as exc:  # unwritable cache dir: the temp dir still beats losing points
-        fallback = os.path.join(tempfile.gettempdir(), "tfrepro-spool")
+        fallback = spool_mod.fallback_dir()
         log.warning("tfrepro: cannot spool to %s (%s); using %s", directory, exc, fallback)
         spool = spool_mod.SpoolFile(fallback, run_id, header)
     uploader = RunUploader(backend, header) if backend is not None else None

@@ -10,11 +10,15 @@ Directory: $TFREPRO_SPOOL_DIR, else ~/.cache/tfrepro/spool. Files:
                        {"text", "file"} | {"artifacts", "path"} | {"end", "end_time"}
     <run>.state.json   {"offset": bytes confirmed uploaded, "run_id": real id of a local run}
 A live session holds an exclusive flock on its .jsonl, so `sync` leaves it alone.
+The spool holds the tracking URI, params and the patch: the directory is 0700, files 0600,
+and a directory another user owns (or a symlink) is never used.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
+import tempfile
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -30,6 +34,44 @@ STATE_SUFFIX = ".state.json"
 
 def spool_dir(override: Optional[str] = None) -> str:
     return os.path.expanduser(override or os.environ.get("TFREPRO_SPOOL_DIR") or DEFAULT_DIR)
+
+
+def private_dir(directory: str) -> str:
+    """Create `directory` 0700, or check that an existing one is ours and not a symlink
+    (and make it 0700). Raises OSError otherwise."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError("%s is not a directory (a symlink?)" % directory)
+    if st.st_uid != os.geteuid():
+        raise OSError("%s belongs to another user (uid %d)" % (directory, st.st_uid))
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def fallback_dir() -> str:
+    """$TMPDIR/tfrepro-spool-<uid> when it is ours, else a fresh private temporary directory."""
+    path = os.path.join(tempfile.gettempdir(), "tfrepro-spool-%d" % os.geteuid())
+    try:
+        return private_dir(path)
+    except OSError:
+        return tempfile.mkdtemp(prefix="tfrepro-spool-")
+
+
+def open_private(path: str, flags: int):
+    """Open a spool file 0600, never through a symlink; an existing one of ours is made 0600."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise OSError("%s belongs to another user (uid %d)" % (path, st.st_uid))
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def state_path(path: str) -> str:
@@ -48,7 +90,7 @@ def save_state(path: str, state: Dict) -> None:
     """Atomic: a crash leaves the old marker or the new one, never half of one."""
     target = state_path(path)
     tmp = "%s.tmp.%d.%d" % (target, os.getpid(), threading.get_ident())
-    with open(tmp, "w") as f:
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
         json.dump(state, f)
     os.replace(tmp, target)
 
@@ -84,11 +126,11 @@ class SpoolFile:
     """The append side, shared by the writer's threads (and the training thread on spill)."""
 
     def __init__(self, directory: str, run_id: str, header: Dict):
-        os.makedirs(directory, exist_ok=True)
+        private_dir(directory)
         base = os.path.join(directory, run_id)
         path, n = base + SUFFIX, 1
         while True:
-            self._file = open(path, "ab")
+            self._file = os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
             if try_lock(self._file):
                 break
             self._file.close()  # another live session spools this run: take a file of our own
@@ -164,9 +206,10 @@ def read_header(path: str) -> Dict:
     with open(path, "rb") as f:
         line = f.readline()
     try:
-        return json.loads(line)["run"]
+        header = json.loads(line)["run"]
     except (ValueError, KeyError, TypeError):
         return {}
+    return header if isinstance(header, dict) else {}
 
 
 def read(path: str, offset: int, end: Optional[int] = None, max_entities: int = 1000,
