@@ -134,3 +134,33 @@ def test_data_beside_the_code_is_restored_and_checked(ignore_data, tmp_path, cli
     replay_id = client.get_run(run_id).data.tags["tfrepro.replayed_by"]
     assert "why: 1. the data changed since the original ran: data/x.npy" in \
         client.get_run(replay_id).data.tags["tfrepro.replay.detail"]
+
+
+def test_a_clone_without_the_data_says_how_and_v_provides_it(tmp_path, client, mlflow_server, test_image, capsys,
+                                                             docker_cleanup):
+    root = make_repo(tmp_path / "repo", ignore_data=True)
+    experiment = "beside-v-" + uuid.uuid4().hex[:8]
+    assert run(root, test_image.ref, mlflow_server.uri, experiment) == 0
+    [found] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    run_id = found.info.run_id
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(root), str(clone))  # the code, not the data
+    capsys.readouterr()
+
+    line = one_error(capsys, replay(clone, mlflow_server.uri, run_id))
+    assert line == "tfrepro: error: data changed since the run: data missing (pass --allow-drift to run anyway)"
+    assert replay(clone, mlflow_server.uri, run_id, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert ("data beside the code: data (ignored, 1 file, %s) is not in %s: put it at data there, or pass "
+            "-v SRC:/workspace/data:ro\n  ! ignored data: missing" % ("%.1f KB" % (os.path.getsize(
+                str(root / "data" / "x.npy")) / 1000.0), clone)) in out
+
+    code = replay(clone, mlflow_server.uri, run_id, "-v", "%s:/workspace/data:ro" % (root / "data"))
+    out = capsys.readouterr().out
+    print(out)
+    assert code == 0, out
+    assert "data beside the code: data (ignored, 1 file, " in out and \
+        ", provided with -v %s, matches the record" % (root / "data") in out
+    assert "data writable: False" in out
+    verdict = next(line for line in out.splitlines() if line.startswith("replay run "))
+    assert ": identical: " in verdict, out

@@ -179,7 +179,7 @@ def test_changed_data_blocks_and_allow_drift_names_it(repo, client, mlflow_serve
     assert line == ("tfrepro: error: data changed since the run: %s modified (pass --allow-drift to run anyway)"
                     % os.path.join(str(data), "x.npy"))
 
-    code = replay(repo, mlflow_server.uri, run_id, "--allow-drift")
+    code = replay(repo, mlflow_server.uri, run_id, "--allow-drift", "--allow-recorded-mounts")
     out = capsys.readouterr().out
     print(out)
     assert code == 1, out

@@ -66,7 +66,7 @@ def test_no_local_clone_says_how_to_provide_each_input(clone):
     assert [r.line() for r in overlay.drift] == ["untracked data/npy: missing (no local clone)"]
     assert overlay.render("/workspace") == (
         "data beside the code: data/npy (untracked, 2 files, 13 B) is not on this host (no local clone has the "
-        "commit): replay from a clone that has it at data/npy, or pass -v SRC:/workspace/data/npy\n"
+        "commit): replay from a clone that has it at data/npy, or pass -v SRC:/workspace/data/npy:ro\n"
         "  ! untracked data/npy: missing (no local clone)")
 
 
@@ -77,7 +77,7 @@ def test_missing_from_the_clone_says_how_to_provide_it_and_a_v_mount_provides_it
     overlay = O.check(recorded, str(clone), workdir="/w")
     assert overlay.render("/w").splitlines()[1:3] == [
         "data beside the code: data/npy (untracked, 2 files, 13 B) is not in %s: put it at data/npy there, or pass "
-        "-v SRC:/w/data/npy" % clone, "  ! untracked data/npy: missing"]
+        "-v SRC:/w/data/npy:ro" % clone, "  ! untracked data/npy: missing"]
     # the replayer's own -v over the folder above it: checked there, mounted by that -v, not again
     overlay = O.check(recorded, str(clone), workdir="/w", provided={"/w/data/": str(elsewhere)})
     assert [i.state for i in overlay.inputs] == ["provided", "match"] and overlay.drift == []

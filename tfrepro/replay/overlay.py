@@ -12,7 +12,7 @@ Each recorded input ends in one state:
     match      found with the recorded fingerprint: mounted read-only
     drift      changed (one blocking row per path): mounted only with --allow-drift
     absent     not in the clone, or no local clone has the commit (another machine): blocking,
-               with how to provide it (`-v SRC:/workspace/PATH`)
+               with how to provide it (`-v SRC:/workspace/PATH:ro`)
     provided   the replayer mounts it with -v: fingerprinted there and checked, not mounted again
     written    it changed while the original ran (an output): not restored, not checked
     link       a symlink: recreated when it stays inside the repository, else reported
@@ -61,7 +61,7 @@ class Input:
         if self.state in (DRIFT, PROVIDED):
             return head + ", differs from the record:"
         if self.state == ABSENT:
-            return ("%s is not %s, or pass -v SRC:%s" % (head, self.note, posixpath.join(workdir, s.path)))
+            return ("%s is not %s, or pass -v SRC:%s:ro" % (head, self.note, posixpath.join(workdir, s.path)))
         if self.state == WRITTEN:
             return head + ": written by the original run, not restored (the replay writes its own)"
         if self.state == LINK:
