@@ -73,6 +73,7 @@ REPLAY_SUMMARY_OF = "tfrepro.replay.summary_of"  # on a --repeat summary run: th
 REPLAY_REPEAT = "tfrepro.replay.repeat"  # on a summary: N; on each of its replays: "i/N"
 DATA_PREFIX = "tfrepro.data."  # + "<n>.<field>": data fingerprints (fingerprint/data_record.py)
 DATA_SOURCES = "tfrepro.data.sources"  # how many
+DATA_BESIDE = "tfrepro.data.beside"  # one line: what tfrepro run fingerprinted beside the code, left out (fingerprint/untracked.py)
 INPUT_PREFIX = "tfrepro.input."  # + "<context>.kind|digest|shape|sampled": what fit() was given
 DISTRIBUTE_REPLICAS = "tfrepro.distribute.replicas"  # the strategy's replicas in sync, at fit()
 
@@ -96,7 +97,7 @@ TAG_KEYS = (
     MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
     LAUNCH_GPUS, LAUNCH_MOUNTS, LAUNCH_SHM_SIZE, LAUNCH_MEMORY, LAUNCH_NETWORK, LAUNCH_WORKDIR, LAUNCH_ENV_NAMES,
     REPLAYED_BY, REPLAY_LAST_VERDICT, REPLAY_SUMMARY, REPLAY_SUMMARY_OF, REPLAY_REPEAT, DATA_SOURCES,
-    DISTRIBUTE_REPLICAS,
+    DATA_BESIDE, DISTRIBUTE_REPLICAS,
 )
 
 # -- artifacts, under ARTIFACT_DIR of the run ------------------------------------------------

@@ -1,10 +1,12 @@
 """plan.py: a run record -> what replay will run; every tag validated (no daemon, no MLflow)."""
+import dataclasses
 import json
 
 import pytest
 
 from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
+from tfrepro.fingerprint.data_record import DataSource
 from tfrepro.replay import plan as P
 from tfrepro.replay import spec as S
 from tfrepro.tracking.record import RunRecord
@@ -152,6 +154,13 @@ def test_untracked_files_warn():
     plan = P.plan(record(environment=env), {"HF_TOKEN": "x"})
     assert plan.warnings == ("1 untracked file(s) cannot be restored: notes.txt",)
     assert plan.repo_roots == ("/home/me/repo", "/srv/repo")
+    # fingerprinted beside the code (tfrepro run, issue 15): replay restores them, no warning;
+    # and a replay's own record of those mounts is not replayed as a user mount
+    fingerprinted = dataclasses.replace(record(environment=env), data=(DataSource("untracked", "notes.txt", kind="file"),))
+    assert P.plan(fingerprinted, {"HF_TOKEN": "x"}).warnings == ()
+    launch = dict(LAUNCH, mounts=LAUNCH["mounts"] + [{"source": "/home/me/repo/notes.txt", "target": "/workspace/notes.txt",
+                                                     "read_only": True, "kind": "beside"}])
+    assert [m.target for m in P.plan(record(launch=launch), {}).recorded_mounts] == ["/data"]
 
 
 def test_absolute_workdir_inside_the_mount_is_made_relative():

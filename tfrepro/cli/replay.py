@@ -32,7 +32,8 @@ from tfrepro.termsafe import safe, safe_lines
 @click.option("--tolerance", type=float, default=verify.DEFAULT_TOLERANCE, show_default=True,
               help="Relative tolerance: |a-b| <= T*max(1,|a|). 0: only identical passes.")
 @click.option("--allow-drift", is_flag=True,
-              help="Run even if this host's driver cannot run the image's CUDA, or the mounted data changed.")
+              help="Run even if this host's driver cannot run the image's CUDA, or the data (mounted, or "
+                   "beside the code) changed.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run N replays one after another and judge the original against their spread (N >= 2).")
 @click.option("--pass-env", "pass_env", multiple=True, metavar="NAME",
@@ -49,16 +50,19 @@ from tfrepro.termsafe import safe, safe_lines
 @click.option("--require-signed", is_flag=True, help="Refuse a record not signed by a trusted key.")
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
+@click.option("--no-untracked", is_flag=True,
+              help="Do not mount the recorded untracked and ignored inputs from your clone (read-only otherwise).")
 @click.pass_context
 def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, repeat, pass_env, env_items,
             volumes, allow_recorded_mounts, allow_untrusted_image, allowed_signers, require_signed,
-            mount_docker_socket, keep_checkout):
+            mount_docker_socket, keep_checkout, no_untracked):
     """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
     if tolerance < 0:
         raise UsageError("--tolerance must be >= 0")
     options = grants.Options(tuple(env_items), tuple(pass_env), tuple(volumes), allow_recorded_mounts,
                              mount_docker_socket, allow_untrusted_image, allowed_signers, require_signed, yes)
-    prepared = replay_run.prepare(run_id, gpus, tracking_uri, experiment, allow_drift, options=options)
+    prepared = replay_run.prepare(run_id, gpus, tracking_uri, experiment, allow_drift, options=options,
+                                  untracked=not no_untracked)
     show_plan(prepared)
     if prepared.refusals and not dry_run:
         raise UsageError(prepared.refusals[0])
@@ -112,8 +116,12 @@ def show_plan(prepared) -> None:
         click.echo("  %s -> %s%s  %s" % (safe(offer.source), safe(offer.target), " (ro)" if offer.read_only else "",
                                          _offer_state(prepared, offer)))
     click.echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
-    if record.data:
-        click.echo("data (! blocks):\n" + safe_lines(data.render(record.data, prepared.data_drift)))
+    mounted = [s for s in record.data if s.label == "mount"]
+    if mounted:
+        rows = [r for r in prepared.data_drift if r.label == "mount"]
+        click.echo("data (! blocks):\n" + safe_lines(data.render(mounted, rows)))
+    if prepared.beside.inputs:
+        click.echo(safe_lines(prepared.beside.render(replay_plan.spec.workdir)))
     click.echo("command (%s = commit %s%s):\n  %s" % (plan.CHECKOUT, commit, " with the recorded patch" if patched else "",
                                                      safe(shlex.join(prepared.preview()))))
 

@@ -3,7 +3,9 @@
 Order: validate options, resolve REF to its digest, create the MLflow run and record the
 launch, run the container by digest with MLFLOW_RUN_ID so the in-container callback
 resumes that run, stream its output, exit with its status. Every bind-mounted path is
-fingerprinted first (tfrepro/replay/data.py), so replay can tell changed data. Unless --no-autolog, every
+fingerprinted first (tfrepro/replay/data.py), and so are the untracked and ignored files in the
+repository (fingerprint/untracked.py: data beside the code), so replay can tell changed data and
+restore the data beside the code; what changes while the run runs is marked as its output. Unless --no-autolog, every
 Keras fit() in the container gets a ReproCallback, and --seed N seeds it first, with no
 change to CMD (tfrepro/replay/hooks.py).
 """
@@ -15,8 +17,10 @@ import os
 import click
 
 from tfrepro import imageref, schema, signing
-from tfrepro.errors import ContainerFailed, UsageError
+from tfrepro.errors import ContainerFailed, TfreproError, UsageError
+from tfrepro.fingerprint import untracked
 from tfrepro.redact import patch_withheld, redact_argv
+from tfrepro.termsafe import safe
 from tfrepro.replay import data
 from tfrepro.replay import docker as D
 from tfrepro.replay import grants, hostpaths
@@ -41,10 +45,13 @@ from tfrepro.tracking.launched import where_the_run_went
 @click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
 @click.option("--no-autolog", is_flag=True, help="Do not give every Keras fit() in the container a ReproCallback.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Call tfrepro.deterministic(SEED) before CMD runs.")
-@click.option("--hash-data", is_flag=True, help="Fingerprint mounted data by content (sha256), not path, size and mtime.")
+@click.option("--hash-data", is_flag=True, help="Fingerprint data (mounted, untracked, ignored) by content (sha256), "
+              "not path, size and mtime.")
+@click.option("--no-untracked", is_flag=True, help="Do not fingerprint the untracked and ignored files in the repository "
+              "(a replay then cannot restore them).")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
-            mount_docker_socket, no_autolog, seed, hash_data, cmd):
+            mount_docker_socket, no_autolog, seed, hash_data, no_untracked, cmd):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
     imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
@@ -64,8 +71,9 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     git, reason = L.host_git()
     if git is None:
         L.warn("git on this host: %s: the run may not be replayable" % reason)
-    elif git.untracked:
-        L.warn("%d untracked file(s) are visible to the container but cannot be replayed" % len(git.untracked))
+    elif git.untracked and no_untracked:
+        L.warn("%d untracked file(s) are visible to the container and not fingerprinted (--no-untracked): "
+               "a replay cannot restore them" % len(git.untracked))
     repo_root = git.root if git and git.root else os.getcwd()
     subdir = git.workdir if git else "."
 
@@ -81,6 +89,14 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = L.tracking_mounts(uri, client, experiment_id, rules)
+    beside = untracked.Capture()
+    if git and git.root and not no_untracked:
+        from tfrepro.tracking.spool import spool_dir
+
+        beside = untracked.collect(git.root, workdir, hash_data, [m.source for m in tracking_mounts] + [spool_dir()])
+    if beside.found:
+        L.info(safe(beside.note()))  # file names from disk: escaped like a record's strings
+    sources += beside.sources
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
     tags[schema.COMMAND] = json.dumps(redact_argv(cmd))  # secret flag values never reach the server
@@ -91,6 +107,8 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     if withhold and git and git.dirty:
         tags[schema.GIT_PATCH_WITHHELD] = "true"
     tags.update(data.to_tags(sources))
+    if beside.found:
+        tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         data.record(client, run_id, sources)
@@ -113,6 +131,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
                 + [name for name, _ in dropped]
             status = L.run_recorded(client, docker_client, run_id, spec, record,
                                     "" if withhold or not git else git.patch, hidden, "run")
+        _mark_written(client, run_id, sources, beside, git.root if git else None)
     except BaseException:
         L.finish(client, run_id, 1)
         raise
@@ -122,6 +141,20 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     where_the_run_went(client, run_id, experiment_id)
     if status:
         raise ContainerFailed(status)
+
+
+def _mark_written(client, run_id, sources, beside, root) -> None:
+    """What changed beside the code while the run ran is its output: recorded as such, not restored."""
+    if not beside.sources:
+        return
+    marked, changed = untracked.written(beside, root)
+    if changed:
+        L.info("data beside the code: %s changed while the run ran: recorded as its output, not restored on replay"
+               % ", ".join(changed))
+        try:
+            data.record(client, run_id, [s for s in sources if s.label == "mount"] + list(marked.sources), tags=True)
+        except TfreproError as exc:  # the run's own result stands
+            L.warn("could not record which data the run wrote: %s" % exc)
 
 
 def _checked_mount(text: str, rules, allow_docker_socket: bool) -> S.Mount:

@@ -58,8 +58,10 @@ def _why(exc: OSError) -> str:
 class _Walk:
     """One pass over a source; `scan` is its only caller."""
 
-    def __init__(self, hash_data: bool, started: float, detail_files: int, detail_seconds: float):
+    def __init__(self, hash_data: bool, started: float, detail_files: int, detail_seconds: float,
+                 skip_names=frozenset()):
         self.hash_data = hash_data
+        self.skip_names = skip_names  # left out entirely (caches, virtualenvs): not data
         self.started = started
         self.detail_files, self.detail_seconds = detail_files, detail_seconds
         self.total = hashlib.sha256()
@@ -139,6 +141,8 @@ class _Walk:
                 continue
             subdirs = []
             for child in children:
+                if child.name in self.skip_names:
+                    continue
                 child_rel = rel + "/" + child.name if rel else child.name
                 try:
                     st = child.stat(follow_symlinks=False)
@@ -155,12 +159,13 @@ class _Walk:
 
 def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_data: bool = False,
          follow_root: bool = True, name: Optional[str] = None, detail_files: int = DETAIL_FILES,
-         detail_seconds: float = DETAIL_SECONDS) -> DataSource:
+         detail_seconds: float = DETAIL_SECONDS, skip_names=frozenset()) -> DataSource:
     """Fingerprint a directory or file. Never raises for what it finds on disk.
 
     `name` is what the record calls the source (default: `path`); `follow_root` resolves a
     symlink at the root itself, as Docker does for a bind mount source (pass False for paths
-    inside a repository, where a link is recorded as one and never followed).
+    inside a repository, where a link is recorded as one and never followed). Entries named
+    in `skip_names` are left out at every depth (a rescan must pass the same names).
     """
     started = time.monotonic()
     mode = CONTENT if hash_data else METADATA
@@ -170,7 +175,7 @@ def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_dat
     except OSError as exc:
         return DataSource(label=label, path=name, target=target, kind="missing", mode=mode,
                           reasons={".": _why(exc)})
-    walk = _Walk(hash_data, started, detail_files, detail_seconds)
+    walk = _Walk(hash_data, started, detail_files, detail_seconds, skip_names)
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
         try:
@@ -180,6 +185,8 @@ def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_dat
             walk.reason(".", "unreadable folder: %s" % _why(exc))
             top = []
         for child in top:
+            if child.name in skip_names:
+                continue
             try:
                 child_st = child.stat(follow_symlinks=False)
             except OSError as exc:

@@ -11,6 +11,7 @@ Tags (one group per source, n from 0 in launch order):
     tfrepro.data.<n>.hash                sha256 tree hash
     tfrepro.data.<n>.summarised          "true" when per-file detail was dropped (budget)
     tfrepro.data.<n>.reasons             unreadable entries and the summary note
+    tfrepro.data.<n>.written             "true": it changed while the run ran (an output, not an input)
 The artifact tfrepro/data.json holds the same plus per-file (or per-top-level) detail.
 Every field read back is validated: a run's record is untrusted input. Python 3.8 compatible.
 """
@@ -73,13 +74,14 @@ class DataSource:
     parts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # top-level -> files/bytes/hash
     reasons: Mapping[str, str] = field(default_factory=dict)
     seconds: Optional[float] = None
+    written: bool = False  # changed while the run ran: what it wrote, not what it read
 
     def to_dict(self) -> Dict[str, Any]:
         return {"label": self.label, "path": self.path, "target": self.target, "kind": self.kind,
                 "mode": self.mode, "files": self.files, "bytes": self.bytes, "hash": self.hash,
                 "summarised": self.summarised, "entries": {k: dict(v) for k, v in self.entries.items()},
                 "parts": {k: dict(v) for k, v in self.parts.items()}, "reasons": dict(self.reasons),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "written": self.written}
 
     @classmethod
     def from_dict(cls, data: Any) -> "DataSource":
@@ -107,7 +109,8 @@ class DataSource:
                                    "bytes": _count(v.get("bytes", 0), "bytes"), "hash": str(v.get("hash"))}
                           for k, v in parts.items() if isinstance(v, Mapping)},
                    reasons={str(k): str(v) for k, v in reasons.items()},
-                   seconds=data["seconds"] if isinstance(data.get("seconds"), (int, float)) else None)
+                   seconds=data["seconds"] if isinstance(data.get("seconds"), (int, float)) else None,
+                   written=data.get("written") is True)
 
     def summary(self) -> str:
         """One line: "mount /data -> /data: 120 files, 3.1 MB, sha256:ab12cd34ef56 (metadata)"."""
@@ -117,6 +120,7 @@ class DataSource:
         note = ", summarised" if self.summarised else ""
         unread = sum(1 for k in self.reasons if k != "summary")
         note += ", %d unreadable" % unread if unread else ""
+        note += ", written by the run" if self.written else ""
         return "%s %s: %d file%s, %s, %s (%s%s)" % (self.label, where, self.files, "" if self.files == 1 else "s",
                                                    human_bytes(self.bytes), (self.hash or "-")[:19], self.mode, note)
 
@@ -151,6 +155,8 @@ def to_tags(sources: Sequence[DataSource], limit: int = schema.MAX_TAG_VALUE) ->
             tags[p + "hash"] = s.hash
         if s.summarised:
             tags[p + "summarised"] = "true"
+        if s.written:
+            tags[p + "written"] = "true"
         if s.reasons:
             text = "; ".join("%s: %s" % kv for kv in sorted(s.reasons.items()))
             tags[p + "reasons"] = schema.truncate(text, limit)
@@ -168,7 +174,7 @@ def from_tags(tags: Mapping[str, str]) -> List[DataSource]:
             "label": tags.get(p + "label"), "path": tags.get(p + "path"), "target": tags.get(p + "target"),
             "kind": tags.get(p + "kind", "dir"), "mode": tags.get(p + "mode"), "hash": tags.get(p + "hash"),
             "files": int(files) if files.isdigit() else 0, "bytes": int(size) if size.isdigit() else 0,
-            "summarised": tags.get(p + "summarised") == "true"}))
+            "summarised": tags.get(p + "summarised") == "true", "written": tags.get(p + "written") == "true"}))
     return out
 
 

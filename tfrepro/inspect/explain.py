@@ -84,7 +84,8 @@ def _untracked(record, data_sources) -> Optional[Factor]:
         return None  # fingerprinted untracked inputs are judged as data instead
     return Factor("untracked", "%d untracked file(s) were visible to the original and are not replayed: %s"
                   % (len(git.untracked), _listed(list(git.untracked))),
-                  "commit them, or keep them outside the repository and mount them (-v SRC:DST) so they are fingerprinted")
+                  "commit them, or launch with `tfrepro run`: it fingerprints untracked and ignored files, "
+                  "and replay mounts them from your clone")
 
 
 def _tagged(original, replay) -> List[Factor]:

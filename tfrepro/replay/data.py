@@ -31,12 +31,22 @@ def fingerprint_mounts(mounts, hash_data: bool = False, log=None) -> List[DataSo
     return sources
 
 
-def record(client, run_id: str, sources: Sequence[DataSource]) -> None:
-    """tfrepro/data.json on the run; its tags (`to_tags`) go with the run's creation."""
+def record(client, run_id: str, sources: Sequence[DataSource], tags: bool = False) -> None:
+    """tfrepro/data.json on the run; its tags (`to_tags`) go with the run's creation, or now
+    with `tags` (when a source changed after the run was created)."""
     if sources:
         from tfrepro.replay import launch
 
         launch.log_text(client, run_id, json.dumps(to_json_data(sources), sort_keys=True), schema.DATA_JSON)
+        if tags:
+            from mlflow.entities import RunTag
+
+            items = [RunTag(k, v) for k, v in sorted(to_tags(sources).items())]
+            try:
+                for i in range(0, len(items), 100):
+                    client.log_batch(run_id, tags=items[i:i + 100])
+            except Exception as exc:
+                raise launch.tracking_error(exc, "tagging the data of run %s" % run_id) from None
 
 
 def rescan(recorded: Sequence[DataSource]) -> List[DataSource]:

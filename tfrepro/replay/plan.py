@@ -73,8 +73,8 @@ def _mounts(launch: Mapping[str, object]) -> List[spec.Mount]:
     for item in launch.get("mounts") or ():
         if not isinstance(item, dict):
             raise RecordError("launch.json: a mount is not an object")
-        if item.get("kind") in ("repo", "tracking", "hook"):
-            continue  # the repository, the tracking store and the launch hook are set up afresh
+        if item.get("kind") in ("repo", "tracking", "hook", "beside"):
+            continue  # the repository, the tracking store, the launch hook, the data beside the code: set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
         mounts.append(spec.parse_mount(bind, True, RecordError))
     return mounts
@@ -127,8 +127,9 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
     if hidden_args:
         warnings.append("the recorded command has %d redacted argument(s) (secret values are never recorded): "
                         "the replay passes %s literally" % (len(hidden_args), REDACTED))
-    if git and git.untracked:
+    if git and git.untracked and not any(s.label in ("untracked", "ignored") for s in record.data):
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
+        # runs recorded before `tfrepro run` fingerprinted them (replay/overlay.py restores those)
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
     recorded = _recorded_gpus(tags, launch)
     requested = recorded if gpus is KEEP else spec.parse_gpus(gpus)

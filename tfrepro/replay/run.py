@@ -5,9 +5,11 @@ What the record may not decide (SECURITY.md) is settled here: its mounts are off
 (`offers`, mounted once approved), its image's registry is checked (`image_concerns`), its
 signature verified; the replaying user's own grants come in as grants.Options.
 
-Order: read and validate the record, work out drift (GPU and data) and the equivalent
-`docker run` line (the command shows them; --dry-run stops there), materialise commit + patch
-in a standalone temporary checkout (so git inside the container records them itself), pull
+Order: read and validate the record, work out drift (GPU, mounted data, and the data beside
+the code: untracked and ignored inputs found in the replayer's clone, replay/overlay.py) and
+the equivalent `docker run` line (the command shows them; --dry-run stops there), materialise
+commit + patch in a standalone temporary checkout (so git inside the container records them
+itself) with the data beside the code mounted read-only over it, pull
 by digest, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
 hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
 replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
@@ -23,7 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import ContainerFailed, RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
-from tfrepro.replay import checkout, data, docker, drift, grants, hooks, hostpaths, launch, plan, spec, verify
+from tfrepro.replay import (checkout, data, docker, drift, grants, hooks, hostpaths, launch, overlay, plan, spec,
+                            verify)
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -53,12 +56,14 @@ class Prepared:
     env_record: Dict[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
     source: str = ""  # where the commit will come from, for the plan
     data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
-    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them (blocking)
+    data_drift: Tuple[DataDrift, ...] = ()  # what changed in them and in the data beside the code (blocking)
+    beside: overlay.Overlay = overlay.Overlay()  # untracked and ignored inputs, mounted read-only from the clone
 
     def mounted_data(self) -> Tuple[DataSource, ...]:
         """The fingerprints of what this replay mounts (recorded on the replay run)."""
         mounted = {o.source for o in self.approved}
-        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted)
+        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted) + \
+            tuple(self.beside.current)
 
     def approve(self, offers) -> "Prepared":
         return replace(self, approved=self.approved + tuple(o for o in offers if o not in self.approved))
@@ -80,7 +85,8 @@ class Prepared:
         if hook_dir is None and self.hooked:
             hook_dir = HOOK
         granted = tuple(spec.Mount(o.real, o.target, o.read_only, "user") for o in self.approved)
-        mounts = granted + self.user_mounts + self.tracking_mounts + hooks.hook_mounts(hook_dir)
+        mounts = granted + self.user_mounts + self.tracking_mounts + hooks.hook_mounts(hook_dir) + \
+            self.beside.mounts(replay_plan.spec.workdir)
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
     def preview(self) -> List[str]:
@@ -90,7 +96,8 @@ class Prepared:
 
 def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
             experiment: Optional[str] = None, allow_drift: bool = False,
-            mount_docker_socket: bool = False, options: grants.Options = grants.Options()) -> Prepared:
+            mount_docker_socket: bool = False, options: grants.Options = grants.Options(),
+            untracked: bool = True) -> Prepared:
     allow_socket = mount_docker_socket or options.mount_docker_socket
     given, passed = grants.parse_env_options(options.env_items, options.pass_env, os.environ)
     rules = hostpaths.policy()
@@ -122,17 +129,22 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     # record may not make replay list (and upload) what is under an arbitrary path here
     offered = {o.source for o in offers if not o.refusal}
     data_current, data_drift = data.check([d for d in record.data if d.label != "mount" or d.path in offered])
+    local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
+    # the data beside the code comes from that clone, or from what the user mounts at its place
+    provided = dict({o.target: o.real for o in approved}, **{m.target: m.source for m in user_mounts})
+    beside = overlay.check(record.data, local if untracked else None, untracked, allow_drift,
+                           replay_plan.spec.workdir, provided, lambda path: hostpaths.check(path, rules)[1])
+    data_drift += beside.drift
     if data_drift and not allow_drift:
         refusals += (data.refusal(data_drift),)
     refusals += tuple("refusing the recorded mount %s: %s" % (o.source, o.refusal) for o in offers if o.refusal)
     if concerns and options.yes and not options.allow_untrusted_image:
         refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
-    local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
     source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
     return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
                     tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
                     tuple(spec.tracking_credentials(os.environ)), env_record, source,
-                    tuple(data_current), tuple(data_drift))
+                    tuple(data_current), tuple(data_drift), beside)
 
 
 def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
@@ -167,6 +179,7 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
         docker.ensure_image(docker_client, replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
+        overlay.prepare_checkout(source, prepared.beside, launch.info)
         tags.update(data.to_tags(prepared.mounted_data()))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
         tags.update(extra_tags or {})
@@ -221,7 +234,8 @@ def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
 
     if verdict.verdict == verify.IDENTICAL and not prepared.data_drift:
         return verdict
-    factors = explain.explain(prepared.record, replayed, prepared.data_drift, prepared.record.data)
+    rows = list(prepared.data_drift) + prepared.beside.unrestored
+    factors = explain.explain(prepared.record, replayed, rows, prepared.record.data)
     if verdict.verdict == verify.IDENTICAL:
         factors = [f for f in factors if f.key == "data"]
     return dataclasses.replace(verdict, why=tuple(factors))

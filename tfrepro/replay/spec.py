@@ -33,7 +33,7 @@ class Mount:
     source: str  # absolute host path, or a named volume
     target: str  # absolute container path
     read_only: bool = False
-    kind: str = "user"  # user | repo | tracking | docker-socket
+    kind: str = "user"  # user | repo | tracking | docker-socket | hook | beside (replay/overlay.py)
 
     def bind(self) -> str:
         return "%s:%s:%s" % (self.source, self.target, "ro" if self.read_only else "rw")
