@@ -152,6 +152,19 @@ class ProcessInfo(_Record):
     python_executable: str = ""
 
 
+@dataclass(frozen=True)
+class SchedulerInfo(_Record):
+    kind: Optional[str] = None  # slurm | kubernetes
+    job_id: Optional[str] = None  # SLURM_JOB_ID; the owning Job's uid on Kubernetes
+    job_name: Optional[str] = None  # SLURM_JOB_NAME; the owning Job's name
+    nodes: Optional[str] = None  # SLURM_JOB_NODELIST; the pod's node
+    partition: Optional[str] = None
+    cluster: Optional[str] = None
+    account: Optional[str] = None
+    pod: Optional[str] = None
+    namespace: Optional[str] = None
+
+
 SECTIONS = {
     "container": ContainerInfo,
     "git": GitInfo,
@@ -160,6 +173,7 @@ SECTIONS = {
     "python": PythonInfo,
     "system": SystemInfo,
     "process": ProcessInfo,
+    "scheduler": SchedulerInfo,
 }
 
 
@@ -175,6 +189,7 @@ class Environment(_Record):
     python: Optional[PythonInfo] = None
     system: Optional[SystemInfo] = None
     process: Optional[ProcessInfo] = None
+    scheduler: Optional[SchedulerInfo] = None
     reasons: Mapping[str, str] = field(default_factory=dict)  # source -> why it is missing/partial
 
     def __post_init__(self):
@@ -246,6 +261,15 @@ TAG_KEYS = (
     "tfrepro.command",
     "tfrepro.workdir",
     "tfrepro.hostname",
+    "tfrepro.scheduler",  # slurm | kubernetes
+    "tfrepro.scheduler.job_id",
+    "tfrepro.scheduler.job_name",
+    "tfrepro.scheduler.nodes",
+    "tfrepro.scheduler.partition",
+    "tfrepro.scheduler.cluster",
+    "tfrepro.scheduler.account",
+    "tfrepro.scheduler.pod",
+    "tfrepro.scheduler.namespace",
     # written by other parts: the callback, `tfrepro run` and `tfrepro replay`
     "tfrepro.model.hash",
     "tfrepro.model.uri",
@@ -335,4 +359,7 @@ def to_tags(env: Environment) -> Dict[str, str]:
             tags["tfrepro.workdir"] = proc.cwd
     if env.system:
         tags["tfrepro.hostname"] = env.system.hostname
+    if env.scheduler:
+        tags["tfrepro.scheduler"] = env.scheduler.kind
+        tags.update({"tfrepro.scheduler." + k: v for k, v in env.scheduler.to_dict().items() if k != "kind"})
     return {k: truncate(str(v)) for k, v in tags.items() if v not in (None, "")}

@@ -95,6 +95,13 @@ def _sections(env) -> List[Tuple[str, Rows]]:
             ("memory", _gib(s.memory_bytes)),
             ("hostname", s.hostname),
         ]))
+    j = env.scheduler
+    if j:
+        out.append(("scheduler", [
+            ("kind", j.kind), ("job", _join(j.job_id, j.job_name and "(%s)" % j.job_name, sep=" ")),
+            ("nodes", j.nodes), ("partition", j.partition), ("cluster", j.cluster), ("account", j.account),
+            ("pod", _join(j.pod, j.namespace and "(namespace %s)" % j.namespace, sep=" ")),
+        ]))
     p = env.process
     if p:
         out.append(("process", [("command", " ".join(shlex.quote(a) for a in p.argv)), ("cwd", p.cwd)]))
