@@ -56,6 +56,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1024
 ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt

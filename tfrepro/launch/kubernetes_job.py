@@ -6,6 +6,7 @@ talking to a local HTTP server that answers with recorded API responses.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -25,6 +26,8 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> 
     _client()
     from kubernetes import client, config
 
+    # the client reads $KUBECONFIG once, at import: read it now
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
     try:
         config.load_kube_config(config_file=kubeconfig, context=context)
     except Exception as kube_exc:

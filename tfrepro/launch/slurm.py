@@ -87,7 +87,7 @@ def _gpu_words(runtime: str, gpus: Optional[str]) -> List[str]:
     if gpus is None:
         return []
     if runtime == "docker":
-        return ['--gpus', '"\\"device=${SLURM_JOB_GPUS:?no GPUs allocated}\\""']
+        return ['--gpus="\\"device=${SLURM_JOB_GPUS:?no GPUs allocated}\\""']
     return ['"${gpu_devices[@]}"']  # podman: one CDI device per allocated GPU, built above
 
 
@@ -100,14 +100,26 @@ def container_lines(spec: S.LaunchSpec, runtime: str, nodes: Optional[int], hidd
     argv[0] = runtime
     image_at = len(argv) - len(spec.command) - 1
     job_env = [w for name in JOB_VARS for w in ("-e", name)]
-    words = [shlex.quote(w) for w in argv[:3]] + _gpu_words(runtime, spec.gpus) \
-        + [shlex.quote(w) for w in argv[3:image_at] + job_env + argv[image_at:]]
+    options = _gpu_words(runtime, spec.gpus) + [shlex.quote(w) for w in argv[3:image_at] + job_env]
     lines = []
     if runtime == "podman" and spec.gpus is not None:
         lines.append('gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do '
                      'gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done')
     prefix = "exec srun --ntasks-per-node=1 " if (nodes or 1) > 1 else "exec "
-    return lines + [prefix + " ".join(words)]
+    head = prefix + " ".join(shlex.quote(w) for w in argv[:3])
+    return lines + _continued(head, options, [shlex.quote(w) for w in argv[image_at:]])
+
+
+def _continued(head: str, options: List[str], tail: List[str]) -> List[str]:
+    """One option per line, joined by backslashes: readable in a dry run, one command to bash."""
+    groups: List[List[str]] = []
+    for word in options:
+        if word.startswith(("-", '"')) or not groups:
+            groups.append([word])
+        else:
+            groups[-1].append(word)
+    parts = [head] + ["  " + " ".join(g) for g in groups] + ["  " + " ".join(tail)]
+    return [part + " \\" for part in parts[:-1]] + [parts[-1]]
 
 
 def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
@@ -120,12 +132,13 @@ def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
     for name, value in spec.env.items():  # srun passes the job's environment into the container
         if not (S.is_secret(name) or name in hidden):
             lines.append("export %s=%s" % (name, shlex.quote(value)))
-    words = ["srun", "--container-image=" + enroot_image(spec.image), "--container-workdir=" + spec.cwd]
+    options = ["--container-image=" + enroot_image(spec.image), "--container-workdir=" + spec.cwd]
     if mounts:
-        words.append("--container-mounts=" + ",".join(mounts))
+        options.append("--container-mounts=" + ",".join(mounts))
     if spec.env:
-        words.append("--container-env=" + ",".join(sorted(spec.env)))
-    return lines + ["exec " + " ".join(shlex.quote(w) for w in words + list(spec.command))]
+        options.append("--container-env=" + ",".join(sorted(spec.env)))
+    return lines + _continued("exec srun", [shlex.quote(w) for w in options],
+                              [shlex.quote(w) for w in spec.command])
 
 
 def batch_script(spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (),
