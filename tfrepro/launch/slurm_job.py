@@ -96,6 +96,7 @@ def submit(script: str, env: Mapping[str, str], output_pattern: str, write: Call
     as KeyboardInterrupt.
     """
     check_controller(env)
+    os.makedirs(os.path.dirname(output_pattern), exist_ok=True)
     try:
         proc = subprocess.Popen(list(SUBMIT), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=dict(env),
@@ -178,9 +179,8 @@ def _copy_new(path: str, offset: int, write: Callable[[bytes], None]) -> int:
     return offset + len(chunk)
 
 
-def output_dir() -> str:
+def output_pattern() -> str:
     """Where job output files go: $TFREPRO_SLURM_DIR, else ~/.cache/tfrepro/slurm. On a real
     cluster it must be on a filesystem the compute nodes and this host share."""
     path = os.environ.get("TFREPRO_SLURM_DIR") or os.path.expanduser("~/.cache/tfrepro/slurm")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return os.path.join(os.path.abspath(path), "tfrepro-%j.out")
