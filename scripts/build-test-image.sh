@@ -16,7 +16,18 @@ REGISTRY="${TFREPRO_REGISTRY:-127.0.0.1:5555}"
 ENV_FILE="${TFREPRO_DOCKER_ENV:-/tmp/tfrepro-docker.env}"
 CACHE=/var/cache/tfrepro
 SUITE=bullseye
-MIRROR="${TFREPRO_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror apt uses here (often the only way out of a closed network), unless
+# TFREPRO_DEBIAN_MIRROR says otherwise; deb.debian.org when apt names none. Part of the base
+# image's hash, so a machine that switches mirrors rebuilds its base once.
+apt_mirror() {  # first http(s) URI of a non-security Debian source; nothing elsewhere (Ubuntu has no bullseye)
+  grep -qs '^ID=debian' /etc/os-release || return 0
+  { awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    sed -n 's/^deb[ \t]\+\(\[[^]]*\][ \t]\+\)\?\([^ \t]\+\).*/\2/p' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | awk '/^https?:\/\// && !/-security/ {sub(/\/$/, ""); print; exit}' || true
+}
+MIRROR="${TFREPRO_DEBIAN_MIRROR:-$(apt_mirror)}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 INCLUDE=python3,python3-venv,python3-pip,git,ca-certificates
 CA_BUNDLE="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
 DOCKER=/usr/bin/docker

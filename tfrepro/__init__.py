@@ -2,9 +2,9 @@
 
 Importing tfrepro imports neither TensorFlow nor MLflow.
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it
 
-__all__ = ["ReproCallback", "collect_environment", "deterministic", "Environment", "__version__"]
+__all__ = ["ReproCallback", "autolog", "collect_environment", "deterministic", "Environment", "__version__"]
 
 
 def collect_environment():
@@ -23,6 +23,11 @@ def __getattr__(name):  # lazy: keeps `import tfrepro` free of TensorFlow and ML
         from tfrepro.environment import Environment
 
         return Environment
+    if name == "autolog":
+        from tfrepro.autolog import autolog
+
+        globals()["autolog"] = autolog  # importing the submodule bound its name to the module
+        return autolog
     if name == "deterministic":
         from tfrepro.determinism import deterministic
 

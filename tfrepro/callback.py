@@ -164,16 +164,17 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
     def _log_environment(self):
         import tfrepro
+        from tfrepro import schema
 
         env = self.environment = tfrepro.collect_environment()
         tags = env.to_tags()
-        if self.seed is not None and "tfrepro.seed" not in tags:
-            tags["tfrepro.seed"] = str(self.seed)
+        if self.seed is not None and schema.SEED not in tags:
+            tags[schema.SEED] = str(self.seed)
         self.session.set_tags(tags)
-        self.session.log_text(env.to_json(), "tfrepro/environment.json")
-        self.session.log_text(env.requirements(), "tfrepro/requirements.txt")
+        self.session.log_text(env.to_json(), schema.ENVIRONMENT_JSON)
+        self.session.log_text(env.requirements(), schema.REQUIREMENTS_TXT)
         if env.git and env.git.dirty and env.git.patch:
-            self.session.log_text(env.git.patch, "tfrepro/git.patch")
+            self.session.log_text(env.git.patch, schema.GIT_PATCH)
 
     def _log_params(self):
         params = fit_params(self.model, getattr(self, "params", None) or {}, self.user_params)
@@ -209,6 +210,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._guard("closing the MLflow run", self.session.close)
 
     def _log_model(self):
+        from tfrepro import schema
         from tfrepro.tracking import model as model_io
 
         tmp = tempfile.mkdtemp(prefix="tfrepro-model-")
@@ -217,14 +219,14 @@ class ReproCallback(tf.keras.callbacks.Callback):
             self.model_hash = model_io.saved_model_hash(path, model_io.canonical_config(self.model))
             if self.session is None:
                 return
-            self.session.set_tags({"tfrepro.model.hash": self.model_hash})
+            self.session.set_tags({schema.MODEL_HASH: self.model_hash})
             if _multi_worker():
-                self.session.log_artifacts(path, "tfrepro/saved_model")  # saving again would block
-                self.model_uri = "runs:/%s/tfrepro/saved_model" % self.session.run_id
+                self.session.log_artifacts(path, schema.SAVED_MODEL)  # saving again would block
+                self.model_uri = "runs:/%s/%s" % (self.session.run_id, schema.SAVED_MODEL)
             else:
                 self.model_uri = self._log_flavour(model_io)
             if self.model_uri:
-                self.session.set_tags({"tfrepro.model.uri": self.model_uri})
+                self.session.set_tags({schema.MODEL_URI: self.model_uri})
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""tfrepro.deterministic(seed): seeds and op determinism, recorded so replay re-applies them."""
+"""Seeds and op determinism (`tfrepro.deterministic(seed)`), recorded so replay re-applies them."""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,7 @@
-"""The environment record: one immutable value, its JSON form and its MLflow tags.
+"""The environment record: one immutable value, its JSON form and its MLflow tags (both ways).
 
-The tag schema (names and value limits) lives here and nowhere else.
-Python 3.8 compatible: it runs inside the users' NGC containers.
+The tag names and value limits are in schema.py. Python 3.8 compatible: it runs inside the
+users' NGC containers.
 """
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import hashlib
 import json
 import types
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-SCHEMA_VERSION = "1"
-
-# MLflow 2.17+ accepts 8000 characters per tag value, older servers and stores 5000: use the lower.
-MAX_TAG_VALUE = 5000
-TRUNCATED = "...[truncated]"
+from tfrepro import schema
+from tfrepro.schema import SCHEMA_VERSION
+from tfrepro.versions import cuda_int, cuda_text
 
 
 def _freeze(value):
@@ -109,7 +107,7 @@ class GpuInfo(_Record):
 
     @property
     def cuda_driver(self) -> Optional[str]:
-        return cuda_version_string(self.cuda_driver_version)
+        return cuda_text(self.cuda_driver_version)
 
 
 @dataclass(frozen=True)
@@ -218,75 +216,9 @@ class Environment(_Record):
     def to_tags(self) -> Dict[str, str]:
         return to_tags(self)
 
-
-def cuda_version_string(value: Optional[int]) -> Optional[str]:
-    """NVML/CUDA integer version to text: 13000 -> "13.0", 11070 -> "11.7"."""
-    if not value:
-        return None
-    return "%d.%d" % (value // 1000, (value % 1000) // 10)
-
-
-def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:
-    if len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATED)] + TRUNCATED
-
-
-# Public tag schema. Documented in README.md ("Tags"); users filter on these in the MLflow UI.
-TAG_KEYS = (
-    "tfrepro.schema",
-    "tfrepro.version",
-    "tfrepro.image.ref",
-    "tfrepro.image.digest",
-    "tfrepro.image.id",
-    "tfrepro.image.digest_source",
-    "tfrepro.container.runtime",
-    "tfrepro.container.detected",
-    "tfrepro.git.commit",
-    "tfrepro.git.branch",
-    "tfrepro.git.remote",
-    "tfrepro.git.dirty",
-    "tfrepro.gpu.count",
-    "tfrepro.gpu.name",
-    "tfrepro.gpu.driver",
-    "tfrepro.cuda.driver",
-    "tfrepro.cuda.build",
-    "tfrepro.cudnn.build",
-    "tfrepro.tf.version",
-    "tfrepro.tf.determinism",
-    "tfrepro.seed",
-    "tfrepro.python.version",
-    "tfrepro.python.lock",  # sha256 of the sorted name==version lock
-    # "tfrepro.pkg.<name>": version of each of KEY_PACKAGES that is installed
-    "tfrepro.command",
-    "tfrepro.workdir",
-    "tfrepro.hostname",
-    "tfrepro.scheduler",  # slurm | kubernetes
-    "tfrepro.scheduler.job_id",
-    "tfrepro.scheduler.job_name",
-    "tfrepro.scheduler.nodes",
-    "tfrepro.scheduler.partition",
-    "tfrepro.scheduler.cluster",
-    "tfrepro.scheduler.account",
-    "tfrepro.scheduler.pod",
-    "tfrepro.scheduler.namespace",
-    # written by other parts: the callback, `tfrepro run` and `tfrepro replay`
-    "tfrepro.model.hash",
-    "tfrepro.model.uri",
-    "tfrepro.flush_seconds",  # time the callback's final flush took
-    "tfrepro.local_run_id",  # on a run `tfrepro sync` created for a run spooled while the server was down
-    "tfrepro.replayable",
-    "tfrepro.replay_of",
-    "tfrepro.replay.verdict",
-    "tfrepro.replay.detail",
-    "tfrepro.launch.gpus",
-    "tfrepro.launch.mounts",
-    "tfrepro.launch.shm_size",
-    "tfrepro.launch.memory",
-    "tfrepro.launch.network",
-    "tfrepro.launch.workdir",
-    "tfrepro.launch.env_names",
-)
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "Environment":
+        return from_tags(tags)
 
 
 # Packages most likely to change results get a tag each, so the MLflow UI compares them;
@@ -296,70 +228,131 @@ KEY_PACKAGES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "keras", "nump
 
 def package_tags(packages) -> Dict[str, str]:
     versions = dict(p.split("==", 1) for p in packages if "==" in p)
-    tags = {"tfrepro.pkg." + name: versions[name] for name in KEY_PACKAGES if name in versions}
+    tags = {schema.PACKAGE_PREFIX + name: versions[name] for name in KEY_PACKAGES if name in versions}
     if packages:
         lock = "".join(p + "\n" for p in packages).encode()
-        tags["tfrepro.python.lock"] = "sha256:" + hashlib.sha256(lock).hexdigest()
+        tags[schema.PYTHON_LOCK] = "sha256:" + hashlib.sha256(lock).hexdigest()
     return tags
 
 
 def to_tags(env: Environment) -> Dict[str, str]:
     """Tags for an MLflow run: tfrepro.* plus MLflow's own source/docker tags where known.
 
-    `tfrepro.command` is a JSON list (literal argv, never a shell string).
+    `schema.COMMAND` is a JSON list (literal argv, never a shell string).
     Missing facts are left out rather than tagged "None".
     """
-    tags: Dict[str, Any] = {"tfrepro.schema": env.schema, "tfrepro.version": env.tfrepro_version}
+    tags: Dict[str, Any] = {schema.SCHEMA: env.schema, schema.VERSION: env.tfrepro_version}
     c, g, gpu, tf, py, proc = env.container, env.git, env.gpu, env.tensorflow, env.python, env.process
     if c:
         tags.update({
-            "tfrepro.image.ref": c.image_ref,
-            "tfrepro.image.digest": c.image_digest,
-            "tfrepro.image.id": c.image_id,
-            "tfrepro.image.digest_source": c.digest_source,
-            "tfrepro.container.runtime": c.runtime or "none",
-            "tfrepro.container.detected": str(c.in_container).lower(),
-            "mlflow.docker.image.uri": c.image_digest or c.image_ref,
-            "mlflow.docker.image.id": c.image_id,
+            schema.IMAGE_REF: c.image_ref,
+            schema.IMAGE_DIGEST: c.image_digest,
+            schema.IMAGE_ID: c.image_id,
+            schema.IMAGE_DIGEST_SOURCE: c.digest_source,
+            schema.CONTAINER_RUNTIME: c.runtime or "none",
+            schema.CONTAINER_DETECTED: str(c.in_container).lower(),
+            schema.MLFLOW_IMAGE_URI: c.image_digest or c.image_ref,
+            schema.MLFLOW_IMAGE_ID: c.image_id,
         })
     if g:
         tags.update({
-            "tfrepro.git.commit": g.commit,
-            "tfrepro.git.branch": g.branch,
-            "tfrepro.git.remote": g.remote_url,
-            "tfrepro.git.dirty": str(g.dirty).lower(),
-            "tfrepro.workdir": g.workdir,
-            "mlflow.source.git.commit": g.commit,
-            "mlflow.source.git.branch": g.branch,
-            "mlflow.source.git.repoURL": g.remote_url,
+            schema.GIT_COMMIT: g.commit,
+            schema.GIT_BRANCH: g.branch,
+            schema.GIT_REMOTE: g.remote_url,
+            schema.GIT_DIRTY: str(g.dirty).lower(),
+            schema.WORKDIR: g.workdir,
+            schema.MLFLOW_GIT_COMMIT: g.commit,
+            schema.MLFLOW_GIT_BRANCH: g.branch,
+            schema.MLFLOW_GIT_REPO_URL: g.remote_url,
         })
     if gpu:
         names = sorted({d.name for d in gpu.devices})
         tags.update({
-            "tfrepro.gpu.count": str(gpu.count),
-            "tfrepro.gpu.name": ", ".join(names) or None,
-            "tfrepro.gpu.driver": gpu.driver_version,
-            "tfrepro.cuda.driver": gpu.cuda_driver,
+            schema.GPU_COUNT: str(gpu.count),
+            schema.GPU_NAME: ", ".join(names) or None,
+            schema.GPU_DRIVER: gpu.driver_version,
+            schema.CUDA_DRIVER: gpu.cuda_driver,
         })
     if tf:
         flags = tf.determinism or {}
         tags.update({
-            "tfrepro.tf.version": tf.version,
-            "tfrepro.cuda.build": tf.cuda_build,
-            "tfrepro.cudnn.build": tf.cudnn_build,
-            "tfrepro.tf.determinism": None if not tf.imported else str(bool(flags.get("op_determinism"))).lower(),
-            "tfrepro.seed": None if tf.seed is None else str(tf.seed),
+            schema.TF_VERSION: tf.version,
+            schema.CUDA_BUILD: tf.cuda_build,
+            schema.CUDNN_BUILD: tf.cudnn_build,
+            schema.TF_DETERMINISM: None if not tf.imported else str(bool(flags.get("op_determinism"))).lower(),
+            schema.SEED: None if tf.seed is None else str(tf.seed),
         })
     if py:
-        tags["tfrepro.python.version"] = py.version
+        tags[schema.PYTHON_VERSION] = py.version
         tags.update(package_tags(py.packages))
     if proc and proc.argv:
-        tags["tfrepro.command"] = json.dumps(list(proc.argv))
+        tags[schema.COMMAND] = json.dumps(list(proc.argv))
         if not g:
-            tags["tfrepro.workdir"] = proc.cwd
+            tags[schema.WORKDIR] = proc.cwd
     if env.system:
-        tags["tfrepro.hostname"] = env.system.hostname
+        tags[schema.HOSTNAME] = env.system.hostname
     if env.scheduler:
-        tags["tfrepro.scheduler"] = env.scheduler.kind
-        tags.update({"tfrepro.scheduler." + k: v for k, v in env.scheduler.to_dict().items() if k != "kind"})
-    return {k: truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
+        tags[schema.SCHEDULER] = env.scheduler.kind
+        tags.update({schema.SCHEDULER_PREFIX + k: v for k, v in env.scheduler.to_dict().items() if k != "kind"})
+    return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
+
+
+def from_tags(tags: Mapping[str, str]) -> Environment:
+    """The partial record to_tags() leaves in a run without environment.json (e.g. one started
+    with the MLflow plugin alone). Tags are untrusted text: what does not parse is left out."""
+    tag = tags.get
+
+    def flag(key: str) -> Optional[bool]:
+        return None if tag(key) is None else tag(key) == "true"
+
+    def number(key: str) -> Optional[int]:
+        text = (tag(key) or "").strip()
+        return int(text) if text.lstrip("-").isdigit() else None
+
+    count = max(number(schema.GPU_COUNT) or 0, 0)
+    # the tag holds the distinct models only: give each device one, so the set of models survives
+    names = [n.strip() for n in (tag(schema.GPU_NAME) or "").split(",") if n.strip()]
+    devices = [{"index": i, "name": names[min(i, len(names) - 1)]} for i in range(count)] if names else []
+    determinism = flag(schema.TF_DETERMINISM)
+    runtime = tag(schema.CONTAINER_RUNTIME)
+    return Environment.from_dict({
+        "schema": tag(schema.SCHEMA, ""),
+        "tfrepro_version": tag(schema.VERSION, ""),
+        "container": {
+            "in_container": bool(flag(schema.CONTAINER_DETECTED)),
+            "runtime": None if runtime == "none" else runtime,
+            "image_ref": tag(schema.IMAGE_REF), "image_digest": tag(schema.IMAGE_DIGEST),
+            "image_id": tag(schema.IMAGE_ID), "digest_source": tag(schema.IMAGE_DIGEST_SOURCE),
+        },
+        "git": {
+            "commit": tag(schema.GIT_COMMIT), "branch": tag(schema.GIT_BRANCH),
+            "remote_url": tag(schema.GIT_REMOTE), "dirty": bool(flag(schema.GIT_DIRTY)),
+            "workdir": tag(schema.WORKDIR, "."),
+        } if tag(schema.GIT_COMMIT) else None,
+        "gpu": {
+            "count": count, "driver_version": tag(schema.GPU_DRIVER),
+            "cuda_driver_version": cuda_int(tag(schema.CUDA_DRIVER)), "devices": devices,
+        },
+        "tensorflow": {
+            "version": tag(schema.TF_VERSION), "cuda_build": tag(schema.CUDA_BUILD),
+            "cudnn_build": tag(schema.CUDNN_BUILD), "seed": number(schema.SEED),
+            "determinism": {} if determinism is None else {"op_determinism": determinism},
+            "imported": determinism is not None,
+        },
+        "python": {"version": tag(schema.PYTHON_VERSION, "")},
+        "system": {"hostname": tag(schema.HOSTNAME)},
+        "process": {"argv": _argv(tag(schema.COMMAND)), "cwd": tag(schema.WORKDIR, "")},
+        "scheduler": dict({k: tag(schema.SCHEDULER_PREFIX + k) for k in SchedulerInfo.__dataclass_fields__
+                           if k != "kind"}, kind=tag(schema.SCHEDULER)) if tag(schema.SCHEDULER) else None,
+        "reasons": {"record": "no %s artifact: built from the run's tags" % schema.ENVIRONMENT_JSON},
+    })
+
+
+def _argv(command: Optional[str]) -> List[str]:
+    try:
+        argv = json.loads(command) if command else []
+    except ValueError:
+        argv = None
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return [command] if command else []
+    return argv

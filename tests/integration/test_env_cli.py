@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+from tests import host
 from tfrepro.cli import main
 from tfrepro.environment import Environment
 
@@ -13,12 +14,15 @@ def test_text_fits_100_columns(dirty_repo, monkeypatch, capsys):
     monkeypatch.setenv("NVIDIA_REQUIRE_CUDA", "cuda>=11.7 " + "brand=tesla,driver>=450,driver<451 " * 20)
     assert main(["env"]) == 0
     out = capsys.readouterr().out
-    for title in ("container", "git", "gpu", "python", "system", "process", "missing or partial"):
+    for title in ("Image", "Code", "GPU", "Python", "System", "Process", "Missing or partial"):
         assert "\n%s\n" % title in out
     assert "\n  nvcr.io/nvidia/tensorflow@sha256:" + "ab" * 32 + "\n" in out
-    assert "digest source     launcher" in out
+    assert "  digest source          launcher\n" in out
     assert "https://example.com/team/project.git" in out and "s3cret" not in out
-    assert "no NVIDIA driver" in out
+    if host.gpu_count():
+        assert "\n  count             %d\n" % host.gpu_count() in out
+    else:
+        assert "no NVIDIA driver" in out or "NVML sees no GPU" in out
     assert max(len(line) for line in out.splitlines()) <= 100
 
 
@@ -26,8 +30,8 @@ def test_json_round_trips(git_repo, monkeypatch, capsys):
     monkeypatch.chdir(git_repo)
     assert main(["env", "--json"]) == 0
     env = Environment.from_json(capsys.readouterr().out)
-    assert env.git.branch == "main" and env.python.packages and env.gpu.count == 0
-    assert "gpu" in env.reasons
+    assert env.git.branch == "main" and env.python.packages
+    assert env.gpu.count == host.gpu_count() and ("gpu" in env.reasons) == (host.gpu_count() == 0)
 
 
 def test_bad_option_is_one_line(capsys):
@@ -60,16 +64,17 @@ def test_env_tensorflow_flag_imports_it(tmp_path):
 def test_render_a_recorded_h200_box():
     from pathlib import Path
 
-    from tfrepro.cli.env import render
     from tfrepro.fingerprint import container, gpu
+    from tfrepro.inspect.render import render_environment
 
     probe = json.loads((Path(__file__).resolve().parents[1] / "fixtures/gpu/h200-driver580/probe.json").read_text())
     env_vars = dict(line.split("=", 1) for line in probe["env_nvidia"]["stdout"].splitlines())
     info, reason = container.resolve({"dockerenv": True, "cgroup": probe["cgroup"]["stdout"], "env": env_vars})
     env = Environment(gpu=gpu.parse(dict(probe["pynvml"], env=env_vars)), container=info,
                       reasons={"container": reason})
-    out = render(env)
+    out = render_environment(env)
     assert "NVIDIA H200, 140.4 GiB, cc 9.0, MIG disabled, 00000000:00:06.0" in out
-    assert "580.159.04, CUDA 13.0, NVML 13.580.159.04" in out
-    assert "NVIDIA_VISIBLE_DEVICES    0" in out or "NVIDIA_VISIBLE_DEVICES 0" in out
+    for row in ("driver                 580.159.04", "CUDA (driver)          13.0", "NVML                   13.580.159.04",
+                "NVIDIA_VISIBLE_DEVICES 0"):
+        assert "\n  %s\n" % row in out, row
     assert max(len(line) for line in out.splitlines()) <= 100

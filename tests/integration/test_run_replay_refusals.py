@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from tests import host
 from tests.conftest import git
 from tfrepro.cli import main
 
@@ -65,7 +66,7 @@ def one_error(capsys, code, expected_code=2):
 
 def test_unknown_run_id(tracking_uri, capsys):
     line = one_error(capsys, main(["replay", "0123456789abcdef0123456789abcdef", "--yes"]))
-    assert "not found" in line
+    assert "no run" in line
 
 
 def test_run_without_a_tfrepro_record(client, capsys):
@@ -96,15 +97,17 @@ def test_metacharacters_are_shown_quoted_and_never_run(make_run, capsys):
     assert not os.path.exists(PWNED)
 
 
-def test_gpu_run_on_a_host_without_gpus(make_run, capsys):
+def test_gpu_run_on_a_host_without_enough_gpus(make_run, capsys):
+    # one GPU more than this host has: "all" on a CPU host, a count on a GPU host
+    wanted = str(host.gpu_count() + 1) if host.gpu_count() else "all"
     run_id = make_run({"tfrepro.gpu.count": "1", "tfrepro.gpu.name": "NVIDIA H200"},
-                      launch={"gpus": "all", "workdir": "/workspace"})
+                      launch={"gpus": wanted, "workdir": "/workspace"})
     line = one_error(capsys, main(["replay", run_id, "--yes"]))
-    assert "--gpus none" in line
+    assert "this host has %s" % (host.gpu_count() or "none") in line and "--gpus none" in line
     # --dry-run shows the plan and only warns
     assert main(["replay", run_id, "--dry-run"]) == 0
     captured = capsys.readouterr()
-    assert "--gpus all" in captured.out and "--gpus none" in captured.err
+    assert "--gpus " + wanted in captured.out and "--gpus none" in captured.err
 
 
 def test_no_terminal_without_yes(make_run, capsys):

@@ -154,3 +154,15 @@ def test_missing_sqlite_store_is_not_created(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(capsys, "show", "0" * 32, "--tracking-uri", "sqlite:///mlflow.db")
     assert code == 2 and "no tracking database" in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_malformed_record_is_one_line_exit_2(mlflow_server, tracking_uri, capsys):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    run_id = client.create_run("0", tags={"tfrepro.schema": "1"}).info.run_id
+    client.log_text(run_id, json.dumps({"git": "oops"}), "tfrepro/environment.json")
+    for argv in (["show", run_id], ["diff", run_id, run_id], ["replay", run_id, "--dry-run"]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and "environment.json is malformed (git is a str, not an object)" in err, err
+        assert len(err.strip().splitlines()) == 1 and out == ""

@@ -2,7 +2,9 @@
 
 A real `mlflow server`, two runs logged the way tfrepro logs them (tags from to_tags() plus
 tfrepro/environment.json), and MLflow's own compare page in headless Chromium (Debian's
-package, driven by Playwright). Saves docs/mlflow-compare.png. Needs scripts/ui-deps.sh.
+package, driven by Playwright). Takes a picture of the compare page into a temp dir, or into
+$TFREPRO_SCREENSHOT (scripts/refresh-docs-screenshot.sh: the README's docs/mlflow-compare.png).
+Needs scripts/ui-deps.sh.
 """
 import json
 import os
@@ -16,7 +18,6 @@ from tests.conftest import missing
 from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
 
 CHROMIUM = os.environ.get("TFREPRO_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOT = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "mlflow-compare.png")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic"]
@@ -69,7 +70,7 @@ def _close_assistant(page):
         close.first.click()
 
 
-def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page):
+def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page, tmp_path):
     experiment_id, ids, envs = _log_runs("ui-compare")
     assert PACKAGES_A != PACKAGES_B and envs["ngc-a"].to_tags()["tfrepro.image.digest"] == DIGEST_A
     page = browser_page
@@ -97,8 +98,10 @@ def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page):
     page.get_by_text("tfrepro.pkg.numpy", exact=True).first.wait_for(timeout=30000)
     page.get_by_text("Tags", exact=True).last.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # let the table settle before the screenshot
-    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-    page.screenshot(path=SCREENSHOT)
+    screenshot = os.environ.get("TFREPRO_SCREENSHOT") or str(tmp_path / "mlflow-compare.png")
+    page.screenshot(path=screenshot)
+    with open(screenshot, "rb") as picture:
+        assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
 
     # 2. The run page: the commit shows under Source (from mlflow.source.git.commit).
     page.goto("%s/#/experiments/%s/runs/%s" % (tracking_uri, experiment_id, ids["ngc-a"]))

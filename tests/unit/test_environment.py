@@ -3,7 +3,6 @@ import json
 import pytest
 
 from tfrepro.environment import (
-    MAX_TAG_VALUE,
     ContainerInfo,
     Environment,
     GitInfo,
@@ -11,8 +10,9 @@ from tfrepro.environment import (
     GpuInfo,
     ProcessInfo,
     TensorflowInfo,
-    cuda_version_string,
 )
+from tfrepro.schema import MAX_TAG_VALUE
+from tfrepro.versions import cuda_text
 
 
 def sample():
@@ -86,8 +86,8 @@ def test_empty_environment_has_only_schema_tags():
 
 
 @pytest.mark.parametrize("value,text", [(13000, "13.0"), (11070, "11.7"), (12020, "12.2"), (None, None), (0, None)])
-def test_cuda_version_string(value, text):
-    assert cuda_version_string(value) == text
+def test_cuda_text(value, text):
+    assert cuda_text(value) == text
 
 
 def test_key_packages_and_the_lock_hash_become_tags():

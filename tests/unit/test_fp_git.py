@@ -1,6 +1,4 @@
-"""Git source: the pure parsers (status porcelain v2, remotes, credential stripping)."""
-import pytest
-
+"""Git source: the pure parsers (status porcelain v2, remotes; credentials: test_redact.py)."""
 from tfrepro.fingerprint import git
 
 OID = "0123456789abcdef0123456789abcdef01234567"
@@ -34,20 +32,6 @@ def test_parse_status_clean_detached_and_initial():
 def test_untracked_only_is_not_dirty():
     _, _, changed, untracked = git.parse_status("# branch.oid %s\0# branch.head main\0? x.py\0" % OID)
     assert changed is False and untracked == ("x.py",)
-
-
-@pytest.mark.parametrize("url, expected", [
-    ("https://user:pw@github.com/team/x.git", "https://github.com/team/x.git"),
-    ("https://ghp_token@github.com/team/x.git", "https://github.com/team/x.git"),
-    ("http://u:p@10.0.0.1:8080/x", "http://10.0.0.1:8080/x"),
-    ("https://github.com/team/x.git", "https://github.com/team/x.git"),
-    ("git@github.com:team/x.git", "git@github.com:team/x.git"),
-    ("ssh://git@host:2222/team/x.git", "ssh://git@host:2222/team/x.git"),
-    ("ssh://git:secret@host/team/x.git", "ssh://git@host/team/x.git"),
-    ("/srv/git/x.git", "/srv/git/x.git"),
-])
-def test_strip_credentials(url, expected):
-    assert git.strip_credentials(url) == expected
 
 
 def test_pick_remote_prefers_origin():

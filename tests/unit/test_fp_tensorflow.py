@@ -1,5 +1,6 @@
 """TensorFlow source: never imports TF itself; reads what an imported TF reports."""
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -43,14 +44,33 @@ def test_build_info_is_made_json_safe():
     assert tf_source._json_safe({"a": (1, object), 2: None}) == {"a": [1, str(object)], "2": None}
 
 
-def test_query_does_not_import_tensorflow(monkeypatch):
-    if "tensorflow" in sys.modules:
-        pytest.skip("another test imported tensorflow in this process")
-    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")
-    info = tf_source.collect()
-    assert "tensorflow" not in sys.modules
-    assert info.imported is False and info.version == metadata.version("tensorflow")
-    assert info.determinism == {"TF_DETERMINISTIC_OPS": "1"} and info.devices == ()
+def _installed_tensorflow():
+    for name in tf_source.DISTRIBUTIONS:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return None
+
+
+def test_query_does_not_import_tensorflow():
+    # A fresh interpreter: in this one another test may have imported TensorFlow already.
+    code = (
+        "import json, sys\n"
+        "from tfrepro.fingerprint import tensorflow as tf_source\n"
+        "info = tf_source.collect()\n"
+        "print(json.dumps({'leaked': 'tensorflow' in sys.modules, 'imported': info.imported,\n"
+        "                  'version': info.version, 'determinism': dict(info.determinism),\n"
+        "                  'devices': list(info.devices)}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in tf_source.DETERMINISM_ENV}
+    env["TF_DETERMINISTIC_OPS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["leaked"] is False
+    assert info["imported"] is False and info["version"] and info["version"] == _installed_tensorflow()
+    assert info["determinism"] == {"TF_DETERMINISTIC_OPS": "1"} and info["devices"] == []
 
 
 def test_imported_tensorflow_with_determinism_in_a_subprocess():
@@ -59,13 +79,16 @@ def test_imported_tensorflow_with_determinism_in_a_subprocess():
         "tfrepro.deterministic(7)\n"
         "tf.keras.mixed_precision.set_global_policy('mixed_float16')\n"
         "e = tfrepro.collect_environment()\n"
+        "print(json.dumps(dict(tf.sysconfig.get_build_info()), default=str))\n"
         "print(json.dumps(e.to_dict()['tensorflow']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+    build, info = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
     assert info["imported"] is True and info["version"].startswith("2.9")
     assert info["determinism"]["op_determinism"] is True and info["seed"] == 7
     assert info["mixed_precision_policy"] == "mixed_float16"
-    assert info["cuda_build"] == "11.2" and info["build_info"]["is_cuda_build"] is True
+    # what this TensorFlow says it was built with: 11.2 for PyPI's wheel, NGC's own, none for -cpu
+    assert info["cuda_build"] == build.get("cuda_version")
+    assert info["build_info"]["is_cuda_build"] == build["is_cuda_build"]
     assert "/physical_device:CPU:0" in info["devices"]

@@ -5,6 +5,7 @@ import pytest
 
 from tfrepro.environment import ContainerInfo
 from tfrepro.inspect import checks as c
+from tfrepro.versions import version_tuple
 from tests.inspect_envs import h200_gpu
 
 
@@ -96,8 +97,8 @@ def test_tracking_git_and_image():
 
 
 def test_version_helpers():
-    assert c.version_tuple("3.19.6rc1") == (3, 19, 6)
-    assert c.version_tuple(None) == ()
+    assert version_tuple("3.19.6rc1") == (3, 19, 6)
+    assert version_tuple(None) == ()
     assert c.cuda_int("11.2") == 11020 and c.cuda_int("13.0") == 13000
 
 

@@ -83,9 +83,10 @@ def test_split_package_normalises_names():
     assert cmp.split_package("weird") == ("weird", "")
 
 
-class _Record:
-    def __init__(self, env, params, metrics, launch=None):
-        self.environment, self.params, self.metrics, self.launch = env, params, metrics, launch
+def _Record(env, params, metrics, launch=None):
+    from tfrepro.tracking.record import RunRecord
+
+    return RunRecord("r", env, params=params, metrics=metrics, launch=launch)
 
 
 def test_compare_runs_adds_params_launch_and_metrics():

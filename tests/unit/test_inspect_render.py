@@ -4,7 +4,7 @@ import dataclasses
 from tfrepro.inspect import render
 from tfrepro.inspect.checks import Check
 from tfrepro.inspect.compare import compare
-from tfrepro.inspect.record import RunRecord
+from tfrepro.tracking.record import RunRecord
 from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 
 ANSI = "\x1b["

@@ -12,7 +12,7 @@ def by_name(items):
 
 
 def test_no_gpu_host_shows_every_difference():
-    items = by_name(D.compare({}, RECORDED, None, None))
+    items = by_name(D.compare(RECORDED, None, None))
     assert items["gpu model"].recorded == "NVIDIA H200" and items["gpu model"].host == "none"
     assert items["gpu count"].differs and items["driver"].recorded == "580.159.04"
     assert not items["image cuda"].blocking and "not needed" in items["image cuda"].host
@@ -22,15 +22,15 @@ def test_old_driver_blocks_a_newer_major_cuda():
     old = GpuInfo(count=1, driver_version="450.80.02", cuda_driver_version=11000,
                   devices=(GpuDevice(name="NVIDIA H200"),))
     recorded = Environment(gpu=H200, container=ContainerInfo(ngc={"CUDA_VERSION": "12.2.0"}))
-    item = by_name(D.compare({}, recorded, old, "all"))["image cuda"]
+    item = by_name(D.compare(recorded, old, "all"))["image cuda"]
     assert item.blocking and "11.0" in item.host
     # same major: minor-version compatibility, shown but not blocking
-    item = by_name(D.compare({}, RECORDED, old, "all"))["image cuda"]
+    item = by_name(D.compare(RECORDED, old, "all"))["image cuda"]
     assert item.differs and not item.blocking
 
 
 def test_same_host_has_no_drift():
-    items = D.compare({}, RECORDED, H200, "all")
+    items = D.compare(RECORDED, H200, "all")
     assert not any(i.differs for i in items)
     assert "recorded" in D.render(items)
 
@@ -38,11 +38,6 @@ def test_same_host_has_no_drift():
 def test_tags_only_record():
     tags = {"tfrepro.gpu.count": "2", "tfrepro.gpu.name": "NVIDIA A100", "tfrepro.gpu.driver": "515.65.01",
             "tfrepro.cuda.build": "11.2"}
-    items = by_name(D.compare(tags, None, None, None))
+    items = by_name(D.compare(Environment.from_tags(tags), None, None))
     assert items["gpu count"].recorded == "2" and items["image cuda"].recorded == "11.2"
-
-
-def test_cuda_tuple():
-    assert D.cuda_tuple("11.7.0.022") == (11, 7)
-    assert D.cuda_tuple("13000") == (13, 0)
-    assert D.cuda_tuple("garbage") is None and D.cuda_tuple(None) is None
+    assert items["gpu model"].recorded == "NVIDIA A100" and items["driver"].recorded == "515.65.01"

@@ -7,7 +7,7 @@ from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.replay import plan as P
 from tfrepro.replay import spec as S
-from tfrepro.replay.record import RunRecord
+from tfrepro.tracking.record import RunRecord
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 COMMIT = "1" * 40
@@ -35,7 +35,8 @@ def record(tags=None, launch=LAUNCH, patch="diff --git a/x b/x\n", environment=N
     tags = dict(TAGS, **(tags or {}))
     for key in drop:
         tags.pop(key)
-    return RunRecord("run1", "0", "r", "FINISHED", tags, environment, patch, launch)
+    return RunRecord("run1", environment or Environment.from_tags(tags), experiment_id="0", run_name="r",
+                     status="FINISHED", tags=tags, patch=patch, launch=launch)
 
 
 def test_plan_from_a_full_record():

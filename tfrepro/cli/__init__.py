@@ -26,10 +26,13 @@ def _register():
 
 
 def main(argv=None) -> int:
-    """Run the CLI in-process and return the exit code (tests call main([...]))."""
-    _exit_code.clear()
+    """Run the CLI in-process and return the exit code (tests call main([...])).
+
+    A command that returns a non-zero code without an error (diff -> 1) calls ctx.exit(code):
+    outside standalone mode click.main returns that code.
+    """
     try:
-        cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
     except TfreproError as exc:
         click.echo("tfrepro: error: %s" % exc, err=True)
         return exc.exit_code
@@ -44,18 +47,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("tfrepro: interrupted", err=True)
         return 130
-    return _exit_code.pop() if _exit_code else 0
+    return code if isinstance(code, int) else 0
 
 
-_exit_code = []
-
-
-def exit_with(code: int) -> None:
-    """Commands call this to return a non-zero code without raising (e.g. diff -> 1)."""
-    _exit_code[:] = [code]
-
-
-_register()  # last: subcommand modules may import exit_with from here
+_register()
 
 
 if __name__ == "__main__":

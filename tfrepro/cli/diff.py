@@ -57,27 +57,29 @@ def _label(record) -> str:
 @click.option("--all", "show_all", is_flag=True, help="Also show the fields that are equal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
-def command(runs, here, show_all, as_json, tracking_uri):
+@click.pass_context
+def command(ctx, runs, here, show_all, as_json, tracking_uri):
     """Show what differs between two runs' environments (or a run and this machine).
 
     Ranked by how likely a difference changes results. Exit 0: equal, 1: different, 2: error.
     """
-    from tfrepro.inspect import compare as cmp
-    from tfrepro.inspect.record import load
+    from tfrepro.inspect import compare
+    from tfrepro.tracking import record as run_record
 
     if here and len(runs) != 1:
         raise UsageError("diff --here takes one run id")
     if not here and len(runs) != 2:
         raise UsageError("diff takes two run ids (or one with --here)")
-    record_a = load(runs[0], tracking_uri)
+    client = run_record.client(tracking_uri, existing=True)
+    record_a = run_record.load(client, runs[0])
     if here:
         record_b = None
-        diffs = cmp.compare(record_a.environment, here_environment(), include_equal=show_all)
+        diffs = compare.compare(record_a.environment, here_environment(), include_equal=show_all)
         # this process is `tfrepro diff`, not the training command: its process facts mean nothing
         diffs = [d for d in diffs if d.group != "process"]
     else:
-        record_b = load(runs[1], tracking_uri)
-        diffs = cmp.compare_runs(record_a, record_b, include_equal=show_all)
+        record_b = run_record.load(client, runs[1])
+        diffs = compare.compare_runs(record_a, record_b, include_equal=show_all)
     if as_json:
         click.echo(diff_json(diffs, record_a, record_b))
     else:
@@ -86,7 +88,5 @@ def command(runs, here, show_all, as_json, tracking_uri):
 
         label_b = "this machine" if here else _label(record_b)
         click.echo(render_diff(diffs, _label(record_a), label_b, show_all, use_color()), nl=False)
-    if cmp.differs(diffs):
-        from tfrepro.cli import exit_with  # lazy: tfrepro.cli imports this module
-
-        exit_with(1)
+    if compare.differs(diffs):
+        ctx.exit(1)

@@ -6,11 +6,11 @@ import json
 import click
 
 
-
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
-def command(as_json, tracking_uri):
+@click.pass_context
+def command(ctx, as_json, tracking_uri):
     """Check TensorFlow, GPUs, driver/CUDA, numpy/protobuf, Docker, tracking, git and image.
 
     Exit 0 when nothing fails (warnings allowed), 1 otherwise.
@@ -27,6 +27,4 @@ def command(as_json, tracking_uri):
 
         click.echo(render_checks(checks, use_color()), nl=False)
     if any(c.status == FAIL for c in checks):
-        from tfrepro.cli import exit_with  # lazy: tfrepro.cli imports this module
-
-        exit_with(1)
+        ctx.exit(1)

@@ -2,7 +2,9 @@
 
 Order: validate options, resolve REF to its digest, create the MLflow run and record the
 launch, run the container by digest with MLFLOW_RUN_ID so the in-container callback
-resumes that run, stream its output, exit with its status.
+resumes that run, stream its output, exit with its status. Unless --no-autolog, every
+Keras fit() in the container gets a ReproCallback, and --seed N seeds it first, with no
+change to CMD (tfrepro/replay/hooks.py).
 """
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import os
 
 import click
 
+from tfrepro import imageref, schema
 from tfrepro.errors import ContainerFailed
 from tfrepro.replay import docker as D
+from tfrepro.replay import hooks as H
 from tfrepro.replay import launch as L
-from tfrepro.replay import record as R
 from tfrepro.replay import spec as S
+from tfrepro.tracking import record as run_record
+from tfrepro.tracking.launched import where_the_run_went
 
 
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
@@ -30,11 +35,13 @@ from tfrepro.replay import spec as S
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
 @click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
+@click.option("--no-autolog", is_flag=True, help="Do not give every Keras fit() in the container a ReproCallback.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Call tfrepro.deterministic(SEED) before CMD runs.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
-            mount_docker_socket, cmd):
+            mount_docker_socket, no_autolog, seed, cmd):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
-    S.check_image_ref(image)
+    imageref.check_image_ref(image)
     gpus = S.parse_gpus(gpus)
     mounts = [S.parse_mount(v, mount_docker_socket) for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
@@ -61,30 +68,38 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
         L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
                % (image, resolved.image_id))
 
-    client = R.client(uri)
+    client = run_record.client(uri)
     experiment_id = L.experiment_id(client, experiment)
     container_uri, tracking_mounts = S.tracking_setup(uri, L.artifact_dirs(client, experiment_id))
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
-    tags["tfrepro.command"] = json.dumps(list(cmd))
-    tags["tfrepro.workdir"] = subdir
+    tags[schema.COMMAND] = json.dumps(list(cmd))
+    tags[schema.WORKDIR] = subdir
+    autolog = not no_autolog
+    tags.update(H.hook_tags(autolog, seed))
     run_id = L.create_run(client, experiment_id, run_name, tags)
     try:
         env = dict(user_env)
         env.update(S.managed_env(container_uri, experiment_id, run_id, image, resolved.digest,
                                  resolved.image_id, os.environ, workdir))
-        spec = S.LaunchSpec(
-            image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
-            mounts=(S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts,
-            env=env, gpus=gpus, shm_size=shm_size, memory=memory, labels={"tfrepro.run_id": run_id},
-        )
-        record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
-        hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
-        status = L.run_recorded(client, docker_client, run_id, spec, record, git.patch if git else "", hidden, "run")
+        env.update(H.hook_env(autolog, seed, user_env, H.image_env(docker_client, resolved.run_ref)))
+        with H.hook_directory(H.wanted(autolog, seed)) as hook_dir:
+            all_mounts = (S.Mount(repo_root, workdir, False, "repo"),) + tuple(mounts) + tracking_mounts
+            spec = S.LaunchSpec(
+                image=resolved.run_ref, command=tuple(cmd), workdir=workdir, subdir=subdir,
+                mounts=all_mounts + H.hook_mounts(hook_dir), env=env, gpus=gpus, shm_size=shm_size,
+                memory=memory, labels={schema.RUN_ID_LABEL: run_id},
+            )
+            record = S.launch_record(spec, image, repo_root, uri, user_env=list(user_env))
+            record.update(H.hook_record(autolog, seed))
+            hidden = ["MLFLOW_TRACKING_URI"] if "@" in container_uri else []
+            status = L.run_recorded(client, docker_client, run_id, spec, record, git.patch if git else "", hidden,
+                                    "run")
     except BaseException:
         L.finish(client, run_id, 1)
         raise
     L.finish(client, run_id, status)
     L.info("run %s exited with status %d" % (run_id, status))
+    where_the_run_went(client, run_id, experiment_id)
     if status:
         raise ContainerFailed(status)

@@ -18,7 +18,7 @@ def show_json(record) -> str:
     data = {
         "run": record.summary(),
         "environment": record.environment_json,
-        "launch": record.launch,
+        "launch": record.launch_settings(),
         "params": dict(record.params),
         "metrics": dict(record.metrics),
         "tags": dict(record.tags),
@@ -33,9 +33,9 @@ def show_json(record) -> str:
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
 def command(run_id, as_json, packages, tracking_uri):
     """Show where run RUN_ID ran: image, code, GPU, TensorFlow, packages, params, metrics."""
-    from tfrepro.inspect.record import load
+    from tfrepro.tracking import record as run_record
 
-    record = load(run_id, tracking_uri)
+    record = run_record.load(run_record.client(tracking_uri, existing=True), run_id)
     if as_json:
         click.echo(show_json(record))
         return

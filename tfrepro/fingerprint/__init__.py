@@ -24,7 +24,7 @@ def collect(sources: Iterable[str] = SOURCES) -> Environment:
     sections, reasons = {}, {}
     for name in sources:
         try:
-            module = importlib.import_module("tfrepro.fingerprint." + name)
+            module = importlib.import_module(__name__ + "." + name)
             section = module.collect()
             reason = None
             if isinstance(section, tuple):

@@ -16,14 +16,14 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tfrepro.environment import ContainerInfo
+from tfrepro.imageref import image_id, is_digest_ref, repository
+from tfrepro.redact import is_secret
 
 ROOT = "/"  # tests point this at a folder holding recorded files
 TIMEOUT = 1.0  # seconds for the Docker socket and the Kubernetes API
 
 ENV_REF, ENV_DIGEST, ENV_ID = "TFREPRO_IMAGE_REF", "TFREPRO_IMAGE_DIGEST", "TFREPRO_IMAGE_ID"
 
-DIGEST_RE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
-IMAGE_ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 _ID_IN_CGROUP = re.compile(r"([0-9a-f]{64})(?:\.scope)?$")
 _ID_IN_MOUNT = re.compile(r"/(?:docker/containers|overlay-containers)/([0-9a-f]{64})/")
 _ID_MOUNTPOINTS = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
@@ -35,7 +35,6 @@ _NGC_PREFIXES = ("NVIDIA_", "CUDA_", "CUDNN_", "NCCL_", "TENSORRT_", "TRT_", "CU
                  "OPENMPI_", "OPENUCX_", "RDMACORE_", "NSIGHT_", "TENSORFLOW_", "HOROVOD_")
 _NGC_NAMES = ("NVIDIA_BUILD_ID", "NVIDIA_REQUIRE_CUDA", "NVIDIA_PRODUCT_NAME",
               "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_TENSORFLOW_VERSION")
-_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CRED", re.I)
 
 
 def _path(root: str, path: str) -> str:
@@ -54,7 +53,7 @@ def ngc_env(environ: Mapping[str, str]) -> Dict[str, str]:
     """The NVIDIA/CUDA version variables an NGC image sets (never anything secret-looking)."""
     return {
         k: v for k, v in sorted(environ.items())
-        if not _SECRET.search(k) and (k in _NGC_NAMES or (k.startswith(_NGC_PREFIXES) and k.endswith("_VERSION")))
+        if not is_secret(k) and (k in _NGC_NAMES or (k.startswith(_NGC_PREFIXES) and k.endswith("_VERSION")))
     }
 
 
@@ -128,16 +127,11 @@ def detect(raw: Mapping[str, Any]) -> Dict[str, Any]:
             "container_id": cid or mount_id}
 
 
-def image_id(value: Optional[str]) -> Optional[str]:
-    match = IMAGE_ID_RE.match((value or "").strip())
-    return "sha256:" + match.group(1) if match else None
-
-
 def from_launcher(env: Mapping[str, str]) -> Dict[str, Any]:
     digest, iid = env.get(ENV_DIGEST), env.get(ENV_ID)
     found: Dict[str, Any] = {"image_ref": env.get(ENV_REF) or None}
     if digest:
-        if DIGEST_RE.match(digest):
+        if is_digest_ref(digest):
             found["image_digest"] = digest
         else:
             found["error"] = "%s is not repo@sha256:<64 hex>: %r" % (ENV_DIGEST, digest[:100])
@@ -150,22 +144,14 @@ def from_launcher(env: Mapping[str, str]) -> Dict[str, Any]:
     return found
 
 
-def _repo(ref: str) -> str:
-    """'host:5000/a/b:tag' or 'a/b@sha256:..' -> 'host:5000/a/b'."""
-    ref = ref.split("@", 1)[0]
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    return ref[:colon] if colon > slash else ref
-
-
 def pick_digest(image_ref: Optional[str], repo_digests: List[str]) -> Optional[str]:
     """The RepoDigest matching the launched ref's repository, else the first valid one."""
-    if image_ref and DIGEST_RE.match(image_ref):
+    if is_digest_ref(image_ref):
         return image_ref
-    valid = [d for d in repo_digests or () if DIGEST_RE.match(d)]
+    valid = [d for d in repo_digests or () if is_digest_ref(d)]
     if image_ref:
         for digest in valid:
-            if _repo(digest) == _repo(image_ref):
+            if repository(digest) == repository(image_ref):
                 return digest
     return valid[0] if valid else None
 
@@ -216,7 +202,7 @@ def from_pod(pod: Mapping[str, Any], container_id: Optional[str]) -> Dict[str, A
     status = mine[0]
     image_ref = status.get("image") or None
     pulled = _strip_scheme(status.get("imageID") or "")
-    found = {"image_ref": image_ref, "image_digest": pulled if DIGEST_RE.match(pulled) else None,
+    found = {"image_ref": image_ref, "image_digest": pulled if is_digest_ref(pulled) else None,
              "image_id": image_id(pulled), "container_id": _strip_scheme(status.get("containerID") or "") or None}
     if not found["image_digest"]:
         found["error"] = "imageID %r is not repo@sha256:<64 hex>" % pulled

@@ -9,10 +9,10 @@ import os
 import re
 import subprocess
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
 
 from tfrepro.environment import GitInfo
 from tfrepro.fingerprint import NotApplicable
+from tfrepro.redact import strip_url_credentials
 
 TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
 MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
@@ -162,24 +162,6 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
     return commit, branch, changed, tuple(sorted(untracked))
 
 
-def strip_credentials(url: str) -> str:
-    """Drop user:password from http(s) URLs and the password from others; keep scp-style ssh."""
-    if "://" not in url:
-        return url  # git@host:org/repo.git or a local path
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if parts.scheme in ("http", "https"):
-        netloc = host
-    else:
-        netloc = userinfo.split(":", 1)[0] + "@" + host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def pick_remote(config_output: str) -> Optional[str]:
     """`git config --get-regexp remote.*.url` -> origin's URL, else the first remote's."""
     urls = {}
@@ -206,7 +188,7 @@ def parse(raw: Dict[str, object]) -> GitInfo:
     return GitInfo(
         commit=commit,
         branch=branch,
-        remote_url=strip_credentials(remote) if remote else None,
+        remote_url=strip_url_credentials(remote, keep_user=True) if remote else None,
         dirty=changed,
         patch_sha256=digest,
         untracked=untracked,

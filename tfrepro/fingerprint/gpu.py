@@ -11,6 +11,7 @@ import subprocess
 from typing import Any, Dict, List, Mapping, Optional
 
 from tfrepro.environment import GpuDevice, GpuInfo
+from tfrepro.versions import cuda_int
 
 VISIBLE_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 SMI_TIMEOUT = 10
@@ -149,12 +150,6 @@ def parse_smi_xml(text: str) -> Dict[str, Any]:
     import xml.etree.ElementTree as ElementTree
 
     root = ElementTree.fromstring(text)
-    cuda = root.findtext("cuda_version") or ""
-    try:
-        major, minor = cuda.split(".")[:2]
-        cuda_int = int(major) * 1000 + int(minor) * 10
-    except ValueError:
-        cuda_int = None
     devices = []
     for gpu in root.findall("gpu"):
         mig = (gpu.findtext("mig_mode/current_mig") or "").strip().lower()
@@ -169,7 +164,7 @@ def parse_smi_xml(text: str) -> Dict[str, Any]:
     return {
         "driver_version": (root.findtext("driver_version") or "").strip() or None,
         "nvml_version": None,
-        "cuda_driver_version": cuda_int,
+        "cuda_driver_version": cuda_int(root.findtext("cuda_version")),
         "device_count": len(devices),
         "devices": devices,
         "source": "nvidia-smi",

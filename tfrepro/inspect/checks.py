@@ -6,13 +6,14 @@ so the checks are tested with recorded facts (e.g. the H200 fixture), no GPU nee
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import ContainerInfo, GpuInfo
+from tfrepro.versions import cuda_int, version_tuple
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # TensorFlow 2.9's pins (its setup.py): numpy>=1.20, protobuf>=3.9.2,<3.20
@@ -50,23 +51,6 @@ class Facts:
     git_root: Optional[str] = None
     git_changes: Tuple[str, ...] = ()  # `git status --porcelain` lines
     git_error: Optional[str] = None
-
-
-def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
-    """"1.23.5" -> (1, 23, 5); "3.19.6rc1" -> (3, 19, 6); unparsable -> ()."""
-    parts = []
-    for piece in (text or "").split("."):
-        digits = re.match(r"\d+", piece)
-        if not digits:
-            break
-        parts.append(int(digits.group()))
-    return tuple(parts)
-
-
-def cuda_int(text: Optional[str]) -> Optional[int]:
-    """"11.2" -> 11020, NVML's form."""
-    v = version_tuple(text)
-    return v[0] * 1000 + (v[1] if len(v) > 1 else 0) * 10 if v else None
 
 
 # ---- checks: pure ----------------------------------------------------------------------------
@@ -170,7 +154,7 @@ def check_git(f: Facts) -> Check:
                      % (f.git_error or "no repository"), "run from a git checkout of your training code")
     if f.git_changes:
         return Check("git", WARN, "%s has %d uncommitted change(s): each run logs the patch "
-                     "(tfrepro/git.patch) and replay applies it" % (f.git_root, len(f.git_changes)),
+                     "(%s) and replay applies it" % (f.git_root, len(f.git_changes), schema.GIT_PATCH),
                      "commit to make runs point at a commit alone")
     return Check("git", PASS, "%s is clean" % f.git_root)
 
@@ -236,9 +220,10 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
-    from tfrepro.inspect.record import quick_mlflow
+    from tfrepro.tracking import record as run_record
+    from tfrepro.tracking.backend import short_http
 
-    with quick_mlflow():
+    with short_http(run_record.READ_TIMEOUT, 0, quiet=True, keep_user=True):
         import mlflow
 
         uri = tracking_uri or mlflow.get_tracking_uri()
@@ -251,16 +236,13 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
                 return {"tracking_uri": uri, "tracking_error": "%s is not writable" % (path or folder)}
             return {"tracking_uri": uri}
         try:
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(tracking_uri=uri)
+            client = run_record.client(uri)
             found = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
             experiment_id = found.experiment_id if found else client.create_experiment(DOCTOR_EXPERIMENT)
             run = client.create_run(experiment_id, run_name="doctor-%s" % uuid.uuid4().hex[:8])
             client.delete_run(run.info.run_id)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return {"tracking_uri": uri, "tracking_error": first[:200]}
+            return {"tracking_uri": uri, "tracking_error": str(run_record.tracking_error(exc, "a test run"))}
         return {"tracking_uri": uri}
 
 

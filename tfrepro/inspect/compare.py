@@ -1,7 +1,7 @@
 """Compare two environment records field by field, ranked by how likely each changes results.
 
-Pure: no I/O. `compare(env_a, env_b)` is what `tfrepro diff` prints and what replay shows as
-drift. Values are compared as text ("true", "11.2", "-" never: missing is None).
+Pure: no I/O. `compare(env_a, env_b)` is what `tfrepro diff` prints; replay shows its GPU
+rows, recorded run vs this host, as drift (replay/drift.py). Values are compared as text ("true", "11.2", "-" never: missing is None).
 """
 from __future__ import annotations
 
@@ -181,7 +181,8 @@ def compare_runs(record_a, record_b, include_equal: bool = False) -> List[Differ
     """compare() plus params (high), launch settings (medium) and final metrics (result)."""
     out = compare(record_a.environment, record_b.environment, include_equal)
     out += compare_mappings("params", record_a.params, record_b.params, HIGH, include_equal)
-    out += compare_mappings("launch", _flat(record_a.launch), _flat(record_b.launch), MEDIUM, include_equal)
+    out += compare_mappings("launch", _flat(record_a.launch_settings()), _flat(record_b.launch_settings()),
+                            MEDIUM, include_equal)
     out += compare_mappings("metrics", record_a.metrics, record_b.metrics, RESULT, include_equal)
     return sorted(out, key=_sort_key)
 

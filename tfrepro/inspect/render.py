@@ -1,4 +1,4 @@
-"""Text output for show, diff and doctor: at most 100 columns, colour only when asked.
+"""Text output for env, show, diff and doctor: at most 100 columns, colour only when asked.
 
 Pure: every function returns a string; the CLI decides colour (a terminal and no NO_COLOR).
 """
@@ -66,7 +66,8 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
             out.append("  %s %s" % (key, text))
             continue
         out.append("  " + key)
-        pad = 4 if len(text) <= WIDTH - 4 else 2
+        # indented under its key, except a long word (a digest) that needs the width to stay whole
+        pad = 4 if len(text) <= WIDTH - 4 or " " in text else 2
         out.extend(" " * pad + line for line in wrap(text, WIDTH - pad))
     return out
 
@@ -137,31 +138,67 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("hostname", sysinfo.hostname), ("os", sysinfo.os), ("kernel", sysinfo.kernel),
             ("machine", sysinfo.machine), ("cpu", sysinfo.cpu_model), ("cpus", sysinfo.cpu_count),
             ("memory", _bytes(sysinfo.memory_bytes))]))
+    if env.scheduler:
+        j = env.scheduler
+        groups.append(("Scheduler", [
+            ("kind", j.kind), ("job id", j.job_id), ("job name", j.job_name), ("nodes", j.nodes),
+            ("partition", j.partition), ("cluster", j.cluster), ("account", j.account), ("pod", j.pod),
+            ("namespace", j.namespace)]))
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
     return groups
 
 
+def _experiment(record) -> str:
+    if record.experiment_name:
+        return "%s (id %s)" % (record.experiment_name, record.experiment_id)
+    return record.experiment_id
+
+
+def _requested(record) -> List[Tuple[str, str]]:
+    """The experiment the script's ReproCallback asked for, when `tfrepro run` put the run elsewhere."""
+    from tfrepro.tracking.launched import REQUESTED_TAG
+
+    requested = record.tags.get(REQUESTED_TAG)
+    if not requested or requested == record.experiment_name:
+        return []
+    return [("asked for", "%s (by the script; not used under tfrepro run)" % requested),
+            ("to put it there", "tfrepro run --experiment %s ..." % requested)]
+
+
+def _blocks(groups, color: bool) -> str:
+    lines: List[str] = []
+    for title, rows in groups:
+        lines += section(title, rows, color) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_environment(env: Environment, show_packages: bool = False, color: bool = False) -> str:
+    """`tfrepro env`: this machine's record, one block per source, then what is missing and why.
+    Unlike show (a record, where "-" says the run did not know), unknown facts are left out."""
+    head = "tfrepro %s, collected %s\n\n" % (env.tfrepro_version or "?", env.collected_at or "?")
+    groups = [(title, [row for row in rows if row[1] not in (None, "")])
+              for title, rows in environment_sections(env, show_packages)]
+    return head + _blocks([group for group in groups if group[1]], color)
+
+
 def render_show(record, show_packages: bool = False, color: bool = False) -> str:
     env = record.environment
     run_rows = [("run id", record.run_id), ("name", record.run_name),
-                ("experiment", record.experiment_id), ("status", record.status),
+                ("experiment", _experiment(record))] + _requested(record) + [("status", record.status),
                 ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
                 ("collected", env.collected_at or None),
                 ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),
                 ("record from", "tags only (no environment.json)" if record.source == "tags" else None)]
     groups = [("Run", [r for r in run_rows if r[1] is not None])]
     groups += environment_sections(env, show_packages)
-    if record.launch:
-        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v))
-                                  for k, v in sorted(record.launch.items())]))
+    launch = record.launch_settings()
+    if launch:
+        groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
     groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
                    or [("(none)", "")]))
-    lines: List[str] = []
-    for title, rows in groups:
-        lines += section(title, rows, color) + [""]
-    return "\n".join(lines).rstrip() + "\n"
+    return _blocks(groups, color)
 
 
 def _diff_value(diff: Difference, width: int) -> List[str]:

@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from tfrepro import imageref
 from tfrepro.errors import UsageError
+from tfrepro.redact import is_secret
 from tfrepro.replay import spec as S
 
 CONTAINER = "train"
@@ -130,7 +132,7 @@ def _volumes(spec: S.LaunchSpec, client):
 def _env(spec: S.LaunchSpec, secret_names: Sequence[str], options: KubernetesOptions, name: str, client):
     env = []
     for key, value in spec.env.items():
-        if S.is_secret(key) or key in secret_names:
+        if is_secret(key) or key in secret_names:
             env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
                 secret_key_ref=client.V1SecretKeySelector(name=options.env_secret, key=key))))
         else:
@@ -161,7 +163,7 @@ def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, client):
 def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = ()):
     """The V1Job for `spec` (options through check_options() first)."""
     client = _client()
-    S.check_digest_ref(spec.image)  # a cluster pulls from a registry: a host-only image id cannot run
+    imageref.check_digest_ref(spec.image)  # a cluster pulls from a registry: a host-only image id cannot run
     if not source.remote or not source.commit:
         raise UsageError("--on kubernetes needs the commit and a remote the cluster can clone")
     if spec.gpus == "all":
@@ -216,4 +218,4 @@ def to_yaml(job) -> str:
 
 def secret_env_names(spec: S.LaunchSpec, secret_names: Sequence[str] = ()) -> List[str]:
     """What the env Secret must hold (`kubectl create secret generic NAME --from-literal=...`)."""
-    return sorted(k for k in spec.env if S.is_secret(k) or k in secret_names)
+    return sorted(k for k in spec.env if is_secret(k) or k in secret_names)

@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from typing import Callable, List, Optional, Sequence
 
+from tfrepro import imageref
 from tfrepro.errors import SchedulerError
 from tfrepro.replay import spec as S
 from tfrepro.replay.docker import Resolved, pick_repo_digest
@@ -80,8 +81,8 @@ def pull(ref: str, out=None) -> None:
 def resolve(ref: str, out=None) -> Resolved:
     """REF -> the digest its registry serves and the image id, as docker.resolve does; an image
     podman does not have yet is pulled first (podman has no registry-only lookup)."""
-    S.check_image_ref(ref)
-    repo, _, digest = S.split_image_ref(ref)
+    imageref.check_image_ref(ref)
+    repo, _, digest = imageref.split(ref)
     image = inspect(ref)
     if image is None:
         pull(ref, out)
@@ -105,7 +106,7 @@ def ensure_image(image: str, log: Callable[[str], None], out=None) -> None:
     if inspect(image) is not None:
         log("image %s is present (podman)" % image)
         return
-    if S.DIGEST_RE.match(image):
+    if imageref.is_image_id(image):
         raise SchedulerError("image %s is not in podman's store (the run was replayable on its host only)" % image)
     pull(image, out)
 

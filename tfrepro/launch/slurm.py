@@ -12,7 +12,9 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from tfrepro import imageref
 from tfrepro.errors import UsageError
+from tfrepro.redact import is_secret
 from tfrepro.replay import spec as S
 
 RUNTIMES = ("docker", "podman", "pyxis")
@@ -75,7 +77,7 @@ def memory_mb(size: Optional[str]) -> Optional[str]:
 
 def enroot_image(image: str) -> str:
     """repo@sha256:... -> enroot's URI form, the registry split off by '#' (nvcr.io#nvidia/tf@sha256:...)."""
-    S.check_digest_ref(image)
+    imageref.check_digest_ref(image)
     first, sep, rest = image.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
         return first + "#" + rest
@@ -130,7 +132,7 @@ def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
         mounts.append("%s:%s%s" % (m.source, m.target, ":ro" if m.read_only else ""))
     lines = []
     for name, value in spec.env.items():  # srun passes the job's environment into the container
-        if not (S.is_secret(name) or name in hidden):
+        if not (is_secret(name) or name in hidden):
             lines.append("export %s=%s" % (name, shlex.quote(value)))
     options = ["--container-image=" + enroot_image(spec.image), "--container-workdir=" + spec.cwd]
     if mounts:
@@ -162,5 +164,5 @@ def batch_script(spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden:
 def submit_env(spec: S.LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
     """sbatch's environment: ours plus the values the script names but does not contain."""
     env = dict(environ)
-    env.update({k: v for k, v in spec.env.items() if S.is_secret(k) or k in hidden})
+    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
     return env

@@ -10,8 +10,8 @@ from typing import Callable, Dict, Iterable, Optional
 
 import click
 
+from tfrepro import imageref
 from tfrepro.errors import DockerError
-from tfrepro.replay import spec as S
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def local_image(client, ref: str):
 def pick_repo_digest(repo_digests: Iterable[str], repo: str) -> Optional[str]:
     """The RepoDigest of `repo` if the image has one, else None."""
     for item in repo_digests or ():
-        if item.rsplit("@", 1)[0] == repo:
+        if imageref.repository(item) == repo:
             return item
     return None
 
@@ -68,8 +68,8 @@ def resolve(client, ref: str) -> Resolved:
     A local image wins (that is what `docker run REF` would use); it is pullable only if
     it carries a RepoDigest for its repository. Otherwise the registry is asked.
     """
-    S.check_image_ref(ref)
-    repo, _, digest = S.split_image_ref(ref)
+    imageref.check_image_ref(ref)
+    repo, _, digest = imageref.split(ref)
     image = local_image(client, ref)
     if image is not None:
         found = ref if digest else pick_repo_digest(image.attrs.get("RepoDigests"), repo)
@@ -91,9 +91,9 @@ def _pull_line(event: Dict[str, object]) -> Optional[str]:
 
 def pull(client, digest_ref: str, out=None):
     """Pull by digest, showing progress: one bar on a terminal, one line per layer otherwise."""
-    S.check_digest_ref(digest_ref, DockerError)
+    imageref.check_digest_ref(digest_ref, DockerError)
     out = out or sys.stderr
-    repo, _, digest = S.split_image_ref(digest_ref)
+    repo, _, digest = imageref.split(digest_ref)
     layers: Dict[str, list] = {}
     tty = hasattr(out, "isatty") and out.isatty()
     try:
@@ -138,7 +138,7 @@ def ensure_image(client, image: str, out=None) -> None:
     if local_image(client, image) is not None:
         click.echo("tfrepro: image %s is present" % image, file=out)
         return
-    if S.DIGEST_RE.match(image):
+    if imageref.is_image_id(image):
         raise DockerError("image %s is not on this host (the run was replayable on its host only)" % image)
     pull(client, image, out)
 

@@ -15,19 +15,20 @@ from urllib.parse import urlsplit
 
 import click
 
-from tfrepro.replay import docker as D
-from tfrepro.replay import spec as S
-from tfrepro.replay.record import GIT_PATCH, LAUNCH_JSON, tracking_error
+from tfrepro import schema
+from tfrepro.replay import docker
+from tfrepro.replay import spec
+from tfrepro.tracking.record import tracking_error
 
 
 def host_git(cwd: Optional[str] = None):
     """(GitInfo or None, reason): the repository the container will see, read on this side."""
     from tfrepro.fingerprint import NotApplicable
-    from tfrepro.fingerprint import git as G
+    from tfrepro.fingerprint import git as git_source
 
     try:
-        raw = G.query(cwd)
-        return G.parse(raw), raw.get("error")
+        raw = git_source.query(cwd)
+        return git_source.parse(raw), raw.get("error")
     except NotApplicable as exc:
         return None, str(exc)
     except Exception as exc:  # never fatal: the container records git itself too
@@ -38,7 +39,8 @@ def git_tags(git) -> Dict[str, str]:
     from tfrepro.environment import Environment
 
     tags = Environment(git=git).to_tags()
-    return {k: v for k, v in tags.items() if k.startswith(("tfrepro.git.", "mlflow.source.git.")) or k == "tfrepro.workdir"}
+    return {k: v for k, v in tags.items()
+            if k.startswith((schema.GIT_PREFIX, schema.MLFLOW_GIT_PREFIX)) or k == schema.WORKDIR}
 
 
 def tracking_uri(option: Optional[str] = None) -> str:
@@ -104,7 +106,7 @@ def record_launch(client, run_id: str, record: Dict[str, object], tags: Dict[str
         items = [RunTag(k, v) for k, v in tags.items()]
         for i in range(0, len(items), 100):
             client.log_batch(run_id, tags=items[i : i + 100])
-        client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True), LAUNCH_JSON)
+        client.log_text(run_id, json.dumps(record, indent=2, sort_keys=True), schema.LAUNCH_JSON)
     except Exception as exc:
         raise tracking_error(exc, "recording the launch of run %s" % run_id) from None
 
@@ -116,6 +118,17 @@ def log_text(client, run_id: str, text: str, artifact_file: str) -> None:
         raise tracking_error(exc, "logging %s" % artifact_file) from None
 
 
+def set_verdict(client, run_id: str, verdict) -> None:
+    """Tag a replay run with its verify.Verdict; a failure is only warned (the verdict is printed)."""
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(schema.REPLAY_VERDICT, verdict.verdict), RunTag(schema.REPLAY_DETAIL, verdict.detail[:4000])]
+    try:
+        client.log_batch(run_id, tags=tags)
+    except Exception as exc:
+        warn("could not tag the verdict on run %s: %s" % (run_id, tracking_error(exc, "run")))
+
+
 def finish(client, run_id: str, exit_status: int) -> None:
     """Close the run the container left RUNNING: FINISHED on 0, FAILED otherwise."""
     try:
@@ -125,18 +138,18 @@ def finish(client, run_id: str, exit_status: int) -> None:
         click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
 
 
-def run_recorded(client, docker_client, run_id: str, spec: S.LaunchSpec, record: Dict[str, object],
+def run_recorded(client, docker_client, run_id: str, launch_spec: spec.LaunchSpec, record: Dict[str, object],
                  patch: str, hidden, label: str) -> int:
     """Record the launch on the run (tags, launch.json, the patch), show the equivalent
     `docker run` line, run the container; return its exit status."""
-    record_launch(client, run_id, record, S.launch_tags(record))
+    record_launch(client, run_id, record, spec.launch_tags(record))
     if patch and patch.strip():
-        log_text(client, run_id, patch, GIT_PATCH)
-    info("%s %s\n  %s" % (label, run_id, shlex.join(S.docker_argv(spec, hidden))))
-    return run_container(docker_client, spec)
+        log_text(client, run_id, patch, schema.GIT_PATCH)
+    info("%s %s\n  %s" % (label, run_id, shlex.join(spec.docker_argv(launch_spec, hidden))))
+    return run_container(docker_client, launch_spec)
 
 
-def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
+def run_container(docker_client, launch_spec: spec.LaunchSpec) -> int:
     """Run to completion, streaming output to our stdout; return the exit status."""
     out = click.get_binary_stream("stdout")
     stdout = sys.stdout
@@ -149,7 +162,7 @@ def run_container(docker_client, launch_spec: S.LaunchSpec) -> int:
         except (AttributeError, ValueError):  # a captured text stream
             stdout.write(chunk.decode("utf-8", "replace"))
 
-    return D.run(docker_client, S.run_kwargs(launch_spec), write)
+    return docker.run(docker_client, spec.run_kwargs(launch_spec), write)
 
 
 def warn(message: str) -> None:
@@ -160,16 +173,15 @@ def info(message: str) -> None:
     click.echo("tfrepro: %s" % message, err=True)
 
 
-
 def image_tags(ref: Optional[str], digest: Optional[str], image_id: Optional[str]) -> Dict[str, str]:
     """The image tags a launcher sets on its run (the fingerprint inside sets them too)."""
     tags = {
-        "tfrepro.image.ref": ref,
-        "tfrepro.image.digest": digest,
-        "tfrepro.image.id": image_id,
-        "tfrepro.image.digest_source": "launcher",
-        "tfrepro.replayable": "registry" if digest else "host-only",
-        "mlflow.docker.image.uri": digest or ref,
-        "mlflow.docker.image.id": image_id,
+        schema.IMAGE_REF: ref,
+        schema.IMAGE_DIGEST: digest,
+        schema.IMAGE_ID: image_id,
+        schema.IMAGE_DIGEST_SOURCE: "launcher",
+        schema.REPLAYABLE: schema.REPLAYABLE_REGISTRY if digest else schema.REPLAYABLE_HOST_ONLY,
+        schema.MLFLOW_IMAGE_URI: digest or ref,
+        schema.MLFLOW_IMAGE_ID: image_id,
     }
     return {k: v for k, v in tags.items() if v}

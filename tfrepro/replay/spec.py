@@ -10,22 +10,18 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from tfrepro.environment import truncate
+from tfrepro import schema
 from tfrepro.errors import UsageError
+from tfrepro.redact import is_secret, strip_url_credentials
 
 DEFAULT_WORKDIR = "/workspace"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE", "SESSION")
 # Forwarded from the launcher's environment when set (names recorded, values never).
 MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
                     "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-# A repository name: registry host[:port]/path, no leading dash (never read as an option).
-REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -64,44 +60,7 @@ class LaunchSpec:
         return posixpath.normpath(posixpath.join(self.workdir, self.subdir))
 
 
-def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
-
-
 # -- validation (error= picks UsageError for options, RecordError for tags) ------------
-
-
-def split_image_ref(ref: str) -> Tuple[str, Optional[str], Optional[str]]:
-    """"repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
-    repo, digest = (ref.rsplit("@", 1) + [None])[:2] if "@" in ref else (ref, None)
-    tag = None
-    head, _, last = repo.rpartition(":")
-    if head and "/" not in last:
-        repo, tag = head, last
-    return repo, tag, digest
-
-
-def check_image_ref(ref: str, error=UsageError) -> str:
-    repo, tag, digest = split_image_ref(ref or "")
-    if not REPO_RE.match(repo) or (tag is not None and not TAG_RE.match(tag)) \
-            or (digest is not None and not DIGEST_RE.match(digest)):
-        raise error("not a valid image reference: %r" % ref)
-    return ref
-
-
-def check_digest_ref(value: str, error=UsageError) -> str:
-    """A pullable reference by digest: repo@sha256:<64 hex>."""
-    repo, tag, digest = split_image_ref(value or "")
-    if digest is None or not DIGEST_RE.match(digest) or tag is not None or not REPO_RE.match(repo):
-        raise error("malformed image digest %r (expected repo@sha256:<64 hex>)" % value)
-    return value
-
-
-def check_image_id(value: str, error=UsageError) -> str:
-    if not DIGEST_RE.match(value or ""):
-        raise error("malformed image id %r (expected sha256:<64 hex>)" % value)
-    return value
 
 
 def check_subdir(value: str, error=UsageError) -> str:
@@ -197,13 +156,6 @@ def parse_command(value, error=UsageError) -> Tuple[str, ...]:
     return tuple(argv)
 
 
-def strip_url_credentials(uri: str) -> str:
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path, parts.query, parts.fragment))
-
-
 def tracking_setup(uri: str, local_artifact_dirs: Sequence[str] = ()) -> Tuple[str, Tuple[Mount, ...]]:
     """How a container reaches the launcher's tracking store: (URI to pass, mounts to add).
 
@@ -275,7 +227,7 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
 
 def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
                   user_env: Sequence[str] = ()) -> Dict[str, object]:
-    """tfrepro/launch.json: everything replay needs, and no secret value."""
+    """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret value."""
     return {
         "image": spec.image,
         "image_ref": image_ref,
@@ -301,15 +253,15 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
 
     mounts = [Mount(**m).bind() for m in record.get("mounts") or ()]  # type: ignore[arg-type]
     tags = {
-        "tfrepro.launch.gpus": str(record.get("gpus") or "none"),
-        "tfrepro.launch.mounts": json.dumps(mounts),
-        "tfrepro.launch.shm_size": record.get("shm_size"),
-        "tfrepro.launch.memory": record.get("memory"),
-        "tfrepro.launch.network": record.get("network"),
-        "tfrepro.launch.workdir": record.get("workdir"),
-        "tfrepro.launch.env_names": json.dumps(list(record.get("env_names") or ())),
+        schema.LAUNCH_GPUS: str(record.get("gpus") or "none"),
+        schema.LAUNCH_MOUNTS: json.dumps(mounts),
+        schema.LAUNCH_SHM_SIZE: record.get("shm_size"),
+        schema.LAUNCH_MEMORY: record.get("memory"),
+        schema.LAUNCH_NETWORK: record.get("network"),
+        schema.LAUNCH_WORKDIR: record.get("workdir"),
+        schema.LAUNCH_ENV_NAMES: json.dumps(list(record.get("env_names") or ())),
     }
-    return {k: truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
+    return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 
 
 def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], image_ref: str,

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from tfrepro.schema import MODEL_HASH
+
 IDENTICAL = "identical"
 WITHIN_TOLERANCE = "within tolerance"
 DIVERGED = "diverged"
@@ -87,8 +89,8 @@ def compare(original: History, replay: History, original_hash: Optional[str] = N
     hash_note = ""
     if original_hash != replay_hash:
         if not original_hash or not replay_hash or tolerance <= 0:
-            return Verdict(DIVERGED, "tfrepro.model.hash: %s (original) != %s (replay)"
-                           % (original_hash or "none", replay_hash or "none"), compared, worst)
+            return Verdict(DIVERGED, "%s: %s (original) != %s (replay)"
+                           % (MODEL_HASH, original_hash or "none", replay_hash or "none"), compared, worst)
         hash_note = "; the model hash differs"
     if not compared and not original_hash:
         return Verdict(DIVERGED, "nothing to compare: the original logged no metrics and no model hash")

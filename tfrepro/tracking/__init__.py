@@ -7,4 +7,5 @@
     backend.py   the server calls, with short timeouts (REST) or through MlflowClient
     sync.py      `tfrepro sync`: upload what sessions left in the spool
     model.py     the trained model's hash and its MLflow logging
+    record.py    reading a run's record back (show, diff, replay); MLflow errors as tfrepro's
 """

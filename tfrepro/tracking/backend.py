@@ -37,13 +37,22 @@ def backend_for(tracking_uri: str):
 
 
 @contextlib.contextmanager
-def short_http(timeout: int = 5, retries: int = 0):
-    """Bound the fluent MLflow API's HTTP calls (start/end run) while inside this block.
+def short_http(timeout: int = 5, retries: int = 0, quiet: bool = False, keep_user: bool = False):
+    """MLflow's client settings while inside this block: its HTTP calls (fluent API and
+    MlflowClient alike) bounded to `timeout` seconds and `retries` retries; `quiet` turns off
+    its per-download progress bars (the CLI prints its own lines).
 
+    keep_user: a variable the user set wins (the CLI's reads honour it); without it the
+    callback bounds its calls whatever is set, since a slow server must not stall training.
     Process-wide env vars, so keep the block short; the writer thread never relies on it.
     """
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
-             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    if retries:
+        names["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    if quiet:
+        names["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    if keep_user:
+        names = {k: v for k, v in names.items() if k not in os.environ}
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update(names)
     try:

@@ -26,13 +26,15 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
+from tfrepro import schema
 from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
 log = logging.getLogger("tfrepro")
 
-FLUSH_TAG = "tfrepro.flush_seconds"  # seconds close() spent flushing the queue
+FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
 FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
 
@@ -52,6 +54,7 @@ class TrackingSession:
              upload_interval: float = UPLOAD_INTERVAL) -> "TrackingSession":
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
+        notes: Dict[str, str] = {}
         try:
             import mlflow
 
@@ -64,12 +67,14 @@ class TrackingSession:
                 run_id, started, online, fluent = active.info.run_id, False, True, True
             elif backend.reachable():
                 try:
+                    launcher_run = os.environ.get("MLFLOW_RUN_ID")
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
-                        if experiment_name and not os.environ.get("MLFLOW_RUN_ID"):
+                        if experiment_name and not launcher_run:
                             mlflow.set_experiment(experiment_name)
                         run_id = mlflow.start_run(run_name=run_name).info.run_id
                     online, fluent = True, True
+                    notes = experiment_note(experiment_name, launcher_run)
                 except Exception as exc:
                     errors.append("start run: %s" % exc)
         except Exception as exc:  # no mlflow, a bad URI, ...: spool only
@@ -82,6 +87,8 @@ class TrackingSession:
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
         session = cls(run_id, started, writer, fluent)
         session._errors.extend(errors)
+        if notes:
+            session.set_tags(notes)
         return session
 
     # -- properties ------------------------------------------------------------------

@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
+from tfrepro import schema
 from tfrepro.tracking.backend import Rejected, Retryable, history_key
 
 MAX_METRICS = 1000  # MLflow log_batch limits (and <= 1000 entities in all)
 MAX_PARAMS = 100
 MAX_TAGS = 100
 MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 5000  # MLflow 2.x limit (3.x accepts 8000)
 LOCAL_PREFIX = "local-"
-LOCAL_ID_TAG = "tfrepro.local_run_id"  # on a run `sync` created for a session's local id
+LOCAL_ID_TAG = schema.LOCAL_RUN_ID  # on a run `sync` created for a session's local id
 
 
 def is_local(run_id: Optional[str]) -> bool:
@@ -51,7 +51,7 @@ def plan(records: Iterable[Dict]) -> List[Tuple[str, object]]:
         elif "params" in r:
             extend("params", {k: str(v)[:MAX_PARAM_VALUE] for k, v in r["params"].items()})
         elif "tags" in r:
-            extend("tags", {k: str(v)[:MAX_TAG_VALUE] for k, v in r["tags"].items()})
+            extend("tags", {k: str(v)[:schema.MAX_TAG_VALUE] for k, v in r["tags"].items()})
         elif "text" in r:
             calls.append(("text", (r["text"], r["file"])))
         elif "artifacts" in r:
@@ -115,7 +115,7 @@ class RunUploader:
         if found:
             self.run_id = found
             return found, False
-        tags = {k: str(v)[:MAX_TAG_VALUE] for k, v in (h.get("tags") or {}).items()}
+        tags = {k: str(v)[:schema.MAX_TAG_VALUE] for k, v in (h.get("tags") or {}).items()}
         tags[LOCAL_ID_TAG] = h.get("run_id", "")
         start = int(h.get("start_time") or time.time() * 1000)
         self.run_id = self.backend.create_run(str(experiment_id), h.get("run_name"), start, tags)

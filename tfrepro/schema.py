@@ -1,0 +1,115 @@
+"""The record's names: every MLflow tag key, artifact path and container label tfrepro uses.
+
+Nothing else spells a "tfrepro.*" key or a "tfrepro/" artifact path: import them from here.
+The keys are public (README "Tags"): users filter on them in the MLflow UI, so renaming one
+breaks their searches and older records. Python 3.8 compatible: it runs inside NGC containers.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = "1"
+
+# MLflow takes 8000 characters per tag value since 2.17 (its run_tags column grew from 5000
+# then); older servers, and databases not yet migrated, refuse more than 5000: use the lower.
+MAX_TAG_VALUE = 5000
+TRUNCATED = "...[truncated]"
+
+PREFIX = "tfrepro."
+
+# -- tags the environment record writes (Environment.to_tags) -------------------------------
+SCHEMA = "tfrepro.schema"
+VERSION = "tfrepro.version"
+IMAGE_REF = "tfrepro.image.ref"
+IMAGE_DIGEST = "tfrepro.image.digest"
+IMAGE_ID = "tfrepro.image.id"
+IMAGE_DIGEST_SOURCE = "tfrepro.image.digest_source"
+CONTAINER_RUNTIME = "tfrepro.container.runtime"
+CONTAINER_DETECTED = "tfrepro.container.detected"
+GIT_PREFIX = "tfrepro.git."
+GIT_COMMIT = "tfrepro.git.commit"
+GIT_BRANCH = "tfrepro.git.branch"
+GIT_REMOTE = "tfrepro.git.remote"
+GIT_DIRTY = "tfrepro.git.dirty"
+GPU_COUNT = "tfrepro.gpu.count"
+GPU_NAME = "tfrepro.gpu.name"
+GPU_DRIVER = "tfrepro.gpu.driver"
+CUDA_DRIVER = "tfrepro.cuda.driver"
+CUDA_BUILD = "tfrepro.cuda.build"
+CUDNN_BUILD = "tfrepro.cudnn.build"
+TF_VERSION = "tfrepro.tf.version"
+TF_DETERMINISM = "tfrepro.tf.determinism"
+SEED = "tfrepro.seed"
+LAUNCH_SEED = "tfrepro.launch.seed"  # `tfrepro run --seed`: the launcher applied the seed, not the script
+AUTOLOG = "tfrepro.autolog"  # `tfrepro run` gave every fit() a ReproCallback
+EXPERIMENT_REQUESTED = "tfrepro.experiment.requested"  # experiment_name the script asked for, not honoured
+PYTHON_VERSION = "tfrepro.python.version"
+PYTHON_LOCK = "tfrepro.python.lock"  # sha256 of the sorted name==version lock
+PACKAGE_PREFIX = "tfrepro.pkg."  # + name: the version of each of KEY_PACKAGES installed
+COMMAND = "tfrepro.command"  # a JSON list (literal argv, never a shell string)
+WORKDIR = "tfrepro.workdir"
+HOSTNAME = "tfrepro.hostname"
+SCHEDULER = "tfrepro.scheduler"  # slurm | kubernetes: the job this process ran in
+SCHEDULER_PREFIX = "tfrepro.scheduler."  # + job_id, job_name, nodes, partition, cluster, account, pod, namespace
+SCHEDULER_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "pod", "namespace")
+
+# -- written by other parts: the callback, `tfrepro run`/`replay` and `sync` ----------------
+MODEL_HASH = "tfrepro.model.hash"
+MODEL_URI = "tfrepro.model.uri"
+FLUSH_SECONDS = "tfrepro.flush_seconds"  # time the callback's final flush took
+LOCAL_RUN_ID = "tfrepro.local_run_id"  # on a run `sync` created for a run spooled while the server was down
+REPLAYABLE = "tfrepro.replayable"  # REPLAYABLE_REGISTRY or REPLAYABLE_HOST_ONLY
+REPLAY_OF = "tfrepro.replay_of"
+REPLAY_VERDICT = "tfrepro.replay.verdict"
+REPLAY_DETAIL = "tfrepro.replay.detail"
+LAUNCH_PREFIX = "tfrepro.launch."
+LAUNCH_GPUS = "tfrepro.launch.gpus"
+LAUNCH_MOUNTS = "tfrepro.launch.mounts"
+LAUNCH_SHM_SIZE = "tfrepro.launch.shm_size"
+LAUNCH_MEMORY = "tfrepro.launch.memory"
+LAUNCH_NETWORK = "tfrepro.launch.network"
+LAUNCH_WORKDIR = "tfrepro.launch.workdir"
+LAUNCH_ENV_NAMES = "tfrepro.launch.env_names"
+LAUNCH_BACKEND = "tfrepro.launch.backend"  # docker | podman | slurm | kubernetes (`--on`)
+# the engine's job, as the launcher saw it: + job_id, job_name, nodes, partition, cluster,
+# account, namespace, pod, runtime (what ran the container inside a Slurm job)
+LAUNCH_JOB_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "namespace", "pod",
+                     "runtime")
+
+REPLAYABLE_REGISTRY = "registry"
+REPLAYABLE_HOST_ONLY = "host-only"
+
+# MLflow's own tags, set too where known so its UI shows them in its usual places
+MLFLOW_IMAGE_URI = "mlflow.docker.image.uri"
+MLFLOW_IMAGE_ID = "mlflow.docker.image.id"
+MLFLOW_GIT_PREFIX = "mlflow.source.git."
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+MLFLOW_GIT_BRANCH = "mlflow.source.git.branch"
+MLFLOW_GIT_REPO_URL = "mlflow.source.git.repoURL"
+
+# Public tag schema, documented in README.md ("Tags"), plus PACKAGE_PREFIX + name.
+TAG_KEYS = (
+    SCHEMA, VERSION, IMAGE_REF, IMAGE_DIGEST, IMAGE_ID, IMAGE_DIGEST_SOURCE, CONTAINER_RUNTIME,
+    CONTAINER_DETECTED, GIT_COMMIT, GIT_BRANCH, GIT_REMOTE, GIT_DIRTY, GPU_COUNT, GPU_NAME, GPU_DRIVER,
+    CUDA_DRIVER, CUDA_BUILD, CUDNN_BUILD, TF_VERSION, TF_DETERMINISM, SEED, PYTHON_VERSION, PYTHON_LOCK,
+    COMMAND, WORKDIR, HOSTNAME, SCHEDULER,
+    MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
+    LAUNCH_GPUS, LAUNCH_MOUNTS, LAUNCH_SHM_SIZE, LAUNCH_MEMORY, LAUNCH_NETWORK, LAUNCH_WORKDIR, LAUNCH_ENV_NAMES,
+    LAUNCH_BACKEND,
+) + tuple(SCHEDULER_PREFIX + f for f in SCHEDULER_FIELDS) + tuple(LAUNCH_PREFIX + f for f in LAUNCH_JOB_FIELDS)
+
+# -- artifacts, under ARTIFACT_DIR of the run ------------------------------------------------
+ARTIFACT_DIR = "tfrepro"
+ENVIRONMENT_JSON = "tfrepro/environment.json"  # Environment.to_json()
+REQUIREMENTS_TXT = "tfrepro/requirements.txt"  # every installed package, name==version
+GIT_PATCH = "tfrepro/git.patch"  # `git diff HEAD --binary` when the tree was dirty
+LAUNCH_JSON = "tfrepro/launch.json"  # how `tfrepro run`/`replay` started the container
+SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs it
+
+# -- Docker labels on the containers `tfrepro run`/`replay` start ------------------------------
+RUN_ID_LABEL = "tfrepro.run_id"
+
+
+def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:
+    """A tag value MLflow accepts: cut to `limit`, ending in TRUNCATED when cut."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(TRUNCATED)] + TRUNCATED
