@@ -6,7 +6,7 @@
     tfrepro.autolog(disable=True)  # fit() is Keras' own again
 
 A fit() that already has a ReproCallback is left alone, so nothing is logged twice.
-`tfrepro run` turns this on inside the container (see tfrepro/replay/sitecustomize.py).
+`tfrepro run` turns this on inside the container (see tfrepro/launch/sitecustomize.py).
 """
 from __future__ import annotations
 

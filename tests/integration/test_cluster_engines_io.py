@@ -9,7 +9,7 @@ from tests.cluster_fixtures import podman  # noqa: F401
 from tests.conftest import git, make_repo
 from tfrepro.launch import kubernetes as K
 from tfrepro.launch import podman as P
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from tests.cluster_fixtures import last_job_id, podman, slurm  # noqa: F401
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import slurm as L
 from tfrepro.launch import slurm_job as J
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import yaml
 
 from tfrepro.errors import UsageError
 from tfrepro.launch import kubernetes as K
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 kubernetes = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install 'tfrepro[test]'")

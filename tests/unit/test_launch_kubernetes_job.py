@@ -11,7 +11,7 @@ import pytest
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import kubernetes as K
 from tfrepro.launch import kubernetes_job as KJ
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
 

@@ -1,6 +1,6 @@
 """Podman engine, the pure half: the `podman run` argv is the spec's docker line with podman's GPU form."""
 from tfrepro.launch import podman as P
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 DIGEST = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 

@@ -8,7 +8,7 @@ import pytest
 from tfrepro.errors import UsageError
 from tfrepro.launch import slurm as L
 from tfrepro.launch import slurm_job as J
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "launch"

@@ -10,7 +10,8 @@ import sys
 import click
 
 from tfrepro.errors import UsageError
-from tfrepro.replay import drift, launch, plan, verify
+from tfrepro.launch import launcher as launch
+from tfrepro.replay import drift, plan, verify
 from tfrepro.replay import run as replay_run
 
 

@@ -4,7 +4,7 @@ Order: validate options, resolve REF to its digest, create the MLflow run and re
 launch, run the container by digest with MLFLOW_RUN_ID so the in-container callback
 resumes that run, stream its output, exit with its status. Unless --no-autolog, every
 Keras fit() in the container gets a ReproCallback, and --seed N seeds it first, with no
-change to CMD (tfrepro/replay/hooks.py).
+change to CMD (tfrepro/launch/hooks.py).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import click
 
 from tfrepro import imageref, schema
 from tfrepro.errors import ContainerFailed
-from tfrepro.replay import docker as D
-from tfrepro.replay import hooks as H
-from tfrepro.replay import launch as L
-from tfrepro.replay import spec as S
+from tfrepro.launch import docker as D
+from tfrepro.launch import hooks as H
+from tfrepro.launch import launcher as L
+from tfrepro.launch import spec as S
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking.launched import where_the_run_went
 

@@ -1,6 +1,13 @@
-"""Engines that run a LaunchSpec somewhere: Slurm, Kubernetes, Podman (Docker: tfrepro.replay.docker).
+"""Launching: the LaunchSpec (spec.py) and the engines that run one.
 
-Each engine translates the spec, never re-derives it: a pure half renders what would be
-submitted (a batch script, a Job manifest, an argv) and a thin half submits it, streams the
-logs, returns the exit status and cancels on Ctrl-C or SIGTERM.
+    spec.py          options and recorded tags -> LaunchSpec (pure, validated)
+    hooks.py         zero-code capture mounted into the container (sitecustomize.py)
+    launcher.py      the MLflow run around a launch: create, record, close
+    engines.py       one interface over the engines, chosen by `--on`
+    docker.py        Docker Engine (docker-py)
+    podman.py        the podman CLI
+    slurm.py         batch script (pure); slurm_job.py submits, streams, cancels
+    kubernetes.py    batch/v1 Job (pure); kubernetes_job.py submits, waits, streams, deletes
+
+Engines translate the spec; none re-derives it.
 """

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 from tfrepro import imageref
 from tfrepro.errors import UsageError
 from tfrepro.redact import is_secret
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 CONTAINER = "train"
 INIT_CONTAINER = "checkout"

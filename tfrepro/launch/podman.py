@@ -16,8 +16,8 @@ from typing import Callable, List, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import SchedulerError
-from tfrepro.replay import spec as S
-from tfrepro.replay.docker import Resolved, pick_repo_digest
+from tfrepro.launch import spec as S
+from tfrepro.launch.docker import Resolved, pick_repo_digest
 
 PODMAN = "podman"
 TIMEOUT = 120

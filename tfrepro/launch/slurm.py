@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from tfrepro import imageref
 from tfrepro.errors import UsageError
 from tfrepro.redact import is_secret
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 RUNTIMES = ("docker", "podman", "pyxis")
 # what the scheduler source inside the container reads (docker/podman pass them on by name)

@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.redact import is_secret
-from tfrepro.replay import hooks, spec
+from tfrepro.launch import hooks, spec
 from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")

@@ -15,7 +15,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.errors import ContainerFailed, UsageError
-from tfrepro.replay import checkout, docker, drift, hooks, launch, plan, spec, verify
+from tfrepro.launch import docker, hooks, spec
+from tfrepro.launch import launcher as launch
+from tfrepro.replay import checkout, drift, plan, verify
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists

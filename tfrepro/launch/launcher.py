@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import click
 
 from tfrepro import schema
-from tfrepro.replay import docker
-from tfrepro.replay import spec
+from tfrepro.launch import docker
+from tfrepro.launch import spec
 from tfrepro.tracking.record import tracking_error
 
 
