@@ -1,7 +1,7 @@
 """Real cluster engines for tests: a one-node Slurm cluster and Podman, set up by the project's
 scripts (idempotent: seconds when already up). Missing -> `missing()`: a skip, a failure in CI.
 
-Use: `from tests.cluster_fixtures import slurm, podman  # noqa: F401` in a test module.
+Registered in tests/conftest.py (pytest_plugins).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-pytest_plugins = ["tests.docker_fixtures"]
+pytest_plugins = ["tests.docker_fixtures", "tests.cluster_fixtures"]
 
 REQUIRE_DOCKER = os.environ.get("TFREPRO_REQUIRE_DOCKER") == "1"
 

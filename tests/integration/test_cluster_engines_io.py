@@ -5,7 +5,6 @@ import subprocess
 
 import pytest
 
-from tests.cluster_fixtures import podman  # noqa: F401
 from tests.conftest import git, make_repo
 from tfrepro.launch import kubernetes as K
 from tfrepro.launch import podman as P

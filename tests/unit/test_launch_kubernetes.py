@@ -1,5 +1,6 @@
 """Kubernetes engine, the pure half: the Job manifest (golden file), its round trip through the
 official client, and offline validation against Kubernetes' published schemas."""
+import base64
 import json
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ def spec(**changes):
     fields = dict(
         image=DIGEST, command=("python", "examples/train.py", "--epochs", "2"), subdir="examples",
         mounts=(S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("pvc:datasets", "/data", True, "user"),
-                S.Mount("/scratch", "/scratch", False, "user")),
+                S.Mount("/scratch", "/scratch", False, "user"), S.Mount("<hook>", "/opt/tfrepro-hook", True, "hook")),
         env={"MLFLOW_TRACKING_URI": "http://mlflow.ml-team:5000", "MLFLOW_RUN_ID": RUN_ID,
              "MLFLOW_TRACKING_TOKEN": "s3cret", "TFREPRO_SEED": "0"},
         gpus="2", shm_size="8g", memory="64g", labels={"tfrepro.run_id": RUN_ID})
@@ -33,8 +34,11 @@ def spec(**changes):
     return S.LaunchSpec(**fields)
 
 
+HOOK = "print('the launch hook')\n"
+
+
 def job(**changes):
-    return K.build_job(spec(**changes), SOURCE, K.check_options(OPTIONS))
+    return K.build_job(spec(**changes), SOURCE, K.check_options(OPTIONS), hook=HOOK)
 
 
 def manifest(**changes):
@@ -67,9 +71,13 @@ def test_what_the_pod_gets():
     assert volumes["user-2"]["hostPath"] == {"path": "/scratch"}
     init, = pod["initContainers"]
     assert init["image"] == DIGEST
+    assert volumes["hook-3"] == {"name": "hook-3", "emptyDir": {}}
+    assert {"name": "hook-3", "mountPath": "/opt/tfrepro-hook", "readOnly": True} in train["volumeMounts"]
+    assert {"name": "hook-3", "mountPath": "/opt/tfrepro-hook"} in init["volumeMounts"]
     init_env = {e["name"]: e.get("value") for e in init["env"]}
     assert init_env["TFREPRO_GIT_COMMIT"] == SOURCE.commit and init_env["TFREPRO_GIT_REMOTE"] == SOURCE.remote
     assert init_env["TFREPRO_GIT_PATCH"]  # base64 of the patch
+    assert base64.b64decode(init_env["TFREPRO_HOOK"]).decode() == HOOK
     assert m["spec"]["template"]["metadata"]["labels"] == {"tfrepro.run_id": RUN_ID}
     assert m["spec"]["backoffLimit"] == 0 and m["spec"]["ttlSecondsAfterFinished"] == 86400
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "trainer"

@@ -46,7 +46,7 @@ def test_batch_script_per_runtime(runtime):
 
 
 def test_secret_values_travel_in_sbatch_environment_only():
-    env = L.submit_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
+    env = S.caller_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
     assert env == {"PATH": "/bin", "MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef"}
 
 

@@ -1,72 +1,89 @@
 """One interface over the engines, for `tfrepro run` and `tfrepro replay` (`--on NAME`).
 
-    engine = engines.get(name, options)
-    engine.check(spec, source)           pure: refuse what this engine cannot run, before any run exists
-    engine.preview(spec, hidden, source) the exact text that would be submitted (--dry-run prints it)
-    engine.resolve(ref)                  REF -> Resolved(digest, image id) (`tfrepro run`)
-    engine.prepare(image)                make the image available where that is the launcher's job
-    engine.run(spec, hidden, source, on_facts, write) -> the exit status; Ctrl-C/SIGTERM cancels
-    engine.settings()                    what to record, so a replay submits the same way
+    engine = get(name, options)
+    engine.check(spec, source)            refuse what this engine cannot run, before any run exists
+    engine.preview(spec, hidden, source)  the exact text that would be submitted (--dry-run prints it)
+    engine.announce(...)                  the line(s) shown when it is submitted
+    engine.resolve(ref)                   REF -> Resolved(digest, image id)   (`tfrepro run`)
+    engine.prepare(image)                 make the image present where that is the launcher's job
+    engine.image_env(image)               the image's ENV (the hook keeps its PYTHONPATH)
+    engine.run(spec, hidden, source, on_facts, write) -> exit status; Ctrl-C/SIGTERM cancels
+    engine.settings()                     what launch.json records, so a replay submits the same way
 
-Every engine takes the same LaunchSpec and translates it; none re-derives it.
+`source` (kubernetes.Source: remote, commit, patch) is what a pod clones; the other engines
+mount the checkout. Every engine takes the same LaunchSpec and translates it; none re-derives it.
 """
 from __future__ import annotations
 
+import json
+import os
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from tfrepro import imageref
+from tfrepro import imageref, schema
 from tfrepro.errors import DockerError, RecordError, SchedulerError, UsageError
-from tfrepro.launch import docker, kubernetes, podman, slurm
+from tfrepro.launch import docker, hooks, kubernetes, podman, slurm
 from tfrepro.launch import spec as S
 
 NAMES = ("docker", "podman", "slurm", "kubernetes")
+CLUSTERS = ("slurm", "kubernetes")  # the job runs on a node: this host's GPUs say nothing about it
 Facts = Callable[[Dict[str, str]], None]
 Write = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
 class Options:
-    """Everything --on NAME can take; each engine reads its own part."""
+    """Everything `--on NAME` can take; each engine reads its own part."""
     slurm: slurm.SlurmOptions = field(default_factory=slurm.SlurmOptions)
     kubernetes: kubernetes.KubernetesOptions = field(default_factory=kubernetes.KubernetesOptions)
     kube_context: Optional[str] = None
-    output: str = "yaml"  # the manifest's form in a Kubernetes dry run
+    output: str = "yaml"  # a Kubernetes dry run prints the manifest as yaml or json
 
 
-def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapping[str, object]] = None) -> Options:
-    """Command-line values over recorded ones (a replay submits as the original did), checked
-    against the engine: a Slurm option with --on kubernetes is a mistake, said at once."""
-    recorded = dict(recorded or {}) if (recorded or {}).get("backend") == name else {}
-    for key, value in given.items():
-        if value not in (None, (), "") and key not in _OWN.get(name, ()) and key != "output":
-            raise UsageError("--%s applies to --on %s, not --on %s"
-                             % (key.replace("_", "-"), _owner(key), name))
-    merged = {k: v for k, v in recorded.items() if k != "backend"}
-    merged.update({k: v for k, v in given.items() if v not in (None, (), "")})
-    try:
-        slurm_options = slurm.SlurmOptions(**{f.name: _tuple(merged[f.name]) for f in fields(slurm.SlurmOptions)
-                                              if f.name in merged})
-        kube_options = kubernetes.KubernetesOptions(**{f.name: merged[f.name]
-                                                       for f in fields(kubernetes.KubernetesOptions) if f.name in merged})
-    except TypeError as exc:  # a malformed launch.json
-        raise RecordError("launch.json: bad engine settings: %s" % exc) from None
-    return Options(slurm_options, kube_options, merged.get("kube_context"), str(merged.get("output") or "yaml"))
-
-
-_OWN = {
+OWN = {
     "slurm": tuple(f.name for f in fields(slurm.SlurmOptions)),
-    "kubernetes": tuple(f.name for f in fields(kubernetes.KubernetesOptions)) + ("kube_context",),
+    "kubernetes": tuple(f.name for f in fields(kubernetes.KubernetesOptions)) + ("kube_context", "output"),
 }
 
 
-def _owner(key: str) -> str:
-    return next((name for name, keys in _OWN.items() if key in keys), "?")
+def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapping[str, object]] = None) -> Options:
+    """Command-line values over recorded ones (a replay submits as its original did); an
+    option of another engine (--partition with --on kubernetes) is refused."""
+    if name not in NAMES:
+        raise UsageError("--on must be one of %s, not %r" % (", ".join(NAMES), name))
+    for key, value in given.items():
+        if value not in (None, (), "") and key not in OWN.get(name, ()):
+            owner = next((n for n, keys in OWN.items() if key in keys), "?")
+            raise UsageError("--%s is for --on %s, not --on %s" % (key.replace("_", "-"), owner, name))
+    merged: Dict[str, object] = {}
+    if recorded and recorded.get("backend") == name:
+        merged.update((k, v) for k, v in recorded.items() if k in OWN.get(name, ()))
+    merged.update((k, v) for k, v in given.items() if v not in (None, (), ""))
+    try:
+        return Options(
+            slurm.SlurmOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()
+                                  if k in OWN["slurm"]}),
+            kubernetes.KubernetesOptions(**{k: v for k, v in merged.items()
+                                            if k in {f.name for f in fields(kubernetes.KubernetesOptions)}}),
+            merged.get("kube_context"), str(merged.get("output") or "yaml"))
+    except TypeError as exc:  # launch.json is untrusted
+        raise RecordError("launch.json: malformed engine settings: %s" % exc) from None
 
 
-def _tuple(value):
-    return tuple(value) if isinstance(value, list) else value
+def recorded_backend(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[str, Dict[str, object]]:
+    """(engine name, its recorded settings) of a run; docker for runs from before `--on`."""
+    settings = launch.get("engine") if isinstance(launch.get("engine"), dict) else {}
+    name = str(settings.get("backend") or tags.get(schema.LAUNCH_BACKEND) or "docker")
+    if name not in NAMES:
+        raise RecordError("unknown engine %.40r in the run's launch record" % name)
+    return name, dict(settings)
+
+
+def _info(line: str) -> None:
+    import click
+
+    click.echo("tfrepro: %s" % line, err=True)
 
 
 class Docker:
@@ -81,16 +98,24 @@ class Docker:
         return self._client
 
     def check(self, spec: S.LaunchSpec, source: Optional[kubernetes.Source]) -> None:
-        pass
+        claims = [m.source for m in spec.mounts if m.source.startswith(S.CLAIM_PREFIX)]
+        if claims:
+            raise UsageError("%s: a PersistentVolumeClaim mount needs --on kubernetes" % claims[0])
 
     def preview(self, spec, hidden, source) -> str:
         return shlex.join(S.docker_argv(spec, hidden))
+
+    def announce(self, spec, hidden, source) -> str:
+        return self.preview(spec, hidden, source)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return docker.resolve(self.client(), ref)
 
     def prepare(self, image: str) -> None:
         docker.ensure_image(self.client(), image)
+
+    def image_env(self, image: str) -> Dict[str, str]:
+        return hooks.image_env(self.client(), image)
 
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         return docker.run(self.client(), S.run_kwargs(spec), write)
@@ -109,15 +134,19 @@ class Podman(Docker):
         return podman.resolve(ref)
 
     def prepare(self, image: str) -> None:
-        podman.ensure_image(image, lambda line: None)
+        podman.ensure_image(image, _info)
+
+    def image_env(self, image: str) -> Dict[str, str]:
+        return podman.image_env(image)
 
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         on_facts({"runtime": "podman"})
-        return podman.run(podman.podman_argv(spec, hidden), write)
+        return podman.run(podman.podman_argv(spec, hidden), write, S.caller_env(spec, hidden, os.environ))
 
 
 class _Cluster(Docker):
-    """A cluster's node pulls the image itself, by digest: nothing to pull here."""
+    """The job's node pulls the image by digest: nothing to pull here. The image's ENV is read
+    from this host's Docker or Podman when either has the image, else left out."""
 
     def resolve(self, ref: str) -> docker.Resolved:
         return resolve_for_cluster(ref)
@@ -125,9 +154,15 @@ class _Cluster(Docker):
     def prepare(self, image: str) -> None:
         pass
 
+    def image_env(self, image: str) -> Dict[str, str]:
+        try:
+            return hooks.image_env(docker.connect(), image) or podman.image_env(image)
+        except (DockerError, SchedulerError):
+            return {}
+
 
 class Slurm(_Cluster):
-    """docker/podman in the job pull a missing digest; pyxis (enroot) imports it."""
+    """docker or podman in the job pull a missing digest; pyxis (enroot) imports it."""
     name = "slurm"
 
     def __init__(self, options: Options):
@@ -135,22 +170,25 @@ class Slurm(_Cluster):
         self.given = self.options = options.slurm
 
     def check(self, spec, source) -> None:
-        imageref.check_digest_ref(spec.image, _cluster_image)
+        super().check(spec, source)
+        imageref.check_digest_ref(spec.image, _needs_digest)
         self.options = slurm.check_options(self.given, spec)
 
     def preview(self, spec, hidden, source) -> str:
         from tfrepro.launch import slurm_job
 
-        return slurm.batch_script(spec, self.options, slurm_job.output_pattern(), hidden, "tfrepro")
+        self.check(spec, source)
+        return slurm.batch_script(spec, self.options, slurm_job.output_pattern(), hidden)
+
+    def announce(self, spec, hidden, source) -> str:
+        return "submitting this batch script with %s:\n%s" % (" ".join(slurm.SUBMIT), self.preview(spec, hidden, source))
 
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
-        import os
-
         from tfrepro.launch import slurm_job
 
         script = self.preview(spec, hidden, source)
         on_facts({"runtime": self.options.runtime})
-        return slurm_job.submit(script, slurm.submit_env(spec, hidden, os.environ), slurm_job.output_pattern(),
+        return slurm_job.submit(script, S.caller_env(spec, hidden, os.environ), slurm_job.output_pattern(),
                                 write, on_facts, _info)
 
     def settings(self) -> Dict[str, object]:
@@ -167,35 +205,36 @@ class Kubernetes(_Cluster):
         self.options = options.kubernetes
         self.context, self.output = options.kube_context, options.output
 
-    def check(self, spec, source) -> None:
-        self.options = kubernetes.check_options(self.options)
+    def job(self, spec, source, hidden: Sequence[str] = ()):
         if self.output not in ("yaml", "json"):
             raise UsageError("-o must be yaml or json, not %r" % self.output)
+        if source is None:
+            raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
+        hook = hooks.hook_source() if any(m.kind == "hook" for m in spec.mounts) else ""
+        return kubernetes.build_job(spec, source, kubernetes.check_options(self.options), _secrets(hidden), hook)
+
+    def check(self, spec, source) -> None:
         self.job(spec, source)
 
-    def job(self, spec, source, hidden: Sequence[str] = ()):
-        if source is None:
-            raise UsageError("--on kubernetes needs a git checkout: the pod clones the commit")
-        return kubernetes.build_job(spec, source, self.options, hidden)
-
     def preview(self, spec, hidden, source) -> str:
-        job = self.job(spec, source, _secret_names(hidden))
+        job = self.job(spec, source, hidden)
         if self.output == "json":
-            import json
-
             return json.dumps(kubernetes.to_dict(job), indent=2)
         return kubernetes.to_yaml(job)
+
+    def announce(self, spec, hidden, source) -> str:
+        job = self.job(spec, source, hidden)
+        names = kubernetes.secret_env_names(spec, _secrets(hidden))
+        line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
+        if names:
+            line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
+        return line
 
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         from tfrepro.launch import kubernetes_job
 
-        job = self.job(spec, source, _secret_names(hidden))
-        missing = kubernetes.secret_env_names(spec, _secret_names(hidden))
-        if missing:
-            _info("secret values come from Secret %s/%s (keys %s)" % (self.options.namespace, self.options.env_secret,
-                                                                       ", ".join(missing)))
-        apis = kubernetes_job.connect(context=self.context)
-        return kubernetes_job.submit(job, apis, write, on_facts, _info)
+        job = self.job(spec, source, hidden)
+        return kubernetes_job.submit(job, kubernetes_job.connect(context=self.context), write, on_facts, _info)
 
     def settings(self) -> Dict[str, object]:
         values = {k: v for k, v in asdict(self.options).items() if v is not None}
@@ -204,23 +243,18 @@ class Kubernetes(_Cluster):
         return dict(values, backend=self.name)
 
 
-def _secret_names(hidden: Sequence[str]) -> Tuple[str, ...]:
-    # MLFLOW_RUN_ID is hidden in a preview only because it is not known yet: not a secret
+def _secrets(hidden: Sequence[str]) -> Tuple[str, ...]:
+    """Names whose values go through a Secret. MLFLOW_RUN_ID is hidden in a preview only
+    because it is not known yet: it is no secret."""
     return tuple(name for name in hidden if name != "MLFLOW_RUN_ID")
 
 
-def _cluster_image(message: str) -> UsageError:
-    return UsageError("%s: a cluster pulls its image from a registry, so it needs a digest" % message)
-
-
-def _info(line: str) -> None:
-    import click
-
-    click.echo("tfrepro: %s" % line, err=True)
+def _needs_digest(message: str) -> UsageError:
+    return UsageError("%s: a cluster's node pulls the image from a registry, by digest" % message)
 
 
 def resolve_for_cluster(ref: str) -> docker.Resolved:
-    """A digest for a cluster to pull: given, or resolved by this host's Docker or Podman."""
+    """A digest for a cluster to pull: as given, or resolved by this host's Docker or Podman."""
     imageref.check_image_ref(ref)
     if imageref.split(ref)[2]:
         return docker.Resolved(ref, ref, None)
@@ -230,8 +264,8 @@ def resolve_for_cluster(ref: str) -> docker.Resolved:
         try:
             found = podman.resolve(ref)
         except SchedulerError:
-            raise UsageError("cannot resolve %s to a digest here (no Docker or Podman): pass --image repo@sha256:..."
-                             % ref) from None
+            raise UsageError("cannot resolve %s to a digest here (neither Docker nor Podman): "
+                             "pass --image repo@sha256:..." % ref) from None
     if not found.digest:
         raise UsageError("image %s is in no registry: a cluster cannot pull it (push it first)" % ref)
     return found

@@ -49,6 +49,12 @@ def hook_directory(enabled: bool = True) -> Iterator[Optional[str]]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def hook_source() -> str:
+    """The hook's text, for engines that cannot mount a directory (a Kubernetes pod)."""
+    with open(HOOK_SOURCE, encoding="utf-8") as f:
+        return f.read()
+
+
 def image_env(docker_client, image: str) -> Dict[str, str]:
     """The image's own ENV (to keep its PYTHONPATH); {} when it cannot be read."""
     try:

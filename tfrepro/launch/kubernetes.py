@@ -7,7 +7,8 @@ Pure: no API server is contacted here (kubernetes_job.py submits). The pod gets:
   - limits nvidia.com/gpu and memory; /dev/shm as a memory-backed emptyDir of the shm size;
   - volumes: `pvc:NAME` sources are PersistentVolumeClaims, absolute paths hostPath;
   - the repository in an emptyDir, filled by an init container (the same image, which has
-    git) that fetches the commit and applies the recorded patch;
+    git) that fetches the commit and applies the recorded patch; the launch hook
+    (sitecustomize.py, hooks.py) in another emptyDir, written by the same init container;
   - downward-API facts for the scheduler source: pod, namespace, node, and the labels file.
 The Job: labels tfrepro.run_id, backoffLimit 0, ttlSecondsAfterFinished, restartPolicy Never.
 The `kubernetes` package is imported lazily: only this engine needs it (tfrepro[kubernetes]).
@@ -31,10 +32,12 @@ NEW_RUN = "new-run"  # stands for the run id in a dry run: the run is created on
 MAX_PATCH = 512 * 1024  # the whole Job must stay well under etcd's 1.5 MB object limit
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-PVC_PREFIX = "pvc:"
 
 # Fetch by sha (servers that allow it), else everything; detach at the commit; apply the patch.
 CHECKOUT_SCRIPT = """set -eu
+if [ -n "${TFREPRO_HOOK:-}" ]; then
+  printf %s "$TFREPRO_HOOK" | base64 -d > "$TFREPRO_HOOK_DIR/sitecustomize.py"
+fi
 cd "$TFREPRO_REPO"
 git init -q .
 git remote add origin "$TFREPRO_GIT_REMOTE"
@@ -101,13 +104,13 @@ def _volumes(spec: S.LaunchSpec, client):
     volumes, mounts = [], []
     for i, m in enumerate(spec.mounts):
         name = "%s-%d" % (m.kind, i)
-        if m.kind == "repo":
+        if m.kind in ("repo", "hook"):  # filled by the init container
             source = {"empty_dir": client.V1EmptyDirVolumeSource()}
         elif m.kind in ("tracking", "docker-socket"):
             raise UsageError("--on kubernetes: %s cannot be mounted into a pod (%s); use an http(s) tracking server"
                              % (m.source, "a local tracking store" if m.kind == "tracking" else "the Docker socket"))
-        elif m.source.startswith(PVC_PREFIX):
-            claim = m.source[len(PVC_PREFIX):]
+        elif m.source.startswith(S.CLAIM_PREFIX):
+            claim = m.source[len(S.CLAIM_PREFIX):]
             if not DNS_SUBDOMAIN_RE.match(claim):
                 raise UsageError("volume %r: %r is not a valid claim name" % (m.source, claim))
             source = {"persistent_volume_claim": client.V1PersistentVolumeClaimVolumeSource(
@@ -145,9 +148,12 @@ def _env(spec: S.LaunchSpec, secret_names: Sequence[str], options: KubernetesOpt
     return env
 
 
-def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, client):
-    patch = base64.b64encode(source.patch.encode("utf-8", "surrogateescape")).decode("ascii") \
-        if source.patch.strip() else None
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
+    patch = _b64(source.patch) if source.patch.strip() else None
     if patch and len(patch) > MAX_PATCH:
         raise UsageError("the patch is %d KiB: too large to travel in a Job manifest (commit it first)"
                          % (len(patch) // 1024))
@@ -156,12 +162,21 @@ def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, client):
            client.V1EnvVar(name="TFREPRO_GIT_COMMIT", value=source.commit)]
     if patch:
         env.append(client.V1EnvVar(name="TFREPRO_GIT_PATCH", value=patch))
+    mounts = [repo_mount]
+    if hook_mount is not None:
+        if not hook:
+            raise UsageError("--on kubernetes: the launch hook's source is missing")
+        env += [client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path),
+                client.V1EnvVar(name="TFREPRO_HOOK", value=_b64(hook))]
+        mounts.append(client.V1VolumeMount(name=hook_mount.name, mount_path=hook_mount.mount_path))
     return client.V1Container(name=INIT_CONTAINER, image=spec.image, command=["sh", "-c", CHECKOUT_SCRIPT],
-                              env=env, volume_mounts=[repo_mount])
+                              env=env, volume_mounts=mounts)
 
 
-def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = ()):
-    """The V1Job for `spec` (options through check_options() first)."""
+def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (),
+              hook: str = ""):
+    """The V1Job for `spec` (options through check_options() first); `hook` is the text of
+    the launch hook (sitecustomize.py) when the spec mounts it."""
     client = _client()
     imageref.check_digest_ref(spec.image)  # a cluster pulls from a registry: a host-only image id cannot run
     if not source.remote or not source.commit:
@@ -169,12 +184,15 @@ def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, se
     if spec.gpus == "all":
         raise UsageError("--gpus all: a pod must ask for a number of GPUs (--gpus N)")
     run_id = spec.labels.get("tfrepro.run_id")
+    if run_id and not DNS_LABEL_RE.match(run_id):
+        run_id = None  # a dry run's placeholder: the run is created on submit
     name = job_name(run_id)
     labels = {"tfrepro.run_id": run_id or NEW_RUN}
     volumes, mounts = _volumes(spec, client)
     repo_mounts = [mount for mount in mounts if mount.name.startswith("repo-")]
     if len(repo_mounts) != 1:
         raise UsageError("--on kubernetes: the spec must mount the repository exactly once")
+    hook_mount = next((mount for mount in mounts if mount.name.startswith("hook-")), None)
     limits: Dict[str, str] = {}
     if spec.gpus is not None:
         limits["nvidia.com/gpu"] = spec.gpus
@@ -186,7 +204,7 @@ def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, se
         resources=client.V1ResourceRequirements(limits=limits) if limits else None)
     pod = client.V1PodSpec(
         restart_policy="Never", containers=[container], volumes=volumes,
-        init_containers=[_init_container(spec, source, repo_mounts[0], client)],
+        init_containers=[_init_container(spec, source, repo_mounts[0], hook_mount, hook, client)],
         service_account_name=options.service_account,
         image_pull_secrets=[client.V1LocalObjectReference(name=options.image_pull_secret)]
         if options.image_pull_secret else None)

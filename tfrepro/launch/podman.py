@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import SchedulerError
@@ -67,6 +67,13 @@ def inspect(ref: str) -> Optional[dict]:
     return found[0] if found else None
 
 
+def image_env(image: str) -> Dict[str, str]:
+    """The image's own ENV; {} when podman does not have it."""
+    found = inspect(image) or {}
+    items = (found.get("Config") or {}).get("Env") or []
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
 def pull(ref: str, out=None) -> None:
     """Pull, its progress shown on stderr."""
     out = out or sys.stderr
@@ -111,11 +118,12 @@ def ensure_image(image: str, log: Callable[[str], None], out=None) -> None:
     pull(image, out)
 
 
-def run(argv: Sequence[str], write: Callable[[bytes], None]) -> int:
+def run(argv: Sequence[str], write: Callable[[bytes], None], env: Optional[Mapping[str, str]] = None) -> int:
     """Run the container, stream its output, return its exit status. SIGTERM or Ctrl-C is
     passed to `podman run`, which passes it to the container (--sig-proxy, the default)."""
     try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(env) if env is not None else None)
     except FileNotFoundError:
         raise SchedulerError("podman not found (apt-get install podman)") from None
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM)) \

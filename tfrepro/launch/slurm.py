@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
@@ -147,7 +147,8 @@ def batch_script(spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden:
                  title: str = "tfrepro") -> str:
     """The whole batch script; `options` must have been through check_options()."""
     run_id = spec.labels.get("tfrepro.run_id") or ""
-    directives = [("--job-name", "tfrepro-" + run_id[:12] if run_id else "tfrepro"),
+    name = "tfrepro-" + run_id[:12] if NAME_RE.match(run_id) else "tfrepro-new-run"  # a dry run has no run yet
+    directives = [("--job-name", name),
                   ("--output", output), ("--partition", options.partition), ("--account", options.account),
                   ("--time", options.time), ("--nodes", options.nodes and str(options.nodes)),
                   ("--gres", options.gres), ("--mem", memory_mb(spec.memory))]
@@ -159,10 +160,3 @@ def batch_script(spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden:
               "set -euo pipefail"]
     lines += container_lines(spec, options.runtime, options.nodes, hidden)
     return "\n".join(lines) + "\n"
-
-
-def submit_env(spec: S.LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
-    """sbatch's environment: ours plus the values the script names but does not contain."""
-    env = dict(environ)
-    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
-    return env

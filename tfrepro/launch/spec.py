@@ -24,6 +24,7 @@ MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLF
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
+CLAIM_PREFIX = "pvc:"  # -v pvc:CLAIM:/path, Kubernetes only
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -109,8 +110,14 @@ def parse_size(value: Optional[str], what: str, error=UsageError) -> Optional[st
     return text
 
 
-def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError) -> Mount:
-    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name."""
+def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError, allow_claims: bool = False) -> Mount:
+    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name, or with
+    allow_claims (Kubernetes) pvc:CLAIM, a PersistentVolumeClaim."""
+    if text.startswith(CLAIM_PREFIX):
+        if not allow_claims:
+            raise error("mount %r: a PersistentVolumeClaim (pvc:CLAIM:/path) needs --on kubernetes" % text)
+        claim = parse_mount(text[len(CLAIM_PREFIX):], False, error)
+        return Mount(CLAIM_PREFIX + claim.source, claim.target, claim.read_only, "user")
     parts = text.split(":")
     mode = "rw"
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
@@ -225,6 +232,14 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
     return argv + [spec.image] + list(spec.command)
 
 
+def caller_env(spec: LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment of a process that starts the container from a command line (podman,
+    sbatch): ours, plus the values that line names (`-e NAME`) but does not contain."""
+    env = dict(environ)
+    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
+    return env
+
+
 def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
                   user_env: Sequence[str] = ()) -> Dict[str, object]:
     """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret value."""
@@ -260,6 +275,7 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
         schema.LAUNCH_NETWORK: record.get("network"),
         schema.LAUNCH_WORKDIR: record.get("workdir"),
         schema.LAUNCH_ENV_NAMES: json.dumps(list(record.get("env_names") or ())),
+        schema.LAUNCH_BACKEND: (record.get("engine") or {}).get("backend", "docker"),  # type: ignore[union-attr]
     }
     return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 

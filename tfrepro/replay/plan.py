@@ -68,7 +68,7 @@ def _mounts(launch: Mapping[str, object], allow_docker_socket: bool) -> List[spe
             continue  # the repository, the tracking store and the launch hook are set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
         try:
-            mounts.append(spec.parse_mount(bind, allow_docker_socket, RecordError))
+            mounts.append(spec.parse_mount(bind, allow_docker_socket, RecordError, allow_claims=True))
         except RecordError as exc:
             if "Docker socket" in str(exc):
                 raise RecordError("the run mounted the Docker socket; pass --mount-docker-socket to allow it") from None

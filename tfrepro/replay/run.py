@@ -1,10 +1,12 @@
 """`tfrepro replay` without its command line: prepare() reads and checks everything and says
 what would run; replay() runs it and returns the verdict.
 
-Order: read and validate the record, work out drift and the equivalent `docker run` line
-(the command shows them; --dry-run stops there), materialise commit + patch in a standalone
-temporary checkout (so git inside the container records them itself), pull by digest, run
-with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model hash.
+Order: read and validate the record, pick the engine (`--on`, else the recorded one), work
+out drift and what would be submitted (the command shows them; --dry-run stops there),
+materialise commit + patch in a standalone temporary checkout (so git inside the container
+records them itself; a Kubernetes pod clones them instead), pull by digest where the engine
+pulls here, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and
+model hash.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.errors import ContainerFailed, UsageError
-from tfrepro.launch import docker, hooks, spec
+from tfrepro.launch import engines, hooks, kubernetes, spec
 from tfrepro.launch import launcher as launch
 from tfrepro.replay import checkout, drift, plan, verify
 from tfrepro.tracking import record as run_record
@@ -38,6 +40,7 @@ class Prepared:
     container_uri: str  # how the container reaches the tracking store
     tracking_mounts: Tuple[spec.Mount, ...]
     hidden: Tuple[str, ...]  # env names whose values the shown command leaves out
+    engine: Any  # engines.get(...)
 
     @property
     def hooked(self) -> bool:
@@ -58,25 +61,40 @@ class Prepared:
         mounts = self.tracking_mounts + hooks.hook_mounts(hook_dir)
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
-    def preview(self) -> List[str]:
-        """The equivalent `docker run` argv, checkout and run id as placeholders."""
-        return spec.docker_argv(self.launch_spec(), self.hidden)
+    @property
+    def source(self) -> kubernetes.Source:
+        """What a pod clones: the recorded commit, its remote and patch."""
+        return kubernetes.Source(self.replay_plan.remote or "", self.replay_plan.commit, self.replay_plan.patch)
+
+    def preview(self) -> str:
+        """What would be submitted, checkout and run id as placeholders."""
+        return self.engine.preview(self.launch_spec(), self.hidden, self.source)
 
 
 def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
             experiment: Optional[str] = None, allow_drift: bool = False,
-            mount_docker_socket: bool = False) -> Prepared:
+            mount_docker_socket: bool = False, engine_name: Optional[str] = None,
+            engine_given: Optional[Dict[str, object]] = None) -> Prepared:
+    """engine_name: --on, else the recorded engine; engine_given: its options from the command
+    line, over the recorded ones."""
     uri = launch.tracking_uri(tracking_uri)
     client = run_record.client(uri, existing=True)
     record = run_record.load(client, run_id)
     replay_plan = plan.plan(record, os.environ, plan.KEEP if gpus is None else gpus, mount_docker_socket)
+    recorded_name, recorded_settings = engines.recorded_backend(record.launch or {}, record.tags)
+    name = engine_name or recorded_name
+    engine = engines.get(name, engines.options_from(name, engine_given or {}, recorded_settings))
     host_gpu = _host_gpu()
     items = drift.compare(record.environment, host_gpu, replay_plan.spec.gpus)
     experiment_id = launch.experiment_id(client, experiment, default=record.experiment_id)
     container_uri, tracking_mounts = spec.tracking_setup(uri, launch.artifact_dirs(client, experiment_id))
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
-    return Prepared(record, replay_plan, items, _refusals(replay_plan, items, host_gpu, allow_drift), client, uri,
-                    experiment_id, container_uri, tracking_mounts, hidden)
+    # a cluster's job runs on a node it picks: this host's GPUs and driver do not decide
+    refusals = () if name in engines.CLUSTERS else _refusals(replay_plan, items, host_gpu, allow_drift)
+    prepared = Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
+                        tracking_mounts, hidden, engine)
+    engine.check(prepared.launch_spec(), prepared.source)
+    return prepared
 
 
 def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
@@ -87,22 +105,22 @@ def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
     # the source first: a missing commit or a stale patch is found before a long pull
     with checkout.materialise(replay_plan.commit, replay_plan.patch, candidates, replay_plan.remote,
                               log=launch.info, keep=keep_checkout) as source:
-        docker_client = docker.connect()
-        docker.ensure_image(docker_client, replay_plan.image)
+        engine = prepared.engine
+        engine.prepare(replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
         tags[schema.REPLAY_OF] = record.run_id
         new_run = launch.create_run(client, prepared.experiment_id,
                                     "replay-of-" + (record.run_name or record.run_id), tags)
         try:
-            image_env = hooks.image_env(docker_client, replay_plan.image)
+            image_env = engine.image_env(replay_plan.image) if prepared.hooked else {}
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
                 launch_json = spec.launch_record(launch_spec, replay_plan.image_ref, None, prepared.tracking_uri,
                                                  user_env=list(replay_plan.spec.env))
                 launch_json.update(hooks.hook_record(replay_plan.autolog, replay_plan.hook_seed))
-                status = launch.run_recorded(client, docker_client, new_run, launch_spec, launch_json,
-                                             replay_plan.patch, prepared.hidden, "replay run")
+                status = launch.run_recorded(client, engine, new_run, launch_spec, launch_json,
+                                             replay_plan.patch, prepared.hidden, "replay run", prepared.source)
         except BaseException:
             launch.finish(client, new_run, 1)
             raise
