@@ -183,6 +183,11 @@ class Slurm(_Cluster):
     def announce(self, spec, hidden, source) -> str:
         return "submitting this batch script with %s:\n%s" % (" ".join(slurm.SUBMIT), self.preview(spec, hidden, source))
 
+    def prepare(self, image: str) -> None:
+        from tfrepro.launch import slurm_job
+
+        slurm_job.check_controller()  # before any MLflow run exists
+
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         from tfrepro.launch import slurm_job
 
@@ -230,11 +235,17 @@ class Kubernetes(_Cluster):
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
 
+    def prepare(self, image: str) -> None:
+        from tfrepro.launch import kubernetes_job
+
+        self.apis = kubernetes_job.connect(context=self.context)  # the kubeconfig is read before any run exists
+
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         from tfrepro.launch import kubernetes_job
 
         job = self.job(spec, source, hidden)
-        return kubernetes_job.submit(job, kubernetes_job.connect(context=self.context), write, on_facts, _info)
+        apis = getattr(self, "apis", None) or kubernetes_job.connect(context=self.context)
+        return kubernetes_job.submit(job, apis, write, on_facts, _info)
 
     def settings(self) -> Dict[str, object]:
         values = {k: v for k, v in asdict(self.options).items() if v is not None}

@@ -145,7 +145,8 @@ def run_recorded(client, engine, run_id: str, launch_spec: spec.LaunchSpec, reco
     record_launch(client, run_id, record, spec.launch_tags(record))
     if patch and patch.strip():
         log_text(client, run_id, patch, schema.GIT_PATCH)
-    info("%s %s\n  %s" % (label, run_id, engine.announce(launch_spec, hidden, source)))
+    shown = engine.announce(launch_spec, hidden, source).rstrip("\n").splitlines()
+    info("%s %s\n%s" % (label, run_id, "\n".join("  " + line for line in shown)))
     return engine.run(launch_spec, hidden, source, lambda facts: record_facts(client, run_id, facts), stdout_writer())
 
 

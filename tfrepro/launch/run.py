@@ -54,6 +54,8 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     source = kubernetes.Source(git.remote_url or "", git.commit or "", git.patch) if git else None
 
     resolved = engine.resolve(request.image)
+    if resolved.digest and not dry_run:
+        engine.prepare(resolved.digest)  # pulls, or asks the scheduler, before anything is recorded
     if not resolved.digest:
         L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
                % (request.image, resolved.image_id))
@@ -82,8 +84,6 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     if dry_run:
         click.echo(engine.preview(preview, hidden + ["MLFLOW_RUN_ID"], source).rstrip("\n"))
         return 0
-    if resolved.digest:
-        engine.prepare(resolved.digest)
     tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     tags.update(L.git_tags(git) if git else {})
     tags[schema.COMMAND] = json.dumps(list(request.command))
