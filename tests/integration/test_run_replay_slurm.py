@@ -135,19 +135,24 @@ def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_p
     finally:
         proc.kill()
     err = proc.stderr.read()
-    assert proc.returncode == 130 and "cancelling Slurm job" in err and "tfrepro: interrupted" in err
+    assert proc.returncode == 130, err[-3000:] and "cancelling Slurm job" in err and "tfrepro: interrupted" in err
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
-    assert show_job(run.data.tags["tfrepro.launch.job_id"])["JobState"] == "CANCELLED"
+    job_id = run.data.tags["tfrepro.launch.job_id"]
+    for _ in range(120):  # COMPLETING while slurmd still signals the job's processes
+        if show_job(job_id)["JobState"] != "COMPLETING":
+            break
+        time.sleep(0.5)
+    assert show_job(job_id)["JobState"] == "CANCELLED"
 
 
 def test_no_controller_reachable_submits_nothing(slurm, mlflow_server, test_image, client, tmp_path,
                                                  monkeypatch, capsys):
+    before = last_job_id()
     conf = tmp_path / "slurm.conf"
     conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "SlurmctldPort=9\n")  # nobody listens there
     monkeypatch.setenv("SLURM_CONF", str(conf))
     monkeypatch.chdir(make_repo(tmp_path / "repo"))
-    before = last_job_id()
     experiment = "slurm-down-" + uuid.uuid4().hex[:8]
     start = time.monotonic()
     code = main(slurm_argv(test_image.latest, experiment, mlflow_server.uri, "python", "train.py"))

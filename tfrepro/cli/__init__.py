@@ -36,7 +36,10 @@ def main(argv=None) -> int:
     except TfreproError as exc:
         click.echo("tfrepro: error: %s" % exc, err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("tfrepro: interrupted", err=True)
+            return 130
         click.echo("tfrepro: aborted", err=True)
         return 1
     except click.exceptions.Exit as exc:
