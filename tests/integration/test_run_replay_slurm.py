@@ -144,6 +144,9 @@ def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_p
             break
         time.sleep(0.5)
     assert show_job(job_id)["JobState"] == "CANCELLED"
+    # and the container went with it (a killed docker client leaves its container running)
+    left = subprocess.run(["docker", "ps", "-q", "--filter", "name=tfrepro-" + job_id], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
 
 
 def test_no_controller_reachable_submits_nothing(slurm, mlflow_server, test_image, client, tmp_path,

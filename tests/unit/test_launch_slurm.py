@@ -83,7 +83,7 @@ def test_no_gpus_no_gpu_words_and_multi_node_uses_srun():
     options = L.check_options(L.SlurmOptions(nodes=2), spec(gpus=None, memory=None))
     script = L.batch_script(spec(gpus=None, memory=None), options, OUTPUT)
     assert "--gres" not in script and "--gpus" not in script and "--mem" not in script
-    assert "\nexec srun --ntasks-per-node=1 docker run --rm \\\n  --network host \\\n" in script
+    assert '\nsrun --ntasks-per-node=1 docker run --rm \\\n  --name "$container" \\\n  --network host \\\n' in script
 
 
 def test_memory_and_enroot_forms():

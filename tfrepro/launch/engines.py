@@ -141,7 +141,8 @@ class Podman(Docker):
 
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         on_facts({"runtime": "podman"})
-        return podman.run(podman.podman_argv(spec, hidden), write, S.caller_env(spec, hidden, os.environ))
+        label = "%s=%s" % (schema.RUN_ID_LABEL, spec.labels.get(schema.RUN_ID_LABEL))
+        return podman.run(podman.podman_argv(spec, hidden), write, S.caller_env(spec, hidden, os.environ), label)
 
 
 class _Cluster(Docker):

@@ -118,27 +118,36 @@ def ensure_image(image: str, log: Callable[[str], None], out=None) -> None:
     pull(image, out)
 
 
-def run(argv: Sequence[str], write: Callable[[bytes], None], env: Optional[Mapping[str, str]] = None) -> int:
-    """Run the container, stream its output, return its exit status. SIGTERM or Ctrl-C is
-    passed to `podman run`, which passes it to the container (--sig-proxy, the default)."""
+def run(argv: Sequence[str], write: Callable[[bytes], None], env: Optional[Mapping[str, str]] = None,
+        label: Optional[str] = None) -> int:
+    """Run the container, stream its output, return its exit status. Ctrl-C or SIGTERM stops
+    the container labelled `label` (podman stop: SIGTERM, SIGKILL 10 s later; a training as
+    the container's PID 1 ignores SIGTERM), then re-raises KeyboardInterrupt."""
     try:
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(env) if env is not None else None)
+                                env=dict(env) if env is not None else None, start_new_session=True)
     except FileNotFoundError:
         raise SchedulerError("podman not found (apt-get install podman)") from None
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM)) \
-        if _main_thread() else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             write(chunk)
         return proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        if label:
+            found = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
+            if found:
+                _podman(["stop", "--time", "10"] + found, timeout=60)
+        proc.terminate()
         proc.wait()
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt()
 
 
 def _main_thread() -> bool:

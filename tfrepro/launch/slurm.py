@@ -94,29 +94,36 @@ def _gpu_words(runtime: str, gpus: Optional[str]) -> List[str]:
 
 
 def container_lines(spec: S.LaunchSpec, runtime: str, nodes: Optional[int], hidden: Sequence[str]) -> List[str]:
-    """The script's body: the one command that runs the container (exec'd, so scancel's
-    SIGTERM reaches the container runtime, which passes it on to the training)."""
+    """The script's body: the command that runs the container. scancel's SIGTERM reaches the
+    script, which stops the container (a training as the container's PID 1 ignores SIGTERM,
+    and a container outlives a killed docker client)."""
     if runtime == "pyxis":
         return _pyxis_lines(spec, hidden)
     argv = S.docker_argv(replace(spec, gpus=None), hidden)
     argv[0] = runtime
     image_at = len(argv) - len(spec.command) - 1
     job_env = [w for name in JOB_VARS for w in ("-e", name)]
-    options = _gpu_words(runtime, spec.gpus) + [shlex.quote(w) for w in argv[3:image_at] + job_env]
-    lines = []
+    options = ['--name "$container"'] + _gpu_words(runtime, spec.gpus) \
+        + [shlex.quote(w) for w in argv[3:image_at] + job_env]
+    lines = ['container="tfrepro-${SLURM_JOB_ID}"',
+             "trap '%s stop --time 10 \"$container\" >/dev/null' TERM  # scancel stops the container too" % runtime]
     if runtime == "podman" and spec.gpus is not None:
         lines.append('gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do '
                      'gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done')
-    prefix = "exec srun --ntasks-per-node=1 " if (nodes or 1) > 1 else "exec "
+    prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
     head = prefix + " ".join(shlex.quote(w) for w in argv[:3])
-    return lines + _continued(head, options, [shlex.quote(w) for w in argv[image_at:]])
+    body = _continued(head, options, [shlex.quote(w) for w in argv[image_at:]])
+    body[-1] += " &"
+    return lines + body + ['child=$! status=0', 'wait "$child" || status=$?',
+                           'while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done',
+                           'exit "$status"']
 
 
 def _continued(head: str, options: List[str], tail: List[str]) -> List[str]:
     """One option per line, joined by backslashes: readable in a dry run, one command to bash."""
     groups: List[List[str]] = []
     for word in options:
-        if word.startswith(("-", '"')) or not groups:
+        if word.startswith("-") or word == '"${gpu_devices[@]}"' or not groups:
             groups.append([word])
         else:
             groups[-1].append(word)
