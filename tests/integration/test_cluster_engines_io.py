@@ -1,11 +1,12 @@
 """Engine I/O on real tools: podman resolves and runs the test image by digest; the Kubernetes
-Job's init container, as generated, checks out the commit and applies the patch (run here
+Job's init container, as generated, checks out the commit, applies the patch and writes the launch hook (run here
 with Docker, since no Kubernetes can run on these machines)."""
 import subprocess
 
 import pytest
 
 from tests.conftest import git, make_repo
+from tfrepro.launch import hooks as H
 from tfrepro.launch import kubernetes as K
 from tfrepro.launch import podman as P
 from tfrepro.launch import spec as S
@@ -40,16 +41,20 @@ def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_
     git(repo, "add", "later.py")
     git(repo, "commit", "-q", "-m", "later")
     spec = S.LaunchSpec(image=test_image.digest_ref, command=("python", "train.py"),
-                        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),))
-    job = K.to_dict(K.build_job(spec, K.Source("file:///src", commit, patch), K.KubernetesOptions()))
+                        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),
+                                S.Mount("<hook>", H.HOOK_DIR, True, "hook")))
+    job = K.to_dict(K.build_job(spec, K.Source("file:///src", commit, patch), K.KubernetesOptions(),
+                                hook=H.hook_source()))
     init = job["spec"]["template"]["spec"]["initContainers"][0]
-    out = tmp_path / "workspace"
+    out, hook = tmp_path / "workspace", tmp_path / "hook"
     out.mkdir()
+    hook.mkdir()
     argv = ["docker", "run", "--rm", "--network", "none", "--label", "tfrepro.test=1",
-            "-v", "%s:/src:ro" % repo, "-v", "%s:/workspace" % out]
+            "-v", "%s:/src:ro" % repo, "-v", "%s:/workspace" % out, "-v", "%s:%s" % (hook, H.HOOK_DIR)]
     for item in init["env"]:
         argv += ["-e", "%s=%s" % (item["name"], item["value"])]
     result = subprocess.run(argv + [init["image"]] + init["command"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "tfrepro: checked out %s with the recorded patch" % commit
     assert (out / "train.py").read_text() == "print('patched')\n" and not (out / "later.py").exists()
+    assert (hook / "sitecustomize.py").read_text() == H.hook_source()

@@ -58,17 +58,29 @@ def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapp
             raise UsageError("--%s is for --on %s, not --on %s" % (key.replace("_", "-"), owner, name))
     merged: Dict[str, object] = {}
     if recorded and recorded.get("backend") == name:
-        merged.update((k, v) for k, v in recorded.items() if k in OWN.get(name, ()))
+        merged.update((k, _recorded(k, v)) for k, v in recorded.items() if k in OWN.get(name, ()))
     merged.update((k, v) for k, v in given.items() if v not in (None, (), ""))
-    try:
-        return Options(
-            slurm.SlurmOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()
-                                  if k in OWN["slurm"]}),
-            kubernetes.KubernetesOptions(**{k: v for k, v in merged.items()
-                                            if k in {f.name for f in fields(kubernetes.KubernetesOptions)}}),
-            merged.get("kube_context"), str(merged.get("output") or "yaml"))
-    except TypeError as exc:  # launch.json is untrusted
-        raise RecordError("launch.json: malformed engine settings: %s" % exc) from None
+    kube_fields = {f.name for f in fields(kubernetes.KubernetesOptions)}
+    return Options(
+        slurm.SlurmOptions(**{k: v for k, v in merged.items() if k in OWN["slurm"]}),
+        kubernetes.KubernetesOptions(**{k: v for k, v in merged.items() if k in kube_fields}),
+        merged.get("kube_context"), str(merged.get("output") or "yaml"))  # type: ignore[arg-type]
+
+
+def _recorded(key: str, value: object) -> object:
+    """A setting from launch.json (untrusted): the type its option has, or RecordError."""
+    if value is None:
+        return None
+    if key in ("nodes", "ttl_seconds"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif key == "sbatch_args":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value  # type: ignore[arg-type]
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise RecordError("launch.json: malformed engine setting %s: %.60r" % (key, value))
+    return value
 
 
 def recorded_backend(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[str, Dict[str, object]]:
