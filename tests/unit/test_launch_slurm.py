@@ -108,3 +108,7 @@ def test_job_facts_from_recorded_scontrol_output():
     assert done == {"job_id": "10", "partition": "debug", "nodes": "vm", "state": "COMPLETED", "exit_code": "0:0"}
     cancelled = J.job_facts(J.parse_show_job((FIXTURES / "scheduler" / "scontrol-show-job-cancelled.txt").read_text()))
     assert cancelled["state"] == "CANCELLED" and cancelled["exit_code"] == "0:15"
+
+
+def test_exit_status_from_scontrol():
+    assert [J.exit_status(v, 99) for v in ("0:0", "3:0", "0:15", "0:9", "", None, "x:y")] == [0, 3, 143, 137, 99, 99, 99]

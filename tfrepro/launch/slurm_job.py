@@ -13,7 +13,10 @@ from tfrepro.errors import SchedulerError
 from tfrepro.launch.slurm import SUBMIT
 
 PING_TIMEOUT = 20  # seconds; a missing slurm.conf makes scontrol retry for a minute
-POLL = 0.5
+POLL = 0.25  # seconds between reads of the output file
+CHECK = 1.0  # seconds between `scontrol show job`
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+            "BOOT_FAIL", "DEADLINE")
 
 
 def _run(argv, timeout=PING_TIMEOUT, env=None) -> subprocess.CompletedProcess:
@@ -138,7 +141,12 @@ def _main_thread() -> bool:
 
 
 class _Follower:
-    """Copies new bytes of the job's output file to write() until sbatch --wait returns."""
+    """Copies new bytes of the job's output file to write() until the job ends.
+
+    The end is seen in `scontrol show job` (asked every CHECK seconds): sbatch --wait notices
+    it only at its next poll, seconds later. sbatch's own exit status is the fallback, for a
+    controller that forgot the job.
+    """
 
     def __init__(self, proc, job_id, output, write, cluster, env):
         self.proc, self.job_id, self.output, self.write = proc, job_id, output, write
@@ -149,22 +157,37 @@ class _Follower:
         while True:
             done = self.proc.poll() is not None
             self.offset = _copy_new(self.output, self.offset, self.write)
-            if not self.placed and time.monotonic() - self.last_check > 2:
+            if time.monotonic() - self.last_check >= CHECK:
                 self.last_check = time.monotonic()
-                self._placed(on_facts)
+                fields = show_job(self.job_id, self.env)
+                self._placed(fields, on_facts)
+                if fields.get("JobState") in TERMINAL:
+                    self.offset = _copy_new(self.output, self.offset, self.write)
+                    if not done:
+                        self.proc.terminate()  # the job has ended: stop waiting for sbatch --wait's poll
+                        self.proc.wait()
+                    return exit_status(fields.get("ExitCode"), self.proc.returncode)
             if done:
                 self.offset = _copy_new(self.output, self.offset, self.write)
                 return self.proc.returncode
             time.sleep(POLL)
 
-    def _placed(self, on_facts) -> None:
-        facts = job_facts(show_job(self.job_id, self.env))
-        if facts.get("nodes"):
+    def _placed(self, fields, on_facts) -> None:
+        facts = job_facts(fields)
+        if not self.placed and facts.get("nodes"):
             self.placed = True
             facts.pop("state", None), facts.pop("exit_code", None)
             if self.cluster:
                 facts.setdefault("cluster", self.cluster)
             on_facts(facts)
+
+
+def exit_status(exit_code: Optional[str], fallback: int) -> int:
+    """scontrol's ExitCode "status:signal" -> a shell's exit status (a signal N gives 128+N)."""
+    status, _, signal_number = (exit_code or "").partition(":")
+    if not status.isdigit() or not signal_number.isdigit():
+        return fallback
+    return 128 + int(signal_number) if int(signal_number) else int(status)
 
 
 def _copy_new(path: str, offset: int, write: Callable[[bytes], None]) -> int:
