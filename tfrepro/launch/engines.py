@@ -280,11 +280,11 @@ def _needs_digest(message: str) -> UsageError:
 def resolve_for_cluster(ref: str) -> docker.Resolved:
     """A digest for a cluster to pull: as given, or resolved by this host's Docker or Podman."""
     imageref.check_image_ref(ref)
-    if imageref.split(ref)[2]:
-        return docker.Resolved(ref, ref, None)
     try:
         found = docker.resolve(docker.connect(), ref)
     except DockerError:
+        if imageref.split(ref)[2]:  # a digest needs no resolving; only its image id stays unknown
+            return docker.Resolved(ref, ref, None)
         try:
             found = podman.resolve(ref)
         except SchedulerError:

@@ -138,6 +138,8 @@ def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
             raise UsageError("mount source %r: pyxis cannot mount a path with ',' or ':'" % m.source)
         mounts.append("%s:%s%s" % (m.source, m.target, ":ro" if m.read_only else ""))
     lines = []
+    if spec.shm_size:
+        lines.append("# shm size %s: pyxis containers use the node's /dev/shm" % spec.shm_size)
     for name, value in spec.env.items():  # srun passes the job's environment into the container
         if not (is_secret(name) or name in hidden):
             lines.append("export %s=%s" % (name, shlex.quote(value)))
