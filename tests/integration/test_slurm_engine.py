@@ -11,6 +11,7 @@ import pytest
 
 from tests.cluster_fixtures import last_job_id
 from tfrepro.errors import SchedulerError
+from tfrepro.launch import engines
 from tfrepro.launch import slurm as L
 from tfrepro.launch import slurm_job as J
 from tfrepro.launch import spec as S
@@ -93,7 +94,7 @@ def test_generated_script_runs_the_image_and_the_job_is_captured(slurm, podman, 
     output = str(tmp_path / "tfrepro-%j.out")
     options = L.check_options(L.SlurmOptions(partition=slurm, time="10", runtime=runtime), spec)
     text = L.batch_script(spec, options, output)
-    status, out, facts, _ = submit(text, output, S.caller_env(spec, (), os.environ))
+    status, out, facts, _ = submit(text, output, engines.caller_env(spec, (), os.environ))
     assert status == 0, out[-2000:]
     record = json.loads(out[out.index("{"):])
     assert record["scheduler"] == {"kind": "slurm", "job_id": facts["job_id"], "job_name": "tfrepro-000000000000",

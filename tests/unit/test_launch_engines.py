@@ -4,7 +4,7 @@ import json
 import pytest
 
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.launch import engines
+from tfrepro.launch import engines, settings
 from tfrepro.launch import spec as S
 from tfrepro.launch.kubernetes import Source
 
@@ -22,41 +22,41 @@ def spec(**changes):
 
 def test_an_option_of_another_engine_is_refused():
     with pytest.raises(UsageError, match="^--partition is for --on slurm, not --on docker$"):
-        engines.options_from("docker", {"partition": "gpu"})
+        settings.options_from("docker", {"partition": "gpu"})
     with pytest.raises(UsageError, match="^--namespace is for --on kubernetes, not --on slurm$"):
-        engines.options_from("slurm", {"namespace": "ml"})
+        settings.options_from("slurm", {"namespace": "ml"})
     with pytest.raises(UsageError, match="--on must be one of"):
-        engines.options_from("lsf", {})
+        settings.options_from("lsf", {})
 
 
 def test_a_replay_submits_as_recorded_unless_told_otherwise():
     given = {"partition": "gpu", "time": "20", "sbatch_args": ("--exclusive",), "runtime": None}
-    recorded = engines.get("slurm", engines.options_from("slurm", given)).settings()
+    recorded = engines.get("slurm", settings.options_from("slurm", given)).settings()
     assert recorded == {"backend": "slurm", "partition": "gpu", "time": "20", "sbatch_args": ["--exclusive"],
                         "runtime": "docker"}
     again = json.loads(json.dumps(recorded))  # through launch.json
-    options = engines.options_from("slurm", {"time": "60"}, again)
+    options = settings.options_from("slurm", {"time": "60"}, again)
     assert (options.slurm.partition, options.slurm.time, options.slurm.sbatch_args) == ("gpu", "60", ("--exclusive",))
     # settings of another engine are not carried over
-    assert engines.options_from("kubernetes", {}, again).kubernetes.namespace == "default"
+    assert settings.options_from("kubernetes", {}, again).kubernetes.namespace == "default"
 
 
 def test_recorded_engine_settings_are_untrusted():
     for bad in ({"partition": ["a"]}, {"nodes": "2"}, {"nodes": True}, {"sbatch_args": "--x=1"},
                 {"sbatch_args": [1]}):
         with pytest.raises(RecordError, match="malformed engine setting"):
-            engines.options_from("slurm", {}, dict(bad, backend="slurm"))
-    assert engines.options_from("slurm", {}, {"backend": "slurm", "bogus": 1, "nodes": None}).slurm.nodes is None
-    name, settings = engines.recorded_backend({"engine": {"backend": "slurm", "partition": "gpu"}}, {})
-    assert (name, settings["partition"]) == ("slurm", "gpu")
-    assert engines.recorded_backend({}, {"tfrepro.launch.backend": "podman"})[0] == "podman"
-    assert engines.recorded_backend({}, {})[0] == "docker"  # runs from before --on
+            settings.options_from("slurm", {}, dict(bad, backend="slurm"))
+    assert settings.options_from("slurm", {}, {"backend": "slurm", "bogus": 1, "nodes": None}).slurm.nodes is None
+    name, recorded = settings.recorded_backend({"engine": {"backend": "slurm", "partition": "gpu"}}, {})
+    assert (name, recorded["partition"]) == ("slurm", "gpu")
+    assert settings.recorded_backend({}, {"tfrepro.launch.backend": "podman"})[0] == "podman"
+    assert settings.recorded_backend({}, {})[0] == "docker"  # runs from before --on
     with pytest.raises(RecordError, match="unknown engine"):
-        engines.recorded_backend({"engine": {"backend": "rm -rf"}}, {})
+        settings.recorded_backend({"engine": {"backend": "rm -rf"}}, {})
 
 
 def test_a_gres_derived_from_gpus_is_not_recorded():
-    engine = engines.get("slurm", engines.options_from("slurm", {}))
+    engine = engines.get("slurm", settings.options_from("slurm", {}))
     engine.check(spec(gpus="2"), None)
     assert engine.options.gres == "gpu:2" and "gres" not in engine.settings()
 
@@ -65,12 +65,12 @@ def test_refusals_before_anything_runs():
     claim = spec(mounts=spec().mounts + (S.Mount("pvc:data", "/data", True, "user"),))
     for name in ("docker", "podman", "slurm"):
         with pytest.raises(UsageError, match="pvc:data: a PersistentVolumeClaim mount needs --on kubernetes"):
-            engines.get(name, engines.Options()).check(claim, SOURCE)
+            engines.get(name, settings.Options()).check(claim, SOURCE)
     with pytest.raises(UsageError, match="pulls the image from a registry, by digest"):
-        engines.get("slurm", engines.Options()).check(spec(image="sha256:" + "0" * 64), None)
+        engines.get("slurm", settings.Options()).check(spec(image="sha256:" + "0" * 64), None)
     with pytest.raises(UsageError, match="needs a git checkout"):
-        engines.get("kubernetes", engines.Options()).check(spec(), None)
-    engines.get("kubernetes", engines.Options()).check(claim, SOURCE)
+        engines.get("kubernetes", settings.Options()).check(spec(), None)
+    engines.get("kubernetes", settings.Options()).check(claim, SOURCE)
 
 
 def test_pvc_mounts_parse_only_for_kubernetes():
@@ -82,7 +82,7 @@ def test_pvc_mounts_parse_only_for_kubernetes():
 
 
 def test_kubernetes_preview_is_yaml_or_json():
-    engine = engines.get("kubernetes", engines.options_from("kubernetes", {"output": "json", "namespace": "ml"}))
+    engine = engines.get("kubernetes", settings.options_from("kubernetes", {"output": "json", "namespace": "ml"}))
     manifest = json.loads(engine.preview(spec(), ["MLFLOW_RUN_ID"], SOURCE))
     assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == "ml"
     env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}

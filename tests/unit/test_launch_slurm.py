@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tfrepro.errors import UsageError
+from tfrepro.launch import engines
 from tfrepro.launch import slurm as L
 from tfrepro.launch import slurm_job as J
 from tfrepro.launch import spec as S
@@ -46,7 +47,7 @@ def test_batch_script_per_runtime(runtime):
 
 
 def test_secret_values_travel_in_sbatch_environment_only():
-    env = S.caller_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
+    env = engines.caller_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
     assert env == {"PATH": "/bin", "MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef"}
 
 

@@ -5,10 +5,10 @@ from typing import Dict
 
 import click
 
-from tfrepro.launch import engines, slurm
+from tfrepro.launch import settings, slurm
 
 OPTIONS = (
-    click.option("--on", "engine", type=click.Choice(engines.NAMES),
+    click.option("--on", "engine", type=click.Choice(settings.NAMES),
                  help="Where to run: docker (default for run), podman, slurm or kubernetes."),
     click.option("--partition", help="Slurm partition."),
     click.option("--time", help="Slurm time limit (minutes, HH:MM:SS, D-HH:MM:SS)."),

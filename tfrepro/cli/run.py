@@ -14,7 +14,7 @@ import click
 from tfrepro import imageref
 from tfrepro.cli import engine_options as E
 from tfrepro.errors import ContainerFailed
-from tfrepro.launch import engines
+from tfrepro.launch import engines, settings
 from tfrepro.launch import launcher as L
 from tfrepro.launch import run as launch_run
 from tfrepro.launch import spec as S
@@ -43,7 +43,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
     name, given = E.pop(engine_given)
     name = name or "docker"
-    engine = engines.get(name, engines.options_from(name, given))
+    engine = engines.get(name, settings.options_from(name, given))
     imageref.check_image_ref(image)
     mounts = [S.parse_mount(v, mount_docker_socket, allow_claims=name == "kubernetes") for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):

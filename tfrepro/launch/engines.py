@@ -18,78 +18,19 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from tfrepro import imageref, schema
-from tfrepro.errors import DockerError, RecordError, SchedulerError, UsageError
+from tfrepro.errors import DockerError, SchedulerError, UsageError
+from tfrepro.redact import is_secret
 from tfrepro.launch import docker, hooks, kubernetes, podman, slurm
 from tfrepro.launch import spec as S
+from tfrepro.launch.settings import NAMES, Options
 
-NAMES = ("docker", "podman", "slurm", "kubernetes")
 CLUSTERS = ("slurm", "kubernetes")  # the job runs on a node: this host's GPUs say nothing about it
 Facts = Callable[[Dict[str, str]], None]
 Write = Callable[[bytes], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything `--on NAME` can take; each engine reads its own part."""
-    slurm: slurm.SlurmOptions = field(default_factory=slurm.SlurmOptions)
-    kubernetes: kubernetes.KubernetesOptions = field(default_factory=kubernetes.KubernetesOptions)
-    kube_context: Optional[str] = None
-    output: str = "yaml"  # a Kubernetes dry run prints the manifest as yaml or json
-
-
-OWN = {
-    "slurm": tuple(f.name for f in fields(slurm.SlurmOptions)),
-    "kubernetes": tuple(f.name for f in fields(kubernetes.KubernetesOptions)) + ("kube_context", "output"),
-}
-
-
-def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapping[str, object]] = None) -> Options:
-    """Command-line values over recorded ones (a replay submits as its original did); an
-    option of another engine (--partition with --on kubernetes) is refused."""
-    if name not in NAMES:
-        raise UsageError("--on must be one of %s, not %r" % (", ".join(NAMES), name))
-    for key, value in given.items():
-        if value not in (None, (), "") and key not in OWN.get(name, ()):
-            owner = next((n for n, keys in OWN.items() if key in keys), "?")
-            raise UsageError("--%s is for --on %s, not --on %s" % (key.replace("_", "-"), owner, name))
-    merged: Dict[str, object] = {}
-    if recorded and recorded.get("backend") == name:
-        merged.update((k, _recorded(k, v)) for k, v in recorded.items() if k in OWN.get(name, ()))
-    merged.update((k, v) for k, v in given.items() if v not in (None, (), ""))
-    kube_fields = {f.name for f in fields(kubernetes.KubernetesOptions)}
-    return Options(
-        slurm.SlurmOptions(**{k: v for k, v in merged.items() if k in OWN["slurm"]}),
-        kubernetes.KubernetesOptions(**{k: v for k, v in merged.items() if k in kube_fields}),
-        merged.get("kube_context"), str(merged.get("output") or "yaml"))  # type: ignore[arg-type]
-
-
-def _recorded(key: str, value: object) -> object:
-    """A setting from launch.json (untrusted): the type its option has, or RecordError."""
-    if value is None:
-        return None
-    if key in ("nodes", "ttl_seconds"):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif key == "sbatch_args":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value  # type: ignore[arg-type]
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise RecordError("launch.json: malformed engine setting %s: %.60r" % (key, value))
-    return value
-
-
-def recorded_backend(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[str, Dict[str, object]]:
-    """(engine name, its recorded settings) of a run; docker for runs from before `--on`."""
-    settings = launch.get("engine") if isinstance(launch.get("engine"), dict) else {}
-    name = str(settings.get("backend") or tags.get(schema.LAUNCH_BACKEND) or "docker")
-    if name not in NAMES:
-        raise RecordError("unknown engine %.40r in the run's launch record" % name)
-    return name, dict(settings)
 
 
 def _info(line: str) -> None:
@@ -154,7 +95,7 @@ class Podman(Docker):
     def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
         on_facts({"runtime": "podman"})
         label = "%s=%s" % (schema.RUN_ID_LABEL, spec.labels.get(schema.RUN_ID_LABEL))
-        return podman.run(podman.podman_argv(spec, hidden), write, S.caller_env(spec, hidden, os.environ), label)
+        return podman.run(podman.podman_argv(spec, hidden), write, caller_env(spec, hidden, os.environ), label)
 
 
 class _Cluster(Docker):
@@ -206,7 +147,7 @@ class Slurm(_Cluster):
 
         script = self.preview(spec, hidden, source)
         on_facts({"runtime": self.options.runtime})
-        return slurm_job.submit(script, S.caller_env(spec, hidden, os.environ), slurm_job.output_pattern(),
+        return slurm_job.submit(script, caller_env(spec, hidden, os.environ), slurm_job.output_pattern(),
                                 write, on_facts, _info)
 
     def settings(self) -> Dict[str, object]:
@@ -265,6 +206,14 @@ class Kubernetes(_Cluster):
         if self.context:
             values["kube_context"] = self.context
         return dict(values, backend=self.name)
+
+
+def caller_env(spec: S.LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment of a process that starts the container from a command line (podman,
+    sbatch): ours, plus the values that line names (`-e NAME`) but does not contain."""
+    env = dict(environ)
+    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
+    return env
 
 
 def _secrets(hidden: Sequence[str]) -> Tuple[str, ...]:

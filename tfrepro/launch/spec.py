@@ -232,14 +232,6 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
     return argv + [spec.image] + list(spec.command)
 
 
-def caller_env(spec: LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
-    """The environment of a process that starts the container from a command line (podman,
-    sbatch): ours, plus the values that line names (`-e NAME`) but does not contain."""
-    env = dict(environ)
-    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
-    return env
-
-
 def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
                   user_env: Sequence[str] = ()) -> Dict[str, object]:
     """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret value."""

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.errors import ContainerFailed, UsageError
-from tfrepro.launch import engines, hooks, kubernetes, spec
+from tfrepro.launch import engines, hooks, kubernetes, settings, spec
 from tfrepro.launch import launcher as launch
 from tfrepro.replay import checkout, drift, plan, verify
 from tfrepro.tracking import record as run_record
@@ -81,9 +81,9 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     client = run_record.client(uri, existing=True)
     record = run_record.load(client, run_id)
     replay_plan = plan.plan(record, os.environ, plan.KEEP if gpus is None else gpus, mount_docker_socket)
-    recorded_name, recorded_settings = engines.recorded_backend(record.launch or {}, record.tags)
+    recorded_name, recorded_settings = settings.recorded_backend(record.launch or {}, record.tags)
     name = engine_name or recorded_name
-    engine = engines.get(name, engines.options_from(name, engine_given or {}, recorded_settings))
+    engine = engines.get(name, settings.options_from(name, engine_given or {}, recorded_settings))
     host_gpu = _host_gpu()
     items = drift.compare(record.environment, host_gpu, replay_plan.spec.gpus)
     experiment_id = launch.experiment_id(client, experiment, default=record.experiment_id)
