@@ -3,6 +3,8 @@
     spec.py          options and recorded tags -> LaunchSpec (pure, validated)
     hooks.py         zero-code capture mounted into the container (sitecustomize.py)
     launcher.py      the MLflow run around a launch: create, record, close
+    run.py           `tfrepro run` itself (options -> spec -> engine)
+    settings.py      `--on` and the engines' options, and their recorded form
     engines.py       one interface over the engines, chosen by `--on`
     docker.py        Docker Engine (docker-py)
     podman.py        the podman CLI
