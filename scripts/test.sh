@@ -19,6 +19,11 @@ else
   echo "test: no Docker engine here; Docker tests will be skipped" >&2
 fi
 [ -f /tmp/tfrepro-docker.env ] && . /tmp/tfrepro-docker.env
+# the cluster engines' tests: a one-node Slurm cluster and Podman (skipped without them locally)
+if ! { bash scripts/slurm-up.sh && bash scripts/podman-up.sh; } && [ "${TFREPRO_REQUIRE_DOCKER:-}" = "1" ]; then
+  echo "test: Slurm or Podman could not be set up" >&2
+  exit 1
+fi
 
 .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
 rc=0

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-pytest_plugins = ["tests.docker_fixtures"]
+pytest_plugins = ["tests.docker_fixtures", "tests.cluster_fixtures"]
 
 REQUIRE_DOCKER = os.environ.get("TFREPRO_REQUIRE_DOCKER") == "1"
 BACKEND = os.environ.get("TFREPRO_TEST_BACKEND", "sqlite")

@@ -8,7 +8,7 @@ It wraps keras' Model.fit (tf.keras.Model is that class) once: calling autolog()
 only replaces the options, and autolog(disable=True) puts fit back. A fit() that already
 has a ReproCallback (in its list or CallbackList) is left alone, and each fit() gets a
 new callback, so each is its own run. Called before TensorFlow is imported (a
-sitecustomize), it imports nothing heavy: the wrap happens when keras is first imported.
+sitecustomize: tfrepro/launch/sitecustomize.py), it imports nothing heavy: the wrap happens when keras is first imported.
 """
 from __future__ import annotations
 

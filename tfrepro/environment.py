@@ -150,6 +150,19 @@ class ProcessInfo(_Record):
     python_executable: str = ""
 
 
+@dataclass(frozen=True)
+class SchedulerInfo(_Record):
+    kind: Optional[str] = None  # slurm | kubernetes
+    job_id: Optional[str] = None  # SLURM_JOB_ID; the owning Job's uid on Kubernetes
+    job_name: Optional[str] = None  # SLURM_JOB_NAME; the owning Job's name
+    nodes: Optional[str] = None  # SLURM_JOB_NODELIST; the pod's node
+    partition: Optional[str] = None
+    cluster: Optional[str] = None
+    account: Optional[str] = None
+    pod: Optional[str] = None
+    namespace: Optional[str] = None
+
+
 SECTIONS = {
     "container": ContainerInfo,
     "git": GitInfo,
@@ -158,6 +171,7 @@ SECTIONS = {
     "python": PythonInfo,
     "system": SystemInfo,
     "process": ProcessInfo,
+    "scheduler": SchedulerInfo,
 }
 
 
@@ -173,6 +187,7 @@ class Environment(_Record):
     python: Optional[PythonInfo] = None
     system: Optional[SystemInfo] = None
     process: Optional[ProcessInfo] = None
+    scheduler: Optional[SchedulerInfo] = None
     reasons: Mapping[str, str] = field(default_factory=dict)  # source -> why it is missing/partial
 
     def __post_init__(self):
@@ -276,6 +291,9 @@ def to_tags(env: Environment) -> Dict[str, str]:
             tags[schema.WORKDIR] = proc.cwd
     if env.system:
         tags[schema.HOSTNAME] = env.system.hostname
+    if env.scheduler:
+        tags[schema.SCHEDULER] = env.scheduler.kind
+        tags.update({schema.SCHEDULER_PREFIX + k: v for k, v in env.scheduler.to_dict().items() if k != "kind"})
     return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 
 
@@ -324,6 +342,8 @@ def from_tags(tags: Mapping[str, str]) -> Environment:
         "python": {"version": tag(schema.PYTHON_VERSION, "")},
         "system": {"hostname": tag(schema.HOSTNAME)},
         "process": {"argv": _argv(tag(schema.COMMAND)), "cwd": tag(schema.WORKDIR, "")},
+        "scheduler": dict({k: tag(schema.SCHEDULER_PREFIX + k) for k in SchedulerInfo.__dataclass_fields__
+                           if k != "kind"}, kind=tag(schema.SCHEDULER)) if tag(schema.SCHEDULER) else None,
         "reasons": {"record": "no %s artifact: built from the run's tags" % schema.ENVIRONMENT_JSON},
     })
 

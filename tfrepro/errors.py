@@ -6,7 +6,8 @@
      +-- TrackingError           the tracking server cannot be reached or refuses
      +-- SourceError             commit missing, patch does not apply
      +-- DockerError             daemon unreachable, image missing, pull refused
-          +-- ContainerFailed    the container exited non-zero (carries exit_status)
+     |    +-- ContainerFailed    the container (or the job running it) exited non-zero
+     +-- SchedulerError          slurmctld, the Kubernetes API or podman unreachable, or refusing
 
 Anything else escaping to the CLI is a bug.
 """
@@ -35,6 +36,10 @@ class SourceError(TfreproError):
 
 
 class DockerError(TfreproError):
+    pass
+
+
+class SchedulerError(TfreproError):
     pass
 
 

@@ -48,6 +48,9 @@ PACKAGE_PREFIX = "tfrepro.pkg."  # + name: the version of each of KEY_PACKAGES i
 COMMAND = "tfrepro.command"  # a JSON list (literal argv, never a shell string)
 WORKDIR = "tfrepro.workdir"
 HOSTNAME = "tfrepro.hostname"
+SCHEDULER = "tfrepro.scheduler"  # slurm | kubernetes: the job this process ran in
+SCHEDULER_PREFIX = "tfrepro.scheduler."  # + job_id, job_name, nodes, partition, cluster, account, pod, namespace
+SCHEDULER_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "pod", "namespace")
 
 # -- written by other parts: the callback, `tfrepro run`/`replay` and `sync` ----------------
 MODEL_HASH = "tfrepro.model.hash"
@@ -76,6 +79,11 @@ DATA_SOURCES = "tfrepro.data.sources"  # how many
 DATA_BESIDE = "tfrepro.data.beside"  # one line: what tfrepro run fingerprinted beside the code, left out (fingerprint/untracked.py)
 INPUT_PREFIX = "tfrepro.input."  # + "<context>.kind|digest|shape|sampled": what fit() was given
 DISTRIBUTE_REPLICAS = "tfrepro.distribute.replicas"  # the strategy's replicas in sync, at fit()
+LAUNCH_BACKEND = "tfrepro.launch.backend"  # docker | podman | slurm | kubernetes (`--on`)
+# the engine's job, as the launcher saw it: + job_id, job_name, nodes, partition, cluster,
+# account, namespace, pod, runtime (what ran the container inside a Slurm job)
+LAUNCH_JOB_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "namespace", "pod",
+                     "runtime")
 
 REPLAYABLE_REGISTRY = "registry"
 REPLAYABLE_HOST_ONLY = "host-only"
@@ -93,12 +101,12 @@ TAG_KEYS = (
     SCHEMA, VERSION, IMAGE_REF, IMAGE_DIGEST, IMAGE_ID, IMAGE_DIGEST_SOURCE, CONTAINER_RUNTIME,
     CONTAINER_DETECTED, GIT_COMMIT, GIT_BRANCH, GIT_REMOTE, GIT_DIRTY, GIT_PATCH_WITHHELD, GPU_COUNT, GPU_NAME, GPU_DRIVER,
     CUDA_DRIVER, CUDA_BUILD, CUDNN_BUILD, TF_VERSION, TF_DETERMINISM, SEED, PYTHON_VERSION, PYTHON_LOCK,
-    COMMAND, WORKDIR, HOSTNAME,
+    COMMAND, WORKDIR, HOSTNAME, SCHEDULER,
     MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
     LAUNCH_GPUS, LAUNCH_MOUNTS, LAUNCH_SHM_SIZE, LAUNCH_MEMORY, LAUNCH_NETWORK, LAUNCH_WORKDIR, LAUNCH_ENV_NAMES,
     REPLAYED_BY, REPLAY_LAST_VERDICT, REPLAY_SUMMARY, REPLAY_SUMMARY_OF, REPLAY_REPEAT, DATA_SOURCES,
-    DATA_BESIDE, DISTRIBUTE_REPLICAS,
-)
+    DATA_BESIDE, DISTRIBUTE_REPLICAS, LAUNCH_BACKEND,
+) + tuple(SCHEDULER_PREFIX + f for f in SCHEDULER_FIELDS) + tuple(LAUNCH_PREFIX + f for f in LAUNCH_JOB_FIELDS)
 
 # -- artifacts, under ARTIFACT_DIR of the run ------------------------------------------------
 ARTIFACT_DIR = "tfrepro"

@@ -25,7 +25,7 @@ import os, sys, time
 import mlflow
 from mlflow.tracking import MlflowClient
 from tfrepro.tracking.session import TrackingSession
-from tfrepro.replay import launch
+from tfrepro.launch import launcher as launch
 from tfrepro.tracking.sync import sync_all
 
 role, uri, experiment, go, ready = sys.argv[1:6]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import git
 from tfrepro.cli import main
-from tfrepro.replay.hooks import HOOK_DIR
+from tfrepro.launch.hooks import HOOK_DIR
 from tfrepro.tracking.launched import REQUESTED_TAG
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tfrepro.errors import RecordError
-from tfrepro.replay import hooks as H
+from tfrepro.launch import hooks as H
 from tfrepro.replay import plan as P
 from tfrepro.environment import Environment
 from tfrepro.tracking.record import RunRecord

@@ -8,7 +8,7 @@ from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataSource
 from tfrepro.replay import plan as P
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 from tfrepro.tracking.record import RunRecord
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32

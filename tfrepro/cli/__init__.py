@@ -37,7 +37,10 @@ def main(argv=None) -> int:
     except TfreproError as exc:  # its message may quote a record: escaped (termsafe)
         click.echo("tfrepro: error: %s" % safe(exc), err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("tfrepro: interrupted", err=True)
+            return 130
         click.echo("tfrepro: aborted", err=True)
         return 1
     except click.exceptions.Exit as exc:

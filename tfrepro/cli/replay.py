@@ -8,15 +8,16 @@ server, and may not draw on this terminal.
 """
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
 
+from tfrepro.cli import engine_options as E
 from tfrepro.errors import UsageError
 from tfrepro.inspect import explain
+from tfrepro.launch import launcher as launch
 from tfrepro.redact import strip_url_credentials
-from tfrepro.replay import data, drift, grants, launch, plan, verify
+from tfrepro.replay import data, drift, grants, plan, verify
 from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
 from tfrepro.termsafe import safe, safe_lines
@@ -24,7 +25,7 @@ from tfrepro.termsafe import safe, safe_lines
 
 @click.command(name="replay")
 @click.argument("run_id")
-@click.option("--dry-run", is_flag=True, help="Show drift and the docker command, run nothing.")
+@click.option("--dry-run", is_flag=True, help="Show drift and exactly what would be submitted; run nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before running (recorded mounts need --allow-recorded-mounts).")
 @click.option("--gpus", help="all, a count or none (default: as recorded).")
 @click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
@@ -52,17 +53,20 @@ from tfrepro.termsafe import safe, safe_lines
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")
 @click.option("--no-untracked", is_flag=True,
               help="Do not mount the recorded untracked and ignored inputs from your clone (read-only otherwise).")
+@E.engine_options
 @click.pass_context
 def command(ctx, run_id, dry_run, yes, gpus, tracking_uri, experiment, tolerance, allow_drift, repeat, pass_env, env_items,
             volumes, allow_recorded_mounts, allow_untrusted_image, allowed_signers, require_signed,
-            mount_docker_socket, keep_checkout, no_untracked):
-    """Replay RUN_ID in its recorded image, commit and patch, and verify the result."""
+            mount_docker_socket, keep_checkout, no_untracked, **engine_given):
+    """Replay RUN_ID in its recorded image, commit and patch (on its recorded engine unless
+    --on says otherwise), and verify the result."""
     if tolerance < 0:
         raise UsageError("--tolerance must be >= 0")
     options = grants.Options(tuple(env_items), tuple(pass_env), tuple(volumes), allow_recorded_mounts,
                              mount_docker_socket, allow_untrusted_image, allowed_signers, require_signed, yes)
+    name, given = E.pop(engine_given)
     prepared = replay_run.prepare(run_id, gpus, tracking_uri, experiment, allow_drift, options=options,
-                                  untracked=not no_untracked)
+                                  untracked=not no_untracked, engine_name=name, engine_given=given)
     show_plan(prepared)
     if prepared.refusals and not dry_run:
         raise UsageError(prepared.refusals[0])
@@ -122,8 +126,9 @@ def show_plan(prepared) -> None:
         click.echo("data (! blocks):\n" + safe_lines(data.render(mounted, rows)))
     if prepared.beside.inputs:
         click.echo(safe_lines(prepared.beside.render(replay_plan.spec.workdir)))
-    click.echo("command (%s = commit %s%s):\n  %s" % (plan.CHECKOUT, commit, " with the recorded patch" if patched else "",
-                                                     safe(shlex.join(prepared.preview()))))
+    click.echo("%s (%s = commit %s%s):\n%s" % (_what(prepared.engine.name), plan.CHECKOUT, commit,
+                                             " with the recorded patch" if patched else "",
+                                             _indent(safe_lines(prepared.preview()))))
 
 
 def _offer_state(prepared, offer) -> str:
@@ -148,3 +153,11 @@ def _confirm(prepared):
         click.echo("mounted: " + ", ".join(safe(o.bind()) for o in prepared.approved))
     click.confirm("Replay run %s with this command?" % safe(prepared.record.run_id), abort=True)
     return prepared
+
+
+def _what(engine: str) -> str:
+    return {"slurm": "batch script", "kubernetes": "Job manifest"}.get(engine, "command")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.rstrip("\n").splitlines())

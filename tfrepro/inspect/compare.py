@@ -13,7 +13,7 @@ from tfrepro.environment import Environment
 HIGH, MEDIUM, LOW, RESULT = "high", "medium", "low", "result"
 RANKS = (HIGH, MEDIUM, LOW, RESULT)  # RESULT: final metrics, an outcome rather than a cause
 GROUPS = ("image", "code", "gpu", "tensorflow", "determinism", "params", "python", "packages",
-          "launch", "system", "process", "record", "metrics")
+          "launch", "system", "scheduler", "process", "record", "metrics")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,10 @@ FIELDS: Tuple[Tuple[str, str, Callable[[Environment], Any], str], ...] = (
     ("system", "os", _attr("system", "os"), LOW),
     ("system", "kernel", _attr("system", "kernel"), LOW),
     ("system", "hostname", _attr("system", "hostname"), LOW),
+    ("scheduler", "kind", _attr("scheduler", "kind"), LOW),
+    ("scheduler", "nodes", _attr("scheduler", "nodes"), LOW),
+    ("scheduler", "partition", _attr("scheduler", "partition"), LOW),
+    ("scheduler", "cluster", _attr("scheduler", "cluster"), LOW),
     ("process", "command", lambda e: list(e.process.argv) if e.process else None, MEDIUM),
     ("process", "entry_script", _attr("process", "entry_script"), MEDIUM),
     ("process", "cwd", _attr("process", "cwd"), LOW),

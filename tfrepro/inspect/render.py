@@ -140,6 +140,12 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("hostname", sysinfo.hostname), ("os", sysinfo.os), ("kernel", sysinfo.kernel),
             ("machine", sysinfo.machine), ("cpu", sysinfo.cpu_model), ("cpus", sysinfo.cpu_count),
             ("memory", _bytes(sysinfo.memory_bytes))]))
+    if env.scheduler:
+        j = env.scheduler
+        groups.append(("Scheduler", [
+            ("kind", j.kind), ("job id", j.job_id), ("job name", j.job_name), ("nodes", j.nodes),
+            ("partition", j.partition), ("cluster", j.cluster), ("account", j.account), ("pod", j.pod),
+            ("namespace", j.namespace)]))
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
     return groups

@@ -35,7 +35,7 @@ def record(client, run_id: str, sources: Sequence[DataSource], tags: bool = Fals
     """tfrepro/data.json on the run; its tags (`to_tags`) go with the run's creation, or now
     with `tags` (when a source changed after the run was created)."""
     if sources:
-        from tfrepro.replay import launch
+        from tfrepro.launch import launcher as launch
 
         launch.log_text(client, run_id, json.dumps(to_json_data(sources), sort_keys=True), schema.DATA_JSON)
         if tags:

@@ -30,7 +30,7 @@ from tfrepro.errors import RecordError, SourceError
 from tfrepro.fingerprint.data import scan
 from tfrepro.fingerprint.data_record import CONTENT, MISSING, DataDrift, DataSource, compare, human_bytes
 from tfrepro.fingerprint.untracked import LABELS, SKIP_NAMES, SECRET_RE, rescan
-from tfrepro.replay import spec
+from tfrepro.launch import spec
 
 MATCH, DRIFT, ABSENT, PROVIDED, WRITTEN, LINK, OFF = "match", "drift", "absent", "provided", "written", "link", "off"
 PREFIX = "data beside the code: "

@@ -13,7 +13,8 @@ from typing import List, Mapping, Optional, Tuple
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.redact import REDACTED
-from tfrepro.replay import grants, hooks, spec
+from tfrepro.launch import hooks, spec
+from tfrepro.replay import grants
 from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -76,7 +77,7 @@ def _mounts(launch: Mapping[str, object]) -> List[spec.Mount]:
         if item.get("kind") in ("repo", "tracking", "hook", "beside"):
             continue  # the repository, the tracking store, the launch hook, the data beside the code: set up afresh
         bind = "%s:%s:%s" % (item.get("source"), item.get("target"), "ro" if item.get("read_only") else "rw")
-        mounts.append(spec.parse_mount(bind, True, RecordError))
+        mounts.append(spec.parse_mount(bind, True, RecordError, allow_claims=True))
     return mounts
 
 

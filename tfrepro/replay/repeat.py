@@ -17,7 +17,8 @@ import time
 from typing import List, Tuple
 
 from tfrepro import schema
-from tfrepro.replay import launch, verify
+from tfrepro.launch import launcher as launch
+from tfrepro.replay import verify
 from tfrepro.replay import run as replay_run
 from tfrepro.tracking import record as run_record
 

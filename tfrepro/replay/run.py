@@ -5,12 +5,13 @@ What the record may not decide (SECURITY.md) is settled here: its mounts are off
 (`offers`, mounted once approved), its image's registry is checked (`image_concerns`), its
 signature verified; the replaying user's own grants come in as grants.Options.
 
-Order: read and validate the record, work out drift (GPU, mounted data, and the data beside
+Order: read and validate the record, pick the engine (`--on`, else the recorded one), work
+out drift (GPU, mounted data, and the data beside
 the code: untracked and ignored inputs found in the replayer's clone, replay/overlay.py) and
-the equivalent `docker run` line (the command shows them; --dry-run stops there), materialise
+what would be submitted (the command shows them; --dry-run stops there), materialise
 commit + patch in a standalone temporary checkout (so git inside the container records them
 itself) with the data beside the code mounted read-only over it, pull
-by digest, run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
+by digest where the engine pulls here (a Kubernetes pod clones the commit itself), run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
 hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
 replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
 """
@@ -25,8 +26,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import ContainerFailed, RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
-from tfrepro.replay import (checkout, data, docker, drift, grants, hooks, hostpaths, launch, overlay, plan, spec,
-                            verify)
+from tfrepro.launch import engines, hooks, kubernetes, settings, spec
+from tfrepro.launch import launcher as launch
+from tfrepro.replay import checkout, data, drift, grants, hostpaths, overlay, plan, verify
 from tfrepro.tracking import record as run_record
 
 NEW_RUN = "<new run>"  # the run id in the preview, before the run exists
@@ -58,6 +60,7 @@ class Prepared:
     data_current: Tuple[DataSource, ...] = ()  # the recorded mounts, fingerprinted again here
     data_drift: Tuple[DataDrift, ...] = ()  # what changed in them and in the data beside the code (blocking)
     beside: overlay.Overlay = overlay.Overlay()  # untracked and ignored inputs, mounted read-only from the clone
+    engine: Any = None  # engines.get(...): where it runs
 
     def mounted_data(self) -> Tuple[DataSource, ...]:
         """The fingerprints of what this replay mounts (recorded on the replay run)."""
@@ -89,15 +92,23 @@ class Prepared:
             self.beside.mounts(replay_plan.spec.workdir)
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
-    def preview(self) -> List[str]:
-        """The equivalent `docker run` argv, checkout and run id as placeholders."""
-        return spec.docker_argv(self.launch_spec(), self.hidden)
+    @property
+    def pod_source(self) -> kubernetes.Source:
+        """What a pod clones: the recorded commit, its remote and patch."""
+        return kubernetes.Source(self.replay_plan.remote or "", self.replay_plan.commit, self.replay_plan.patch)
+
+    def preview(self) -> str:
+        """What would be submitted, checkout and run id as placeholders."""
+        return self.engine.preview(self.launch_spec(), self.hidden, self.pod_source)
 
 
 def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
             experiment: Optional[str] = None, allow_drift: bool = False,
             mount_docker_socket: bool = False, options: grants.Options = grants.Options(),
-            untracked: bool = True) -> Prepared:
+            untracked: bool = True, engine_name: Optional[str] = None,
+            engine_given: Optional[Dict[str, object]] = None) -> Prepared:
+    """engine_name: --on, else the recorded engine; engine_given: its options from the command
+    line, over the recorded ones."""
     allow_socket = mount_docker_socket or options.mount_docker_socket
     given, passed = grants.parse_env_options(options.env_items, options.pass_env, os.environ)
     rules = hostpaths.policy()
@@ -111,6 +122,9 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     if options.require_signed and verification.status != signing.TRUSTED:
         raise RecordError("run %s: %s, and --require-signed was given" % (run_id, verification.line()))
     replay_plan = plan.plan(record, given, plan.KEEP if gpus is None else gpus, passed)
+    recorded_name, recorded_settings = settings.recorded_backend(record.launch or {}, record.tags)
+    name = engine_name or recorded_name
+    engine = engines.get(name, settings.options_from(name, engine_given or {}, recorded_settings))
     offers = tuple(_offer(m, rules, allow_socket) for m in replay_plan.recorded_mounts)
     given_pairs = [(m.source, m.target) for m in user_mounts]
     approved, _ = grants.approved_mounts(offers, given_pairs, True, options.allow_recorded_mounts)
@@ -124,7 +138,8 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     env_record, dropped = spec.recorded_env(replay_plan.spec.env, passed)
     hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + tuple(passed) \
         + tuple(name for name, _ in dropped)
-    refusals = _refusals(replay_plan, items, host_gpu, allow_drift)
+    # a cluster's job runs on a node it picks: this host's GPUs and driver do not decide
+    refusals = () if name in engines.CLUSTERS else _refusals(replay_plan, items, host_gpu, allow_drift)
     # only what the record offers as a mount, and is not refused, is read on this host: a
     # record may not make replay list (and upload) what is under an arbitrary path here
     offered = {o.source for o in offers if not o.refusal}
@@ -141,10 +156,12 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     if concerns and options.yes and not options.allow_untrusted_image:
         refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
     source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
-    return Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
-                    tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
-                    tuple(spec.tracking_credentials(os.environ)), env_record, source,
-                    tuple(data_current), tuple(data_drift), beside)
+    prepared = Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
+                        tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
+                        tuple(spec.tracking_credentials(os.environ)), env_record, source,
+                        tuple(data_current), tuple(data_drift), beside, engine)
+    engine.check(prepared.launch_spec(), prepared.pod_source)
+    return prepared
 
 
 def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
@@ -175,8 +192,8 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
     # the source first: a missing commit or a stale patch is found before a long pull
     with checkout.materialise(replay_plan.commit, replay_plan.patch, candidates, replay_plan.remote,
                               log=launch.info, keep=keep_checkout) as source:
-        docker_client = docker.connect()
-        docker.ensure_image(docker_client, replay_plan.image)
+        engine = prepared.engine
+        engine.prepare(replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
         tags.update(_launch_tags(replay_plan, source))
         overlay.prepare_checkout(source, prepared.beside, launch.info)
@@ -187,14 +204,14 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
                                     run_name or "replay-of-" + (record.run_name or record.run_id), tags)
         try:
             data.record(client, new_run, prepared.mounted_data())
-            image_env = hooks.image_env(docker_client, replay_plan.image)
+            image_env = engine.image_env(replay_plan.image) if prepared.hooked else {}
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
                 launch_json = spec.launch_record(launch_spec, replay_plan.image_ref, None, prepared.tracking_uri,
                                                  env=prepared.env_record)
                 launch_json.update(hooks.hook_record(replay_plan.autolog, replay_plan.hook_seed))
-                status = launch.run_recorded(client, docker_client, new_run, launch_spec, launch_json,
-                                             replay_plan.patch, prepared.hidden, "replay run")
+                status = launch.run_recorded(client, engine, new_run, launch_spec, launch_json,
+                                             replay_plan.patch, prepared.hidden, "replay run", prepared.pod_source)
         except BaseException:
             launch.finish(client, new_run, 1)
             raise

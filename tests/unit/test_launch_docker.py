@@ -2,7 +2,7 @@
 import pytest
 
 from tfrepro.errors import DockerError
-from tfrepro.replay import docker as D
+from tfrepro.launch import docker as D
 
 DIGEST = "sha256:" + "ab" * 32
 

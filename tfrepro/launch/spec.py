@@ -25,6 +25,7 @@ MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLF
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
+CLAIM_PREFIX = "pvc:"  # -v pvc:CLAIM:/path, Kubernetes only
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -110,8 +111,14 @@ def parse_size(value: Optional[str], what: str, error=UsageError) -> Optional[st
     return text
 
 
-def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError) -> Mount:
-    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name."""
+def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError, allow_claims: bool = False) -> Mount:
+    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name, or with
+    allow_claims (Kubernetes) pvc:CLAIM, a PersistentVolumeClaim."""
+    if text.startswith(CLAIM_PREFIX):
+        if not allow_claims:
+            raise error("mount %r: a PersistentVolumeClaim (pvc:CLAIM:/path) needs --on kubernetes" % text)
+        claim = parse_mount(text[len(CLAIM_PREFIX):], False, error)
+        return Mount(CLAIM_PREFIX + claim.source, claim.target, claim.read_only, "user")
     parts = text.split(":")
     mode = "rw"
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
@@ -255,6 +262,7 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
         schema.LAUNCH_NETWORK: record.get("network"),
         schema.LAUNCH_WORKDIR: record.get("workdir"),
         schema.LAUNCH_ENV_NAMES: json.dumps(list(record.get("env_names") or ())),
+        schema.LAUNCH_BACKEND: (record.get("engine") or {}).get("backend", "docker"),  # type: ignore[union-attr]
     }
     return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 

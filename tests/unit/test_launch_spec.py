@@ -5,7 +5,7 @@ import shlex
 import pytest
 
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 DIGEST = "sha256:" + "ab" * 32
 REF = "127.0.0.1:5555/tfrepro-test@" + DIGEST

@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import sys
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
@@ -17,8 +16,7 @@ import click
 
 from tfrepro import schema
 from tfrepro.errors import TrackingError, UsageError
-from tfrepro.replay import docker
-from tfrepro.replay import spec
+from tfrepro.launch import spec
 from tfrepro.termsafe import safe
 from tfrepro.tracking.record import tracking_error
 from tfrepro.tracking import experiments
@@ -177,20 +175,38 @@ def finish(client, run_id: str, exit_status: int) -> None:
         click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
 
 
-def run_recorded(client, docker_client, run_id: str, launch_spec: spec.LaunchSpec, record: Dict[str, object],
-                 patch: str, hidden, label: str) -> int:
-    """Record the launch on the run (tags, launch.json, the patch), show the equivalent
-    `docker run` line, run the container; return its exit status."""
+def run_recorded(client, engine, run_id: str, launch_spec: spec.LaunchSpec, record: Dict[str, object],
+                 patch: str, hidden, label: str, source=None) -> int:
+    """Record the launch on the run (tags, launch.json with the engine's settings, the patch),
+    show what is submitted, run it on `engine` (engines.py) and record the job's facts as
+    the engine learns them; return the exit status."""
+    record = dict(record, engine=engine.settings())
     record_launch(client, run_id, record, spec.launch_tags(record))
     if patch and patch.strip():
         log_text(client, run_id, patch, schema.GIT_PATCH)
+    shown = engine.announce(launch_spec, hidden, source).rstrip("\n").splitlines()
     info("%s %s" % (label, run_id))
-    info("  " + shlex.join(spec.docker_argv(launch_spec, hidden)), prefix="")
-    return run_container(docker_client, launch_spec)
+    for line in shown:
+        info("  " + line, prefix="")
+    return engine.run(launch_spec, hidden, source, lambda facts: record_facts(client, run_id, facts), stdout_writer())
 
 
-def run_container(docker_client, launch_spec: spec.LaunchSpec) -> int:
-    """Run to completion, streaming output to our stdout; return the exit status."""
+def record_facts(client, run_id: str, facts: Dict[str, str]) -> None:
+    """The engine's job (id, nodes, partition...) as tfrepro.launch.* tags; a failure is only
+    warned: the job runs on."""
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(schema.LAUNCH_PREFIX + k, schema.truncate(str(v))) for k, v in sorted(facts.items())
+            if k in schema.LAUNCH_JOB_FIELDS and v]
+    try:
+        if tags:
+            client.log_batch(run_id, tags=tags)
+    except Exception as exc:
+        warn("could not record the job on run %s: %s" % (run_id, tracking_error(exc, "run")))
+
+
+def stdout_writer():
+    """write(bytes) to our stdout, in order with what click printed before."""
     out = click.get_binary_stream("stdout")
     stdout = sys.stdout
 
@@ -202,7 +218,7 @@ def run_container(docker_client, launch_spec: spec.LaunchSpec) -> int:
         except (AttributeError, ValueError):  # a captured text stream
             stdout.write(chunk.decode("utf-8", "replace"))
 
-    return docker.run(docker_client, spec.run_kwargs(launch_spec), write)
+    return write
 
 
 def warn(message: str) -> None:

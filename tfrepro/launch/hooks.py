@@ -1,7 +1,7 @@
 """Zero-code capture for `tfrepro run` / `tfrepro replay`: autolog and --seed applied inside
 the container before the user's code, through a generated `sitecustomize` directory.
 
-The launcher writes tfrepro/replay/sitecustomize.py into a private temporary directory,
+The launcher writes tfrepro/launch/sitecustomize.py into a private temporary directory,
 mounts it read-only at HOOK_DIR and puts HOOK_DIR first on PYTHONPATH (ahead of the user's
 or the image's PYTHONPATH). Nothing is read from the image but its PYTHONPATH. Pure apart
 from hook_directory() and image_env().
@@ -15,7 +15,7 @@ import tempfile
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 from tfrepro import schema
-from tfrepro.replay import spec as S
+from tfrepro.launch import spec as S
 
 HOOK_DIR = "/opt/tfrepro-hook"  # where the generated directory is mounted in the container
 HOOK_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sitecustomize.py")
@@ -47,6 +47,12 @@ def hook_directory(enabled: bool = True) -> Iterator[Optional[str]]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def hook_source() -> str:
+    """The hook's text, for engines that cannot mount a directory (a Kubernetes pod)."""
+    with open(HOOK_SOURCE, encoding="utf-8") as f:
+        return f.read()
 
 
 def image_env(docker_client, image: str) -> Dict[str, str]:

@@ -1,0 +1,92 @@
+"""engines.py: `--on` options, what a run records and a replay reads back, refusals before any run."""
+import json
+
+import pytest
+
+from tfrepro.errors import RecordError, UsageError
+from tfrepro.launch import engines, settings
+from tfrepro.launch import spec as S
+from tfrepro.launch.kubernetes import Source
+
+DIGEST = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
+SOURCE = Source("https://git.example/x.git", "a" * 40)
+
+
+def spec(**changes):
+    fields = dict(image=DIGEST, command=("python", "train.py"),
+                  mounts=(S.Mount("/co", "/workspace", False, "repo"),), env={"MLFLOW_TRACKING_URI": "http://m:5000"},
+                  labels={"tfrepro.run_id": "0" * 32})
+    fields.update(changes)
+    return S.LaunchSpec(**fields)
+
+
+def test_an_option_of_another_engine_is_refused():
+    with pytest.raises(UsageError, match="^--partition is for --on slurm, not --on docker$"):
+        settings.options_from("docker", {"partition": "gpu"})
+    with pytest.raises(UsageError, match="^--namespace is for --on kubernetes, not --on slurm$"):
+        settings.options_from("slurm", {"namespace": "ml"})
+    with pytest.raises(UsageError, match="--on must be one of"):
+        settings.options_from("lsf", {})
+
+
+def test_a_replay_submits_as_recorded_unless_told_otherwise():
+    given = {"partition": "gpu", "time": "20", "sbatch_args": ("--exclusive",), "runtime": None}
+    recorded = engines.get("slurm", settings.options_from("slurm", given)).settings()
+    assert recorded == {"backend": "slurm", "partition": "gpu", "time": "20", "sbatch_args": ["--exclusive"],
+                        "runtime": "docker"}
+    again = json.loads(json.dumps(recorded))  # through launch.json
+    options = settings.options_from("slurm", {"time": "60"}, again)
+    assert (options.slurm.partition, options.slurm.time, options.slurm.sbatch_args) == ("gpu", "60", ("--exclusive",))
+    # settings of another engine are not carried over
+    assert settings.options_from("kubernetes", {}, again).kubernetes.namespace == "default"
+
+
+def test_recorded_engine_settings_are_untrusted():
+    for bad in ({"partition": ["a"]}, {"nodes": "2"}, {"nodes": True}, {"sbatch_args": "--x=1"},
+                {"sbatch_args": [1]}):
+        with pytest.raises(RecordError, match="malformed engine setting"):
+            settings.options_from("slurm", {}, dict(bad, backend="slurm"))
+    assert settings.options_from("slurm", {}, {"backend": "slurm", "bogus": 1, "nodes": None}).slurm.nodes is None
+    name, recorded = settings.recorded_backend({"engine": {"backend": "slurm", "partition": "gpu"}}, {})
+    assert (name, recorded["partition"]) == ("slurm", "gpu")
+    assert settings.recorded_backend({}, {"tfrepro.launch.backend": "podman"})[0] == "podman"
+    assert settings.recorded_backend({}, {})[0] == "docker"  # runs from before --on
+    with pytest.raises(RecordError, match="unknown engine"):
+        settings.recorded_backend({"engine": {"backend": "rm -rf"}}, {})
+
+
+def test_a_gres_derived_from_gpus_is_not_recorded():
+    engine = engines.get("slurm", settings.options_from("slurm", {}))
+    engine.check(spec(gpus="2"), None)
+    assert engine.options.gres == "gpu:2" and "gres" not in engine.settings()
+
+
+def test_refusals_before_anything_runs():
+    claim = spec(mounts=spec().mounts + (S.Mount("pvc:data", "/data", True, "user"),))
+    for name in ("docker", "podman", "slurm"):
+        with pytest.raises(UsageError, match="pvc:data: a PersistentVolumeClaim mount needs --on kubernetes"):
+            engines.get(name, settings.Options()).check(claim, SOURCE)
+    with pytest.raises(UsageError, match="pulls the image from a registry, by digest"):
+        engines.get("slurm", settings.Options()).check(spec(image="sha256:" + "0" * 64), None)
+    with pytest.raises(UsageError, match="needs a git checkout"):
+        engines.get("kubernetes", settings.Options()).check(spec(), None)
+    engines.get("kubernetes", settings.Options()).check(claim, SOURCE)
+
+
+def test_pvc_mounts_parse_only_for_kubernetes():
+    assert S.parse_mount("pvc:datasets:/data:ro", allow_claims=True) == S.Mount("pvc:datasets", "/data", True, "user")
+    with pytest.raises(UsageError, match="needs --on kubernetes"):
+        S.parse_mount("pvc:datasets:/data")
+    with pytest.raises(UsageError, match="must be an absolute path or a volume name"):
+        S.parse_mount("pvc:../x:/data", allow_claims=True)
+
+
+def test_kubernetes_preview_is_yaml_or_json():
+    engine = engines.get("kubernetes", settings.options_from("kubernetes", {"output": "json", "namespace": "ml"}))
+    manifest = json.loads(engine.preview(spec(), ["MLFLOW_RUN_ID"], SOURCE))
+    assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == "ml"
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "value" in env["MLFLOW_TRACKING_URI"]
+    secret = engine.preview(spec(), ["MLFLOW_TRACKING_URI"], SOURCE)
+    assert json.loads(secret)["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
+    assert "creating Job ml/tfrepro-" + "0" * 32 in engine.announce(spec(), ["MLFLOW_TRACKING_URI"], SOURCE)

@@ -1,0 +1,153 @@
+"""Kubernetes engine, the pure half: the Job manifest (golden file), its round trip through the
+official client, and offline validation against Kubernetes' published schemas."""
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfrepro.errors import UsageError
+from tfrepro.launch import kubernetes as K
+from tfrepro.launch import spec as S
+
+kubernetes = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
+kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install 'tfrepro[test]'")
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "launch"
+DIGEST = "registry.example/ml/tf@sha256:" + "ab" * 32
+RUN_ID = "0123456789abcdef0123456789abcdef"
+SOURCE = K.Source("https://git.example/ml/train.git", "3f2a" + "0" * 36, "diff --git a/x b/x\n--- a/x\n+++ b/x\n")
+OPTIONS = K.KubernetesOptions(namespace="ml-team", service_account="trainer", image_pull_secret="regcred")
+
+
+def spec(**changes):
+    fields = dict(
+        image=DIGEST, command=("python", "examples/train.py", "--epochs", "2"), subdir="examples",
+        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("pvc:datasets", "/data", True, "user"),
+                S.Mount("/scratch", "/scratch", False, "user"), S.Mount("<hook>", "/opt/tfrepro-hook", True, "hook")),
+        env={"MLFLOW_TRACKING_URI": "http://mlflow.ml-team:5000", "MLFLOW_RUN_ID": RUN_ID,
+             "MLFLOW_TRACKING_TOKEN": "s3cret", "TFREPRO_SEED": "0"},
+        gpus="2", shm_size="8g", memory="64g", labels={"tfrepro.run_id": RUN_ID})
+    fields.update(changes)
+    return S.LaunchSpec(**fields)
+
+
+HOOK = "print('the launch hook')\n"
+
+
+def job(**changes):
+    return K.build_job(spec(**changes), SOURCE, K.check_options(OPTIONS), hook=HOOK)
+
+
+def manifest(**changes):
+    return K.to_dict(job(**changes))
+
+
+def test_golden_manifest():
+    text = K.to_yaml(job())
+    path = GOLDEN / "kubernetes-job.yaml"
+    if os.environ.get("TFREPRO_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), "kubernetes-job.yaml differs (TFREPRO_UPDATE_GOLDEN=1 rewrites it)"
+    assert "s3cret" not in text
+
+
+def test_what_the_pod_gets():
+    m = manifest()
+    pod = m["spec"]["template"]["spec"]
+    train, = pod["containers"]
+    assert train["image"] == DIGEST and "command" not in train  # the image's ENTRYPOINT stays, as with docker
+    assert train["args"] == ["python", "examples/train.py", "--epochs", "2"]
+    assert train["workingDir"] == "/workspace/examples"
+    assert train["resources"] == {"limits": {"nvidia.com/gpu": "2", "memory": "64Gi"}}
+    env = {e["name"]: e for e in train["env"]}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "tfrepro-env", "key": "MLFLOW_TRACKING_TOKEN"}}
+    assert env["TFREPRO_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert volumes["user-1"]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
+    assert volumes["user-2"]["hostPath"] == {"path": "/scratch"}
+    init, = pod["initContainers"]
+    assert init["image"] == DIGEST
+    assert volumes["hook-3"] == {"name": "hook-3", "emptyDir": {}}
+    assert {"name": "hook-3", "mountPath": "/opt/tfrepro-hook", "readOnly": True} in train["volumeMounts"]
+    assert {"name": "hook-3", "mountPath": "/opt/tfrepro-hook"} in init["volumeMounts"]
+    init_env = {e["name"]: e.get("value") for e in init["env"]}
+    assert init_env["TFREPRO_GIT_COMMIT"] == SOURCE.commit and init_env["TFREPRO_GIT_REMOTE"] == SOURCE.remote
+    assert init_env["TFREPRO_GIT_PATCH"]  # base64 of the patch
+    assert base64.b64decode(init_env["TFREPRO_HOOK"]).decode() == HOOK
+    assert m["spec"]["template"]["metadata"]["labels"] == {"tfrepro.run_id": RUN_ID}
+    assert m["spec"]["backoffLimit"] == 0 and m["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "trainer"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert m["metadata"] == {"name": "tfrepro-" + RUN_ID, "namespace": "ml-team", "labels": {"tfrepro.run_id": RUN_ID}}
+
+
+def test_round_trip_through_the_clients_api_client():
+    built = job()
+    data = json.dumps(K.to_dict(built))
+
+    class Response:
+        def __init__(self, text):
+            self.data = text
+
+    again = kubernetes.client.ApiClient().deserialize(Response(data), "V1Job")
+    assert again == built
+
+
+@pytest.mark.parametrize("version", ["1.25", "1.30", None])
+def test_validates_offline_against_the_published_schemas(version):
+    desired = version or kubernetes_validate.latest_version()
+    kubernetes_validate.validate(manifest(), desired, strict=True)
+    kubernetes_validate.validate(manifest(gpus=None, shm_size=None, memory=None, env={}), desired, strict=True)
+
+
+def test_the_validator_rejects_a_bad_job():
+    bad = manifest()
+    bad["spec"]["backoffLimit"] = "zero"
+    with pytest.raises(kubernetes_validate.ValidationError, match="backoffLimit"):
+        kubernetes_validate.validate(bad, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_dry_run_without_a_run_yet():
+    m = manifest(labels={}, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert m["metadata"]["name"] == "tfrepro-new-run" and m["metadata"]["labels"] == {"tfrepro.run_id": "new-run"}
+
+
+def test_yaml_keeps_the_checkout_script_readable():
+    text = K.to_yaml(job())
+    assert "- |\n" in text and yaml.safe_load(text) == manifest()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"image": "sha256:" + "0" * 64}, "malformed image digest"),
+    ({"gpus": "all"}, "number of GPUs"),
+    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("/db", "/db", False, "tracking"))},
+     "http\\(s\\) tracking server"),
+    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("cache", "/cache", False, "user"))},
+     "pvc:CLAIM"),
+    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("pvc:Bad_Name", "/d", False, "user"))},
+     "claim name"),
+    ({"mounts": ()}, "exactly once"),
+])
+def test_refusals(changes, message):
+    with pytest.raises(UsageError, match=message):
+        job(**changes)
+
+
+def test_option_and_source_checks():
+    with pytest.raises(UsageError, match="--namespace"):
+        K.check_options(K.KubernetesOptions(namespace="ML_Team"))
+    with pytest.raises(UsageError, match="--image-pull-secret"):
+        K.check_options(K.KubernetesOptions(image_pull_secret="a b"))
+    with pytest.raises(UsageError, match="remote"):
+        K.build_job(spec(), K.Source("", SOURCE.commit), OPTIONS)
+    with pytest.raises(UsageError, match="too large"):
+        K.build_job(spec(), K.Source(SOURCE.remote, SOURCE.commit, "x" * (K.MAX_PATCH + 1)), OPTIONS)
+
+
+def test_quantities_and_secret_names():
+    assert [K.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == ["8Gi", "512Mi", "16Ki", "1024", None]
+    assert K.secret_env_names(spec(), ["MLFLOW_TRACKING_URI"]) == ["MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI"]

@@ -1,0 +1,15 @@
+"""Launching: the LaunchSpec (spec.py) and the engines that run one.
+
+    spec.py          options and recorded tags -> LaunchSpec (pure, validated)
+    hooks.py         zero-code capture mounted into the container (sitecustomize.py)
+    launcher.py      the MLflow run around a launch: create, record, close
+    run.py           `tfrepro run` itself (options -> spec -> engine)
+    settings.py      `--on` and the engines' options, and their recorded form
+    engines.py       one interface over the engines, chosen by `--on`
+    docker.py        Docker Engine (docker-py)
+    podman.py        the podman CLI
+    slurm.py         batch script (pure); slurm_job.py submits, streams, cancels
+    kubernetes.py    batch/v1 Job (pure); kubernetes_job.py submits, waits, streams, deletes
+
+Engines translate the spec; none re-derives it.
+"""

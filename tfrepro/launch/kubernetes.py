@@ -1,0 +1,239 @@
+"""Kubernetes: a LaunchSpec -> a batch/v1 Job, built with the official client's models.
+
+Pure: no API server is contacted here (kubernetes_job.py submits). The pod gets:
+  - the image by digest; the recorded argv as `args` (like `docker run IMAGE ARGV...`, the
+    image's ENTRYPOINT is kept: NGC images need theirs);
+  - env, with secret values taken from a Kubernetes Secret (secretKeyRef), never written;
+  - limits nvidia.com/gpu and memory; /dev/shm as a memory-backed emptyDir of the shm size;
+  - volumes: `pvc:NAME` sources are PersistentVolumeClaims, absolute paths hostPath;
+  - the repository in an emptyDir, filled by an init container (the same image, which has
+    git) that fetches the commit and applies the recorded patch; the launch hook
+    (sitecustomize.py, hooks.py) in another emptyDir, written by the same init container;
+  - downward-API facts for the scheduler source: pod, namespace, node, and the labels file.
+The Job: labels tfrepro.run_id, backoffLimit 0, ttlSecondsAfterFinished, restartPolicy Never.
+The `kubernetes` package is imported lazily: only this engine needs it (tfrepro[kubernetes]).
+"""
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from tfrepro import imageref
+from tfrepro.errors import UsageError
+from tfrepro.redact import is_secret
+from tfrepro.launch import spec as S
+
+CONTAINER = "train"
+INIT_CONTAINER = "checkout"
+PODINFO = "/etc/podinfo"
+NEW_RUN = "new-run"  # stands for the run id in a dry run: the run is created on submit
+MAX_PATCH = 512 * 1024  # the whole Job must stay well under etcd's 1.5 MB object limit
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+# Fetch by sha (servers that allow it), else everything; detach at the commit; apply the patch.
+CHECKOUT_SCRIPT = """set -eu
+if [ -n "${TFREPRO_HOOK:-}" ]; then
+  printf %s "$TFREPRO_HOOK" | base64 -d > "$TFREPRO_HOOK_DIR/sitecustomize.py"
+fi
+cd "$TFREPRO_REPO"
+git init -q .
+git remote add origin "$TFREPRO_GIT_REMOTE"
+git fetch -q --depth 1 origin "$TFREPRO_GIT_COMMIT" || git fetch -q origin
+git -c advice.detachedHead=false checkout -q "$TFREPRO_GIT_COMMIT"
+if [ -n "${TFREPRO_GIT_PATCH:-}" ]; then
+  printf %s "$TFREPRO_GIT_PATCH" | base64 -d | git apply --whitespace=nowarn
+fi
+echo "tfrepro: checked out $TFREPRO_GIT_COMMIT${TFREPRO_GIT_PATCH:+ with the recorded patch}"
+"""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the init container checks out: the repository as replay would restore it."""
+    remote: str
+    commit: str
+    patch: str = ""
+
+
+@dataclass(frozen=True)
+class KubernetesOptions:
+    namespace: str = "default"
+    service_account: Optional[str] = None
+    image_pull_secret: Optional[str] = None
+    env_secret: str = "tfrepro-env"  # the Secret holding values of secret variables, by name
+    ttl_seconds: int = 86400
+
+
+def _client():
+    try:
+        from kubernetes import client
+    except ImportError:
+        raise UsageError("--on kubernetes needs the kubernetes package: pip install 'tfrepro[kubernetes]'") from None
+    return client
+
+
+def check_options(options: KubernetesOptions) -> KubernetesOptions:
+    if not DNS_LABEL_RE.match(options.namespace or ""):
+        raise UsageError("--namespace %r is not a valid namespace name" % options.namespace)
+    for what, value in (("--service-account", options.service_account),
+                        ("--image-pull-secret", options.image_pull_secret), ("env secret", options.env_secret)):
+        if value is not None and not DNS_SUBDOMAIN_RE.match(value):
+            raise UsageError("%s %r is not a valid Kubernetes name" % (what, value))
+    if options.ttl_seconds < 0:
+        raise UsageError("ttlSecondsAfterFinished must be >= 0")
+    return options
+
+
+def quantity(size: Optional[str]) -> Optional[str]:
+    """docker's size (binary units) -> a Kubernetes quantity: 8g -> 8Gi, 512m -> 512Mi."""
+    if not size:
+        return None
+    suffix = {"k": "Ki", "m": "Mi", "g": "Gi"}.get(size[-1])
+    return size[:-1] + suffix if suffix else size.rstrip("b")
+
+
+def job_name(run_id: Optional[str]) -> str:
+    return "tfrepro-" + (run_id or NEW_RUN)
+
+
+def _volumes(spec: S.LaunchSpec, client):
+    """(pod volumes, container mounts) for the spec's mounts, shm and the downward API."""
+    volumes, mounts = [], []
+    for i, m in enumerate(spec.mounts):
+        name = "%s-%d" % (m.kind, i)
+        if m.kind in ("repo", "hook"):  # filled by the init container
+            source = {"empty_dir": client.V1EmptyDirVolumeSource()}
+        elif m.kind in ("tracking", "docker-socket"):
+            raise UsageError("--on kubernetes: %s cannot be mounted into a pod (%s); use an http(s) tracking server"
+                             % (m.source, "a local tracking store" if m.kind == "tracking" else "the Docker socket"))
+        elif m.source.startswith(S.CLAIM_PREFIX):
+            claim = m.source[len(S.CLAIM_PREFIX):]
+            if not DNS_SUBDOMAIN_RE.match(claim):
+                raise UsageError("volume %r: %r is not a valid claim name" % (m.source, claim))
+            source = {"persistent_volume_claim": client.V1PersistentVolumeClaimVolumeSource(
+                claim_name=claim, read_only=m.read_only or None)}
+        elif m.source.startswith("/"):
+            source = {"host_path": client.V1HostPathVolumeSource(path=m.source)}
+        else:
+            raise UsageError("volume %r: on kubernetes use pvc:CLAIM:/path or an absolute host path" % m.source)
+        volumes.append(client.V1Volume(name=name, **source))
+        mounts.append(client.V1VolumeMount(name=name, mount_path=m.target, read_only=m.read_only or None))
+    if spec.shm_size:
+        volumes.append(client.V1Volume(name="dshm", empty_dir=client.V1EmptyDirVolumeSource(
+            medium="Memory", size_limit=quantity(spec.shm_size))))
+        mounts.append(client.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
+    volumes.append(client.V1Volume(name="podinfo", downward_api=client.V1DownwardAPIVolumeSource(items=[
+        client.V1DownwardAPIVolumeFile(path="labels", field_ref=client.V1ObjectFieldSelector(
+            field_path="metadata.labels"))])))
+    mounts.append(client.V1VolumeMount(name="podinfo", mount_path=PODINFO, read_only=True))
+    return volumes, mounts
+
+
+def _env(spec: S.LaunchSpec, secret_names: Sequence[str], options: KubernetesOptions, name: str, client):
+    env = []
+    for key, value in spec.env.items():
+        if is_secret(key) or key in secret_names:
+            env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name=options.env_secret, key=key))))
+        else:
+            env.append(client.V1EnvVar(name=key, value=value))
+    for key, path in (("TFREPRO_POD_NAME", "metadata.name"), ("TFREPRO_POD_NAMESPACE", "metadata.namespace"),
+                      ("TFREPRO_NODE_NAME", "spec.nodeName")):
+        env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
+            field_ref=client.V1ObjectFieldSelector(field_path=path))))
+    env.append(client.V1EnvVar(name="TFREPRO_K8S_JOB", value=name))
+    return env
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
+    patch = _b64(source.patch) if source.patch.strip() else None
+    if patch and len(patch) > MAX_PATCH:
+        raise UsageError("the patch is %d KiB: too large to travel in a Job manifest (commit it first)"
+                         % (len(patch) // 1024))
+    env = [client.V1EnvVar(name="TFREPRO_REPO", value=repo_mount.mount_path),
+           client.V1EnvVar(name="TFREPRO_GIT_REMOTE", value=source.remote),
+           client.V1EnvVar(name="TFREPRO_GIT_COMMIT", value=source.commit)]
+    if patch:
+        env.append(client.V1EnvVar(name="TFREPRO_GIT_PATCH", value=patch))
+    mounts = [repo_mount]
+    if hook_mount is not None:
+        if not hook:
+            raise UsageError("--on kubernetes: the launch hook's source is missing")
+        env += [client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path),
+                client.V1EnvVar(name="TFREPRO_HOOK", value=_b64(hook))]
+        mounts.append(client.V1VolumeMount(name=hook_mount.name, mount_path=hook_mount.mount_path))
+    return client.V1Container(name=INIT_CONTAINER, image=spec.image, command=["sh", "-c", CHECKOUT_SCRIPT],
+                              env=env, volume_mounts=mounts)
+
+
+def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (),
+              hook: str = ""):
+    """The V1Job for `spec` (options through check_options() first); `hook` is the text of
+    the launch hook (sitecustomize.py) when the spec mounts it."""
+    client = _client()
+    imageref.check_digest_ref(spec.image)  # a cluster pulls from a registry: a host-only image id cannot run
+    if not source.remote or not source.commit:
+        raise UsageError("--on kubernetes needs the commit and a remote the cluster can clone")
+    if spec.gpus == "all":
+        raise UsageError("--gpus all: a pod must ask for a number of GPUs (--gpus N)")
+    run_id = spec.labels.get("tfrepro.run_id")
+    if run_id and not DNS_LABEL_RE.match(run_id):
+        run_id = None  # a dry run's placeholder: the run is created on submit
+    name = job_name(run_id)
+    labels = {"tfrepro.run_id": run_id or NEW_RUN}
+    volumes, mounts = _volumes(spec, client)
+    repo_mounts = [mount for mount in mounts if mount.name.startswith("repo-")]
+    if len(repo_mounts) != 1:
+        raise UsageError("--on kubernetes: the spec must mount the repository exactly once")
+    hook_mount = next((mount for mount in mounts if mount.name.startswith("hook-")), None)
+    limits: Dict[str, str] = {}
+    if spec.gpus is not None:
+        limits["nvidia.com/gpu"] = spec.gpus
+    if spec.memory:
+        limits["memory"] = quantity(spec.memory)
+    container = client.V1Container(
+        name=CONTAINER, image=spec.image, args=list(spec.command), working_dir=spec.cwd,
+        env=_env(spec, secret_names, options, name, client), volume_mounts=mounts,
+        resources=client.V1ResourceRequirements(limits=limits) if limits else None)
+    pod = client.V1PodSpec(
+        restart_policy="Never", containers=[container], volumes=volumes,
+        init_containers=[_init_container(spec, source, repo_mounts[0], hook_mount, hook, client)],
+        service_account_name=options.service_account,
+        image_pull_secrets=[client.V1LocalObjectReference(name=options.image_pull_secret)]
+        if options.image_pull_secret else None)
+    return client.V1Job(
+        api_version="batch/v1", kind="Job",
+        metadata=client.V1ObjectMeta(name=name, namespace=options.namespace, labels=labels),
+        spec=client.V1JobSpec(backoff_limit=0, ttl_seconds_after_finished=options.ttl_seconds,
+                              template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels),
+                                                                spec=pod)))
+
+
+def to_dict(job) -> Dict[str, object]:
+    """The manifest as the API server receives it (camelCase, no nulls)."""
+    return _client().ApiClient().sanitize_for_serialization(job)
+
+
+def to_yaml(job) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value):  # the checkout script stays readable: a literal block
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(to_dict(job), Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def secret_env_names(spec: S.LaunchSpec, secret_names: Sequence[str] = ()) -> List[str]:
+    """What the env Secret must hold (`kubectl create secret generic NAME --from-literal=...`)."""
+    return sorted(k for k in spec.env if is_secret(k) or k in secret_names)

@@ -1,0 +1,163 @@
+"""Kubernetes I/O, kept thin: submit the Job with the user's kubeconfig, wait for its pod,
+stream the logs, return the training container's exit code; Ctrl-C/SIGTERM deletes the Job.
+
+Not run against a live cluster (none can run here): tested against the official client
+talking to a local HTTP server that answers with recorded API responses.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from tfrepro.errors import SchedulerError
+from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
+
+POLL = 1.0
+# a pod that waits for one of these will not start by itself
+STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+         "CreateContainerError")
+
+
+def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> Tuple[object, object]:
+    """(BatchV1Api, CoreV1Api) from the user's kubeconfig ($KUBECONFIG, ~/.kube/config), or in-cluster."""
+    _client()
+    from kubernetes import client, config
+
+    # the client reads $KUBECONFIG once, at import: read it now
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context)
+    except Exception as kube_exc:
+        try:
+            config.load_incluster_config()
+        except Exception:
+            raise SchedulerError("no Kubernetes configuration: %s" % _one_line(kube_exc)) from None
+    api = client.ApiClient()
+    return client.BatchV1Api(api), client.CoreV1Api(api)
+
+
+def _one_line(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    if status and body:
+        try:
+            import json
+
+            return "%s %s: %s" % (status, reason, json.loads(body).get("message", ""))[:300]
+        except (ValueError, AttributeError):
+            pass
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def submit(job, apis, write: Callable[[bytes], None], on_facts: Callable[[Dict[str, str]], None] = lambda f: None,
+           log: Callable[[str], None] = lambda line: None, poll: float = POLL) -> int:
+    batch, core = apis
+    namespace, name = job.metadata.namespace, job.metadata.name
+    try:
+        created = batch.create_namespaced_job(namespace, job)
+    except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
+        raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+    on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid})
+    log("created Job %s/%s" % (namespace, name))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    try:
+        pod = _wait_for_pod(core, namespace, name, poll, log)
+        on_facts({"pod": pod.metadata.name, "nodes": pod.spec.node_name or ""})
+        _copy_logs(core, namespace, pod.metadata.name, INIT_CONTAINER, write, follow=False)
+        if _terminated(pod, INIT_CONTAINER, init=True) not in (None, 0):
+            return _terminated(pod, INIT_CONTAINER, init=True)
+        _copy_logs(core, namespace, pod.metadata.name, CONTAINER, write, follow=True)
+        return _exit_code(core, namespace, pod.metadata.name, poll)
+    except (KeyboardInterrupt, _Terminated):
+        log("deleting Job %s/%s" % (namespace, name))
+        _delete(batch, namespace, name)
+        raise KeyboardInterrupt() from None
+    except SchedulerError:
+        _delete(batch, namespace, name)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _delete(batch, namespace: str, name: str) -> None:
+    try:
+        batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except Exception:
+        pass  # ttlSecondsAfterFinished removes it in the end
+
+
+def _status(pod, container: str, init: bool = False):
+    statuses = (pod.status.init_container_statuses if init else pod.status.container_statuses) or []
+    return next((s for s in statuses if s.name == container), None)
+
+
+def _terminated(pod, container: str, init: bool = False) -> Optional[int]:
+    status = _status(pod, container, init)
+    if status and status.state and status.state.terminated:
+        return int(status.state.terminated.exit_code)
+    return None
+
+
+def _wait_for_pod(core, namespace: str, name: str, poll: float, log):
+    """The Job's pod once its training container runs, or once the pod has ended."""
+    said = None
+    while True:
+        pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
+        pod = pods[0] if pods else None
+        if pod is not None:
+            for container, init in ((INIT_CONTAINER, True), (CONTAINER, False)):
+                status = _status(pod, container, init)
+                waiting = status.state.waiting if status and status.state else None
+                if waiting and waiting.reason in STUCK:
+                    raise SchedulerError("pod %s: %s: %s" % (pod.metadata.name, waiting.reason,
+                                                             (waiting.message or "")[:200]))
+            status = _status(pod, CONTAINER)
+            if pod.status.phase in ("Succeeded", "Failed") or (
+                    status and status.state and (status.state.running or status.state.terminated)):
+                return pod
+            if pod.status.phase != said:
+                said = pod.status.phase
+                log("pod %s is %s" % (pod.metadata.name, said))
+        time.sleep(poll)
+
+
+def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bool) -> None:
+    try:
+        response = core.read_namespaced_pod_log(pod, namespace, container=container, follow=follow,
+                                                _preload_content=False)
+    except Exception as exc:
+        if follow:
+            raise SchedulerError("cannot read the logs of pod %s: %s" % (pod, _one_line(exc))) from None
+        return
+    try:
+        for chunk in response.stream(4096):
+            write(chunk)
+    finally:
+        response.release_conn()
+
+
+def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
+    """The training container's exit code, once the kubelet has reported it."""
+    while True:
+        found = core.read_namespaced_pod(pod, namespace)
+        code = _terminated(found, CONTAINER)
+        if code is not None:
+            return code
+        if found.status.phase == "Failed":
+            return 1
+        time.sleep(poll)
