@@ -14,7 +14,7 @@ import click
 
 from tfrepro import imageref
 from tfrepro.cli import engine_options as E
-from tfrepro.errors import ContainerFailed, UsageError
+from tfrepro.errors import ContainerFailed
 from tfrepro.launch import engines, settings
 from tfrepro.launch import launcher as L
 from tfrepro.launch import run as launch_run
@@ -52,7 +52,7 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     engine = engines.get(name, settings.options_from(name, given))
     imageref.check_image_ref(image)
     rules = hostpaths.policy()
-    mounts = [_checked_mount(v, rules, mount_docker_socket, name == "kubernetes") for v in volumes]
+    mounts = [hostpaths.checked_mount(v, rules, mount_docker_socket, name == "kubernetes") for v in volumes]
     if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
         mounts.append(S.Mount(S.DOCKER_SOCKETS[0], S.DOCKER_SOCKETS[0], False, "docker-socket"))
     user_env, from_environ = grants.parse_env_options(env_items, (), os.environ)
@@ -70,14 +70,3 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     status = launch_run.launch(request, engine, dry_run)
     if status:
         raise ContainerFailed(status)
-
-
-def _checked_mount(text: str, rules, allow_docker_socket: bool, allow_claims: bool = False) -> S.Mount:
-    """-v SRC:DST: the host path resolved, and refused when it is one no container may get."""
-    mount = S.parse_mount(text, allow_docker_socket, allow_claims=allow_claims)
-    if not mount.source.startswith("/"):
-        return mount
-    real, refusal = hostpaths.check(mount.source, rules, allow_docker_socket)
-    if refusal:
-        raise UsageError("refusing -v %s: %s" % (text, refusal))
-    return S.Mount(real, mount.target, mount.read_only, mount.kind)

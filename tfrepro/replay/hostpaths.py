@@ -109,3 +109,18 @@ def check(given: str, host_policy: Optional[Policy] = None, allow_docker_socket:
     """(resolved path to mount, refusal or None) for one host path."""
     path = resolve(given)
     return path.real, refusal(path, host_policy or policy(), allow_docker_socket)
+
+
+def checked_mount(text: str, rules: Optional[Policy], allow_docker_socket: bool = False, allow_claims: bool = False):
+    """-v SRC:DST[:ro] given by the user (to run or replay): its host path resolved, refused
+    (UsageError, one line) when it is one no container may get."""
+    from tfrepro.errors import UsageError
+    from tfrepro.launch import spec
+
+    mount = spec.parse_mount(text, allow_docker_socket, allow_claims=allow_claims)
+    if not mount.source.startswith("/"):
+        return mount  # a named volume or a PersistentVolumeClaim
+    real, refused = check(mount.source, rules, allow_docker_socket)
+    if refused:
+        raise UsageError("refusing -v %s: %s" % (text, refused))
+    return spec.Mount(real, mount.target, mount.read_only, mount.kind)

@@ -112,7 +112,7 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     allow_socket = mount_docker_socket or options.mount_docker_socket
     given, passed = grants.parse_env_options(options.env_items, options.pass_env, os.environ)
     rules = hostpaths.policy()
-    user_mounts = [_checked_user_mount(v, rules, allow_socket) for v in options.volumes]
+    user_mounts = [hostpaths.checked_mount(v, rules, allow_socket) for v in options.volumes]
     uri = launch.tracking_uri(tracking_uri)
     client = run_record.client(uri, existing=True)
     record = run_record.load(client, run_id)
@@ -162,17 +162,6 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
                         tuple(data_current), tuple(data_drift), beside, engine)
     engine.check(prepared.launch_spec(), prepared.pod_source)
     return prepared
-
-
-def _checked_user_mount(text: str, rules, allow_socket: bool) -> spec.Mount:
-    """-v given at replay: the user's own grant, but never one of the always-refused paths."""
-    mount = spec.parse_mount(text, allow_socket)
-    if not mount.source.startswith("/"):
-        return mount
-    real, refusal = hostpaths.check(mount.source, rules, allow_socket)
-    if refusal:
-        raise UsageError("refusing -v %s: %s" % (text, refusal))
-    return replace(mount, source=real)
 
 
 def _offer(mount: spec.Mount, rules, allow_socket: bool) -> grants.MountOffer:
