@@ -36,7 +36,10 @@ def use_uri(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def sqlite_uri(tmp_path_factory):
-    return "sqlite:///%s/mlflow.db" % tmp_path_factory.mktemp("store")
+    store = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(store)  # the store's default artifact root (./mlruns) lands here, not in the checkout
+        yield "sqlite:///%s/mlflow.db" % store
 
 
 def dead_uri():
