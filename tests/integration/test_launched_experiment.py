@@ -75,3 +75,17 @@ def test_same_experiment_name_is_quiet(tracking_uri, monkeypatch, tmp_path, capl
     capsys.readouterr()
     where_the_run_went(client, run_id, experiment_id)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_script_that_set_another_experiment_still_resumes_the_launchers_run(tracking_uri, monkeypatch, tmp_path,
+                                                                               caplog):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    suffix = uuid.uuid4().hex[:8]
+    mlflow.set_experiment("elsewhere-" + suffix)  # the script's own call, before fit()
+    with caplog.at_level(logging.WARNING, logger="tfrepro"):
+        experiment_id, run_id = fit_under_launcher(client, monkeypatch, tmp_path, "launcher-" + suffix, None)
+    assert "unreachable" not in caplog.text
+    run = client.get_run(run_id)
+    assert run.info.experiment_id == experiment_id and run.data.metrics  # resumed, logged

@@ -72,7 +72,12 @@ class TrackingSession:
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
                         experiment_id = None
-                        if not launcher_run:
+                        if launcher_run:
+                            # MLflow refuses to resume a run outside the experiment that an earlier
+                            # mlflow.set_experiment() (the script's, or ours) made active
+                            launched_in = mlflow.tracking.MlflowClient().get_run(launcher_run).info.experiment_id
+                            mlflow.set_experiment(experiment_id=launched_in)
+                        else:
                             # an explicit id: set_experiment() can lose a create race into Default
                             experiment_id = fluent_experiment_id(experiment_name)
                             if experiment_name:  # later mlflow.start_run() calls go there too
