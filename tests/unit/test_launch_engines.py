@@ -36,14 +36,16 @@ def test_a_replay_submits_as_recorded_unless_told_otherwise():
                         "runtime": "docker"}
     again = json.loads(json.dumps(recorded))  # through launch.json
     options = settings.options_from("slurm", {"time": "60"}, again)
-    assert (options.slurm.partition, options.slurm.time, options.slurm.sbatch_args) == ("gpu", "60", ("--exclusive",))
+    assert (options.slurm.partition, options.slurm.time) == ("gpu", "60")
+    # extra sbatch options grant access (--export, --output...): only the replaying user gives them
+    assert options.slurm.sbatch_args == () and settings.not_reused("slurm", again) == ("--sbatch-arg",)
+    assert settings.options_from("slurm", {"sbatch_args": ("--exclusive",)}, again).slurm.sbatch_args == ("--exclusive",)
     # settings of another engine are not carried over
     assert settings.options_from("kubernetes", {}, again).kubernetes.namespace == "default"
 
 
 def test_recorded_engine_settings_are_untrusted():
-    for bad in ({"partition": ["a"]}, {"nodes": "2"}, {"nodes": True}, {"sbatch_args": "--x=1"},
-                {"sbatch_args": [1]}):
+    for bad in ({"partition": ["a"]}, {"nodes": "2"}, {"nodes": True}):
         with pytest.raises(RecordError, match="malformed engine setting"):
             settings.options_from("slurm", {}, dict(bad, backend="slurm"))
     assert settings.options_from("slurm", {}, {"backend": "slurm", "bogus": 1, "nodes": None}).slurm.nodes is None
@@ -51,6 +53,14 @@ def test_recorded_engine_settings_are_untrusted():
     assert (name, recorded["partition"]) == ("slurm", "gpu")
     assert settings.recorded_backend({}, {"tfrepro.launch.backend": "podman"})[0] == "podman"
     assert settings.recorded_backend({}, {})[0] == "docker"  # runs from before --on
+    tampered = {"backend": "kubernetes", "namespace": "kube-system", "service_account": "cluster-admin",
+                "env_secret": "prod-db", "image_pull_secret": "theirs", "ttl_seconds": 60}
+    options = settings.options_from("kubernetes", {}, tampered).kubernetes
+    assert (options.namespace, options.service_account, options.env_secret, options.image_pull_secret) == \
+        ("default", None, "tfrepro-env", None)
+    assert options.ttl_seconds == 60
+    assert settings.not_reused("kubernetes", tampered) == ("--env-secret", "--image-pull-secret", "--namespace",
+                                                           "--service-account")
     with pytest.raises(RecordError, match="unknown engine"):
         settings.recorded_backend({"engine": {"backend": "rm -rf"}}, {})
 

@@ -30,9 +30,24 @@ OWN = {
 }
 
 
+# What a replay takes from a record's engine settings (SECURITY.md: a record is data): the
+# shape of the job. What grants access -- extra sbatch options (--export, --output, --chdir...),
+# a Kubernetes namespace, service account or Secret -- comes only from the replaying user.
+FROM_RECORD = {"slurm": ("partition", "time", "account", "nodes", "gres", "runtime"),
+               "kubernetes": ("ttl_seconds",)}
+
+
+def not_reused(name: str, recorded: Optional[Mapping[str, object]]) -> Tuple[str, ...]:
+    """The recorded settings of engine `name` that a replay leaves out, as option names."""
+    if not recorded or recorded.get("backend") != name:
+        return ()
+    return tuple("--sbatch-arg" if k == "sbatch_args" else "--" + k.replace("_", "-") for k, v in sorted(recorded.items())
+                 if k in OWN.get(name, ()) and k not in FROM_RECORD.get(name, ()) and v not in (None, (), [], ""))
+
+
 def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapping[str, object]] = None) -> Options:
-    """Command-line values over recorded ones (a replay submits as its original did); an
-    option of another engine (--partition with --on kubernetes) is refused."""
+    """Command-line values over recorded ones (a replay submits as its original did, within
+    FROM_RECORD); an option of another engine (--partition with --on kubernetes) is refused."""
     if name not in NAMES:
         raise UsageError("--on must be one of %s, not %r" % (", ".join(NAMES), name))
     for key, value in given.items():
@@ -41,7 +56,7 @@ def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapp
             raise UsageError("--%s is for --on %s, not --on %s" % (key.replace("_", "-"), owner, name))
     merged: Dict[str, object] = {}
     if recorded and recorded.get("backend") == name:
-        merged.update((k, _recorded(k, v)) for k, v in recorded.items() if k in OWN.get(name, ()))
+        merged.update((k, _recorded(k, v)) for k, v in recorded.items() if k in FROM_RECORD.get(name, ()))
     merged.update((k, v) for k, v in given.items() if v not in (None, (), ""))
     kube_fields = {f.name for f in fields(kubernetes.KubernetesOptions)}
     return Options(

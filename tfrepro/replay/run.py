@@ -125,6 +125,12 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     recorded_name, recorded_settings = settings.recorded_backend(record.launch or {}, record.tags)
     name = engine_name or recorded_name
     engine = engines.get(name, settings.options_from(name, engine_given or {}, recorded_settings))
+    left_out = [o for o in settings.not_reused(name, recorded_settings) if not (engine_given or {}).get(
+        o[2:].replace("-", "_") + ("s" if o == "--sbatch-arg" else ""))]
+    if left_out:
+        replay_plan = replace(replay_plan, warnings=replay_plan.warnings + (
+            "the run's %s settings are not reused (a record may not grant access): give them again if you trust "
+            "them" % ", ".join(left_out),))
     offers = tuple(_offer(m, rules, allow_socket) for m in replay_plan.recorded_mounts)
     given_pairs = [(m.source, m.target) for m in user_mounts]
     approved, _ = grants.approved_mounts(offers, given_pairs, True, options.allow_recorded_mounts)
