@@ -76,6 +76,7 @@ def test_caches_virtualenvs_stores_and_secrets_are_left_out(repo, tmp_path):
     write(repo / "keys" / "server.pem")
     write(repo / "store" / "runs.db")
     write(repo / "evil\x1b[2Jname")
+    write(repo / "tfrepro.egg-info" / "PKG-INFO")  # `pip install -e .`
     capture = U.collect(str(repo), "/workspace", skip_paths=[str(repo / "store")])
     assert set(by_path(capture)) == {"data", "lib/new.csv", "lib/run.log", "out", "keys"}
     assert by_path(capture)["data"].files == 2, "a __pycache__ inside data is no data"
@@ -83,7 +84,8 @@ def test_caches_virtualenvs_stores_and_secrets_are_left_out(repo, tmp_path):
     assert capture.skipped == {".env": "named like a secret", ".venv": "cache, virtualenv or tracking store",
                                "env1": "virtualenv", "evil\x1b[2Jname": "unprintable name", "mlflow.db": "cache, virtualenv or tracking store",
                                "mlruns": "cache, virtualenv or tracking store",
-                               "pkg": "only caches", "store": "tracking store or spool"}
+                               "pkg": "only caches", "store": "tracking store or spool",
+                               "tfrepro.egg-info": "build metadata"}
     assert "left out: .env (named like a secret)" in capture.note()
 
 

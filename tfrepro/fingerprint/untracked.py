@@ -123,6 +123,8 @@ def skip_reason(root: str, path: str, skip_paths: Sequence[str] = ()) -> Optiona
         return "unprintable name"  # it would reach a replayer's terminal
     if any(p in SKIP_NAMES for p in parts):
         return "cache, virtualenv or tracking store"
+    if any(p.endswith(".egg-info") or p == ".eggs" for p in parts):
+        return "build metadata"  # written by `pip install -e .`, not read by training
     if SECRET_RE.match(parts[-1]):
         return "named like a secret"
     full = os.path.join(root, path)
