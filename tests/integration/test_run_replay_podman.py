@@ -75,13 +75,14 @@ def test_sigterm_stops_the_container(podman, mlflow_server, test_image, client, 
                        "import time; print('started', flush=True); time.sleep(300)", extra=["--no-autolog"])
     proc = subprocess.Popen([sys.executable, "-m", "tfrepro"] + argv, cwd=str(make_repo(tmp_path / "repo")),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    err = ""
     try:
         assert proc.stdout.readline().strip() == "started"
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        _, err = proc.communicate(timeout=120)  # drains both pipes: a full one would block tfrepro
     finally:
         proc.kill()
-    assert proc.returncode == 130, proc.stderr.read()[-2000:]
+    assert proc.returncode == 130, err[-2000:]
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     left = subprocess.run(["podman", "ps", "-q", "--filter", "label=tfrepro.run_id=" + run.info.run_id],

@@ -128,13 +128,13 @@ def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_p
     env = dict(os.environ, TFREPRO_SLURM_DIR=str(tmp_path / "out"))
     proc = subprocess.Popen([sys.executable, "-m", "tfrepro"] + argv, cwd=str(repo), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = ""
     try:
         assert proc.stdout.readline().strip() == "started"
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        _, err = proc.communicate(timeout=120)  # drains both pipes: a full one would block tfrepro
     finally:
         proc.kill()
-    err = proc.stderr.read()
     assert proc.returncode == 130, err[-3000:] and "cancelling Slurm job" in err and "tfrepro: interrupted" in err
     run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
