@@ -36,6 +36,19 @@ def test_parse_agrees_with_nvidia_smi_on_the_same_machine():
     assert device.memory_total_bytes // (1 << 20) == int(row[5].split()[0])
 
 
+def test_tfrepro_env_on_a_real_h200_matches_its_nvidia_smi():
+    # read on a lent H200 (tests/fixtures/gpu/README.md): tfrepro env --json vs nvidia-smi -q -x
+    device_run = H200.parent / "h200-device-20261130"
+    recorded = json.loads((device_run / "tfrepro-env.json").read_text())["gpu"]
+    smi = gpu.parse(gpu.parse_smi_xml((device_run / "nvidia-smi-q.xml").read_text())).to_dict()
+    for key in ("count", "driver_version", "cuda_driver_version"):
+        assert recorded[key] == smi[key], key
+    for ours, theirs in zip(recorded["devices"], smi["devices"]):
+        for key in ("index", "name", "uuid", "memory_total_bytes", "mig_mode", "pci_bus_id"):
+            assert ours[key] == theirs[key], key
+    assert recorded["devices"][0]["compute_capability"] == "9.0"  # NVML only: not in the XML
+
+
 def test_mig_enabled_and_unsupported():
     raw = {"devices": [{"name": "A100", "mig_mode": [1, 1]}, {"name": "T4", "mig_mode": None}]}
     assert [d.mig_mode for d in gpu.parse(raw).devices] == ["enabled", None]

@@ -58,8 +58,32 @@ def test_no_gpu_machine_warns_and_skips_driver():
 def test_tensorflow_import_failure():
     f = facts(tf_error="ImportError: libcudnn.so.8", tf_version=None)
     assert c.check_tensorflow(f).status == "fail"
-    assert c.check_gpus(f).status == "skip"
+    gpus = c.check_gpus(f)
+    assert gpus.status == "skip" and "NVML sees 1 GPU(s) (NVIDIA H200)" in gpus.message
     assert c.check_tensorflow(facts(tf_version="2.12.0")).status == "warn"
+
+
+def test_driver_checked_against_tf29_wheels_when_tensorflow_is_missing():
+    check = c.check_driver_cuda(facts(tf_error="ModuleNotFoundError: tensorflow", tf_cuda_build=None))
+    assert check.status == "pass"
+    assert "tensorflow 2.9's wheels need CUDA 11.2" in check.message
+
+
+def test_tracking_without_mlflow_is_a_failed_check(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_mlflow(name, *args, **kwargs):
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ImportError("No module named 'mlflow'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:1")
+    found = c._tracking()
+    assert "mlflow cannot be imported" in found["tracking_error"]
+    assert "s3cret" not in found["tracking_uri"]
 
 
 @pytest.mark.parametrize("name,version,status", [

@@ -1,11 +1,12 @@
 """Text output: fits 100 columns, no colour unless asked."""
 import dataclasses
+import json
 
 from tfrepro.inspect import render
 from tfrepro.inspect.checks import Check
 from tfrepro.inspect.compare import compare
 from tfrepro.tracking.record import RunRecord
-from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
+from tests.inspect_envs import H200_PROBE, DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 
 ANSI = "\x1b["
 
@@ -92,3 +93,13 @@ def test_show_lists_data_fingerprints():
     assert "\nData\n" in text
     assert "mount" in text and "/srv/data -> /data: 3 files, 4.2 KB, sha256:dddddddddddd (metadata)" in text
     assert "\nData\n" not in render.render_show(_record(make_env()))
+
+
+def test_nvidia_require_cuda_is_summarised_on_screen():
+    with open(H200_PROBE) as f:
+        probe = json.load(f)
+    lines = [line for line in probe["env_nvidia"]["stdout"].splitlines() if line.startswith("NVIDIA_REQUIRE_CUDA=")]
+    value = lines[0].split("=", 1)[1]
+    assert render._constraints(value).startswith("cuda>=13.0 (+")
+    assert "driver-branch constraints" in render._constraints(value)
+    assert render._constraints("cuda>=11.7 brand=tesla,driver>=450,driver<451") == "cuda>=11.7 brand=tesla,driver>=450,driver<451"

@@ -19,6 +19,7 @@ PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # TensorFlow 2.9's pins (its setup.py): numpy>=1.20, protobuf>=3.9.2,<3.20
 RANGES = {"numpy": ("1.20", "1.24"), "protobuf": ("3.9.2", "3.20")}
 DOCTOR_EXPERIMENT = "tfrepro-doctor"
+TF29_CUDA = "11.2"  # the CUDA tensorflow==2.9.* wheels are built with
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ def check_tensorflow(f: Facts) -> Check:
 def check_gpus(f: Facts) -> Check:
     nvml = f.gpu.count if f.gpu else 0
     if f.tf_error:
-        return Check("gpus", SKIP, "TensorFlow does not import")
+        seen = " (%s)" % ", ".join(sorted({d.name for d in f.gpu.devices if d.name})) if nvml else ""
+        return Check("gpus", SKIP, "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether "
+                     "it can use them is unknown" % (nvml, seen))
     if not nvml:
         reason = (f.gpu.reason if f.gpu else None) or f.gpu_reason or "no GPU"
         if f.tf_gpus:
@@ -95,17 +98,19 @@ def check_gpus(f: Facts) -> Check:
 def check_driver_cuda(f: Facts) -> Check:
     if not f.gpu or not f.gpu.count:
         return Check("driver/cuda", SKIP, "no GPU driver to check")
-    need = cuda_int(f.tf_cuda_build)
+    built = f.tf_cuda_build or (TF29_CUDA if f.tf_error else None)  # no TF: what its wheels need
+    need = cuda_int(built)
     have = f.gpu.cuda_driver_version
     if not need or not have:
         return Check("driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown"
                      % (f.gpu.driver_version or "?"))
-    message = "driver %s supports CUDA %s; TensorFlow was built with CUDA %s" % (
-        f.gpu.driver_version, f.gpu.cuda_driver, f.tf_cuda_build)
+    message = "driver %s supports CUDA %s; %s CUDA %s" % (
+        f.gpu.driver_version, f.gpu.cuda_driver,
+        "tensorflow 2.9's wheels need" if f.tf_error else "TensorFlow was built with", built)
     if have >= need:
         return Check("driver/cuda", PASS, message)
     return Check("driver/cuda", FAIL, message,
-                 "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % f.tf_cuda_build)
+                 "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
 
 
 def check_versions(f: Facts) -> List[Check]:
@@ -220,6 +225,14 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    try:
+        import mlflow  # noqa: F401  (a required dependency, but doctor must still answer)
+    except ImportError as exc:
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
+        from tfrepro.redact import strip_url_credentials
+
+        return {"tracking_uri": strip_url_credentials(uri),
+                "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc}
     from tfrepro.redact import strip_url_credentials
     from tfrepro.tracking import record as run_record
     from tfrepro.tracking.backend import short_http

@@ -85,6 +85,15 @@ def _bytes(value: Optional[int]) -> Optional[str]:
     return None if value is None else "%.1f GiB" % (value / (1 << 30))
 
 
+def _constraints(value: str) -> str:
+    """NVIDIA_REQUIRE_CUDA: the CUDA part, and a count of the driver-branch pairs (--json keeps all)."""
+    words = value.split()
+    brands = [w for w in words if w.startswith("brand=")]
+    if len(brands) < 4:
+        return value
+    return " ".join(w for w in words if not w.startswith("brand=")) + " (+%d driver-branch constraints)" % len(brands)
+
+
 def _yes(value: Optional[bool]) -> Optional[str]:
     return None if value is None else ("yes" if value else "no")
 
@@ -97,7 +106,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         rows = [("ref", c.image_ref), ("digest", c.image_digest), ("id", c.image_id),
                 ("digest source", c.digest_source), ("in container", _yes(c.in_container)),
                 ("runtime", c.runtime), ("evidence", ", ".join(c.evidence) or None)]
-        rows += [(k, v) for k, v in sorted(c.ngc.items())]
+        rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(c.ngc.items())]
         groups.append(("Image", rows))
     if g:
         groups.append(("Code", [
