@@ -17,6 +17,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -26,6 +28,7 @@ from tfrepro.options import callback_options
 
 log = logging.getLogger("tfrepro")
 
+PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names
 
 
@@ -104,6 +107,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._chief = True
         self._global_step = 0
         self._tensorboard = None
+        self._recorder: Optional[threading.Thread] = None
         self._fit = FitContext()
         self._mlflow_logs_epochs = False  # mlflow.tensorflow.autolog() logs them into our run
         self._steps_logged = False
@@ -139,24 +143,36 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
             return
+        from tfrepro import fingerprint
         from tfrepro.tracking.session import TrackingSession
 
-        self.session = self._guard("opening the MLflow run", TrackingSession.open,
-                                   experiment_name=self.experiment_name, run_name=self.run_name)
+        began = time.time()
+        with fingerprint.recorded_by_caller():  # the plugin leaves the environment to us
+            self.session = self._guard("opening the MLflow run", TrackingSession.open,
+                                       experiment_name=self.experiment_name, run_name=self.run_name)
         if self.session is None:
             return
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
-        self._guard("logging the environment", self._log_environment)
         self._guard("logging params", self._log_params)
+        from tfrepro.tracking.inputs import replicas
+
+        # The environment and fit()'s inputs take tens to hundreds of ms (git, hashing
+        # arrays): recorded on a thread of their own while training starts; joined at the end.
+        since = began if self.session.started_run else _run_start(began)
+        work = (since, self._fit.fit_args, self._guard("reading the replicas", replicas))
+        self._recorder = threading.Thread(target=self._record, args=work, name="tfrepro-record", daemon=True)
+        self._recorder.start()
+
+    def _record(self, since, fit_args, replica_count):
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
 
-        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, self._fit.fit_args)
+        self._guard("logging the environment", self._log_environment, since)
+        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, fit_args, replica_count)
 
-    def _log_environment(self):
-        import tfrepro
-        from tfrepro import schema
+    def _log_environment(self, since):
+        from tfrepro import fingerprint, schema
 
-        env = self.environment = tfrepro.collect_environment()
+        env = self.environment = fingerprint.shared(since)  # the plugin's, when it collected for this run
         tags = env.to_tags()
         if self.seed is not None and schema.SEED not in tags:
             tags[schema.SEED] = str(self.seed)
@@ -236,6 +252,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
     def _train_end(self):
         self._fit = FitContext()  # holds fit()'s data: let it go
+        if self._recorder is not None:
+            self._recorder.join()  # bounded: git and NVML calls time out
+            self._recorder = None
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
@@ -297,6 +316,17 @@ class ReproCallback(tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
+
+
+def _run_start(default: float) -> float:
+    """Epoch seconds from which an environment counts as this active run's: the plugin
+    collected it while the run was being started, just before its start time."""
+    try:
+        import mlflow
+
+        return mlflow.active_run().info.start_time / 1000.0 - PLUGIN_SLACK
+    except Exception:
+        return default
 
 
 def _multi_worker() -> bool:

@@ -1,32 +1,39 @@
 """MLflow run-context provider: every mlflow.start_run() gets the tfrepro.* tags.
 
 Registered through the `mlflow.run_context_provider` entry point. Set TFREPRO_CONTEXT=0
-to turn it off. The environment is collected once per process; this never raises.
+to turn it off. The environment is collected once per process (and shared with
+ReproCallback); this never raises.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
 log = logging.getLogger("tfrepro")
 
-_tags: Optional[Dict[str, str]] = None
+_tags: Optional[Tuple[object, Dict[str, str]]] = None  # (the Environment, its tags)
 
 
 def environment_tags() -> Dict[str, str]:
+    """The process's environment as tags: collected once, shared with ReproCallback
+    (tfrepro.fingerprint.shared); none while ReproCallback opens its own run (it records
+    the environment itself, off the training thread)."""
     global _tags
-    if _tags is None:
-        try:
-            import tfrepro
+    try:
+        from tfrepro import fingerprint
 
-            _tags = tfrepro.collect_environment().to_tags()
-        except Exception as exc:  # must never break start_run
-            log.warning("tfrepro: environment not collected: %s", exc)
-            _tags = {}
-    return dict(_tags)
+        if fingerprint.caller_records():
+            return {}
+        env = fingerprint.shared()
+        if _tags is None or _tags[0] is not env:
+            _tags = (env, env.to_tags())
+        return dict(_tags[1])
+    except Exception as exc:  # must never break start_run
+        log.warning("tfrepro: environment not collected: %s", exc)
+        return {}
 
 
 class TfreproContextProvider(RunContextProvider):

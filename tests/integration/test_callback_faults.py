@@ -73,12 +73,12 @@ FAULTS = ["session", "collect_environment", "save_model", "FitContext.find", "is
 
 
 def inject(monkeypatch, fault):
-    import tfrepro
+    import tfrepro.fingerprint
 
     if fault == "session":
         monkeypatch.setattr(TrackingSession, "open", classmethod(lambda cls, **kw: BrokenSession()))
     elif fault == "collect_environment":
-        monkeypatch.setattr(tfrepro, "collect_environment", boom)
+        monkeypatch.setattr(tfrepro.fingerprint, "shared", boom)
     elif fault == "save_model":
         monkeypatch.setattr(model_io, "save_model", boom)
     elif fault == "FitContext.find":

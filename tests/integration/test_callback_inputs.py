@@ -70,10 +70,12 @@ def test_tf_data_is_logged_by_spec_and_training_sees_the_same_batches(server):
     assert run.data.tags["tfrepro.input.training.kind"] == "tf.data"
 
 
-def test_an_unreachable_server_never_breaks_fit(tmp_path, monkeypatch):
+def test_an_unreachable_server_never_breaks_fit_and_sync_uploads_the_inputs(mlflow_server, tmp_path, monkeypatch):
     from tests.conftest import free_port
+    from tfrepro.tracking.sync import sync_all
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFREPRO_SPOOL_DIR", str(tmp_path / "spool"))
     nobody = "http://127.0.0.1:%d" % free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
     mlflow.set_tracking_uri(nobody)
@@ -81,3 +83,23 @@ def test_an_unreachable_server_never_breaks_fit(tmp_path, monkeypatch):
     callback = ReproCallback(experiment_name="inputs", log_model=False)
     history = model().fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[callback])
     assert len(history.history["loss"]) == 1
+    # the dataset records were spooled with the rest: `tfrepro sync` puts them on a server
+    (result,) = sync_all(str(tmp_path / "spool"), tracking_uri=mlflow_server.uri)
+    assert result.failure is None and not result.errors, (result.failure, result.errors)
+    run, datasets = inputs_of(mlflow.tracking.MlflowClient(mlflow_server.uri), result.run_id)
+    assert set(datasets) == {"training"}
+    assert run.data.tags["tfrepro.input.training.kind"] == "numpy"
+
+
+def test_numpy_inputs_reach_a_sqlite_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFREPRO_SPOOL_DIR", str(tmp_path / "spool"))
+    uri = "sqlite:///%s" % (tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    x = np.ones((16, 3), "float32")
+    callback = ReproCallback(experiment_name="inputs", log_model=False)
+    model().fit(x, x[:, :1], validation_data=(x, x[:, :1]), epochs=1, verbose=0, callbacks=[callback])
+    run, datasets = inputs_of(mlflow.tracking.MlflowClient(uri), callback.session.run_id)
+    assert set(datasets) == {"training", "validation"}
+    assert datasets["training"].digest == run.data.tags["tfrepro.input.training.digest"].split(":")[1][:32]

@@ -43,3 +43,41 @@ def test_plain_start_run_is_tagged(tracking_uri, dirty_repo):
 def test_tfrepro_context_0_turns_it_off(tracking_uri, dirty_repo):
     tags = start_run(dirty_repo, tracking_uri, TFREPRO_CONTEXT="0")
     assert not [k for k in tags if k.startswith("tfrepro.")]
+
+
+FIT = """
+import json, sys, mlflow, numpy as np, tensorflow as tf
+import tfrepro, tfrepro.fingerprint as fp
+count = {"n": 0}
+real = fp.collect
+def counted(*a, **k):
+    count["n"] += 1
+    return real(*a, **k)
+fp.collect = counted
+m = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+m.compile(optimizer="sgd", loss="mse")
+x = np.zeros((8, 2), "float32")
+cb = tfrepro.ReproCallback(log_model=False)
+if sys.argv[1] == "active":
+    with mlflow.start_run() as run:
+        m.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[cb])
+else:
+    m.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[cb])
+print(json.dumps({"run_id": cb.session.run_id, "collected": count["n"]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["callback opens the run", "active"])
+def test_plugin_and_callback_collect_the_environment_once(tracking_uri, dirty_repo, how):
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, TF_CPP_MIN_LOG_LEVEL="3")
+    environ.pop("MLFLOW_RUN_ID", None)
+    out = subprocess.run([sys.executable, "-c", FIT, how], cwd=str(dirty_repo), env=environ,
+                         check=True, capture_output=True, text=True).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["collected"] == 1
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    tags = client.get_run(found["run_id"]).data.tags
+    assert tags["tfrepro.git.dirty"] == "true" and tags["tfrepro.schema"]
+    files = [f.path for f in client.list_artifacts(found["run_id"], "tfrepro")]
+    assert "tfrepro/environment.json" in files

@@ -93,7 +93,7 @@ def test_model_hash_ignores_names_but_not_architecture():
 
 def test_plugin_in_context_and_never_raises(monkeypatch):
     pytest.importorskip("mlflow")
-    import tfrepro
+    import tfrepro.fingerprint
     from tfrepro_mlflow import context
 
     provider = context.TfreproContextProvider()
@@ -106,5 +106,5 @@ def test_plugin_in_context_and_never_raises(monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(context, "_tags", None)
-    monkeypatch.setattr(tfrepro, "collect_environment", broken)
+    monkeypatch.setattr(tfrepro.fingerprint, "shared", broken)
     assert provider.tags() == {}

@@ -7,9 +7,12 @@ other failure is recorded too. A source's collect() may also return
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
-from typing import Iterable
+import threading
+import time
+from typing import Iterable, Optional, Tuple
 
 from tfrepro.environment import SECTIONS, Environment
 
@@ -42,3 +45,40 @@ def collect(sources: Iterable[str] = SOURCES) -> Environment:
 
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return Environment(collected_at=now, tfrepro_version=__version__, reasons=reasons, **sections)
+
+
+_last: Optional[Tuple[float, Environment]] = None  # (time.time() when collecting began, the record)
+_lock = threading.Lock()
+
+
+def shared(since: Optional[float] = None) -> Environment:
+    """The process's last full collection if it began at or after `since` (epoch seconds;
+    None: any), else a new one. The MLflow plugin and ReproCallback share it, so a run
+    started by one and recorded by the other costs one collection; two threads asking at
+    once wait for the same one."""
+    global _last
+    with _lock:
+        if _last is not None and (since is None or _last[0] >= since):
+            return _last[1]
+        began = time.time()
+        env = collect()
+        _last = (began, env)
+        return env
+
+
+_recording = threading.local()
+
+
+@contextlib.contextmanager
+def recorded_by_caller():
+    """While inside (this thread): a run started here gets its environment from the caller
+    (ReproCallback records it off the training thread), so the MLflow plugin adds none."""
+    _recording.active = True
+    try:
+        yield
+    finally:
+        _recording.active = False
+
+
+def caller_records() -> bool:
+    return getattr(_recording, "active", False)

@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Set, Tuple
 from urllib.parse import urlparse
 
 TIMEOUT = 10  # seconds, one call
+DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")  # MLflow's Dataset entity
+CONTEXT_TAG = "mlflow.data.context"
 PROBE_TIMEOUT = 3
 # (key, value, timestamp ms, step)
 Point = Tuple[str, float, int, int]
@@ -42,6 +44,9 @@ def retryable_answer(status: int, text: str) -> bool:
 def backend_for(tracking_uri: str):
     scheme = urlparse(tracking_uri).scheme
     if scheme in ("http", "https"):
+        from tfrepro.tracking import quickack
+
+        quickack.enable(tracking_uri)  # MLflow's own calls to this server too
         return RestBackend(tracking_uri)
     return ClientBackend(tracking_uri)
 
@@ -181,6 +186,12 @@ class RestBackend:
 
         return experiments.resolve(name, get, create)
 
+    def log_inputs(self, run_id: str, datasets: List[Dict]) -> None:
+        body = {"run_id": run_id, "datasets": [
+            {"tags": [{"key": CONTEXT_TAG, "value": d["context"]}],
+             "dataset": {k: d[k] for k in DATASET_FIELDS if d.get(k) is not None}} for d in datasets]}
+        self._call("POST", "/api/2.0/mlflow/runs/log-inputs", json=body)
+
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
         self._call("POST", "/api/2.0/mlflow/runs/update",
                    json={"run_id": run_id, "status": status, "end_time": end_time})
@@ -277,6 +288,13 @@ class ClientBackend:
             return exp.experiment_id
 
         return experiments.resolve(name, get, lambda n: self._wrap(self.client.create_experiment, n))
+
+    def log_inputs(self, run_id, datasets) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(**{k: d.get(k) for k in DATASET_FIELDS}), tags=[InputTag(CONTEXT_TAG, d["context"])])
+                  for d in datasets]
+        self._wrap(self.client.log_inputs, run_id, datasets=inputs)
 
     def set_terminated(self, run_id, status, end_time) -> None:
         self._wrap(self.client.set_terminated, run_id, status, end_time)

@@ -13,8 +13,8 @@ frame of the `fit()` that is calling the callback (tfrepro/keras_fit.py's FitCon
     anything else (generators, Sequence)    not logged
 Also tagged, so replay and `tfrepro diff` can compare them: tfrepro.input.<context>.kind,
 .digest (sha256:<hex>) and .shape; and the replica count, tfrepro.distribute.replicas.
-Nothing here may break fit(): the callback calls `log_fit_inputs` under its guard, and the
-MLflow call itself is skipped while the tracking server is unreachable.
+Nothing here may break fit(): the callback calls `log_fit_inputs` under its guard, off the
+training thread; the dataset records are spooled and uploaded like metrics (or by `sync`).
 Python 3.8 and MLflow >= 2.17 compatible.
 """
 from __future__ import annotations
@@ -147,38 +147,40 @@ def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
                        digest=digest)
 
 
-def log_fit_inputs(session, arguments: Optional[Dict[str, Any]]) -> None:
+def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optional[int] = None) -> None:
     """Tag and log (as MLflow dataset inputs) what fit() was given (its arguments, as
-    FitContext read them; None when they could not be found)."""
+    FitContext read them; None when they could not be found). Hashing NumPy inputs takes
+    time, so the callback calls this off the training thread (`replicas`, read from the
+    training thread's distribution strategy, comes with it). The dataset records go through
+    the session's spool like everything else: uploaded in the background, or by `sync`."""
     if arguments is None:
         return
     described = describe_fit(arguments)
     recorded = tags(described)
-    replicas = _replicas()
     if replicas is not None:
         recorded[REPLICAS_TAG] = str(replicas)
     if recorded:
         session.set_tags(recorded)
-    if not described or not getattr(session, "online", False) or str(session.run_id).startswith("local-"):
-        return  # the tags are spooled; MLflow's dataset records need the server
-    from mlflow.entities import DatasetInput, InputTag
-    from mlflow.tracking import MlflowClient
-
-    from tfrepro.tracking.backend import short_http
-
+    if not described:
+        return
     quiet = logging.getLogger("mlflow.data")  # its schema inference warns when scipy is missing
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        inputs = [DatasetInput(mlflow_dataset(c, x, y, d)._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", c)])
-                  for c, (x, y, d) in described.items()]
+        datasets = [dict(dataset_fields(mlflow_dataset(c, x, y, d)), context=c) for c, (x, y, d) in described.items()]
     finally:
         quiet.setLevel(level)
-    with short_http():
-        MlflowClient().log_inputs(session.run_id, datasets=inputs)
+    session.log_inputs(datasets)
 
 
-def _replicas() -> Optional[int]:
+def dataset_fields(dataset) -> Dict[str, Optional[str]]:
+    """An mlflow.data Dataset as the fields of MLflow's Dataset entity (MLflow 2.17 has no to_dictionary)."""
+    entity = dataset._to_mlflow_entity()
+    return {k: getattr(entity, k) for k in ("name", "digest", "source_type", "source", "schema", "profile")}
+
+
+def replicas() -> Optional[int]:
+    """Replicas of the distribution strategy in scope: call it on the training thread."""
     try:
         import tensorflow as tf
 

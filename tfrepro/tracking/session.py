@@ -10,8 +10,10 @@ Contract (the callback relies on it):
     session.log_params(dict) / set_tags(dict)
     session.log_metrics(dict, step)     a put_nowait: never blocks the training thread on the network
     session.log_text(text, artifact_file) / log_artifacts(local_dir, artifact_path)
+    session.log_inputs([dataset fields + "context"])   MLflow dataset inputs, spooled too
     session.flush(timeout) -> seconds spent
-    session.close(status="FINISHED")    flush, then end the run only if this session started it
+    session.close(status="FINISHED")    end the run only if this session started it (while what is
+                                        left uploads), then wait for the upload
 Every method swallows tracking failures (recorded in `session.errors`, warned once).
 Also: `session.online` (last upload attempt reached the server), `session.spool_path`,
 `session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it).
@@ -142,6 +144,10 @@ class TrackingSession:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._put({"text": text, "file": artifact_file})
 
+    def log_inputs(self, datasets: List[Dict]) -> None:
+        """MLflow dataset inputs: each the fields of MLflow's Dataset entity plus "context"."""
+        self._put({"inputs": datasets})
+
     def log_artifacts(self, local_dir: str, artifact_path: Optional[str] = None) -> None:
         """Uploaded now when the server is up (the directory may be temporary); else spooled
         by path, for `sync` to upload if the directory still exists then."""
@@ -176,13 +182,15 @@ class TrackingSession:
     def close(self, status: str = "FINISHED", timeout: float = FLUSH_TIMEOUT) -> None:
         if self._closed:
             return
-        seconds = self.flush(timeout)
-        log.info("tfrepro: tracking flushed in %.3f s", seconds)
-        self.set_tags({FLUSH_TAG: "%.3f" % seconds})
-        self._writer.flush(0, wait=False)  # the tag goes up while we end the run
+        start = time.monotonic()
         ended = False
         if self.has_fluent_run and self.started_run:
+            self._writer.flush(0, wait=False)  # what is left goes up while MLflow ends the run
             ended = self._end_fluent_run(status)
+        self.flush(max(timeout - (time.monotonic() - start), 0.0))
+        seconds = time.monotonic() - start
+        log.info("tfrepro: tracking flushed in %.3f s", seconds)
+        self.set_tags({FLUSH_TAG: "%.3f" % seconds})
         if self.started_run and not ended:
             self._put({"end": status, "end_time": int(time.time() * 1000)})
         self._closed = True

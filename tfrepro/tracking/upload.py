@@ -56,6 +56,8 @@ def plan(records: Iterable[Dict]) -> List[Tuple[str, object]]:
             calls.append(("text", (r["text"], r["file"])))
         elif "artifacts" in r:
             calls.append(("artifacts", (r["artifacts"], r.get("path"))))
+        elif "inputs" in r:
+            calls.append(("inputs", list(r["inputs"])))
         elif "end" in r:
             calls.append(("end", (r["end"], int(r.get("end_time") or time.time() * 1000))))
     out: List[Tuple[str, object]] = []
@@ -98,7 +100,7 @@ class RunUploader:
         self.header = header
         self.run_id = run_id or (None if is_local(header.get("run_id")) else header.get("run_id"))
         self.errors: List[str] = []
-        self.counts = {"points": 0, "skipped": 0, "params": 0, "tags": 0, "files": 0}
+        self.counts = {"points": 0, "skipped": 0, "params": 0, "tags": 0, "files": 0, "inputs": 0}
         self._history: Dict[str, Set] = {}
 
     def ensure_run(self) -> Tuple[str, bool]:
@@ -160,5 +162,8 @@ class RunUploader:
                 raise Rejected("artifact directory %s is gone" % payload[0])
             b.log_artifacts(run_id, payload[0], payload[1])
             self.counts["files"] += 1
+        elif kind == "inputs":
+            b.log_inputs(run_id, payload)
+            self.counts["inputs"] += len(payload)
         elif kind == "end":
             b.set_terminated(run_id, payload[0], payload[1])

@@ -1,0 +1,351 @@
+"""What users pay for tracking a Keras fit(), against the team server over HTTP.
+
+    .venv/bin/python benchmarks/fit_costs.py [--processes 5] [--repeats 3] [--long-seconds 60] [--no-write]
+
+Starts scripts/team-server.sh (PostgreSQL + mlflow server, proxied artifacts) in a fresh
+directory, then measures, side by side in one run, on the same 32-64-1 MLP on the CPU:
+  fixed     --processes fresh processes, each one fit with ReproCallback(log_every_n_steps=1,
+            log_model=False), as a user's script does (the MLflow plugin installed): the ms the
+            training thread spends opening the run, collecting the environment, logging the
+            first params and fit()'s inputs, flushing at the end and ending the run, and how
+            many times the environment was collected;
+  per step  the training thread's time in on_train_batch_end of ReproCallback(log_every_n_steps=1)
+            and of mlflow.tensorflow.MlflowCallback(log_every_n_steps=1), in us per step;
+  ratio     fit() wall time against a bare fit, interleaved in one process: the old 0.6 s fit
+            (3 epochs) and a fit of about --long-seconds (--repeats each; MlflowCallback's long
+            fit once, it is far slower).
+Writes the tables to benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # a CPU benchmark
+STEPS, BATCH, SHORT_EPOCHS = 128, 32, 3
+TRAINING_THREAD = ("run open", "of which MLflow's start_run", "of which the MLflow plugin", "first params",
+                   "final flush and end run (overlapped)", "of which MLflow's end_run", "signing")
+RECORDER_THREAD = ("environment (collect and queue)", "fit()'s inputs (hash and queue)")
+BEGIN, END = "<!-- fit_costs: last run -->", "<!-- fit_costs: end -->"
+CPU = []  # process CPU seconds of each _fit, in order
+
+
+# -- in a child process: TensorFlow and MLflow are imported here only ---------------------------
+def _data():
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    return rng.rand(STEPS * BATCH, 32).astype("float32"), rng.rand(STEPS * BATCH, 1).astype("float32")
+
+
+def _fit(callbacks=(), epochs=SHORT_EPOCHS):
+    import tensorflow as tf
+
+    x, y = _data()
+    model = tf.keras.Sequential([tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)),
+                                 tf.keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    start, cpu = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    CPU.append(time.process_time() - cpu)  # every thread of this process: TensorFlow's and tfrepro's
+    return time.perf_counter() - start
+
+
+class Timers:
+    """Wraps functions by attribute to add up the time spent in them on this thread."""
+
+    def __init__(self):
+        self.ms, self.calls = {}, {}
+
+    def wrap(self, owner, attribute, name):
+        real = getattr(owner, attribute)
+        raw = owner.__dict__.get(attribute) if isinstance(owner, type) else real
+        timers = self
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                timers.ms[name] = timers.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
+                timers.calls[name] = timers.calls.get(name, 0) + 1
+
+        setattr(owner, attribute, classmethod(lambda cls, *a, **k: timed(*a, **k)) if isinstance(raw, classmethod) else timed)
+
+
+def child_fixed(epochs):
+    """One fresh process, one fit: the fixed costs on the training thread, by phase."""
+    import mlflow
+
+    import tfrepro.fingerprint
+    import tfrepro.signing
+    import tfrepro.tracking.inputs
+    from tfrepro import ReproCallback
+    from tfrepro.tracking.session import TrackingSession
+
+    mlflow.set_experiment("fit-costs")
+    t = Timers()
+    t.wrap(tfrepro.fingerprint, "collect", "environment collections")
+    t.wrap(TrackingSession, "open", "run open")
+    t.wrap(mlflow, "start_run", "of which MLflow's start_run")
+    t.wrap(ReproCallback, "_log_params", "first params")
+    t.wrap(TrackingSession, "close", "final flush and end run (overlapped)")
+    t.wrap(mlflow, "end_run", "of which MLflow's end_run")
+    t.wrap(tfrepro.signing, "sign_session", "signing")
+    t.wrap(ReproCallback, "on_train_begin", "on_train_begin")
+    t.wrap(ReproCallback, "on_train_end", "on_train_end")
+    t.wrap(ReproCallback, "_log_environment", "environment (collect and queue)")
+    t.wrap(tfrepro.tracking.inputs, "log_fit_inputs", "fit()'s inputs (hash and queue)")
+    try:
+        import tfrepro_mlflow.context as plugin
+
+        t.wrap(plugin, "environment_tags", "of which the MLflow plugin")
+    except ImportError:
+        pass
+    seconds = _fit([ReproCallback(log_every_n_steps=1, log_model=False)], epochs)
+    print(json.dumps({"ms": t.ms, "calls": t.calls, "fit_s": seconds}))
+
+
+def child_steps():
+    """Training-thread time per call of on_train_batch_end, both callbacks, one long-ish fit each."""
+    import mlflow
+    import mlflow.tensorflow
+
+    from tfrepro import ReproCallback
+
+    mlflow.set_experiment("fit-costs")
+    _fit(epochs=1)  # tracing, first connections
+    out = {}
+    for name, make in (("ReproCallback(log_every_n_steps=1)",
+                        lambda: ReproCallback(log_every_n_steps=1, log_model=False)),
+                       ("MlflowCallback(log_every_n_steps=1)",
+                        lambda: mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1))):
+        callback, times = make(), []
+        real = callback.on_train_batch_end
+
+        def timed(batch, logs=None, real=real, times=times):
+            start = time.perf_counter()
+            real(batch, logs)
+            times.append(time.perf_counter() - start)
+
+        callback.on_train_batch_end = timed
+        if isinstance(callback, ReproCallback):
+            _fit([callback], epochs=10)
+        else:
+            with mlflow.start_run():
+                _fit([callback], epochs=10)
+        times.sort()
+        out[name] = {"mean_us": statistics.mean(times) * 1e6, "p50_us": times[len(times) // 2] * 1e6,
+                     "p99_us": times[int(len(times) * 0.99)] * 1e6, "steps": len(times)}
+    print(json.dumps(out))
+
+
+def child_ratios(repeats, long_seconds):
+    """Interleaved fit() wall times: bare, ReproCallback per step and per epoch, MlflowCallback."""
+    import mlflow
+    import mlflow.tensorflow
+
+    from tfrepro import ReproCallback
+
+    mlflow.set_experiment("fit-costs")
+
+    def mlflow_callback(epochs):
+        with mlflow.start_run():
+            return _fit([mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1)], epochs)
+
+    variants = [("bare fit", lambda e: _fit(epochs=e)),
+                ("ReproCallback() (per epoch, the default)", lambda e: _fit([ReproCallback(log_model=False)], e)),
+                ("ReproCallback(log_every_n_steps=1)",
+                 lambda e: _fit([ReproCallback(log_every_n_steps=1, log_model=False)], e)),
+                ("MlflowCallback(log_every_n_steps=1)", mlflow_callback)]
+    for _, fn in variants:  # warm-up
+        fn(1)
+    bare = statistics.median(_fit() for _ in range(3))
+    long_epochs = max(SHORT_EPOCHS, int(round(long_seconds / bare * SHORT_EPOCHS)))
+    out = {"short_epochs": SHORT_EPOCHS, "long_epochs": long_epochs, "times": {}}
+    for label, epochs, n in (("short", SHORT_EPOCHS, max(repeats, 5)), ("long", long_epochs, repeats)):
+        times = {name: [] for name, _ in variants}
+        cpu = {name: [] for name, _ in variants}
+        for r in range(n):
+            order = variants if r % 2 == 0 else variants[::-1]
+            for name, fn in order:
+                if label == "long" and name.startswith("MlflowCallback") and r > 0:
+                    continue  # one long MlflowCallback fit: minutes each
+                times[name].append(fn(epochs))
+                cpu[name].append(CPU[-1])
+            print("  %s fits: repeat %d/%d" % (label, r + 1, n), file=sys.stderr, flush=True)
+        out["times"][label] = times
+        out.setdefault("cpu", {})[label] = cpu
+    print(json.dumps(out))
+
+
+# -- the parent: the team server, the children, the tables ------------------------------------
+def _child(uri, mode, *args, timeout=3600):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PYTHONPATH=ROOT, PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", mode, *map(str, args)],
+                          env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError("child %s failed (rc %d)" % (mode, done.returncode))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    from benchmarks.callback_overhead import machine as describe
+
+    return describe()
+
+
+def fixed_table(fixed):
+    """fixed: {label: [samples]}, one column pair per label."""
+    labels = list(fixed)
+    rows = ["| phase | %s |" % " | ".join("%s: median ms (min-max)" % label for label in labels),
+            "|---|%s" % ("---:|" * len(labels))]
+
+    def cell(values):
+        return "%.1f (%.0f-%.0f)" % (statistics.median(values), min(values), max(values))
+
+    def row(name, pick):
+        rows.append("| %s | %s |" % (name, " | ".join(cell([pick(s) for s in fixed[label]]) for label in labels)))
+
+    rows.append("| **on the training thread** |%s" % (" |" * len(labels)))
+    for phase in TRAINING_THREAD:
+        row(phase, lambda s, phase=phase: s["ms"].get(phase, 0.0))
+    row("**all of on_train_begin + on_train_end**",
+        lambda s: s["ms"].get("on_train_begin", 0.0) + s["ms"].get("on_train_end", 0.0))
+    rows.append("| **on tfrepro's recording thread** (overlaps training) |%s" % (" |" * len(labels)))
+    for phase in RECORDER_THREAD:
+        row(phase, lambda s, phase=phase: s["ms"].get(phase, 0.0))
+    rows.append("| environment collections per fit | %s |" % " | ".join(
+        "/".join(str(n) for n in sorted({s["calls"].get("environment collections", 0) for s in fixed[label]}))
+        for label in labels))
+    rows.append("")
+    rows.append("Fresh processes (%s), one fit each with ReproCallback(log_every_n_steps=1, log_model=False) "
+                "and the MLflow plugin installed, as a user's script runs." % ", ".join(
+                    "%d for %s" % (len(fixed[label]), label) for label in labels))
+    return "\n".join(rows)
+
+
+def steps_table(steps):
+    rows = ["| callback | on_train_batch_end, mean us | p50 us | p99 us | steps |", "|---|---:|---:|---:|---:|"]
+    for name, s in steps.items():
+        rows.append("| %s | %.0f | %.0f | %.0f | %d |" % (name, s["mean_us"], s["p50_us"], s["p99_us"], s["steps"]))
+    return "\n".join(rows)
+
+
+def ratio_table(ratios):
+    rows = ["| fit | variant | median fit() s | ratio to bare fit | (fit - bare) / step, us "
+            "| process CPU s | fits |", "|---|---|---:|---:|---:|---:|---:|"]
+    for label in ("short", "long"):
+        epochs = ratios["%s_epochs" % label]
+        times = ratios["times"][label]
+        bare = statistics.median(times["bare fit"])
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            rows.append("| %d epochs x %d steps | %s | %.2f | %.3fx | %.0f | %.2f | %d |" % (
+                epochs, STEPS, name, med, med / bare, (med - bare) * 1e6 / (epochs * STEPS),
+                statistics.median(ratios["cpu"][label][name]), len(ts)))
+    return "\n".join(rows)
+
+
+def keepalive_stall(uri, calls=50):
+    """ms per MLflow REST call (GET experiment by name) on a kept-alive connection, with and
+    without tfrepro's quick ACKs (tfrepro/tracking/quickack.py), interleaved."""
+    from mlflow.utils.rest_utils import http_request
+
+    from tfrepro.tracking import quickack
+    from tfrepro.tracking.backend import backend_for
+
+    backend_for(uri)  # turns quick ACKs on for this server, as tfrepro does
+    host = set(quickack._hosts)
+    creds = __import__("mlflow").tracking.MlflowClient(uri)._tracking_client.store.get_host_creds()
+    times = {"on": [], "off": []}
+    for i in range(calls * 2):
+        mode = "on" if i % 2 == 0 else "off"
+        quickack._hosts.clear()
+        quickack._hosts.update(host if mode == "on" else ())
+        start = time.perf_counter()
+        http_request(creds, "/api/2.0/mlflow/experiments/get-by-name", "GET",
+                     params={"experiment_name": "Default"}).close()
+        times[mode].append((time.perf_counter() - start) * 1000)
+    quickack._hosts.update(host)
+    return times
+
+
+def http_table(times):
+    rows = ["| one MLflow REST call on a kept-alive connection | median ms | p90 ms |", "|---|---:|---:|"]
+    for mode, label in (("off", "as MLflow's client does it"), ("on", "with tfrepro's quick ACK (TCP_QUICKACK)")):
+        ts = sorted(times[mode])
+        rows.append("| %s | %.1f | %.1f |" % (label, statistics.median(ts), ts[int(len(ts) * 0.9)]))
+    return "\n".join(rows)
+
+
+def write_readme(text):
+    path = os.path.join(ROOT, "benchmarks", "README.md")
+    with open(path) as f:
+        readme = f.read()
+    head, rest = readme.split(BEGIN, 1)
+    with open(path, "w") as f:
+        f.write("%s%s\n%s\n%s%s" % (head, BEGIN, text, END, rest.split(END, 1)[1]))
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-seconds", type=float, default=60.0)
+    parser.add_argument("--fixed-seconds", type=float, default=10.0, help="the longer fit of the fixed-cost rows")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, rest = args.child[0], args.child[1:]
+        return {"fixed": lambda: child_fixed(int(rest[0])), "steps": child_steps,
+                "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]))}[mode]()
+    from benchmarks.concurrent_runs import Team
+
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="tfrepro-fit-costs-") as tmp:
+        os.chmod(tmp, 0o711)  # the postgres user must reach its cluster inside
+        os.environ["TFREPRO_SPOOL_DIR"] = os.path.join(tmp, "spool")
+        team = Team(os.path.join(tmp, "team"))
+        team.script()
+        try:
+            print("team server %s" % team.uri, file=sys.stderr)
+            _child(team.uri, "fixed", SHORT_EPOCHS)  # warm-up: the server's workers, PostgreSQL's caches
+            http = keepalive_stall(team.uri)
+            fixed = {}
+            long_epochs = None
+            for i in range(args.processes):
+                for label, epochs in (("the 0.6 s fit", SHORT_EPOCHS), ("a %.0f s fit" % args.fixed_seconds, long_epochs)):
+                    sample = _child(team.uri, "fixed", epochs or SHORT_EPOCHS)
+                    if epochs is None:  # calibrate from the first short fit
+                        epochs = long_epochs = max(SHORT_EPOCHS, int(round(
+                            args.fixed_seconds / sample["fit_s"] * SHORT_EPOCHS)))
+                        sample = _child(team.uri, "fixed", epochs)
+                    fixed.setdefault(label, []).append(sample)
+                print("  fixed costs: process pair %d/%d" % (i + 1, args.processes), file=sys.stderr, flush=True)
+            steps = _child(team.uri, "steps")
+            ratios = _child(team.uri, "ratios", args.repeats, args.long_seconds)
+        finally:
+            team.script("--stop")
+    text = "\n\n".join(["Last run (%s; team server: PostgreSQL 15 + mlflow server, 2 workers, proxied "
+                        "artifacts, on the same machine, over loopback HTTP):" % info,
+                        fixed_table(fixed), steps_table(steps), ratio_table(ratios), http_table(http)])
+    print(text)
+    if not args.no_write:
+        print("wrote", write_readme(text))
+
+
+if __name__ == "__main__":
+    main()
