@@ -4,10 +4,11 @@
 
 Starts scripts/team-server.sh (PostgreSQL + mlflow server, proxied artifacts) in a fresh
 directory, then measures, side by side in one run, on the same 32-64-1 MLP on the CPU:
-  fixed     --processes fresh processes, each one fit with ReproCallback(log_every_n_steps=1,
-            log_model=False), as a user's script does (the MLflow plugin installed): the ms the
-            training thread spends opening the run, collecting the environment, logging the
-            first params and fit()'s inputs, flushing at the end and ending the run, and how
+  fixed     fresh processes, each one fit with ReproCallback(log_model=False) as a user's script
+            runs it (the MLflow plugin installed): the 0.6 s fit and a --fixed-seconds fit logging
+            every step, and that fit logging per epoch (--processes of each): the ms the training
+            thread spends opening the run, logging the first params, flushing and ending the run;
+            what tfrepro's recording thread spends on the environment and fit()'s inputs; how
             many times the environment was collected;
   per step  the training thread's time in on_train_batch_end of ReproCallback(log_every_n_steps=1)
             and of mlflow.tensorflow.MlflowCallback(log_every_n_steps=1), in us per step;
@@ -32,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # a CPU benchmark
-STEPS, BATCH, SHORT_EPOCHS = 128, 32, 3
+STEPS, SHORT_EPOCHS = 128, 3
 TRAINING_THREAD = ("run open", "of which MLflow's start_run", "of which the MLflow plugin", "first params",
                    "final flush and end run (overlapped)", "of which MLflow's end_run", "signing")
 RECORDER_THREAD = ("environment (collect and queue)", "fit()'s inputs (hash and queue)")
@@ -41,22 +42,50 @@ CPU = []  # process CPU seconds of each _fit, in order
 
 
 # -- in a child process: TensorFlow and MLflow are imported here only ---------------------------
-def _data():
+MODELS = {
+    # the old benchmark's model: ~0.6 ms a step here, a worst case for per-step logging
+    "mlp": "32-64-1 MLP, batch 32",
+    # a small image CNN: ~20 ms a step on these 2 CPU cores, closer to what users train
+    "cnn": "CNN (2 conv, 32x32x3 inputs, 10 classes), batch 64",
+}
+_cache = {}
+
+
+def _data(kind):
     import numpy as np
 
-    rng = np.random.RandomState(0)
-    return rng.rand(STEPS * BATCH, 32).astype("float32"), rng.rand(STEPS * BATCH, 1).astype("float32")
+    if kind not in _cache:
+        rng = np.random.RandomState(0)
+        if kind == "mlp":
+            x, y = rng.rand(STEPS * 32, 32).astype("float32"), rng.rand(STEPS * 32, 1).astype("float32")
+        else:
+            x, y = rng.rand(STEPS * 64, 32, 32, 3).astype("float32"), rng.randint(0, 10, STEPS * 64)
+        _cache[kind] = (x, y)
+    return _cache[kind]
 
 
-def _fit(callbacks=(), epochs=SHORT_EPOCHS):
+def _model(kind):
     import tensorflow as tf
 
-    x, y = _data()
-    model = tf.keras.Sequential([tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)),
-                                 tf.keras.layers.Dense(1)])
-    model.compile(optimizer="adam", loss="mse")
+    layers = tf.keras.layers
+    if kind == "mlp":
+        model = tf.keras.Sequential([layers.Dense(64, activation="relu", input_shape=(32,)), layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        return model, 32
+    model = tf.keras.Sequential([
+        layers.Conv2D(32, 3, activation="relu", input_shape=(32, 32, 3)), layers.MaxPool2D(),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPool2D(), layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dense(10)])
+    model.compile(optimizer="adam", metrics=["accuracy"],
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, 64
+
+
+def _fit(callbacks=(), epochs=SHORT_EPOCHS, kind="mlp"):
+    x, y = _data(kind)
+    model, batch = _model(kind)
     start, cpu = time.perf_counter(), time.process_time()
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=list(callbacks))
     CPU.append(time.process_time() - cpu)  # every thread of this process: TensorFlow's and tfrepro's
     return time.perf_counter() - start
 
@@ -83,7 +112,7 @@ class Timers:
         setattr(owner, attribute, classmethod(lambda cls, *a, **k: timed(*a, **k)) if isinstance(raw, classmethod) else timed)
 
 
-def child_fixed(epochs):
+def child_fixed(epochs, every, kind):
     """One fresh process, one fit: the fixed costs on the training thread, by phase."""
     import mlflow
 
@@ -112,7 +141,7 @@ def child_fixed(epochs):
         t.wrap(plugin, "environment_tags", "of which the MLflow plugin")
     except ImportError:
         pass
-    seconds = _fit([ReproCallback(log_every_n_steps=1, log_model=False)], epochs)
+    seconds = _fit([ReproCallback(log_every_n_steps=every or None, log_model=False)], epochs, kind)
     print(json.dumps({"ms": t.ms, "calls": t.calls, "fit_s": seconds}))
 
 
@@ -150,8 +179,9 @@ def child_steps():
     print(json.dumps(out))
 
 
-def child_ratios(repeats, long_seconds):
-    """Interleaved fit() wall times: bare, ReproCallback per step and per epoch, MlflowCallback."""
+def child_ratios(repeats, long_seconds, kind, short):
+    """Interleaved fit() wall times: bare, ReproCallback per step and per epoch, MlflowCallback;
+    the 0.6 s fit (`short`, the MLP) and a fit of about long_seconds."""
     import mlflow
     import mlflow.tensorflow
 
@@ -161,31 +191,33 @@ def child_ratios(repeats, long_seconds):
 
     def mlflow_callback(epochs):
         with mlflow.start_run():
-            return _fit([mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1)], epochs)
+            callback = mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1)
+            return _fit([callback], epochs, kind)
 
-    variants = [("bare fit", lambda e: _fit(epochs=e)),
-                ("ReproCallback() (per epoch, the default)", lambda e: _fit([ReproCallback(log_model=False)], e)),
+    variants = [("bare fit", lambda e: _fit(epochs=e, kind=kind)),
+                ("ReproCallback() (per epoch, the default)",
+                 lambda e: _fit([ReproCallback(log_model=False)], e, kind)),
                 ("ReproCallback(log_every_n_steps=1)",
-                 lambda e: _fit([ReproCallback(log_every_n_steps=1, log_model=False)], e)),
+                 lambda e: _fit([ReproCallback(log_every_n_steps=1, log_model=False)], e, kind)),
                 ("MlflowCallback(log_every_n_steps=1)", mlflow_callback)]
     for _, fn in variants:  # warm-up
         fn(1)
-    bare = statistics.median(_fit() for _ in range(3))
-    long_epochs = max(SHORT_EPOCHS, int(round(long_seconds / bare * SHORT_EPOCHS)))
-    out = {"short_epochs": SHORT_EPOCHS, "long_epochs": long_epochs, "times": {}}
-    for label, epochs, n in (("short", SHORT_EPOCHS, max(repeats, 5)), ("long", long_epochs, repeats)):
+    epoch = statistics.median(_fit(epochs=1, kind=kind) for _ in range(3))
+    long_epochs = max(SHORT_EPOCHS, int(round(long_seconds / epoch)))
+    out = {"kind": kind, "epochs": {}, "times": {}, "cpu": {}}
+    runs = ([("short", SHORT_EPOCHS, max(repeats, 5))] if short else []) + [("long", long_epochs, repeats)]
+    for label, epochs, n in runs:
         times = {name: [] for name, _ in variants}
         cpu = {name: [] for name, _ in variants}
         for r in range(n):
             order = variants if r % 2 == 0 else variants[::-1]
             for name, fn in order:
                 if label == "long" and name.startswith("MlflowCallback") and r > 0:
-                    continue  # one long MlflowCallback fit: minutes each
+                    continue  # one long MlflowCallback fit: it can take minutes
                 times[name].append(fn(epochs))
                 cpu[name].append(CPU[-1])
-            print("  %s fits: repeat %d/%d" % (label, r + 1, n), file=sys.stderr, flush=True)
-        out["times"][label] = times
-        out.setdefault("cpu", {})[label] = cpu
+            print("  %s %s fits: repeat %d/%d" % (kind, label, r + 1, n), file=sys.stderr, flush=True)
+        out["epochs"][label], out["times"][label], out["cpu"][label] = epochs, times, cpu
     print(json.dumps(out))
 
 
@@ -229,9 +261,9 @@ def fixed_table(fixed):
         "/".join(str(n) for n in sorted({s["calls"].get("environment collections", 0) for s in fixed[label]}))
         for label in labels))
     rows.append("")
-    rows.append("Fresh processes (%s), one fit each with ReproCallback(log_every_n_steps=1, log_model=False) "
-                "and the MLflow plugin installed, as a user's script runs." % ", ".join(
-                    "%d for %s" % (len(fixed[label]), label) for label in labels))
+    rows.append("A fresh process per fit (%d per column), as a user's script runs: ReproCallback(log_model=False), "
+                "per step = log_every_n_steps=1, the MLflow plugin installed. MLflow's start_run and end_run "
+                "are the calls the callback makes through MLflow's fluent API." % len(fixed[labels[0]]))
     return "\n".join(rows)
 
 
@@ -242,18 +274,21 @@ def steps_table(steps):
     return "\n".join(rows)
 
 
-def ratio_table(ratios):
-    rows = ["| fit | variant | median fit() s | ratio to bare fit | (fit - bare) / step, us "
-            "| process CPU s | fits |", "|---|---|---:|---:|---:|---:|---:|"]
-    for label in ("short", "long"):
-        epochs = ratios["%s_epochs" % label]
-        times = ratios["times"][label]
-        bare = statistics.median(times["bare fit"])
-        for name, ts in times.items():
-            med = statistics.median(ts)
-            rows.append("| %d epochs x %d steps | %s | %.2f | %.3fx | %.0f | %.2f | %d |" % (
-                epochs, STEPS, name, med, med / bare, (med - bare) * 1e6 / (epochs * STEPS),
-                statistics.median(ratios["cpu"][label][name]), len(ts)))
+def ratio_table(results):
+    rows = ["| model | fit | variant | median fit() s | min-max s | ratio to bare fit | (fit - bare) / step, us "
+            "| process CPU s | fits |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for ratios in results:
+        for label in ratios["times"]:
+            epochs, times = ratios["epochs"][label], ratios["times"][label]
+            bare = statistics.median(times["bare fit"])
+            for name, ts in times.items():
+                med = statistics.median(ts)
+                rows.append("| %s | %d epochs x %d steps | %s | %.2f | %.2f-%.2f | %.3fx | %.0f | %.2f | %d |" % (
+                    ratios["kind"].upper(), epochs, STEPS, name, med, min(ts), max(ts), med / bare,
+                    (med - bare) * 1e6 / (epochs * STEPS), statistics.median(ratios["cpu"][label][name]), len(ts)))
+    rows.append("")
+    rows.append("Models: %s. Interleaved in one process per model, medians; MlflowCallback's long fit "
+                "runs once." % "; ".join("%s: %s" % (k.upper(), v) for k, v in MODELS.items()))
     return "\n".join(rows)
 
 
@@ -306,12 +341,14 @@ def main(argv=None):
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--fixed-seconds", type=float, default=10.0, help="the longer fit of the fixed-cost rows")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on a CPU of its own, the trainings on the others (default: shared)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         mode, rest = args.child[0], args.child[1:]
-        return {"fixed": lambda: child_fixed(int(rest[0])), "steps": child_steps,
-                "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]))}[mode]()
+        return {"fixed": lambda: child_fixed(int(rest[0]), int(rest[1]), rest[2]), "steps": child_steps,
+                "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]), rest[2], rest[3] == "1")}[mode]()
     from benchmarks.concurrent_runs import Team
 
     info = machine()
@@ -319,28 +356,36 @@ def main(argv=None):
         os.chmod(tmp, 0o711)  # the postgres user must reach its cluster inside
         os.environ["TFREPRO_SPOOL_DIR"] = os.path.join(tmp, "spool")
         team = Team(os.path.join(tmp, "team"))
-        team.script()
+        cpus = sorted(os.sched_getaffinity(0))
+        if args.pin and len(cpus) > 1:  # the server on a core of its own
+            os.sched_setaffinity(0, {cpus[-1]})
+            team.script()
+            os.sched_setaffinity(0, set(cpus[:-1]))  # the trainings (children inherit it)
+            where = "pinned to CPU %d, the trainings to CPU %s" % (cpus[-1], ",".join(map(str, cpus[:-1])))
+        else:
+            team.script()
+            where = "sharing the CPUs with the trainings"
         try:
             print("team server %s" % team.uri, file=sys.stderr)
-            _child(team.uri, "fixed", SHORT_EPOCHS)  # warm-up: the server's workers, PostgreSQL's caches
+            _child(team.uri, "fixed", SHORT_EPOCHS, 1, "mlp")  # warm-up: the server's workers, PostgreSQL's caches
             http = keepalive_stall(team.uri)
             fixed = {}
-            long_epochs = None
+            cnn_epoch = _child(team.uri, "fixed", 1, 0, "cnn")["fit_s"]
+            long_epochs = max(1, int(round(args.fixed_seconds / cnn_epoch)))
+            columns = (("0.6 s MLP fit, per step", SHORT_EPOCHS, 1, "mlp"),
+                       ("%.0f s CNN fit, per step" % args.fixed_seconds, long_epochs, 1, "cnn"),
+                       ("%.0f s CNN fit, per epoch (default)" % args.fixed_seconds, long_epochs, 0, "cnn"))
             for i in range(args.processes):
-                for label, epochs in (("the 0.6 s fit", SHORT_EPOCHS), ("a %.0f s fit" % args.fixed_seconds, long_epochs)):
-                    sample = _child(team.uri, "fixed", epochs or SHORT_EPOCHS)
-                    if epochs is None:  # calibrate from the first short fit
-                        epochs = long_epochs = max(SHORT_EPOCHS, int(round(
-                            args.fixed_seconds / sample["fit_s"] * SHORT_EPOCHS)))
-                        sample = _child(team.uri, "fixed", epochs)
-                    fixed.setdefault(label, []).append(sample)
-                print("  fixed costs: process pair %d/%d" % (i + 1, args.processes), file=sys.stderr, flush=True)
+                for label, epochs, every, kind in columns:
+                    fixed.setdefault(label, []).append(_child(team.uri, "fixed", epochs, every, kind))
+                print("  fixed costs: round %d/%d" % (i + 1, args.processes), file=sys.stderr, flush=True)
             steps = _child(team.uri, "steps")
-            ratios = _child(team.uri, "ratios", args.repeats, args.long_seconds)
+            ratios = [_child(team.uri, "ratios", args.repeats, args.long_seconds, "mlp", 1),
+                      _child(team.uri, "ratios", args.repeats, args.long_seconds, "cnn", 0)]
         finally:
             team.script("--stop")
     text = "\n\n".join(["Last run (%s; team server: PostgreSQL 15 + mlflow server, 2 workers, proxied "
-                        "artifacts, on the same machine, over loopback HTTP):" % info,
+                        "artifacts, on the same machine over loopback HTTP, %s):" % (info, where),
                         fixed_table(fixed), steps_table(steps), ratio_table(ratios), http_table(http)])
     print(text)
     if not args.no_write:

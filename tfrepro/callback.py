@@ -60,6 +60,10 @@ def floats(logs) -> Dict[str, float]:
     return out
 
 
+def _scalar(value) -> bool:
+    return isinstance(value, (int, float)) or getattr(value, "shape", None) == ()
+
+
 class ReproCallback(tf.keras.callbacks.Callback):
     """Log the environment, params, metrics and trained model of a Keras fit() to MLflow.
 
@@ -214,7 +218,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
         self._global_step += 1
         every = self.log_every_n_steps
         if self.session is not None and every and self._global_step % every == 0:
-            metrics = {STEP_PREFIX + k: v for k, v in floats(logs).items()}
+            # tensors as they are: the writer's thread reads their values, so the training
+            # thread never waits for the device here
+            metrics = {STEP_PREFIX + k: v for k, v in (logs or {}).items() if _scalar(v)}
             self.session.log_metrics(metrics, self._global_step)
 
     def on_epoch_end(self, epoch, logs=None):
