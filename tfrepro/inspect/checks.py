@@ -225,15 +225,14 @@ def _docker() -> Dict[str, Any]:
 
 
 def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    from tfrepro.redact import strip_url_credentials
+
     try:
         import mlflow  # noqa: F401  (a required dependency, but doctor must still answer)
     except ImportError as exc:
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
-        from tfrepro.redact import strip_url_credentials
-
         return {"tracking_uri": strip_url_credentials(uri),
                 "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc}
-    from tfrepro.redact import strip_url_credentials
     from tfrepro.tracking import record as run_record
     from tfrepro.tracking.backend import short_http
 
