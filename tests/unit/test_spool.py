@@ -95,3 +95,12 @@ def test_spool_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.delenv("TFREPRO_SPOOL_DIR")
     assert spool.spool_dir().endswith(os.path.join(".cache", "tfrepro", "spool"))
     assert spool.spool_dir("/x") == "/x"
+
+
+def test_plan_keeps_dataset_inputs_in_order_between_other_calls():
+    from tfrepro.tracking.upload import plan
+
+    dataset = {"name": "training", "digest": "ab", "source_type": "code", "source": "{}", "context": "training"}
+    calls = plan([{"tags": {"a": "1"}}, {"inputs": [dataset]}, {"tags": {"b": "2"}}, {"end": "FINISHED", "end_time": 5}])
+    assert [kind for kind, _ in calls] == ["tags", "inputs", "tags", "end"]
+    assert calls[1][1] == [dataset]

@@ -175,8 +175,10 @@ def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optio
 
 def dataset_fields(dataset) -> Dict[str, Optional[str]]:
     """An mlflow.data Dataset as the fields of MLflow's Dataset entity (MLflow 2.17 has no to_dictionary)."""
+    from tfrepro.tracking.backend import DATASET_FIELDS
+
     entity = dataset._to_mlflow_entity()
-    return {k: getattr(entity, k) for k in ("name", "digest", "source_type", "source", "schema", "profile")}
+    return {k: getattr(entity, k) for k in DATASET_FIELDS}
 
 
 def replicas() -> Optional[int]:
