@@ -48,7 +48,9 @@ def server():
 @pytest.fixture
 def clean(monkeypatch):
     monkeypatch.setattr(quickack, "_hosts", set())
-    monkeypatch.setattr(http.client.HTTPConnection, "getresponse", http.client.HTTPConnection.getresponse)
+    # earlier tests in this process may have turned it on: start from http.client's own
+    original = quickack._real_getresponse or http.client.HTTPConnection.getresponse
+    monkeypatch.setattr(http.client.HTTPConnection, "getresponse", original)
     monkeypatch.setattr(quickack, "_real_getresponse", None)
     monkeypatch.delenv("TFREPRO_QUICKACK", raising=False)
 
@@ -87,3 +89,10 @@ def test_turned_off_by_the_environment(clean, monkeypatch):
     monkeypatch.setenv("TFREPRO_QUICKACK", "0")
     assert not quickack.enable("http://127.0.0.1:5000")
     assert quickack._real_getresponse is None
+
+
+def test_enabling_again_wraps_once(server, clean):
+    uri = "http://127.0.0.1:%d" % server
+    assert quickack.enable(uri) and quickack.enable(uri)
+    assert quickack._real_getresponse is not quickack._getresponse
+    assert get_twice(server) == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2

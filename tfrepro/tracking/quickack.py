@@ -39,7 +39,7 @@ def enable(tracking_uri: str) -> bool:
     global _real_getresponse
     with _lock:
         _hosts.add((url.hostname.lower(), port))
-        if _real_getresponse is None:
+        if http.client.HTTPConnection.getresponse is not _getresponse:  # once, whatever came before
             _real_getresponse = http.client.HTTPConnection.getresponse
             http.client.HTTPConnection.getresponse = _getresponse
     return True
