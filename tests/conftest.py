@@ -3,6 +3,7 @@
 TFREPRO_TEST_BACKEND=postgres runs the shared `mlflow_server` on PostgreSQL (a fresh
 cluster and database per session, started by scripts/team-server.sh) instead of sqlite.
 """
+import contextlib
 import os
 import socket
 import subprocess
@@ -148,6 +149,22 @@ def make_repo(repo):
     git(repo, "add", "train.py")
     git(repo, "commit", "-q", "-m", "first")
     return repo
+
+
+@contextlib.contextmanager
+def tracking_into(uri, repo):
+    """MLflow pointed at `uri`, cwd inside `repo`, the spool beside it; runs left active are
+    ended on the way out. For module-wide fixtures (monkeypatch is function-scoped)."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("TFREPRO_SPOOL_DIR", str(repo.parent / "spool"))
+        mlflow.set_tracking_uri(uri)
+        yield repo
+        while mlflow.active_run():
+            mlflow.end_run()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, git, make_repo
+from tests.conftest import free_port, git, make_repo, tracking_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 
@@ -46,14 +46,8 @@ def server_env(mlflow_server, tmp_path_factory):
     """Module-wide: MLflow pointed at the shared server, cwd inside a dirty git repo."""
     repo = make_repo(tmp_path_factory.mktemp("callback") / "repo")
     (repo / "train.py").write_text("print('hello, dirty')\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-        mp.setenv("TFREPRO_SPOOL_DIR", str(repo.parent / "spool"))
-        mlflow.set_tracking_uri(mlflow_server.uri)
+    with tracking_into(mlflow_server.uri, repo):
         yield repo
-        while mlflow.active_run():
-            mlflow.end_run()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.conftest import git, make_repo, tracking_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 
@@ -29,14 +29,8 @@ VAL_KEYS = ("val_loss", "val_mae")
 def repo(mlflow_server, tmp_path_factory):
     """Module-wide: MLflow pointed at the shared server, cwd inside a clean git repo."""
     repo = make_repo(tmp_path_factory.mktemp("matrix") / "repo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-        mp.setenv("TFREPRO_SPOOL_DIR", str(repo.parent / "spool"))
-        mlflow.set_tracking_uri(mlflow_server.uri)
+    with tracking_into(mlflow_server.uri, repo):
         yield repo
-        while mlflow.active_run():
-            mlflow.end_run()
 
 
 def arrays(n=N, seed=0):
