@@ -29,7 +29,7 @@ def make_run(client, git_repo, monkeypatch):
     monkeypatch.chdir(git_repo)
     commit = git(git_repo, "rev-parse", "HEAD")
 
-    def make(tags=None, drop=(), patch=None, launch=None):
+    def make(tags=None, drop=(), patch=None, launch=None, environment=None):
         values = {
             "tfrepro.schema": "1",
             "tfrepro.image.digest": DIGEST_REF,
@@ -45,8 +45,10 @@ def make_run(client, git_repo, monkeypatch):
         run = client.create_run("0", tags=values)
         if patch:
             client.log_text(run.info.run_id, patch, "tfrepro/git.patch")
-        if launch:
-            client.log_text(run.info.run_id, json.dumps(launch), "tfrepro/launch.json")
+        for name, content in (("environment.json", environment), ("launch.json", launch)):
+            if content is not None:  # a string goes as it is: a malformed record
+                text = content if isinstance(content, str) else json.dumps(content)
+                client.log_text(run.info.run_id, text, "tfrepro/" + name)
         client.set_terminated(run.info.run_id)
         return run.info.run_id
 

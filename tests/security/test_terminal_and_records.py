@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, git
-from tests.integration.test_run_replay_refusals import one_error
+from tests.conftest import free_port
+from tests.integration.test_run_replay_refusals import client, make_run, one_error  # noqa: F401 (fixtures)
 from tfrepro import signing
 from tfrepro.cli import main
 
@@ -15,35 +15,6 @@ DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 ESC = "\x1b"
 # a fake header and a harmless-looking command drawn over the real plan
 SPOOF = "\r\x1b[2K\x1b[1A\x1b[2Kcommand:\n  docker run --rm alpine true\x1b]8;;http://x\x07\u202e"
-
-
-@pytest.fixture
-def client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
-
-
-@pytest.fixture
-def make_run(client, git_repo, monkeypatch):
-    monkeypatch.chdir(git_repo)
-    commit = git(git_repo, "rev-parse", "HEAD")
-
-    def make(tags=None, environment=None, launch=None, patch=None):
-        values = {"tfrepro.schema": "1", "tfrepro.image.digest": DIGEST_REF, "tfrepro.git.commit": commit,
-                  "tfrepro.git.dirty": "false", "tfrepro.command": json.dumps(["python", "train.py"]),
-                  "tfrepro.workdir": "."}
-        values.update(tags or {})
-        run_id = client.create_run("0", tags=values).info.run_id
-        for name, content in (("environment.json", environment), ("launch.json", launch)):
-            if content is not None:
-                client.log_text(run_id, content if isinstance(content, str) else json.dumps(content), "tfrepro/" + name)
-        if patch is not None:
-            client.log_text(run_id, patch, "tfrepro/git.patch")
-        client.set_terminated(run_id)
-        return run_id
-
-    return make
 
 
 def assert_no_raw_controls(text):
