@@ -239,12 +239,6 @@ def _child(uri, mode, *args, timeout=3600):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine():
-    from benchmarks.callback_overhead import machine as describe
-
-    return describe()
-
-
 def fixed_table(fixed):
     """fixed: {label: [samples]}, one column pair per label."""
     labels = list(fixed)
@@ -358,6 +352,7 @@ def main(argv=None):
         mode, rest = args.child[0], args.child[1:]
         return {"fixed": lambda: child_fixed(int(rest[0]), int(rest[1]), rest[2]), "steps": child_steps,
                 "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]), rest[2], rest[3] == "1")}[mode]()
+    from benchmarks.callback_overhead import machine
     from benchmarks.concurrent_runs import Team
 
     info = machine()
