@@ -228,7 +228,7 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
     from tfrepro.redact import strip_url_credentials
 
     try:
-        import mlflow  # noqa: F401  (a required dependency, but doctor must still answer)
+        import mlflow  # a required dependency, but doctor must still answer without it
     except ImportError as exc:
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
         return {"tracking_uri": strip_url_credentials(uri),
@@ -237,8 +237,6 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
     from tfrepro.tracking.backend import short_http
 
     with short_http(run_record.READ_TIMEOUT, 0, quiet=True, keep_user=True):
-        import mlflow
-
         real_uri = tracking_uri or mlflow.get_tracking_uri()
         uri = strip_url_credentials(real_uri)  # what doctor prints and --json keeps
         if uri.startswith("sqlite:"):
