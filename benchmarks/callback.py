@@ -8,6 +8,7 @@ with the callback logging per epoch and every N steps. Also prints the whole fit
 Tracking goes to a sqlite store in a temp dir unless --tracking-uri is given.
 Target: loop <= 1.03x bare with per-epoch logging.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,10 +57,12 @@ def main():
     modes = {
         "bare": lambda: [],
         "callback, per epoch": lambda: [tfrepro.ReproCallback(experiment_name="bench", log_model=False)],
-        "callback, every 100 steps": lambda: [tfrepro.ReproCallback(experiment_name="bench", log_model=False,
-                                                                    log_every_n_steps=100)],
-        "callback, every step": lambda: [tfrepro.ReproCallback(experiment_name="bench", log_model=False,
-                                                               log_every_n_steps=1)],
+        "callback, every 100 steps": lambda: [
+            tfrepro.ReproCallback(experiment_name="bench", log_model=False, log_every_n_steps=100)
+        ],
+        "callback, every step": lambda: [
+            tfrepro.ReproCallback(experiment_name="bench", log_model=False, log_every_n_steps=1)
+        ],
         "callback, per epoch + model": lambda: [tfrepro.ReproCallback(experiment_name="bench")],
     }
     loops = {name: [] for name in modes}
@@ -68,11 +71,12 @@ def main():
     names = list(modes)
     for round_ in range(args.repeat):
         # interleaved and rotated, so drift and leftovers of the previous fit hit every mode alike
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             make = modes[name]
             tf.keras.utils.set_random_seed(0)
-            model = tf.keras.Sequential([tf.keras.layers.Dense(32, activation="relu", input_shape=(16,)),
-                                         tf.keras.layers.Dense(1)])
+            model = tf.keras.Sequential(
+                [tf.keras.layers.Dense(32, activation="relu", input_shape=(16,)), tf.keras.layers.Dense(1)]
+            )
             model.compile(optimizer="adam", loss="mse", metrics=["mae"])
             timer = LoopTimer(tf).callback
             start = time.perf_counter()
@@ -81,13 +85,17 @@ def main():
             loops[name].append(timer.end - timer.begin)
             cpus[name].append(timer.cpu_end - timer.cpu_begin)
     bare, bare_cpu = statistics.median(loops["bare"]), statistics.median(cpus["bare"])
-    print("%d steps (%d epochs), median of %d, tracking %s" % (args.steps, args.epochs, args.repeat,
-                                                               os.environ["MLFLOW_TRACKING_URI"]))
+    print(
+        "%d steps (%d epochs), median of %d, tracking %s"
+        % (args.steps, args.epochs, args.repeat, os.environ["MLFLOW_TRACKING_URI"])
+    )
     print("%-30s %8s %7s %9s %7s %8s" % ("mode", "loop s", "ratio", "loop cpu", "ratio", "fit() s"))
     for name in modes:
         loop, cpu = statistics.median(loops[name]), statistics.median(cpus[name])
-        print("%-30s %8.3f %6.3fx %9.3f %6.3fx %8.3f" % (name, loop, loop / bare, cpu, cpu / bare_cpu,
-                                                         statistics.median(totals[name])))
+        print(
+            "%-30s %8.3f %6.3fx %9.3f %6.3fx %8.3f"
+            % (name, loop, loop / bare, cpu, cpu / bare_cpu, statistics.median(totals[name]))
+        )
     hook_cost(tf, tfrepro)
 
 

@@ -9,6 +9,7 @@ fit() (on_train_begin/on_train_end), so that cost is in its numbers; MlflowCallb
 a run started beforehand (outside the timing). Prints medians and ratios to the bare fit
 and writes the last table to benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,7 @@ def data():
 def model():
     import tensorflow as tf
 
-    m = tf.keras.Sequential([tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)),
-                             tf.keras.layers.Dense(1)])
+    m = tf.keras.Sequential([tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)), tf.keras.layers.Dense(1)])
     m.compile(optimizer="adam", loss="mse")
     return m
 
@@ -85,11 +85,14 @@ def variants():
             while mlflow.active_run():
                 mlflow.end_run()
 
-    return [("bare fit", bare), ("ReproCallback per step", repro_step),
-            ("ReproCallback per epoch", repro_epoch),
-            ("ReproCallback per step, run started before fit", repro_step_active),
-            ("mlflow MlflowCallback(log_every_n_steps=1)", mlflow_callback),
-            ("mlflow.tensorflow.autolog()", autolog)]
+    return [
+        ("bare fit", bare),
+        ("ReproCallback per step", repro_step),
+        ("ReproCallback per epoch", repro_epoch),
+        ("ReproCallback per step, run started before fit", repro_step_active),
+        ("mlflow MlflowCallback(log_every_n_steps=1)", mlflow_callback),
+        ("mlflow.tensorflow.autolog()", autolog),
+    ]
 
 
 def run_backend(uri, repeats):
@@ -101,7 +104,7 @@ def run_backend(uri, repeats):
     x, y = data()
     found = variants()
     times = {name: [] for name, _ in found}
-    for name, fn in found:  # warm-up: tracing, first connections, experiment creation
+    for _name, fn in found:  # warm-up: tracing, first connections, experiment creation
         fn(x, y)
     for r in range(repeats):
         order = found if r % 2 == 0 else found[::-1]  # interleaved, alternating order
@@ -122,23 +125,35 @@ def machine():
     import tensorflow as tf
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return ("%s, %d cores, %s, Python %s, TensorFlow %s, MLflow %s, load average %.1f at start"
-            % (cpu, os.cpu_count() or 0, platform.platform(), platform.python_version(),
-               tf.__version__, mlflow.__version__, load))
+    return "%s, %d cores, %s, Python %s, TensorFlow %s, MLflow %s, load average %.1f at start" % (
+        cpu,
+        os.cpu_count() or 0,
+        platform.platform(),
+        platform.python_version(),
+        tf.__version__,
+        mlflow.__version__,
+        load,
+    )
 
 
 def table(results, repeats):
-    lines = ["| variant | store | median fit() s | ratio to bare fit | (fit - bare) / steps, ms |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        "| variant | store | median fit() s | ratio to bare fit | (fit - bare) / steps, ms |",
+        "|---|---|---:|---:|---:|",
+    ]
     for store, times in results:
         bare = statistics.median(times["bare fit"])
         for name, ts in times.items():
             med = statistics.median(ts)
-            lines.append("| %s | %s | %.3f | %.2fx | %.2f |"
-                         % (name, store, med, med / bare, (med - bare) * 1000 / (EPOCHS * STEPS)))
+            lines.append(
+                "| %s | %s | %.3f | %.2fx | %.2f |"
+                % (name, store, med, med / bare, (med - bare) * 1000 / (EPOCHS * STEPS))
+            )
     lines.append("")
-    lines.append("Medians of %d interleaved repeats; %d epochs x %d steps, batch %d, 32-64-1 MLP on CPU."
-                 % (repeats, EPOCHS, STEPS, BATCH))
+    lines.append(
+        "Medians of %d interleaved repeats; %d epochs x %d steps, batch %d, 32-64-1 MLP on CPU."
+        % (repeats, EPOCHS, STEPS, BATCH)
+    )
     return "\n".join(lines)
 
 

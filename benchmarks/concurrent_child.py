@@ -5,6 +5,7 @@
 Fits a small MLP for SECONDS, logging every step with the ROLE's callback, after waiting for
 the GO file (so that all start at once); writes steps, times and memory to OUT as JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,15 +27,15 @@ def rss_mb() -> float:
 
 
 def child(role, experiment, name, seconds, go, ready, out):
+    import mlflow
     import numpy as np
     import tensorflow as tf
 
-    import mlflow
-
     rng = np.random.RandomState(0)
     x, y = rng.rand(1024, 8).astype("float32"), rng.rand(1024, 1).astype("float32")
-    model = tf.keras.Sequential([tf.keras.layers.Dense(16, activation="relu", input_shape=(8,)),
-                                 tf.keras.layers.Dense(1)])
+    model = tf.keras.Sequential(
+        [tf.keras.layers.Dense(16, activation="relu", input_shape=(8,)), tf.keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     result = {"name": name, "role": role}
 
@@ -60,8 +61,10 @@ def child(role, experiment, name, seconds, go, ready, out):
     else:
         from tfrepro import ReproCallback
 
-        callbacks = [Clock(), ReproCallback(experiment_name=experiment, run_name=name, log_every_n_steps=1,
-                                            log_model=False)]
+        callbacks = [
+            Clock(),
+            ReproCallback(experiment_name=experiment, run_name=name, log_every_n_steps=1, log_model=False),
+        ]
     open(ready, "w").close()
     while not os.path.exists(go):
         time.sleep(0.01)
@@ -69,6 +72,7 @@ def child(role, experiment, name, seconds, go, ready, out):
         model.fit(x, y, batch_size=8, epochs=10**6, verbose=0, callbacks=callbacks)
         result["ok"] = True
         if role == "mlflow":  # MLflow's async logging queue drains at exit: give it END_WAIT s
+
             def end():
                 mlflow.flush_async_logging()
                 mlflow.end_run()

@@ -16,6 +16,7 @@ timestamp) to visible in the server (polled every 0.25 s with runs/search), each
 memory, and whether every point of every run is in the server exactly once. Writes the table
 to benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,22 @@ class Team:
         self.uri = "http://127.0.0.1:%d" % self.port
 
     def script(self, *args):
-        done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "team-server.sh"), "--dir", self.dir,
-                               "--port", str(self.port), "--pg-port", str(self.pg_port), "--python",
-                               sys.executable, *args], stdout=subprocess.DEVNULL)
+        done = subprocess.run(
+            [
+                "bash",
+                os.path.join(ROOT, "scripts", "team-server.sh"),
+                "--dir",
+                self.dir,
+                "--port",
+                str(self.port),
+                "--pg-port",
+                str(self.pg_port),
+                "--python",
+                sys.executable,
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         if done.returncode:
             with open(os.path.join(self.dir, "mlflow.log"), errors="replace") as f:
                 sys.stderr.write("".join(f.readlines()[-15:]))
@@ -65,9 +79,23 @@ class Team:
         self.script()  # PostgreSQL still runs: starts the server alone
 
     def restart_postgres(self):
-        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
-                        os.path.join(self.dir, "pg", "data"), "-m", "fast", "-w", "restart"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-D",
+                os.path.join(self.dir, "pg", "data"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def _port_free(port) -> bool:
@@ -101,8 +129,9 @@ class Poller(threading.Thread):
 
     def poll(self):
         body = json.dumps({"experiment_ids": [self.experiment_id], "max_results": 100}).encode()
-        req = urllib.request.Request(self.uri + "/api/2.0/mlflow/runs/search", body,
-                                     {"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.uri + "/api/2.0/mlflow/runs/search", body, {"Content-Type": "application/json"}
+        )
         runs = json.load(urllib.request.urlopen(req, timeout=5)).get("runs", [])
         latest = {}
         for run in runs:
@@ -137,8 +166,17 @@ def phase(team, role, writers, seconds, tmp):
     procs = []
     for i in range(writers):
         env = dict(os.environ, MLFLOW_TRACKING_URI=team.uri, TFREPRO_SPOOL_DIR=os.path.join(work, "spool%d" % i))
-        args = [sys.executable, os.path.join(ROOT, "benchmarks", "concurrent_child.py"), role, eid if role == "mlflow" else experiment, "w%d" % i,
-                str(seconds), go, os.path.join(work, "ready%d" % i), os.path.join(work, "w%d.json" % i)]
+        args = [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "concurrent_child.py"),
+            role,
+            eid if role == "mlflow" else experiment,
+            "w%d" % i,
+            str(seconds),
+            go,
+            os.path.join(work, "ready%d" % i),
+            os.path.join(work, "w%d.json" % i),
+        ]
         procs.append(subprocess.Popen(args, env=env, stderr=open(os.path.join(work, "w%d.err" % i), "w")))
     while not all(os.path.exists(os.path.join(work, "ready%d" % i)) for i in range(writers)):
         time.sleep(0.1)
@@ -176,8 +214,9 @@ def phase(team, role, writers, seconds, tmp):
         time.sleep(10)
     deadline = time.time() + (0 if role == "bare" else 120)
     expected = {r["name"]: r.get("steps", 0) for r in results}
-    while time.time() < deadline and not (poller.seen and all(
-            poller.seen[-1][1].get(n, -1) >= s for n, s in expected.items())):
+    while time.time() < deadline and not (
+        poller.seen and all(poller.seen[-1][1].get(n, -1) >= s for n, s in expected.items())
+    ):
         time.sleep(0.5)
     poller.stop.set()
     poller.join()
@@ -220,45 +259,86 @@ def summarize(client, eid, role, results, seen, events, synced):
                 delays.append(max(0.0, visible - logged))
                 first, last = min(first or logged, logged), max(last or visible, visible)
     delays.sort()
-    pct = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] if delays else float("nan")
+
+    def pct(q):
+        return delays[min(len(delays) - 1, int(q * len(delays)))] if delays else float("nan")
+
     ok = [r for r in results if r.get("ok")]
     return {
-        "role": role, "writers": len(results), "failed": len(results) - len(ok),
+        "role": role,
+        "writers": len(results),
+        "failed": len(results) - len(ok),
         "steps_per_s": statistics.median([r["steps"] / (r["t_fit_end"] - r["t_begin"]) for r in ok]) if ok else 0,
-        "accepted_per_s": points / (last - first) if delays else 0.0, "points": points,
-        "p50": pct(0.50), "p95": pct(0.95), "exact": exact, "synced": synced,
+        "accepted_per_s": points / (last - first) if delays else 0.0,
+        "points": points,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "exact": exact,
+        "synced": synced,
         "flush": max((r["t_done"] - r["t_fit_end"] for r in ok), default=0),
         "rss_peak": max((r.get("rss_peak_mb", 0) for r in results), default=0),
         "rss_growth": statistics.median([r["rss_end_mb"] - r["rss_begin_mb"] for r in ok]) if ok else 0,
-        "events": events + ["%s (%d of %d trainings)" % (note, [r.get("note") for r in results].count(note),
-                                                          len(results))
-                            for note in sorted({r["note"] for r in results if r.get("note")})],
+        "events": events
+        + [
+            "%s (%d of %d trainings)" % (note, [r.get("note") for r in results].count(note), len(results))
+            for note in sorted({r["note"] for r in results if r.get("note")})
+        ],
         "errors": [r.get("error") for r in results if not r.get("ok")],
     }
 
 
-NAMES = {"bare": "no tracking (baseline)", "repro": "ReproCallback(log_every_n_steps=1)",
-         "mlflow": "MlflowCallback(log_every_n_steps=1)",
-         "restarts": "ReproCallback, PostgreSQL + server restarted"}
+NAMES = {
+    "bare": "no tracking (baseline)",
+    "repro": "ReproCallback(log_every_n_steps=1)",
+    "mlflow": "MlflowCallback(log_every_n_steps=1)",
+    "restarts": "ReproCallback, PostgreSQL + server restarted",
+}
 
 
 def table(rows, seconds):
-    lines = ["| load | trainings ok | steps/s per training | after fit() until exit, max s | points accepted/s "
-             "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| load | trainings ok | steps/s per training | after fit() until exit, max s | points accepted/s "
+        "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if r["role"] == "bare":
-            lines.append("| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - |" % (
-                NAMES["bare"], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["flush"],
-                r["rss_peak"], r["rss_growth"]))
+            lines.append(
+                "| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - |"
+                % (
+                    NAMES["bare"],
+                    r["writers"] - r["failed"],
+                    r["writers"],
+                    r["steps_per_s"],
+                    r["flush"],
+                    r["rss_peak"],
+                    r["rss_growth"],
+                )
+            )
             continue
-        lines.append("| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |" % (
-            NAMES[r["role"]], r["writers"] - r["failed"], r["writers"], r["steps_per_s"], r["flush"],
-            r["accepted_per_s"],
-            r["p50"], r["p95"], r["rss_peak"], r["rss_growth"],
-            ("yes" if r["exact"] else "NO") + (" (%d points by `sync`)" % r["synced"] if r["synced"] else "")))
-    notes = ["", "%d trainings at once per row, each fitting for %d s and logging loss and mae every step."
-             % (rows[0]["writers"], seconds) if rows else ""]
+        lines.append(
+            "| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |"
+            % (
+                NAMES[r["role"]],
+                r["writers"] - r["failed"],
+                r["writers"],
+                r["steps_per_s"],
+                r["flush"],
+                r["accepted_per_s"],
+                r["p50"],
+                r["p95"],
+                r["rss_peak"],
+                r["rss_growth"],
+                ("yes" if r["exact"] else "NO") + (" (%d points by `sync`)" % r["synced"] if r["synced"] else ""),
+            )
+        )
+    notes = [
+        "",
+        "%d trainings at once per row, each fitting for %d s and logging loss and mae every step."
+        % (rows[0]["writers"], seconds)
+        if rows
+        else "",
+    ]
     notes += ["%s: %s." % (NAMES[r["role"]], "; ".join(r["events"])) for r in rows if r["events"]]
     notes += ["%s failures: %s" % (NAMES[r["role"]], "; ".join(r["errors"])) for r in rows if r["errors"]]
     return "\n".join(lines + notes) + "\n"
@@ -268,9 +348,14 @@ def machine():
     import mlflow
 
     with open("/proc/cpuinfo") as f:
-        cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.processor())
-    return ("%s, %d cores, Python %s, MLflow %s, PostgreSQL 15, load average %.1f at start"
-            % (cpu, os.cpu_count() or 0, platform.python_version(), mlflow.__version__, os.getloadavg()[0]))
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+    return "%s, %d cores, Python %s, MLflow %s, PostgreSQL 15, load average %.1f at start" % (
+        cpu,
+        os.cpu_count() or 0,
+        platform.python_version(),
+        mlflow.__version__,
+        os.getloadavg()[0],
+    )
 
 
 def write_readme(text, info):

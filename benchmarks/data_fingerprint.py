@@ -14,6 +14,7 @@ and `tfrepro.fingerprint.untracked.collect` is timed on it (git's listing includ
 `tfrepro run` adds before the container starts, and again after it exits (the rescan that marks
 outputs). Writes its table into benchmarks/README.md unless --no-write.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,15 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu": cpu() - c, "files":
 
 def make_repo(root: str) -> None:
     """A git repository with one commit; the tree under data/ stays untracked."""
+
     def git(*args):
-        subprocess.run(["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench"] + list(args),
-                       cwd=root, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench"] + list(args),
+            cwd=root,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
     with open(os.path.join(root, "train.py"), "w") as fh:
         fh.write("print('train')\n")
     git("init", "-q")
@@ -76,8 +83,9 @@ def make_tree(root: str, files: int, total_bytes: int) -> None:
 def scan(root: str, hash_data, beside: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE)] + sys.path))
     mode = "beside" if beside else "1" if hash_data else "0"
-    out = subprocess.run([sys.executable, "-c", SCAN, root, mode], check=True,
-                         stdout=subprocess.PIPE, env=env, universal_newlines=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SCAN, root, mode], check=True, stdout=subprocess.PIPE, env=env, universal_newlines=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -103,45 +111,80 @@ def bench(files: int, total_bytes: int, repeat: int, mounts: bool = True) -> dic
         if mounts:
             default = [scan(tree, False) for _ in range(repeat)]
             content = scan(tree, True)
-            row.update(default=statistics.median(r["seconds"] for r in default),
-                       default_cpu=statistics.median(r["cpu"] for r in default),
-                       summarised=default[0]["summarised"], content=content["seconds"], content_cpu=content["cpu"])
+            row.update(
+                default=statistics.median(r["seconds"] for r in default),
+                default_cpu=statistics.median(r["cpu"] for r in default),
+                summarised=default[0]["summarised"],
+                content=content["seconds"],
+                content_cpu=content["cpu"],
+            )
         make_repo(repo)
         beside = [scan(repo, False, beside=True) for _ in range(repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     assert beside[0]["files"] == files
-    row.update(bytes=beside[0]["bytes"], beside=statistics.median(r["seconds"] for r in beside),
-               beside_cpu=statistics.median(r["cpu"] for r in beside), beside_summarised=beside[0]["summarised"])
+    row.update(
+        bytes=beside[0]["bytes"],
+        beside=statistics.median(r["seconds"] for r in beside),
+        beside_cpu=statistics.median(r["cpu"] for r in beside),
+        beside_summarised=beside[0]["summarised"],
+    )
     print(json.dumps(row))
     return row
 
 
 def machine(load: float) -> str:
     return "Last run (%s, %d CPUs, %s, Python %s, load average %.1f at start):" % (
-        cpu_model(), os.cpu_count() or 1, platform.platform(), platform.python_version(), load)
+        cpu_model(),
+        os.cpu_count() or 1,
+        platform.platform(),
+        platform.python_version(),
+        load,
+    )
 
 
 def table(rows, load: float) -> str:
-    lines = [machine(load), "",
-             "| files | total (sparse) | default: path, size, mtime | CPU | per-file detail | --hash-data: sha256 | CPU | read rate |",
-             "|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        machine(load),
+        "",
+        "| files | total (sparse) | default: path, size, mtime | CPU | per-file detail | --hash-data: sha256 | CPU | read rate |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append("| %d | %.1f GB | %.2f s | %.2f s | %s | %.1f s | %.1f s | %.2f GB/s |" % (
-            r["files"], r["bytes"] / 1e9, r["default"], r["default_cpu"],
-            "summarised (over budget)" if r["summarised"] else "kept", r["content"], r["content_cpu"],
-            r["bytes"] / 1e9 / r["content"]))
+        lines.append(
+            "| %d | %.1f GB | %.2f s | %.2f s | %s | %.1f s | %.1f s | %.2f GB/s |"
+            % (
+                r["files"],
+                r["bytes"] / 1e9,
+                r["default"],
+                r["default_cpu"],
+                "summarised (over budget)" if r["summarised"] else "kept",
+                r["content"],
+                r["content_cpu"],
+                r["bytes"] / 1e9 / r["content"],
+            )
+        )
     return "\n".join(lines)
 
 
 def beside_table(rows, load: float) -> str:
-    lines = [machine(load), "",
-             "| files | total (sparse) | untracked `data/`: git ls-files + path, size, mtime | CPU | per-file detail |",
-             "|---:|---:|---:|---:|---|"]
+    lines = [
+        machine(load),
+        "",
+        "| files | total (sparse) | untracked `data/`: git ls-files + path, size, mtime | CPU | per-file detail |",
+        "|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append("| %d | %.1f GB | %.2f s | %.2f s | %s |" % (
-            r["files"], r["bytes"] / 1e9, r["beside"], r["beside_cpu"],
-            "summarised (over budget)" if r["beside_summarised"] else "kept"))
+        lines.append(
+            "| %d | %.1f GB | %.2f s | %.2f s | %s |"
+            % (
+                r["files"],
+                r["bytes"] / 1e9,
+                r["beside"],
+                r["beside_cpu"],
+                "summarised (over budget)" if r["beside_summarised"] else "kept",
+            )
+        )
     return "\n".join(lines)
 
 

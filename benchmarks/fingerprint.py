@@ -10,6 +10,7 @@
    context provider off (TFREPRO_CONTEXT=0) and on: the first run of a fresh process and the
    next ones. Prints medians. Target: collect_environment() <= 0.3 s cold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ def cpu():
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 """
 
-COLD = CPU + r"""
+COLD = (
+    CPU
+    + r"""
 t0, c0 = time.perf_counter(), cpu()
 import tfrepro
 env = tfrepro.collect_environment()
@@ -52,16 +55,22 @@ print(json.dumps({"cold": total, "cold_cpu": total_cpu, "warm": warm, "parts": p
                   "dirty": bool(env.git and env.git.dirty), "packages": len(env.python.packages),
                   "reasons": dict(env.reasons)}))
 """
+)
 
-IN_TRAINING = CPU + r"""
+IN_TRAINING = (
+    CPU
+    + r"""
 import tensorflow as tf  # what a Keras training process holds when the callback collects
 import tfrepro
 t0, c0 = time.perf_counter(), cpu()
 env = tfrepro.collect_environment()
 print(json.dumps({"first": time.perf_counter() - t0, "cpu": cpu() - c0, "imported": env.tensorflow.imported}))
 """
+)
 
-START_RUN = CPU + r"""
+START_RUN = (
+    CPU
+    + r"""
 import sys
 import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
@@ -76,6 +85,7 @@ for _ in range(int(sys.argv[2])):
 tags = mlflow.get_run(run.info.run_id).data.tags
 print(json.dumps({"times": times, "cpus": cpus, "tfrepro_tags": len([k for k in tags if k.startswith("tfrepro.")])}))
 """
+)
 
 
 def make_repo(path: str, files: int) -> None:
@@ -126,22 +136,30 @@ def bench_collect(repo: str, repeat: int):
     samples = [run_json([sys.executable, "-c", COLD], cwd=repo) for _ in range(repeat)]
     first = samples[0]
     load = os.getloadavg()[0]
-    print("\n## collect_environment() in a %d-file dirty repo (%d packages), median of %d"
-          % (args.files, first["packages"], repeat))
+    print(
+        "\n## collect_environment() in a %d-file dirty repo (%d packages), median of %d"
+        % (args.files, first["packages"], repeat)
+    )
     print("load average at the start: %.1f on %d CPUs" % (load, os.cpu_count() or 1))
     print("reasons on this machine: %s" % (first["reasons"] or "none"))
     print("\n| measure | median |\n|---|---|")
-    print("| cold: fresh interpreter, import tfrepro + collect | %s |"
-          % ms(statistics.median(s["cold"] for s in samples)))
-    print("| cold, CPU time (tfrepro + its git children) | %s |"
-          % ms(statistics.median(s["cold_cpu"] for s in samples)))
+    print(
+        "| cold: fresh interpreter, import tfrepro + collect | %s |" % ms(statistics.median(s["cold"] for s in samples))
+    )
+    print(
+        "| cold, CPU time (tfrepro + its git children) | %s |" % ms(statistics.median(s["cold_cpu"] for s in samples))
+    )
     print("| warm: collect again in the same process | %s |" % ms(statistics.median(s["warm"] for s in samples)))
     for name in first["parts"]:
-        print("| source `%s` (after the first collect) | %s |"
-              % (name, ms(statistics.median(s["parts"][name] for s in samples))))
+        print(
+            "| source `%s` (after the first collect) | %s |"
+            % (name, ms(statistics.median(s["parts"][name] for s in samples)))
+        )
     trained = [run_json([sys.executable, "-c", IN_TRAINING], cwd=repo) for _ in range(max(3, repeat // 2))]
-    print("| first collect in a process that imported TensorFlow (%d runs) | %s |"
-          % (len(trained), ms(statistics.median(s["first"] for s in trained))))
+    print(
+        "| first collect in a process that imported TensorFlow (%d runs) | %s |"
+        % (len(trained), ms(statistics.median(s["first"] for s in trained)))
+    )
     print("| the same, CPU time | %s |" % ms(statistics.median(s["cpu"] for s in trained)))
 
 
@@ -151,15 +169,25 @@ def bench_start_run(tmp: str, repeat: int, runs: int):
     run_json([sys.executable, "-c", START_RUN, uri, "1"], cwd=tmp, env=base)  # create the schema once
     rows = {}
     for label, flag in (("off (TFREPRO_CONTEXT=0)", "0"), ("on (default)", "1")):
-        samples = [run_json([sys.executable, "-c", START_RUN, uri, str(runs)], cwd=args.repo_dir,
-                            env=dict(base, TFREPRO_CONTEXT=flag)) for _ in range(repeat)]
-        rows[label] = (statistics.median(s["times"][0] for s in samples),
-                       statistics.median(statistics.median(s["times"][1:]) for s in samples),
-                       samples[0]["tfrepro_tags"],
-                       statistics.median(s["cpus"][0] for s in samples))
+        samples = [
+            run_json(
+                [sys.executable, "-c", START_RUN, uri, str(runs)],
+                cwd=args.repo_dir,
+                env=dict(base, TFREPRO_CONTEXT=flag),
+            )
+            for _ in range(repeat)
+        ]
+        rows[label] = (
+            statistics.median(s["times"][0] for s in samples),
+            statistics.median(statistics.median(s["times"][1:]) for s in samples),
+            samples[0]["tfrepro_tags"],
+            statistics.median(s["cpus"][0] for s in samples),
+        )
     print("\n## mlflow.start_run() + end_run(), sqlite store, median of %d processes x %d runs" % (repeat, runs))
-    print("\n| tfrepro context provider | first run in process | its CPU time | later runs | tfrepro.* tags |"
-          "\n|---|---|---|---|---|")
+    print(
+        "\n| tfrepro context provider | first run in process | its CPU time | later runs | tfrepro.* tags |"
+        "\n|---|---|---|---|---|"
+    )
     for label, (first, later, tags, first_cpu) in rows.items():
         print("| %s | %s | %s | %s | %d |" % (label, ms(first), ms(first_cpu), ms(later), tags))
     off, on = rows["off (TFREPRO_CONTEXT=0)"], rows["on (default)"]
@@ -179,8 +207,10 @@ if __name__ == "__main__":
     try:
         started = time.time()
         make_repo(args.repo_dir, args.files)
-        print("# tfrepro fingerprint benchmark\n\npython %s, %s; repo ready in %.0f s"
-              % (sys.version.split()[0], sys.executable, time.time() - started))
+        print(
+            "# tfrepro fingerprint benchmark\n\npython %s, %s; repo ready in %.0f s"
+            % (sys.version.split()[0], sys.executable, time.time() - started)
+        )
         bench_collect(args.repo_dir, args.repeat)
         if not args.skip_mlflow:
             bench_start_run(tmp, args.repeat, args.runs)

@@ -17,6 +17,7 @@ directory, then measures, side by side in one run, on the same 32-64-1 MLP on th
             fit once, it is far slower).
 Writes the tables to benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,15 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # a CPU benchmark
 STEPS, SHORT_EPOCHS = 128, 3
-TRAINING_THREAD = ("run open", "of which MLflow's start_run", "of which the MLflow plugin", "first params",
-                   "final flush and end run (overlapped)", "of which MLflow's end_run", "signing")
+TRAINING_THREAD = (
+    "run open",
+    "of which MLflow's start_run",
+    "of which the MLflow plugin",
+    "first params",
+    "final flush and end run (overlapped)",
+    "of which MLflow's end_run",
+    "signing",
+)
 RECORDER_THREAD = ("environment (collect and queue)", "fit()'s inputs (hash and queue)")
 BEGIN, END = "<!-- fit_costs: last run -->", "<!-- fit_costs: end -->"
 CPU = []  # process CPU seconds of each _fit, in order
@@ -71,12 +79,20 @@ def _model(kind):
         model = tf.keras.Sequential([layers.Dense(64, activation="relu", input_shape=(32,)), layers.Dense(1)])
         model.compile(optimizer="adam", loss="mse")
         return model, 32
-    model = tf.keras.Sequential([
-        layers.Conv2D(32, 3, activation="relu", input_shape=(32, 32, 3)), layers.MaxPool2D(),
-        layers.Conv2D(64, 3, activation="relu"), layers.MaxPool2D(), layers.Flatten(),
-        layers.Dense(64, activation="relu"), layers.Dense(10)])
-    model.compile(optimizer="adam", metrics=["accuracy"],
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = tf.keras.Sequential(
+        [
+            layers.Conv2D(32, 3, activation="relu", input_shape=(32, 32, 3)),
+            layers.MaxPool2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPool2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer="adam", metrics=["accuracy"], loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model, 64
 
 
@@ -108,7 +124,11 @@ class Timers:
                 timers.ms[name] = timers.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
                 timers.calls[name] = timers.calls.get(name, 0) + 1
 
-        setattr(owner, attribute, classmethod(lambda cls, *a, **k: timed(*a, **k)) if isinstance(raw, classmethod) else timed)
+        setattr(
+            owner,
+            attribute,
+            classmethod(lambda cls, *a, **k: timed(*a, **k)) if isinstance(raw, classmethod) else timed,
+        )
 
 
 def child_fixed(epochs, every, kind):
@@ -154,10 +174,13 @@ def child_steps():
     mlflow.set_experiment("fit-costs")
     _fit(epochs=1)  # tracing, first connections
     out = {}
-    for name, make in (("ReproCallback(log_every_n_steps=1)",
-                        lambda: ReproCallback(log_every_n_steps=1, log_model=False)),
-                       ("MlflowCallback(log_every_n_steps=1)",
-                        lambda: mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1))):
+    for name, make in (
+        ("ReproCallback(log_every_n_steps=1)", lambda: ReproCallback(log_every_n_steps=1, log_model=False)),
+        (
+            "MlflowCallback(log_every_n_steps=1)",
+            lambda: mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1),
+        ),
+    ):
         callback, times = make(), []
         real = callback.on_train_batch_end
 
@@ -173,8 +196,12 @@ def child_steps():
             with mlflow.start_run():
                 _fit([callback], epochs=10)
         times.sort()
-        out[name] = {"mean_us": statistics.mean(times) * 1e6, "p50_us": times[len(times) // 2] * 1e6,
-                     "p99_us": times[int(len(times) * 0.99)] * 1e6, "steps": len(times)}
+        out[name] = {
+            "mean_us": statistics.mean(times) * 1e6,
+            "p50_us": times[len(times) // 2] * 1e6,
+            "p99_us": times[int(len(times) * 0.99)] * 1e6,
+            "steps": len(times),
+        }
     print(json.dumps(out))
 
 
@@ -193,12 +220,15 @@ def child_ratios(repeats, long_seconds, kind, short):
             callback = mlflow.tensorflow.MlflowCallback(log_every_epoch=False, log_every_n_steps=1)
             return _fit([callback], epochs, kind)
 
-    variants = [("bare fit", lambda e: _fit(epochs=e, kind=kind)),
-                ("ReproCallback() (per epoch, the default)",
-                 lambda e: _fit([ReproCallback(log_model=False)], e, kind)),
-                ("ReproCallback(log_every_n_steps=1)",
-                 lambda e: _fit([ReproCallback(log_every_n_steps=1, log_model=False)], e, kind)),
-                ("MlflowCallback(log_every_n_steps=1)", mlflow_callback)]
+    variants = [
+        ("bare fit", lambda e: _fit(epochs=e, kind=kind)),
+        ("ReproCallback() (per epoch, the default)", lambda e: _fit([ReproCallback(log_model=False)], e, kind)),
+        (
+            "ReproCallback(log_every_n_steps=1)",
+            lambda e: _fit([ReproCallback(log_every_n_steps=1, log_model=False)], e, kind),
+        ),
+        ("MlflowCallback(log_every_n_steps=1)", mlflow_callback),
+    ]
     for _, fn in variants:  # warm-up
         fn(1)
     one, three = _fit(epochs=1, kind=kind), _fit(epochs=3, kind=kind)
@@ -211,7 +241,7 @@ def child_ratios(repeats, long_seconds, kind, short):
         cpu = {name: [] for name, _ in variants}
         ours = variants[:-1]  # MlflowCallback's fits come after all of ours: see below
         for r in range(n):
-            for name, fn in (ours if r % 2 == 0 else ours[::-1]):
+            for name, fn in ours if r % 2 == 0 else ours[::-1]:
                 times[name].append(fn(epochs))
                 cpu[name].append(CPU[-1])
             print("  %s %s fits: repeat %d/%d" % (kind, label, r + 1, n), file=sys.stderr, flush=True)
@@ -231,8 +261,14 @@ def child_ratios(repeats, long_seconds, kind, short):
 # -- the parent: the team server, the children, the tables ------------------------------------
 def _child(uri, mode, *args, timeout=3600):
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PYTHONPATH=ROOT, PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", mode, *map(str, args)],
-                          env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", mode, *map(str, args)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode:
         raise RuntimeError("child %s failed (rc %d)" % (mode, done.returncode))
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -241,8 +277,10 @@ def _child(uri, mode, *args, timeout=3600):
 def fixed_table(fixed):
     """fixed: {label: [samples]}, one column pair per label."""
     labels = list(fixed)
-    rows = ["| phase | %s |" % " | ".join("%s: median ms (min-max)" % label for label in labels),
-            "|---|%s" % ("---:|" * len(labels))]
+    rows = [
+        "| phase | %s |" % " | ".join("%s: median ms (min-max)" % label for label in labels),
+        "|---|%s" % ("---:|" * len(labels)),
+    ]
 
     def cell(values):
         return "%.1f (%.0f-%.0f)" % (statistics.median(values), min(values), max(values))
@@ -253,18 +291,26 @@ def fixed_table(fixed):
     rows.append("| **on the training thread** |%s" % (" |" * len(labels)))
     for phase in TRAINING_THREAD:
         row(phase, lambda s, phase=phase: s["ms"].get(phase, 0.0))
-    row("**all of on_train_begin + on_train_end**",
-        lambda s: s["ms"].get("on_train_begin", 0.0) + s["ms"].get("on_train_end", 0.0))
+    row(
+        "**all of on_train_begin + on_train_end**",
+        lambda s: s["ms"].get("on_train_begin", 0.0) + s["ms"].get("on_train_end", 0.0),
+    )
     rows.append("| **on tfrepro's recording thread** (overlaps training) |%s" % (" |" * len(labels)))
     for phase in RECORDER_THREAD:
         row(phase, lambda s, phase=phase: s["ms"].get(phase, 0.0))
-    rows.append("| environment collections per fit | %s |" % " | ".join(
-        "/".join(str(n) for n in sorted({s["calls"].get("environment collections", 0) for s in fixed[label]}))
-        for label in labels))
+    rows.append(
+        "| environment collections per fit | %s |"
+        % " | ".join(
+            "/".join(str(n) for n in sorted({s["calls"].get("environment collections", 0) for s in fixed[label]}))
+            for label in labels
+        )
+    )
     rows.append("")
-    rows.append("A fresh process per fit (%d per column), as a user's script runs: ReproCallback(log_model=False), "
-                "per step = log_every_n_steps=1, the MLflow plugin installed. MLflow's start_run and end_run "
-                "are the calls the callback makes through MLflow's fluent API." % len(fixed[labels[0]]))
+    rows.append(
+        "A fresh process per fit (%d per column), as a user's script runs: ReproCallback(log_model=False), "
+        "per step = log_every_n_steps=1, the MLflow plugin installed. MLflow's start_run and end_run "
+        "are the calls the callback makes through MLflow's fluent API." % len(fixed[labels[0]])
+    )
     return "\n".join(rows)
 
 
@@ -276,21 +322,41 @@ def steps_table(steps):
 
 
 def ratio_table(results):
-    rows = ["| model | fit | variant | median fit() s | min-max s | ratio to bare fit, medians | ratio, minimums "
-            "| (fit - bare) / step, us | process CPU s | fits |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| model | fit | variant | median fit() s | min-max s | ratio to bare fit, medians | ratio, minimums "
+        "| (fit - bare) / step, us | process CPU s | fits |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for ratios in results:
         for label in ratios["times"]:
             epochs, times = ratios["epochs"][label], ratios["times"][label]
             bare, fastest = statistics.median(times["bare fit"]), min(times["bare fit"])
             for name, ts in times.items():
                 med = statistics.median(ts)
-                rows.append("| %s | %d epochs x %d steps | %s | %.2f | %.2f-%.2f | %.3fx | %.3fx | %.0f | %.2f | %d |" % (
-                    ratios["kind"].upper(), epochs, STEPS, name, med, min(ts), max(ts), med / bare, min(ts) / fastest,
-                    (med - bare) * 1e6 / (epochs * STEPS), statistics.median(ratios["cpu"][label][name]), len(ts)))
+                rows.append(
+                    "| %s | %d epochs x %d steps | %s | %.2f | %.2f-%.2f | %.3fx | %.3fx | %.0f | %.2f | %d |"
+                    % (
+                        ratios["kind"].upper(),
+                        epochs,
+                        STEPS,
+                        name,
+                        med,
+                        min(ts),
+                        max(ts),
+                        med / bare,
+                        min(ts) / fastest,
+                        (med - bare) * 1e6 / (epochs * STEPS),
+                        statistics.median(ratios["cpu"][label][name]),
+                        len(ts),
+                    )
+                )
     rows.append("")
-    rows.append("Models: %s. Interleaved in one process per model; MlflowCallback's fits run after all "
-                "the others (its async queue keeps uploading after fit() returns), the long one once. On a shared "
-                "2-core VM a fit's time varies by more than 1%%: the minimums are the steadier comparison." % "; ".join("%s: %s" % (k.upper(), v) for k, v in MODELS.items()))
+    rows.append(
+        "Models: %s. Interleaved in one process per model; MlflowCallback's fits run after all "
+        "the others (its async queue keeps uploading after fit() returns), the long one once. On a shared "
+        "2-core VM a fit's time varies by more than 1%%: the minimums are the steadier comparison."
+        % "; ".join("%s: %s" % (k.upper(), v) for k, v in MODELS.items())
+    )
     return "\n".join(rows)
 
 
@@ -311,8 +377,9 @@ def keepalive_stall(uri, calls=50):
         quickack._hosts.clear()
         quickack._hosts.update(host if mode == "on" else ())
         start = time.perf_counter()
-        http_request(creds, "/api/2.0/mlflow/experiments/get-by-name", "GET",
-                     params={"experiment_name": "Default"}).close()
+        http_request(
+            creds, "/api/2.0/mlflow/experiments/get-by-name", "GET", params={"experiment_name": "Default"}
+        ).close()
         times[mode].append((time.perf_counter() - start) * 1000)
     quickack._hosts.update(host)
     return times
@@ -343,14 +410,20 @@ def main(argv=None):
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--fixed-seconds", type=float, default=10.0, help="the longer fit of the fixed-cost rows")
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--pin", action="store_true",
-                        help="the server on a CPU of its own, the trainings on the others (default: shared)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on a CPU of its own, the trainings on the others (default: shared)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         mode, rest = args.child[0], args.child[1:]
-        return {"fixed": lambda: child_fixed(int(rest[0]), int(rest[1]), rest[2]), "steps": child_steps,
-                "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]), rest[2], rest[3] == "1")}[mode]()
+        return {
+            "fixed": lambda: child_fixed(int(rest[0]), int(rest[1]), rest[2]),
+            "steps": child_steps,
+            "ratios": lambda: child_ratios(int(rest[0]), float(rest[1]), rest[2], rest[3] == "1"),
+        }[mode]()
     from benchmarks.callback_overhead import machine
     from benchmarks.concurrent_runs import Team
 
@@ -375,21 +448,32 @@ def main(argv=None):
             fixed = {}
             cnn_epoch = _child(team.uri, "fixed", 1, 0, "cnn")["fit_s"]
             long_epochs = max(1, int(round(args.fixed_seconds / cnn_epoch)))
-            columns = (("0.6 s MLP fit, per step", SHORT_EPOCHS, 1, "mlp"),
-                       ("%.0f s CNN fit, per step" % args.fixed_seconds, long_epochs, 1, "cnn"),
-                       ("%.0f s CNN fit, per epoch (default)" % args.fixed_seconds, long_epochs, 0, "cnn"))
+            columns = (
+                ("0.6 s MLP fit, per step", SHORT_EPOCHS, 1, "mlp"),
+                ("%.0f s CNN fit, per step" % args.fixed_seconds, long_epochs, 1, "cnn"),
+                ("%.0f s CNN fit, per epoch (default)" % args.fixed_seconds, long_epochs, 0, "cnn"),
+            )
             for i in range(args.processes):
                 for label, epochs, every, kind in columns:
                     fixed.setdefault(label, []).append(_child(team.uri, "fixed", epochs, every, kind))
                 print("  fixed costs: round %d/%d" % (i + 1, args.processes), file=sys.stderr, flush=True)
             steps = _child(team.uri, "steps")
-            ratios = [_child(team.uri, "ratios", args.repeats, args.long_seconds, "mlp", 1),
-                      _child(team.uri, "ratios", args.repeats, args.long_seconds, "cnn", 0)]
+            ratios = [
+                _child(team.uri, "ratios", args.repeats, args.long_seconds, "mlp", 1),
+                _child(team.uri, "ratios", args.repeats, args.long_seconds, "cnn", 0),
+            ]
         finally:
             team.script("--stop")
-    text = "\n\n".join(["Last run (%s; team server: PostgreSQL 15 + mlflow server, 2 workers, proxied "
-                        "artifacts, on the same machine over loopback HTTP, %s):" % (info, where),
-                        fixed_table(fixed), steps_table(steps), ratio_table(ratios), http_table(http)])
+    text = "\n\n".join(
+        [
+            "Last run (%s; team server: PostgreSQL 15 + mlflow server, 2 workers, proxied "
+            "artifacts, on the same machine over loopback HTTP, %s):" % (info, where),
+            fixed_table(fixed),
+            steps_table(steps),
+            ratio_table(ratios),
+            http_table(http),
+        ]
+    )
     print(text)
     if not args.no_write:
         print("wrote", write_readme(text))

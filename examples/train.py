@@ -4,6 +4,7 @@
 
 Tracking goes to $MLFLOW_TRACKING_URI (MLflow's default otherwise). Prints `run_id: <id>`.
 """
+
 import argparse
 import sys
 
@@ -39,17 +40,26 @@ def main(argv=None):
     import tensorflow as tf
 
     (x, y), validation = make_data(args.samples, seed)
-    model = tf.keras.Sequential([
-        tf.keras.layers.Dense(args.units, activation="relu", input_shape=(x.shape[1],)),
-        tf.keras.layers.Dense(1),
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.Dense(args.units, activation="relu", input_shape=(x.shape[1],)),
+            tf.keras.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=args.lr), loss="mse", metrics=["mae"])
     callback = tfrepro.ReproCallback(
         experiment_name=args.experiment,
         params={"batch_size": args.batch_size, "units": args.units, "samples": args.samples},
     )
-    model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=validation,
-              verbose=2, callbacks=[callback])
+    model.fit(
+        x,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_data=validation,
+        verbose=2,
+        callbacks=[callback],
+    )
     run_id = callback.session.run_id if callback.session else None
     print("model hash:", callback.model_hash)
     print("run_id:", run_id)

@@ -3,6 +3,7 @@ scripts (idempotent: seconds when already up). Missing -> `missing()`: a skip, a
 
 Registered in tests/conftest.py (pytest_plugins).
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 TFREPRO_TEST_BACKEND=postgres runs the shared `mlflow_server` on PostgreSQL (a fresh
 cluster and database per session, started by scripts/team-server.sh) instead of sqlite.
 """
+
 import contextlib
 import os
 import socket
@@ -50,10 +51,21 @@ class MlflowServer:
     def start(self, timeout=90):
         os.makedirs(self.root, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", self.backend_uri,
-            "--artifacts-destination", "%s/artifacts" % self.root,
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", *self.extra_args,
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--artifacts-destination",
+            "%s/artifacts" % self.root,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            *self.extra_args,
         ]
         self.log = open(os.path.join(self.root, "server.log"), "ab")
         # MLflow 3's job runner (a dozen huey workers) serves no test: leave it off

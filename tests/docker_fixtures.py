@@ -8,6 +8,7 @@ missing, the fixtures call `missing(...)`: a skip locally, a failure under CI.
 Containers a test starts should carry TEST_LABELS; `docker_cleanup` removes those (and
 new containers of the test image) after the test, and the session removes the rest.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,7 +60,7 @@ def parse_exports(text: str) -> Dict[str, str]:
     found = {}
     for line in text.splitlines():
         if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             found[name.strip()] = value.strip()
     return found
 
@@ -151,7 +152,9 @@ def test_image(docker_client, registry) -> BuiltImage:
     env = dict(os.environ, TFREPRO_REGISTRY=registry)
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-test-image.sh")],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     exports = parse_exports(result.stdout)
     if result.returncode != 0 or "TFREPRO_TEST_IMAGE_DIGEST" not in exports:

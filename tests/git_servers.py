@@ -4,6 +4,7 @@ GitDaemon: `git daemon` serving bare repositories (git://, no auth).
 GitHttp: `git http-backend` (CGI) behind a small HTTP server that demands Basic auth,
 standing in for a private remote (GitHub/GitLab over https with a token).
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,9 +41,19 @@ class GitDaemon:
     def start(self) -> "GitDaemon":
         self.base.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", "--port=%d" % self.port,
-             "--base-path=%s" % self.base, str(self.base)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                "--port=%d" % self.port,
+                "--base-path=%s" % self.base,
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
@@ -107,12 +118,20 @@ class GitHttp:
                 owner.requests["authorized"] += 1
                 path, _, query = self.path.partition("?")
                 body = self._body() if self.command == "POST" else b""
-                env = dict(os.environ, GIT_PROJECT_ROOT=str(owner.base), GIT_HTTP_EXPORT_ALL="1",
-                           PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD=self.command,
-                           CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
-                           REMOTE_USER="git", REMOTE_ADDR="127.0.0.1",
-                           HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding", ""),
-                           GIT_PROTOCOL=self.headers.get("Git-Protocol", ""))
+                env = dict(
+                    os.environ,
+                    GIT_PROJECT_ROOT=str(owner.base),
+                    GIT_HTTP_EXPORT_ALL="1",
+                    PATH_INFO=path,
+                    QUERY_STRING=query,
+                    REQUEST_METHOD=self.command,
+                    CONTENT_TYPE=self.headers.get("Content-Type", ""),
+                    CONTENT_LENGTH=str(len(body)),
+                    REMOTE_USER="git",
+                    REMOTE_ADDR="127.0.0.1",
+                    HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding", ""),
+                    GIT_PROTOCOL=self.headers.get("Git-Protocol", ""),
+                )
                 out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
                 head, _, payload = out.partition(b"\r\n\r\n")
                 status, headers = 200, []

@@ -1,5 +1,6 @@
 """What this host has, found without tfrepro's own code, so tests assert against the machine
 they run on (a CPU box, a GPU box, NVIDIA's image) instead of assuming a CPU-only host."""
+
 import functools
 import shutil
 import subprocess

@@ -3,6 +3,7 @@
 The script owns the steps (install if missing, initdb as the postgres user, loopback-only
 TCP, create the database); this class gives it a private directory and cleans up.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,12 @@ class PostgresCluster:
         self.uri = None
 
     def _script(self, *args, timeout=300) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(SCRIPT), "--dir", self.dir, "--pg-port", str(self.port),
-                               "--python", sys.executable, *args],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", str(SCRIPT), "--dir", self.dir, "--pg-port", str(self.port), "--python", sys.executable, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self) -> "PostgresCluster":
         done = self._script("--postgres-only", "--db", self.db)

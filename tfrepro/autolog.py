@@ -10,6 +10,7 @@ has a ReproCallback (in its list or CallbackList) is left alone, and each fit() 
 new callback, so each is its own run. Called before TensorFlow is imported (a
 sitecustomize: tfrepro/launch/sitecustomize.py), it imports nothing heavy: the wrap happens when keras is first imported.
 """
+
 from __future__ import annotations
 
 import functools
@@ -113,15 +114,17 @@ def with_callback(args: tuple, kwargs: dict, options: Dict[str, Any]):
             return args, kwargs
         repro = ReproCallback(**options)
         callbacks = keras.callbacks.CallbackList(
-            callbacks.callbacks + [repro], model=getattr(callbacks, "model", None),
-            **(getattr(callbacks, "params", None) or {}))
+            callbacks.callbacks + [repro],
+            model=getattr(callbacks, "model", None),
+            **(getattr(callbacks, "params", None) or {}),
+        )
     else:
         listed = list(callbacks or [])
         if any(isinstance(c, ReproCallback) for c in listed):
             return args, kwargs
         callbacks = listed + [ReproCallback(**options)]
     if positional:
-        args = args[:CALLBACKS_POSITION] + (callbacks,) + args[CALLBACKS_POSITION + 1:]
+        args = args[:CALLBACKS_POSITION] + (callbacks,) + args[CALLBACKS_POSITION + 1 :]
     else:
         kwargs = dict(kwargs, callbacks=callbacks)
     return args, kwargs

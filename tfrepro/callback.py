@@ -10,6 +10,7 @@ raises into fit().
 Seeds must be set before the model is built, so call tfrepro.deterministic(seed) first;
 the callback only records the seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,13 +90,21 @@ class ReproCallback(tf.keras.callbacks.Callback):
     (no key twice) and adds the environment, its params and the model hash.
     """
 
-    def __init__(self, experiment_name: Optional[str] = None, run_name: Optional[str] = None,
-                 params: Optional[Dict[str, Any]] = None, log_every_n_steps: Optional[int] = None,
-                 log_model: bool = True, log_tensorboard=False, seed: Optional[int] = None,
-                 log_patch: bool = True):
+    def __init__(
+        self,
+        experiment_name: Optional[str] = None,
+        run_name: Optional[str] = None,
+        params: Optional[Dict[str, Any]] = None,
+        log_every_n_steps: Optional[int] = None,
+        log_model: bool = True,
+        log_tensorboard=False,
+        seed: Optional[int] = None,
+        log_patch: bool = True,
+    ):
         super().__init__()
-        options = callback_options(experiment_name, run_name, params, log_every_n_steps,
-                                   log_model, log_tensorboard, seed, log_patch)
+        options = callback_options(
+            experiment_name, run_name, params, log_every_n_steps, log_model, log_tensorboard, seed, log_patch
+        )
         self.experiment_name = options["experiment_name"]
         self.run_name = options["run_name"]
         self.user_params = options["params"]
@@ -152,8 +161,12 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
         began = time.time()
         with fingerprint.recorded_by_caller():  # the plugin leaves the environment to us
-            self.session = self._guard("opening the MLflow run", TrackingSession.open,
-                                       experiment_name=self.experiment_name, run_name=self.run_name)
+            self.session = self._guard(
+                "opening the MLflow run",
+                TrackingSession.open,
+                experiment_name=self.experiment_name,
+                run_name=self.run_name,
+            )
         if self.session is None:
             return
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
@@ -205,8 +218,13 @@ class ReproCallback(tf.keras.callbacks.Callback):
         value, and with it the whole batch."""
         existing = self._guard("reading the run's params", _run_params, self.session) or {}
         for key in sorted(k for k in params if k in existing and existing[k] != str(params[k])):
-            log.warning("tfrepro: param %s is already %r in run %s; not logging %r",
-                        key, existing[key], self.session.run_id, params[key])
+            log.warning(
+                "tfrepro: param %s is already %r in run %s; not logging %r",
+                key,
+                existing[key],
+                self.session.run_id,
+                params[key],
+            )
         params = {k: v for k, v in params.items() if k not in existing}
         if params:
             self.session.log_params(params)
@@ -303,8 +321,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
         active = mlflow.active_run()
         fluent = getattr(self.session, "has_fluent_run", active is not None)
         if not (fluent and getattr(self.session, "online", True)):
-            log.warning("tfrepro: tracking server unreachable; the model was not logged "
-                        "(its hash was recorded)")
+            log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
             return None
         if active is None or active.info.run_id != self.session.run_id:
             log.warning("tfrepro: another MLflow run is active; the model was not logged")

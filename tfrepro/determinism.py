@@ -1,4 +1,5 @@
 """Seeds and op determinism (`tfrepro.deterministic(seed)`), recorded so replay re-applies them."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 The tag names and value limits are in schema.py. Python 3.8 compatible: it runs inside the
 users' NGC containers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -244,44 +245,52 @@ def to_tags(env: Environment) -> Dict[str, str]:
     tags: Dict[str, Any] = {schema.SCHEMA: env.schema, schema.VERSION: env.tfrepro_version}
     c, g, gpu, tf, py, proc = env.container, env.git, env.gpu, env.tensorflow, env.python, env.process
     if c:
-        tags.update({
-            schema.IMAGE_REF: c.image_ref,
-            schema.IMAGE_DIGEST: c.image_digest,
-            schema.IMAGE_ID: c.image_id,
-            schema.IMAGE_DIGEST_SOURCE: c.digest_source,
-            schema.CONTAINER_RUNTIME: c.runtime or "none",
-            schema.CONTAINER_DETECTED: str(c.in_container).lower(),
-            schema.MLFLOW_IMAGE_URI: c.image_digest or c.image_ref,
-            schema.MLFLOW_IMAGE_ID: c.image_id,
-        })
+        tags.update(
+            {
+                schema.IMAGE_REF: c.image_ref,
+                schema.IMAGE_DIGEST: c.image_digest,
+                schema.IMAGE_ID: c.image_id,
+                schema.IMAGE_DIGEST_SOURCE: c.digest_source,
+                schema.CONTAINER_RUNTIME: c.runtime or "none",
+                schema.CONTAINER_DETECTED: str(c.in_container).lower(),
+                schema.MLFLOW_IMAGE_URI: c.image_digest or c.image_ref,
+                schema.MLFLOW_IMAGE_ID: c.image_id,
+            }
+        )
     if g:
-        tags.update({
-            schema.GIT_COMMIT: g.commit,
-            schema.GIT_BRANCH: g.branch,
-            schema.GIT_REMOTE: g.remote_url,
-            schema.GIT_DIRTY: str(g.dirty).lower(),
-            schema.WORKDIR: g.workdir,
-            schema.MLFLOW_GIT_COMMIT: g.commit,
-            schema.MLFLOW_GIT_BRANCH: g.branch,
-            schema.MLFLOW_GIT_REPO_URL: g.remote_url,
-        })
+        tags.update(
+            {
+                schema.GIT_COMMIT: g.commit,
+                schema.GIT_BRANCH: g.branch,
+                schema.GIT_REMOTE: g.remote_url,
+                schema.GIT_DIRTY: str(g.dirty).lower(),
+                schema.WORKDIR: g.workdir,
+                schema.MLFLOW_GIT_COMMIT: g.commit,
+                schema.MLFLOW_GIT_BRANCH: g.branch,
+                schema.MLFLOW_GIT_REPO_URL: g.remote_url,
+            }
+        )
     if gpu:
         names = sorted({d.name for d in gpu.devices})
-        tags.update({
-            schema.GPU_COUNT: str(gpu.count),
-            schema.GPU_NAME: ", ".join(names) or None,
-            schema.GPU_DRIVER: gpu.driver_version,
-            schema.CUDA_DRIVER: gpu.cuda_driver,
-        })
+        tags.update(
+            {
+                schema.GPU_COUNT: str(gpu.count),
+                schema.GPU_NAME: ", ".join(names) or None,
+                schema.GPU_DRIVER: gpu.driver_version,
+                schema.CUDA_DRIVER: gpu.cuda_driver,
+            }
+        )
     if tf:
         flags = tf.determinism or {}
-        tags.update({
-            schema.TF_VERSION: tf.version,
-            schema.CUDA_BUILD: tf.cuda_build,
-            schema.CUDNN_BUILD: tf.cudnn_build,
-            schema.TF_DETERMINISM: None if not tf.imported else str(bool(flags.get("op_determinism"))).lower(),
-            schema.SEED: None if tf.seed is None else str(tf.seed),
-        })
+        tags.update(
+            {
+                schema.TF_VERSION: tf.version,
+                schema.CUDA_BUILD: tf.cuda_build,
+                schema.CUDNN_BUILD: tf.cudnn_build,
+                schema.TF_DETERMINISM: None if not tf.imported else str(bool(flags.get("op_determinism"))).lower(),
+                schema.SEED: None if tf.seed is None else str(tf.seed),
+            }
+        )
     if py:
         tags[schema.PYTHON_VERSION] = py.version
         tags.update(package_tags(py.packages))
@@ -315,37 +324,53 @@ def from_tags(tags: Mapping[str, str]) -> Environment:
     devices = [{"index": i, "name": names[min(i, len(names) - 1)]} for i in range(count)] if names else []
     determinism = flag(schema.TF_DETERMINISM)
     runtime = tag(schema.CONTAINER_RUNTIME)
-    return Environment.from_dict({
-        "schema": tag(schema.SCHEMA, ""),
-        "tfrepro_version": tag(schema.VERSION, ""),
-        "container": {
-            "in_container": bool(flag(schema.CONTAINER_DETECTED)),
-            "runtime": None if runtime == "none" else runtime,
-            "image_ref": tag(schema.IMAGE_REF), "image_digest": tag(schema.IMAGE_DIGEST),
-            "image_id": tag(schema.IMAGE_ID), "digest_source": tag(schema.IMAGE_DIGEST_SOURCE),
-        },
-        "git": {
-            "commit": tag(schema.GIT_COMMIT), "branch": tag(schema.GIT_BRANCH),
-            "remote_url": tag(schema.GIT_REMOTE), "dirty": bool(flag(schema.GIT_DIRTY)),
-            "workdir": tag(schema.WORKDIR, "."),
-        } if tag(schema.GIT_COMMIT) else None,
-        "gpu": {
-            "count": count, "driver_version": tag(schema.GPU_DRIVER),
-            "cuda_driver_version": cuda_int(tag(schema.CUDA_DRIVER)), "devices": devices,
-        },
-        "tensorflow": {
-            "version": tag(schema.TF_VERSION), "cuda_build": tag(schema.CUDA_BUILD),
-            "cudnn_build": tag(schema.CUDNN_BUILD), "seed": number(schema.SEED),
-            "determinism": {} if determinism is None else {"op_determinism": determinism},
-            "imported": determinism is not None,
-        },
-        "python": {"version": tag(schema.PYTHON_VERSION, "")},
-        "system": {"hostname": tag(schema.HOSTNAME)},
-        "process": {"argv": _argv(tag(schema.COMMAND)), "cwd": tag(schema.WORKDIR, "")},
-        "scheduler": dict({k: tag(schema.SCHEDULER_PREFIX + k) for k in SchedulerInfo.__dataclass_fields__
-                           if k != "kind"}, kind=tag(schema.SCHEDULER)) if tag(schema.SCHEDULER) else None,
-        "reasons": {"record": "no %s artifact: built from the run's tags" % schema.ENVIRONMENT_JSON},
-    })
+    return Environment.from_dict(
+        {
+            "schema": tag(schema.SCHEMA, ""),
+            "tfrepro_version": tag(schema.VERSION, ""),
+            "container": {
+                "in_container": bool(flag(schema.CONTAINER_DETECTED)),
+                "runtime": None if runtime == "none" else runtime,
+                "image_ref": tag(schema.IMAGE_REF),
+                "image_digest": tag(schema.IMAGE_DIGEST),
+                "image_id": tag(schema.IMAGE_ID),
+                "digest_source": tag(schema.IMAGE_DIGEST_SOURCE),
+            },
+            "git": {
+                "commit": tag(schema.GIT_COMMIT),
+                "branch": tag(schema.GIT_BRANCH),
+                "remote_url": tag(schema.GIT_REMOTE),
+                "dirty": bool(flag(schema.GIT_DIRTY)),
+                "workdir": tag(schema.WORKDIR, "."),
+            }
+            if tag(schema.GIT_COMMIT)
+            else None,
+            "gpu": {
+                "count": count,
+                "driver_version": tag(schema.GPU_DRIVER),
+                "cuda_driver_version": cuda_int(tag(schema.CUDA_DRIVER)),
+                "devices": devices,
+            },
+            "tensorflow": {
+                "version": tag(schema.TF_VERSION),
+                "cuda_build": tag(schema.CUDA_BUILD),
+                "cudnn_build": tag(schema.CUDNN_BUILD),
+                "seed": number(schema.SEED),
+                "determinism": {} if determinism is None else {"op_determinism": determinism},
+                "imported": determinism is not None,
+            },
+            "python": {"version": tag(schema.PYTHON_VERSION, "")},
+            "system": {"hostname": tag(schema.HOSTNAME)},
+            "process": {"argv": _argv(tag(schema.COMMAND)), "cwd": tag(schema.WORKDIR, "")},
+            "scheduler": dict(
+                {k: tag(schema.SCHEDULER_PREFIX + k) for k in SchedulerInfo.__dataclass_fields__ if k != "kind"},
+                kind=tag(schema.SCHEDULER),
+            )
+            if tag(schema.SCHEDULER)
+            else None,
+            "reasons": {"record": "no %s artifact: built from the run's tags" % schema.ENVIRONMENT_JSON},
+        }
+    )
 
 
 def _argv(command: Optional[str]) -> List[str]:

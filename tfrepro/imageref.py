@@ -12,6 +12,7 @@ Two strictness levels, on purpose:
               (no leading dash, no shell characters), raising the error they are given.
 Pure. Python 3.8 compatible: the container fingerprint uses it.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,7 +29,7 @@ _RECORDED_IMAGE_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")  # runtimes dif
 
 
 def split(ref: str) -> Tuple[str, Optional[str], Optional[str]]:
-    """"repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
+    """ "repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
     repo, digest = (ref.rsplit("@", 1) + [None])[:2] if "@" in ref else (ref, None)
     tag = None
     head, _, last = repo.rpartition(":")
@@ -44,6 +45,7 @@ def repository(ref: str) -> str:
 
 # -- recording: loose, never raise ---------------------------------------------------------------
 
+
 def is_digest_ref(value: Optional[str]) -> bool:
     """Whether a runtime's answer names an image by digest (repo@sha256:<64 hex>)."""
     return bool(value and _RECORDED_DIGEST_REF.match(value))
@@ -57,10 +59,14 @@ def image_id(value: Optional[str]) -> Optional[str]:
 
 # -- launching: strict, raise `error` ------------------------------------------------------------
 
+
 def check_image_ref(ref: str, error=UsageError) -> str:
     repo, tag, digest = split(ref or "")
-    if not REPO_RE.match(repo) or (tag is not None and not TAG_RE.match(tag)) \
-            or (digest is not None and not SHA256_RE.match(digest)):
+    if (
+        not REPO_RE.match(repo)
+        or (tag is not None and not TAG_RE.match(tag))
+        or (digest is not None and not SHA256_RE.match(digest))
+    ):
         raise error("not a valid image reference: %r" % ref)
     return ref
 

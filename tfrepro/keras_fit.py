@@ -6,6 +6,7 @@ frames that call it: Keras' Model.fit (its arguments and DataHandler) and the
 CallbackList (the siblings). FitContext reads them once, in on_train_begin, and never
 raises: whatever cannot be found is None.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,17 @@ import numpy as np
 log = logging.getLogger("tfrepro")
 
 MAX_DEPTH = 40  # frames to walk up: mlflow's and tfrepro's autolog patches sit between
-FIT_ARGS = ("batch_size", "epochs", "initial_epoch", "validation_split", "shuffle", "steps_per_epoch", "x",
-            "y", "validation_data")  # x, y, validation_data: tracking/inputs.py records them
+FIT_ARGS = (
+    "batch_size",
+    "epochs",
+    "initial_epoch",
+    "validation_split",
+    "shuffle",
+    "steps_per_epoch",
+    "x",
+    "y",
+    "validation_data",
+)  # x, y, validation_data: tracking/inputs.py records them
 
 
 def describe_loss(loss: Any) -> Optional[str]:
@@ -66,8 +76,7 @@ class FitContext:
     """fit_args: fit()'s arguments (FIT_ARGS); data_handler: its DataHandler;
     callbacks: every callback of this fit() (ours included), or None when not found."""
 
-    def __init__(self, fit_args: Optional[Dict[str, Any]] = None, data_handler=None,
-                 callbacks: Optional[List] = None):
+    def __init__(self, fit_args: Optional[Dict[str, Any]] = None, data_handler=None, callbacks: Optional[List] = None):
         self.fit_args = fit_args
         self.data_handler = data_handler
         self.callbacks = callbacks
@@ -93,8 +102,7 @@ class FitContext:
                 siblings = getattr(owner, "callbacks", None)
                 if self.callbacks is None and isinstance(siblings, list) and any(c is callback for c in siblings):
                     self.callbacks = list(siblings)
-                elif (frame.f_code.co_name == "fit" and owner is callback.model
-                      and "data_handler" in local):
+                elif frame.f_code.co_name == "fit" and owner is callback.model and "data_handler" in local:
                     self.fit_args = {k: local[k] for k in FIT_ARGS if k in local}
                     self.data_handler = local["data_handler"]
                     return
@@ -124,8 +132,10 @@ class FitContext:
 
     def mlflow_callback(self) -> bool:
         """Whether an MLflow callback (mlflow.tensorflow.autolog()'s) logs this fit()'s epochs too."""
-        return any(type(c).__module__.startswith("mlflow.") and getattr(c, "log_every_epoch", False)
-                   for c in self.callbacks or [])
+        return any(
+            type(c).__module__.startswith("mlflow.") and getattr(c, "log_every_epoch", False)
+            for c in self.callbacks or []
+        )
 
 
 def batch_size(given, data_handler, x) -> Optional[int]:
@@ -159,7 +169,8 @@ def mlflow_autolog_logs_models() -> bool:
     try:
         from mlflow.utils.autologging_utils import autologging_is_disabled, get_autologging_config
 
-        return (not autologging_is_disabled("tensorflow")
-                and bool(get_autologging_config("tensorflow", "log_models", True)))
+        return not autologging_is_disabled("tensorflow") and bool(
+            get_autologging_config("tensorflow", "log_models", True)
+        )
     except Exception:
         return False

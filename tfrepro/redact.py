@@ -9,6 +9,7 @@
 
 Container-side code imports this module too: Python 3.8, standard library only.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,10 @@ TOKEN_PREFIXES = ("ghp_", "gho_", "github_pat_", "glpat-", "hf_", "AKIA", "xox",
 
 # A known token prefix at the start of a word, followed by enough token characters that
 # "sk-learn" or "hf_home" are not taken for keys.
-_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_\-])(?:%s)[A-Za-z0-9_\-]{12,}"
-                       % "|".join(re.escape(p) if p != "xox" else r"xox[a-z]?-" for p in TOKEN_PREFIXES))
+_TOKEN_RE = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:%s)[A-Za-z0-9_\-]{12,}"
+    % "|".join(re.escape(p) if p != "xox" else r"xox[a-z]?-" for p in TOKEN_PREFIXES)
+)
 # scheme://userinfo@host: the userinfo is a credential (a token as user name counts too)
 _USERINFO_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s@]+@")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)$", re.S)  # scheme, authority, rest

@@ -4,6 +4,7 @@ Nothing else spells a "tfrepro.*" key or a "tfrepro/" artifact path: import them
 The keys are public (README "Tags"): users filter on them in the MLflow UI, so renaming one
 breaks their searches and older records. Python 3.8 compatible: it runs inside NGC containers.
 """
+
 from __future__ import annotations
 
 SCHEMA_VERSION = "1"
@@ -82,8 +83,7 @@ DISTRIBUTE_REPLICAS = "tfrepro.distribute.replicas"  # the strategy's replicas i
 LAUNCH_BACKEND = "tfrepro.launch.backend"  # docker | podman | slurm | kubernetes (`--on`)
 # the engine's job, as the launcher saw it: + job_id, job_name, nodes, partition, cluster,
 # account, namespace, pod, runtime (what ran the container inside a Slurm job)
-LAUNCH_JOB_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "namespace", "pod",
-                     "runtime")
+LAUNCH_JOB_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "namespace", "pod", "runtime")
 
 REPLAYABLE_REGISTRY = "registry"
 REPLAYABLE_HOST_ONLY = "host-only"
@@ -98,15 +98,63 @@ MLFLOW_GIT_REPO_URL = "mlflow.source.git.repoURL"
 
 # Public tag schema, documented in README.md ("Tags"), plus PACKAGE_PREFIX + name.
 TAG_KEYS = (
-    SCHEMA, VERSION, IMAGE_REF, IMAGE_DIGEST, IMAGE_ID, IMAGE_DIGEST_SOURCE, CONTAINER_RUNTIME,
-    CONTAINER_DETECTED, GIT_COMMIT, GIT_BRANCH, GIT_REMOTE, GIT_DIRTY, GIT_PATCH_WITHHELD, GPU_COUNT, GPU_NAME, GPU_DRIVER,
-    CUDA_DRIVER, CUDA_BUILD, CUDNN_BUILD, TF_VERSION, TF_DETERMINISM, SEED, PYTHON_VERSION, PYTHON_LOCK,
-    COMMAND, WORKDIR, HOSTNAME, SCHEDULER,
-    MODEL_HASH, MODEL_URI, FLUSH_SECONDS, LOCAL_RUN_ID, REPLAYABLE, REPLAY_OF, REPLAY_VERDICT, REPLAY_DETAIL,
-    LAUNCH_GPUS, LAUNCH_MOUNTS, LAUNCH_SHM_SIZE, LAUNCH_MEMORY, LAUNCH_NETWORK, LAUNCH_WORKDIR, LAUNCH_ENV_NAMES,
-    REPLAYED_BY, REPLAY_LAST_VERDICT, REPLAY_SUMMARY, REPLAY_SUMMARY_OF, REPLAY_REPEAT, DATA_SOURCES,
-    DATA_BESIDE, DISTRIBUTE_REPLICAS, LAUNCH_BACKEND,
-) + tuple(SCHEDULER_PREFIX + f for f in SCHEDULER_FIELDS) + tuple(LAUNCH_PREFIX + f for f in LAUNCH_JOB_FIELDS)
+    (
+        SCHEMA,
+        VERSION,
+        IMAGE_REF,
+        IMAGE_DIGEST,
+        IMAGE_ID,
+        IMAGE_DIGEST_SOURCE,
+        CONTAINER_RUNTIME,
+        CONTAINER_DETECTED,
+        GIT_COMMIT,
+        GIT_BRANCH,
+        GIT_REMOTE,
+        GIT_DIRTY,
+        GIT_PATCH_WITHHELD,
+        GPU_COUNT,
+        GPU_NAME,
+        GPU_DRIVER,
+        CUDA_DRIVER,
+        CUDA_BUILD,
+        CUDNN_BUILD,
+        TF_VERSION,
+        TF_DETERMINISM,
+        SEED,
+        PYTHON_VERSION,
+        PYTHON_LOCK,
+        COMMAND,
+        WORKDIR,
+        HOSTNAME,
+        SCHEDULER,
+        MODEL_HASH,
+        MODEL_URI,
+        FLUSH_SECONDS,
+        LOCAL_RUN_ID,
+        REPLAYABLE,
+        REPLAY_OF,
+        REPLAY_VERDICT,
+        REPLAY_DETAIL,
+        LAUNCH_GPUS,
+        LAUNCH_MOUNTS,
+        LAUNCH_SHM_SIZE,
+        LAUNCH_MEMORY,
+        LAUNCH_NETWORK,
+        LAUNCH_WORKDIR,
+        LAUNCH_ENV_NAMES,
+        REPLAYED_BY,
+        REPLAY_LAST_VERDICT,
+        REPLAY_SUMMARY,
+        REPLAY_SUMMARY_OF,
+        REPLAY_REPEAT,
+        DATA_SOURCES,
+        DATA_BESIDE,
+        DISTRIBUTE_REPLICAS,
+        LAUNCH_BACKEND,
+    )
+    + tuple(SCHEDULER_PREFIX + f for f in SCHEDULER_FIELDS)
+    + tuple(LAUNCH_PREFIX + f for f in LAUNCH_JOB_FIELDS)
+)
 
 # -- artifacts, under ARTIFACT_DIR of the run ------------------------------------------------
 ARTIFACT_DIR = "tfrepro"

@@ -14,6 +14,7 @@ The record is launch.json, environment.json, the sha256 of the patch, and every 
 tag but the few written after the run (a replay's verdict); JSON with sorted keys, so the
 same record gives the same bytes wherever it is read.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,7 +69,9 @@ def canonical(run_id: str, tags: Mapping[str, str], environment_json, launch_jso
         "launch": _json_or_text(launch_json),
         "patch_sha256": hashlib.sha256(patch.encode("utf-8", "surrogateescape")).hexdigest() if patch else None,
     }
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogateescape"
+    )
 
 
 # -- which key -------------------------------------------------------------------------------
@@ -76,8 +79,7 @@ def canonical(run_id: str, tags: Mapping[str, str], environment_json, launch_jso
 
 def _git_config(name: str, cwd: Optional[str]) -> str:
     try:
-        out = subprocess.run(["git", "config", "--get", name], cwd=cwd, capture_output=True, text=True,
-                             timeout=TIMEOUT)
+        out = subprocess.run(["git", "config", "--get", name], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -93,8 +95,9 @@ def signing_key(environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] 
     return key or None
 
 
-def allowed_signers_file(option: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
-                         cwd: Optional[str] = None) -> Optional[str]:
+def allowed_signers_file(
+    option: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None
+) -> Optional[str]:
     """--allowed-signers, else TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile."""
     environ = os.environ if environ is None else environ
     path = option or environ.get("TFREPRO_ALLOWED_SIGNERS") or _git_config("gpg.ssh.allowedSignersFile", cwd)
@@ -106,8 +109,14 @@ def allowed_signers_file(option: Optional[str] = None, environ: Optional[Mapping
 
 def _ssh_keygen(args, data: bytes = b""):
     # a new session: no controlling terminal, so a passphrase prompt fails instead of hanging
-    return subprocess.run(["ssh-keygen"] + list(args), input=data, capture_output=True, timeout=TIMEOUT,
-                          start_new_session=True, env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"))
+    return subprocess.run(
+        ["ssh-keygen"] + list(args),
+        input=data,
+        capture_output=True,
+        timeout=TIMEOUT,
+        start_new_session=True,
+        env=dict(os.environ, SSH_ASKPASS_REQUIRE="never"),
+    )
 
 
 def _first_line(raw: bytes) -> str:
@@ -121,7 +130,7 @@ def sign(data: bytes, key: str) -> str:
         if key.startswith("key::"):
             path = os.path.join(tmp, "key.pub")
             with open(path, "w") as f:
-                f.write(key[len("key::"):].strip() + "\n")
+                f.write(key[len("key::") :].strip() + "\n")
             key = path
         try:
             out = _ssh_keygen(["-Y", "sign", "-n", NAMESPACE, "-f", os.path.expanduser(key), "-q"], data)
@@ -161,8 +170,9 @@ def _verify(data: bytes, sig: str, allowed_signers: Optional[str]) -> Verificati
     if valid.returncode != 0:
         return Verification(MISMATCH, detail=_first_line(valid.stderr))
     if not allowed_signers:
-        return Verification(UNTRUSTED, detail="no allowed_signers file: pass --allowed-signers or set "
-                                              "TFREPRO_ALLOWED_SIGNERS")
+        return Verification(
+            UNTRUSTED, detail="no allowed_signers file: pass --allowed-signers or set TFREPRO_ALLOWED_SIGNERS"
+        )
     if not os.path.isfile(allowed_signers):
         return Verification(UNTRUSTED, detail="allowed_signers file %s not found" % allowed_signers)
     return Verification(UNTRUSTED, detail="the key is not in %s" % allowed_signers)
@@ -209,5 +219,6 @@ def sign_session(session) -> None:
 
         from mlflow.tracking import MlflowClient
 
-        sign_run(MlflowClient(), session.run_id, key, warn=lambda m: logging.getLogger("tfrepro").warning(
-            "tfrepro: %s", m))
+        sign_run(
+            MlflowClient(), session.run_id, key, warn=lambda m: logging.getLogger("tfrepro").warning("tfrepro: %s", m)
+        )

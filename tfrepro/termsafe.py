@@ -5,6 +5,7 @@ sequences, OSC, a carriage return or a newline can redraw what the user sees (a 
 `docker run` line above the real prompt), and bidi overrides can reorder it. Every one of
 those characters is shown as a visible escape instead: "\\x1b", "\\r", "\\n", "\\u202e".
 """
+
 from __future__ import annotations
 
 _BIDI = [0x061C, 0x200E, 0x200F] + list(range(0x202A, 0x202F)) + list(range(0x2066, 0x206A))

@@ -2,6 +2,7 @@
 
 Pure. Python 3.8 compatible: the GPU fingerprint uses it inside the containers.
 """
+
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from typing import Optional, Tuple, Union
 
 
 def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
-    """"1.23.5" -> (1, 23, 5); "3.19.6rc1" -> (3, 19, 6); unparsable -> ()."""
+    """ "1.23.5" -> (1, 23, 5); "3.19.6rc1" -> (3, 19, 6); unparsable -> ()."""
     parts = []
     for piece in (text or "").split("."):
         digits = re.match(r"\d+", piece)

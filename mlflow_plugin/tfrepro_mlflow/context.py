@@ -4,6 +4,7 @@ Registered through the `mlflow.run_context_provider` entry point. Set TFREPRO_CO
 to turn it off. The environment is collected once per process (and shared with
 ReproCallback); this never raises.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """tfrepro.autolog(): every fit() gets a ReproCallback, against the shared real `mlflow server`."""
+
 import os
 import subprocess
 import sys
@@ -124,8 +125,13 @@ def test_a_failure_to_add_the_callback_does_not_stop_fit(monkeypatch, caplog):
 
 
 def python(code, *flags, env=None):
-    return subprocess.run([sys.executable, *flags, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=env or os.environ.copy(), timeout=300)
+    return subprocess.run(
+        [sys.executable, *flags, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        timeout=300,
+    )
 
 
 def test_before_tensorflow_is_imported(tmp_path):

@@ -1,4 +1,5 @@
 """ReproCallback end to end: a real `mlflow server`, a real dirty git repo, a real fit()."""
+
 import os
 
 import numpy as np
@@ -22,8 +23,9 @@ def data(seed=0):
 
 
 def build(lr=0.01):
-    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="relu", input_shape=(4,)),
-                                 tf.keras.layers.Dense(1)])
+    model = tf.keras.Sequential(
+        [tf.keras.layers.Dense(8, activation="relu", input_shape=(4,)), tf.keras.layers.Dense(1)]
+    )
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=lr), loss="mse", metrics=["mae"])
     return model
 
@@ -36,8 +38,7 @@ def train(callback, epochs=2, seed=7, strategy=None):
     else:
         with strategy.scope():
             model = build()
-    model.fit(x, y, epochs=epochs, batch_size=16, validation_data=(x[:16], y[:16]), verbose=0,
-              callbacks=[callback])
+    model.fit(x, y, epochs=epochs, batch_size=16, validation_data=(x[:16], y[:16]), verbose=0, callbacks=[callback])
     return model
 
 
@@ -97,8 +98,7 @@ def test_metrics_per_epoch(trained):
 
 def test_environment_artifacts(trained, tmp_path):
     _, _, run = trained
-    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tfrepro",
-                                                dst_path=str(tmp_path))
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tfrepro", dst_path=str(tmp_path))
     names = sorted(os.listdir(local))
     assert names == ["environment.json", "git.patch", "requirements.txt"]
     env = tfrepro.Environment.from_json(open(os.path.join(local, "environment.json")).read())
@@ -158,8 +158,7 @@ def test_tensorboard_logs_are_uploaded(server_env, tmp_path):
     tfrepro.deterministic(1)
     x, y = data()
     model = build()
-    model.fit(x, y, epochs=1, verbose=0,
-              callbacks=[callback, tf.keras.callbacks.TensorBoard(log_dir=str(log_dir))])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback, tf.keras.callbacks.TensorBoard(log_dir=str(log_dir))])
     listed = mlflow.artifacts.list_artifacts(run_id=callback.session.run_id, artifact_path="tensorboard")
     assert {os.path.basename(a.path) for a in listed} >= {"train"}
 

@@ -3,6 +3,7 @@
 Fault injection: every tracking call raises, and fit() runs with every hook in use
 (verbose=1's progress bar, validation, per-step logging, TensorBoard, evaluate, predict).
 """
+
 import logging
 import pathlib
 
@@ -49,8 +50,9 @@ def train(callback, tmp_path):
     model = tf.keras.Sequential([tf.keras.layers.Dense(4, input_shape=(3,)), tf.keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     tensorboard = tf.keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"))
-    history = model.fit(x, y, epochs=2, batch_size=8, verbose=1, validation_split=0.25,
-                        callbacks=[callback, tensorboard])
+    history = model.fit(
+        x, y, epochs=2, batch_size=8, verbose=1, validation_split=0.25, callbacks=[callback, tensorboard]
+    )
     model.evaluate(x, y, verbose=1, callbacks=[callback])
     model.predict(x, verbose=1, callbacks=[callback])
     return history
@@ -68,8 +70,18 @@ def test_opening_the_run_fails(monkeypatch, tmp_path, caplog):
     assert any("opening the MLflow run failed" in m for m in warnings_in(caplog))
 
 
-FAULTS = ["session", "collect_environment", "save_model", "FitContext.find", "is_chief", "fit_params",
-          "floats", "_tensorboard_in", "_run_params", "_multi_worker"]
+FAULTS = [
+    "session",
+    "collect_environment",
+    "save_model",
+    "FitContext.find",
+    "is_chief",
+    "fit_params",
+    "floats",
+    "_tensorboard_in",
+    "_run_params",
+    "_multi_worker",
+]
 
 
 def inject(monkeypatch, fault):
@@ -132,23 +144,26 @@ def test_every_hook_tolerates_no_model_and_odd_logs(hook):
             fn(logs)
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"experiment_name": 3}, TypeError),
-    ({"experiment_name": ""}, TypeError),
-    ({"run_name": ["a"]}, TypeError),
-    ({"params": [("a", 1)]}, TypeError),
-    ({"log_every_n_steps": 0}, ValueError),
-    ({"log_every_n_steps": -5}, ValueError),
-    ({"log_every_n_steps": 2.5}, TypeError),
-    ({"log_every_n_steps": "10"}, TypeError),
-    ({"log_every_n_steps": True}, TypeError),
-    ({"log_model": "yes"}, TypeError),
-    ({"log_tensorboard": 1}, TypeError),
-    ({"log_tensorboard": ""}, TypeError),
-    ({"seed": 1.5}, TypeError),
-    ({"seed": "0"}, TypeError),
-    ({"no_such_option": 1}, TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"experiment_name": 3}, TypeError),
+        ({"experiment_name": ""}, TypeError),
+        ({"run_name": ["a"]}, TypeError),
+        ({"params": [("a", 1)]}, TypeError),
+        ({"log_every_n_steps": 0}, ValueError),
+        ({"log_every_n_steps": -5}, ValueError),
+        ({"log_every_n_steps": 2.5}, TypeError),
+        ({"log_every_n_steps": "10"}, TypeError),
+        ({"log_every_n_steps": True}, TypeError),
+        ({"log_model": "yes"}, TypeError),
+        ({"log_tensorboard": 1}, TypeError),
+        ({"log_tensorboard": ""}, TypeError),
+        ({"seed": 1.5}, TypeError),
+        ({"seed": "0"}, TypeError),
+        ({"no_such_option": 1}, TypeError),
+    ],
+)
 def test_bad_settings_are_rejected_in_init(kwargs, error):
     with pytest.raises(error) as info:
         ReproCallback(**kwargs)
@@ -156,8 +171,15 @@ def test_bad_settings_are_rejected_in_init(kwargs, error):
 
 
 def test_good_settings_are_kept():
-    callback = ReproCallback(experiment_name="e", run_name="r", params={"a": 1}, log_every_n_steps=np.int64(5),
-                             log_model=False, log_tensorboard=pathlib.Path("/tmp/tb"), seed=np.int32(7))
+    callback = ReproCallback(
+        experiment_name="e",
+        run_name="r",
+        params={"a": 1},
+        log_every_n_steps=np.int64(5),
+        log_model=False,
+        log_tensorboard=pathlib.Path("/tmp/tb"),
+        seed=np.int32(7),
+    )
     assert callback.log_every_n_steps == 5 and type(callback.log_every_n_steps) is int
     assert callback.log_tensorboard == "/tmp/tb"
     assert callback.seed == 7 and callback.user_params == {"a": 1}

@@ -1,4 +1,5 @@
 """ReproCallback records fit()'s inputs as MLflow datasets: a real `mlflow server`, a real fit()."""
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,9 @@ def model():
 
 def inputs_of(client, run_id):
     run = client.get_run(run_id)
-    return run, {[t.value for t in d.tags if t.key == "mlflow.data.context"][0]: d.dataset
-                 for d in run.inputs.dataset_inputs}
+    return run, {
+        [t.value for t in d.tags if t.key == "mlflow.data.context"][0]: d.dataset for d in run.inputs.dataset_inputs
+    }
 
 
 def test_numpy_inputs_show_in_mlflow(server):
@@ -42,7 +44,7 @@ def test_numpy_inputs_show_in_mlflow(server):
     run, datasets = inputs_of(server, callback.session.run_id)
     assert set(datasets) == {"training", "validation"}
     tags = run.data.tags
-    assert datasets["training"].digest == tags["tfrepro.input.training.digest"][len("sha256:"):][:32]
+    assert datasets["training"].digest == tags["tfrepro.input.training.digest"][len("sha256:") :][:32]
     assert datasets["training"].name == "training" and datasets["training"].source_type == "code"
     assert tags["tfrepro.input.training.shape"] == "x float32[32, 3], y float32[32, 1]"
     assert tags["tfrepro.distribute.replicas"] == "1"

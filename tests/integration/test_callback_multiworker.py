@@ -1,5 +1,6 @@
 """ReproCallback under MultiWorkerMirroredStrategy: two real CPU workers on loopback; only the
 chief (worker 0 here) logs, every worker saves the model (saving is collective) and hashes alike."""
+
 import json
 import os
 import subprocess
@@ -37,12 +38,25 @@ def test_only_the_chief_logs(tmp_path):
     cluster = {"worker": ["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()]}
     procs = []
     for index in (0, 1):
-        env = dict(os.environ, MLFLOW_TRACKING_URI=uri, TFREPRO_SPOOL_DIR=str(tmp_path / "spool"),
-                   TF_CPP_MIN_LOG_LEVEL="2", TFREPRO_CONTEXT="0",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        env = dict(
+            os.environ,
+            MLFLOW_TRACKING_URI=uri,
+            TFREPRO_SPOOL_DIR=str(tmp_path / "spool"),
+            TF_CPP_MIN_LOG_LEVEL="2",
+            TFREPRO_CONTEXT="0",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
         env.pop("MLFLOW_RUN_ID", None)
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, cwd=str(tmp_path),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER],
+                env=env,
+                cwd=str(tmp_path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)

@@ -1,6 +1,7 @@
 """Engine I/O on real tools: podman resolves and runs the test image by digest; the Kubernetes
 Job's init container, as generated, checks out the commit, applies the patch and writes the launch hook (run here
 with Docker, since no Kubernetes can run on these machines)."""
+
 import subprocess
 
 import pytest
@@ -19,8 +20,13 @@ def test_podman_resolves_pulls_and_runs_by_digest(podman, test_image):
     assert resolved.digest == test_image.digest_ref  # the registry's digest, as docker sees it
     P.ensure_image(resolved.digest, lambda line: None)
     # podman, unlike docker, refuses a working directory the image lacks: tfrepro always mounts it
-    spec = S.LaunchSpec(image=resolved.digest, command=("sh", "-c", "echo $GREETING; exit 5"), workdir="/tmp",
-                        env={"GREETING": "hello from podman"}, labels={"tfrepro.test": "1"})
+    spec = S.LaunchSpec(
+        image=resolved.digest,
+        command=("sh", "-c", "echo $GREETING; exit 5"),
+        workdir="/tmp",
+        env={"GREETING": "hello from podman"},
+        labels={"tfrepro.test": "1"},
+    )
     chunks = []
     assert P.run(P.podman_argv(spec), chunks.append) == 5
     assert b"".join(chunks) == b"hello from podman\n"
@@ -40,17 +46,33 @@ def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_
     (repo / "later.py").write_text("x = 2\n")  # a later commit must not leak in
     git(repo, "add", "later.py")
     git(repo, "commit", "-q", "-m", "later")
-    spec = S.LaunchSpec(image=test_image.digest_ref, command=("python", "train.py"),
-                        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),
-                                S.Mount("<hook>", H.HOOK_DIR, True, "hook")))
-    job = K.to_dict(K.build_job(spec, K.Source("file:///src", commit, patch), K.KubernetesOptions(),
-                                hook=H.hook_source()))
+    spec = S.LaunchSpec(
+        image=test_image.digest_ref,
+        command=("python", "train.py"),
+        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("<hook>", H.HOOK_DIR, True, "hook")),
+    )
+    job = K.to_dict(
+        K.build_job(spec, K.Source("file:///src", commit, patch), K.KubernetesOptions(), hook=H.hook_source())
+    )
     init = job["spec"]["template"]["spec"]["initContainers"][0]
     out, hook = tmp_path / "workspace", tmp_path / "hook"
     out.mkdir()
     hook.mkdir()
-    argv = ["docker", "run", "--rm", "--network", "none", "--label", "tfrepro.test=1",
-            "-v", "%s:/src:ro" % repo, "-v", "%s:/workspace" % out, "-v", "%s:%s" % (hook, H.HOOK_DIR)]
+    argv = [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        "tfrepro.test=1",
+        "-v",
+        "%s:/src:ro" % repo,
+        "-v",
+        "%s:/workspace" % out,
+        "-v",
+        "%s:%s" % (hook, H.HOOK_DIR),
+    ]
     for item in init["env"]:
         argv += ["-e", "%s=%s" % (item["name"], item["value"])]
     result = subprocess.run(argv + [init["image"]] + init["command"], capture_output=True, text=True)

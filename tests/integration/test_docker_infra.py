@@ -1,4 +1,5 @@
 """The real engine, registry and test image that the replay tests stand on."""
+
 from __future__ import annotations
 
 import urllib.request
@@ -28,7 +29,11 @@ def test_image_runs_tensorflow_mlflow_and_tfrepro(docker_client, test_image, doc
         "print(tensorflow.__version__, mlflow.__version__, [e.name for e in eps])"
     )
     container = docker_client.containers.run(
-        test_image.ref, ["python", "-c", script], network_mode="host", labels=TEST_LABELS, detach=True,
+        test_image.ref,
+        ["python", "-c", script],
+        network_mode="host",
+        labels=TEST_LABELS,
+        detach=True,
     )
     status = container.wait(timeout=300)["StatusCode"]
     output = container.logs(stderr=False).decode()

@@ -1,4 +1,5 @@
 """`tfrepro env`: readable text, JSON, and no TensorFlow/MLflow import."""
+
 import json
 import subprocess
 import sys
@@ -54,8 +55,13 @@ def test_env_imports_neither_tensorflow_nor_mlflow(tmp_path):
 
 
 def test_env_tensorflow_flag_imports_it(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "tfrepro", "env", "--json", "--tensorflow"], cwd=str(tmp_path),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "tfrepro", "env", "--json", "--tensorflow"],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     tf = json.loads(out.stdout)["tensorflow"]
     assert tf["imported"] is True and tf["cuda_build"] and "/physical_device:CPU:0" in tf["devices"]
@@ -70,11 +76,14 @@ def test_render_a_recorded_h200_box():
     probe = json.loads((Path(__file__).resolve().parents[1] / "fixtures/gpu/h200-driver580/probe.json").read_text())
     env_vars = dict(line.split("=", 1) for line in probe["env_nvidia"]["stdout"].splitlines())
     info, reason = container.resolve({"dockerenv": True, "cgroup": probe["cgroup"]["stdout"], "env": env_vars})
-    env = Environment(gpu=gpu.parse(dict(probe["pynvml"], env=env_vars)), container=info,
-                      reasons={"container": reason})
+    env = Environment(gpu=gpu.parse(dict(probe["pynvml"], env=env_vars)), container=info, reasons={"container": reason})
     out = render_environment(env)
     assert "NVIDIA H200, 140.4 GiB, cc 9.0, MIG disabled, 00000000:00:06.0" in out
-    for row in ("driver                 580.159.04", "CUDA (driver)          13.0", "NVML                   13.580.159.04",
-                "NVIDIA_VISIBLE_DEVICES 0"):
+    for row in (
+        "driver                 580.159.04",
+        "CUDA (driver)          13.0",
+        "NVML                   13.580.159.04",
+        "NVIDIA_VISIBLE_DEVICES 0",
+    ):
         assert "\n  %s\n" % row in out, row
     assert max(len(line) for line in out.splitlines()) <= 100

@@ -5,6 +5,7 @@ All 8 runs land in that experiment, none in Default (issue 14, "Found under load
 their runs in experiment 0). Every way tfrepro creates a run is raced: the callback's
 session, the launcher (`tfrepro run` / `replay`) and `tfrepro sync` of a spooled run.
 """
+
 import os
 import subprocess
 import sys
@@ -66,9 +67,18 @@ def race(tmp_path, uri, roles):
         env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("MLFLOW_EXPERIMENT_NAME", None)
         ready = tmp_path / ("ready%d" % i)
-        procs.append((ready, subprocess.Popen(
-            [sys.executable, "-c", CHILD, role, uri, experiment, str(go), str(ready), dead],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        procs.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [sys.executable, "-c", CHILD, role, uri, experiment, str(go), str(ready), dead],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     deadline = time.time() + 300
     while not all(r.exists() for r, _ in procs):
         assert time.time() < deadline, "the processes did not get ready"

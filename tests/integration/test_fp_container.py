@@ -2,6 +2,7 @@
 
 The checkout's tfrepro is mounted over the image's copy, so this tests the code under review.
 """
+
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.docker
 
 def socket_path():
     host = os.environ.get("DOCKER_HOST", "")
-    return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+    return host[len("unix://") :] if host.startswith("unix://") else "/var/run/docker.sock"
 
 
 def run_probe(client, image, socket=True, environment=None):
@@ -29,8 +30,13 @@ def run_probe(client, image, socket=True, environment=None):
     if socket:
         volumes[socket_path()] = {"bind": "/var/run/docker.sock", "mode": "rw"}
     container = client.containers.create(
-        image, ["python", "-c", PROBE], working_dir="/tmp", network_mode="none", labels=TEST_LABELS,
-        volumes=volumes, environment=dict({"PYTHONPATH": "/src"}, **(environment or {})),
+        image,
+        ["python", "-c", PROBE],
+        working_dir="/tmp",
+        network_mode="none",
+        labels=TEST_LABELS,
+        volumes=volumes,
+        environment=dict({"PYTHONPATH": "/src"}, **(environment or {})),
     )
     try:
         container.start()
@@ -70,4 +76,7 @@ def test_launcher_env_wins_without_a_socket(docker_client, test_image, docker_cl
     _, out = run_probe(docker_client, test_image.digest_ref, socket=False, environment=env)
     info = out["container"]
     assert (info["image_digest"], info["digest_source"], info["image_ref"]) == (
-        test_image.digest_ref, "launcher", test_image.ref)
+        test_image.digest_ref,
+        "launcher",
+        test_image.ref,
+    )

@@ -1,4 +1,5 @@
 """Git source on real repositories in temp dirs (conftest's git_repo / dirty_repo)."""
+
 import hashlib
 import os
 import subprocess
@@ -85,8 +86,14 @@ def test_git_not_installed(git_repo, monkeypatch):
 
 def test_whole_collect_in_a_subprocess_without_git_on_path(git_repo):
     code = "import tfrepro, json; e = tfrepro.collect_environment(); print(json.dumps(dict(e.reasons)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(git_repo), env=dict(os.environ, PATH="/nonexistent"),
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=str(git_repo),
+        env=dict(os.environ, PATH="/nonexistent"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert '"git": "git not installed"' in out.stdout
 
 

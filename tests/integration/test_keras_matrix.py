@@ -2,6 +2,7 @@
 shared real `mlflow server`, and checks what landed: per-epoch metrics (count and steps),
 params, the model, and the environment tags. Models are tiny and epochs few, to stay fast.
 """
+
 import csv
 import json
 import logging
@@ -40,8 +41,9 @@ def arrays(n=N, seed=0):
 
 
 def sequential():
-    return tf.keras.Sequential([tf.keras.layers.Dense(4, activation="relu", input_shape=(4,)),
-                                tf.keras.layers.Dense(1)])
+    return tf.keras.Sequential(
+        [tf.keras.layers.Dense(4, activation="relu", input_shape=(4,)), tf.keras.layers.Dense(1)]
+    )
 
 
 def compiled(model=None, lr=0.01, **kwargs):
@@ -88,22 +90,37 @@ def check(run, epochs, keys=TRAIN_KEYS, absent=(), params=None, model=False, cal
 
 # -- verbose and validation ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("verbose", [0, 1, 2])
 def test_verbose(repo, verbose):
     x, y = arrays()
     callback = ReproCallback(experiment_name="keras-matrix", log_model=verbose == 1)
-    callback, history, run = fit(x=x, y=y, callback=callback, verbose=verbose, batch_size=BATCH,
-                                 validation_data=(x[:16], y[:16]))
-    check(run, [0, 1], TRAIN_KEYS + VAL_KEYS, model=verbose == 1, callback=callback,
-          params={"epochs": 2, "steps": 4, "batch_size": BATCH, "initial_epoch": 0, "shuffle": True,
-                  "validation_split": 0.0})
+    callback, history, run = fit(
+        x=x, y=y, callback=callback, verbose=verbose, batch_size=BATCH, validation_data=(x[:16], y[:16])
+    )
+    check(
+        run,
+        [0, 1],
+        TRAIN_KEYS + VAL_KEYS,
+        model=verbose == 1,
+        callback=callback,
+        params={
+            "epochs": 2,
+            "steps": 4,
+            "batch_size": BATCH,
+            "initial_epoch": 0,
+            "shuffle": True,
+            "validation_split": 0.0,
+        },
+    )
 
 
 @pytest.mark.parametrize("validation", ["data", "split", "none"])
 def test_validation(repo, validation):
     x, y = arrays()
-    kwargs = {"data": {"validation_data": (x[:16], y[:16])}, "split": {"validation_split": 0.25},
-              "none": {}}[validation]
+    kwargs = {"data": {"validation_data": (x[:16], y[:16])}, "split": {"validation_split": 0.25}, "none": {}}[
+        validation
+    ]
     _, _, run = fit(x=x, y=y, batch_size=BATCH, **kwargs)
     steps = 3 if validation == "split" else 4
     split = 0.25 if validation == "split" else 0.0
@@ -115,6 +132,7 @@ def test_validation(repo, validation):
 
 # -- inputs ----------------------------------------------------------------------------
 
+
 class Batches(tf.keras.utils.Sequence):
     def __init__(self, x, y):
         self.x, self.y = x, y
@@ -123,12 +141,12 @@ class Batches(tf.keras.utils.Sequence):
         return len(self.x) // BATCH
 
     def __getitem__(self, i):
-        return self.x[i * BATCH:(i + 1) * BATCH], self.y[i * BATCH:(i + 1) * BATCH]
+        return self.x[i * BATCH : (i + 1) * BATCH], self.y[i * BATCH : (i + 1) * BATCH]
 
 
 def finite_batches(x, y):
     for i in range(0, len(x), BATCH):
-        yield x[i:i + BATCH], y[i:i + BATCH]
+        yield x[i : i + BATCH], y[i : i + BATCH]
 
 
 def endless_batches(x, y):
@@ -136,10 +154,19 @@ def endless_batches(x, y):
         yield from finite_batches(x, y)
 
 
-@pytest.mark.parametrize("kind, steps_per_epoch", [
-    ("numpy", None), ("numpy", 3), ("dataset", None), ("dataset", 3),
-    ("generator", None), ("generator", 3), ("sequence", None), ("sequence", 3),
-])
+@pytest.mark.parametrize(
+    "kind, steps_per_epoch",
+    [
+        ("numpy", None),
+        ("numpy", 3),
+        ("dataset", None),
+        ("dataset", 3),
+        ("generator", None),
+        ("generator", 3),
+        ("sequence", None),
+        ("sequence", 3),
+    ],
+)
 def test_inputs(repo, kind, steps_per_epoch):
     x, y = arrays()
     kwargs = {"steps_per_epoch": steps_per_epoch} if steps_per_epoch else {}
@@ -174,6 +201,7 @@ def test_initial_epoch_logs_true_epoch_index(repo):
 
 # -- other callbacks -------------------------------------------------------------------
 
+
 def test_early_stopping_ends_run_finished_with_model(repo):
     stop = tf.keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=0)  # no epoch improves enough
     callback = ReproCallback(experiment_name="keras-matrix")
@@ -205,6 +233,7 @@ def test_other_callbacks_in_the_same_list(repo, tmp_path):
 
 # -- model kinds -----------------------------------------------------------------------
 
+
 class Subclassed(tf.keras.Model):
     def __init__(self):
         super().__init__()
@@ -220,8 +249,7 @@ class CustomStep(tf.keras.Sequential):
         x, y = data
         with tf.GradientTape() as tape:
             loss = self.compiled_loss(y, self(x, training=True))
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_variables),
-                                           self.trainable_variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_variables), self.trainable_variables))
         return {"loss": loss, "custom": loss * 2.0}
 
 
@@ -234,9 +262,14 @@ def custom_step():
     return CustomStep([tf.keras.layers.Dense(4, input_shape=(4,)), tf.keras.layers.Dense(1)])
 
 
-@pytest.mark.parametrize("kind, keys", [
-    ("functional", TRAIN_KEYS), ("subclassed", TRAIN_KEYS), ("custom_train_step", ("loss", "custom")),
-])
+@pytest.mark.parametrize(
+    "kind, keys",
+    [
+        ("functional", TRAIN_KEYS),
+        ("subclassed", TRAIN_KEYS),
+        ("custom_train_step", ("loss", "custom")),
+    ],
+)
 def test_model_kinds(repo, kind, keys):
     build = {"functional": functional, "subclassed": Subclassed, "custom_train_step": custom_step}[kind]
     callback = ReproCallback(experiment_name="keras-matrix")
@@ -250,10 +283,15 @@ def test_model_kinds(repo, kind, keys):
 def test_multi_output_model(repo):
     inputs = tf.keras.Input(shape=(4,))
     hidden = tf.keras.layers.Dense(4)(inputs)
-    model = tf.keras.Model(inputs, {"a": tf.keras.layers.Dense(1, name="a")(hidden),
-                                    "b": tf.keras.layers.Dense(1, name="b")(hidden)})
-    model.compile(optimizer="adam", loss={"a": "mse", "b": "mae"}, loss_weights={"a": 1.0, "b": 0.5},
-                  metrics={"a": ["mae"], "b": ["mse"]})
+    model = tf.keras.Model(
+        inputs, {"a": tf.keras.layers.Dense(1, name="a")(hidden), "b": tf.keras.layers.Dense(1, name="b")(hidden)}
+    )
+    model.compile(
+        optimizer="adam",
+        loss={"a": "mse", "b": "mae"},
+        loss_weights={"a": 1.0, "b": 0.5},
+        metrics={"a": ["mae"], "b": ["mse"]},
+    )
     x, y = arrays()
     callback = ReproCallback(experiment_name="keras-matrix")
     callback, _, run = fit(model, x, {"a": y, "b": -y}, callback=callback, validation_split=0.25)
@@ -266,8 +304,9 @@ def test_mixed_precision_on_cpu(repo):
     policy = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = tf.keras.Sequential([tf.keras.layers.Dense(4, input_shape=(4,)),
-                                     tf.keras.layers.Dense(1, dtype="float32")])  # float32 outputs
+        model = tf.keras.Sequential(
+            [tf.keras.layers.Dense(4, input_shape=(4,)), tf.keras.layers.Dense(1, dtype="float32")]
+        )  # float32 outputs
         callback = ReproCallback(experiment_name="keras-matrix")
         callback, history, run = fit(compiled(model), callback=callback)
     finally:
@@ -279,19 +318,27 @@ def test_mixed_precision_on_cpu(repo):
 
 # -- weights -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("weighting", ["class_weight", "sample_weight"])
 def test_weights(repo, weighting):
     x, _ = arrays()
     labels = (x[:, 0] > 0.5).astype("float32")
-    model = compiled(tf.keras.Sequential([tf.keras.layers.Dense(1, activation="sigmoid", input_shape=(4,))]),
-                     loss="binary_crossentropy", metrics=["accuracy"])
-    kwargs = ({"class_weight": {0: 1.0, 1: 3.0}} if weighting == "class_weight"
-              else {"sample_weight": np.linspace(0.5, 1.5, N).astype("float32")})
+    model = compiled(
+        tf.keras.Sequential([tf.keras.layers.Dense(1, activation="sigmoid", input_shape=(4,))]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    kwargs = (
+        {"class_weight": {0: 1.0, 1: 3.0}}
+        if weighting == "class_weight"
+        else {"sample_weight": np.linspace(0.5, 1.5, N).astype("float32")}
+    )
     _, _, run = fit(model, x, labels, batch_size=BATCH, **kwargs)
     check(run, [0, 1], ("loss", "accuracy"), params={"batch_size": BATCH, "steps": 4})
 
 
 # -- the same callback twice; inside a run; next to mlflow.tensorflow.autolog() ---------
+
 
 def test_fit_twice_with_one_callback_makes_two_runs(repo):
     callback = ReproCallback(experiment_name="keras-matrix")
@@ -338,8 +385,12 @@ def test_next_to_mlflow_autolog(repo, mlflow_autolog, own_run, caplog):
         callback, _, run = fit(callback=callback, batch_size=BATCH, validation_data=(x[:16], y[:16]))
         assert mlflow.active_run() is None
     run = mlflow.tracking.MlflowClient().get_run(run.info.run_id)
-    check(run, [0, 1], TRAIN_KEYS + VAL_KEYS,
-          params={"epochs": 2, "batch_size": BATCH, "steps": 4, "optimizer": "Adam", "opt_name": "Adam"})
+    check(
+        run,
+        [0, 1],
+        TRAIN_KEYS + VAL_KEYS,
+        params={"epochs": 2, "batch_size": BATCH, "steps": 4, "optimizer": "Adam", "opt_name": "Adam"},
+    )
     assert run.data.params["model.params"] and run.data.tags["tfrepro.model.hash"] == callback.model_hash
     assert "tfrepro.model.uri" not in run.data.tags  # MLflow's autolog logged the model
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "tfrepro"]

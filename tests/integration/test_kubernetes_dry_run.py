@@ -1,5 +1,6 @@
 """`--on kubernetes --dry-run`: the Job manifest `tfrepro run` and `tfrepro replay` would submit,
 validated offline against Kubernetes' schemas. Nothing is created (no API server exists here)."""
+
 import json
 import uuid
 
@@ -23,10 +24,37 @@ def test_run_dry_run_prints_a_valid_job_and_creates_nothing(mlflow_server, git_r
 
     monkeypatch.chdir(git_repo)
     experiment = "k8s-" + uuid.uuid4().hex[:8]
-    code = main(["run", "--dry-run", "--on", "kubernetes", "--namespace", "ml-team", "--gpus", "2",
-                 "--memory", "32g", "--shm-size", "8g", "-v", "pvc:datasets:/data:ro", "-e", "MY_API_TOKEN=s3cret",
-                 "--image", DIGEST, "--experiment", experiment, "--tracking-uri", mlflow_server.uri,
-                 "--", "python", "train.py", "--epochs", "2"])
+    code = main(
+        [
+            "run",
+            "--dry-run",
+            "--on",
+            "kubernetes",
+            "--namespace",
+            "ml-team",
+            "--gpus",
+            "2",
+            "--memory",
+            "32g",
+            "--shm-size",
+            "8g",
+            "-v",
+            "pvc:datasets:/data:ro",
+            "-e",
+            "MY_API_TOKEN=s3cret",
+            "--image",
+            DIGEST,
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--",
+            "python",
+            "train.py",
+            "--epochs",
+            "2",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     manifest = yaml.safe_load(out)
@@ -44,10 +72,16 @@ def test_replay_dry_run_on_kubernetes(mlflow_server, git_repo, monkeypatch, caps
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(mlflow_server.uri)
-    run = client.create_run("0", tags={
-        "tfrepro.image.digest": DIGEST, "tfrepro.git.commit": git(git_repo, "rev-parse", "HEAD"),
-        "tfrepro.git.remote": "https://example.com/team/project.git",
-        "tfrepro.command": json.dumps(["python", "train.py"]), "tfrepro.launch.backend": "docker"})
+    run = client.create_run(
+        "0",
+        tags={
+            "tfrepro.image.digest": DIGEST,
+            "tfrepro.git.commit": git(git_repo, "rev-parse", "HEAD"),
+            "tfrepro.git.remote": "https://example.com/team/project.git",
+            "tfrepro.command": json.dumps(["python", "train.py"]),
+            "tfrepro.launch.backend": "docker",
+        },
+    )
     client.set_terminated(run.info.run_id)
     monkeypatch.chdir(git_repo)
     code = main(["replay", run.info.run_id, "--dry-run", "--on", "kubernetes", "--tracking-uri", mlflow_server.uri])

@@ -1,6 +1,7 @@
 """ReproCallback(experiment_name=...) inside a launcher's run (MLFLOW_RUN_ID, as `tfrepro run`
 sets it): the run stays in the launcher's experiment, the callback warns and records what was
 asked, and `tfrepro show` and the launcher say where the run went. Real `mlflow server`, real fit()."""
+
 import logging
 import uuid
 
@@ -27,13 +28,13 @@ def fit_under_launcher(client, monkeypatch, tmp_path, launcher_experiment, reque
     x = np.random.RandomState(0).rand(32, 4).astype("float32")
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
     model.compile(optimizer="sgd", loss="mse")
-    model.fit(x, x.sum(axis=1), epochs=1, verbose=0,
-              callbacks=[ReproCallback(experiment_name=requested, log_model=False)])
+    model.fit(
+        x, x.sum(axis=1), epochs=1, verbose=0, callbacks=[ReproCallback(experiment_name=requested, log_model=False)]
+    )
     return experiment_id, run_id
 
 
-def test_other_experiment_name_is_reported_not_silently_dropped(tracking_uri, monkeypatch, tmp_path, caplog,
-                                                                  capsys):
+def test_other_experiment_name_is_reported_not_silently_dropped(tracking_uri, monkeypatch, tmp_path, caplog, capsys):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -77,8 +78,9 @@ def test_same_experiment_name_is_quiet(tracking_uri, monkeypatch, tmp_path, capl
     assert "warning" not in capsys.readouterr().err
 
 
-def test_a_script_that_set_another_experiment_still_resumes_the_launchers_run(tracking_uri, monkeypatch, tmp_path,
-                                                                               caplog):
+def test_a_script_that_set_another_experiment_still_resumes_the_launchers_run(
+    tracking_uri, monkeypatch, tmp_path, caplog
+):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)

@@ -3,6 +3,7 @@
 Each test owns its `mlflow server` (stopped and restarted on the same port and backend),
 so the session-wide server other tests share is never disturbed.
 """
+
 import os
 
 import numpy as np
@@ -45,8 +46,9 @@ def fit(extra_callbacks=(), run_name=None):
 
     rng = np.random.RandomState(0)
     x, y = rng.rand(STEPS * 8, 32).astype("float32"), rng.rand(STEPS * 8, 1).astype("float32")
-    model = tf.keras.Sequential([tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)),
-                                 tf.keras.layers.Dense(1)])
+    model = tf.keras.Sequential(
+        [tf.keras.layers.Dense(64, activation="relu", input_shape=(32,)), tf.keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse")
     repro = ReproCallback(experiment_name="outage", run_name=run_name, log_every_n_steps=1, log_model=False)
     history = model.fit(x, y, batch_size=8, epochs=EPOCHS, verbose=0, callbacks=[repro, *extra_callbacks])
@@ -95,8 +97,9 @@ def test_server_down_for_the_whole_fit_then_sync(tracking, capsys):
     tracking.start()
     assert main(["sync"]) == 0
     client = MlflowClient(tracking.uri)
-    runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id],
-                              "tags.`tfrepro.local_run_id` = '%s'" % local_id)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("outage").experiment_id], "tags.`tfrepro.local_run_id` = '%s'" % local_id
+    )
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "offline"

@@ -1,4 +1,5 @@
 """A killed training process loses at most the last second of points (here: none older)."""
+
 import os
 import signal
 import subprocess
@@ -30,8 +31,9 @@ CHILD = textwrap.dedent("""
 
 def test_sigkill_loses_nothing_older_than_a_second(tmp_path):
     env = dict(os.environ, TFREPRO_SPOOL_DIR=str(tmp_path), MLFLOW_TRACKING_URI="http://127.0.0.1:%d" % free_port())
-    child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     seen = []  # (time printed, step logged before it)
     try:
         path = child.stdout.readline().split()[1]

@@ -1,4 +1,5 @@
 """The MLflow plugin: a callback-free mlflow.start_run() gets tfrepro.* tags."""
+
 import json
 import os
 import subprocess
@@ -16,8 +17,9 @@ START_RUN = "import mlflow; r = mlflow.start_run(); print('run_id:', r.info.run_
 def start_run(cwd, uri, **env):
     environ = dict(os.environ, MLFLOW_TRACKING_URI=uri, **env)
     environ.pop("MLFLOW_RUN_ID", None)
-    out = subprocess.run([sys.executable, "-c", START_RUN], cwd=str(cwd), env=environ,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", START_RUN], cwd=str(cwd), env=environ, check=True, capture_output=True, text=True
+    ).stdout
     run_id = [line.split()[1] for line in out.splitlines() if line.startswith("run_id: ")][0]
     return mlflow.tracking.MlflowClient(uri).get_run(run_id).data.tags
 
@@ -31,8 +33,9 @@ def test_plugin_is_registered():
 
 def test_plain_start_run_is_tagged(tracking_uri, dirty_repo):
     tags = start_run(dirty_repo, tracking_uri)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(dirty_repo), check=True,
-                          capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=str(dirty_repo), check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert tags["tfrepro.git.commit"] == head
     assert tags["tfrepro.git.dirty"] == "true"
     assert tags["tfrepro.schema"] and tags["tfrepro.version"]
@@ -72,8 +75,9 @@ print(json.dumps({"run_id": cb.session.run_id, "collected": count["n"]}))
 def test_plugin_and_callback_collect_the_environment_once(tracking_uri, dirty_repo, how):
     environ = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, TF_CPP_MIN_LOG_LEVEL="3")
     environ.pop("MLFLOW_RUN_ID", None)
-    out = subprocess.run([sys.executable, "-c", FIT, how], cwd=str(dirty_repo), env=environ,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", FIT, how], cwd=str(dirty_repo), env=environ, check=True, capture_output=True, text=True
+    ).stdout
     found = json.loads(out.strip().splitlines()[-1])
     assert found["collected"] == 1
     client = mlflow.tracking.MlflowClient(tracking_uri)

@@ -3,6 +3,7 @@ a real transport on 127.0.0.1 (git daemon; git http-backend behind Basic auth fo
 remote). The user's own credential helper is used; credentials are never written into the
 checkout nor shown; a missing credential is one clear line, at once (no prompt).
 """
+
 import os
 import subprocess
 import time
@@ -18,8 +19,9 @@ SECRET = "tok-" + os.urandom(6).hex()
 
 
 def patch_of(repo):
-    return subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=str(repo), capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "diff", "HEAD", "--binary"], cwd=str(repo), capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ by digest (the local copy deleted first) and get `identical`, bit for bit.
 
 Real everything: dockerd, the local registry, the test image, an `mlflow server`, git.
 """
+
 import json
 import shutil
 import uuid
@@ -52,12 +53,34 @@ def recorded(tmp_path_factory, mlflow_server, test_image, docker_client):
     data = repo.parent / "data"
     data.mkdir()
     experiment = "run-replay-" + uuid.uuid4().hex[:8]
-    argv = ["run", "--image", test_image.latest, "--gpus", "none", "--experiment", experiment,
-            "--tracking-uri", mlflow_server.uri, "--shm-size", "256m", "--memory", "4g",
-            "-v", "%s:/data:ro" % data, "-e", "MY_API_TOKEN=" + SECRET, "-e", "BATCH_NOTE=plain",
-            # train.py names its own experiment (tfrepro-example): the callback resumes the
-            # launcher's run in the launcher's experiment regardless
-            "--", "python", "train.py", "--epochs", "2"]
+    argv = [
+        "run",
+        "--image",
+        test_image.latest,
+        "--gpus",
+        "none",
+        "--experiment",
+        experiment,
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--shm-size",
+        "256m",
+        "--memory",
+        "4g",
+        "-v",
+        "%s:/data:ro" % data,
+        "-e",
+        "MY_API_TOKEN=" + SECRET,
+        "-e",
+        "BATCH_NOTE=plain",
+        # train.py names its own experiment (tfrepro-example): the callback resumes the
+        # launcher's run in the launcher's experiment regardless
+        "--",
+        "python",
+        "train.py",
+        "--epochs",
+        "2",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
         assert main(argv) == 0
@@ -93,8 +116,21 @@ def test_dry_run_prints_the_docker_command(recorded, mlflow_server, capsys, monk
     assert "MY_API_TOKEN was set for the original run" in err and "MY_API_TOKEN needs --pass-env" in out
     assert "%s -> /data (ro)  not mounted unless you confirm" % data in out  # offered, not imposed
     monkeypatch.setenv("MY_API_TOKEN", "another-" + SECRET)  # taken from here only when named, never shown
-    assert main(["replay", run_id, "--dry-run", "--tracking-uri", mlflow_server.uri, "--pass-env", "MY_API_TOKEN",
-                 "--allow-recorded-mounts"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                run_id,
+                "--dry-run",
+                "--tracking-uri",
+                mlflow_server.uri,
+                "--pass-env",
+                "MY_API_TOKEN",
+                "--allow-recorded-mounts",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "MY_API_TOKEN passed from your environment" in out
     line = next(x for x in out.splitlines() if x.strip().startswith("docker run"))
@@ -106,8 +142,9 @@ def test_dry_run_prints_the_docker_command(recorded, mlflow_server, capsys, monk
     assert line.endswith("python train.py --epochs 2")
 
 
-def test_replay_is_identical_and_pulls_by_digest(recorded, mlflow_server, test_image, docker_client,
-                                                  forget_local_image, capsys):
+def test_replay_is_identical_and_pulls_by_digest(
+    recorded, mlflow_server, test_image, docker_client, forget_local_image, capsys
+):
     run_id, repo, data, client = recorded
     forget_local_image(test_image.digest_ref)
     assert not has_image(docker_client, test_image.digest_ref)

@@ -1,5 +1,6 @@
 """`tfrepro run` / `replay` edge cases that need the real engine and registry (quick containers,
 no training): exit codes, host-only images, images the registry does not have."""
+
 import json
 import uuid
 
@@ -29,12 +30,21 @@ def run_argv(image, experiment, uri, *cmd):
     return ["run", "--image", image, "--experiment", experiment, "--tracking-uri", uri, "--"] + list(cmd)
 
 
-def test_exit_status_is_passed_through_and_the_run_failed(test_image, mlflow_server, client, git_repo,
-                                                          monkeypatch, capsys, docker_cleanup):
+def test_exit_status_is_passed_through_and_the_run_failed(
+    test_image, mlflow_server, client, git_repo, monkeypatch, capsys, docker_cleanup
+):
     monkeypatch.chdir(git_repo)
     experiment = "exit-" + uuid.uuid4().hex[:8]
-    code = main(run_argv(test_image.latest, experiment, mlflow_server.uri,
-                         "python", "-c", "import os, sys; print('in', os.getcwd()); sys.exit(3)"))
+    code = main(
+        run_argv(
+            test_image.latest,
+            experiment,
+            mlflow_server.uri,
+            "python",
+            "-c",
+            "import os, sys; print('in', os.getcwd()); sys.exit(3)",
+        )
+    )
     captured = capsys.readouterr()
     assert code == 3
     assert "in /workspace" in captured.out
@@ -45,20 +55,31 @@ def test_exit_status_is_passed_through_and_the_run_failed(test_image, mlflow_ser
     assert run.data.tags["tfrepro.replayable"] == "registry"
 
 
-def test_arguments_reach_the_container_literally(test_image, mlflow_server, git_repo, monkeypatch, capsys,
-                                                 docker_cleanup, tmp_path):
+def test_arguments_reach_the_container_literally(
+    test_image, mlflow_server, git_repo, monkeypatch, capsys, docker_cleanup, tmp_path
+):
     monkeypatch.chdir(git_repo)
     marker = tmp_path / "pwned"
-    code = main(run_argv(test_image.latest, "literal-" + uuid.uuid4().hex[:8], mlflow_server.uri,
-                         "python", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))",
-                         "; touch %s" % marker, "$(id)"))
+    code = main(
+        run_argv(
+            test_image.latest,
+            "literal-" + uuid.uuid4().hex[:8],
+            mlflow_server.uri,
+            "python",
+            "-c",
+            "import sys, json; print(json.dumps(sys.argv[1:]))",
+            "; touch %s" % marker,
+            "$(id)",
+        )
+    )
     assert code == 0
     assert json.dumps(["; touch %s" % marker, "$(id)"]) in capsys.readouterr().out
     assert not marker.exists()
 
 
-def test_local_only_image_is_tagged_host_only(test_image, docker_client, mlflow_server, client, git_repo,
-                                              monkeypatch, capsys, docker_cleanup):
+def test_local_only_image_is_tagged_host_only(
+    test_image, docker_client, mlflow_server, client, git_repo, monkeypatch, capsys, docker_cleanup
+):
     local_ref = "tfrepro-local-only:%s" % uuid.uuid4().hex[:8]
     image = docker_client.images.get(test_image.ref)
     image.tag(local_ref)
@@ -79,21 +100,26 @@ def test_local_only_image_is_tagged_host_only(test_image, docker_client, mlflow_
 def test_run_with_an_image_no_registry_has(registry, mlflow_server, client, git_repo, monkeypatch, capsys):
     monkeypatch.chdir(git_repo)
     experiment = "missing-" + uuid.uuid4().hex[:8]
-    line = one_error(capsys, main(run_argv("%s/tfrepro-no-such-image:1" % registry, experiment,
-                                           mlflow_server.uri, "true")))
+    line = one_error(
+        capsys, main(run_argv("%s/tfrepro-no-such-image:1" % registry, experiment, mlflow_server.uri, "true"))
+    )
     assert "neither local nor in its registry" in line
     assert client.get_experiment_by_name(experiment) is None  # nothing recorded, nothing run
 
 
-def test_replay_of_an_image_missing_from_the_registry(registry, docker_client, client, git_repo,
-                                                      monkeypatch, capsys, mlflow_server):
+def test_replay_of_an_image_missing_from_the_registry(
+    registry, docker_client, client, git_repo, monkeypatch, capsys, mlflow_server
+):
     monkeypatch.chdir(git_repo)
     missing_ref = "%s/tfrepro-test@sha256:%s" % (registry, "0" * 64)
-    run = client.create_run("0", tags={
-        "tfrepro.image.digest": missing_ref,
-        "tfrepro.git.commit": git(git_repo, "rev-parse", "HEAD"),
-        "tfrepro.command": json.dumps(["python", "train.py"]),
-    })
+    run = client.create_run(
+        "0",
+        tags={
+            "tfrepro.image.digest": missing_ref,
+            "tfrepro.git.commit": git(git_repo, "rev-parse", "HEAD"),
+            "tfrepro.command": json.dumps(["python", "train.py"]),
+        },
+    )
     client.set_terminated(run.info.run_id)
     line = one_error(capsys, main(["replay", run.info.run_id, "--yes", "--tracking-uri", mlflow_server.uri]))
     assert "cannot pull %s" % missing_ref in line

@@ -1,5 +1,6 @@
 """git inside the container: a checkout owned by another uid is still recorded (safe.directory
 for the mount point only), with real git on this host and in the test image (bullseye's 2.30)."""
+
 import json
 import os
 import uuid
@@ -66,7 +67,8 @@ def test_fingerprint_trusts_only_the_named_directory(dirty_repo, monkeypatch, tm
 @needs_root
 @pytest.mark.docker
 def test_run_records_git_from_inside_for_a_checkout_owned_by_another_uid(
-        test_image, mlflow_server, dirty_repo, monkeypatch, capsys, docker_cleanup, tmp_path):
+    test_image, mlflow_server, dirty_repo, monkeypatch, capsys, docker_cleanup, tmp_path
+):
     from mlflow.tracking import MlflowClient
 
     commit = git(dirty_repo, "rev-parse", "HEAD")
@@ -74,8 +76,21 @@ def test_run_records_git_from_inside_for_a_checkout_owned_by_another_uid(
     trust_on_this_host(monkeypatch, tmp_path, dirty_repo)
     monkeypatch.chdir(dirty_repo)
     experiment = "owned-" + uuid.uuid4().hex[:8]
-    code = main(["run", "--image", test_image.latest, "--experiment", experiment,
-                 "--tracking-uri", mlflow_server.uri, "--", "python", "-c", RECORD_GIT])
+    code = main(
+        [
+            "run",
+            "--image",
+            test_image.latest,
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--",
+            "python",
+            "-c",
+            RECORD_GIT,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "dubious ownership" in out or "safe.directory" in out  # git refuses without the launcher's env

@@ -1,6 +1,7 @@
 """Acceptance with Podman (scripts/podman-up.sh), no Docker daemon involved in running:
 `tfrepro run --on podman` trains the example in the test image, `tfrepro replay` (on podman,
 as recorded) gives `identical`; the fingerprint inside records runtime `podman`."""
+
 import json
 import os
 import signal
@@ -25,8 +26,12 @@ def client(mlflow_server):
 
 
 def podman_argv(image, experiment, uri, *cmd, extra=()):
-    return ["run", "--on", "podman", "--image", image, "--experiment", experiment, "--tracking-uri", uri] \
-        + list(extra) + ["--"] + list(cmd)
+    return (
+        ["run", "--on", "podman", "--image", image, "--experiment", experiment, "--tracking-uri", uri]
+        + list(extra)
+        + ["--"]
+        + list(cmd)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +40,22 @@ def podman_run(podman, tmp_path_factory, mlflow_server, test_image, client):
     experiment = "podman-" + uuid.uuid4().hex[:8]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
-        assert main(podman_argv(test_image.ref, experiment, mlflow_server.uri,
-                                "python", "train.py", "--epochs", "2", extra=["--seed", "0"])) == 0
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        assert (
+            main(
+                podman_argv(
+                    test_image.ref,
+                    experiment,
+                    mlflow_server.uri,
+                    "python",
+                    "train.py",
+                    "--epochs",
+                    "2",
+                    extra=["--seed", "0"],
+                )
+            )
+            == 0
+        )
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return run.info.run_id, repo
 
 
@@ -51,8 +69,11 @@ def test_run_on_podman_records_podman(podman_run, client, test_image):
     assert tags["tfrepro.container.runtime"] == "podman"  # /run/.containerenv, seen from inside
     env = json.loads(Path(client.download_artifacts(run_id, "tfrepro/environment.json", str(repo.parent))).read_text())
     assert "/run/.containerenv" in env["container"]["evidence"]
-    pulled = subprocess.run(["podman", "image", "inspect", test_image.digest_ref, "--format", "{{json .RepoDigests}}"],
-                            capture_output=True, text=True)
+    pulled = subprocess.run(
+        ["podman", "image", "inspect", test_image.digest_ref, "--format", "{{json .RepoDigests}}"],
+        capture_output=True,
+        text=True,
+    )
     assert test_image.digest_ref in json.loads(pulled.stdout)
 
 
@@ -71,10 +92,23 @@ def test_replay_on_podman_is_identical(podman_run, client, mlflow_server, capsys
 
 def test_sigterm_stops_the_container(podman, mlflow_server, test_image, client, tmp_path):
     experiment = "podman-stop-" + uuid.uuid4().hex[:8]
-    argv = podman_argv(test_image.ref, experiment, mlflow_server.uri, "python", "-c",
-                       "import time; print('started', flush=True); time.sleep(300)", extra=["--no-autolog"])
-    proc = subprocess.Popen([sys.executable, "-m", "tfrepro"] + argv, cwd=str(make_repo(tmp_path / "repo")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    argv = podman_argv(
+        test_image.ref,
+        experiment,
+        mlflow_server.uri,
+        "python",
+        "-c",
+        "import time; print('started', flush=True); time.sleep(300)",
+        extra=["--no-autolog"],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrepro"] + argv,
+        cwd=str(make_repo(tmp_path / "repo")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     err = ""
     try:
         assert proc.stdout.readline().strip() == "started"
@@ -83,8 +117,9 @@ def test_sigterm_stops_the_container(podman, mlflow_server, test_image, client, 
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
-    left = subprocess.run(["podman", "ps", "-q", "--filter", "label=tfrepro.run_id=" + run.info.run_id],
-                          capture_output=True, text=True)
+    left = subprocess.run(
+        ["podman", "ps", "-q", "--filter", "label=tfrepro.run_id=" + run.info.run_id], capture_output=True, text=True
+    )
     assert left.stdout.strip() == ""

@@ -3,6 +3,7 @@
 A real MLflow server holds hand-made records; none of these tests needs a Docker daemon
 (each one must fail before anything would run).
 """
+
 import json
 import os
 
@@ -77,14 +78,17 @@ def test_run_without_a_tfrepro_record(client, capsys):
     assert "no tfrepro record" in line
 
 
-@pytest.mark.parametrize("tags,drop,message", [
-    ({"tfrepro.image.digest": "127.0.0.1:5555/tfrepro-test@sha256:deadbeef"}, (), "malformed image digest"),
-    ({}, ("tfrepro.image.digest",), "no image digest"),
-    ({}, ("tfrepro.git.commit",), "no git commit"),
-    ({}, ("tfrepro.command",), "no command"),
-    ({"tfrepro.command": "python train.py; touch " + PWNED}, (), "not a JSON list of strings"),
-    ({"tfrepro.workdir": "../.."}, (), "stay inside"),
-])
+@pytest.mark.parametrize(
+    "tags,drop,message",
+    [
+        ({"tfrepro.image.digest": "127.0.0.1:5555/tfrepro-test@sha256:deadbeef"}, (), "malformed image digest"),
+        ({}, ("tfrepro.image.digest",), "no image digest"),
+        ({}, ("tfrepro.git.commit",), "no git commit"),
+        ({}, ("tfrepro.command",), "no command"),
+        ({"tfrepro.command": "python train.py; touch " + PWNED}, (), "not a JSON list of strings"),
+        ({"tfrepro.workdir": "../.."}, (), "stay inside"),
+    ],
+)
 def test_bad_tags(make_run, capsys, tags, drop, message):
     line = one_error(capsys, main(["replay", make_run(tags, drop), "--yes", "--gpus", "none"]))
     assert message in line
@@ -102,8 +106,9 @@ def test_metacharacters_are_shown_quoted_and_never_run(make_run, capsys):
 def test_gpu_run_on_a_host_without_enough_gpus(make_run, capsys):
     # one GPU more than this host has: "all" on a CPU host, a count on a GPU host
     wanted = str(host.gpu_count() + 1) if host.gpu_count() else "all"
-    run_id = make_run({"tfrepro.gpu.count": "1", "tfrepro.gpu.name": "NVIDIA H200"},
-                      launch={"gpus": wanted, "workdir": "/workspace"})
+    run_id = make_run(
+        {"tfrepro.gpu.count": "1", "tfrepro.gpu.name": "NVIDIA H200"}, launch={"gpus": wanted, "workdir": "/workspace"}
+    )
     line = one_error(capsys, main(["replay", run_id, "--yes"]))
     assert "this host has %s" % (host.gpu_count() or "none") in line and "--gpus none" in line
     # --dry-run shows the plan and only warns
@@ -123,8 +128,10 @@ def test_commit_missing_from_repo_and_remote(make_run, capsys):
 
 
 def test_patch_that_does_not_apply(make_run, capsys):
-    patch = ("diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
-             "@@ -1 +1 @@\n-print('not what is there')\n+print('x')\n")
+    patch = (
+        "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
+        "@@ -1 +1 @@\n-print('not what is there')\n+print('x')\n"
+    )
     line = one_error(capsys, main(["replay", make_run(patch=patch), "--yes"]))
     assert "patch does not apply" in line
 
@@ -145,20 +152,36 @@ def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, mo
     monkeypatch.chdir(git_repo)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
     experiment = "refusals-no-daemon"
-    line = one_error(capsys, main(["run", "--image", "127.0.0.1:5555/tfrepro-test:latest", "--experiment",
-                                   experiment, "--", "python", "train.py"]))
+    line = one_error(
+        capsys,
+        main(
+            [
+                "run",
+                "--image",
+                "127.0.0.1:5555/tfrepro-test:latest",
+                "--experiment",
+                experiment,
+                "--",
+                "python",
+                "train.py",
+            ]
+        ),
+    )
     assert "cannot reach the Docker daemon" in line
     assert client.get_experiment_by_name(experiment) is None
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--gpus", "lots"], "--gpus"),
-    (["-v", "/var/run/docker.sock:/var/run/docker.sock"], "--mount-docker-socket"),
-    (["-v", "relative:dir:/x"], "SRC:DST"),
-    (["--memory", "a lot"], "--memory"),
-    (["-e", "NOT_SET_ANYWHERE_XYZ"], "not set"),
-    (["--workdir", "relative"], "--workdir"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--gpus", "lots"], "--gpus"),
+        (["-v", "/var/run/docker.sock:/var/run/docker.sock"], "--mount-docker-socket"),
+        (["-v", "relative:dir:/x"], "SRC:DST"),
+        (["--memory", "a lot"], "--memory"),
+        (["-e", "NOT_SET_ANYWHERE_XYZ"], "not set"),
+        (["--workdir", "relative"], "--workdir"),
+    ],
+)
 def test_run_bad_options(git_repo, capsys, monkeypatch, args, message):
     monkeypatch.chdir(git_repo)
     argv = ["run", "--image", "127.0.0.1:5555/tfrepro-test:latest"] + args + ["--", "python", "train.py"]

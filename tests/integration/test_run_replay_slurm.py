@@ -2,6 +2,7 @@
 trains the example in the test image, `tfrepro replay` (on slurm, as recorded) gives
 `identical`; a failing job passes its exit code through; SIGTERM cancels the job; with no
 slurmctld reachable nothing is submitted."""
+
 import json
 import os
 import shutil
@@ -38,8 +39,26 @@ def make_repo(path):
 
 
 def slurm_argv(image, experiment, uri, *cmd, extra=()):
-    return (["run", "--on", "slurm", "--partition", "debug", "--time", "20", "--image", image,
-             "--experiment", experiment, "--tracking-uri", uri] + list(extra) + ["--"] + list(cmd))
+    return (
+        [
+            "run",
+            "--on",
+            "slurm",
+            "--partition",
+            "debug",
+            "--time",
+            "20",
+            "--image",
+            image,
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            uri,
+        ]
+        + list(extra)
+        + ["--"]
+        + list(cmd)
+    )
 
 
 def show_job(job_id):
@@ -61,8 +80,21 @@ def slurm_run(slurm, tmp_path_factory, mlflow_server, test_image, client):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
         mp.setenv("TFREPRO_SLURM_DIR", str(repo.parent / "slurm-out"))
-        assert main(slurm_argv(test_image.latest, experiment, mlflow_server.uri,
-                               "python", "train.py", "--epochs", "2", extra=["--seed", "0"])) == 0
+        assert (
+            main(
+                slurm_argv(
+                    test_image.latest,
+                    experiment,
+                    mlflow_server.uri,
+                    "python",
+                    "train.py",
+                    "--epochs",
+                    "2",
+                    extra=["--seed", "0"],
+                )
+            )
+            == 0
+        )
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1
     return runs[0].info.run_id, repo
@@ -77,7 +109,10 @@ def test_run_on_slurm_records_the_job(slurm_run, client, test_image):
     assert tags["tfrepro.launch.backend"] == "slurm" and tags["tfrepro.launch.runtime"] == "docker"
     job_id = tags["tfrepro.launch.job_id"]
     assert (tags["tfrepro.launch.partition"], tags["tfrepro.launch.nodes"], tags["tfrepro.launch.cluster"]) == (
-        "debug", HOST, "tfrepro")
+        "debug",
+        HOST,
+        "tfrepro",
+    )
     # and from inside the job, by the scheduler source
     assert tags["tfrepro.scheduler"] == "slurm" and tags["tfrepro.scheduler.job_id"] == job_id
     assert tags["tfrepro.scheduler.nodes"] == HOST and tags["tfrepro.container.runtime"] == "docker"
@@ -104,17 +139,27 @@ def test_replay_on_slurm_is_identical(slurm_run, client, mlflow_server, capsys, 
     assert "submitted Slurm job %s" % replay.data.tags["tfrepro.launch.job_id"] in err
 
 
-def test_a_failing_job_passes_its_exit_code_through(slurm, mlflow_server, test_image, client, tmp_path,
-                                                     monkeypatch, capsys):
+def test_a_failing_job_passes_its_exit_code_through(
+    slurm, mlflow_server, test_image, client, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(make_repo(tmp_path / "repo"))
     monkeypatch.setenv("TFREPRO_SLURM_DIR", str(tmp_path / "out"))
     experiment = "slurm-fail-" + uuid.uuid4().hex[:8]
-    code = main(slurm_argv(test_image.latest, experiment, mlflow_server.uri,
-                           "python", "-c", "import sys; print('failing'); sys.exit(3)", extra=["--no-autolog"]))
+    code = main(
+        slurm_argv(
+            test_image.latest,
+            experiment,
+            mlflow_server.uri,
+            "python",
+            "-c",
+            "import sys; print('failing'); sys.exit(3)",
+            extra=["--no-autolog"],
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 3 and "failing" in out
     assert "tfrepro: error: container exited with status 3" in err
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     job = show_job(run.data.tags["tfrepro.launch.job_id"])
     assert (job["JobState"], job["ExitCode"]) == ("FAILED", "3:0")
@@ -123,11 +168,24 @@ def test_a_failing_job_passes_its_exit_code_through(slurm, mlflow_server, test_i
 def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_path):
     repo = make_repo(tmp_path / "repo")
     experiment = "slurm-cancel-" + uuid.uuid4().hex[:8]
-    argv = slurm_argv(test_image.latest, experiment, mlflow_server.uri, "python", "-c",
-                      "import time; print('started', flush=True); time.sleep(300)", extra=["--no-autolog"])
+    argv = slurm_argv(
+        test_image.latest,
+        experiment,
+        mlflow_server.uri,
+        "python",
+        "-c",
+        "import time; print('started', flush=True); time.sleep(300)",
+        extra=["--no-autolog"],
+    )
     env = dict(os.environ, TFREPRO_SLURM_DIR=str(tmp_path / "out"))
-    proc = subprocess.Popen([sys.executable, "-m", "tfrepro"] + argv, cwd=str(repo), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrepro"] + argv,
+        cwd=str(repo),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     err = ""
     try:
         assert proc.stdout.readline().strip() == "started"
@@ -136,7 +194,7 @@ def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_p
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-3000:] and "cancelling Slurm job" in err and "tfrepro: interrupted" in err
-    run, = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
     job_id = run.data.tags["tfrepro.launch.job_id"]
     for _ in range(120):  # COMPLETING while slurmd still signals the job's processes
@@ -149,8 +207,9 @@ def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_p
     assert left.stdout.strip() == ""
 
 
-def test_no_controller_reachable_submits_nothing(slurm, mlflow_server, test_image, client, tmp_path,
-                                                 monkeypatch, capsys):
+def test_no_controller_reachable_submits_nothing(
+    slurm, mlflow_server, test_image, client, tmp_path, monkeypatch, capsys
+):
     before = last_job_id()
     conf = tmp_path / "slurm.conf"
     conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "SlurmctldPort=9\n")  # nobody listens there

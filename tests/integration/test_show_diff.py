@@ -1,11 +1,12 @@
 """`tfrepro show` and `tfrepro diff` against a real `mlflow server`, in-process via main()."""
+
 import json
 
 import pytest
 
-from tfrepro.cli import main
 from tests.conftest import free_port
 from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, log_run, make_env
+from tfrepro.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,23 @@ def test_show_prints_the_grouped_record(tracking_uri, runs, capsys):
     code, out, err = run_cli(capsys, "show", runs["a"])
     assert code == 0, err
     assert all(len(line) <= 100 for line in out.splitlines())
-    for text in ("Image", DIGEST_A, "Code", runs["env_a"].git.commit, "GPU", "NVIDIA H200", "580.159.04",
-                 "TensorFlow", "Determinism", "Python", "6 installed", "Params", "lr", "Final metrics", "0.34"):
+    for text in (
+        "Image",
+        DIGEST_A,
+        "Code",
+        runs["env_a"].git.commit,
+        "GPU",
+        "NVIDIA H200",
+        "580.159.04",
+        "TensorFlow",
+        "Determinism",
+        "Python",
+        "6 installed",
+        "Params",
+        "lr",
+        "Final metrics",
+        "0.34",
+    ):
         assert text in out, text
     assert "\x1b[" not in out  # not a terminal: no colour
     assert "Downloading" not in err
@@ -97,8 +113,15 @@ def test_diff_json(tracking_uri, runs, capsys):
     assert code == 1 and data["equal"] is False
     assert data["a"]["run_id"] == runs["a"] and data["b"]["run_id"] == runs["b"]
     digest = [d for d in data["differences"] if (d["group"], d["field"]) == ("image", "digest")][0]
-    assert digest == {"group": "image", "field": "digest", "a": DIGEST_A, "b": DIGEST_B, "rank": "high",
-                      "kind": "changed", "equal": False}
+    assert digest == {
+        "group": "image",
+        "field": "digest",
+        "a": DIGEST_A,
+        "b": DIGEST_B,
+        "rank": "high",
+        "kind": "changed",
+        "equal": False,
+    }
     assert data["counts"]["high"] == 2  # digest and lr
     assert data["counts"]["result"] == 1  # loss
 
@@ -121,10 +144,13 @@ def test_diff_here(tracking_uri, runs, capsys):
     assert gpu and gpu[0]["a"] == "NVIDIA H200"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["diff", "x"], "two run ids"),
-    (["diff", "x", "y", "--here"], "one run id"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["diff", "x"], "two run ids"),
+        (["diff", "x", "y", "--here"], "one run id"),
+    ],
+)
 def test_diff_usage_errors(tracking_uri, capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

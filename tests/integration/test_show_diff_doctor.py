@@ -1,4 +1,5 @@
 """`tfrepro doctor` on this machine, against a real `mlflow server`."""
+
 import json
 
 from tests import host

@@ -1,5 +1,6 @@
 """The Slurm engine against a real one-node cluster (scripts/slurm-up.sh): exit codes, cancel,
 no controller, and a generated batch script running the test image with Docker and Podman."""
+
 import json
 import os
 import signal
@@ -31,8 +32,9 @@ def submit(text, output, env=None):
 
 
 def show(job_id):
-    return J.parse_show_job(subprocess.run(["scontrol", "show", "job", "-o", job_id],
-                                           capture_output=True, text=True).stdout)
+    return J.parse_show_job(
+        subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    )
 
 
 def test_output_streams_and_the_exit_code_passes_through(slurm, tmp_path):
@@ -48,11 +50,14 @@ def test_output_streams_and_the_exit_code_passes_through(slurm, tmp_path):
 
 def test_sigterm_cancels_the_job(slurm, tmp_path):
     text, output = script(tmp_path, "echo started; sleep 120")
-    code = ("import os, sys\nfrom tfrepro.launch import slurm_job as J\n"
-            "J.submit(sys.stdin.read(), dict(os.environ), %r, lambda b: (sys.stdout.buffer.write(b), "
-            "sys.stdout.flush()), lambda f: print('job', f['job_id'], flush=True))\n" % output)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    code = (
+        "import os, sys\nfrom tfrepro.launch import slurm_job as J\n"
+        "J.submit(sys.stdin.read(), dict(os.environ), %r, lambda b: (sys.stdout.buffer.write(b), "
+        "sys.stdout.flush()), lambda f: print('job', f['job_id'], flush=True))\n" % output
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     proc.stdin.write(text)
     proc.stdin.close()
     job_id = proc.stdout.readline().split()[1]
@@ -84,21 +89,33 @@ def test_sbatch_refusal_is_one_line(slurm, tmp_path):
 
 @pytest.mark.docker
 @pytest.mark.parametrize("runtime", ["docker", "podman"])
-def test_generated_script_runs_the_image_and_the_job_is_captured(slurm, podman, test_image, docker_cleanup,
-                                                                  tmp_path, runtime):
+def test_generated_script_runs_the_image_and_the_job_is_captured(
+    slurm, podman, test_image, docker_cleanup, tmp_path, runtime
+):
     """The container sees the Slurm job: the scheduler source records it from inside."""
-    spec = S.LaunchSpec(image=test_image.digest_ref, command=("python", "-m", "tfrepro", "env", "--json"),
-                        mounts=(S.Mount(str(tmp_path), "/workspace", False, "repo"),),
-                        env={"TFREPRO_IMAGE_DIGEST": test_image.digest_ref, "SECRET_TOKEN": "s3cret"},
-                        labels={"tfrepro.run_id": "0" * 32})
+    spec = S.LaunchSpec(
+        image=test_image.digest_ref,
+        command=("python", "-m", "tfrepro", "env", "--json"),
+        mounts=(S.Mount(str(tmp_path), "/workspace", False, "repo"),),
+        env={"TFREPRO_IMAGE_DIGEST": test_image.digest_ref, "SECRET_TOKEN": "s3cret"},
+        labels={"tfrepro.run_id": "0" * 32},
+    )
     output = str(tmp_path / "tfrepro-%j.out")
     options = L.check_options(L.SlurmOptions(partition=slurm, time="10", runtime=runtime), spec)
     text = L.batch_script(spec, options, output)
     status, out, facts, _ = submit(text, output, engines.caller_env(spec, (), os.environ))
     assert status == 0, out[-2000:]
-    record = json.loads(out[out.index("{"):])
-    assert record["scheduler"] == {"kind": "slurm", "job_id": facts["job_id"], "job_name": "tfrepro-000000000000",
-                                   "nodes": os.uname().nodename, "partition": slurm, "cluster": "tfrepro",
-                                   "account": None, "pod": None, "namespace": None}
+    record = json.loads(out[out.index("{") :])
+    assert record["scheduler"] == {
+        "kind": "slurm",
+        "job_id": facts["job_id"],
+        "job_name": "tfrepro-000000000000",
+        "nodes": os.uname().nodename,
+        "partition": slurm,
+        "cluster": "tfrepro",
+        "account": None,
+        "pod": None,
+        "namespace": None,
+    }
     assert record["container"]["runtime"] == runtime
     assert record["container"]["image_digest"] == test_image.digest_ref

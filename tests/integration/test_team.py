@@ -8,6 +8,7 @@ repository served over `git daemon`, the real Docker Engine and registry.
 - an offline trainer: trained with the server unreachable (spooled), then `tfrepro sync
   --tracking-uri TEAM`; the run lands and replays from the second machine.
 """
+
 import contextlib
 import json
 import os
@@ -107,8 +108,27 @@ def launched(trainer, team, test_image):
     experiment = "team-" + uuid.uuid4().hex[:8]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
-        assert main(["run", "--image", test_image.latest, "--gpus", "none", "--experiment", experiment,
-                     "--tracking-uri", uri, "--", "python", "train.py", "--epochs", "1"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--image",
+                    test_image.latest,
+                    "--gpus",
+                    "none",
+                    "--experiment",
+                    experiment,
+                    "--tracking-uri",
+                    uri,
+                    "--",
+                    "python",
+                    "train.py",
+                    "--epochs",
+                    "1",
+                ]
+            )
+            == 0
+        )
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return run.info.run_id, experiment
 
@@ -119,8 +139,14 @@ def test_capture_run_replay_diff_loop_on_postgresql(trainer, team, launched, doc
     run_id, experiment = launched
     # capture: the callback on this host, into the same experiment
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, TFREPRO_SPOOL_DIR=str(tmp_path / "spool"))
-    host = subprocess.run([sys.executable, "train.py", "--epochs", "1", "--experiment", experiment],
-                          cwd=str(repo), env=env, capture_output=True, text=True, timeout=900)
+    host = subprocess.run(
+        [sys.executable, "train.py", "--epochs", "1", "--experiment", experiment],
+        cwd=str(repo),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert host.returncode == 0, host.stderr[-3000:]
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     (host_run,) = [r for r in runs if r.info.run_id != run_id]
@@ -136,9 +162,9 @@ def test_capture_run_replay_diff_loop_on_postgresql(trainer, team, launched, doc
     assert code == 1 and "image" in out and "digest" in out
 
 
-def test_replay_from_a_second_machine_clones_the_recorded_remote(trainer, team, launched, test_image,
-                                                                  docker_cleanup, pull_by_digest, capsys,
-                                                                  tmp_path, monkeypatch):
+def test_replay_from_a_second_machine_clones_the_recorded_remote(
+    trainer, team, launched, test_image, docker_cleanup, pull_by_digest, capsys, tmp_path, monkeypatch
+):
     repo, daemon = trainer
     uri, client = team
     run_id, _ = launched
@@ -154,7 +180,8 @@ def test_replay_from_a_second_machine_clones_the_recorded_remote(trainer, team, 
 
 
 def test_an_offline_trainer_syncs_to_the_team_and_replays_on_a_second_machine(
-        trainer, team, test_image, docker_client, docker_cleanup, capsys, tmp_path, monkeypatch):
+    trainer, team, test_image, docker_client, docker_cleanup, capsys, tmp_path, monkeypatch
+):
     repo, daemon = trainer
     uri, client = team
     experiment = "offline-" + uuid.uuid4().hex[:8]
@@ -164,12 +191,23 @@ def test_an_offline_trainer_syncs_to_the_team_and_replays_on_a_second_machine(
     image = docker_client.images.get(test_image.digest_ref)
     # a training in the image with the server unreachable; it names its digest itself
     logs = docker_client.containers.run(
-        test_image.digest_ref, ["python", "train.py", "--epochs", "1", "--experiment", experiment],
-        network_mode="host", working_dir="/workspace", labels=TEST_LABELS, remove=True, stderr=True,
+        test_image.digest_ref,
+        ["python", "train.py", "--epochs", "1", "--experiment", experiment],
+        network_mode="host",
+        working_dir="/workspace",
+        labels=TEST_LABELS,
+        remove=True,
+        stderr=True,
         volumes={str(repo): {"bind": "/workspace", "mode": "rw"}, str(spool): {"bind": "/spool", "mode": "rw"}},
-        environment={"MLFLOW_TRACKING_URI": dead, "TFREPRO_SPOOL_DIR": "/spool",
-                     "TFREPRO_IMAGE_REF": test_image.latest, "TFREPRO_IMAGE_DIGEST": test_image.digest_ref,
-                     "TFREPRO_IMAGE_ID": image.id, "TFREPRO_SAFE_DIRECTORY": "/workspace"})
+        environment={
+            "MLFLOW_TRACKING_URI": dead,
+            "TFREPRO_SPOOL_DIR": "/spool",
+            "TFREPRO_IMAGE_REF": test_image.latest,
+            "TFREPRO_IMAGE_DIGEST": test_image.digest_ref,
+            "TFREPRO_IMAGE_ID": image.id,
+            "TFREPRO_SAFE_DIRECTORY": "/workspace",
+        },
+    )
     assert b"spooled locally" in logs
     assert client.get_experiment_by_name(experiment) is None
     code, out, err = cli(["sync", "--spool-dir", str(spool), "--tracking-uri", uri], capsys)

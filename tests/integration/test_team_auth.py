@@ -5,6 +5,7 @@ Checked everywhere a record goes: tags, params, every artifact, the spool, the t
 output, `show`, `show --json`, `env --json`, `doctor --json`, and for `tfrepro run` the
 launch record and its `docker run` line.
 """
+
 import os
 import shutil
 import subprocess
@@ -29,12 +30,20 @@ def auth_server(tmp_path_factory):
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs Flask-WTF (pip install 'tfrepro[server]')")
     root = tmp_path_factory.mktemp("auth-server")
     ini = root / "basic_auth.ini"
-    ini.write_text("[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/auth.db\n"
-                   "admin_username = %s\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                   % (root, USER))
-    server = MlflowServer(root, extra_args=["--app-name", "basic-auth"],
-                          env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
-                               "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex})
+    ini.write_text(
+        "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///%s/auth.db\n"
+        "admin_username = %s\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        % (root, USER)
+    )
+    server = MlflowServer(
+        root,
+        extra_args=["--app-name", "basic-auth"],
+        env={
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+        },
+    )
     server.start(timeout=180)
     yield server
     server.stop()
@@ -93,8 +102,14 @@ def test_callback_run_and_inspect_commands_never_record_or_print_the_password(au
 
     repo = training_repo(tmp_path)
     experiment = "auth-" + uuid.uuid4().hex[:8]
-    done = subprocess.run([sys.executable, "train.py", "--epochs", "1", "--experiment", experiment],
-                          cwd=str(repo), env=dict(os.environ), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "train.py", "--epochs", "1", "--experiment", experiment],
+        cwd=str(repo),
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert PASSWORD not in done.stdout + done.stderr
     client = MlflowClient(authenticated)
@@ -104,8 +119,12 @@ def test_callback_run_and_inspect_commands_never_record_or_print_the_password(au
     assert_run_holds_no_password(client, run.info.run_id, tmp_path)
     assert files_mentioning(tmp_path / "spool", PASSWORD) == []
     printed = []
-    for argv in (["show", run.info.run_id], ["show", run.info.run_id, "--json"], ["env", "--json"],
-                 ["doctor", "--json"]):
+    for argv in (
+        ["show", run.info.run_id],
+        ["show", run.info.run_id, "--json"],
+        ["env", "--json"],
+        ["doctor", "--json"],
+    ):
         code = main(argv)
         out, err = capsys.readouterr()
         assert code in (0, 1), (argv, err)
@@ -114,15 +133,30 @@ def test_callback_run_and_inspect_commands_never_record_or_print_the_password(au
 
 
 @pytest.mark.docker
-def test_tfrepro_run_forwards_the_credentials_by_name_only(authenticated, test_image, docker_cleanup, tmp_path,
-                                                           capsys, monkeypatch):
+def test_tfrepro_run_forwards_the_credentials_by_name_only(
+    authenticated, test_image, docker_cleanup, tmp_path, capsys, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     repo = training_repo(tmp_path)
     experiment = "auth-run-" + uuid.uuid4().hex[:8]
     monkeypatch.chdir(repo)
-    code = main(["run", "--image", test_image.latest, "--gpus", "none", "--experiment", experiment,
-                 "--", "python", "train.py", "--epochs", "1"])
+    code = main(
+        [
+            "run",
+            "--image",
+            test_image.latest,
+            "--gpus",
+            "none",
+            "--experiment",
+            experiment,
+            "--",
+            "python",
+            "train.py",
+            "--epochs",
+            "1",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, out[-3000:] + err[-3000:]
     assert PASSWORD not in out + err and "-e MLFLOW_TRACKING_PASSWORD " in err

@@ -6,6 +6,7 @@ package, driven by Playwright). Takes a picture of the compare page into a temp 
 $TFREPRO_SCREENSHOT (scripts/refresh-docs-screenshot.sh: the README's docs/mlflow-compare.png).
 Needs scripts/ui-deps.sh.
 """
+
 import json
 import os
 import shutil
@@ -18,9 +19,16 @@ from tests.conftest import missing
 from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
 
 CHROMIUM = os.environ.get("TFREPRO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +45,12 @@ def browser_page():
     try:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1100})
+                profile,
+                executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 1100},
+            )
             try:
                 yield context.pages[0] if context.pages else context.new_page()
             finally:
@@ -76,14 +88,24 @@ def test_mlflow_ui_shows_the_environment(tracking_uri, browser_page, tmp_path):
     page = browser_page
 
     # 1. MLflow's compare page (route getCompareRunPageRoute): /#/compare-runs?runs=[..]&experiments=[..]
-    page.goto("%s/#/compare-runs?runs=%s&experiments=%s" % (
-        tracking_uri, json.dumps([ids["ngc-a"], ids["ngc-b"]]), json.dumps([experiment_id])))
+    page.goto(
+        "%s/#/compare-runs?runs=%s&experiments=%s"
+        % (tracking_uri, json.dumps([ids["ngc-a"], ids["ngc-b"]]), json.dumps([experiment_id]))
+    )
     digest_row = page.get_by_text("tfrepro.image.digest", exact=True).first
     digest_row.wait_for(timeout=60000)
     page.get_by_text(DIGEST_B).first.wait_for(state="attached", timeout=30000)
     text = page.inner_text("body")
-    for key in ("tfrepro.image.digest", "tfrepro.image.ref", "tfrepro.git.commit", "tfrepro.gpu.name",
-                "tfrepro.gpu.driver", "tfrepro.cuda.build", "tfrepro.tf.version", "tfrepro.tf.determinism"):
+    for key in (
+        "tfrepro.image.digest",
+        "tfrepro.image.ref",
+        "tfrepro.git.commit",
+        "tfrepro.gpu.name",
+        "tfrepro.gpu.driver",
+        "tfrepro.cuda.build",
+        "tfrepro.tf.version",
+        "tfrepro.tf.determinism",
+    ):
         assert key in text, key
     assert DIGEST_A in text and DIGEST_B in text
     # package versions differ too: key packages are tags of their own

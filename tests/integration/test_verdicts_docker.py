@@ -4,6 +4,7 @@ mounted data blocks a replay, and with --allow-drift the verdict names the data.
 
 Real everything: dockerd, the local registry, the test image, an `mlflow server`, git.
 """
+
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # trained to convergence, so the final loss varies from run to run as the noise sample does:
 # smoothly (a sum of many independent terms). A training whose runs split into "converged" and
 # "not yet" clusters has heavier tails and needs more replays (README: Why did my replay diverge?).
-FIT = '''\
+FIT = """\
 import sys
 import numpy as np
 import tensorflow as tf
@@ -36,7 +37,7 @@ model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
 model.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="mse", metrics=["mae"])
 model.fit(x, y, epochs=60, batch_size=32, verbose=0)
 print("final loss", model.evaluate(x, y, verbose=0))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,9 @@ def unseeded(repo, client, mlflow_server, test_image):
     return only_run(client, experiment)
 
 
-def test_unseeded_training_replayed_5_times_is_within_noise(unseeded, repo, client, mlflow_server, capsys,
-                                                              docker_cleanup):
+def test_unseeded_training_replayed_5_times_is_within_noise(
+    unseeded, repo, client, mlflow_server, capsys, docker_cleanup
+):
     code = replay(repo, mlflow_server.uri, unseeded, "--repeat", "5")
     out = capsys.readouterr().out
     print(out)  # the README's example comes from here
@@ -128,8 +130,12 @@ def copy_run(client, run_id, experiment_id, tmp_path, tamper):
     for key in run.data.metrics:
         points = [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key)]
         metrics += [Metric(key, value, ts, step) for step, value, ts in tamper(key, sorted(points))]
-    client.log_batch(copy, metrics=metrics, params=[Param(k, v) for k, v in run.data.params.items()],
-                     tags=[RunTag("tfrepro.copied_from", run_id)])
+    client.log_batch(
+        copy,
+        metrics=metrics,
+        params=[Param(k, v) for k, v in run.data.params.items()],
+        tags=[RunTag("tfrepro.copied_from", run_id)],
+    )
     local = client.download_artifacts(run_id, "tfrepro", str(tmp_path))
     client.log_artifacts(copy, local, "tfrepro")
     client.set_terminated(copy)
@@ -155,14 +161,27 @@ def test_tampered_final_loss_is_diverged(unseeded, repo, client, mlflow_server, 
     assert client.get_run(tampered).data.tags["tfrepro.replay.last_verdict"] == "diverged"
 
 
-def test_changed_data_blocks_and_allow_drift_names_it(repo, client, mlflow_server, test_image, capsys,
-                                                      docker_cleanup, tmp_path):
+def test_changed_data_blocks_and_allow_drift_names_it(
+    repo, client, mlflow_server, test_image, capsys, docker_cleanup, tmp_path
+):
     data = tmp_path / "data"
     data.mkdir()
     np.save(str(data / "x.npy"), np.random.RandomState(1).rand(256, 4).astype("float32"))
     experiment = "data-" + uuid.uuid4().hex[:8]
-    launch(repo, test_image.ref, mlflow_server.uri, experiment, "--seed", "0", "-v", "%s:/data:ro" % data,
-           "--", "python", "fit.py", "/data/x.npy")
+    launch(
+        repo,
+        test_image.ref,
+        mlflow_server.uri,
+        experiment,
+        "--seed",
+        "0",
+        "-v",
+        "%s:/data:ro" % data,
+        "--",
+        "python",
+        "fit.py",
+        "/data/x.npy",
+    )
     run_id = only_run(client, experiment)
     tags = client.get_run(run_id).data.tags
     assert tags["tfrepro.data.sources"] == "1"
@@ -178,16 +197,21 @@ def test_changed_data_blocks_and_allow_drift_names_it(repo, client, mlflow_serve
     np.save(str(data / "x.npy"), np.random.RandomState(2).rand(256, 4).astype("float32"))  # same size
     line = one_error(capsys, replay(repo, mlflow_server.uri, run_id))
     print(line)
-    assert line == ("tfrepro: error: data changed since the run: %s modified (pass --allow-drift to run anyway)"
-                    % os.path.join(str(data), "x.npy"))
+    assert line == (
+        "tfrepro: error: data changed since the run: %s modified (pass --allow-drift to run anyway)"
+        % os.path.join(str(data), "x.npy")
+    )
 
     code = replay(repo, mlflow_server.uri, run_id, "--allow-drift", "--allow-recorded-mounts")
     out = capsys.readouterr().out
     print(out)
     assert code == 1, out
     assert "  ! mount %s: modified (same size, new mtime)" % os.path.join(str(data), "x.npy") in out
-    assert "why the results can differ, most likely first:\n  1. the data changed since the original ran: %s modified" \
-        % os.path.join(str(data), "x.npy") in out
+    assert (
+        "why the results can differ, most likely first:\n  1. the data changed since the original ran: %s modified"
+        % os.path.join(str(data), "x.npy")
+        in out
+    )
     replay_id = client.get_run(run_id).data.tags["tfrepro.replayed_by"]
     replayed = client.get_run(replay_id).data.tags
     assert replayed["tfrepro.replay.verdict"] == "diverged"

@@ -6,6 +6,7 @@ nothing from fit(); a script with its own ReproCallback is logged once.
 Real everything: dockerd, the local registry, the test image (this checkout's tfrepro), an
 `mlflow server`, git.
 """
+
 import json
 import shutil
 import uuid
@@ -45,12 +46,28 @@ def client(mlflow_server):
     return MlflowClient(mlflow_server.uri)
 
 
-def launch(test_image, mlflow_server, client, repo, monkeypatch, capsys, *options, command=("python", "plain_train.py")):
+def launch(
+    test_image, mlflow_server, client, repo, monkeypatch, capsys, *options, command=("python", "plain_train.py")
+):
     """`tfrepro run` in `repo`; returns (run, stdout, stderr)."""
     experiment = "zero-code-" + uuid.uuid4().hex[:8]
     monkeypatch.chdir(repo)
-    argv = ["run", "--image", test_image.latest, "--gpus", "none", "--experiment", experiment,
-            "--tracking-uri", mlflow_server.uri] + list(options) + ["--"] + list(command)
+    argv = (
+        [
+            "run",
+            "--image",
+            test_image.latest,
+            "--gpus",
+            "none",
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            mlflow_server.uri,
+        ]
+        + list(options)
+        + ["--"]
+        + list(command)
+    )
     code = main(argv)
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -69,8 +86,9 @@ def launch_json(client, run_id, directory):
     return json.loads(Path(client.download_artifacts(run_id, "tfrepro/launch.json", str(directory))).read_text())
 
 
-def test_seeded_plain_script_is_captured_and_replays_identical(test_image, mlflow_server, client, repo, monkeypatch,
-                                                                capsys, docker_cleanup, tmp_path):
+def test_seeded_plain_script_is_captured_and_replays_identical(
+    test_image, mlflow_server, client, repo, monkeypatch, capsys, docker_cleanup, tmp_path
+):
     run, out, err = launch(test_image, mlflow_server, client, repo, monkeypatch, capsys, "--seed", "0")
     tags = run.data.tags
     assert tags["tfrepro.autolog"] == "true" and tags["tfrepro.seed"] == "0" and tags["tfrepro.launch.seed"] == "0"
@@ -95,8 +113,9 @@ def test_seeded_plain_script_is_captured_and_replays_identical(test_image, mlflo
     assert replayed["tfrepro.model.hash"] == tags["tfrepro.model.hash"]
 
 
-def test_unseeded_plain_script_does_not_replay_identical(test_image, mlflow_server, client, repo, monkeypatch,
-                                                         capsys, docker_cleanup):
+def test_unseeded_plain_script_does_not_replay_identical(
+    test_image, mlflow_server, client, repo, monkeypatch, capsys, docker_cleanup
+):
     run, _, _ = launch(test_image, mlflow_server, client, repo, monkeypatch, capsys)
     tags = run.data.tags
     assert tags["tfrepro.autolog"] == "true" and "tfrepro.seed" not in tags and "tfrepro.launch.seed" not in tags
@@ -105,8 +124,9 @@ def test_unseeded_plain_script_does_not_replay_identical(test_image, mlflow_serv
     assert code == 1 and ": identical: " not in verdict and "diverged" in verdict
 
 
-def test_no_autolog_records_nothing_from_fit(test_image, mlflow_server, client, repo, monkeypatch, capsys,
-                                             docker_cleanup, tmp_path):
+def test_no_autolog_records_nothing_from_fit(
+    test_image, mlflow_server, client, repo, monkeypatch, capsys, docker_cleanup, tmp_path
+):
     run, out, err = launch(test_image, mlflow_server, client, repo, monkeypatch, capsys, "--no-autolog")
     tags = run.data.tags
     assert "final loss:" in out and HOOK_DIR not in err
@@ -117,11 +137,13 @@ def test_no_autolog_records_nothing_from_fit(test_image, mlflow_server, client, 
     assert "PYTHONPATH" not in record["env_names"] and "TFREPRO_AUTOLOG" not in record["env_names"]
 
 
-def test_script_with_its_own_callback_is_logged_once(test_image, mlflow_server, client, repo, monkeypatch, capsys,
-                                                     docker_cleanup):
+def test_script_with_its_own_callback_is_logged_once(
+    test_image, mlflow_server, client, repo, monkeypatch, capsys, docker_cleanup
+):
     # examples/train.py passes ReproCallback(experiment_name="tfrepro-example") itself
-    run, out, err = launch(test_image, mlflow_server, client, repo, monkeypatch, capsys,
-                           command=("python", "train.py", "--epochs", "2"))
+    run, out, err = launch(
+        test_image, mlflow_server, client, repo, monkeypatch, capsys, command=("python", "train.py", "--epochs", "2")
+    )
     run_id = run.info.run_id
     assert run.data.tags["tfrepro.autolog"] == "true"
     assert len(client.get_metric_history(run_id, "loss")) == 2  # one callback: each epoch once

@@ -5,6 +5,7 @@ The tampered records use harmless commands only (HOLD: wait until the test has i
 container, then exit). A dangerous path is never mounted into a container: those tests
 assert the refusal that comes before anything runs.
 """
+
 import json
 import os
 import threading
@@ -16,8 +17,11 @@ from tests.conftest import git
 
 FAKE = "FAKE-SECRET-7d1e"  # every secret in these tests contains this
 # Waits (at most 2 minutes) for the test to drop `release` into the checkout, then exits 0.
-HOLD = ["python", "-c", "import os, time\nfor _ in range(600):\n    if os.path.exists('release'): break\n"
-        "    time.sleep(0.2)"]
+HOLD = [
+    "python",
+    "-c",
+    "import os, time\nfor _ in range(600):\n    if os.path.exists('release'): break\n    time.sleep(0.2)",
+]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Run `tfrepro` on a real pseudo-terminal and answer its prompts, as a user at a keyboard would."""
+
 import os
 import pty
 import select
@@ -11,8 +12,16 @@ def run_on_tty(args, answers=(), env=None, cwd=None, timeout=300):
     """Run `python -m tfrepro ARGS` with stdin/stdout/stderr on a pty. `answers` is a list of
     (text seen in the output, reply to type). Returns (exit code, everything the terminal got)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tfrepro"] + list(args), stdin=slave, stdout=slave, stderr=slave,
-                            env=env, cwd=cwd, close_fds=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrepro"] + list(args),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=cwd,
+        close_fds=True,
+        start_new_session=True,
+    )
     os.close(slave)
     seen, pending, deadline, answered_at = b"", list(answers), time.time() + timeout, 0
     try:

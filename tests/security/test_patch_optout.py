@@ -1,5 +1,6 @@
 """Opting out of code upload: ReproCallback(log_patch=False) or TFREPRO_NO_PATCH=1 keeps the
 uncommitted patch off a real `mlflow server` and tags the run so replay can say so."""
+
 import numpy as np
 import pytest
 

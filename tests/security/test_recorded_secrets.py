@@ -1,5 +1,6 @@
 """Secrets on the command line never reach the server: the plugin (every mlflow.start_run()) and
 the callback record a redacted argv; against a real `mlflow server`."""
+
 import json
 import os
 import subprocess
@@ -29,8 +30,9 @@ print("run_id:", cb.session.run_id)
 def run_python(cwd, uri, args):
     environ = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     environ.pop("MLFLOW_RUN_ID", None)
-    out = subprocess.run([sys.executable] + args, cwd=str(cwd), env=environ, check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable] + args, cwd=str(cwd), env=environ, check=True, capture_output=True, text=True
+    ).stdout
     return [line.split()[1] for line in out.splitlines() if line.startswith("run_id: ")][0]
 
 
@@ -45,8 +47,15 @@ def test_secret_flags_are_redacted_where_argv_is_recorded(how, tracking_uri, git
     stored = everything_on_server(client, run_id, tmp_path)
     assert "FAKE" not in stored
     command = json.loads(client.get_run(run_id).data.tags["tfrepro.command"])
-    assert command[-7:] == ["--password=<redacted>", "--api-key", "<redacted>", "--db", "postgres://db/x",
-                            "--epochs", "1"]
+    assert command[-7:] == [
+        "--password=<redacted>",
+        "--api-key",
+        "<redacted>",
+        "--db",
+        "postgres://db/x",
+        "--epochs",
+        "1",
+    ]
 
 
 def test_the_callback_signs_the_record_it_wrote(tracking_uri, git_repo, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """What `tfrepro run` stores on a real `mlflow server` (real Docker engine): no secret flag
 value, no secret-looking -e value, no patch with TFREPRO_NO_PATCH=1, and a signature when the
 user has an SSH signing key; a user -v of an always-refused path is one line, nothing run."""
+
 import json
 import subprocess
 import uuid
@@ -20,8 +21,9 @@ def only_run(client, experiment):
     return runs[0].info.run_id
 
 
-def test_run_stores_no_secret_and_signs_the_record(test_image, mlflow_server, attacker, dirty_repo, monkeypatch,
-                                                   watch, tmp_path, capsys):
+def test_run_stores_no_secret_and_signs_the_record(
+    test_image, mlflow_server, attacker, dirty_repo, monkeypatch, watch, tmp_path, capsys
+):
     monkeypatch.chdir(dirty_repo)
     key = tmp_path / "alice"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -31,9 +33,29 @@ def test_run_stores_no_secret_and_signs_the_record(test_image, mlflow_server, at
     monkeypatch.setenv("FROM_SHELL", "shell-" + FAKE)
     experiment = "sec-run-" + uuid.uuid4().hex[:8]
     watcher = watch()
-    code = main(["run", "--image", test_image.latest, "--experiment", experiment, "--tracking-uri", mlflow_server.uri,
-                 "--no-autolog", "-e", "GH_PAT=ghp_" + FAKE + "aaaaaaaaaaaa", "-e", "DATABASE_URL=postgres://u:%s@db/x"
-                 % FAKE, "-e", "FROM_SHELL", "-e", "MODE=fast", "--"] + HOLD + ["--password=" + FAKE, "--api-key", FAKE])
+    code = main(
+        [
+            "run",
+            "--image",
+            test_image.latest,
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--no-autolog",
+            "-e",
+            "GH_PAT=ghp_" + FAKE + "aaaaaaaaaaaa",
+            "-e",
+            "DATABASE_URL=postgres://u:%s@db/x" % FAKE,
+            "-e",
+            "FROM_SHELL",
+            "-e",
+            "MODE=fast",
+            "--",
+        ]
+        + HOLD
+        + ["--password=" + FAKE, "--api-key", FAKE]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     env = watcher.env()  # the user's own values reach their own run's container
@@ -52,8 +74,19 @@ def test_run_stores_no_secret_and_signs_the_record(test_image, mlflow_server, at
     launch = json.load(open(attacker.download_artifacts(run_id, "tfrepro/launch.json", str(tmp_path))))
     assert launch["env"] == {"DATABASE_URL": None, "FROM_SHELL": None, "GH_PAT": None, "MODE": "fast"}
     # the replaying side: trusted signature, and the dirty state said to be lost
-    main(["replay", run_id, "--dry-run", "--gpus", "none", "--tracking-uri", mlflow_server.uri,
-          "--allowed-signers", str(tmp_path / "allowed")])
+    main(
+        [
+            "replay",
+            run_id,
+            "--dry-run",
+            "--gpus",
+            "none",
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--allowed-signers",
+            str(tmp_path / "allowed"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert "record:    signed by alice@example.com (trusted)" in out
     assert "FROM_SHELL needs --pass-env FROM_SHELL" in out
@@ -66,7 +99,23 @@ def test_run_refuses_dangerous_volumes(test_image, mlflow_server, attacker, git_
 
     monkeypatch.chdir(git_repo)
     experiment = "sec-vol-" + uuid.uuid4().hex[:8]
-    line = one_error(capsys, main(["run", "--image", test_image.latest, "--experiment", experiment, "--tracking-uri",
-                                   mlflow_server.uri, "-v", volume.replace("~", os.path.expanduser("~")), "--", "true"]))
+    line = one_error(
+        capsys,
+        main(
+            [
+                "run",
+                "--image",
+                test_image.latest,
+                "--experiment",
+                experiment,
+                "--tracking-uri",
+                mlflow_server.uri,
+                "-v",
+                volume.replace("~", os.path.expanduser("~")),
+                "--",
+                "true",
+            ]
+        ),
+    )
     assert "refusing -v" in line
     assert attacker.get_experiment_by_name(experiment) is None  # nothing recorded, nothing run

@@ -1,6 +1,7 @@
 """A crafted spool against `tfrepro sync` and a real `mlflow server`: only the run's own files
 go up, other users' files are skipped, one bad spool file does not stop the others, and the
 tracking URI's password is never printed."""
+
 import json
 import os
 import stat
@@ -57,13 +58,18 @@ def test_sync_uploads_only_the_runs_own_files(tracking_uri, tmp_path, workdir, d
     (workdir / "logs" / "link.json").symlink_to(docker_config / "config.json")
     spool_dir = str(tmp_path / "spool")
     header = {"experiment_name": "sync-sec", "tracking_uri": tracking_uri, "cwd": str(workdir)}
-    write_spool(spool_dir, "local-aaaa", header, [
-        {"params": {"lr": "0.1"}},
-        {"artifacts": str(docker_config), "path": "stolen"},
-        {"artifacts": str(workdir / "logs" / ".." / ".." / "home" / ".docker"), "path": "stolen2"},
-        {"artifacts": str(workdir / "logs"), "path": "tensorboard"},
-        {"end": "FINISHED", "end_time": 1},
-    ])
+    write_spool(
+        spool_dir,
+        "local-aaaa",
+        header,
+        [
+            {"params": {"lr": "0.1"}},
+            {"artifacts": str(docker_config), "path": "stolen"},
+            {"artifacts": str(workdir / "logs" / ".." / ".." / "home" / ".docker"), "path": "stolen2"},
+            {"artifacts": str(workdir / "logs"), "path": "tensorboard"},
+            {"end": "FINISHED", "end_time": 1},
+        ],
+    )
     write_spool(spool_dir, "local-bbbb", header, [{"metrics": ["not", "a", "dict"], "step": 0, "ts": 1}])
     write_spool(spool_dir, "local-cccc", header, [{"params": {"ok": "1"}}, {"end": "FINISHED", "end_time": 1}])
 

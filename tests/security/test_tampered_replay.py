@@ -1,5 +1,6 @@
 """Replaying a record an attacker wrote through MlflowClient, on the real Docker engine: what the
 replay container gets (docker inspect), what reaches the server, and what is refused."""
+
 import json
 import os
 import uuid
@@ -28,19 +29,27 @@ def replay(mlflow_server, run_id, *extra):
 
 
 def replay_run_of(client, run_id):
-    runs = client.search_runs([client.get_run(run_id).info.experiment_id],
-                              "tags.`tfrepro.replay_of` = '%s'" % run_id)
+    runs = client.search_runs([client.get_run(run_id).info.experiment_id], "tags.`tfrepro.replay_of` = '%s'" % run_id)
     assert len(runs) == 1
     return runs[0].info.run_id
 
 
 def test_no_value_of_the_replayers_environment_enters_the_container_or_reaches_the_server(
-        tampered, mlflow_server, attacker, watch, monkeypatch, capsys, tmp_path):
+    tampered, mlflow_server, attacker, watch, monkeypatch, capsys, tmp_path
+):
     for name, value in REPLAYER_ENV.items():
         monkeypatch.setenv(name, value)
-    launch = {"env": {"HF_TOKEN": None, "DATABASE_URL": None, "PIP_INDEX_URL": None, "AWS_SECRET_ACCESS_KEY": None,
-                      "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/steal", "HTTPS_PROXY": "http://127.0.0.1:9",
-                      "BATCH": "32"}}
+    launch = {
+        "env": {
+            "HF_TOKEN": None,
+            "DATABASE_URL": None,
+            "PIP_INDEX_URL": None,
+            "AWS_SECRET_ACCESS_KEY": None,
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/steal",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "BATCH": "32",
+        }
+    }
     run_id = tampered(launch=launch)
     watcher = watch()
     replay(mlflow_server, run_id)
@@ -52,14 +61,17 @@ def test_no_value_of_the_replayers_environment_enters_the_container_or_reaches_t
     assert watcher.attrs["HostConfig"]["NetworkMode"] == "host"
     assert [m[1] for m in watcher.mounts()] == ["/workspace"]  # the checkout, nothing else
     assert "HF_TOKEN needs --pass-env HF_TOKEN" in out
-    assert ("tracking:  MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD passed to %s" % env["TFREPRO_IMAGE_DIGEST"]
-            in out) and mlflow_server.uri in out
+    assert (
+        "tracking:  MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD passed to %s" % env["TFREPRO_IMAGE_DIGEST"]
+        in out
+    ) and mlflow_server.uri in out
     assert FAKE not in out + err
     assert FAKE not in everything_on_server(attacker, replay_run_of(attacker, run_id), tmp_path)
 
 
-def test_pass_env_passes_the_value_but_never_records_it(tampered, mlflow_server, attacker, watch, monkeypatch,
-                                                        capsys, tmp_path):
+def test_pass_env_passes_the_value_but_never_records_it(
+    tampered, mlflow_server, attacker, watch, monkeypatch, capsys, tmp_path
+):
     monkeypatch.setenv("HF_TOKEN", REPLAYER_ENV["HF_TOKEN"])
     monkeypatch.setenv("DATABASE_URL", REPLAYER_ENV["DATABASE_URL"])
     run_id = tampered(launch={"env": {"HF_TOKEN": None, "DATABASE_URL": None}})
@@ -77,10 +89,24 @@ def test_pass_env_passes_the_value_but_never_records_it(tampered, mlflow_server,
     assert recorded["HF_TOKEN"] is None and recorded["MODE"] == "fast"
 
 
-@pytest.mark.parametrize("source", ["/", "//var/run/docker.sock", "/var/run", "/etc", "/proc", "HOME", "HOME/.ssh",
-                                    "HOME/.docker", "SYMLINK_TO_ROOT", "HOME/../.."])
-def test_dangerous_recorded_mounts_are_refused_before_anything_runs(tampered, mlflow_server, attacker, tmp_path,
-                                                                    docker_client, capsys, source):
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/",
+        "//var/run/docker.sock",
+        "/var/run",
+        "/etc",
+        "/proc",
+        "HOME",
+        "HOME/.ssh",
+        "HOME/.docker",
+        "SYMLINK_TO_ROOT",
+        "HOME/../..",
+    ],
+)
+def test_dangerous_recorded_mounts_are_refused_before_anything_runs(
+    tampered, mlflow_server, attacker, tmp_path, docker_client, capsys, source
+):
     home = os.path.expanduser("~")
     (tmp_path / "innocent").symlink_to("/")
     source = source.replace("SYMLINK_TO_ROOT", str(tmp_path / "innocent")).replace("HOME", home)
@@ -116,9 +142,12 @@ def test_recorded_mounts_are_confirmed_interactively(tampered, mlflow_server, wa
     data.mkdir()
     run_id = tampered(launch={"mounts": [{"source": str(data), "target": "/data", "read_only": True, "kind": "user"}]})
     watcher = watch()
-    code, screen = run_on_tty(["replay", run_id, "--gpus", "none", "--tracking-uri", mlflow_server.uri],
-                              [("as the original run did?", answer), ("with this command?", "y")],
-                              env=dict(os.environ), cwd=os.getcwd())
+    code, screen = run_on_tty(
+        ["replay", run_id, "--gpus", "none", "--tracking-uri", mlflow_server.uri],
+        [("as the original run did?", answer), ("with this command?", "y")],
+        env=dict(os.environ),
+        cwd=os.getcwd(),
+    )
     assert "Mount %s at /data read-only" % data in screen, screen
     assert ((str(data), "/data", False) in watcher.mounts()) == (answer == "y")
 
@@ -131,13 +160,26 @@ def test_artifact_location_never_becomes_a_mount(attacker, tampered, mlflow_serv
     assert [m[1] for m in watcher.mounts()] == ["/workspace"]
     name = attacker.get_experiment(experiment).name
     watcher = watch()  # `tfrepro run` into that experiment: the same
-    main(["run", "--image", test_image.latest, "--experiment", name, "--tracking-uri", mlflow_server.uri,
-          "--no-autolog", "--"] + json.loads(attacker.get_run(run_id).data.tags["tfrepro.command"]))
+    main(
+        [
+            "run",
+            "--image",
+            test_image.latest,
+            "--experiment",
+            name,
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--no-autolog",
+            "--",
+        ]
+        + json.loads(attacker.get_run(run_id).data.tags["tfrepro.command"])
+    )
     assert [m[1] for m in watcher.mounts()] == ["/workspace"]
 
 
-def test_an_image_from_another_repository_or_registry_needs_consent(tampered, mlflow_server, test_image, watch,
-                                                                   monkeypatch, capsys):
+def test_an_image_from_another_repository_or_registry_needs_consent(
+    tampered, mlflow_server, test_image, watch, monkeypatch, capsys
+):
     run_id = tampered(tags={"tfrepro.image.ref": "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"})
     line = one_error(capsys, replay(mlflow_server, run_id))
     assert "is from 127.0.0.1:5555/tfrepro-test but the run says its image was nvcr.io" in line

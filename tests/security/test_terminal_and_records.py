@@ -1,5 +1,6 @@
 """What a tampered record can do to a terminal, malformed records, a dead server, and signed
 records: against a real `mlflow server`, no Docker (nothing here gets as far as running)."""
+
 import json
 import subprocess
 import time
@@ -18,22 +19,39 @@ SPOOF = "\r\x1b[2K\x1b[1A\x1b[2Kcommand:\n  docker run --rm alpine true\x1b]8;;h
 
 
 def assert_no_raw_controls(text):
-    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0
-           or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"]
+    bad = [
+        c
+        for c in text
+        if (ord(c) < 0x20 and c != "\n")
+        or 0x7F <= ord(c) < 0xA0
+        or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    ]
     assert not bad, repr(text)
 
 
 def test_recorded_strings_reach_the_terminal_escaped(make_run, tracking_uri, capsys):
-    environment = {"schema": "1", "git": {"commit": "1" * 40, "untracked": ["notes" + SPOOF],
-                                        "remote_url": "https://x/" + SPOOF},
-                   "gpu": {"count": 1, "devices": [{"index": 0, "name": "H200" + SPOOF}]}}
-    run_id = make_run({"tfrepro.command": json.dumps(["python", "train.py", SPOOF]),
-                       "tfrepro.image.ref": "evil" + SPOOF, "tfrepro.git.remote": "https://x/" + SPOOF,
-                       "tfrepro.gpu.name": "H200" + SPOOF},
-                      environment=environment, launch={"env": {"NOTE": SPOOF}})
+    environment = {
+        "schema": "1",
+        "git": {"commit": "1" * 40, "untracked": ["notes" + SPOOF], "remote_url": "https://x/" + SPOOF},
+        "gpu": {"count": 1, "devices": [{"index": 0, "name": "H200" + SPOOF}]},
+    }
+    run_id = make_run(
+        {
+            "tfrepro.command": json.dumps(["python", "train.py", SPOOF]),
+            "tfrepro.image.ref": "evil" + SPOOF,
+            "tfrepro.git.remote": "https://x/" + SPOOF,
+            "tfrepro.gpu.name": "H200" + SPOOF,
+        },
+        environment=environment,
+        launch={"env": {"NOTE": SPOOF}},
+    )
     other = make_run()
-    for argv in (["replay", run_id, "--dry-run", "--gpus", "none"], ["show", run_id], ["diff", run_id, other],
-                 ["diff", run_id, "--here"]):
+    for argv in (
+        ["replay", run_id, "--dry-run", "--gpus", "none"],
+        ["show", run_id],
+        ["diff", run_id, other],
+        ["diff", run_id, "--here"],
+    ):
         main(argv + (["--tracking-uri", tracking_uri] if argv[0] == "replay" else []))
         out, err = capsys.readouterr()
         assert_no_raw_controls(out + err)
@@ -42,18 +60,25 @@ def test_recorded_strings_reach_the_terminal_escaped(make_run, tracking_uri, cap
     assert ESC not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("environment", [
-    {"schema": "1", "git": "oops"},
-    {"schema": "1", "gpu": {"count": 1, "devices": [{"index": 0, "name": ["H200"]}]}},
-    {"schema": "1", "git": {"commit": "1" * 40, "untracked": 3}},
-    {"schema": "1", "python": {"packages": None}},
-    "[1, 2]",
-    "{not json",
-])
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"schema": "1", "git": "oops"},
+        {"schema": "1", "gpu": {"count": 1, "devices": [{"index": 0, "name": ["H200"]}]}},
+        {"schema": "1", "git": {"commit": "1" * 40, "untracked": 3}},
+        {"schema": "1", "python": {"packages": None}},
+        "[1, 2]",
+        "{not json",
+    ],
+)
 def test_malformed_records_are_one_line_and_exit_2(make_run, tracking_uri, capsys, environment):
     run_id = make_run(environment=environment)
     other = make_run()
-    for argv in (["show", run_id], ["diff", run_id, other], ["replay", run_id, "--dry-run", "--tracking-uri", tracking_uri]):
+    for argv in (
+        ["show", run_id],
+        ["diff", run_id, other],
+        ["replay", run_id, "--dry-run", "--tracking-uri", tracking_uri],
+    ):
         line = one_error(capsys, main(argv))
         assert "malformed" in line, argv
 
@@ -75,9 +100,13 @@ def test_replay_against_a_dead_server_fails_as_fast_as_show(capsys):
 
 def test_uri_credentials_never_shown(capsys):
     uri = "http://bob:FAKEPASS123@127.0.0.1:%d" % free_port()
-    for argv in (["show", "0" * 32, "--tracking-uri", uri], ["show", "0" * 32, "--json", "--tracking-uri", uri],
-                 ["replay", "0" * 32, "--tracking-uri", uri], ["doctor", "--tracking-uri", uri],
-                 ["doctor", "--json", "--tracking-uri", uri]):
+    for argv in (
+        ["show", "0" * 32, "--tracking-uri", uri],
+        ["show", "0" * 32, "--json", "--tracking-uri", uri],
+        ["replay", "0" * 32, "--tracking-uri", uri],
+        ["doctor", "--tracking-uri", uri],
+        ["doctor", "--json", "--tracking-uri", uri],
+    ):
         main(argv)
         out, err = capsys.readouterr()
         assert "FAKEPASS123" not in out + err, argv
@@ -115,8 +144,10 @@ def test_signed_record_trusted_then_tampered(make_run, client, tracking_uri, key
     main(["show", run_id])
     assert "signature does not match the record" in capsys.readouterr().out
     # or the launch record, or the patch
-    for change in ({"launch": {"env": {"BATCH": "32"}, "mounts": [{"source": "/", "target": "/h"}]}},
-                   {"patch": "diff --git a/x b/x\n"}):
+    for change in (
+        {"launch": {"env": {"BATCH": "32"}, "mounts": [{"source": "/", "target": "/h"}]}},
+        {"patch": "diff --git a/x b/x\n"},
+    ):
         run_id = make_run(launch={"env": {"BATCH": "32"}})
         assert signing.sign_run(client, run_id, alice)
         if "launch" in change:
@@ -132,7 +163,9 @@ def test_unsigned_and_untrusted_records(make_run, client, tracking_uri, keys, ca
     unsigned = make_run()
     main(["replay", unsigned, "--dry-run", "--gpus", "none", "--tracking-uri", tracking_uri])
     assert "record:    unsigned record" in capsys.readouterr().out
-    line = one_error(capsys, main(["replay", unsigned, "--dry-run", "--require-signed", "--tracking-uri", tracking_uri]))
+    line = one_error(
+        capsys, main(["replay", unsigned, "--dry-run", "--require-signed", "--tracking-uri", tracking_uri])
+    )
     assert "unsigned record, and --require-signed was given" in line
     forged = make_run()
     assert signing.sign_run(client, forged, mallory)  # the attacker signs with their own key

@@ -1,4 +1,5 @@
 """Pure parts of ReproCallback and the plugin: chief selection, params, logs, the model hash."""
+
 import json
 
 import numpy as np
@@ -10,15 +11,18 @@ pytestmark = pytest.mark.py38
 tf = pytest.importorskip("tensorflow")
 
 
-@pytest.mark.parametrize("task, cluster, expected", [
-    (None, None, True),
-    ({"type": "chief", "index": 0}, {"chief": ["a"], "worker": ["b"]}, True),
-    ({"type": "worker", "index": 0}, {"chief": ["a"], "worker": ["b"]}, False),
-    ({"type": "worker", "index": 0}, {"worker": ["a", "b"]}, True),
-    ({"type": "worker", "index": 1}, {"worker": ["a", "b"]}, False),
-    ({"type": "evaluator", "index": 0}, {"worker": ["a"]}, False),
-    ({"type": "ps", "index": 0}, {"worker": ["a"], "ps": ["p"]}, False),
-])
+@pytest.mark.parametrize(
+    "task, cluster, expected",
+    [
+        (None, None, True),
+        ({"type": "chief", "index": 0}, {"chief": ["a"], "worker": ["b"]}, True),
+        ({"type": "worker", "index": 0}, {"chief": ["a"], "worker": ["b"]}, False),
+        ({"type": "worker", "index": 0}, {"worker": ["a", "b"]}, True),
+        ({"type": "worker", "index": 1}, {"worker": ["a", "b"]}, False),
+        ({"type": "evaluator", "index": 0}, {"worker": ["a"]}, False),
+        ({"type": "ps", "index": 0}, {"worker": ["a"], "ps": ["p"]}, False),
+    ],
+)
 def test_is_chief(task, cluster, expected):
     text = None if task is None else json.dumps({"task": task, "cluster": cluster})
     assert is_chief(text) is expected
@@ -80,8 +84,9 @@ def test_model_hash_ignores_names_but_not_architecture():
         if perturb:  # shifts Keras' auto names (dense_1...) and TF's function counters
             tf.keras.layers.Dense(1)
             tf.function(lambda v: v + 1)(tf.constant(1.0))
-        model = tf.keras.Sequential([tf.keras.layers.Dense(4, activation=activation, input_shape=(2,)),
-                                     tf.keras.layers.Dense(1)])
+        model = tf.keras.Sequential(
+            [tf.keras.layers.Dense(4, activation=activation, input_shape=(2,)), tf.keras.layers.Dense(1)]
+        )
         model.compile(optimizer="adam", loss="mse")
         return model
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -20,17 +21,38 @@ def sample():
         collected_at="2026-11-26T21:00:00+00:00",
         tfrepro_version="0.1.0",
         container=ContainerInfo(
-            in_container=True, evidence=["/.dockerenv"], runtime="docker",
+            in_container=True,
+            evidence=["/.dockerenv"],
+            runtime="docker",
             image_ref="nvcr.io/nvidia/tensorflow:22.07-tf2-py3",
             image_digest="nvcr.io/nvidia/tensorflow@sha256:" + "a" * 64,
-            image_id="sha256:" + "b" * 64, digest_source="launcher", ngc={"CUDA_VERSION": "11.7.0"},
+            image_id="sha256:" + "b" * 64,
+            digest_source="launcher",
+            ngc={"CUDA_VERSION": "11.7.0"},
         ),
-        git=GitInfo(commit="c" * 40, branch="main", remote_url="https://example.com/x.git", dirty=True,
-                    patch="diff --git a/x b/x\n", patch_sha256="d" * 64, workdir="examples"),
-        gpu=GpuInfo(count=1, driver_version="580.159.04", cuda_driver_version=13000,
-                    devices=[GpuDevice(name="NVIDIA H200", uuid="GPU-0", compute_capability="9.0")]),
-        tensorflow=TensorflowInfo(version="2.9.3", cuda_build="11.2", cudnn_build="8", imported=True,
-                                  determinism={"op_determinism": True}, seed=7),
+        git=GitInfo(
+            commit="c" * 40,
+            branch="main",
+            remote_url="https://example.com/x.git",
+            dirty=True,
+            patch="diff --git a/x b/x\n",
+            patch_sha256="d" * 64,
+            workdir="examples",
+        ),
+        gpu=GpuInfo(
+            count=1,
+            driver_version="580.159.04",
+            cuda_driver_version=13000,
+            devices=[GpuDevice(name="NVIDIA H200", uuid="GPU-0", compute_capability="9.0")],
+        ),
+        tensorflow=TensorflowInfo(
+            version="2.9.3",
+            cuda_build="11.2",
+            cudnn_build="8",
+            imported=True,
+            determinism={"op_determinism": True},
+            seed=7,
+        ),
         process=ProcessInfo(argv=["python", "train.py", "--epochs", "2"], cwd="/workspace/examples"),
         reasons={"system": "not collected"},
     )
@@ -38,7 +60,7 @@ def sample():
 
 def test_record_is_immutable():
     env = sample()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         env.git = None
     with pytest.raises(TypeError):
         env.container.ngc["X"] = "1"
@@ -93,7 +115,9 @@ def test_cuda_text(value, text):
 def test_key_packages_and_the_lock_hash_become_tags():
     from tfrepro.environment import PythonInfo
 
-    env = Environment(python=PythonInfo(version="3.8.10", packages=["absl-py==1.0", "numpy==1.23.5", "tensorflow==2.9.3"]))
+    env = Environment(
+        python=PythonInfo(version="3.8.10", packages=["absl-py==1.0", "numpy==1.23.5", "tensorflow==2.9.3"])
+    )
     tags = env.to_tags()
     assert tags["tfrepro.pkg.numpy"] == "1.23.5" and tags["tfrepro.pkg.tensorflow"] == "2.9.3"
     assert "tfrepro.pkg.absl-py" not in tags

@@ -1,4 +1,5 @@
 """Container source: detection and image-digest parsing on recorded docker/podman/k8s outputs."""
+
 import json
 import os
 import socket
@@ -30,8 +31,13 @@ def env_lines(block):
 
 
 def test_h200_sandbox_reports_dockerenv_and_a_cgroup_without_id_honestly():
-    raw = {"dockerenv": True, "containerenv": None, "cgroup": PROBE["cgroup"]["stdout"], "mountinfo": "",
-           "env": env_lines(PROBE["env_nvidia"]["stdout"])}
+    raw = {
+        "dockerenv": True,
+        "containerenv": None,
+        "cgroup": PROBE["cgroup"]["stdout"],
+        "mountinfo": "",
+        "env": env_lines(PROBE["env_nvidia"]["stdout"]),
+    }
     info, reason = container.resolve(raw)
     assert info.in_container is True
     assert info.evidence == ("/.dockerenv", "cgroup v2 without container id")
@@ -44,13 +50,31 @@ def test_h200_sandbox_reports_dockerenv_and_a_cgroup_without_id_honestly():
     assert "CUDA_HOME" not in info.ngc and "LD_LIBRARY_PATH" not in info.ngc
 
 
-@pytest.mark.parametrize("name, expected, hint, version", [
-    ("docker-cgroup-v1.txt", DOCKER_ID, "docker", 1),
-    ("cgroup-v2-docker-systemd.txt", "55157c7ce4a0d2c55baea942bac8235210009e659376ba138047e66bec2eb952", "docker", 2),
-    ("cgroup-v2-kubernetes.txt", "97d6b43e81bc124af670c4237dc8c05a592bc4d52a8eeae278fc8144830c7329", "kubernetes", 2),
-    ("cgroup-v1-kubernetes.txt", "97d6b43e81bc124af670c4237dc8c05a592bc4d52a8eeae278fc8144830c7329", "kubernetes", 1),
-    ("cgroup-v2-private.txt", None, None, 2),
-])
+@pytest.mark.parametrize(
+    "name, expected, hint, version",
+    [
+        ("docker-cgroup-v1.txt", DOCKER_ID, "docker", 1),
+        (
+            "cgroup-v2-docker-systemd.txt",
+            "55157c7ce4a0d2c55baea942bac8235210009e659376ba138047e66bec2eb952",
+            "docker",
+            2,
+        ),
+        (
+            "cgroup-v2-kubernetes.txt",
+            "97d6b43e81bc124af670c4237dc8c05a592bc4d52a8eeae278fc8144830c7329",
+            "kubernetes",
+            2,
+        ),
+        (
+            "cgroup-v1-kubernetes.txt",
+            "97d6b43e81bc124af670c4237dc8c05a592bc4d52a8eeae278fc8144830c7329",
+            "kubernetes",
+            1,
+        ),
+        ("cgroup-v2-private.txt", None, None, 2),
+    ],
+)
 def test_parse_cgroup(name, expected, hint, version):
     assert container.parse_cgroup(text(name)) == (expected, hint, version)
 
@@ -62,8 +86,10 @@ def test_parse_mountinfo_docker_and_podman():
 
 
 def test_mountinfo_ignores_a_host_docker_data_dir_mounted_elsewhere():
-    line = ("42 27 254:0 /var/lib/docker/containers/%s/hostname /var/lib/docker/containers/%s/hostname rw - ext4"
-            " /dev/vda rw\n" % (DOCKER_ID, DOCKER_ID))
+    line = (
+        "42 27 254:0 /var/lib/docker/containers/%s/hostname /var/lib/docker/containers/%s/hostname rw - ext4"
+        " /dev/vda rw\n" % (DOCKER_ID, DOCKER_ID)
+    )
     assert container.parse_mountinfo(line) == (None, None)
 
 
@@ -75,19 +101,33 @@ def test_cgroup_v2_private_namespace_falls_back_to_mountinfo():
 
 
 def test_bare_host_is_not_a_container():
-    raw = {"dockerenv": False, "containerenv": None, "cgroup": "0::/user.slice/user-1000.slice/session-2.scope\n",
-           "mountinfo": "", "env": {"PATH": "/usr/bin"}}
+    raw = {
+        "dockerenv": False,
+        "containerenv": None,
+        "cgroup": "0::/user.slice/user-1000.slice/session-2.scope\n",
+        "mountinfo": "",
+        "env": {"PATH": "/usr/bin"},
+    }
     info, reason = container.resolve(raw)
     assert info.in_container is False and info.evidence == () and info.runtime is None
     assert reason is None
 
 
 def test_launcher_env_wins_and_is_validated():
-    env = {"TFREPRO_IMAGE_REF": "nvcr.io/nvidia/tensorflow:22.07-tf2-py3", "TFREPRO_IMAGE_DIGEST": DIGEST,
-           "TFREPRO_IMAGE_ID": "cd" * 32}
-    raw = {"dockerenv": True, "cgroup": text("docker-cgroup-v1.txt"), "env": env,
-           "docker": {"container": load("docker-inspect-container-by-digest.json"),
-                      "image": load("docker-inspect-image.json")}}
+    env = {
+        "TFREPRO_IMAGE_REF": "nvcr.io/nvidia/tensorflow:22.07-tf2-py3",
+        "TFREPRO_IMAGE_DIGEST": DIGEST,
+        "TFREPRO_IMAGE_ID": "cd" * 32,
+    }
+    raw = {
+        "dockerenv": True,
+        "cgroup": text("docker-cgroup-v1.txt"),
+        "env": env,
+        "docker": {
+            "container": load("docker-inspect-container-by-digest.json"),
+            "image": load("docker-inspect-image.json"),
+        },
+    }
     info, reason = container.resolve(raw)
     assert (info.image_digest, info.image_id, info.digest_source) == (DIGEST, "sha256:" + "cd" * 32, "launcher")
     assert info.image_ref == "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
@@ -101,9 +141,15 @@ def test_launcher_rejects_malformed_digests(bad):
 
 
 def test_docker_inspect_of_a_container_started_by_digest():
-    raw = {"dockerenv": True, "cgroup": text("docker-cgroup-v1.txt"), "env": {},
-           "docker": {"container": load("docker-inspect-container-by-digest.json"),
-                      "image": load("docker-inspect-image.json")}}
+    raw = {
+        "dockerenv": True,
+        "cgroup": text("docker-cgroup-v1.txt"),
+        "env": {},
+        "docker": {
+            "container": load("docker-inspect-container-by-digest.json"),
+            "image": load("docker-inspect-image.json"),
+        },
+    }
     info, reason = container.resolve(raw)
     assert info.digest_source == "docker-socket"
     assert info.image_digest == PUSHED and info.image_ref == PUSHED
@@ -120,9 +166,15 @@ def test_docker_inspect_of_a_tagged_container_picks_the_matching_repo_digest():
 
 
 def test_local_image_without_repo_digest_keeps_the_image_id_and_says_why():
-    raw = {"dockerenv": True, "cgroup": text("docker-cgroup-v1.txt"), "env": {},
-           "docker": {"container": load("docker-inspect-container.json"),
-                      "image": load("docker-inspect-image-local.json")}}
+    raw = {
+        "dockerenv": True,
+        "cgroup": text("docker-cgroup-v1.txt"),
+        "env": {},
+        "docker": {
+            "container": load("docker-inspect-container.json"),
+            "image": load("docker-inspect-image-local.json"),
+        },
+    }
     info, reason = container.resolve(raw)
     assert info.container_id == DOCKER_ID
     assert info.image_ref == "tfrepro-deps:191c38dbd090"
@@ -132,8 +184,12 @@ def test_local_image_without_repo_digest_keeps_the_image_id_and_says_why():
 
 
 def test_podman_containerenv():
-    raw = {"containerenv": text("podman-containerenv"), "cgroup": text("cgroup-v2-private.txt"),
-           "mountinfo": text("podman-mountinfo.txt"), "env": {"container": "podman"}}
+    raw = {
+        "containerenv": text("podman-containerenv"),
+        "cgroup": text("cgroup-v2-private.txt"),
+        "mountinfo": text("podman-mountinfo.txt"),
+        "env": {"container": "podman"},
+    }
     info, reason = container.resolve(raw)
     assert info.runtime == "podman"
     assert info.evidence[:2] == ("/run/.containerenv", "container=podman")
@@ -150,25 +206,31 @@ def test_empty_containerenv_is_still_evidence():
 
 
 def test_kubernetes_pod_matches_our_container_by_cgroup_id():
-    raw = {"cgroup": text("cgroup-v2-kubernetes.txt"), "env": {"KUBERNETES_SERVICE_HOST": "10.96.0.1"},
-           "kubernetes": load("k8s-pod.json")}
+    raw = {
+        "cgroup": text("cgroup-v2-kubernetes.txt"),
+        "env": {"KUBERNETES_SERVICE_HOST": "10.96.0.1"},
+        "kubernetes": load("k8s-pod.json"),
+    }
     info, reason = container.resolve(raw)
     assert info.runtime == "kubernetes" and info.digest_source == "kubernetes"
-    assert info.image_digest == ("nvcr.io/nvidia/tensorflow@sha256:"
-                                 "8a2b41b58e0d4a0d9f2c7d5e6a3b1c0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b")
+    assert info.image_digest == (
+        "nvcr.io/nvidia/tensorflow@sha256:8a2b41b58e0d4a0d9f2c7d5e6a3b1c0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
+    )
     assert info.image_ref == "nvcr.io/nvidia/tensorflow:22.07-tf2-py3"
     assert reason is None
 
 
 def test_kubernetes_dockershim_image_id_and_the_ambiguous_case():
     found = container.from_pod(load("k8s-pod-dockershim.json"), None)
-    assert found["image_digest"] == ("registry.example.com/team/trainer@sha256:"
-                                     "3f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    assert found["image_digest"] == (
+        "registry.example.com/team/trainer@sha256:3f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    )
     found = container.from_pod(load("k8s-pod.json"), None)  # two containers, id unknown
     assert "none matches" in found["error"]
 
 
 # ---- query() against a fake filesystem root: the I/O paths, bad inputs included ----
+
 
 def fake_root(tmp_path, cgroup="0::/\n", dockerenv=True):
     (tmp_path / "proc" / "self").mkdir(parents=True)
@@ -212,8 +274,11 @@ def test_no_socket_and_no_id(tmp_path):
 
 def test_kubernetes_without_token_or_api(tmp_path):
     root = fake_root(tmp_path, cgroup=text("cgroup-v2-kubernetes.txt"), dockerenv=False)
-    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(closed_port()),
-           "HOSTNAME": "train-resnet-7d9f8c6b5d-x2k4q"}
+    env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(closed_port()),
+        "HOSTNAME": "train-resnet-7d9f8c6b5d-x2k4q",
+    }
     info, reason = container.resolve(container.query(root, env))
     assert info.runtime == "kubernetes" and "no service-account token" in reason
     account = tmp_path / "var/run/secrets/kubernetes.io/serviceaccount"
@@ -233,11 +298,22 @@ def test_launcher_digest_skips_the_socket(tmp_path, monkeypatch):
 
 
 def test_ngc_env_never_copies_secrets():
-    env = {"NVIDIA_TENSORFLOW_VERSION": "22.07-tf2", "NVIDIA_BUILD_ID": "40077977", "CUDNN_VERSION": "8.4.1.50",
-           "TENSORRT_VERSION": "8.4.1.5", "NVIDIA_API_KEY": "nvapi-secret", "NGC_API_KEY": "x",
-           "CUDA_VISIBLE_DEVICES": "0", "PATH": "/bin"}
-    assert container.ngc_env(env) == {"CUDNN_VERSION": "8.4.1.50", "NVIDIA_BUILD_ID": "40077977",
-                                      "NVIDIA_TENSORFLOW_VERSION": "22.07-tf2", "TENSORRT_VERSION": "8.4.1.5"}
+    env = {
+        "NVIDIA_TENSORFLOW_VERSION": "22.07-tf2",
+        "NVIDIA_BUILD_ID": "40077977",
+        "CUDNN_VERSION": "8.4.1.50",
+        "TENSORRT_VERSION": "8.4.1.5",
+        "NVIDIA_API_KEY": "nvapi-secret",
+        "NGC_API_KEY": "x",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "PATH": "/bin",
+    }
+    assert container.ngc_env(env) == {
+        "CUDNN_VERSION": "8.4.1.50",
+        "NVIDIA_BUILD_ID": "40077977",
+        "NVIDIA_TENSORFLOW_VERSION": "22.07-tf2",
+        "TENSORRT_VERSION": "8.4.1.5",
+    }
 
 
 def test_this_machine_never_raises():
@@ -247,8 +323,14 @@ def test_this_machine_never_raises():
 
 
 def test_a_later_source_with_a_digest_beats_a_launcher_image_id_alone():
-    raw = {"dockerenv": True, "cgroup": text("docker-cgroup-v1.txt"), "env": {"TFREPRO_IMAGE_ID": "cd" * 32},
-           "docker": {"container": load("docker-inspect-container-by-digest.json"),
-                      "image": load("docker-inspect-image.json")}}
+    raw = {
+        "dockerenv": True,
+        "cgroup": text("docker-cgroup-v1.txt"),
+        "env": {"TFREPRO_IMAGE_ID": "cd" * 32},
+        "docker": {
+            "container": load("docker-inspect-container-by-digest.json"),
+            "image": load("docker-inspect-image.json"),
+        },
+    }
     info, reason = container.resolve(raw)
     assert (info.digest_source, info.image_digest) == ("docker-socket", PUSHED) and reason is None

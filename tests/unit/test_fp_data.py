@@ -1,4 +1,5 @@
 """Data fingerprints: the walk over real temporary trees, the record, and drift rows."""
+
 import hashlib
 import json
 import os
@@ -30,7 +31,13 @@ def tree(tmp_path):
 
 def test_counts_bytes_detail_and_parts(tree):
     source = D.scan(tree, target="/data")
-    assert (source.label, source.path, source.target, source.kind, source.mode) == ("mount", tree, "/data", "dir", "metadata")
+    assert (source.label, source.path, source.target, source.kind, source.mode) == (
+        "mount",
+        tree,
+        "/data",
+        "dir",
+        "metadata",
+    )
     assert (source.files, source.bytes) == (4, 22)
     assert set(source.entries) == {"train/x.npy", "train/y.npy", "val/x.npy", "labels.csv"}
     assert source.entries["train/x.npy"] == {"size": 10, "mtime_ns": 10**18}
@@ -162,19 +169,23 @@ def test_record_round_trips_through_json_and_tags(tree):
     assert tags["tfrepro.data.0.hash"] == sources[0].hash and tags["tfrepro.data.1.kind"] == "missing"
     assert all(len(v) <= 5000 for v in tags.values())
     back = R.from_tags(tags)
-    assert [(s.path, s.target, s.files, s.bytes, s.hash, s.kind) for s in back] == \
-        [(s.path, s.target, s.files, s.bytes, s.hash, s.kind) for s in sources]
+    assert [(s.path, s.target, s.files, s.bytes, s.hash, s.kind) for s in back] == [
+        (s.path, s.target, s.files, s.bytes, s.hash, s.kind) for s in sources
+    ]
     assert R.compare_all(back, sources) == [], "tag-only records compare by hash"
 
 
-@pytest.mark.parametrize("bad", [
-    {"label": "mount", "path": "", "mode": "metadata"},
-    {"label": "other", "path": "/d", "mode": "metadata"},
-    {"label": "mount", "path": "/d", "mode": "metadata", "files": -1},
-    {"label": "mount", "path": "/d", "mode": "metadata", "hash": "md5:1"},
-    {"label": "mount", "path": "/d", "mode": "metadata", "entries": {"a": {"size": "9"}}},
-    "not an object",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"label": "mount", "path": "", "mode": "metadata"},
+        {"label": "other", "path": "/d", "mode": "metadata"},
+        {"label": "mount", "path": "/d", "mode": "metadata", "files": -1},
+        {"label": "mount", "path": "/d", "mode": "metadata", "hash": "md5:1"},
+        {"label": "mount", "path": "/d", "mode": "metadata", "entries": {"a": {"size": "9"}}},
+        "not an object",
+    ],
+)
 def test_untrusted_records_are_validated(bad):
     with pytest.raises(ValueError):
         R.DataSource.from_dict(bad)

@@ -1,21 +1,24 @@
 """Git source: the pure parsers (status porcelain v2, remotes; credentials: test_redact.py)."""
+
 from tfrepro.fingerprint import git
 
 OID = "0123456789abcdef0123456789abcdef01234567"
 
 # `git status --porcelain=v2 --branch -z --untracked-files=all`, as git 2.39 prints it
-STATUS = "\0".join([
-    "# branch.oid " + OID,
-    "# branch.head main",
-    "# branch.upstream origin/main",
-    "# branch.ab +1 -0",
-    "1 .M N... 100644 100644 100644 %s %s train.py" % ("a" * 40, "a" * 40),
-    "2 R. N... 100644 100644 100644 %s %s R100 model/new name.py" % ("b" * 40, "b" * 40),
-    "model/old name.py",
-    "? notes.txt",
-    "? data/with\nnewline.csv",
-    "",
-])
+STATUS = "\0".join(
+    [
+        "# branch.oid " + OID,
+        "# branch.head main",
+        "# branch.upstream origin/main",
+        "# branch.ab +1 -0",
+        "1 .M N... 100644 100644 100644 %s %s train.py" % ("a" * 40, "a" * 40),
+        "2 R. N... 100644 100644 100644 %s %s R100 model/new name.py" % ("b" * 40, "b" * 40),
+        "model/old name.py",
+        "? notes.txt",
+        "? data/with\nnewline.csv",
+        "",
+    ]
+)
 
 
 def test_parse_status_dirty_tree():
@@ -42,8 +45,13 @@ def test_pick_remote_prefers_origin():
 
 
 def test_parse_sets_patch_hash_and_workdir():
-    raw = {"status": STATUS, "patch": "diff --git a/train.py b/train.py\n", "prefix": "src/pkg/",
-           "root": "/repo", "remotes": "remote.origin.url https://u:p@h/x\n"}
+    raw = {
+        "status": STATUS,
+        "patch": "diff --git a/train.py b/train.py\n",
+        "prefix": "src/pkg/",
+        "root": "/repo",
+        "remotes": "remote.origin.url https://u:p@h/x\n",
+    }
     info = git.parse(raw)
     assert info.workdir == "src/pkg" and info.root == "/repo" and info.remote_url == "https://h/x"
     assert len(info.patch_sha256) == 64 and info.dirty

@@ -1,4 +1,5 @@
 """GPU source: parse() on the recorded H200 probe and nvidia-smi XML; query() with no driver."""
+
 import json
 import sys
 import types
@@ -60,7 +61,11 @@ def test_parse_nvidia_smi_xml_gives_the_same_record():
     (device,) = info.devices
     assert (info.driver_version, info.cuda_driver_version) == ("580.159.04", 13000)
     assert (device.name, device.uuid, device.pci_bus_id, device.mig_mode) == (
-        "NVIDIA H200", UUID, "00000000:00:06.0", "disabled")
+        "NVIDIA H200",
+        UUID,
+        "00000000:00:06.0",
+        "disabled",
+    )
     assert device.memory_total_bytes == 143771 * (1 << 20)  # nvidia-smi rounds to MiB
     assert device.compute_capability is None  # the XML does not carry it
 

@@ -1,4 +1,5 @@
 """Process source: argv as replay would type it."""
+
 import os
 import sys
 
@@ -6,8 +7,14 @@ from tfrepro.fingerprint import process
 
 
 def raw(**kw):
-    base = {"argv": [], "orig_argv": [], "main_module": None, "main_file": None, "cwd": "/work/proj",
-            "executable": "/usr/bin/python3.8"}
+    base = {
+        "argv": [],
+        "orig_argv": [],
+        "main_module": None,
+        "main_file": None,
+        "cwd": "/work/proj",
+        "executable": "/usr/bin/python3.8",
+    }
     base.update(kw)
     return base
 
@@ -24,15 +31,24 @@ def test_script_outside_cwd_stays_absolute():
 
 
 def test_python_dash_m_on_38_uses_main_spec():
-    info = process.parse(raw(argv=["/work/proj/pkg/__main__.py", "fit"], main_module="pkg.__main__",
-                             main_file="/work/proj/pkg/__main__.py"))
+    info = process.parse(
+        raw(
+            argv=["/work/proj/pkg/__main__.py", "fit"],
+            main_module="pkg.__main__",
+            main_file="/work/proj/pkg/__main__.py",
+        )
+    )
     assert info.argv == ("python", "-m", "pkg", "fit")
     assert process.parse(raw(argv=["/work/proj/train.py"], main_module="train")).argv == ("python", "-m", "train")
 
 
 def test_dash_c_keeps_code_only_when_orig_argv_has_it():
     assert process.parse(raw(argv=["-c", "a"], orig_argv=["python3", "-c", "print(1)", "a"])).argv == (
-        "python", "-c", "print(1)", "a")
+        "python",
+        "-c",
+        "print(1)",
+        "a",
+    )
     assert process.parse(raw(argv=["-c"])).argv == ("python", "-c", "<code not recorded>")
 
 

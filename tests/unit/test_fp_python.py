@@ -1,4 +1,5 @@
 """Python source: the package lock from metadata folder names."""
+
 import re
 import sys
 from importlib import metadata

@@ -1,12 +1,12 @@
 """Scheduler source: a real Slurm job's environment and a Kubernetes pod's downward API."""
+
 import json
 from pathlib import Path
 
 import pytest
 
 from tfrepro.environment import Environment
-from tfrepro.fingerprint import NotApplicable, collect
-from tfrepro.fingerprint import scheduler
+from tfrepro.fingerprint import NotApplicable, collect, scheduler
 
 pytestmark = pytest.mark.py38
 
@@ -23,7 +23,13 @@ def test_slurm_job_from_its_environment():
     assert "PATH" not in raw["env"] and "namespace" not in raw
     info = scheduler.parse(raw)
     assert (info.kind, info.job_id, info.job_name, info.nodes, info.partition, info.cluster) == (
-        "slurm", "2", "train-fixture", "vm", "debug", "tfrepro")
+        "slurm",
+        "2",
+        "train-fixture",
+        "vm",
+        "debug",
+        "tfrepro",
+    )
     assert info.account is None and info.pod is None  # no accounting on this cluster
 
 

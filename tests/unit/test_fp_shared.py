@@ -1,4 +1,5 @@
 """fingerprint.shared: one collection for the plugin and the callback; recorded_by_caller."""
+
 import threading
 import time
 

@@ -1,4 +1,5 @@
 """System source: os-release, cpuinfo and meminfo parsers on recorded files."""
+
 import json
 from pathlib import Path
 
@@ -14,7 +15,9 @@ def test_os_release():
     fields = system.parse_os_release((S / "os-release-debian.txt").read_text())
     assert fields["PRETTY_NAME"] == "Debian GNU/Linux 12 (bookworm)" and fields["VERSION_ID"] == "12"
     assert system.parse_os_release("# comment\nNAME='Alpine Linux'\nBROKEN=\"x\n") == {
-        "NAME": "Alpine Linux", "BROKEN": '"x'}
+        "NAME": "Alpine Linux",
+        "BROKEN": '"x',
+    }
 
 
 def test_cpuinfo():

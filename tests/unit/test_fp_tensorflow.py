@@ -1,4 +1,5 @@
 """TensorFlow source: never imports TF itself; reads what an imported TF reports."""
+
 import json
 import os
 import subprocess
@@ -11,17 +12,27 @@ from tfrepro.fingerprint import NotApplicable
 from tfrepro.fingerprint import tensorflow as tf_source
 
 BUILD_INFO_29 = {  # tf.sysconfig.get_build_info() of tensorflow 2.9.3 (pip wheel)
-    "cpu_compiler": "/dt9/usr/bin/gcc", "cuda_compute_capabilities": ["sm_35", "sm_50", "sm_60", "sm_70", "sm_75",
-                                                                      "compute_80"],
-    "cuda_version": "11.2", "cudnn_version": "8", "is_cuda_build": True, "is_rocm_build": False,
+    "cpu_compiler": "/dt9/usr/bin/gcc",
+    "cuda_compute_capabilities": ["sm_35", "sm_50", "sm_60", "sm_70", "sm_75", "compute_80"],
+    "cuda_version": "11.2",
+    "cudnn_version": "8",
+    "is_cuda_build": True,
+    "is_rocm_build": False,
     "is_tensorrt_build": True,
 }
 
 
 def test_parse_imported():
-    raw = {"imported": True, "version": "2.9.1", "build_info": BUILD_INFO_29, "devices": ["/physical_device:GPU:0"],
-           "op_determinism": True, "mixed_precision_policy": "mixed_float16", "seed": 42,
-           "env": {"TF_CUDNN_DETERMINISTIC": "1"}}
+    raw = {
+        "imported": True,
+        "version": "2.9.1",
+        "build_info": BUILD_INFO_29,
+        "devices": ["/physical_device:GPU:0"],
+        "op_determinism": True,
+        "mixed_precision_policy": "mixed_float16",
+        "seed": 42,
+        "env": {"TF_CUDNN_DETERMINISTIC": "1"},
+    }
     info = tf_source.parse(raw)
     assert (info.version, info.cuda_build, info.cudnn_build) == ("2.9.1", "11.2", "8")
     assert info.build_info["cuda_compute_capabilities"][-1] == "compute_80"

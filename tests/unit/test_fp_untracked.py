@@ -1,5 +1,6 @@
 """Data beside the code at record time: git's untracked and ignored paths in a real repository,
 fingerprinted with the data module; what is left out; the budget; outputs of the run."""
+
 import json
 import os
 import subprocess
@@ -51,16 +52,22 @@ def test_untracked_and_ignored_paths_are_fingerprinted_and_labelled(repo):
     capture = U.collect(str(repo), "/workspace")
     sources = by_path(capture)
     assert set(sources) == {"data", "lib/new.csv", "lib/run.log", "out"}
-    assert [sources[p].label for p in ("data", "lib/new.csv", "lib/run.log", "out")] == \
-        ["untracked", "untracked", "ignored", "ignored"]
+    assert [sources[p].label for p in ("data", "lib/new.csv", "lib/run.log", "out")] == [
+        "untracked",
+        "untracked",
+        "ignored",
+        "ignored",
+    ]
     data = sources["data"]
     assert (data.kind, data.files, data.bytes, data.target) == ("dir", 2, 13, "/workspace/data")
     assert set(data.entries) == {"npy/x.npy", "npy/y.npy"} and data.mode == "metadata"
     assert sources["lib/new.csv"].kind == "file"
     assert all(not s.summarised and s.hash for s in capture.sources)
     note = capture.note()
-    assert note.startswith("data beside the code: 2 untracked, 2 ignored path(s) fingerprinted (data, lib/new.csv, "
-                           "lib/run.log, out; 5 files, 19 B, ")
+    assert note.startswith(
+        "data beside the code: 2 untracked, 2 ignored path(s) fingerprinted (data, lib/new.csv, "
+        "lib/run.log, out; 5 files, 19 B, "
+    )
     assert note.endswith("a replay restores them read-only from the replayer's clone")
     assert by_path(U.collect(str(repo), "/workspace", hash_data=True))["data"].entries["npy/y.npy"]["sha256"]
 
@@ -81,11 +88,17 @@ def test_caches_virtualenvs_stores_and_secrets_are_left_out(repo, tmp_path):
     assert set(by_path(capture)) == {"data", "lib/new.csv", "lib/run.log", "out", "keys"}
     assert by_path(capture)["data"].files == 2, "a __pycache__ inside data is no data"
     assert by_path(capture)["keys"].files == 1  # a folder is walked; only its own name is judged
-    assert capture.skipped == {".env": "named like a secret", ".venv": "cache, virtualenv or tracking store",
-                               "env1": "virtualenv", "evil\x1b[2Jname": "unprintable name", "mlflow.db": "cache, virtualenv or tracking store",
-                               "mlruns": "cache, virtualenv or tracking store",
-                               "pkg": "only caches", "store": "tracking store or spool",
-                               "tfrepro.egg-info": "build metadata"}
+    assert capture.skipped == {
+        ".env": "named like a secret",
+        ".venv": "cache, virtualenv or tracking store",
+        "env1": "virtualenv",
+        "evil\x1b[2Jname": "unprintable name",
+        "mlflow.db": "cache, virtualenv or tracking store",
+        "mlruns": "cache, virtualenv or tracking store",
+        "pkg": "only caches",
+        "store": "tracking store or spool",
+        "tfrepro.egg-info": "build metadata",
+    }
     assert "left out: .env (named like a secret)" in capture.note()
 
 
@@ -152,8 +165,9 @@ def _collect_unprivileged(root):
         try:
             os.close(read_end)
             os.setuid(65534)
-            os.environ.update(HOME="/tmp", GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory",
-                              GIT_CONFIG_VALUE_0="*")
+            os.environ.update(
+                HOME="/tmp", GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*"
+            )
             capture = U.collect(root, "/workspace")
             os.write(write_end, json.dumps([s.to_dict() for s in capture.sources]).encode())
         finally:

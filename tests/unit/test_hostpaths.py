@@ -1,4 +1,5 @@
 """Host paths a container may never get, after resolving symlinks, // and .. (replay/hostpaths.py)."""
+
 import os
 import socket
 
@@ -27,9 +28,27 @@ def refused(path, rules, allow=False):
     return H.refusal(H.resolve(str(path)), rules, allow)
 
 
-@pytest.mark.parametrize("path", ["/", "//", "/proc", "/proc/1/root", "/sys", "/dev", "/etc", "/etc/../etc/passwd",
-                                  "/run", "/var/run", "//var/run", "/var/run/docker.sock", "//var/run/docker.sock",
-                                  "/var/./run/../run/docker.sock", "/run/docker.sock", "/usr/.."])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "//",
+        "/proc",
+        "/proc/1/root",
+        "/sys",
+        "/dev",
+        "/etc",
+        "/etc/../etc/passwd",
+        "/run",
+        "/var/run",
+        "//var/run",
+        "/var/run/docker.sock",
+        "//var/run/docker.sock",
+        "/var/./run/../run/docker.sock",
+        "/run/docker.sock",
+        "/usr/..",
+    ],
+)
 def test_system_paths_refused(path, rules):
     assert refused(path, rules)
 

@@ -1,4 +1,5 @@
 """imageref.py: the loose checks a fingerprint records with, the strict ones a launcher runs with."""
+
 import pytest
 
 from tfrepro import imageref
@@ -10,8 +11,15 @@ REF = "127.0.0.1:5555/tfrepro-test@" + DIGEST
 
 def test_digest_validation():
     assert imageref.check_digest_ref(REF) == REF
-    for bad in ["127.0.0.1:5555/x@sha256:abc", "x:latest", "x@sha256:" + "AB" * 32, "-x@" + DIGEST,
-                "x:tag@" + DIGEST, "", "x@sha512:" + "a" * 128]:
+    for bad in [
+        "127.0.0.1:5555/x@sha256:abc",
+        "x:latest",
+        "x@sha256:" + "AB" * 32,
+        "-x@" + DIGEST,
+        "x:tag@" + DIGEST,
+        "",
+        "x@sha512:" + "a" * 128,
+    ]:
         with pytest.raises(RecordError):
             imageref.check_digest_ref(bad, RecordError)
 

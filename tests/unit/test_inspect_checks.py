@@ -1,22 +1,34 @@
 """doctor's checks: pure functions over gathered facts, fed a real H200's NVML answers."""
+
 import dataclasses
 
 import pytest
 
+from tests.inspect_envs import h200_gpu
 from tfrepro.environment import ContainerInfo
 from tfrepro.inspect import checks as c
 from tfrepro.versions import version_tuple
-from tests.inspect_envs import h200_gpu
 
 
 def facts(**overrides):
     """A healthy H200 machine: NGC image launched by tfrepro, TF 2.9 built with CUDA 11.2."""
-    base = dict(tf_version="2.9.1", tf_cuda_build="11.2", tf_cudnn_build="8", tf_gpus=1, gpu=h200_gpu(),
-                versions={"numpy": "1.22.4", "protobuf": "3.19.6"},
-                docker_runtimes=("io.containerd.runc.v2", "nvidia", "runc"),
-                container=ContainerInfo(in_container=True, runtime="docker", digest_source="launcher",
-                                        image_digest="nvcr.io/nvidia/tensorflow@sha256:" + "a" * 64),
-                tracking_uri="http://127.0.0.1:5000", git_root="/workspace")
+    base = dict(
+        tf_version="2.9.1",
+        tf_cuda_build="11.2",
+        tf_cudnn_build="8",
+        tf_gpus=1,
+        gpu=h200_gpu(),
+        versions={"numpy": "1.22.4", "protobuf": "3.19.6"},
+        docker_runtimes=("io.containerd.runc.v2", "nvidia", "runc"),
+        container=ContainerInfo(
+            in_container=True,
+            runtime="docker",
+            digest_source="launcher",
+            image_digest="nvcr.io/nvidia/tensorflow@sha256:" + "a" * 64,
+        ),
+        tracking_uri="http://127.0.0.1:5000",
+        git_root="/workspace",
+    )
     base.update(overrides)
     return c.Facts(**base)
 
@@ -28,8 +40,17 @@ def statuses(f):
 def test_healthy_h200_passes_everything():
     result = statuses(facts())
     assert set(result.values()) == {"pass"}, result
-    assert list(result) == ["tensorflow", "gpus", "driver/cuda", "numpy", "protobuf", "docker",
-                            "tracking", "git", "image"]
+    assert list(result) == [
+        "tensorflow",
+        "gpus",
+        "driver/cuda",
+        "numpy",
+        "protobuf",
+        "docker",
+        "tracking",
+        "git",
+        "image",
+    ]
 
 
 def test_driver_cuda_from_the_h200_fixture():
@@ -86,12 +107,21 @@ def test_tracking_without_mlflow_is_a_failed_check(monkeypatch):
     assert "s3cret" not in found["tracking_uri"]
 
 
-@pytest.mark.parametrize("name,version,status", [
-    ("numpy", "1.20.0", "pass"), ("numpy", "1.23.5", "pass"), ("numpy", "1.24.0", "fail"),
-    ("numpy", "1.19.5", "fail"), ("numpy", None, "fail"),
-    ("protobuf", "3.9.2", "pass"), ("protobuf", "3.19.6", "pass"), ("protobuf", "3.20.1", "fail"),
-    ("protobuf", "4.21.0", "fail"), ("protobuf", "3.9.1", "fail"),
-])
+@pytest.mark.parametrize(
+    "name,version,status",
+    [
+        ("numpy", "1.20.0", "pass"),
+        ("numpy", "1.23.5", "pass"),
+        ("numpy", "1.24.0", "fail"),
+        ("numpy", "1.19.5", "fail"),
+        ("numpy", None, "fail"),
+        ("protobuf", "3.9.2", "pass"),
+        ("protobuf", "3.19.6", "pass"),
+        ("protobuf", "3.20.1", "fail"),
+        ("protobuf", "4.21.0", "fail"),
+        ("protobuf", "3.9.1", "fail"),
+    ],
+)
 def test_numpy_and_protobuf_ranges(name, version, status):
     versions = {"numpy": "1.22.4", "protobuf": "3.19.6", name: version}
     result = {check.name: check for check in c.check_versions(facts(versions=versions))}

@@ -1,9 +1,10 @@
 """compare(): pure, ranked differences between two environment records."""
+
 import dataclasses
 
+from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 from tfrepro.environment import Environment, TensorflowInfo
 from tfrepro.inspect import compare as cmp
-from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 
 
 def _by_field(diffs):
@@ -23,8 +24,7 @@ def test_image_digest_and_packages_are_ranked():
     assert (numpy.a, numpy.b, numpy.kind, numpy.rank) == ("1.22.4", "1.23.5", "changed", "medium")
     assert (pandas.a, pandas.b, pandas.kind) == (None, "1.5.3", "added")
     assert (scipy.a, scipy.b, scipy.kind) == ("1.8.1", None, "removed")
-    assert set(diffs) == {("image", "digest"), ("packages", "numpy"), ("packages", "pandas"),
-                          ("packages", "scipy")}
+    assert set(diffs) == {("image", "digest"), ("packages", "numpy"), ("packages", "pandas"), ("packages", "scipy")}
 
 
 def test_ranks_high_medium_low():
@@ -46,8 +46,10 @@ def test_ranks_high_medium_low():
 def test_determinism_flags_and_gpu_model():
     a = make_env()
     b = make_env(determinism={"op_determinism": False})
-    b = dataclasses.replace(b, gpu=dataclasses.replace(
-        b.gpu, devices=(dataclasses.replace(b.gpu.devices[0], name="NVIDIA A100-SXM4-80GB"),)))
+    b = dataclasses.replace(
+        b,
+        gpu=dataclasses.replace(b.gpu, devices=(dataclasses.replace(b.gpu.devices[0], name="NVIDIA A100-SXM4-80GB"),)),
+    )
     diffs = _by_field(cmp.compare(a, b))
     assert diffs[("determinism", "op_determinism")].a == "true"
     assert diffs[("determinism", "op_determinism")].b == "false"
@@ -110,5 +112,12 @@ def test_metrics_alone_do_not_count_as_differing():
 
 def test_difference_to_dict_is_stable():
     d = cmp.Difference("image", "digest", "x", None, "high")
-    assert d.to_dict() == {"group": "image", "field": "digest", "a": "x", "b": None, "rank": "high",
-                           "kind": "removed", "equal": False}
+    assert d.to_dict() == {
+        "group": "image",
+        "field": "digest",
+        "a": "x",
+        "b": None,
+        "rank": "high",
+        "kind": "removed",
+        "equal": False,
+    }

@@ -1,10 +1,11 @@
 """explain(): ranked causes of a divergence, built on compare_runs' rows."""
+
 import dataclasses
 
+from tests.inspect_envs import DIGEST_B, PACKAGES_B, make_env
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
 from tfrepro.inspect import explain as E
 from tfrepro.tracking.record import RunRecord
-from tests.inspect_envs import DIGEST_B, PACKAGES_B, make_env
 
 
 def record(env=None, params=None, tags=None, metrics=None):
@@ -12,8 +13,14 @@ def record(env=None, params=None, tags=None, metrics=None):
     base_tags = {"tfrepro.seed": str(env.tensorflow.seed)} if env.tensorflow.seed is not None else {}
     base_tags["tfrepro.tf.determinism"] = str(bool(env.tensorflow.determinism.get("op_determinism"))).lower()
     base_tags.update(tags or {})
-    return RunRecord(run_id="r", environment=env, environment_json={}, tags=base_tags,
-                     params=dict({"batch_size": "32", "epochs": "2"}, **(params or {})), metrics=metrics or {})
+    return RunRecord(
+        run_id="r",
+        environment=env,
+        environment_json={},
+        tags=base_tags,
+        params=dict({"batch_size": "32", "epochs": "2"}, **(params or {})),
+        metrics=metrics or {},
+    )
 
 
 def keys(factors):
@@ -40,12 +47,17 @@ def test_no_seed_and_determinism_off_comes_first():
 
 def test_hardware_and_build_factors_ranked_with_fixes():
     a = record()
-    env_b = make_env(digest=DIGEST_B, packages=PACKAGES_B, cuda_build="11.8",
-                     determinism={"op_determinism": True, "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "1"})
+    env_b = make_env(
+        digest=DIGEST_B,
+        packages=PACKAGES_B,
+        cuda_build="11.8",
+        determinism={"op_determinism": True, "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "1"},
+    )
     gpu = env_b.gpu
     device = dataclasses.replace(gpu.devices[0], name="NVIDIA A100-SXM4-80GB", compute_capability="8.0")
-    env_b = dataclasses.replace(env_b, gpu=dataclasses.replace(gpu, devices=(device,) + gpu.devices[1:], count=2,
-                                                               driver_version="535.104.05"))
+    env_b = dataclasses.replace(
+        env_b, gpu=dataclasses.replace(gpu, devices=(device,) + gpu.devices[1:], count=2, driver_version="535.104.05")
+    )
     b = record(env_b, params={"batch_size": "64", "lr": "0.1"})
     factors = E.explain(a, b)
     assert keys(factors) == ["batch_size", "params", "image", "tf_build", "onednn", "gpu_model", "gpu_count", "driver"]
@@ -67,7 +79,9 @@ def test_data_drift_and_untracked_files():
     factors = E.explain(record(env), record(env), data_drift=drift)
     assert keys(factors) == ["data", "untracked"]
     assert factors[0].line == "the data changed since the original ran: /data/x.npy content changed, /data/y missing"
-    assert factors[1].line.startswith("2 untracked file(s) were visible to the original and are not replayed: notes.txt")
+    assert factors[1].line.startswith(
+        "2 untracked file(s) were visible to the original and are not replayed: notes.txt"
+    )
     # once untracked inputs are fingerprinted (issue 15) they are judged as data, not as a warning
     sources = [DataSource(label="untracked", path="data/x.npy", kind="file")]
     assert keys(E.explain(record(env), record(env), data_sources=sources)) == [E.SAME_ENVIRONMENT]
@@ -76,6 +90,7 @@ def test_data_drift_and_untracked_files():
 def test_shares_diffs_ranking_rows():
     a, b = record(), record(make_env(commit="9" * 40, hostname="elsewhere"))
     from tfrepro.inspect import compare
+
     rows = compare.compare_runs(a, b)
     factors = E.explain(a, b, diffs=rows)
     assert keys(factors) == ["code"], "a low-rank row (hostname) explains nothing"

@@ -1,22 +1,31 @@
 """Text output: fits 100 columns, no colour unless asked."""
+
 import dataclasses
 import json
 
+from tests.inspect_envs import DIGEST_A, DIGEST_B, H200_PROBE, PACKAGES_B, make_env
 from tfrepro.inspect import render
 from tfrepro.inspect.checks import Check
 from tfrepro.inspect.compare import compare
 from tfrepro.tracking.record import RunRecord
-from tests.inspect_envs import H200_PROBE, DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 
 ANSI = "\x1b["
 
 
 def _record(env, **kw):
-    fields = dict(run_id="a" * 32, environment=env, environment_json=env.to_dict(), run_name="baseline",
-                  experiment_id="1", status="FINISHED", start_time=1764193200000,
-                  tracking_uri="http://127.0.0.1:5000", params={"lr": "0.001", "epochs": "2"},
-                  metrics={"loss": 0.3412}, launch={"image": "nvcr.io/nvidia/tensorflow:22.07-tf2-py3",
-                                                    "gpus": "all"})
+    fields = dict(
+        run_id="a" * 32,
+        environment=env,
+        environment_json=env.to_dict(),
+        run_name="baseline",
+        experiment_id="1",
+        status="FINISHED",
+        start_time=1764193200000,
+        tracking_uri="http://127.0.0.1:5000",
+        params={"lr": "0.001", "epochs": "2"},
+        metrics={"loss": 0.3412},
+        launch={"image": "nvcr.io/nvidia/tensorflow:22.07-tf2-py3", "gpus": "all"},
+    )
     fields.update(kw)
     return RunRecord(**fields)
 
@@ -28,12 +37,23 @@ def _fits(text):
 
 def test_show_groups_and_width():
     env = make_env()
-    env = dataclasses.replace(env, git=dataclasses.replace(env.git, dirty=True, patch_sha256="e" * 64,
-                                                           root="/very/long/" + "x" * 120))
+    env = dataclasses.replace(
+        env, git=dataclasses.replace(env.git, dirty=True, patch_sha256="e" * 64, root="/very/long/" + "x" * 120)
+    )
     text = render.render_show(_record(env), show_packages=True)
     _fits(text)
-    for title in ("Run", "Image", "Code", "GPU", "TensorFlow", "Determinism", "Python", "Launch",
-                  "Params", "Final metrics"):
+    for title in (
+        "Run",
+        "Image",
+        "Code",
+        "GPU",
+        "TensorFlow",
+        "Determinism",
+        "Python",
+        "Launch",
+        "Params",
+        "Final metrics",
+    ):
         assert "\n%s\n" % title in "\n" + text, title
     assert DIGEST_A in text  # a digest is never cut in show
     assert "NVIDIA H200, 140.4 GiB, cc 9.0, MIG disabled" in text
@@ -102,4 +122,7 @@ def test_nvidia_require_cuda_is_summarised_on_screen():
     value = lines[0].split("=", 1)[1]
     assert render._constraints(value).startswith("cuda>=13.0 (+")
     assert "driver-branch constraints" in render._constraints(value)
-    assert render._constraints("cuda>=11.7 brand=tesla,driver>=450,driver<451") == "cuda>=11.7 brand=tesla,driver>=450,driver<451"
+    assert (
+        render._constraints("cuda>=11.7 brand=tesla,driver>=450,driver<451")
+        == "cuda>=11.7 brand=tesla,driver>=450,driver<451"
+    )

@@ -1,4 +1,5 @@
 """Pure parts of reading a fit(): the batch size, fit's params, MLflow's callback, autolog's list."""
+
 import sys
 
 import numpy as np
@@ -42,8 +43,18 @@ def test_batch_size_sources():
 
 
 def test_fit_context_params_and_steps():
-    context = FitContext({"batch_size": None, "epochs": 3, "initial_epoch": 1, "validation_split": 0.2,
-                          "shuffle": False, "steps_per_epoch": None, "x": None}, Handler(Adapter(16), steps=7))
+    context = FitContext(
+        {
+            "batch_size": None,
+            "epochs": 3,
+            "initial_epoch": 1,
+            "validation_split": 0.2,
+            "shuffle": False,
+            "steps_per_epoch": None,
+            "x": None,
+        },
+        Handler(Adapter(16), steps=7),
+    )
     assert context.params() == {"batch_size": 16, "initial_epoch": 1, "validation_split": 0.2, "shuffle": False}
     assert context.steps() == 7
     assert FitContext().params() == {} and FitContext().steps() is None

@@ -1,4 +1,5 @@
 """docker.py's pure helpers (the I/O is exercised against a real daemon in tests/integration)."""
+
 import pytest
 
 from tfrepro.errors import DockerError

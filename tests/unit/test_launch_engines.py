@@ -1,4 +1,5 @@
 """engines.py: `--on` options, what a run records and a replay reads back, refusals before any run."""
+
 import json
 
 import pytest
@@ -13,9 +14,13 @@ SOURCE = Source("https://git.example/x.git", "a" * 40)
 
 
 def spec(**changes):
-    fields = dict(image=DIGEST, command=("python", "train.py"),
-                  mounts=(S.Mount("/co", "/workspace", False, "repo"),), env={"MLFLOW_TRACKING_URI": "http://m:5000"},
-                  labels={"tfrepro.run_id": "0" * 32})
+    fields = dict(
+        image=DIGEST,
+        command=("python", "train.py"),
+        mounts=(S.Mount("/co", "/workspace", False, "repo"),),
+        env={"MLFLOW_TRACKING_URI": "http://m:5000"},
+        labels={"tfrepro.run_id": "0" * 32},
+    )
     fields.update(changes)
     return S.LaunchSpec(**fields)
 
@@ -32,14 +37,21 @@ def test_an_option_of_another_engine_is_refused():
 def test_a_replay_submits_as_recorded_unless_told_otherwise():
     given = {"partition": "gpu", "time": "20", "sbatch_args": ("--exclusive",), "runtime": None}
     recorded = engines.get("slurm", settings.options_from("slurm", given)).settings()
-    assert recorded == {"backend": "slurm", "partition": "gpu", "time": "20", "sbatch_args": ["--exclusive"],
-                        "runtime": "docker"}
+    assert recorded == {
+        "backend": "slurm",
+        "partition": "gpu",
+        "time": "20",
+        "sbatch_args": ["--exclusive"],
+        "runtime": "docker",
+    }
     again = json.loads(json.dumps(recorded))  # through launch.json
     options = settings.options_from("slurm", {"time": "60"}, again)
     assert (options.slurm.partition, options.slurm.time) == ("gpu", "60")
     # extra sbatch options grant access (--export, --output...): only the replaying user gives them
     assert options.slurm.sbatch_args == () and settings.not_reused("slurm", again) == ("--sbatch-arg",)
-    assert settings.options_from("slurm", {"sbatch_args": ("--exclusive",)}, again).slurm.sbatch_args == ("--exclusive",)
+    assert settings.options_from("slurm", {"sbatch_args": ("--exclusive",)}, again).slurm.sbatch_args == (
+        "--exclusive",
+    )
     # settings of another engine are not carried over
     assert settings.options_from("kubernetes", {}, again).kubernetes.namespace == "default"
 
@@ -53,14 +65,28 @@ def test_recorded_engine_settings_are_untrusted():
     assert (name, recorded["partition"]) == ("slurm", "gpu")
     assert settings.recorded_backend({}, {"tfrepro.launch.backend": "podman"})[0] == "podman"
     assert settings.recorded_backend({}, {})[0] == "docker"  # runs from before --on
-    tampered = {"backend": "kubernetes", "namespace": "kube-system", "service_account": "cluster-admin",
-                "env_secret": "prod-db", "image_pull_secret": "theirs", "ttl_seconds": 60}
+    tampered = {
+        "backend": "kubernetes",
+        "namespace": "kube-system",
+        "service_account": "cluster-admin",
+        "env_secret": "prod-db",
+        "image_pull_secret": "theirs",
+        "ttl_seconds": 60,
+    }
     options = settings.options_from("kubernetes", {}, tampered).kubernetes
-    assert (options.namespace, options.service_account, options.env_secret, options.image_pull_secret) == \
-        ("default", None, "tfrepro-env", None)
+    assert (options.namespace, options.service_account, options.env_secret, options.image_pull_secret) == (
+        "default",
+        None,
+        "tfrepro-env",
+        None,
+    )
     assert options.ttl_seconds == 60
-    assert settings.not_reused("kubernetes", tampered) == ("--env-secret", "--image-pull-secret", "--namespace",
-                                                           "--service-account")
+    assert settings.not_reused("kubernetes", tampered) == (
+        "--env-secret",
+        "--image-pull-secret",
+        "--namespace",
+        "--service-account",
+    )
     with pytest.raises(RecordError, match="unknown engine"):
         settings.recorded_backend({"engine": {"backend": "rm -rf"}}, {})
 

@@ -1,5 +1,6 @@
 """The launch hook of `tfrepro run` / `replay`: hooks.py (pure: env, tags, record) and the
 generated sitecustomize, run in real interpreters (no Docker)."""
+
 import importlib.util
 import json
 import os
@@ -9,10 +10,10 @@ import sys
 
 import pytest
 
+from tfrepro.environment import Environment
 from tfrepro.errors import RecordError
 from tfrepro.launch import hooks as H
 from tfrepro.replay import plan as P
-from tfrepro.environment import Environment
 from tfrepro.tracking.record import RunRecord
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
@@ -35,8 +36,10 @@ def test_hook_env_autolog_and_seed():
 
 
 def test_pythonpath_keeps_the_users_or_the_images_after_the_hook():
-    assert H.hook_env(True, None, {"PYTHONPATH": "/mine:/lib"}, {"PYTHONPATH": "/img"})["PYTHONPATH"] \
+    assert (
+        H.hook_env(True, None, {"PYTHONPATH": "/mine:/lib"}, {"PYTHONPATH": "/img"})["PYTHONPATH"]
         == H.HOOK_DIR + ":/mine:/lib"
+    )
     assert H.hook_env(True, None, {}, {"PYTHONPATH": "/img"})["PYTHONPATH"] == H.HOOK_DIR + ":/img"
     # a replayed -e PYTHONPATH already carries the hook: not twice
     assert H.python_path(H.HOOK_DIR + ":/mine", None) == H.HOOK_DIR + ":/mine"
@@ -49,26 +52,43 @@ def test_tags_and_record():
     assert H.hook_record(True, 3) == {"autolog": True, "seed": 3}
 
 
-@pytest.mark.parametrize("launch, tags, expected", [
-    ({"autolog": True, "seed": 0}, {}, (True, "0")),
-    ({"autolog": False, "seed": None}, {"tfrepro.autolog": "true"}, (False, None)),
-    ({}, {"tfrepro.autolog": "true", "tfrepro.launch.seed": "0"}, (True, "0")),  # tags only
-    ({}, {"tfrepro.seed": "0"}, (False, None)),  # from before the hook: the script seeded itself
-])
+@pytest.mark.parametrize(
+    "launch, tags, expected",
+    [
+        ({"autolog": True, "seed": 0}, {}, (True, "0")),
+        ({"autolog": False, "seed": None}, {"tfrepro.autolog": "true"}, (False, None)),
+        ({}, {"tfrepro.autolog": "true", "tfrepro.launch.seed": "0"}, (True, "0")),  # tags only
+        ({}, {"tfrepro.seed": "0"}, (False, None)),  # from before the hook: the script seeded itself
+    ],
+)
 def test_from_record(launch, tags, expected):
     assert H.from_record(launch, tags) == expected
 
 
 def record(tags, launch):
     tags = dict(TAGS, **tags)
-    return RunRecord("run1", Environment.from_tags(tags), experiment_id="0", run_name="r", status="FINISHED",
-                     tags=tags, patch="", launch=launch)
+    return RunRecord(
+        "run1",
+        Environment.from_tags(tags),
+        experiment_id="0",
+        run_name="r",
+        status="FINISHED",
+        tags=tags,
+        patch="",
+        launch=launch,
+    )
 
 
 def test_replay_plan_reapplies_the_launchers_seed_and_autolog():
-    launch = {"autolog": True, "seed": 5, "env": {"PYTHONPATH": H.HOOK_DIR + ":/mine"}, "mounts": [
-        {"source": "/tmp/tfrepro-hook-x", "target": H.HOOK_DIR, "read_only": True, "kind": "hook"},
-        {"source": "/data", "target": "/data", "read_only": True, "kind": "user"}]}
+    launch = {
+        "autolog": True,
+        "seed": 5,
+        "env": {"PYTHONPATH": H.HOOK_DIR + ":/mine"},
+        "mounts": [
+            {"source": "/tmp/tfrepro-hook-x", "target": H.HOOK_DIR, "read_only": True, "kind": "hook"},
+            {"source": "/data", "target": "/data", "read_only": True, "kind": "user"},
+        ],
+    }
     plan = P.plan(record({"tfrepro.seed": "5", "tfrepro.autolog": "true"}, launch), {})
     assert plan.autolog is True and plan.hook_seed == 5 and plan.seed == "5"
     assert [m.bind() for m in plan.spec.mounts] == ["<checkout>:/workspace:rw"]
@@ -162,16 +182,18 @@ def test_hook_off_only_chains_to_the_images_sitecustomize(tmp_path):
 
 
 def test_hook_seeds_and_autologs_before_user_code(tmp_path):
-    code = "\n".join([
-        "import os, numpy as np, tensorflow as tf, tfrepro",
-        "from tfrepro import determinism",
-        "patched = tf.keras.Model.fit",
-        "tfrepro.autolog(disable=True)",
-        "print(os.environ.get('IMAGE_HOOK_RAN'), determinism.SEED, patched is not tf.keras.Model.fit)",
-        "print(repr(np.random.rand()))",
-        "np.random.seed(3)",
-        "print(repr(np.random.rand()))",
-    ])
+    code = "\n".join(
+        [
+            "import os, numpy as np, tensorflow as tf, tfrepro",
+            "from tfrepro import determinism",
+            "patched = tf.keras.Model.fit",
+            "tfrepro.autolog(disable=True)",
+            "print(os.environ.get('IMAGE_HOOK_RAN'), determinism.SEED, patched is not tf.keras.Model.fit)",
+            "print(repr(np.random.rand()))",
+            "np.random.seed(3)",
+            "print(repr(np.random.rand()))",
+        ]
+    )
     result = run_python(tmp_path, code, {"TFREPRO_AUTOLOG": "1", "TFREPRO_DETERMINISTIC": "1", "TFREPRO_SEED": "3"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
@@ -198,12 +220,14 @@ def test_hook_on_imports_nothing_until_the_program_imports_tensorflow(tmp_path):
 
 
 def test_hook_patches_fit_when_the_program_imports_keras_first(tmp_path):
-    code = "\n".join([
-        "import keras",
-        "import tensorflow as tf",
-        "from tfrepro import determinism",
-        "print(getattr(tf.keras.Model.fit, '_tfrepro_original', None) is not None, determinism.SEED)",
-    ])
+    code = "\n".join(
+        [
+            "import keras",
+            "import tensorflow as tf",
+            "from tfrepro import determinism",
+            "print(getattr(tf.keras.Model.fit, '_tfrepro_original', None) is not None, determinism.SEED)",
+        ]
+    )
     env = {"TFREPRO_AUTOLOG": "1", "TFREPRO_DETERMINISTIC": "1", "TFREPRO_SEED": "4"}
     result = run_python(tmp_path, code, env)
     assert result.returncode == 0, result.stderr

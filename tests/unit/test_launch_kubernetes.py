@@ -1,5 +1,6 @@
 """Kubernetes engine, the pure half: the Job manifest (golden file), its round trip through the
 official client, and offline validation against Kubernetes' published schemas."""
+
 import base64
 import json
 import os
@@ -24,12 +25,26 @@ OPTIONS = K.KubernetesOptions(namespace="ml-team", service_account="trainer", im
 
 def spec(**changes):
     fields = dict(
-        image=DIGEST, command=("python", "examples/train.py", "--epochs", "2"), subdir="examples",
-        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("pvc:datasets", "/data", True, "user"),
-                S.Mount("/scratch", "/scratch", False, "user"), S.Mount("<hook>", "/opt/tfrepro-hook", True, "hook")),
-        env={"MLFLOW_TRACKING_URI": "http://mlflow.ml-team:5000", "MLFLOW_RUN_ID": RUN_ID,
-             "MLFLOW_TRACKING_TOKEN": "s3cret", "TFREPRO_SEED": "0"},
-        gpus="2", shm_size="8g", memory="64g", labels={"tfrepro.run_id": RUN_ID})
+        image=DIGEST,
+        command=("python", "examples/train.py", "--epochs", "2"),
+        subdir="examples",
+        mounts=(
+            S.Mount("<checkout>", "/workspace", False, "repo"),
+            S.Mount("pvc:datasets", "/data", True, "user"),
+            S.Mount("/scratch", "/scratch", False, "user"),
+            S.Mount("<hook>", "/opt/tfrepro-hook", True, "hook"),
+        ),
+        env={
+            "MLFLOW_TRACKING_URI": "http://mlflow.ml-team:5000",
+            "MLFLOW_RUN_ID": RUN_ID,
+            "MLFLOW_TRACKING_TOKEN": "s3cret",
+            "TFREPRO_SEED": "0",
+        },
+        gpus="2",
+        shm_size="8g",
+        memory="64g",
+        labels={"tfrepro.run_id": RUN_ID},
+    )
     fields.update(changes)
     return S.LaunchSpec(**fields)
 
@@ -57,19 +72,21 @@ def test_golden_manifest():
 def test_what_the_pod_gets():
     m = manifest()
     pod = m["spec"]["template"]["spec"]
-    train, = pod["containers"]
+    (train,) = pod["containers"]
     assert train["image"] == DIGEST and "command" not in train  # the image's ENTRYPOINT stays, as with docker
     assert train["args"] == ["python", "examples/train.py", "--epochs", "2"]
     assert train["workingDir"] == "/workspace/examples"
     assert train["resources"] == {"limits": {"nvidia.com/gpu": "2", "memory": "64Gi"}}
     env = {e["name"]: e for e in train["env"]}
-    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "tfrepro-env", "key": "MLFLOW_TRACKING_TOKEN"}}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "tfrepro-env", "key": "MLFLOW_TRACKING_TOKEN"}
+    }
     assert env["TFREPRO_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
     assert volumes["user-1"]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
     assert volumes["user-2"]["hostPath"] == {"path": "/scratch"}
-    init, = pod["initContainers"]
+    (init,) = pod["initContainers"]
     assert init["image"] == DIGEST
     assert volumes["hook-3"] == {"name": "hook-3", "emptyDir": {}}
     assert {"name": "hook-3", "mountPath": "/opt/tfrepro-hook", "readOnly": True} in train["volumeMounts"]
@@ -121,17 +138,31 @@ def test_yaml_keeps_the_checkout_script_readable():
     assert "- |\n" in text and yaml.safe_load(text) == manifest()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"image": "sha256:" + "0" * 64}, "malformed image digest"),
-    ({"gpus": "all"}, "number of GPUs"),
-    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("/db", "/db", False, "tracking"))},
-     "http\\(s\\) tracking server"),
-    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("cache", "/cache", False, "user"))},
-     "pvc:CLAIM"),
-    ({"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("pvc:Bad_Name", "/d", False, "user"))},
-     "claim name"),
-    ({"mounts": ()}, "exactly once"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"image": "sha256:" + "0" * 64}, "malformed image digest"),
+        ({"gpus": "all"}, "number of GPUs"),
+        (
+            {"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("/db", "/db", False, "tracking"))},
+            "http\\(s\\) tracking server",
+        ),
+        (
+            {"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("cache", "/cache", False, "user"))},
+            "pvc:CLAIM",
+        ),
+        (
+            {
+                "mounts": (
+                    S.Mount("<checkout>", "/workspace", False, "repo"),
+                    S.Mount("pvc:Bad_Name", "/d", False, "user"),
+                )
+            },
+            "claim name",
+        ),
+        ({"mounts": ()}, "exactly once"),
+    ],
+)
 def test_refusals(changes, message):
     with pytest.raises(UsageError, match=message):
         job(**changes)

@@ -1,5 +1,6 @@
 """Kubernetes engine, the I/O half: the official client, configured from a kubeconfig, against a
 local HTTP server that answers with recorded API responses (no live cluster can run here)."""
+
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,22 +72,32 @@ class FakeApiServer:
 def api_server(tmp_path, monkeypatch):
     server = FakeApiServer()
     config = tmp_path / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": server.url}}],
-        "users": [{"name": "alice", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "alice"}}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "test", "cluster": {"server": server.url}}],
+                "users": [{"name": "alice", "user": {"token": "t0ken"}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "alice"}}],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(config))
     yield server
     server.httpd.shutdown()
 
 
 def the_job():
-    spec = S.LaunchSpec(image="registry.example/ml/tf@sha256:" + "ab" * 32, command=("python", "train.py"),
-                        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),),
-                        env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"}, labels={"tfrepro.run_id": RUN_ID})
-    return K.build_job(spec, K.Source("https://git.example/x.git", "a" * 40),
-                       K.KubernetesOptions(namespace="ml-team"))
+    spec = S.LaunchSpec(
+        image="registry.example/ml/tf@sha256:" + "ab" * 32,
+        command=("python", "train.py"),
+        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),),
+        env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
+        labels={"tfrepro.run_id": RUN_ID},
+    )
+    return K.build_job(spec, K.Source("https://git.example/x.git", "a" * 40), K.KubernetesOptions(namespace="ml-team"))
 
 
 def submit(server, write=None):
@@ -104,8 +115,13 @@ def test_submit_wait_stream_and_exit_code(api_server):
     status, out, facts, lines = submit(api_server)
     assert status == 0
     assert out == b"tfrepro: checked out aaaa\nepoch 1/2\nepoch 2/2\n"
-    assert facts == {"namespace": "ml-team", "job_name": NAME, "job_id": "3c1d9a8e-5b2f-4e7a-9d0c-2f6b8e1a4c77",
-                     "pod": POD, "nodes": "gpu-node-7"}
+    assert facts == {
+        "namespace": "ml-team",
+        "job_name": NAME,
+        "job_id": "3c1d9a8e-5b2f-4e7a-9d0c-2f6b8e1a4c77",
+        "pod": POD,
+        "nodes": "gpu-node-7",
+    }
     assert lines[0] == "created Job ml-team/" + NAME and "is Pending" in lines[1]
     method, path, query, body, auth = api_server.seen("POST", JOBS)[0]
     assert auth == "Bearer t0ken" and json.loads(body) == K.to_dict(the_job())

@@ -1,4 +1,5 @@
 """Slurm engine, the pure half: options, the batch script per runtime (golden files), job facts."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -19,11 +20,20 @@ OUTPUT = "/shared/tfrepro/slurm/tfrepro-%j.out"
 
 def spec(**changes):
     fields = dict(
-        image=DIGEST, command=("python", "examples/train.py", "--epochs", "2"),
+        image=DIGEST,
+        command=("python", "examples/train.py", "--epochs", "2"),
         mounts=(S.Mount("/shared/checkout", "/workspace", False, "repo"), S.Mount("/data", "/data", True, "user")),
-        env={"MLFLOW_TRACKING_URI": "http://mlflow.internal:5000", "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
-             "MLFLOW_TRACKING_TOKEN": "s3cret", "NOTE": "two words"},
-        gpus="2", shm_size="1g", memory="8g", labels={"tfrepro.run_id": "0123456789abcdef0123456789abcdef"})
+        env={
+            "MLFLOW_TRACKING_URI": "http://mlflow.internal:5000",
+            "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
+            "MLFLOW_TRACKING_TOKEN": "s3cret",
+            "NOTE": "two words",
+        },
+        gpus="2",
+        shm_size="1g",
+        memory="8g",
+        labels={"tfrepro.run_id": "0123456789abcdef0123456789abcdef"},
+    )
     fields.update(changes)
     return S.LaunchSpec(**fields)
 
@@ -37,8 +47,16 @@ def golden(name, text):
 
 @pytest.mark.parametrize("runtime", L.RUNTIMES)
 def test_batch_script_per_runtime(runtime):
-    options = L.check_options(L.SlurmOptions(partition="gpu", time="2:00:00", account="ml", runtime=runtime,
-                                             sbatch_args=("--exclusive", "--constraint=h200")), spec())
+    options = L.check_options(
+        L.SlurmOptions(
+            partition="gpu",
+            time="2:00:00",
+            account="ml",
+            runtime=runtime,
+            sbatch_args=("--exclusive", "--constraint=h200"),
+        ),
+        spec(),
+    )
     script = L.batch_script(spec(), options, OUTPUT, title="tfrepro run")
     golden("slurm-%s.sh" % runtime, script)
     assert "s3cret" not in script  # a secret value is never written; sbatch exports it
@@ -48,7 +66,11 @@ def test_batch_script_per_runtime(runtime):
 
 def test_secret_values_travel_in_sbatch_environment_only():
     env = engines.caller_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef"}
+    assert env == {
+        "PATH": "/bin",
+        "MLFLOW_TRACKING_TOKEN": "s3cret",
+        "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
+    }
 
 
 def test_gres_derived_from_gpus_unless_given():
@@ -59,17 +81,20 @@ def test_gres_derived_from_gpus_unless_given():
         L.check_options(L.SlurmOptions(), spec(gpus="all"))
 
 
-@pytest.mark.parametrize("options, message", [
-    (L.SlurmOptions(partition="gpu;rm"), "--partition"),
-    (L.SlurmOptions(account="-x"), "--account"),
-    (L.SlurmOptions(time="2 hours"), "--time"),
-    (L.SlurmOptions(nodes=0), "--nodes"),
-    (L.SlurmOptions(runtime="singularity"), "--runtime"),
-    (L.SlurmOptions(gres="gpu 2"), "--gres"),
-    (L.SlurmOptions(sbatch_args=("--comment=a b",)), "--sbatch-arg"),
-    (L.SlurmOptions(sbatch_args=("--wait",)), "sets that itself"),
-    (L.SlurmOptions(sbatch_args=("--export=NONE",)), "sets that itself"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (L.SlurmOptions(partition="gpu;rm"), "--partition"),
+        (L.SlurmOptions(account="-x"), "--account"),
+        (L.SlurmOptions(time="2 hours"), "--time"),
+        (L.SlurmOptions(nodes=0), "--nodes"),
+        (L.SlurmOptions(runtime="singularity"), "--runtime"),
+        (L.SlurmOptions(gres="gpu 2"), "--gres"),
+        (L.SlurmOptions(sbatch_args=("--comment=a b",)), "--sbatch-arg"),
+        (L.SlurmOptions(sbatch_args=("--wait",)), "sets that itself"),
+        (L.SlurmOptions(sbatch_args=("--export=NONE",)), "sets that itself"),
+    ],
+)
 def test_bad_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):
         L.check_options(options, spec())
@@ -89,7 +114,9 @@ def test_no_gpus_no_gpu_words_and_multi_node_uses_srun():
 
 def test_memory_and_enroot_forms():
     assert [L.memory_mb(v) for v in ("512m", "8g", "1048577", "16k", None)] == ["512M", "8192M", "2M", "1M", None]
-    assert L.enroot_image("nvcr.io/nvidia/tensorflow@sha256:" + "0" * 64) == "nvcr.io#nvidia/tensorflow@sha256:" + "0" * 64
+    assert (
+        L.enroot_image("nvcr.io/nvidia/tensorflow@sha256:" + "0" * 64) == "nvcr.io#nvidia/tensorflow@sha256:" + "0" * 64
+    )
     assert L.enroot_image("localhost/x@sha256:" + "0" * 64) == "localhost#x@sha256:" + "0" * 64
     assert L.enroot_image("library/ubuntu@sha256:" + "0" * 64) == "library/ubuntu@sha256:" + "0" * 64
     with pytest.raises(UsageError, match="malformed image digest"):
@@ -112,4 +139,12 @@ def test_job_facts_from_recorded_scontrol_output():
 
 
 def test_exit_status_from_scontrol():
-    assert [J.exit_status(v, 99) for v in ("0:0", "3:0", "0:15", "0:9", "", None, "x:y")] == [0, 3, 143, 137, 99, 99, 99]
+    assert [J.exit_status(v, 99) for v in ("0:0", "3:0", "0:15", "0:9", "", None, "x:y")] == [
+        0,
+        3,
+        143,
+        137,
+        99,
+        99,
+        99,
+    ]

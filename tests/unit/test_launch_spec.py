@@ -1,4 +1,5 @@
 """spec.py: options and tags -> LaunchSpec -> docker-py kwargs / docker argv (no daemon)."""
+
 import json
 import shlex
 
@@ -53,7 +54,7 @@ def test_run_kwargs_are_accepted_by_docker_py():
     assert host["NetworkMode"] == "host"
     assert host["DeviceRequests"][0]["Count"] == 2
     assert host["Binds"] == ["/home/me/repo:/workspace:rw", "/data:/data:ro"]
-    assert host["ShmSize"] == 1024 ** 3 and host["Memory"] == 8 * 1024 ** 3
+    assert host["ShmSize"] == 1024**3 and host["Memory"] == 8 * 1024**3
 
 
 def test_no_gpu_means_no_device_request():
@@ -82,8 +83,9 @@ def test_metacharacters_stay_literal_argv():
     assert shlex.split(line)[-4:] == list(command)
 
 
-@pytest.mark.parametrize("value,expected", [("all", "all"), ("none", None), ("0", None), ("2", "2"), ("-1", "all"),
-                                            (None, None)])
+@pytest.mark.parametrize(
+    "value,expected", [("all", "all"), ("none", None), ("0", None), ("2", "2"), ("-1", "all"), (None, None)]
+)
 def test_parse_gpus(value, expected):
     assert S.parse_gpus(value) == expected
 
@@ -99,8 +101,9 @@ def test_parse_mount():
     assert S.parse_mount("cache:/root/.cache") == S.Mount("cache", "/root/.cache", False, "user")
 
 
-@pytest.mark.parametrize("text", ["/data", "relative/dir:/data", "/a:relative", "/a:/b:/c", "/a:/b:rx",
-                                  "/a:/../etc", "-v:/x", "/a:/b,c"])
+@pytest.mark.parametrize(
+    "text", ["/data", "relative/dir:/data", "/a:relative", "/a:/b:/c", "/a:/b:rx", "/a:/../etc", "-v:/x", "/a:/b,c"]
+)
 def test_parse_mount_rejects(text):
     with pytest.raises(UsageError):
         S.parse_mount(text)
@@ -154,8 +157,9 @@ def test_launch_record_and_tags_keep_names_not_secret_values():
     spec = make_spec()
     env, dropped = S.recorded_env({"WANDB_API_KEY": "s3cret", "BATCH": "32"})
     assert dropped == [("WANDB_API_KEY", "secret-looking name")]
-    record = S.launch_record(spec, "127.0.0.1:5555/tfrepro-test:latest", "/home/me/repo",
-                             "http://user:pw@127.0.0.1:5000", env=env)
+    record = S.launch_record(
+        spec, "127.0.0.1:5555/tfrepro-test:latest", "/home/me/repo", "http://user:pw@127.0.0.1:5000", env=env
+    )
     text = json.dumps(record)
     assert "s3cret" not in text and "pw@" not in text
     assert record["env"] == {"BATCH": "32", "WANDB_API_KEY": None}
@@ -169,8 +173,15 @@ def test_launch_record_and_tags_keep_names_not_secret_values():
 
 
 def test_managed_env_forwards_auth_by_value_but_launch_records_names():
-    env = S.managed_env("http://127.0.0.1:5000", "3", "run1", "img:latest", REF, DIGEST,
-                        {"MLFLOW_TRACKING_TOKEN": "tok", "HOME": "/root"})
+    env = S.managed_env(
+        "http://127.0.0.1:5000",
+        "3",
+        "run1",
+        "img:latest",
+        REF,
+        DIGEST,
+        {"MLFLOW_TRACKING_TOKEN": "tok", "HOME": "/root"},
+    )
     assert env["MLFLOW_RUN_ID"] == "run1" and env["MLFLOW_EXPERIMENT_ID"] == "3"
     assert env["TFREPRO_IMAGE_DIGEST"] == REF and env["TFREPRO_IMAGE_ID"] == DIGEST
     assert env["MLFLOW_TRACKING_TOKEN"] == "tok" and "HOME" not in env
@@ -203,8 +214,12 @@ def test_safe_directory_config_names_exactly_that_directory():
 
 
 def test_recorded_env_keeps_no_value_from_the_environment_or_that_looks_secret():
-    values = {"MODE": "fast", "FROM_SHELL": "mine", "DATABASE_URL": "postgres://dbuser:DBPASS999@db/x",
-              "GH_PAT": "ghp_" + "a" * 36}
+    values = {
+        "MODE": "fast",
+        "FROM_SHELL": "mine",
+        "DATABASE_URL": "postgres://dbuser:DBPASS999@db/x",
+        "GH_PAT": "ghp_" + "a" * 36,
+    }
     env, dropped = S.recorded_env(values, from_environ=["FROM_SHELL"])
     assert env == {"DATABASE_URL": None, "FROM_SHELL": None, "GH_PAT": None, "MODE": "fast"}
     assert [name for name, _ in dropped] == ["DATABASE_URL", "GH_PAT"]

@@ -1,4 +1,5 @@
 """quickack: an immediate ACK before reading a reply, on connections to the tracking server only."""
+
 import http.client
 import http.server
 import socket

@@ -1,15 +1,16 @@
 """The record loader's pure parts: tags-only records, type checks, MLflow settings and errors."""
+
 import json
 import os
 
 import pytest
 
+from tests.inspect_envs import make_env
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TrackingError
 from tfrepro.inspect.compare import compare
 from tfrepro.tracking import record
 from tfrepro.tracking.backend import short_http
-from tests.inspect_envs import make_env
 
 
 def test_environment_from_tags_keeps_what_diff_ranks_high():
@@ -22,24 +23,46 @@ def test_environment_from_tags_keeps_what_diff_ranks_high():
     assert rebuilt.tensorflow.cuda_build == "11.7" and rebuilt.tensorflow.seed == 42
     assert list(rebuilt.process.argv) == ["python", "train.py", "--epochs", "2"]
     fields = {(d.group, d.field) for d in compare(env, rebuilt)}
-    for key in (("image", "digest"), ("code", "commit"), ("gpu", "model"), ("gpu", "driver"),
-                ("tensorflow", "version"), ("tensorflow", "cuda_build"), ("determinism", "seed")):
+    for key in (
+        ("image", "digest"),
+        ("code", "commit"),
+        ("gpu", "model"),
+        ("gpu", "driver"),
+        ("tensorflow", "version"),
+        ("tensorflow", "cuda_build"),
+        ("determinism", "seed"),
+    ):
         assert key not in fields, key
 
 
 def test_environment_from_malformed_tags_leaves_out_what_does_not_parse():
-    env = Environment.from_tags({"tfrepro.gpu.count": "many", "tfrepro.seed": "x", "tfrepro.command": '"x"',
-                                 "tfrepro.gpu.name": "A100, H100", "tfrepro.cuda.driver": "?"})
+    env = Environment.from_tags(
+        {
+            "tfrepro.gpu.count": "many",
+            "tfrepro.seed": "x",
+            "tfrepro.command": '"x"',
+            "tfrepro.gpu.name": "A100, H100",
+            "tfrepro.cuda.driver": "?",
+        }
+    )
     assert env.gpu.count == 0 and env.tensorflow.seed is None and env.gpu.cuda_driver_version is None
     assert list(env.process.argv) == ['"x"']
     two = Environment.from_tags({"tfrepro.gpu.count": "2", "tfrepro.gpu.name": "A100, H100"})
     assert sorted(d.name for d in two.gpu.devices) == ["A100", "H100"]  # the set of models survives
 
 
-@pytest.mark.parametrize("change", [
-    {"git": "oops"}, {"gpu": {"count": "1"}}, {"gpu": {"devices": ["x"]}}, {"python": {"packages": [1]}},
-    {"container": {"ngc": {"CUDA_VERSION": 11}}}, {"reasons": []}, {"schema": 1},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"git": "oops"},
+        {"gpu": {"count": "1"}},
+        {"gpu": {"devices": ["x"]}},
+        {"python": {"packages": [1]}},
+        {"container": {"ngc": {"CUDA_VERSION": 11}}},
+        {"reasons": []},
+        {"schema": 1},
+    ],
+)
 def test_malformed_environment_json_is_a_record_error(change):
     data = dict(json.loads(make_env().to_json()), **change)
     with pytest.raises(RecordError, match="environment.json is malformed"):

@@ -1,4 +1,5 @@
 """checkout.py: commit + patch materialised from real git repos in temp dirs."""
+
 import os
 import subprocess
 
@@ -10,8 +11,9 @@ from tfrepro.replay import checkout as C
 
 
 def patch_of(repo):
-    return subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=str(repo), capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "diff", "HEAD", "--binary"], cwd=str(repo), capture_output=True, text=True, check=True
+    ).stdout
 
 
 def mentions(directory, text):
@@ -108,8 +110,10 @@ def test_commit_missing_everywhere(git_repo, tmp_path):
 def test_patch_that_does_not_apply(git_repo, monkeypatch, tmp_path):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     commit = git(git_repo, "rev-parse", "HEAD")
-    bad = ("diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
-           "@@ -1 +1 @@\n-print('something else')\n+print('x')\n")
+    bad = (
+        "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
+        "@@ -1 +1 @@\n-print('something else')\n+print('x')\n"
+    )
     with pytest.raises(SourceError, match="does not apply"):
         with C.materialise(commit, bad, [str(git_repo)], None):
             pass

@@ -1,4 +1,5 @@
 """replay/data.py: the recorded mounts scanned again, and what the plan prints."""
+
 import os
 
 from tfrepro.fingerprint import data as D
@@ -15,7 +16,10 @@ def make(tmp_path):
 
 def test_unchanged_data_is_no_drift(tmp_path):
     root = make(tmp_path)
-    recorded = [D.scan(root, target="/data", hash_data=True), DataSource(label="untracked", path="notes.txt", kind="file")]
+    recorded = [
+        D.scan(root, target="/data", hash_data=True),
+        DataSource(label="untracked", path="notes.txt", kind="file"),
+    ]
     current, rows = DD.check(recorded)
     assert rows == [] and [s.mode for s in current] == ["content"], "rescanned as recorded; untracked left alone"
     text = DD.render(recorded, rows)
@@ -29,8 +33,9 @@ def test_changed_and_missing_data_block(tmp_path):
     (tmp_path / "data" / "x.npy").write_bytes(b"01234")
     _, rows = DD.check(recorded)
     assert [r.line() for r in rows] == ["mount %s: size changed (4 -> 5 bytes)" % os.path.join(root, "x.npy")]
-    assert DD.refusal(rows) == ("data changed since the run: %s size changed (pass --allow-drift to run anyway)"
-                                % os.path.join(root, "x.npy"))
+    assert DD.refusal(rows) == (
+        "data changed since the run: %s size changed (pass --allow-drift to run anyway)" % os.path.join(root, "x.npy")
+    )
     assert "  ! mount " in DD.render(recorded, rows)
     os.remove(os.path.join(root, "x.npy"))
     os.rmdir(root)

@@ -1,9 +1,11 @@
 """drift.py: recorded GPU environment vs this host (recorded H200 outputs, no GPU needed)."""
+
 from tfrepro.environment import ContainerInfo, Environment, GpuDevice, GpuInfo
 from tfrepro.replay import drift as D
 
-H200 = GpuInfo(count=1, driver_version="580.159.04", cuda_driver_version=13000,
-               devices=(GpuDevice(index=0, name="NVIDIA H200"),))
+H200 = GpuInfo(
+    count=1, driver_version="580.159.04", cuda_driver_version=13000, devices=(GpuDevice(index=0, name="NVIDIA H200"),)
+)
 RECORDED = Environment(gpu=H200, container=ContainerInfo(ngc={"CUDA_VERSION": "11.7.0.022"}))
 
 
@@ -19,8 +21,9 @@ def test_no_gpu_host_shows_every_difference():
 
 
 def test_old_driver_blocks_a_newer_major_cuda():
-    old = GpuInfo(count=1, driver_version="450.80.02", cuda_driver_version=11000,
-                  devices=(GpuDevice(name="NVIDIA H200"),))
+    old = GpuInfo(
+        count=1, driver_version="450.80.02", cuda_driver_version=11000, devices=(GpuDevice(name="NVIDIA H200"),)
+    )
     recorded = Environment(gpu=H200, container=ContainerInfo(ngc={"CUDA_VERSION": "12.2.0"}))
     item = by_name(D.compare(recorded, old, "all"))["image cuda"]
     assert item.blocking and "11.0" in item.host
@@ -36,8 +39,12 @@ def test_same_host_has_no_drift():
 
 
 def test_tags_only_record():
-    tags = {"tfrepro.gpu.count": "2", "tfrepro.gpu.name": "NVIDIA A100", "tfrepro.gpu.driver": "515.65.01",
-            "tfrepro.cuda.build": "11.2"}
+    tags = {
+        "tfrepro.gpu.count": "2",
+        "tfrepro.gpu.name": "NVIDIA A100",
+        "tfrepro.gpu.driver": "515.65.01",
+        "tfrepro.cuda.build": "11.2",
+    }
     items = by_name(D.compare(Environment.from_tags(tags), None, None))
     assert items["gpu count"].recorded == "2" and items["image cuda"].recorded == "11.2"
     assert items["gpu model"].recorded == "NVIDIA A100" and items["driver"].recorded == "515.65.01"

@@ -1,4 +1,5 @@
 """What a replaying user grants: env values, mounts, images (replay/grants.py)."""
+
 import pytest
 
 from tfrepro.errors import UsageError
@@ -19,8 +20,14 @@ def test_nothing_from_the_replayers_environment_unless_named():
 
 
 def test_the_record_may_not_steer_credentials():
-    recorded = {"MLFLOW_TRACKING_URI": "http://evil", "HTTPS_PROXY": "http://evil:3128", "https_proxy": "x",
-                "REQUESTS_CA_BUNDLE": "/workspace/ca.pem", "TFREPRO_SEED": "1", "OK": "1"}
+    recorded = {
+        "MLFLOW_TRACKING_URI": "http://evil",
+        "HTTPS_PROXY": "http://evil:3128",
+        "https_proxy": "x",
+        "REQUESTS_CA_BUNDLE": "/workspace/ca.pem",
+        "TFREPRO_SEED": "1",
+        "OK": "1",
+    }
     grant = G.replay_env(recorded, {}, ())
     assert grant.env == {"OK": "1"} and len(grant.ignored) == 5
 
@@ -41,16 +48,31 @@ def test_mounts_are_offered_not_imposed():
     offers = [data, models, bad]
     assert G.approved_mounts(offers, [], yes=True, allow_recorded=False) == ([], offers)
     assert G.approved_mounts(offers, [], yes=True, allow_recorded=True) == ([data, models], [bad])
-    assert G.approved_mounts(offers, [("/srv/data", "/data")], yes=True, allow_recorded=False) == ([data], [models, bad])
+    assert G.approved_mounts(offers, [("/srv/data", "/data")], yes=True, allow_recorded=False) == (
+        [data],
+        [models, bad],
+    )
     asked = []
-    mounted, left = G.approved_mounts(offers, [], yes=False, allow_recorded=False,
-                                      confirm=lambda o: asked.append(o.source) or o.source == "/srv/models")
+    mounted, left = G.approved_mounts(
+        offers,
+        [],
+        yes=False,
+        allow_recorded=False,
+        confirm=lambda o: asked.append(o.source) or o.source == "/srv/models",
+    )
     assert mounted == [models] and asked == ["/srv/data", "/srv/models"]  # never asked about a refused one
 
 
-@pytest.mark.parametrize("repo, reg", [("nvcr.io/nvidia/tensorflow", "nvcr.io"), ("tensorflow/tensorflow", "docker.io"),
-                                       ("ubuntu", "docker.io"), ("127.0.0.1:5555/tfrepro/test", "127.0.0.1:5555"),
-                                       ("localhost/x", "localhost")])
+@pytest.mark.parametrize(
+    "repo, reg",
+    [
+        ("nvcr.io/nvidia/tensorflow", "nvcr.io"),
+        ("tensorflow/tensorflow", "docker.io"),
+        ("ubuntu", "docker.io"),
+        ("127.0.0.1:5555/tfrepro/test", "127.0.0.1:5555"),
+        ("localhost/x", "localhost"),
+    ],
+)
 def test_registry(repo, reg):
     assert G.registry(repo) == reg
 
@@ -63,6 +85,9 @@ def test_image_concerns():
     concerns = G.image_concerns(evil, "127.0.0.1:5555/tfrepro/test:latest", ("127.0.0.1:5555", "nvcr.io"))
     assert len(concerns) == 2 and "evil.example.com/tfrepro/test" in concerns[0]
     assert "not in TFREPRO_TRUSTED_REGISTRIES" in concerns[1]
-    assert G.trusted_registries({"TFREPRO_TRUSTED_REGISTRIES": "nvcr.io, 127.0.0.1:5555"}) == ("nvcr.io", "127.0.0.1:5555")
+    assert G.trusted_registries({"TFREPRO_TRUSTED_REGISTRIES": "nvcr.io, 127.0.0.1:5555"}) == (
+        "nvcr.io",
+        "127.0.0.1:5555",
+    )
     assert G.trusted_registries({}) is None
     assert G.image_concerns("sha256:" + "a" * 64, "x:1", ("nvcr.io",)) == []  # host-only: a local image id

@@ -1,5 +1,6 @@
 """Data beside the code on replay: the recorded inputs checked in a real clone on disk,
 confined to it, and the read-only mounts and plan lines that follow."""
+
 import os
 from dataclasses import replace
 
@@ -18,8 +19,15 @@ def write(path, text="x"):
 
 
 def record(clone, path, label="untracked", hash_data=False):
-    return D.scan(os.path.join(str(clone), path), label, "/workspace/" + path, hash_data, follow_root=False,
-                  name=path, skip_names=SKIP_NAMES)
+    return D.scan(
+        os.path.join(str(clone), path),
+        label,
+        "/workspace/" + path,
+        hash_data,
+        follow_root=False,
+        name=path,
+        skip_names=SKIP_NAMES,
+    )
 
 
 @pytest.fixture
@@ -36,13 +44,16 @@ def test_matching_inputs_are_mounted_read_only(clone):
     overlay = O.check(sources, str(clone))
     assert [i.state for i in overlay.inputs] == ["match", "match"] and overlay.drift == []
     assert [m.bind() for m in overlay.mounts("/workspace")] == [
-        "%s:/workspace/data/npy:ro" % (clone / "data" / "npy"), "%s:/workspace/notes.txt:ro" % (clone / "notes.txt")]
+        "%s:/workspace/data/npy:ro" % (clone / "data" / "npy"),
+        "%s:/workspace/notes.txt:ro" % (clone / "notes.txt"),
+    ]
     assert {m.kind for m in overlay.mounts("/w")} == {"beside"}
     assert [s.path for s in overlay.current] == ["data/npy", "notes.txt"]
     assert overlay.render("/workspace").splitlines() == [
         "data beside the code: read-only from %s" % clone,
         "data beside the code: data/npy (untracked, 2 files, 13 B), matches the record",
-        "data beside the code: notes.txt (ignored, 1 file, 1 B), matches the record"]
+        "data beside the code: notes.txt (ignored, 1 file, 1 B), matches the record",
+    ]
 
 
 def test_changed_or_missing_inputs_block_one_row_per_path(clone):
@@ -50,8 +61,10 @@ def test_changed_or_missing_inputs_block_one_row_per_path(clone):
     write(clone / "data" / "npy" / "x.npy", "01234")
     os.remove(str(clone / "notes.txt"))
     overlay = O.check(sources[:2], str(clone))
-    assert [r.line() for r in overlay.drift] == ["untracked data/npy/x.npy: size changed (10 -> 5 bytes)",
-                                                 "untracked notes.txt: missing"]
+    assert [r.line() for r in overlay.drift] == [
+        "untracked data/npy/x.npy: size changed (10 -> 5 bytes)",
+        "untracked notes.txt: missing",
+    ]
     assert overlay.mounts("/workspace") == (), "nothing changed is mounted without --allow-drift"
     allowed = O.check(sources[:2], str(clone), allow_drift=True)
     assert [m.target for m in allowed.mounts("/workspace")] == ["/workspace/data/npy"], "a missing one cannot be"
@@ -67,7 +80,8 @@ def test_no_local_clone_says_how_to_provide_each_input(clone):
     assert overlay.render("/workspace") == (
         "data beside the code: data/npy (untracked, 2 files, 13 B) is not on this host (no local clone has the "
         "commit): replay from a clone that has it at data/npy, or pass -v SRC:/workspace/data/npy:ro\n"
-        "  ! untracked data/npy: missing (no local clone)")
+        "  ! untracked data/npy: missing (no local clone)"
+    )
 
 
 def test_missing_from_the_clone_says_how_to_provide_it_and_a_v_mount_provides_it(clone, tmp_path):
@@ -77,13 +91,16 @@ def test_missing_from_the_clone_says_how_to_provide_it_and_a_v_mount_provides_it
     overlay = O.check(recorded, str(clone), workdir="/w")
     assert overlay.render("/w").splitlines()[1:3] == [
         "data beside the code: data/npy (untracked, 2 files, 13 B) is not in %s: put it at data/npy there, or pass "
-        "-v SRC:/w/data/npy:ro" % clone, "  ! untracked data/npy: missing"]
+        "-v SRC:/w/data/npy:ro" % clone,
+        "  ! untracked data/npy: missing",
+    ]
     # the replayer's own -v over the folder above it: checked there, mounted by that -v, not again
     overlay = O.check(recorded, str(clone), workdir="/w", provided={"/w/data/": str(elsewhere)})
     assert [i.state for i in overlay.inputs] == ["provided", "match"] and overlay.drift == []
     assert overlay.render("/w").splitlines()[1] == (
         "data beside the code: data/npy (untracked, 2 files, 13 B), provided with -v %s/npy, matches the record"
-        % elsewhere)
+        % elsewhere
+    )
     assert [m.target for m in overlay.mounts("/w")] == ["/w/notes.txt"]
     assert [s.path for s in overlay.current] == ["data/npy", "notes.txt"]
     write(elsewhere / "npy" / "x.npy", "changed")
@@ -111,8 +128,10 @@ def test_symlinks_are_never_followed_or_mounted(clone, tmp_path):
     assert overlay.mounts("/w") == () and overlay.drift == []
     assert overlay.links() == [("latest", "data/npy")]
     lines = overlay.render("/w").splitlines()
-    assert lines[0] == "data beside the code: shared (untracked symlink): -> %s: a symlink out of the repository, " \
-                       "not followed, not mounted" % outside
+    assert (
+        lines[0] == "data beside the code: shared (untracked symlink): -> %s: a symlink out of the repository, "
+        "not followed, not mounted" % outside
+    )
     assert lines[1] == "data beside the code: latest (untracked symlink): -> data/npy, recreated in the checkout"
     assert [r.detail for r in overlay.unrestored] == ["a symlink out of the repository"]
     # a recorded folder that is a symlink in the clone now, or has one on the way: never followed
@@ -153,8 +172,10 @@ def test_mount_points_are_made_in_the_checkout_without_following_links(clone, tm
 
 def test_host_path_rules_apply_to_the_clone(clone):
     """A clone under a path no container may get (replay/hostpaths.py) is never mounted."""
-    overlay = O.check([record(clone, "notes.txt")], str(clone), allow_drift=True,
-                      refuse=lambda path: "%s is under ~/.ssh" % path)
-    assert [r.line() for r in overlay.drift] == ["untracked notes.txt: missing (%s is under ~/.ssh)"
-                                                 % (clone / "notes.txt")]
+    overlay = O.check(
+        [record(clone, "notes.txt")], str(clone), allow_drift=True, refuse=lambda path: "%s is under ~/.ssh" % path
+    )
+    assert [r.line() for r in overlay.drift] == [
+        "untracked notes.txt: missing (%s is under ~/.ssh)" % (clone / "notes.txt")
+    ]
     assert overlay.mounts("/w") == ()

@@ -1,4 +1,5 @@
 """plan.py: a run record -> what replay will run; every tag validated (no daemon, no MLflow)."""
+
 import dataclasses
 import json
 
@@ -7,8 +8,8 @@ import pytest
 from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.replay import plan as P
 from tfrepro.launch import spec as S
+from tfrepro.replay import plan as P
 from tfrepro.tracking.record import RunRecord
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
@@ -23,7 +24,11 @@ TAGS = {
     "tfrepro.seed": "42",
 }
 LAUNCH = {
-    "workdir": "/workspace", "gpus": "all", "shm_size": "1g", "memory": "8g", "repo_root": "/home/me/repo",
+    "workdir": "/workspace",
+    "gpus": "all",
+    "shm_size": "1g",
+    "memory": "8g",
+    "repo_root": "/home/me/repo",
     "mounts": [
         {"source": "/home/me/repo", "target": "/workspace", "read_only": False, "kind": "repo"},
         {"source": "/srv/mlflow", "target": "/srv/mlflow", "read_only": False, "kind": "tracking"},
@@ -37,8 +42,16 @@ def record(tags=None, launch=LAUNCH, patch="diff --git a/x b/x\n", environment=N
     tags = dict(TAGS, **(tags or {}))
     for key in drop:
         tags.pop(key)
-    return RunRecord("run1", environment or Environment.from_tags(tags), experiment_id="0", run_name="r",
-                     status="FINISHED", tags=tags, patch=patch, launch=launch)
+    return RunRecord(
+        "run1",
+        environment or Environment.from_tags(tags),
+        experiment_id="0",
+        run_name="r",
+        status="FINISHED",
+        tags=tags,
+        patch=patch,
+        launch=launch,
+    )
 
 
 def test_plan_from_a_full_record():
@@ -100,17 +113,20 @@ def test_gpu_run_on_a_host_without_gpus_is_refused():
         P.check_gpus(P.plan(record(), {}, gpus="4"), 2)
 
 
-@pytest.mark.parametrize("tags,drop,message", [
-    ({}, ["tfrepro.image.digest"], "no image digest"),
-    ({"tfrepro.image.digest": "127.0.0.1:5555/x@sha256:1234"}, [], "malformed image digest"),
-    ({"tfrepro.image.digest": "x:latest"}, [], "malformed image digest"),
-    ({}, ["tfrepro.git.commit"], "no git commit"),
-    ({"tfrepro.git.commit": "HEAD; rm -rf /"}, [], "malformed commit"),
-    ({}, ["tfrepro.command"], "no command"),
-    ({"tfrepro.command": "python train.py; touch /tmp/pwned"}, [], "not a JSON list"),
-    ({"tfrepro.workdir": "../../etc"}, [], "stay inside"),
-    ({"tfrepro.seed": "42; x"}, [], "malformed seed"),
-])
+@pytest.mark.parametrize(
+    "tags,drop,message",
+    [
+        ({}, ["tfrepro.image.digest"], "no image digest"),
+        ({"tfrepro.image.digest": "127.0.0.1:5555/x@sha256:1234"}, [], "malformed image digest"),
+        ({"tfrepro.image.digest": "x:latest"}, [], "malformed image digest"),
+        ({}, ["tfrepro.git.commit"], "no git commit"),
+        ({"tfrepro.git.commit": "HEAD; rm -rf /"}, [], "malformed commit"),
+        ({}, ["tfrepro.command"], "no command"),
+        ({"tfrepro.command": "python train.py; touch /tmp/pwned"}, [], "not a JSON list"),
+        ({"tfrepro.workdir": "../../etc"}, [], "stay inside"),
+        ({"tfrepro.seed": "42; x"}, [], "malformed seed"),
+    ],
+)
 def test_bad_records_are_refused(tags, drop, message):
     with pytest.raises(RecordError, match=message):
         P.plan(record(tags, drop=drop), {})
@@ -124,20 +140,24 @@ def test_dirty_run_without_patch_is_refused():
 
 def test_host_only_run_uses_the_image_id():
     image_id = "sha256:" + "cd" * 32
-    plan = P.plan(record({"tfrepro.replayable": "host-only", "tfrepro.image.id": image_id},
-                         drop=["tfrepro.image.digest"]), {})
+    plan = P.plan(
+        record({"tfrepro.replayable": "host-only", "tfrepro.image.id": image_id}, drop=["tfrepro.image.digest"]), {}
+    )
     assert plan.image == image_id and plan.image_digest is None
 
 
-@pytest.mark.parametrize("launch,message", [
-    (dict(LAUNCH, mounts=["/:/host"]), "mount is not an object"),
-    (dict(LAUNCH, mounts=[{"source": "/data", "target": "relative", "kind": "user"}]), "absolute container path"),
-    (dict(LAUNCH, env={"BAD NAME": "x"}), "bad environment entry"),
-    (dict(LAUNCH, env=["x"]), "env is not an object"),
-    (dict(LAUNCH, shm_size="$(reboot)"), "shm_size"),
-    (dict(LAUNCH, gpus="everything"), "--gpus"),
-    (dict(LAUNCH, workdir="/work:space"), "workdir"),
-])
+@pytest.mark.parametrize(
+    "launch,message",
+    [
+        (dict(LAUNCH, mounts=["/:/host"]), "mount is not an object"),
+        (dict(LAUNCH, mounts=[{"source": "/data", "target": "relative", "kind": "user"}]), "absolute container path"),
+        (dict(LAUNCH, env={"BAD NAME": "x"}), "bad environment entry"),
+        (dict(LAUNCH, env=["x"]), "env is not an object"),
+        (dict(LAUNCH, shm_size="$(reboot)"), "shm_size"),
+        (dict(LAUNCH, gpus="everything"), "--gpus"),
+        (dict(LAUNCH, workdir="/work:space"), "workdir"),
+    ],
+)
 def test_bad_launch_records_are_refused(launch, message):
     with pytest.raises(RecordError, match=message):
         P.plan(record(launch=launch), {})
@@ -156,10 +176,17 @@ def test_untracked_files_warn():
     assert plan.repo_roots == ("/home/me/repo", "/srv/repo")
     # fingerprinted beside the code (tfrepro run, issue 15): replay restores them, no warning;
     # and a replay's own record of those mounts is not replayed as a user mount
-    fingerprinted = dataclasses.replace(record(environment=env), data=(DataSource("untracked", "notes.txt", kind="file"),))
+    fingerprinted = dataclasses.replace(
+        record(environment=env), data=(DataSource("untracked", "notes.txt", kind="file"),)
+    )
     assert P.plan(fingerprinted, {"HF_TOKEN": "x"}).warnings == ()
-    launch = dict(LAUNCH, mounts=LAUNCH["mounts"] + [{"source": "/home/me/repo/notes.txt", "target": "/workspace/notes.txt",
-                                                     "read_only": True, "kind": "beside"}])
+    launch = dict(
+        LAUNCH,
+        mounts=LAUNCH["mounts"]
+        + [
+            {"source": "/home/me/repo/notes.txt", "target": "/workspace/notes.txt", "read_only": True, "kind": "beside"}
+        ],
+    )
     assert [m.target for m in P.plan(record(launch=launch), {}).recorded_mounts] == ["/data"]
 
 

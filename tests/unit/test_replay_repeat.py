@@ -1,4 +1,5 @@
 """replay/repeat.py: the table printed with a --repeat verdict."""
+
 from tfrepro.replay import repeat as R
 from tfrepro.replay import verify as V
 

@@ -1,4 +1,5 @@
 """verify.py: the replay verdict from two metric histories and model hashes."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Signed records with real ssh-keygen keys made in a temporary directory."""
+
 import json
 import subprocess
 
@@ -36,10 +37,17 @@ def record(**changes):
 
 
 def test_canonical_is_stable_and_covers_what_replay_uses():
-    assert record() == record(tags=dict(reversed(list(TAGS.items()))), launch_json=json.dumps(json.loads(LAUNCH), indent=4))
+    assert record() == record(
+        tags=dict(reversed(list(TAGS.items()))), launch_json=json.dumps(json.loads(LAUNCH), indent=4)
+    )
     assert record() == record(tags=dict(TAGS, **{"mlflow.note": "x", "tfrepro.replay.verdict": "PASSED"}))
-    for changed in (record(run_id="r2"), record(patch="other"), record(launch_json="{}"), record(environment_json=None),
-                    record(tags=dict(TAGS, **{"tfrepro.command": '["sh"]'}))):
+    for changed in (
+        record(run_id="r2"),
+        record(patch="other"),
+        record(launch_json="{}"),
+        record(environment_json=None),
+        record(tags=dict(TAGS, **{"tfrepro.command": '["sh"]'})),
+    ):
         assert changed != record()
 
 
@@ -65,8 +73,10 @@ def test_unsigned_and_untrusted(tmp_path, alice, allowed):
     result = G.verify(record(), G.sign(record(), mallory), allowed)  # a valid signature by an unknown key
     assert result.status == G.UNTRUSTED and "not in" in result.line()
     assert G.verify(record(), G.sign(record(), alice), None).status == G.UNTRUSTED
-    assert G.verify(record(), "-----BEGIN SSH SIGNATURE-----\ngarbage\n-----END SSH SIGNATURE-----\n",
-                    allowed).status == G.MISMATCH
+    assert (
+        G.verify(record(), "-----BEGIN SSH SIGNATURE-----\ngarbage\n-----END SSH SIGNATURE-----\n", allowed).status
+        == G.MISMATCH
+    )
 
 
 def test_key_from_git_config_and_env(tmp_path, alice, monkeypatch):

@@ -1,4 +1,5 @@
 """The spool file: append, read back whole lines only, markers, locking."""
+
 import json
 import os
 
@@ -101,6 +102,8 @@ def test_plan_keeps_dataset_inputs_in_order_between_other_calls():
     from tfrepro.tracking.upload import plan
 
     dataset = {"name": "training", "digest": "ab", "source_type": "code", "source": "{}", "context": "training"}
-    calls = plan([{"tags": {"a": "1"}}, {"inputs": [dataset]}, {"tags": {"b": "2"}}, {"end": "FINISHED", "end_time": 5}])
+    calls = plan(
+        [{"tags": {"a": "1"}}, {"inputs": [dataset]}, {"tags": {"b": "2"}}, {"end": "FINISHED", "end_time": 5}]
+    )
     assert [kind for kind, _ in calls] == ["tags", "inputs", "tags", "end"]
     assert calls[1][1] == [dataset]

@@ -1,4 +1,5 @@
 """The spool is private: directory 0700, files 0600, no other user's directory, no symlinks."""
+
 import os
 import stat
 

@@ -1,4 +1,5 @@
 """safe(): what a record may not do to a terminal."""
+
 import pytest
 
 from tfrepro.termsafe import safe
@@ -6,17 +7,20 @@ from tfrepro.termsafe import safe
 pytestmark = pytest.mark.py38
 
 
-@pytest.mark.parametrize("raw, shown", [
-    ("plain text /workspace", "plain text /workspace"),
-    ("a\nb\rc\td", "a\\nb\\rc\\td"),
-    ("\x1b[2K\x1b[1Afake", "\\x1b[2K\\x1b[1Afake"),
-    ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),  # OSC ... BEL
-    ("\x9b31m\x9d8;;http://x\x9c", "\\x9b31m\\x9d8;;http://x\\x9c"),  # C1 CSI / OSC / ST
-    ("\x00\x7f", "\\x00\\x7f"),
-    ("evil\u202etxt.exe\u2066\u2069\u200e\u200f\u061c", "evil\\u202etxt.exe\\u2066\\u2069\\u200e\\u200f\\u061c"),
-    ("line\u2028sep", "line\\u2028sep"),
-    ("ünïcödé ✓ 漢字", "ünïcödé ✓ 漢字"),
-])
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("plain text /workspace", "plain text /workspace"),
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("\x1b[2K\x1b[1Afake", "\\x1b[2K\\x1b[1Afake"),
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),  # OSC ... BEL
+        ("\x9b31m\x9d8;;http://x\x9c", "\\x9b31m\\x9d8;;http://x\\x9c"),  # C1 CSI / OSC / ST
+        ("\x00\x7f", "\\x00\\x7f"),
+        ("evil\u202etxt.exe\u2066\u2069\u200e\u200f\u061c", "evil\\u202etxt.exe\\u2066\\u2069\\u200e\\u200f\\u061c"),
+        ("line\u2028sep", "line\\u2028sep"),
+        ("ünïcödé ✓ 漢字", "ünïcödé ✓ 漢字"),
+    ],
+)
 def test_safe(raw, shown):
     assert safe(raw) == shown
 

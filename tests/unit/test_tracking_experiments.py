@@ -1,4 +1,5 @@
 """experiments.resolve: a lost create race fetches the winner; anything else is an error."""
+
 import pytest
 
 from tfrepro.errors import TrackingError
@@ -10,7 +11,7 @@ class AlreadyExists(Exception):
     error_code = "RESOURCE_ALREADY_EXISTS"
 
 
-def racing_store(winner_id="7", error=AlreadyExists("exists")):
+def racing_store(winner_id="7", error=None):
     """get() sees nothing until another process's create lands; our create then fails."""
     state = {"created": False}
 
@@ -19,7 +20,7 @@ def racing_store(winner_id="7", error=AlreadyExists("exists")):
 
     def create(name):
         state["created"] = True  # the other process won just before us
-        raise error
+        raise error or AlreadyExists("exists")
 
     return get, create
 
@@ -35,10 +36,13 @@ def test_new_experiment_is_created():
     assert experiments.resolve("x", lambda n: None, lambda n: 12) == "12"
 
 
-@pytest.mark.parametrize("error", [
-    AlreadyExists("exists"),  # MlflowException from a SQL store
-    Rejected('HTTP 400 from /api/2.0/mlflow/experiments/create: {"error_code": "RESOURCE_ALREADY_EXISTS"}'),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        AlreadyExists("exists"),  # MlflowException from a SQL store
+        Rejected('HTTP 400 from /api/2.0/mlflow/experiments/create: {"error_code": "RESOURCE_ALREADY_EXISTS"}'),
+    ],
+)
 def test_a_lost_create_race_fetches_the_winner(error):
     get, create = racing_store("7", error)
     assert experiments.resolve("sweep", get, create) == "7"

@@ -1,4 +1,5 @@
 """tracking/inputs.py: describing what fit() was given, without reading a tf.data pipeline."""
+
 import numpy as np
 import pytest
 
@@ -54,9 +55,13 @@ def test_tf_data_is_described_by_its_element_spec_without_iterating():
     described = I.describe(dataset)
     assert pulled == [], "describing must not read the data"
     assert described["kind"] == "tf.data" and "TensorSpec" in described["shape"]
-    assert described["digest"] == I.describe(tf.data.Dataset.from_generator(gen, output_signature=spec).batch(2))["digest"]
-    assert described["digest"] != I.describe(tf.data.Dataset.from_generator(gen, output_signature=spec).batch(3))["digest"] \
-        or described["cardinality"] < 0  # unknown cardinality: only the element spec counts
+    assert (
+        described["digest"] == I.describe(tf.data.Dataset.from_generator(gen, output_signature=spec).batch(2))["digest"]
+    )
+    assert (
+        described["digest"] != I.describe(tf.data.Dataset.from_generator(gen, output_signature=spec).batch(3))["digest"]
+        or described["cardinality"] < 0
+    )  # unknown cardinality: only the element spec counts
     sized = tf.data.Dataset.from_tensor_slices(np.zeros((10, 3), "float32"))
     assert I.describe(sized)["cardinality"] == 10
     assert I.describe(sized.take(5))["digest"] != I.describe(sized)["digest"]

@@ -1,13 +1,24 @@
 """versions.py: CUDA's text and NVML integer forms, package version tuples."""
+
 import pytest
 
 from tfrepro.versions import cuda_int, cuda_text, cuda_tuple, version_tuple
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("11.7.0.022", (11, 7)), ("13000", (13, 0)), (11070, (11, 7)), ("11.2", (11, 2)), ("12", (12, 0)),
-    ("garbage", None), (None, None), ("", None), (0, None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("11.7.0.022", (11, 7)),
+        ("13000", (13, 0)),
+        (11070, (11, 7)),
+        ("11.2", (11, 2)),
+        ("12", (12, 0)),
+        ("garbage", None),
+        (None, None),
+        ("", None),
+        (0, None),
+    ],
+)
 def test_cuda_tuple(value, expected):
     assert cuda_tuple(value) == expected
 

@@ -1,4 +1,5 @@
 """The background writer against a real sqlite store and a server that is not there."""
+
 import json
 import os
 import threading

@@ -1,4 +1,5 @@
 """plan() and unseen(): records -> log_batch calls within MLflow's limits, and deduplication."""
+
 import pytest
 
 from tfrepro.tracking.backend import history_key
@@ -11,8 +12,11 @@ def test_consecutive_records_of_a_kind_merge_and_split_at_the_limits():
     records = [{"run": {"run_id": "x"}}]
     records += [{"step": s, "ts": 7, "metrics": {"a": 1.0, "b": 2.0}} for s in range(600)]
     records += [{"params": {"p%d" % i: i for i in range(150)}}, {"params": {"p0": "again"}}]
-    records += [{"tags": {"t": "1"}}, {"text": "{}", "file": "tfrepro/environment.json"},
-                {"end": "FINISHED", "end_time": 9}]
+    records += [
+        {"tags": {"t": "1"}},
+        {"text": "{}", "file": "tfrepro/environment.json"},
+        {"end": "FINISHED", "end_time": 9},
+    ]
     calls = plan(records)
     kinds = [k for k, _ in calls]
     assert kinds == ["metrics", "metrics", "params", "params", "tags", "text", "end"]
@@ -51,15 +55,22 @@ def test_nan_points_deduplicate_too():
     assert unseen([("m", nan, 1, 1)], history) == []
 
 
-@pytest.mark.parametrize("status, text, retry", [
-    (503, "TEMPORARILY_UNAVAILABLE", True),
-    (429, "", True),
-    # the server's connection pool is exhausted: MLflow answers 400, but the data is fine
-    (400, '{"error_code": "BAD_REQUEST", "message": "QueuePool limit of size 5 overflow 10 reached, '
-          'connection timed out, timeout 30.00"}', True),
-    (400, '{"error_code": "INVALID_PARAMETER_VALUE", "message": "Param value too long"}', False),
-    (404, "RESOURCE_DOES_NOT_EXIST", False),
-])
+@pytest.mark.parametrize(
+    "status, text, retry",
+    [
+        (503, "TEMPORARILY_UNAVAILABLE", True),
+        (429, "", True),
+        # the server's connection pool is exhausted: MLflow answers 400, but the data is fine
+        (
+            400,
+            '{"error_code": "BAD_REQUEST", "message": "QueuePool limit of size 5 overflow 10 reached, '
+            'connection timed out, timeout 30.00"}',
+            True,
+        ),
+        (400, '{"error_code": "INVALID_PARAMETER_VALUE", "message": "Param value too long"}', False),
+        (404, "RESOURCE_DOES_NOT_EXIST", False),
+    ],
+)
 def test_an_overloaded_database_is_retried_not_rejected(status, text, retry):
     from tfrepro.tracking.backend import retryable_answer
 

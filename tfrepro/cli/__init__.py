@@ -2,6 +2,7 @@
 
 main() catches tfrepro's own errors and prints one line: no tracebacks for bad input.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 Exit code as with diff(1): 0 equal, 1 different, 2 error. Final metrics are shown but do not
 count as a difference.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,23 @@ from tfrepro.errors import UsageError
 def _side(record=None):
     if record is None:
         return {"here": True, "run_id": None}
-    return {"here": False, "run_id": record.run_id, "run_name": record.run_name,
-            "experiment_id": record.experiment_id}
+    return {"here": False, "run_id": record.run_id, "run_name": record.run_name, "experiment_id": record.experiment_id}
 
 
 def diff_json(diffs, record_a, record_b) -> str:
     from tfrepro.inspect.compare import counts, differs
 
-    return json.dumps({
-        "a": _side(record_a), "b": _side(record_b),
-        "equal": not differs(diffs), "counts": counts(diffs),
-        "differences": [d.to_dict() for d in diffs],
-    }, indent=2, sort_keys=True)
+    return json.dumps(
+        {
+            "a": _side(record_a),
+            "b": _side(record_b),
+            "equal": not differs(diffs),
+            "counts": counts(diffs),
+            "differences": [d.to_dict() for d in diffs],
+        },
+        indent=2,
+        sort_keys=True,
+    )
 
 
 def here_environment():

@@ -1,4 +1,5 @@
 """`tfrepro doctor`: check this machine, one pass/warn/fail line per check with its fix."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def command(ctx, as_json, tracking_uri):
 
     checks = run_checks(gather(tracking_uri=tracking_uri))
     if as_json:
-        click.echo(json.dumps({"ok": all(c.status != FAIL for c in checks),
-                               "checks": [c.to_dict() for c in checks]}, indent=2))
+        click.echo(
+            json.dumps({"ok": all(c.status != FAIL for c in checks), "checks": [c.to_dict() for c in checks]}, indent=2)
+        )
     else:
         from tfrepro.cli.show import use_color
         from tfrepro.inspect.render import render_checks

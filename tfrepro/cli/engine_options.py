@@ -1,4 +1,5 @@
 """`--on` and each engine's options, shared by `tfrepro run` and `tfrepro replay`."""
+
 from __future__ import annotations
 
 from typing import Dict
@@ -8,27 +9,59 @@ import click
 from tfrepro.launch import settings, slurm
 
 OPTIONS = (
-    click.option("--on", "engine", type=click.Choice(settings.NAMES),
-                 help="Where to run: docker (default for run), podman, slurm or kubernetes."),
+    click.option(
+        "--on",
+        "engine",
+        type=click.Choice(settings.NAMES),
+        help="Where to run: docker (default for run), podman, slurm or kubernetes.",
+    ),
     click.option("--partition", help="Slurm partition."),
     click.option("--time", help="Slurm time limit (minutes, HH:MM:SS, D-HH:MM:SS)."),
     click.option("--account", help="Slurm account."),
     click.option("--nodes", type=click.IntRange(1), help="Slurm node count."),
     click.option("--gres", help="Slurm generic resources, e.g. gpu:a100:2 (default: gpu:N from --gpus N)."),
-    click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="--OPT=VALUE",
-                 help="Any other sbatch option, one per flag."),
-    click.option("--runtime", type=click.Choice(slurm.RUNTIMES),
-                 help="What runs the container in a Slurm job (default docker; pyxis: srun --container-image)."),
+    click.option(
+        "--sbatch-arg",
+        "sbatch_args",
+        multiple=True,
+        metavar="--OPT=VALUE",
+        help="Any other sbatch option, one per flag.",
+    ),
+    click.option(
+        "--runtime",
+        type=click.Choice(slurm.RUNTIMES),
+        help="What runs the container in a Slurm job (default docker; pyxis: srun --container-image).",
+    ),
     click.option("--namespace", help="Kubernetes namespace (default: default)."),
     click.option("--service-account", help="Kubernetes service account for the pod."),
     click.option("--image-pull-secret", help="Kubernetes Secret to pull the image with."),
-    click.option("--env-secret", help="Kubernetes Secret holding the values of secret variables (default tfrepro-env)."),
+    click.option(
+        "--env-secret", help="Kubernetes Secret holding the values of secret variables (default tfrepro-env)."
+    ),
     click.option("--kube-context", help="kubeconfig context (default: the current one)."),
-    click.option("-o", "--output", type=click.Choice(("yaml", "json")),
-                 help="Form of the Kubernetes manifest --dry-run prints (default yaml)."),
+    click.option(
+        "-o",
+        "--output",
+        type=click.Choice(("yaml", "json")),
+        help="Form of the Kubernetes manifest --dry-run prints (default yaml).",
+    ),
 )
-NAMES = ("engine", "partition", "time", "account", "nodes", "gres", "sbatch_args", "runtime", "namespace",
-         "service_account", "image_pull_secret", "env_secret", "kube_context", "output")
+NAMES = (
+    "engine",
+    "partition",
+    "time",
+    "account",
+    "nodes",
+    "gres",
+    "sbatch_args",
+    "runtime",
+    "namespace",
+    "service_account",
+    "image_pull_secret",
+    "env_secret",
+    "kube_context",
+    "output",
+)
 
 
 def engine_options(function):

@@ -1,4 +1,5 @@
 """`tfrepro env`: print this machine's environment record (what a run here would log)."""
+
 from __future__ import annotations
 
 import click
@@ -6,8 +7,12 @@ import click
 
 @click.command(name="env")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
-@click.option("--tensorflow", "import_tf", is_flag=True,
-              help="Import TensorFlow first (slow) to add its build, devices and determinism.")
+@click.option(
+    "--tensorflow",
+    "import_tf",
+    is_flag=True,
+    help="Import TensorFlow first (slow) to add its build, devices and determinism.",
+)
 @click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
 def command(as_json, import_tf, packages):
     """Print this machine's environment record: container image, git, GPU, TensorFlow, Python."""

@@ -6,6 +6,7 @@ bind-mounted path is fingerprinted first, and so are the untracked and ignored f
 repository (data beside the code). Unless --no-autolog, every Keras fit() in the container gets
 a ReproCallback, and --seed N seeds it first, with no change to CMD (tfrepro/launch/hooks.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,24 @@ from tfrepro.replay import grants, hostpaths
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
 @click.option("--image", required=True, help="Image reference; it is run by its registry digest.")
 @click.option("--gpus", default="none", show_default=True, help="all, a count, or none.")
-@click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro]",
-              help="Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).")
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="SRC:DST[:ro]",
+    help="Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).",
+)
 @click.option("--shm-size", help="e.g. 1g (NGC images want more than docker's 64m).")
 @click.option("--memory", help="Memory limit, e.g. 32g.")
-@click.option("-e", "--env", "env_items", multiple=True, metavar="K=V", help="Environment variable (secret values are never recorded).")
+@click.option(
+    "-e",
+    "--env",
+    "env_items",
+    multiple=True,
+    metavar="K=V",
+    help="Environment variable (secret values are never recorded).",
+)
 @click.option("--workdir", default=S.DEFAULT_WORKDIR, show_default=True, help="Where the repository is mounted.")
 @click.option("--experiment", help="MLflow experiment name (created if missing).")
 @click.option("--run-name", help="MLflow run name.")
@@ -37,15 +51,39 @@ from tfrepro.replay import grants, hostpaths
 @click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
 @click.option("--no-autolog", is_flag=True, help="Do not give every Keras fit() in the container a ReproCallback.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Call tfrepro.deterministic(SEED) before CMD runs.")
-@click.option("--hash-data", is_flag=True, help="Fingerprint data (mounted, untracked, ignored) by content (sha256), "
-              "not path, size and mtime.")
-@click.option("--no-untracked", is_flag=True, help="Do not fingerprint the untracked and ignored files in the repository "
-              "(a replay then cannot restore them).")
+@click.option(
+    "--hash-data",
+    is_flag=True,
+    help="Fingerprint data (mounted, untracked, ignored) by content (sha256), not path, size and mtime.",
+)
+@click.option(
+    "--no-untracked",
+    is_flag=True,
+    help="Do not fingerprint the untracked and ignored files in the repository (a replay then cannot restore them).",
+)
 @click.option("--dry-run", is_flag=True, help="Print exactly what would be submitted; create and run nothing.")
 @E.engine_options
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
-def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experiment, run_name, tracking_uri,
-            mount_docker_socket, no_autolog, seed, hash_data, no_untracked, dry_run, cmd, **engine_given):
+def command(
+    image,
+    gpus,
+    volumes,
+    shm_size,
+    memory,
+    env_items,
+    workdir,
+    experiment,
+    run_name,
+    tracking_uri,
+    mount_docker_socket,
+    no_autolog,
+    seed,
+    hash_data,
+    no_untracked,
+    dry_run,
+    cmd,
+    **engine_given,
+):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
     name, given = E.pop(engine_given)
     name = name or "docker"
@@ -60,13 +98,26 @@ def command(image, gpus, volumes, shm_size, memory, env_items, workdir, experime
     for env_name, why in dropped:
         L.warn("-e %s: value not recorded (%s); a replay needs --pass-env %s" % (env_name, why, env_name))
     request = launch_run.Request(
-        image=image, command=tuple(cmd), gpus=S.parse_gpus(gpus), mounts=tuple(mounts),
-        shm_size=S.parse_size(shm_size, "--shm-size"), memory=S.parse_size(memory, "--memory"),
-        user_env=user_env, workdir=S.check_container_path(workdir, "--workdir"),
-        experiment=experiment, run_name=run_name, tracking_uri=L.tracking_uri(tracking_uri),
-        autolog=not no_autolog, seed=seed, hash_data=hash_data, untracked=not no_untracked,
-        env_record=env_record, from_environ=tuple(from_environ), dropped=tuple(name for name, _ in dropped),
-        rules=rules)
+        image=image,
+        command=tuple(cmd),
+        gpus=S.parse_gpus(gpus),
+        mounts=tuple(mounts),
+        shm_size=S.parse_size(shm_size, "--shm-size"),
+        memory=S.parse_size(memory, "--memory"),
+        user_env=user_env,
+        workdir=S.check_container_path(workdir, "--workdir"),
+        experiment=experiment,
+        run_name=run_name,
+        tracking_uri=L.tracking_uri(tracking_uri),
+        autolog=not no_autolog,
+        seed=seed,
+        hash_data=hash_data,
+        untracked=not no_untracked,
+        env_record=env_record,
+        from_environ=tuple(from_environ),
+        dropped=tuple(name for name, _ in dropped),
+        rules=rules,
+    )
     status = launch_run.launch(request, engine, dry_run)
     if status:
         raise ContainerFailed(status)

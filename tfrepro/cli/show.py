@@ -1,4 +1,5 @@
 """`tfrepro show RUN_ID`: a run's environment record as a grouped table (or --json)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ def show_json(record, verification=None) -> str:
     JSON escapes control characters itself."""
     data = {
         "run": record.summary(),
-        "signature": verification and {"status": verification.status, "signer": verification.principal,
-                                       "line": verification.line()},
+        "signature": verification
+        and {"status": verification.status, "signer": verification.principal, "line": verification.line()},
         "environment": record.environment_json,
         "launch": record.launch_settings(),
         "data": [{k: v for k, v in d.to_dict().items() if k != "entries"} for d in record.data],
@@ -35,8 +36,12 @@ def show_json(record, verification=None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (environment.json as stored).")
 @click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
-@click.option("--allowed-signers", metavar="FILE", help="ssh allowed_signers file to check the record's signature "
-              "against (default: $TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile).")
+@click.option(
+    "--allowed-signers",
+    metavar="FILE",
+    help="ssh allowed_signers file to check the record's signature "
+    "against (default: $TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile).",
+)
 def command(run_id, as_json, packages, tracking_uri, allowed_signers):
     """Show where run RUN_ID ran: image, code, GPU, TensorFlow, packages, params, metrics."""
     from tfrepro import signing
@@ -49,5 +54,4 @@ def command(run_id, as_json, packages, tracking_uri, allowed_signers):
         return
     from tfrepro.inspect.render import render_show
 
-    click.echo(render_show(record, show_packages=packages, color=use_color(), signature=verification.line()),
-               nl=False)
+    click.echo(render_show(record, show_packages=packages, color=use_color(), signature=verification.line()), nl=False)

@@ -1,4 +1,5 @@
 """`tfrepro sync`: upload runs left in the local spool (tracking server was down)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,9 @@ from tfrepro.errors import TrackingError, UsageError
 
 @click.command(name="sync")
 @click.argument("runs", nargs=-1)
-@click.option("--spool-dir", metavar="DIR", help="Spool directory (default: $TFREPRO_SPOOL_DIR, else ~/.cache/tfrepro/spool).")
+@click.option(
+    "--spool-dir", metavar="DIR", help="Spool directory (default: $TFREPRO_SPOOL_DIR, else ~/.cache/tfrepro/spool)."
+)
 @click.option("--tracking-uri", metavar="URI", help="Upload here instead of the server each run recorded.")
 @click.option("--list", "list_only", is_flag=True, help="Only list what is waiting; upload nothing.")
 def command(runs, spool_dir, tracking_uri, list_only):
@@ -29,7 +32,9 @@ def command(runs, spool_dir, tracking_uri, list_only):
         for p in paths:
             header = spool.read_header(p)
             uri = strip_url_credentials(str(header.get("tracking_uri") or ""))
-            click.echo("%s  run %s  %s  %d bytes" % (safe(p), safe(header.get("run_id")), safe(uri), os.path.getsize(p)))
+            click.echo(
+                "%s  run %s  %s  %d bytes" % (safe(p), safe(header.get("run_id")), safe(uri), os.path.getsize(p))
+            )
         return
     failures = []
     for r in sync_all(directory, paths, tracking_uri):
@@ -41,9 +46,19 @@ def command(runs, spool_dir, tracking_uri, list_only):
             click.echo("%s: skipped (%s)" % (safe(name), safe(r.skipped_reason)))
         else:
             c = r.counts
-            click.echo("%s -> run %s%s: %d points (%d already there), %d params, %d tags, %d files"
-                       % (safe(name), safe(r.run_id), " (created)" if r.created else "", c.get("points", 0),
-                          c.get("skipped", 0), c.get("params", 0), c.get("tags", 0), c.get("files", 0)))
+            click.echo(
+                "%s -> run %s%s: %d points (%d already there), %d params, %d tags, %d files"
+                % (
+                    safe(name),
+                    safe(r.run_id),
+                    " (created)" if r.created else "",
+                    c.get("points", 0),
+                    c.get("skipped", 0),
+                    c.get("params", 0),
+                    c.get("tags", 0),
+                    c.get("files", 0),
+                )
+            )
             for e in r.errors:
                 click.echo("%s: rejected by the server: %s" % (safe(name), safe(e)), err=True)
             for f in r.refused:

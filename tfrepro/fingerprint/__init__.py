@@ -5,6 +5,7 @@ and `collect()`. A source that does not apply raises NotApplicable(reason); any
 other failure is recorded too. A source's collect() may also return
 (section, reason) when it answered only in part. collect() never raises.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -9,6 +9,7 @@ The image digest comes from the first source that knows it, in this order:
 query() does the I/O (sockets only when in a container and still without a digest);
 parse() is pure. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,11 +31,36 @@ _ID_MOUNTPOINTS = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 _SHORT_ID = re.compile(r"^[0-9a-f]{12}$")  # docker's default hostname
 
 # NGC images describe themselves in env vars: NVIDIA_TENSORFLOW_VERSION, CUDA_VERSION, ...
-_NGC_PREFIXES = ("NVIDIA_", "CUDA_", "CUDNN_", "NCCL_", "TENSORRT_", "TRT_", "CUBLAS_", "CUFFT_",
-                 "CURAND_", "CUSOLVER_", "CUSPARSE_", "CUTENSOR_", "NPP_", "NVJPEG_", "DALI_",
-                 "OPENMPI_", "OPENUCX_", "RDMACORE_", "NSIGHT_", "TENSORFLOW_", "HOROVOD_")
-_NGC_NAMES = ("NVIDIA_BUILD_ID", "NVIDIA_REQUIRE_CUDA", "NVIDIA_PRODUCT_NAME",
-              "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_TENSORFLOW_VERSION")
+_NGC_PREFIXES = (
+    "NVIDIA_",
+    "CUDA_",
+    "CUDNN_",
+    "NCCL_",
+    "TENSORRT_",
+    "TRT_",
+    "CUBLAS_",
+    "CUFFT_",
+    "CURAND_",
+    "CUSOLVER_",
+    "CUSPARSE_",
+    "CUTENSOR_",
+    "NPP_",
+    "NVJPEG_",
+    "DALI_",
+    "OPENMPI_",
+    "OPENUCX_",
+    "RDMACORE_",
+    "NSIGHT_",
+    "TENSORFLOW_",
+    "HOROVOD_",
+)
+_NGC_NAMES = (
+    "NVIDIA_BUILD_ID",
+    "NVIDIA_REQUIRE_CUDA",
+    "NVIDIA_PRODUCT_NAME",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_TENSORFLOW_VERSION",
+)
 
 
 def _path(root: str, path: str) -> str:
@@ -52,7 +78,8 @@ def _read(root: str, path: str) -> Optional[str]:
 def ngc_env(environ: Mapping[str, str]) -> Dict[str, str]:
     """The NVIDIA/CUDA version variables an NGC image sets (never anything secret-looking)."""
     return {
-        k: v for k, v in sorted(environ.items())
+        k: v
+        for k, v in sorted(environ.items())
         if not is_secret(k) and (k in _NGC_NAMES or (k.startswith(_NGC_PREFIXES) and k.endswith("_VERSION")))
     }
 
@@ -65,8 +92,15 @@ def parse_cgroup(text: str) -> Tuple[Optional[str], Optional[str], int]:
         path = line.split(":", 2)[-1]
         match = _ID_IN_CGROUP.search(path)
         if match:
-            hint = ("kubernetes" if "kubepods" in path else "podman" if "libpod" in path
-                    else "docker" if "docker" in path else None)
+            hint = (
+                "kubernetes"
+                if "kubepods" in path
+                else "podman"
+                if "libpod" in path
+                else "docker"
+                if "docker" in path
+                else None
+            )
             return match.group(1), hint, version
     return None, None, version
 
@@ -116,15 +150,23 @@ def detect(raw: Mapping[str, Any]) -> Dict[str, Any]:
         evidence.append("cgroup v%d without container id" % version)
     if env.get("KUBERNETES_SERVICE_HOST") or hint == "kubernetes":
         runtime = "kubernetes"
-    elif raw.get("containerenv") is not None or hint == "podman" or mount_runtime == "podman" \
-            or env.get("container") == "podman":
+    elif (
+        raw.get("containerenv") is not None
+        or hint == "podman"
+        or mount_runtime == "podman"
+        or env.get("container") == "podman"
+    ):
         runtime = "podman"
     elif raw.get("dockerenv") or hint == "docker" or mount_runtime == "docker":
         runtime = "docker"
     else:
         runtime = None
-    return {"in_container": in_container, "evidence": evidence, "runtime": runtime if in_container else None,
-            "container_id": cid or mount_id}
+    return {
+        "in_container": in_container,
+        "evidence": evidence,
+        "runtime": runtime if in_container else None,
+        "container_id": cid or mount_id,
+    }
 
 
 def from_launcher(env: Mapping[str, str]) -> Dict[str, Any]:
@@ -169,14 +211,16 @@ def from_docker(inspected: Mapping[str, Any]) -> Dict[str, Any]:
         "container_id": container.get("Id"),
     }
     if not found["image_digest"]:
-        found["error"] = "image %s has no repo digest (built here, never pushed or pulled)" % (
-            ref or found["image_id"])
+        found["error"] = "image %s has no repo digest (built here, never pushed or pulled)" % (ref or found["image_id"])
     return found
 
 
 def from_containerenv(fields: Mapping[str, str]) -> Dict[str, Any]:
-    found = {"image_ref": fields.get("image") or None, "image_id": image_id(fields.get("imageid")),
-             "container_id": fields.get("id") or None}
+    found = {
+        "image_ref": fields.get("image") or None,
+        "image_id": image_id(fields.get("imageid")),
+        "container_id": fields.get("id") or None,
+    }
     if not found["image_id"]:
         found["error"] = "/run/.containerenv has no imageid (podman fills it only for some containers)"
     return found
@@ -185,7 +229,7 @@ def from_containerenv(fields: Mapping[str, str]) -> Dict[str, Any]:
 def _strip_scheme(value: str) -> str:
     for scheme in ("docker-pullable://", "docker://", "containerd://", "cri-o://"):
         if value.startswith(scheme):
-            return value[len(scheme):]
+            return value[len(scheme) :]
     return value
 
 
@@ -202,8 +246,12 @@ def from_pod(pod: Mapping[str, Any], container_id: Optional[str]) -> Dict[str, A
     status = mine[0]
     image_ref = status.get("image") or None
     pulled = _strip_scheme(status.get("imageID") or "")
-    found = {"image_ref": image_ref, "image_digest": pulled if is_digest_ref(pulled) else None,
-             "image_id": image_id(pulled), "container_id": _strip_scheme(status.get("containerID") or "") or None}
+    found = {
+        "image_ref": image_ref,
+        "image_digest": pulled if is_digest_ref(pulled) else None,
+        "image_id": image_id(pulled),
+        "container_id": _strip_scheme(status.get("containerID") or "") or None,
+    }
     if not found["image_digest"]:
         found["error"] = "imageID %r is not repo@sha256:<64 hex>" % pulled
     return found

@@ -14,6 +14,7 @@ walking; past either only those summaries remain, and the record says so (`summa
 The totals and the tree hash always cover the whole tree.
 Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,7 @@ import stat
 import time
 from typing import Dict, List, Optional, Tuple
 
-from tfrepro.fingerprint.data_record import (CONTENT, METADATA, DataSource, entry_row)
+from tfrepro.fingerprint.data_record import CONTENT, METADATA, DataSource, entry_row
 
 DETAIL_FILES = 100_000
 DETAIL_SECONDS = 1.0
@@ -58,8 +59,9 @@ def _why(exc: OSError) -> str:
 class _Walk:
     """One pass over a source; `scan` is its only caller."""
 
-    def __init__(self, hash_data: bool, started: float, detail_files: int, detail_seconds: float,
-                 skip_names=frozenset()):
+    def __init__(
+        self, hash_data: bool, started: float, detail_files: int, detail_seconds: float, skip_names=frozenset()
+    ):
         self.hash_data = hash_data
         self.skip_names = skip_names  # left out entirely (caches, virtualenvs): not data
         self.started = started
@@ -97,8 +99,9 @@ class _Walk:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         if not os.access(path, os.R_OK):
             self.reason(rel, "unreadable: %s" % os.strerror(13))
-            self.add(rel, part, "unreadable", size, str(mtime_ns), {"size": size, "mtime_ns": mtime_ns,
-                                                                     "unreadable": True})
+            self.add(
+                rel, part, "unreadable", size, str(mtime_ns), {"size": size, "mtime_ns": mtime_ns, "unreadable": True}
+            )
             return
         entry = {"size": size, "mtime_ns": mtime_ns}
         stamp = str(mtime_ns)
@@ -157,9 +160,17 @@ class _Walk:
             stack.extend(reversed(subdirs))
 
 
-def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_data: bool = False,
-         follow_root: bool = True, name: Optional[str] = None, detail_files: int = DETAIL_FILES,
-         detail_seconds: float = DETAIL_SECONDS, skip_names=frozenset()) -> DataSource:
+def scan(
+    path: str,
+    label: str = "mount",
+    target: Optional[str] = None,
+    hash_data: bool = False,
+    follow_root: bool = True,
+    name: Optional[str] = None,
+    detail_files: int = DETAIL_FILES,
+    detail_seconds: float = DETAIL_SECONDS,
+    skip_names=frozenset(),
+) -> DataSource:
     """Fingerprint a directory or file. Never raises for what it finds on disk.
 
     `name` is what the record calls the source (default: `path`); `follow_root` resolves a
@@ -173,8 +184,7 @@ def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_dat
     try:
         st = os.stat(path) if follow_root else os.lstat(path)
     except OSError as exc:
-        return DataSource(label=label, path=name, target=target, kind="missing", mode=mode,
-                          reasons={".": _why(exc)})
+        return DataSource(label=label, path=name, target=target, kind="missing", mode=mode, reasons={".": _why(exc)})
     walk = _Walk(hash_data, started, detail_files, detail_seconds, skip_names)
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
@@ -202,23 +212,40 @@ def scan(path: str, label: str = "mount", target: Optional[str] = None, hash_dat
     return _source(walk, label, name, target, kind, mode, time.monotonic() - started)
 
 
-def _source(walk: _Walk, label: str, name: str, target: Optional[str], kind: str, mode: str,
-            seconds: float) -> DataSource:
+def _source(
+    walk: _Walk, label: str, name: str, target: Optional[str], kind: str, mode: str, seconds: float
+) -> DataSource:
     summarised = walk.entries is None
     parts: Dict[str, dict] = {}
     reasons = dict(walk.reasons)
     if kind == "dir" and len(walk.parts) <= MAX_PARTS:  # kept always: a replay's scan may summarise
-        parts = {k: {"files": v[0], "bytes": v[1], "hash": "sha256:" + v[2].hexdigest()}
-                 for k, v in sorted(walk.parts.items())}
+        parts = {
+            k: {"files": v[0], "bytes": v[1], "hash": "sha256:" + v[2].hexdigest()}
+            for k, v in sorted(walk.parts.items())
+        }
     if summarised:
         why = "over %d files or %.0f s" % (walk.detail_files, walk.detail_seconds)
-        reasons["summary"] = ("summarised per top-level entry (%s): per-file detail not recorded" % why
-                              if parts else "summarised (%s, %d top-level entries): totals only"
-                              % (why, len(walk.parts)))
+        reasons["summary"] = (
+            "summarised per top-level entry (%s): per-file detail not recorded" % why
+            if parts
+            else "summarised (%s, %d top-level entries): totals only" % (why, len(walk.parts))
+        )
     entries = {} if summarised else {k: entry_row(v) for k, v in walk.entries.items()}
-    return DataSource(label=label, path=name, target=target, kind=kind, mode=mode, files=walk.files,
-                      bytes=walk.bytes, hash="sha256:" + walk.total.hexdigest(), summarised=summarised,
-                      entries=entries, parts=parts, reasons=reasons, seconds=round(seconds, 3))
+    return DataSource(
+        label=label,
+        path=name,
+        target=target,
+        kind=kind,
+        mode=mode,
+        files=walk.files,
+        bytes=walk.bytes,
+        hash="sha256:" + walk.total.hexdigest(),
+        summarised=summarised,
+        entries=entries,
+        parts=parts,
+        reasons=reasons,
+        seconds=round(seconds, 3),
+    )
 
 
 def scan_all(items: List[Tuple[str, Optional[str]]], label: str = "mount", hash_data: bool = False) -> List[DataSource]:

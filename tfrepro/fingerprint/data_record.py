@@ -15,6 +15,7 @@ Tags (one group per source, n from 0 in launch order):
 The artifact tfrepro/data.json holds the same plus per-file (or per-top-level) detail.
 Every field read back is validated: a run's record is untrusted input. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -77,11 +78,22 @@ class DataSource:
     written: bool = False  # changed while the run ran: what it wrote, not what it read
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"label": self.label, "path": self.path, "target": self.target, "kind": self.kind,
-                "mode": self.mode, "files": self.files, "bytes": self.bytes, "hash": self.hash,
-                "summarised": self.summarised, "entries": {k: dict(v) for k, v in self.entries.items()},
-                "parts": {k: dict(v) for k, v in self.parts.items()}, "reasons": dict(self.reasons),
-                "seconds": self.seconds, "written": self.written}
+        return {
+            "label": self.label,
+            "path": self.path,
+            "target": self.target,
+            "kind": self.kind,
+            "mode": self.mode,
+            "files": self.files,
+            "bytes": self.bytes,
+            "hash": self.hash,
+            "summarised": self.summarised,
+            "entries": {k: dict(v) for k, v in self.entries.items()},
+            "parts": {k: dict(v) for k, v in self.parts.items()},
+            "reasons": dict(self.reasons),
+            "seconds": self.seconds,
+            "written": self.written,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> "DataSource":
@@ -101,16 +113,30 @@ class DataSource:
         entries, parts, reasons = data.get("entries") or {}, data.get("parts") or {}, data.get("reasons") or {}
         if not all(isinstance(x, Mapping) for x in (entries, parts, reasons)):
             raise ValueError("data source entries/parts/reasons are not objects")
-        return cls(label=label, path=path, target=target, kind=kind, mode=mode,
-                   files=_count(data.get("files", 0), "files"), bytes=_count(data.get("bytes", 0), "bytes"),
-                   hash=digest, summarised=bool(data.get("summarised")),
-                   entries={str(k): entry_row(v) for k, v in entries.items()},
-                   parts={str(k): {"files": _count(v.get("files", 0), "files"),
-                                   "bytes": _count(v.get("bytes", 0), "bytes"), "hash": str(v.get("hash"))}
-                          for k, v in parts.items() if isinstance(v, Mapping)},
-                   reasons={str(k): str(v) for k, v in reasons.items()},
-                   seconds=data["seconds"] if isinstance(data.get("seconds"), (int, float)) else None,
-                   written=data.get("written") is True)
+        return cls(
+            label=label,
+            path=path,
+            target=target,
+            kind=kind,
+            mode=mode,
+            files=_count(data.get("files", 0), "files"),
+            bytes=_count(data.get("bytes", 0), "bytes"),
+            hash=digest,
+            summarised=bool(data.get("summarised")),
+            entries={str(k): entry_row(v) for k, v in entries.items()},
+            parts={
+                str(k): {
+                    "files": _count(v.get("files", 0), "files"),
+                    "bytes": _count(v.get("bytes", 0), "bytes"),
+                    "hash": str(v.get("hash")),
+                }
+                for k, v in parts.items()
+                if isinstance(v, Mapping)
+            },
+            reasons={str(k): str(v) for k, v in reasons.items()},
+            seconds=data["seconds"] if isinstance(data.get("seconds"), (int, float)) else None,
+            written=data.get("written") is True,
+        )
 
     def summary(self) -> str:
         """One line: "mount /data -> /data: 120 files, 3.1 MB, sha256:ab12cd34ef56 (metadata)"."""
@@ -121,8 +147,16 @@ class DataSource:
         unread = sum(1 for k in self.reasons if k != "summary")
         note += ", %d unreadable" % unread if unread else ""
         note += ", written by the run" if self.written else ""
-        return "%s %s: %d file%s, %s, %s (%s%s)" % (self.label, where, self.files, "" if self.files == 1 else "s",
-                                                   human_bytes(self.bytes), (self.hash or "-")[:19], self.mode, note)
+        return "%s %s: %d file%s, %s, %s (%s%s)" % (
+            self.label,
+            where,
+            self.files,
+            "" if self.files == 1 else "s",
+            human_bytes(self.bytes),
+            (self.hash or "-")[:19],
+            self.mode,
+            note,
+        )
 
 
 def human_bytes(n: int) -> str:
@@ -147,8 +181,16 @@ def to_tags(sources: Sequence[DataSource], limit: int = schema.MAX_TAG_VALUE) ->
     tags = {schema.DATA_SOURCES: str(len(sources))} if sources else {}
     for n, s in enumerate(sources):
         p = "%s%d." % (TAG_PREFIX, n)
-        tags.update({p + "label": s.label, p + "path": s.path, p + "kind": s.kind, p + "mode": s.mode,
-                     p + "files": str(s.files), p + "bytes": str(s.bytes)})
+        tags.update(
+            {
+                p + "label": s.label,
+                p + "path": s.path,
+                p + "kind": s.kind,
+                p + "mode": s.mode,
+                p + "files": str(s.files),
+                p + "bytes": str(s.bytes),
+            }
+        )
         if s.target:
             tags[p + "target"] = s.target
         if s.hash:
@@ -170,11 +212,22 @@ def from_tags(tags: Mapping[str, str]) -> List[DataSource]:
     for n in range(int(count) if count.isdigit() else 0):
         p = "%s%d." % (TAG_PREFIX, n)
         files, size = tags.get(p + "files", "0"), tags.get(p + "bytes", "0")
-        out.append(DataSource.from_dict({
-            "label": tags.get(p + "label"), "path": tags.get(p + "path"), "target": tags.get(p + "target"),
-            "kind": tags.get(p + "kind", "dir"), "mode": tags.get(p + "mode"), "hash": tags.get(p + "hash"),
-            "files": int(files) if files.isdigit() else 0, "bytes": int(size) if size.isdigit() else 0,
-            "summarised": tags.get(p + "summarised") == "true", "written": tags.get(p + "written") == "true"}))
+        out.append(
+            DataSource.from_dict(
+                {
+                    "label": tags.get(p + "label"),
+                    "path": tags.get(p + "path"),
+                    "target": tags.get(p + "target"),
+                    "kind": tags.get(p + "kind", "dir"),
+                    "mode": tags.get(p + "mode"),
+                    "hash": tags.get(p + "hash"),
+                    "files": int(files) if files.isdigit() else 0,
+                    "bytes": int(size) if size.isdigit() else 0,
+                    "summarised": tags.get(p + "summarised") == "true",
+                    "written": tags.get(p + "written") == "true",
+                }
+            )
+        )
     return out
 
 
@@ -207,8 +260,11 @@ def _entry_drift(recorded: DataSource, current: DataSource) -> List[DataDrift]:
             rows.append(DataDrift(recorded.label, path, ADDED))
         elif old.get("size") != new.get("size"):
             rows.append(DataDrift(recorded.label, path, SIZE, "%s -> %s bytes" % (old.get("size"), new.get("size"))))
-        elif old.get("sha256") != new.get("sha256") or old.get("link") != new.get("link") \
-                or bool(old.get("special")) != bool(new.get("special")):
+        elif (
+            old.get("sha256") != new.get("sha256")
+            or old.get("link") != new.get("link")
+            or bool(old.get("special")) != bool(new.get("special"))
+        ):
             rows.append(DataDrift(recorded.label, path, CONTENT_CHANGED))
         elif old.get("mtime_ns") != new.get("mtime_ns") and recorded.mode == METADATA:
             rows.append(DataDrift(recorded.label, path, MODIFIED, "same size, new mtime"))
@@ -225,8 +281,15 @@ def _part_drift(recorded: DataSource, current: DataSource) -> List[DataDrift]:
         elif old is None:
             rows.append(DataDrift(recorded.label, path, ADDED, "%d files" % new["files"]))
         elif (old["files"], old["bytes"]) != (new["files"], new["bytes"]):
-            rows.append(DataDrift(recorded.label, path, SIZE, "%d files, %d bytes -> %d files, %d bytes"
-                                  % (old["files"], old["bytes"], new["files"], new["bytes"])))
+            rows.append(
+                DataDrift(
+                    recorded.label,
+                    path,
+                    SIZE,
+                    "%d files, %d bytes -> %d files, %d bytes"
+                    % (old["files"], old["bytes"], new["files"], new["bytes"]),
+                )
+            )
         elif old["hash"] != new["hash"]:
             rows.append(DataDrift(recorded.label, path, CONTENT_CHANGED if recorded.mode == CONTENT else MODIFIED))
     return rows
@@ -240,7 +303,9 @@ def compare(recorded: DataSource, current: DataSource) -> List[DataDrift]:
     if current.kind == "missing":
         return [DataDrift(label, path, MISSING, current.reasons.get(".", ""))]
     if recorded.mode != current.mode:
-        return [DataDrift(label, path, CONTENT_CHANGED, "fingerprinted by %s, now by %s" % (recorded.mode, current.mode))]
+        return [
+            DataDrift(label, path, CONTENT_CHANGED, "fingerprinted by %s, now by %s" % (recorded.mode, current.mode))
+        ]
     if recorded.hash == current.hash and recorded.kind == current.kind:
         return []
     if recorded.kind != current.kind:
@@ -254,8 +319,15 @@ def compare(recorded: DataSource, current: DataSource) -> List[DataDrift]:
     if rows:
         return rows
     if (recorded.files, recorded.bytes) != (current.files, current.bytes):
-        return [DataDrift(label, path, SIZE, "%d files, %d bytes -> %d files, %d bytes"
-                          % (recorded.files, recorded.bytes, current.files, current.bytes))]
+        return [
+            DataDrift(
+                label,
+                path,
+                SIZE,
+                "%d files, %d bytes -> %d files, %d bytes"
+                % (recorded.files, recorded.bytes, current.files, current.bytes),
+            )
+        ]
     return [DataDrift(label, path, CONTENT_CHANGED if recorded.mode == CONTENT else MODIFIED, "tree hash differs")]
 
 
@@ -265,5 +337,7 @@ def compare_all(recorded: Sequence[DataSource], current: Sequence[DataSource]) -
     rows: List[DataDrift] = []
     for source in recorded:
         match = now.get((source.label, source.path))
-        rows += compare(source, match) if match else [DataDrift(source.label, source.path, MISSING, "not fingerprinted")]
+        rows += (
+            compare(source, match) if match else [DataDrift(source.label, source.path, MISSING, "not fingerprinted")]
+        )
     return rows

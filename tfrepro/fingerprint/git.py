@@ -3,6 +3,7 @@
 Uses the `git` CLI (one `status --porcelain=v2` answers commit, branch, dirty and untracked;
 `diff HEAD` runs only when the tree is dirty). Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, st
     env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0", **(extra_env or {}))
     # An absolute executable, no cwd= and close_fds=False let Python 3.8 use posix_spawn
     # instead of fork(): forking a process that holds TensorFlow costs tens of ms per call.
-    return subprocess.Popen([git, "-C", cwd] + args, env=env, close_fds=False,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [git, "-C", cwd] + args, env=env, close_fds=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _finish(proc: subprocess.Popen) -> Tuple[int, bytes, bytes]:
@@ -77,8 +79,12 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
 
 def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str, object]:
     top = _start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd, extra_env)
-    status = _start(git, ["-c", "status.renames=false", "status", "--porcelain=v2", "--branch", "-z",
-                          "--untracked-files=all"], cwd, extra_env)
+    status = _start(
+        git,
+        ["-c", "status.renames=false", "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
+        cwd,
+        extra_env,
+    )
     remotes = _start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd, extra_env)
     code, out, err = _finish(top)
     status_result, remotes_result = _finish(status), _finish(remotes)
@@ -88,8 +94,10 @@ def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str,
             raise NotApplicable("not a git repository: %s" % cwd)
         dubious = re.search(r"dubious ownership in repository at '(.*)'", message)
         if dubious:  # typical for a checkout bind-mounted into a container
-            raise NotApplicable("git refuses %s (owned by another user): run `git config --global --add "
-                                "safe.directory %s` first" % (dubious.group(1), dubious.group(1)))
+            raise NotApplicable(
+                "git refuses %s (owned by another user): run `git config --global --add "
+                "safe.directory %s` first" % (dubious.group(1), dubious.group(1))
+            )
         raise NotApplicable("git failed: %s" % _first_line(err))
     if status_result[0] != 0:
         raise NotApplicable("git status failed: %s" % _first_line(status_result[2]))
@@ -107,8 +115,9 @@ def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str,
         paths = changed_paths(raw["status"])
         # naming the changed paths spares git a second stat of the whole tree
         spec = ["--"] + [":(literal)" + p for p in paths] if len(paths) <= MAX_PATHSPEC else []
-        diff = _finish(_start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0],
-                              extra_env))
+        diff = _finish(
+            _start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0], extra_env)
+        )
         raw["patch"] = diff[1].decode("utf-8", "surrogateescape")
         if diff[0] != 0:
             raw["error"] = "git diff failed, patch missing: %s" % _first_line(diff[2])
@@ -148,10 +157,10 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
         entry = entries[i]
         i += 1
         if entry.startswith("# branch.oid "):
-            oid = entry[len("# branch.oid "):]
+            oid = entry[len("# branch.oid ") :]
             commit = None if oid == "(initial)" else oid
         elif entry.startswith("# branch.head "):
-            head = entry[len("# branch.head "):]
+            head = entry[len("# branch.head ") :]
             branch = None if head == "(detached)" else head
         elif entry.startswith("? "):
             untracked.append(entry[2:])

@@ -4,6 +4,7 @@ query() asks NVML (pynvml, imported only there) and returns a plain dict shaped 
 "pynvml" block of a recorded probe; `nvidia-smi -q -x` is the fallback when pynvml is missing.
 No driver is not an error: count=0 and a reason. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ def _query_nvml(pynvml) -> Dict[str, Any]:
                 "memory_total": pynvml.nvmlDeviceGetMemoryInfo(handle).total,
                 "pci_bus_id": _text(pynvml.nvmlDeviceGetPciInfo(handle).busId),
             }
-            for key, call in (("compute_capability", "nvmlDeviceGetCudaComputeCapability"),
-                              ("mig_mode", "nvmlDeviceGetMigMode")):
+            for key, call in (
+                ("compute_capability", "nvmlDeviceGetCudaComputeCapability"),
+                ("mig_mode", "nvmlDeviceGetMigMode"),
+            ):
                 try:
                     device[key] = list(getattr(pynvml, call)(handle))
                 except (pynvml.NVMLError, AttributeError):  # NotSupported, or an old pynvml
@@ -62,8 +65,9 @@ def _query_smi() -> Dict[str, Any]:
     if not smi:
         return {"error": "no NVIDIA driver: pynvml not installed and no nvidia-smi on PATH"}
     try:
-        out = subprocess.run([smi, "-q", "-x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             timeout=SMI_TIMEOUT, check=False)
+        out = subprocess.run(
+            [smi, "-q", "-x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=SMI_TIMEOUT, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": "nvidia-smi failed: %s" % exc}
     if out.returncode != 0:
@@ -103,8 +107,9 @@ def _mig(value: Optional[List[int]]) -> Optional[str]:
 def parse(raw: Mapping[str, Any]) -> GpuInfo:
     """A pynvml-shaped dict (see query()) -> GpuInfo."""
     env = raw.get("env") or {}
-    visible = dict(cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
-                   nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES"))
+    visible = dict(
+        cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"), nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES")
+    )
     if raw.get("error"):
         return GpuInfo(count=0, reason=str(raw["error"]), **visible)
     devices = tuple(
@@ -153,14 +158,16 @@ def parse_smi_xml(text: str) -> Dict[str, Any]:
     devices = []
     for gpu in root.findall("gpu"):
         mig = (gpu.findtext("mig_mode/current_mig") or "").strip().lower()
-        devices.append({
-            "name": (gpu.findtext("product_name") or "").strip(),
-            "uuid": (gpu.findtext("uuid") or "").strip(),
-            "memory_total": _smi_bytes(gpu.findtext("fb_memory_usage/total")),
-            "compute_capability": None,
-            "mig_mode": [1, 1] if mig == "enabled" else [0, 0] if mig == "disabled" else None,
-            "pci_bus_id": gpu.findtext("pci/pci_bus_id") or gpu.get("id"),
-        })
+        devices.append(
+            {
+                "name": (gpu.findtext("product_name") or "").strip(),
+                "uuid": (gpu.findtext("uuid") or "").strip(),
+                "memory_total": _smi_bytes(gpu.findtext("fb_memory_usage/total")),
+                "compute_capability": None,
+                "mig_mode": [1, 1] if mig == "enabled" else [0, 0] if mig == "disabled" else None,
+                "pci_bus_id": gpu.findtext("pci/pci_bus_id") or gpu.get("id"),
+            }
+        )
     return {
         "driver_version": (root.findtext("driver_version") or "").strip() or None,
         "nvml_version": None,

@@ -3,6 +3,7 @@
 Each function returns the raw JSON or {"error": reason}; none raises. Short timeouts:
 fingerprinting must not stall a training start.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ def _short(exc: BaseException) -> str:
     return ("%s: %s" % (type(exc).__name__, text[0] if text else ""))[:300]
 
 
-def inspect_docker(container_id: Optional[str], environ: Mapping[str, str], root: str,
-                   timeout: float) -> Dict[str, Any]:
+def inspect_docker(
+    container_id: Optional[str], environ: Mapping[str, str], root: str, timeout: float
+) -> Dict[str, Any]:
     """`docker inspect` our container, then its image, through DOCKER_HOST or the default socket."""
     if not environ.get("DOCKER_HOST") and not os.path.exists(os.path.join(root, SOCKET.lstrip("/"))):
         return {"error": "no Docker socket (%s not mounted, DOCKER_HOST unset)" % SOCKET}
@@ -65,13 +67,13 @@ def fetch_pod(environ: Mapping[str, str], root: str, hostname: str, timeout: flo
     ca = os.path.join(account, "ca.crt")
     host = "[%s]" % host if ":" in host else host
     url = "https://%s:%s/api/v1/namespaces/%s/pods/%s" % (host, port, namespace, pod)
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token,
-                                                   "Accept": "application/json"})
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
     try:
         context = ssl.create_default_context(cafile=ca if os.path.exists(ca) else None)
         # the API server is in-cluster: never route it through HTTP(S)_PROXY
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPSHandler(context=context))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
         with opener.open(request, timeout=timeout) as response:
             return json.loads(response.read().decode("utf-8"))
     except Exception as exc:  # 403 without RBAC "get pods", timeout, bad CA...

@@ -4,6 +4,7 @@ argv starts with "python" (the interpreter's path differs inside the replay cont
 then the script relative to cwd, or `-m module`, then the arguments. Values of secret-looking
 flags (--password=..., --api-key ...) are redacted: the argv goes to a shared server.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Versions come from *.dist-info / *.egg-info folder names on sys.path (no METADAT
 which is what makes importlib.metadata slow for hundreds of packages); a folder whose name
 carries no version falls back to importlib.metadata. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,7 @@ def query(paths: Optional[Iterable[str]] = None) -> Dict[str, object]:
     return {
         "version": "%d.%d.%d" % sys.version_info[:3],
         # the names platform.python_implementation() gives, without importing platform
-        "implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name,
-                                                                     sys.implementation.name),
+        "implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name),
         "executable": sys.executable,
         "listing": listing,
     }

@@ -11,6 +11,7 @@ needs no `tfrepro run`.
               account; the pod name falls back to HOSTNAME, which Kubernetes sets to it
 query() does the I/O (env and two small files); parse() is pure. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,16 @@ ROOT = "/"  # tests point this at a folder holding recorded files
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 LABELS_FILE = "/etc/podinfo/labels"
 
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_NODELIST",
-              "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME", "SLURM_JOB_ACCOUNT")
+SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_JOBID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NODELIST",
+    "SLURM_JOB_PARTITION",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_JOB_ACCOUNT",
+)
 # downward-API names: ours first, then the ones Kubernetes' own examples use
 POD_VARS = ("TFREPRO_POD_NAME", "POD_NAME", "MY_POD_NAME")
 NAMESPACE_VARS = ("TFREPRO_POD_NAMESPACE", "POD_NAMESPACE", "MY_POD_NAMESPACE")
@@ -82,7 +91,9 @@ def parse_slurm(env: Mapping[str, str]) -> SchedulerInfo:
     )
 
 
-def parse_kubernetes(env: Mapping[str, str], namespace_file: Optional[str], labels_file: Optional[str]) -> SchedulerInfo:
+def parse_kubernetes(
+    env: Mapping[str, str], namespace_file: Optional[str], labels_file: Optional[str]
+) -> SchedulerInfo:
     labels = parse_labels(labels_file or "")
     return SchedulerInfo(
         kind="kubernetes",

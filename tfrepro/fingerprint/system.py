@@ -1,4 +1,5 @@
 """System source: OS, kernel, CPU, memory and hostname, read from /etc and /proc."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Never imports TensorFlow (seconds, and `tfrepro env` must run on a bare box): when the
 program has not imported it, the version comes from package metadata only.
 """
+
 from __future__ import annotations
 
 import json

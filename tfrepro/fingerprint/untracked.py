@@ -15,6 +15,7 @@ secrets (`.env`, `*.pem`, ...): they are never fingerprinted, so never restored.
 The cost is bounded as one walk: past DETAIL_SECONDS or DETAIL_FILES over all paths, the
 rest is summarised per top-level entry, and the record says so. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,28 @@ from tfrepro.fingerprint.data_record import DataSource, compare, human_bytes
 
 LABELS = ("untracked", "ignored")
 # never data: left out at every depth, at record time and on replay alike
-SKIP_NAMES = frozenset({".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ipynb_checkpoints", ".tox",
-                        ".nox", ".venv", "venv", "mlruns", "mlartifacts", "mlflow.db", "mlflow.db-journal"})
-SECRET_RE = re.compile(r"^(\.env(\..+)?|\.netrc|\.pypirc|\.npmrc|\.git-credentials|id_(rsa|dsa|ecdsa|ed25519)(\.pub)?"
-                       r"|.+\.(pem|key|p12|pfx|kdbx))$", re.I)
+SKIP_NAMES = frozenset(
+    {
+        ".git",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ipynb_checkpoints",
+        ".tox",
+        ".nox",
+        ".venv",
+        "venv",
+        "mlruns",
+        "mlartifacts",
+        "mlflow.db",
+        "mlflow.db-journal",
+    }
+)
+SECRET_RE = re.compile(
+    r"^(\.env(\..+)?|\.netrc|\.pypirc|\.npmrc|\.git-credentials|id_(rsa|dsa|ecdsa|ed25519)(\.pub)?"
+    r"|.+\.(pem|key|p12|pfx|kdbx))$",
+    re.I,
+)
 MAX_PATHS = 64  # one record group per path; past that the rest are only counted
 GIT_TIMEOUT = 60
 SLOW_SECONDS = 5.0  # past this the note says how to skip it
@@ -58,13 +77,25 @@ class Capture:
         """One line for the record and the terminal: what was fingerprinted, what replay restores."""
         if self.error:
             return "data beside the code: not fingerprinted (%s)" % self.error
-        counts = ", ".join("%d %s" % (n, label) for label, n in
-                           ((lb, sum(1 for s in self.sources if s.label == lb)) for lb in LABELS) if n)
+        counts = ", ".join(
+            "%d %s" % (n, label)
+            for label, n in ((lb, sum(1 for s in self.sources if s.label == lb)) for lb in LABELS)
+            if n
+        )
         files = sum(s.files for s in self.sources)
-        text = "data beside the code: %s path(s) fingerprinted (%s; %d file%s, %s, %.2f s)" % (
-            counts, _listed([s.path for s in self.sources]), files, "" if files == 1 else "s",
-            human_bytes(sum(s.bytes for s in self.sources)), self.seconds) if self.sources else \
-            "data beside the code: nothing fingerprinted"
+        text = (
+            "data beside the code: %s path(s) fingerprinted (%s; %d file%s, %s, %.2f s)"
+            % (
+                counts,
+                _listed([s.path for s in self.sources]),
+                files,
+                "" if files == 1 else "s",
+                human_bytes(sum(s.bytes for s in self.sources)),
+                self.seconds,
+            )
+            if self.sources
+            else "data beside the code: nothing fingerprinted"
+        )
         if any(s.summarised for s in self.sources):
             text += ", summarised per top-level entry (over %d files or %.0f s)" % (DETAIL_FILES, DETAIL_SECONDS)
         if self.sources:
@@ -96,12 +127,30 @@ def list_paths(root: str) -> Dict[str, str]:
     """{path: "untracked" | "ignored"} under `root`, from git. Raises OSError or RuntimeError."""
     found: Dict[str, str] = {}
     for label, extra in (("untracked", []), ("ignored", ["--ignored"])):
-        proc = subprocess.run(["git", "-c", "core.quotepath=off", "ls-files", "-z", "--others", "--exclude-standard",
-                               "--directory", "--no-empty-directory"] + extra, cwd=root, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=GIT_TIMEOUT, env=dict(os.environ, LC_ALL="C"))
+        proc = subprocess.run(
+            [
+                "git",
+                "-c",
+                "core.quotepath=off",
+                "ls-files",
+                "-z",
+                "--others",
+                "--exclude-standard",
+                "--directory",
+                "--no-empty-directory",
+            ]
+            + extra,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=GIT_TIMEOUT,
+            env=dict(os.environ, LC_ALL="C"),
+        )
         if proc.returncode != 0:
-            raise RuntimeError("git ls-files: " + (proc.stderr.decode("utf-8", "replace").strip().splitlines()
-                                                   or ["status %d" % proc.returncode])[-1])
+            raise RuntimeError(
+                "git ls-files: "
+                + (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["status %d" % proc.returncode])[-1]
+            )
         for path in parse_ls_files(proc.stdout):
             found.setdefault(path, label)
     return found
@@ -137,8 +186,14 @@ def skip_reason(root: str, path: str, skip_paths: Sequence[str] = ()) -> Optiona
     return None
 
 
-def collect(root: str, workdir: str, hash_data: bool = False, skip_paths: Sequence[str] = (),
-            budget: float = DETAIL_SECONDS, max_files: int = DETAIL_FILES) -> Capture:
+def collect(
+    root: str,
+    workdir: str,
+    hash_data: bool = False,
+    skip_paths: Sequence[str] = (),
+    budget: float = DETAIL_SECONDS,
+    max_files: int = DETAIL_FILES,
+) -> Capture:
     """Fingerprint every untracked and ignored path under the repository at `root`. Never raises."""
     started = time.monotonic()
     try:
@@ -158,9 +213,17 @@ def collect(root: str, workdir: str, hash_data: bool = False, skip_paths: Sequen
     files, walking = 0, time.monotonic()  # the budget is for the walk; git's listing is not data
     for path in wanted[:MAX_PATHS]:
         left = budget - (time.monotonic() - walking)
-        source = scan(os.path.join(root, path), listed[path], posixpath.join(workdir, path), hash_data,
-                      follow_root=False, name=path, detail_files=max(0, max_files - files),
-                      detail_seconds=max(0.0, left), skip_names=SKIP_NAMES)
+        source = scan(
+            os.path.join(root, path),
+            listed[path],
+            posixpath.join(workdir, path),
+            hash_data,
+            follow_root=False,
+            name=path,
+            detail_files=max(0, max_files - files),
+            detail_seconds=max(0.0, left),
+            skip_names=SKIP_NAMES,
+        )
         if source.kind == "dir" and not source.files and not source.reasons:
             skipped[path] = "only caches"  # e.g. a folder holding nothing but __pycache__
             continue
@@ -171,8 +234,15 @@ def collect(root: str, workdir: str, hash_data: bool = False, skip_paths: Sequen
 
 def rescan(source: DataSource, root: str) -> DataSource:
     """`source` fingerprinted again under `root`, the way it was recorded."""
-    return scan(os.path.join(root, source.path), source.label, source.target, source.mode == "content",
-                follow_root=False, name=source.path, skip_names=SKIP_NAMES)
+    return scan(
+        os.path.join(root, source.path),
+        source.label,
+        source.target,
+        source.mode == "content",
+        follow_root=False,
+        name=source.path,
+        skip_names=SKIP_NAMES,
+    )
 
 
 def written(capture: Capture, root: str) -> Tuple[Capture, List[str]]:

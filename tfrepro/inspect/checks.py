@@ -3,6 +3,7 @@
 gather() does all the I/O into a Facts value; each check_* is a pure function over Facts,
 so the checks are tested with recorded facts (e.g. the H200 fixture), no GPU needed.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,12 +57,20 @@ class Facts:
 
 # ---- checks: pure ----------------------------------------------------------------------------
 
+
 def check_tensorflow(f: Facts) -> Check:
     if f.tf_error:
-        return Check("tensorflow", FAIL, "TensorFlow does not import: %s" % f.tf_error,
-                     "pip install 'tensorflow==2.9.*' (or run inside nvcr.io/nvidia/tensorflow:22.07-tf2-py3)")
-    built = ", ".join(x for x in (f.tf_cuda_build and "CUDA " + f.tf_cuda_build,
-                                  f.tf_cudnn_build and "cuDNN " + f.tf_cudnn_build) if x)
+        return Check(
+            "tensorflow",
+            FAIL,
+            "TensorFlow does not import: %s" % f.tf_error,
+            "pip install 'tensorflow==2.9.*' (or run inside nvcr.io/nvidia/tensorflow:22.07-tf2-py3)",
+        )
+    built = ", ".join(
+        x
+        for x in (f.tf_cuda_build and "CUDA " + f.tf_cuda_build, f.tf_cudnn_build and "cuDNN " + f.tf_cudnn_build)
+        if x
+    )
     message = "TensorFlow %s imports%s" % (f.tf_version, " (built with %s)" % built if built else "")
     if version_tuple(f.tf_version)[:2] != (2, 9):
         return Check("tensorflow", WARN, message + "; tfrepro targets 2.9", "pip install 'tensorflow==2.9.*'")
@@ -72,27 +81,47 @@ def check_gpus(f: Facts) -> Check:
     nvml = f.gpu.count if f.gpu else 0
     if f.tf_error:
         seen = " (%s)" % ", ".join(sorted({d.name for d in f.gpu.devices if d.name})) if nvml else ""
-        return Check("gpus", SKIP, "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether "
-                     "it can use them is unknown" % (nvml, seen))
+        return Check(
+            "gpus",
+            SKIP,
+            "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether it can use them is unknown" % (nvml, seen),
+        )
     if not nvml:
         reason = (f.gpu.reason if f.gpu else None) or f.gpu_reason or "no GPU"
         if f.tf_gpus:
-            return Check("gpus", WARN, "TensorFlow sees %d GPU(s) but NVML none (%s)" % (f.tf_gpus, reason),
-                         "install nvidia-ml-py, or check the NVIDIA driver")
-        return Check("gpus", WARN, "no NVIDIA GPU here: runs here train on the CPU (%s)" % reason,
-                     "run on a GPU machine, with `docker run --gpus all` when in a container")
+            return Check(
+                "gpus",
+                WARN,
+                "TensorFlow sees %d GPU(s) but NVML none (%s)" % (f.tf_gpus, reason),
+                "install nvidia-ml-py, or check the NVIDIA driver",
+            )
+        return Check(
+            "gpus",
+            WARN,
+            "no NVIDIA GPU here: runs here train on the CPU (%s)" % reason,
+            "run on a GPU machine, with `docker run --gpus all` when in a container",
+        )
     if f.tf_gpus == nvml:
         return Check("gpus", PASS, "TensorFlow sees the %d GPU(s) NVML sees" % nvml)
     if f.tf_gpus == 0:
-        return Check("gpus", FAIL, "NVML sees %d GPU(s), TensorFlow none" % nvml,
-                     "TensorFlow cannot load CUDA/cuDNN or is a CPU build: use the NGC image "
-                     "or a CUDA 11.2 + cuDNN 8.1 install matching tensorflow 2.9")
+        return Check(
+            "gpus",
+            FAIL,
+            "NVML sees %d GPU(s), TensorFlow none" % nvml,
+            "TensorFlow cannot load CUDA/cuDNN or is a CPU build: use the NGC image "
+            "or a CUDA 11.2 + cuDNN 8.1 install matching tensorflow 2.9",
+        )
     visible = f.gpu.cuda_visible_devices if f.gpu else None
     if visible is not None:
-        return Check("gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)"
-                     % (f.tf_gpus, nvml, visible))
-    return Check("gpus", WARN, "TensorFlow sees %d GPU(s), NVML %d" % (f.tf_gpus, nvml),
-                 "check NVIDIA_VISIBLE_DEVICES / --gpus and the MIG setup")
+        return Check(
+            "gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)" % (f.tf_gpus, nvml, visible)
+        )
+    return Check(
+        "gpus",
+        WARN,
+        "TensorFlow sees %d GPU(s), NVML %d" % (f.tf_gpus, nvml),
+        "check NVIDIA_VISIBLE_DEVICES / --gpus and the MIG setup",
+    )
 
 
 def check_driver_cuda(f: Facts) -> Check:
@@ -102,15 +131,16 @@ def check_driver_cuda(f: Facts) -> Check:
     need = cuda_int(built)
     have = f.gpu.cuda_driver_version
     if not need or not have:
-        return Check("driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown"
-                     % (f.gpu.driver_version or "?"))
+        return Check("driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown" % (f.gpu.driver_version or "?"))
     message = "driver %s supports CUDA %s; %s CUDA %s" % (
-        f.gpu.driver_version, f.gpu.cuda_driver,
-        "tensorflow 2.9's wheels need" if f.tf_error else "TensorFlow was built with", built)
+        f.gpu.driver_version,
+        f.gpu.cuda_driver,
+        "tensorflow 2.9's wheels need" if f.tf_error else "TensorFlow was built with",
+        built,
+    )
     if have >= need:
         return Check("driver/cuda", PASS, message)
-    return Check("driver/cuda", FAIL, message,
-                 "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
+    return Check("driver/cuda", FAIL, message, "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
 
 
 def check_versions(f: Facts) -> List[Check]:
@@ -119,13 +149,25 @@ def check_versions(f: Facts) -> List[Check]:
         have = f.versions.get(name)
         wanted = ">=%s,<%s" % (low, high)
         if not have:
-            out.append(Check(name, FAIL, "%s is not installed (TF 2.9 needs %s)" % (name, wanted),
-                             "pip install '%s%s'" % (name, wanted)))
+            out.append(
+                Check(
+                    name,
+                    FAIL,
+                    "%s is not installed (TF 2.9 needs %s)" % (name, wanted),
+                    "pip install '%s%s'" % (name, wanted),
+                )
+            )
         elif version_tuple(low) <= version_tuple(have) < version_tuple(high):
             out.append(Check(name, PASS, "%s %s is within TF 2.9's range %s" % (name, have, wanted)))
         else:
-            out.append(Check(name, FAIL, "%s %s is outside TF 2.9's range %s" % (name, have, wanted),
-                             "pip install '%s%s'" % (name, wanted)))
+            out.append(
+                Check(
+                    name,
+                    FAIL,
+                    "%s %s is outside TF 2.9's range %s" % (name, have, wanted),
+                    "pip install '%s%s'" % (name, wanted),
+                )
+            )
     return out
 
 
@@ -133,58 +175,92 @@ def check_docker(f: Facts) -> Check:
     in_container = bool(f.container and f.container.in_container)
     if f.docker_runtimes is None:
         where = "in a container: replay from the host" if in_container else "needed by run and replay"
-        return Check("docker", WARN if in_container else FAIL,
-                     "Docker daemon not reachable (%s): %s" % (f.docker_error or "no answer", where),
-                     "start dockerd, or set DOCKER_HOST; add your user to the docker group")
+        return Check(
+            "docker",
+            WARN if in_container else FAIL,
+            "Docker daemon not reachable (%s): %s" % (f.docker_error or "no answer", where),
+            "start dockerd, or set DOCKER_HOST; add your user to the docker group",
+        )
     runtimes = ", ".join(f.docker_runtimes) or "none"
     gpus = bool(f.gpu and f.gpu.count)
     if gpus and "nvidia" not in f.docker_runtimes:
         # `--gpus` can still work through the toolkit's hook, so this is a warning, not a failure
-        return Check("docker", WARN, "Docker is reachable but has no nvidia runtime (runtimes: %s)" % runtimes,
-                     "install nvidia-container-toolkit, then `nvidia-ctk runtime configure "
-                     "--runtime=docker` and restart dockerd")
+        return Check(
+            "docker",
+            WARN,
+            "Docker is reachable but has no nvidia runtime (runtimes: %s)" % runtimes,
+            "install nvidia-container-toolkit, then `nvidia-ctk runtime configure "
+            "--runtime=docker` and restart dockerd",
+        )
     return Check("docker", PASS, "Docker is reachable (runtimes: %s)" % runtimes)
 
 
 def check_tracking(f: Facts) -> Check:
     if f.tracking_error:
-        return Check("tracking", FAIL, "%s: %s" % (f.tracking_uri, f.tracking_error),
-                     "start the server or set MLFLOW_TRACKING_URI (sqlite: a writable directory)")
+        return Check(
+            "tracking",
+            FAIL,
+            "%s: %s" % (f.tracking_uri, f.tracking_error),
+            "start the server or set MLFLOW_TRACKING_URI (sqlite: a writable directory)",
+        )
     return Check("tracking", PASS, "%s is reachable and writable" % f.tracking_uri)
 
 
 def check_git(f: Facts) -> Check:
     if f.git_error or not f.git_root:
-        return Check("git", WARN, "not in a git repository (%s): runs record no commit"
-                     % (f.git_error or "no repository"), "run from a git checkout of your training code")
+        return Check(
+            "git",
+            WARN,
+            "not in a git repository (%s): runs record no commit" % (f.git_error or "no repository"),
+            "run from a git checkout of your training code",
+        )
     if f.git_changes:
-        return Check("git", WARN, "%s has %d uncommitted change(s): each run logs the patch "
-                     "(%s) and replay applies it" % (f.git_root, len(f.git_changes), schema.GIT_PATCH),
-                     "commit to make runs point at a commit alone")
+        return Check(
+            "git",
+            WARN,
+            "%s has %d uncommitted change(s): each run logs the patch "
+            "(%s) and replay applies it" % (f.git_root, len(f.git_changes), schema.GIT_PATCH),
+            "commit to make runs point at a commit alone",
+        )
     return Check("git", PASS, "%s is clean" % f.git_root)
 
 
 def check_image(f: Facts) -> Check:
     c = f.container
     if c is None:
-        return Check("image", WARN, "could not tell whether this is a container (%s)"
-                     % (f.container_reason or "unknown"), "start training with `tfrepro run`")
+        return Check(
+            "image",
+            WARN,
+            "could not tell whether this is a container (%s)" % (f.container_reason or "unknown"),
+            "start training with `tfrepro run`",
+        )
     if not c.in_container:
-        return Check("image", WARN, "not in a container: runs started here record no image",
-                     "start training with `tfrepro run IMAGE -- python train.py`")
+        return Check(
+            "image",
+            WARN,
+            "not in a container: runs started here record no image",
+            "start training with `tfrepro run IMAGE -- python train.py`",
+        )
     if c.image_digest:
         return Check("image", PASS, "image digest known (%s): %s" % (c.digest_source, c.image_digest))
-    return Check("image", WARN, "in a container (%s) but the image digest is unknown"
-                 % (c.runtime or ", ".join(c.evidence) or "?"),
-                 "start it with `tfrepro run`, or mount /var/run/docker.sock read-only")
+    return Check(
+        "image",
+        WARN,
+        "in a container (%s) but the image digest is unknown" % (c.runtime or ", ".join(c.evidence) or "?"),
+        "start it with `tfrepro run`, or mount /var/run/docker.sock read-only",
+    )
 
 
 def run_checks(f: Facts) -> List[Check]:
-    return ([check_tensorflow(f), check_gpus(f), check_driver_cuda(f)] + check_versions(f)
-            + [check_docker(f), check_tracking(f), check_git(f), check_image(f)])
+    return (
+        [check_tensorflow(f), check_gpus(f), check_driver_cuda(f)]
+        + check_versions(f)
+        + [check_docker(f), check_tracking(f), check_git(f), check_image(f)]
+    )
 
 
 # ---- gather: the I/O ---------------------------------------------------------------------------
+
 
 def _tensorflow() -> Dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -193,9 +269,12 @@ def _tensorflow() -> Dict[str, Any]:
     except Exception as exc:  # ImportError, or a broken CUDA library
         return {"tf_error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")}
     build = dict(tf.sysconfig.get_build_info())
-    return {"tf_version": tf.__version__, "tf_cuda_build": build.get("cuda_version"),
-            "tf_cudnn_build": build.get("cudnn_version"),
-            "tf_gpus": len(tf.config.list_physical_devices("GPU"))}
+    return {
+        "tf_version": tf.__version__,
+        "tf_cuda_build": build.get("cuda_version"),
+        "tf_cudnn_build": build.get("cudnn_version"),
+        "tf_gpus": len(tf.config.list_physical_devices("GPU")),
+    }
 
 
 def _versions() -> Dict[str, Any]:
@@ -231,8 +310,10 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
         import mlflow  # a required dependency, but doctor must still answer without it
     except ImportError as exc:
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
-        return {"tracking_uri": strip_url_credentials(uri),
-                "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc}
+        return {
+            "tracking_uri": strip_url_credentials(uri),
+            "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc,
+        }
     from tfrepro.tracking import record as run_record
     from tfrepro.tracking.backend import short_http
 
@@ -277,13 +358,16 @@ def _fingerprint() -> Dict[str, Any]:
     from tfrepro.fingerprint import collect
 
     env = collect(["gpu", "container"])
-    return {"gpu": env.gpu, "gpu_reason": env.reasons.get("gpu"),
-            "container": env.container, "container_reason": env.reasons.get("container")}
+    return {
+        "gpu": env.gpu,
+        "gpu_reason": env.reasons.get("gpu"),
+        "container": env.container,
+        "container_reason": env.reasons.get("container"),
+    }
 
 
 def gather(cwd: Optional[str] = None, tracking_uri: Optional[str] = None) -> Facts:
     facts: Dict[str, Any] = {}
-    for part in (_fingerprint, _versions, _tensorflow, _docker, lambda: _tracking(tracking_uri),
-                 lambda: _git(cwd)):
+    for part in (_fingerprint, _versions, _tensorflow, _docker, lambda: _tracking(tracking_uri), lambda: _git(cwd)):
         facts.update(part())
     return Facts(**facts)

@@ -3,6 +3,7 @@
 Pure: no I/O. `compare(env_a, env_b)` is what `tfrepro diff` prints; replay shows its GPU
 rows, recorded run vs this host, as drift (replay/drift.py). Values are compared as text ("true", "11.2", "-" never: missing is None).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,22 @@ from tfrepro.environment import Environment
 
 HIGH, MEDIUM, LOW, RESULT = "high", "medium", "low", "result"
 RANKS = (HIGH, MEDIUM, LOW, RESULT)  # RESULT: final metrics, an outcome rather than a cause
-GROUPS = ("image", "code", "gpu", "tensorflow", "determinism", "params", "python", "packages",
-          "launch", "system", "scheduler", "process", "record", "metrics")
+GROUPS = (
+    "image",
+    "code",
+    "gpu",
+    "tensorflow",
+    "determinism",
+    "params",
+    "python",
+    "packages",
+    "launch",
+    "system",
+    "scheduler",
+    "process",
+    "record",
+    "metrics",
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +57,15 @@ class Difference:
         return "changed"
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"group": self.group, "field": self.field, "a": self.a, "b": self.b,
-                "rank": self.rank, "kind": self.kind, "equal": self.equal}
+        return {
+            "group": self.group,
+            "field": self.field,
+            "a": self.a,
+            "b": self.b,
+            "rank": self.rank,
+            "kind": self.kind,
+            "equal": self.equal,
+        }
 
 
 def _text(value: Any) -> Optional[str]:
@@ -144,7 +166,7 @@ def _sort_key(diff: Difference) -> Tuple[int, int]:
 
 
 def split_package(spec: str) -> Tuple[str, str]:
-    """"NumPy==1.23.5" -> ("numpy", "1.23.5"); names normalised as pip does (PEP 503)."""
+    """ "NumPy==1.23.5" -> ("numpy", "1.23.5"); names normalised as pip does (PEP 503)."""
     name, _, version = spec.partition("==")
     return name.strip().lower().replace("_", "-").replace(".", "-"), version.strip()
 
@@ -153,8 +175,9 @@ def packages(env: Environment) -> Dict[str, str]:
     return dict(split_package(p) for p in (env.python.packages if env.python else ()))
 
 
-def compare_mappings(group: str, a: Mapping[str, Any], b: Mapping[str, Any], rank: str,
-                     include_equal: bool = False) -> List[Difference]:
+def compare_mappings(
+    group: str, a: Mapping[str, Any], b: Mapping[str, Any], rank: str, include_equal: bool = False
+) -> List[Difference]:
     out = []
     for key in sorted(set(a) | set(b)):
         diff = Difference(group, key, _text(a.get(key)), _text(b.get(key)), rank)
@@ -185,8 +208,9 @@ def compare_runs(record_a, record_b, include_equal: bool = False) -> List[Differ
     """compare() plus params (high), launch settings (medium) and final metrics (result)."""
     out = compare(record_a.environment, record_b.environment, include_equal)
     out += compare_mappings("params", record_a.params, record_b.params, HIGH, include_equal)
-    out += compare_mappings("launch", _flat(record_a.launch_settings()), _flat(record_b.launch_settings()),
-                            MEDIUM, include_equal)
+    out += compare_mappings(
+        "launch", _flat(record_a.launch_settings()), _flat(record_b.launch_settings()), MEDIUM, include_equal
+    )
     out += compare_mappings("metrics", record_a.metrics, record_b.metrics, RESULT, include_equal)
     return sorted(out, key=_sort_key)
 

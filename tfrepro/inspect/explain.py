@@ -10,6 +10,7 @@ Order (most to least likely to explain a divergence):
     then any other recorded difference of high or medium rank.
 When none applies, one factor says so: the replay diverged with the same recorded environment.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,15 +51,26 @@ def _seed_and_determinism(record) -> Optional[Factor]:
     if op is None and tf and tf.imported:
         op = _flag((tf.determinism or {}).get("op_determinism"))
     if seed is None and op is False:
-        return Factor("seed", "the original set no seed and op determinism was off: initial weights, shuffling "
-                      "and kernel summation order change from run to run", FIX_DETERMINISM)
+        return Factor(
+            "seed",
+            "the original set no seed and op determinism was off: initial weights, shuffling "
+            "and kernel summation order change from run to run",
+            FIX_DETERMINISM,
+        )
     if seed is None:
-        return Factor("seed", "the original set no seed (no tfrepro.seed): initial weights and shuffling "
-                      "start from a different random state each run", FIX_DETERMINISM)
+        return Factor(
+            "seed",
+            "the original set no seed (no tfrepro.seed): initial weights and shuffling "
+            "start from a different random state each run",
+            FIX_DETERMINISM,
+        )
     if op is False:
-        return Factor("seed", "op determinism was off (tfrepro.tf.determinism=false): some kernels "
-                      "(GPU atomics, cuDNN autotuning, parallel reductions) add in a different order each run",
-                      FIX_DETERMINISM)
+        return Factor(
+            "seed",
+            "op determinism was off (tfrepro.tf.determinism=false): some kernels "
+            "(GPU atomics, cuDNN autotuning, parallel reductions) add in a different order each run",
+            FIX_DETERMINISM,
+        )
     return None
 
 
@@ -74,61 +86,121 @@ def _change(diff: C.Difference) -> str:
 def _data(drift) -> Optional[Factor]:
     if not drift:
         return None
-    return Factor("data", "the data changed since the original ran: %s" % _listed(["%s %s" % (d.path, d.kind) for d in drift]),
-                  "restore the data as recorded (`tfrepro show RUN` lists its fingerprint), then replay without --allow-drift")
+    return Factor(
+        "data",
+        "the data changed since the original ran: %s" % _listed(["%s %s" % (d.path, d.kind) for d in drift]),
+        "restore the data as recorded (`tfrepro show RUN` lists its fingerprint), then replay without --allow-drift",
+    )
 
 
 def _untracked(record, data_sources) -> Optional[Factor]:
     git = record.environment.git if record.environment else None
     if not git or not git.untracked or any(s.label in ("untracked", "ignored") for s in data_sources):
         return None  # fingerprinted untracked inputs are judged as data instead
-    return Factor("untracked", "%d untracked file(s) were visible to the original and are not replayed: %s"
-                  % (len(git.untracked), _listed(list(git.untracked))),
-                  "commit them, or launch with `tfrepro run`: it fingerprints untracked and ignored files, "
-                  "and replay mounts them from your clone")
+    return Factor(
+        "untracked",
+        "%d untracked file(s) were visible to the original and are not replayed: %s"
+        % (len(git.untracked), _listed(list(git.untracked))),
+        "commit them, or launch with `tfrepro run`: it fingerprints untracked and ignored files, "
+        "and replay mounts them from your clone",
+    )
 
 
 def _tagged(original, replay) -> List[Factor]:
     """What the callback tagged about fit()'s inputs, compared only where both runs have it."""
     a, b = original.tags or {}, replay.tags or {}
     out = []
-    changed = ["%s %s -> %s" % (k[len(INPUT_TAG):-len(".digest")], a[k][:19], b[k][:19]) for k in sorted(a)
-               if k.startswith(INPUT_TAG) and k.endswith(".digest") and k in b and a[k] != b[k]]
+    changed = [
+        "%s %s -> %s" % (k[len(INPUT_TAG) : -len(".digest")], a[k][:19], b[k][:19])
+        for k in sorted(a)
+        if k.startswith(INPUT_TAG) and k.endswith(".digest") and k in b and a[k] != b[k]
+    ]
     if changed:
-        out.append(Factor("inputs", "the arrays or tf.data pipeline fit() was given differ: %s" % _listed(changed),
-                          "make the script read its data from the recorded commit or a mounted, fingerprinted path"))
+        out.append(
+            Factor(
+                "inputs",
+                "the arrays or tf.data pipeline fit() was given differ: %s" % _listed(changed),
+                "make the script read its data from the recorded commit or a mounted, fingerprinted path",
+            )
+        )
     if a.get(REPLICAS_TAG) and b.get(REPLICAS_TAG) and a[REPLICAS_TAG] != b[REPLICAS_TAG]:
-        out.append(Factor("gpu_count", "replica count differs: %s -> %s: the batch is split and reduced across "
-                          "other replicas" % (a[REPLICAS_TAG], b[REPLICAS_TAG]),
-                          "replay with the recorded --gpus on a host with as many GPUs"))
+        out.append(
+            Factor(
+                "gpu_count",
+                "replica count differs: %s -> %s: the batch is split and reduced across "
+                "other replicas" % (a[REPLICAS_TAG], b[REPLICAS_TAG]),
+                "replay with the recorded --gpus on a host with as many GPUs",
+            )
+        )
     return out
 
 
 # (key, which compare rows, line, fix). A row goes to the first entry that claims it.
 ROW_FACTORS = (
-    ("seed", lambda d: d.group == "determinism" and d.field != "TF_ENABLE_ONEDNN_OPTS",
-     "seed or determinism settings differ: {changes}", FIX_DETERMINISM),
-    ("batch_size", lambda d: d.group == "params" and d.field in ("batch_size", "batch-size"),
-     "batch size differs: {changes}", "replay the recorded command and code unchanged"),
-    ("gpu_count", lambda d: (d.group, d.field) == ("gpu", "count") or (d.group == "params" and d.field in REPLICA_PARAMS),
-     "GPU or replica count differs: {changes}: the batch is split and reduced across other replicas",
-     "replay with the recorded --gpus on a host with as many GPUs"),
-    ("params", lambda d: d.group == "params",
-     "params differ: {changes}", "replay the recorded command and code unchanged"),
-    ("code", lambda d: d.group == "code" and d.field in ("commit", "dirty", "patch_sha256"),
-     "the code differs: {changes}", "replay the recorded commit and patch"),
-    ("tf_build", lambda d: d.group == "tensorflow" and d.field in ("cuda_build", "cudnn_build"),
-     "TensorFlow's CUDA/cuDNN build differs: {changes}", FIX_IMAGE),
-    ("onednn", lambda d: (d.group, d.field) == ("determinism", "TF_ENABLE_ONEDNN_OPTS"),
-     "TF_ENABLE_ONEDNN_OPTS differs: {changes}: oneDNN kernels change float summation order on CPU",
-     "set TF_ENABLE_ONEDNN_OPTS as the original had it (-e TF_ENABLE_ONEDNN_OPTS=...)"),
-    ("image", lambda d: (d.group == "image" and d.field in ("digest", "id")) or
-     (d.group, d.field) == ("tensorflow", "version") or d.group == "packages",
-     "the image or its packages differ: {changes}", FIX_IMAGE),
-    ("gpu_model", lambda d: (d.group, d.field) in (("gpu", "model"), ("gpu", "compute_capability")),
-     "GPU model differs: {changes}: cuDNN gives no bitwise guarantee across architectures", FIX_NOISE),
-    ("driver", lambda d: (d.group, d.field) in (("gpu", "driver"), ("gpu", "cuda_driver")),
-     "GPU driver differs: {changes}", FIX_NOISE),
+    (
+        "seed",
+        lambda d: d.group == "determinism" and d.field != "TF_ENABLE_ONEDNN_OPTS",
+        "seed or determinism settings differ: {changes}",
+        FIX_DETERMINISM,
+    ),
+    (
+        "batch_size",
+        lambda d: d.group == "params" and d.field in ("batch_size", "batch-size"),
+        "batch size differs: {changes}",
+        "replay the recorded command and code unchanged",
+    ),
+    (
+        "gpu_count",
+        lambda d: (d.group, d.field) == ("gpu", "count") or (d.group == "params" and d.field in REPLICA_PARAMS),
+        "GPU or replica count differs: {changes}: the batch is split and reduced across other replicas",
+        "replay with the recorded --gpus on a host with as many GPUs",
+    ),
+    (
+        "params",
+        lambda d: d.group == "params",
+        "params differ: {changes}",
+        "replay the recorded command and code unchanged",
+    ),
+    (
+        "code",
+        lambda d: d.group == "code" and d.field in ("commit", "dirty", "patch_sha256"),
+        "the code differs: {changes}",
+        "replay the recorded commit and patch",
+    ),
+    (
+        "tf_build",
+        lambda d: d.group == "tensorflow" and d.field in ("cuda_build", "cudnn_build"),
+        "TensorFlow's CUDA/cuDNN build differs: {changes}",
+        FIX_IMAGE,
+    ),
+    (
+        "onednn",
+        lambda d: (d.group, d.field) == ("determinism", "TF_ENABLE_ONEDNN_OPTS"),
+        "TF_ENABLE_ONEDNN_OPTS differs: {changes}: oneDNN kernels change float summation order on CPU",
+        "set TF_ENABLE_ONEDNN_OPTS as the original had it (-e TF_ENABLE_ONEDNN_OPTS=...)",
+    ),
+    (
+        "image",
+        lambda d: (
+            (d.group == "image" and d.field in ("digest", "id"))
+            or (d.group, d.field) == ("tensorflow", "version")
+            or d.group == "packages"
+        ),
+        "the image or its packages differ: {changes}",
+        FIX_IMAGE,
+    ),
+    (
+        "gpu_model",
+        lambda d: (d.group, d.field) in (("gpu", "model"), ("gpu", "compute_capability")),
+        "GPU model differs: {changes}: cuDNN gives no bitwise guarantee across architectures",
+        FIX_NOISE,
+    ),
+    (
+        "driver",
+        lambda d: (d.group, d.field) in (("gpu", "driver"), ("gpu", "cuda_driver")),
+        "GPU driver differs: {changes}",
+        FIX_NOISE,
+    ),
 )
 # Rows that never explain a result: outcomes, the launch plumbing, where and when it ran.
 NOT_CAUSES = ("metrics", "launch", "record", "system", "process")
@@ -152,17 +224,39 @@ def _row_factors(diffs: Sequence[C.Difference]) -> Dict[str, Factor]:
             changes = _listed(["%s %s" % (d.field, _change(d)) for d in claimed[key]])
             out[key] = Factor(key, line.format(changes=changes), fix)
     if other:
-        out["other"] = Factor("other", "other recorded differences: %s" % _listed(
-            ["%s %s %s" % (d.group, d.field, _change(d)) for d in other]), "see `tfrepro diff ORIGINAL REPLAY`")
+        out["other"] = Factor(
+            "other",
+            "other recorded differences: %s" % _listed(["%s %s %s" % (d.group, d.field, _change(d)) for d in other]),
+            "see `tfrepro diff ORIGINAL REPLAY`",
+        )
     return out
 
 
-ORDER = ("seed", "data", "inputs", "batch_size", "params", "code", "image", "tf_build", "onednn", "gpu_model",
-         "gpu_count", "driver", "untracked", "other")
+ORDER = (
+    "seed",
+    "data",
+    "inputs",
+    "batch_size",
+    "params",
+    "code",
+    "image",
+    "tf_build",
+    "onednn",
+    "gpu_model",
+    "gpu_count",
+    "driver",
+    "untracked",
+    "other",
+)
 
 
-def explain(original, replay, data_drift: Sequence = (), data_sources: Sequence = (),
-            diffs: Optional[Sequence[C.Difference]] = None) -> List[Factor]:
+def explain(
+    original,
+    replay,
+    data_drift: Sequence = (),
+    data_sources: Sequence = (),
+    diffs: Optional[Sequence[C.Difference]] = None,
+) -> List[Factor]:
     """Ranked factors that can explain why `replay`'s results differ from `original`'s.
 
     `original`/`replay` are run records (environment, params, launch, metrics, tags); `data_drift`
@@ -179,9 +273,15 @@ def explain(original, replay, data_drift: Sequence = (), data_sources: Sequence 
             found[factor.key] = factor
     factors = [found[k] for k in ORDER if k in found]
     if not factors:
-        factors.append(Factor(SAME_ENVIRONMENT, "diverged with the same recorded environment: seed, op determinism, "
-                              "data, code, image, GPUs and params all match; a nondeterministic op or an input "
-                              "tfrepro does not record may remain", FIX_NOISE))
+        factors.append(
+            Factor(
+                SAME_ENVIRONMENT,
+                "diverged with the same recorded environment: seed, op determinism, "
+                "data, code, image, GPUs and params all match; a nondeterministic op or an input "
+                "tfrepro does not record may remain",
+                FIX_NOISE,
+            )
+        )
     return factors
 
 

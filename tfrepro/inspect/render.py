@@ -2,6 +2,7 @@
 
 Pure: every function returns a string; the CLI decides colour (a terminal and no NO_COLOR).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -33,7 +34,7 @@ def shorten(text: str, width: int, other: str = "") -> str:
     while common < min(len(text), len(other)) and text[common] == other[common]:
         common += 1
     if other and common > width - 15:
-        return "..." + text[len(text) - (width - 3):]
+        return "..." + text[len(text) - (width - 3) :]
     return text[: width - 3] + "..."
 
 
@@ -99,62 +100,132 @@ def _yes(value: Optional[bool]) -> Optional[str]:
 
 
 def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[str, List[Tuple[str, Any]]]]:
-    c, g, gpu, tf, py, sysinfo, proc = (env.container, env.git, env.gpu, env.tensorflow, env.python,
-                                        env.system, env.process)
+    c, g, gpu, tf, py, sysinfo, proc = (
+        env.container,
+        env.git,
+        env.gpu,
+        env.tensorflow,
+        env.python,
+        env.system,
+        env.process,
+    )
     groups: List[Tuple[str, List[Tuple[str, Any]]]] = []
     if c:
-        rows = [("ref", c.image_ref), ("digest", c.image_digest), ("id", c.image_id),
-                ("digest source", c.digest_source), ("in container", _yes(c.in_container)),
-                ("runtime", c.runtime), ("evidence", ", ".join(c.evidence) or None)]
+        rows = [
+            ("ref", c.image_ref),
+            ("digest", c.image_digest),
+            ("id", c.image_id),
+            ("digest source", c.digest_source),
+            ("in container", _yes(c.in_container)),
+            ("runtime", c.runtime),
+            ("evidence", ", ".join(c.evidence) or None),
+        ]
         rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(c.ngc.items())]
         groups.append(("Image", rows))
     if g:
-        groups.append(("Code", [
-            ("commit", g.commit), ("branch", g.branch), ("remote", g.remote_url),
-            ("dirty", _yes(g.dirty)), ("patch sha256", g.patch_sha256),
-            ("untracked", "%d files" % len(g.untracked) if g.untracked else None),
-            ("workdir", g.workdir), ("root", g.root)]))
+        groups.append(
+            (
+                "Code",
+                [
+                    ("commit", g.commit),
+                    ("branch", g.branch),
+                    ("remote", g.remote_url),
+                    ("dirty", _yes(g.dirty)),
+                    ("patch sha256", g.patch_sha256),
+                    ("untracked", "%d files" % len(g.untracked) if g.untracked else None),
+                    ("workdir", g.workdir),
+                    ("root", g.root),
+                ],
+            )
+        )
     if gpu:
-        rows = [("count", gpu.count), ("driver", gpu.driver_version), ("CUDA (driver)", gpu.cuda_driver),
-                ("NVML", gpu.nvml_version), ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
-                ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices)]
+        rows = [
+            ("count", gpu.count),
+            ("driver", gpu.driver_version),
+            ("CUDA (driver)", gpu.cuda_driver),
+            ("NVML", gpu.nvml_version),
+            ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
+            ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
+        ]
         for d in gpu.devices:
-            facts = [d.name, _bytes(d.memory_total_bytes),
-                     d.compute_capability and "cc " + d.compute_capability,
-                     d.mig_mode and "MIG " + d.mig_mode, d.pci_bus_id]
+            facts = [
+                d.name,
+                _bytes(d.memory_total_bytes),
+                d.compute_capability and "cc " + d.compute_capability,
+                d.mig_mode and "MIG " + d.mig_mode,
+                d.pci_bus_id,
+            ]
             rows.append(("GPU %d" % d.index, ", ".join(f for f in facts if f)))
         if gpu.reason:
             rows.append(("note", gpu.reason))
         groups.append(("GPU", rows))
     if tf:
-        groups.append(("TensorFlow", [
-            ("version", tf.version), ("CUDA (build)", tf.cuda_build), ("cuDNN (build)", tf.cudnn_build),
-            ("devices", ", ".join(tf.devices) or None), ("mixed precision", tf.mixed_precision_policy),
-            ("imported", _yes(tf.imported))]))
+        groups.append(
+            (
+                "TensorFlow",
+                [
+                    ("version", tf.version),
+                    ("CUDA (build)", tf.cuda_build),
+                    ("cuDNN (build)", tf.cudnn_build),
+                    ("devices", ", ".join(tf.devices) or None),
+                    ("mixed precision", tf.mixed_precision_policy),
+                    ("imported", _yes(tf.imported)),
+                ],
+            )
+        )
         rows = [("seed", tf.seed)]
         rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
         groups.append(("Determinism", rows))
     if py:
-        rows = [("version", py.version), ("implementation", py.implementation),
-                ("executable", py.executable), ("packages", "%d installed" % len(py.packages))]
+        rows = [
+            ("version", py.version),
+            ("implementation", py.implementation),
+            ("executable", py.executable),
+            ("packages", "%d installed" % len(py.packages)),
+        ]
         if show_packages:
             rows += [(name, version or "-") for name, version in map(split_package, py.packages)]
         groups.append(("Python", rows))
     if proc:
-        groups.append(("Process", [
-            ("command", " ".join(proc.argv) or None), ("cwd", proc.cwd),
-            ("entry script", proc.entry_script)]))
+        groups.append(
+            (
+                "Process",
+                [("command", " ".join(proc.argv) or None), ("cwd", proc.cwd), ("entry script", proc.entry_script)],
+            )
+        )
     if sysinfo:
-        groups.append(("System", [
-            ("hostname", sysinfo.hostname), ("os", sysinfo.os), ("kernel", sysinfo.kernel),
-            ("machine", sysinfo.machine), ("cpu", sysinfo.cpu_model), ("cpus", sysinfo.cpu_count),
-            ("memory", _bytes(sysinfo.memory_bytes))]))
+        groups.append(
+            (
+                "System",
+                [
+                    ("hostname", sysinfo.hostname),
+                    ("os", sysinfo.os),
+                    ("kernel", sysinfo.kernel),
+                    ("machine", sysinfo.machine),
+                    ("cpu", sysinfo.cpu_model),
+                    ("cpus", sysinfo.cpu_count),
+                    ("memory", _bytes(sysinfo.memory_bytes)),
+                ],
+            )
+        )
     if env.scheduler:
         j = env.scheduler
-        groups.append(("Scheduler", [
-            ("kind", j.kind), ("job id", j.job_id), ("job name", j.job_name), ("nodes", j.nodes),
-            ("partition", j.partition), ("cluster", j.cluster), ("account", j.account), ("pod", j.pod),
-            ("namespace", j.namespace)]))
+        groups.append(
+            (
+                "Scheduler",
+                [
+                    ("kind", j.kind),
+                    ("job id", j.job_id),
+                    ("job name", j.job_name),
+                    ("nodes", j.nodes),
+                    ("partition", j.partition),
+                    ("cluster", j.cluster),
+                    ("account", j.account),
+                    ("pod", j.pod),
+                    ("namespace", j.namespace),
+                ],
+            )
+        )
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
     return groups
@@ -173,8 +244,10 @@ def _requested(record) -> List[Tuple[str, str]]:
     requested = record.tags.get(REQUESTED_TAG)
     if not requested or requested == record.experiment_name:
         return []
-    return [("asked for", "%s (by the script; not used under tfrepro run)" % requested),
-            ("to put it there", "tfrepro run --experiment %s ..." % requested)]
+    return [
+        ("asked for", "%s (by the script; not used under tfrepro run)" % requested),
+        ("to put it there", "tfrepro run --experiment %s ..." % requested),
+    ]
 
 
 def _blocks(groups, color: bool) -> str:
@@ -188,29 +261,41 @@ def render_environment(env: Environment, show_packages: bool = False, color: boo
     """`tfrepro env`: this machine's record, one block per source, then what is missing and why.
     Unlike show (a record, where "-" says the run did not know), unknown facts are left out."""
     head = "tfrepro %s, collected %s\n\n" % (env.tfrepro_version or "?", env.collected_at or "?")
-    groups = [(title, [row for row in rows if row[1] not in (None, "")])
-              for title, rows in environment_sections(env, show_packages)]
+    groups = [
+        (title, [row for row in rows if row[1] not in (None, "")])
+        for title, rows in environment_sections(env, show_packages)
+    ]
     return head + _blocks([group for group in groups if group[1]], color)
 
 
 def render_show(record, show_packages: bool = False, color: bool = False, signature: Optional[str] = None) -> str:
     env = record.environment
-    run_rows = [("run id", record.run_id), ("name", record.run_name), ("record", signature),
-                ("experiment", _experiment(record))] + _requested(record) + [("status", record.status),
-                ("started", _when(record.start_time)), ("tracking uri", record.tracking_uri),
-                ("collected", env.collected_at or None),
-                ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),
-                ("record from", "tags only (no environment.json)" if record.source == "tags" else None)]
+    run_rows = (
+        [
+            ("run id", record.run_id),
+            ("name", record.run_name),
+            ("record", signature),
+            ("experiment", _experiment(record)),
+        ]
+        + _requested(record)
+        + [
+            ("status", record.status),
+            ("started", _when(record.start_time)),
+            ("tracking uri", record.tracking_uri),
+            ("collected", env.collected_at or None),
+            ("tfrepro", "%s (schema %s)" % (env.tfrepro_version or "?", env.schema)),
+            ("record from", "tags only (no environment.json)" if record.source == "tags" else None),
+        ]
+    )
     groups = [("Run", [r for r in run_rows if r[1] is not None])]
     groups += environment_sections(env, show_packages)
     launch = record.launch_settings()
     if launch:
         groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
     if getattr(record, "data", ()):  # data fingerprints: one line each, as `tfrepro run` printed them
-        groups.append(("Data", [(d.label, d.summary()[len(d.label) + 1:]) for d in record.data]))
+        groups.append(("Data", [(d.label, d.summary()[len(d.label) + 1 :]) for d in record.data]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))
-    groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())]
-                   or [("(none)", "")]))
+    groups.append(("Final metrics", [(k, "%.6g" % v) for k, v in sorted(record.metrics.items())] or [("(none)", "")]))
     return _blocks(groups, color)
 
 
@@ -227,8 +312,9 @@ def _diff_value(diff: Difference, width: int) -> List[str]:
     return ["a: " + shorten(a, width - 3, b), "b: " + shorten(b, width - 3, a)]
 
 
-def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_all: bool = False,
-                color: bool = False) -> str:
+def render_diff(
+    diffs: Iterable[Difference], label_a: str, label_b: str, show_all: bool = False, color: bool = False
+) -> str:
     diffs = list(diffs)
     changed = [d for d in diffs if not d.equal]
     n = counts(diffs)
@@ -260,8 +346,10 @@ def render_diff(diffs: Iterable[Difference], label_a: str, label_b: str, show_al
                 head = "  %-*s %-*s " % (group_width, safe(d.group), field_width, shorten(safe(d.field), field_width))
                 lines.append(head + _diff_value(d, WIDTH - indent)[0])
         if same_packages:
-            lines.append("  %-*s %d packages with the same version (--json lists them)"
-                         % (group_width, "packages", len(same_packages)))
+            lines.append(
+                "  %-*s %d packages with the same version (--json lists them)"
+                % (group_width, "packages", len(same_packages))
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 Errors become DockerError with one line. docker-py is imported lazily.
 """
+
 from __future__ import annotations
 
 import sys

@@ -13,6 +13,7 @@
 `source` (kubernetes.Source: remote, commit, patch) is what a pod clones; the other engines
 mount the checkout. Every engine takes the same LaunchSpec and translates it; none re-derives it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from tfrepro import imageref, schema
 from tfrepro.errors import DockerError, SchedulerError, UsageError
-from tfrepro.redact import is_secret
 from tfrepro.launch import docker, hooks, kubernetes, podman, slurm
 from tfrepro.launch import spec as S
 from tfrepro.launch.settings import NAMES, Options
+from tfrepro.redact import is_secret
 
 CLUSTERS = ("slurm", "kubernetes")  # the job runs on a node: this host's GPUs say nothing about it
 Facts = Callable[[Dict[str, str]], None]
@@ -117,6 +118,7 @@ class _Cluster(Docker):
 
 class Slurm(_Cluster):
     """docker or podman in the job pull a missing digest; pyxis (enroot) imports it."""
+
     name = "slurm"
 
     def __init__(self, options: Options):
@@ -135,7 +137,10 @@ class Slurm(_Cluster):
         return slurm.batch_script(spec, self.options, slurm_job.output_pattern(), hidden)
 
     def announce(self, spec, hidden, source) -> str:
-        return "submitting this batch script with %s:\n%s" % (" ".join(slurm.SUBMIT), self.preview(spec, hidden, source))
+        return "submitting this batch script with %s:\n%s" % (
+            " ".join(slurm.SUBMIT),
+            self.preview(spec, hidden, source),
+        )
 
     def prepare(self, image: str) -> None:
         from tfrepro.launch import slurm_job
@@ -147,8 +152,9 @@ class Slurm(_Cluster):
 
         script = self.preview(spec, hidden, source)
         on_facts({"runtime": self.options.runtime})
-        return slurm_job.submit(script, caller_env(spec, hidden, os.environ), slurm_job.output_pattern(),
-                                write, on_facts, _info)
+        return slurm_job.submit(
+            script, caller_env(spec, hidden, os.environ), slurm_job.output_pattern(), write, on_facts, _info
+        )
 
     def settings(self) -> Dict[str, object]:
         """The options as given: a --gres derived from --gpus is derived again on replay."""
@@ -237,8 +243,9 @@ def resolve_for_cluster(ref: str) -> docker.Resolved:
         try:
             found = podman.resolve(ref)
         except SchedulerError:
-            raise UsageError("cannot resolve %s to a digest here (neither Docker nor Podman): "
-                             "pass --image repo@sha256:..." % ref) from None
+            raise UsageError(
+                "cannot resolve %s to a digest here (neither Docker nor Podman): pass --image repo@sha256:..." % ref
+            ) from None
     if not found.digest:
         raise UsageError("image %s is in no registry: a cluster cannot pull it (push it first)" % ref)
     return found

@@ -6,6 +6,7 @@ mounts it read-only at HOOK_DIR and puts HOOK_DIR first on PYTHONPATH (ahead of 
 or the image's PYTHONPATH). Nothing is read from the image but its PYTHONPATH. Pure apart
 from hook_directory() and image_env().
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,8 +73,9 @@ def python_path(*candidates: Optional[str]) -> str:
     return ":".join([HOOK_DIR] + entries)
 
 
-def hook_env(autolog: bool, seed: Optional[int], user_env: Mapping[str, str],
-             image_environment: Mapping[str, str]) -> Dict[str, str]:
+def hook_env(
+    autolog: bool, seed: Optional[int], user_env: Mapping[str, str], image_environment: Mapping[str, str]
+) -> Dict[str, str]:
     """The variables that turn the hook on; {} when neither autolog nor a seed is wanted."""
     if not wanted(autolog, seed):
         return {}

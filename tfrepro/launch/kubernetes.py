@@ -13,6 +13,7 @@ Pure: no API server is contacted here (kubernetes_job.py submits). The pod gets:
 The Job: labels tfrepro.run_id, backoffLimit 0, ttlSecondsAfterFinished, restartPolicy Never.
 The `kubernetes` package is imported lazily: only this engine needs it (tfrepro[kubernetes]).
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,8 @@ from typing import Dict, List, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
-from tfrepro.redact import is_secret
 from tfrepro.launch import spec as S
+from tfrepro.redact import is_secret
 
 CONTAINER = "train"
 INIT_CONTAINER = "checkout"
@@ -53,6 +54,7 @@ echo "tfrepro: checked out $TFREPRO_GIT_COMMIT${TFREPRO_GIT_PATCH:+ with the rec
 @dataclass(frozen=True)
 class Source:
     """What the init container checks out: the repository as replay would restore it."""
+
     remote: str
     commit: str
     patch: str = ""
@@ -78,8 +80,11 @@ def _client():
 def check_options(options: KubernetesOptions) -> KubernetesOptions:
     if not DNS_LABEL_RE.match(options.namespace or ""):
         raise UsageError("--namespace %r is not a valid namespace name" % options.namespace)
-    for what, value in (("--service-account", options.service_account),
-                        ("--image-pull-secret", options.image_pull_secret), ("env secret", options.env_secret)):
+    for what, value in (
+        ("--service-account", options.service_account),
+        ("--image-pull-secret", options.image_pull_secret),
+        ("env secret", options.env_secret),
+    ):
         if value is not None and not DNS_SUBDOMAIN_RE.match(value):
             raise UsageError("%s %r is not a valid Kubernetes name" % (what, value))
     if options.ttl_seconds < 0:
@@ -107,14 +112,19 @@ def _volumes(spec: S.LaunchSpec, client):
         if m.kind in ("repo", "hook"):  # filled by the init container
             source = {"empty_dir": client.V1EmptyDirVolumeSource()}
         elif m.kind in ("tracking", "docker-socket"):
-            raise UsageError("--on kubernetes: %s cannot be mounted into a pod (%s); use an http(s) tracking server"
-                             % (m.source, "a local tracking store" if m.kind == "tracking" else "the Docker socket"))
+            raise UsageError(
+                "--on kubernetes: %s cannot be mounted into a pod (%s); use an http(s) tracking server"
+                % (m.source, "a local tracking store" if m.kind == "tracking" else "the Docker socket")
+            )
         elif m.source.startswith(S.CLAIM_PREFIX):
-            claim = m.source[len(S.CLAIM_PREFIX):]
+            claim = m.source[len(S.CLAIM_PREFIX) :]
             if not DNS_SUBDOMAIN_RE.match(claim):
                 raise UsageError("volume %r: %r is not a valid claim name" % (m.source, claim))
-            source = {"persistent_volume_claim": client.V1PersistentVolumeClaimVolumeSource(
-                claim_name=claim, read_only=m.read_only or None)}
+            source = {
+                "persistent_volume_claim": client.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=claim, read_only=m.read_only or None
+                )
+            }
         elif m.source.startswith("/"):
             source = {"host_path": client.V1HostPathVolumeSource(path=m.source)}
         else:
@@ -122,12 +132,25 @@ def _volumes(spec: S.LaunchSpec, client):
         volumes.append(client.V1Volume(name=name, **source))
         mounts.append(client.V1VolumeMount(name=name, mount_path=m.target, read_only=m.read_only or None))
     if spec.shm_size:
-        volumes.append(client.V1Volume(name="dshm", empty_dir=client.V1EmptyDirVolumeSource(
-            medium="Memory", size_limit=quantity(spec.shm_size))))
+        volumes.append(
+            client.V1Volume(
+                name="dshm",
+                empty_dir=client.V1EmptyDirVolumeSource(medium="Memory", size_limit=quantity(spec.shm_size)),
+            )
+        )
         mounts.append(client.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
-    volumes.append(client.V1Volume(name="podinfo", downward_api=client.V1DownwardAPIVolumeSource(items=[
-        client.V1DownwardAPIVolumeFile(path="labels", field_ref=client.V1ObjectFieldSelector(
-            field_path="metadata.labels"))])))
+    volumes.append(
+        client.V1Volume(
+            name="podinfo",
+            downward_api=client.V1DownwardAPIVolumeSource(
+                items=[
+                    client.V1DownwardAPIVolumeFile(
+                        path="labels", field_ref=client.V1ObjectFieldSelector(field_path="metadata.labels")
+                    )
+                ]
+            ),
+        )
+    )
     mounts.append(client.V1VolumeMount(name="podinfo", mount_path=PODINFO, read_only=True))
     return volumes, mounts
 
@@ -136,14 +159,26 @@ def _env(spec: S.LaunchSpec, secret_names: Sequence[str], options: KubernetesOpt
     env = []
     for key, value in spec.env.items():
         if is_secret(key) or key in secret_names:
-            env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
-                secret_key_ref=client.V1SecretKeySelector(name=options.env_secret, key=key))))
+            env.append(
+                client.V1EnvVar(
+                    name=key,
+                    value_from=client.V1EnvVarSource(
+                        secret_key_ref=client.V1SecretKeySelector(name=options.env_secret, key=key)
+                    ),
+                )
+            )
         else:
             env.append(client.V1EnvVar(name=key, value=value))
-    for key, path in (("TFREPRO_POD_NAME", "metadata.name"), ("TFREPRO_POD_NAMESPACE", "metadata.namespace"),
-                      ("TFREPRO_NODE_NAME", "spec.nodeName")):
-        env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
-            field_ref=client.V1ObjectFieldSelector(field_path=path))))
+    for key, path in (
+        ("TFREPRO_POD_NAME", "metadata.name"),
+        ("TFREPRO_POD_NAMESPACE", "metadata.namespace"),
+        ("TFREPRO_NODE_NAME", "spec.nodeName"),
+    ):
+        env.append(
+            client.V1EnvVar(
+                name=key, value_from=client.V1EnvVarSource(field_ref=client.V1ObjectFieldSelector(field_path=path))
+            )
+        )
     env.append(client.V1EnvVar(name="TFREPRO_K8S_JOB", value=name))
     return env
 
@@ -155,26 +190,33 @@ def _b64(text: str) -> str:
 def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
     patch = _b64(source.patch) if source.patch.strip() else None
     if patch and len(patch) > MAX_PATCH:
-        raise UsageError("the patch is %d KiB: too large to travel in a Job manifest (commit it first)"
-                         % (len(patch) // 1024))
-    env = [client.V1EnvVar(name="TFREPRO_REPO", value=repo_mount.mount_path),
-           client.V1EnvVar(name="TFREPRO_GIT_REMOTE", value=source.remote),
-           client.V1EnvVar(name="TFREPRO_GIT_COMMIT", value=source.commit)]
+        raise UsageError(
+            "the patch is %d KiB: too large to travel in a Job manifest (commit it first)" % (len(patch) // 1024)
+        )
+    env = [
+        client.V1EnvVar(name="TFREPRO_REPO", value=repo_mount.mount_path),
+        client.V1EnvVar(name="TFREPRO_GIT_REMOTE", value=source.remote),
+        client.V1EnvVar(name="TFREPRO_GIT_COMMIT", value=source.commit),
+    ]
     if patch:
         env.append(client.V1EnvVar(name="TFREPRO_GIT_PATCH", value=patch))
     mounts = [repo_mount]
     if hook_mount is not None:
         if not hook:
             raise UsageError("--on kubernetes: the launch hook's source is missing")
-        env += [client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path),
-                client.V1EnvVar(name="TFREPRO_HOOK", value=_b64(hook))]
+        env += [
+            client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path),
+            client.V1EnvVar(name="TFREPRO_HOOK", value=_b64(hook)),
+        ]
         mounts.append(client.V1VolumeMount(name=hook_mount.name, mount_path=hook_mount.mount_path))
-    return client.V1Container(name=INIT_CONTAINER, image=spec.image, command=["sh", "-c", CHECKOUT_SCRIPT],
-                              env=env, volume_mounts=mounts)
+    return client.V1Container(
+        name=INIT_CONTAINER, image=spec.image, command=["sh", "-c", CHECKOUT_SCRIPT], env=env, volume_mounts=mounts
+    )
 
 
-def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (),
-              hook: str = ""):
+def build_job(
+    spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (), hook: str = ""
+):
     """The V1Job for `spec` (options through check_options() first); `hook` is the text of
     the launch hook (sitecustomize.py) when the spec mounts it."""
     client = _client()
@@ -199,21 +241,34 @@ def build_job(spec: S.LaunchSpec, source: Source, options: KubernetesOptions, se
     if spec.memory:
         limits["memory"] = quantity(spec.memory)
     container = client.V1Container(
-        name=CONTAINER, image=spec.image, args=list(spec.command), working_dir=spec.cwd,
-        env=_env(spec, secret_names, options, name, client), volume_mounts=mounts,
-        resources=client.V1ResourceRequirements(limits=limits) if limits else None)
+        name=CONTAINER,
+        image=spec.image,
+        args=list(spec.command),
+        working_dir=spec.cwd,
+        env=_env(spec, secret_names, options, name, client),
+        volume_mounts=mounts,
+        resources=client.V1ResourceRequirements(limits=limits) if limits else None,
+    )
     pod = client.V1PodSpec(
-        restart_policy="Never", containers=[container], volumes=volumes,
+        restart_policy="Never",
+        containers=[container],
+        volumes=volumes,
         init_containers=[_init_container(spec, source, repo_mounts[0], hook_mount, hook, client)],
         service_account_name=options.service_account,
         image_pull_secrets=[client.V1LocalObjectReference(name=options.image_pull_secret)]
-        if options.image_pull_secret else None)
+        if options.image_pull_secret
+        else None,
+    )
     return client.V1Job(
-        api_version="batch/v1", kind="Job",
+        api_version="batch/v1",
+        kind="Job",
         metadata=client.V1ObjectMeta(name=name, namespace=options.namespace, labels=labels),
-        spec=client.V1JobSpec(backoff_limit=0, ttl_seconds_after_finished=options.ttl_seconds,
-                              template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels),
-                                                                spec=pod)))
+        spec=client.V1JobSpec(
+            backoff_limit=0,
+            ttl_seconds_after_finished=options.ttl_seconds,
+            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod),
+        ),
+    )
 
 
 def to_dict(job) -> Dict[str, object]:

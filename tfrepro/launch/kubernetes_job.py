@@ -4,6 +4,7 @@ stream the logs, return the training container's exit code; Ctrl-C/SIGTERM delet
 Not run against a live cluster (none can run here): tested against the official client
 talking to a local HTTP server that answers with recorded API responses.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,7 @@ from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
 
 POLL = 1.0
 # a pod that waits for one of these will not start by itself
-STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-         "CreateContainerError")
+STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError")
 
 
 def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> Tuple[object, object]:
@@ -62,8 +62,14 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
-def submit(job, apis, write: Callable[[bytes], None], on_facts: Callable[[Dict[str, str]], None] = lambda f: None,
-           log: Callable[[str], None] = lambda line: None, poll: float = POLL) -> int:
+def submit(
+    job,
+    apis,
+    write: Callable[[bytes], None],
+    on_facts: Callable[[Dict[str, str]], None] = lambda f: None,
+    log: Callable[[str], None] = lambda line: None,
+    poll: float = POLL,
+) -> int:
     batch, core = apis
     namespace, name = job.metadata.namespace, job.metadata.name
     try:
@@ -124,11 +130,13 @@ def _wait_for_pod(core, namespace: str, name: str, poll: float, log):
                 status = _status(pod, container, init)
                 waiting = status.state.waiting if status and status.state else None
                 if waiting and waiting.reason in STUCK:
-                    raise SchedulerError("pod %s: %s: %s" % (pod.metadata.name, waiting.reason,
-                                                             (waiting.message or "")[:200]))
+                    raise SchedulerError(
+                        "pod %s: %s: %s" % (pod.metadata.name, waiting.reason, (waiting.message or "")[:200])
+                    )
             status = _status(pod, CONTAINER)
             if pod.status.phase in ("Succeeded", "Failed") or (
-                    status and status.state and (status.state.running or status.state.terminated)):
+                status and status.state and (status.state.running or status.state.terminated)
+            ):
                 return pod
             if pod.status.phase != said:
                 said = pod.status.phase
@@ -138,8 +146,9 @@ def _wait_for_pod(core, namespace: str, name: str, poll: float, log):
 
 def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bool) -> None:
     try:
-        response = core.read_namespaced_pod_log(pod, namespace, container=container, follow=follow,
-                                                _preload_content=False)
+        response = core.read_namespaced_pod_log(
+            pod, namespace, container=container, follow=follow, _preload_content=False
+        )
     except Exception as exc:
         if follow:
             raise SchedulerError("cannot read the logs of pod %s: %s" % (pod, _one_line(exc))) from None

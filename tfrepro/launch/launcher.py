@@ -3,6 +3,7 @@
 The launcher creates the run before the container starts, records the launch, passes
 MLFLOW_RUN_ID in, and closes the run if the container could not.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -18,8 +19,8 @@ from tfrepro import schema
 from tfrepro.errors import TrackingError, UsageError
 from tfrepro.launch import spec
 from tfrepro.termsafe import safe
-from tfrepro.tracking.record import tracking_error
 from tfrepro.tracking import experiments
+from tfrepro.tracking.record import tracking_error
 
 
 def host_git(cwd: Optional[str] = None):
@@ -40,8 +41,11 @@ def git_tags(git) -> Dict[str, str]:
     from tfrepro.environment import Environment
 
     tags = Environment(git=git).to_tags()
-    return {k: v for k, v in tags.items()
-            if k.startswith((schema.GIT_PREFIX, schema.MLFLOW_GIT_PREFIX)) or k == schema.WORKDIR}
+    return {
+        k: v
+        for k, v in tags.items()
+        if k.startswith((schema.GIT_PREFIX, schema.MLFLOW_GIT_PREFIX)) or k == schema.WORKDIR
+    }
 
 
 def tracking_uri(option: Optional[str] = None) -> str:
@@ -54,7 +58,7 @@ def tracking_uri(option: Optional[str] = None) -> str:
 
         uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
     elif "://" not in uri and uri not in ("databricks",) and not uri.startswith("databricks"):
         uri = "file://" + os.path.abspath(uri)
     return uri
@@ -98,8 +102,10 @@ def tracking_mounts(uri: str, client, experiment: str, rules=None) -> Tuple[str,
         checked.append(mount)
         for directory in artifact_dirs(client, experiment):
             if not hostpaths.under(os.path.realpath(directory), real):
-                warn("experiment %s keeps artifacts in %s, outside the tracking store %s: not mounted, so "
-                     "the container cannot write artifacts there" % (experiment, directory, mount.source))
+                warn(
+                    "experiment %s keeps artifacts in %s, outside the tracking store %s: not mounted, so "
+                    "the container cannot write artifacts there" % (experiment, directory, mount.source)
+                )
     return container_uri, tuple(checked)
 
 
@@ -160,8 +166,9 @@ def mark_original(client, original_id: str, replay_id: str, verdict: str) -> Non
     from mlflow.entities import RunTag
 
     try:
-        client.log_batch(original_id, tags=[RunTag(schema.REPLAYED_BY, replay_id),
-                                            RunTag(schema.REPLAY_LAST_VERDICT, verdict)])
+        client.log_batch(
+            original_id, tags=[RunTag(schema.REPLAYED_BY, replay_id), RunTag(schema.REPLAY_LAST_VERDICT, verdict)]
+        )
     except Exception as exc:
         warn("could not tag the verdict on the original run %s: %s" % (original_id, tracking_error(exc, "run")))
 
@@ -175,8 +182,17 @@ def finish(client, run_id: str, exit_status: int) -> None:
         click.echo("tfrepro: warning: could not close run %s: %s" % (run_id, tracking_error(exc, "run")), err=True)
 
 
-def run_recorded(client, engine, run_id: str, launch_spec: spec.LaunchSpec, record: Dict[str, object],
-                 patch: str, hidden, label: str, source=None) -> int:
+def run_recorded(
+    client,
+    engine,
+    run_id: str,
+    launch_spec: spec.LaunchSpec,
+    record: Dict[str, object],
+    patch: str,
+    hidden,
+    label: str,
+    source=None,
+) -> int:
     """Record the launch on the run (tags, launch.json with the engine's settings, the patch),
     show what is submitted, run it on `engine` (engines.py) and record the job's facts as
     the engine learns them; return the exit status."""
@@ -196,8 +212,11 @@ def record_facts(client, run_id: str, facts: Dict[str, str]) -> None:
     warned: the job runs on."""
     from mlflow.entities import RunTag
 
-    tags = [RunTag(schema.LAUNCH_PREFIX + k, schema.truncate(str(v))) for k, v in sorted(facts.items())
-            if k in schema.LAUNCH_JOB_FIELDS and v]
+    tags = [
+        RunTag(schema.LAUNCH_PREFIX + k, schema.truncate(str(v)))
+        for k, v in sorted(facts.items())
+        if k in schema.LAUNCH_JOB_FIELDS and v
+    ]
     try:
         if tags:
             client.log_batch(run_id, tags=tags)

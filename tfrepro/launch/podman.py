@@ -5,6 +5,7 @@ podman in front; GPUs go through CDI (`--device nvidia.com/gpu=...`, podman 4.x 
 --gpus). The image is resolved to its registry digest and pulled by digest like docker's.
 Inside, the fingerprint sees /run/.containerenv: the recorded runtime is `podman`.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,14 +119,23 @@ def ensure_image(image: str, log: Callable[[str], None], out=None) -> None:
     pull(image, out)
 
 
-def run(argv: Sequence[str], write: Callable[[bytes], None], env: Optional[Mapping[str, str]] = None,
-        label: Optional[str] = None) -> int:
+def run(
+    argv: Sequence[str],
+    write: Callable[[bytes], None],
+    env: Optional[Mapping[str, str]] = None,
+    label: Optional[str] = None,
+) -> int:
     """Run the container, stream its output, return its exit status. Ctrl-C or SIGTERM stops
     the container labelled `label` (podman stop: SIGTERM, SIGKILL 10 s later; a training as
     the container's PID 1 ignores SIGTERM), then re-raises KeyboardInterrupt."""
     try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(env) if env is not None else None, start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise SchedulerError("podman not found (apt-get install podman)") from None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None

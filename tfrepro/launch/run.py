@@ -7,6 +7,7 @@ run, stream its output, mark what the run wrote beside the code, sign the record
 exit status. A dry run stops before the MLflow run: it prints what would be
 submitted, the run id and the hook's directory as placeholders.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ HOOK = "<hook>"
 @dataclass(frozen=True)
 class Request:
     """The validated command line."""
+
     image: str
     command: Tuple[str, ...]
     gpus: Optional[str]
@@ -61,8 +63,10 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     if git is None:
         L.warn("git on this host: %s: the run may not be replayable" % reason)
     elif git.untracked and not request.untracked:
-        L.warn("%d untracked file(s) are visible to the container and not fingerprinted (--no-untracked): "
-               "a replay cannot restore them" % len(git.untracked))
+        L.warn(
+            "%d untracked file(s) are visible to the container and not fingerprinted (--no-untracked): "
+            "a replay cannot restore them" % len(git.untracked)
+        )
     repo_root = git.root if git and git.root else os.getcwd()
     subdir = git.workdir if git else "."
     withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
@@ -73,30 +77,52 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     if resolved.digest and not dry_run:
         engine.prepare(resolved.digest)  # pulls, or asks the scheduler, before anything is recorded
     if not resolved.digest:
-        L.warn("image %s is in no registry: the run is replayable on this host only (image id %s)"
-               % (request.image, resolved.image_id))
+        L.warn(
+            "image %s is in no registry: the run is replayable on this host only (image id %s)"
+            % (request.image, resolved.image_id)
+        )
     client = run_record.client(request.tracking_uri)
-    experiment_id = L.experiment_id(client, request.experiment) if not dry_run else \
-        _existing_experiment(client, request.experiment)
+    experiment_id = (
+        L.experiment_id(client, request.experiment) if not dry_run else _existing_experiment(client, request.experiment)
+    )
     rules = request.rules if request.rules is not None else hostpaths.policy()
     container_uri, tracking_mounts = L.tracking_mounts(request.tracking_uri, client, experiment_id, rules)
-    hidden = (["MLFLOW_TRACKING_URI"] if "@" in container_uri else []) + list(request.from_environ) \
-        + list(request.dropped)
+    hidden = (
+        (["MLFLOW_TRACKING_URI"] if "@" in container_uri else []) + list(request.from_environ) + list(request.dropped)
+    )
     hooked = hooks.wanted(request.autolog, request.seed)
     image_env = engine.image_env(resolved.run_ref) if hooked else {}
 
     def spec_for(run_id: str, hook_dir: Optional[str]) -> S.LaunchSpec:
         env = dict(request.user_env)
-        env.update(S.managed_env(container_uri, experiment_id or "<experiment>", run_id, request.image,
-                                 resolved.digest, resolved.image_id, os.environ, request.workdir))
+        env.update(
+            S.managed_env(
+                container_uri,
+                experiment_id or "<experiment>",
+                run_id,
+                request.image,
+                resolved.digest,
+                resolved.image_id,
+                os.environ,
+                request.workdir,
+            )
+        )
         env.update(hooks.hook_env(request.autolog, request.seed, request.user_env, image_env))
         if withhold:
             env["TFREPRO_NO_PATCH"] = "1"  # the callback inside withholds it too
         mounts = (S.Mount(repo_root, request.workdir, False, "repo"),) + request.mounts + tracking_mounts
-        return S.LaunchSpec(image=resolved.run_ref, command=request.command, workdir=request.workdir,
-                            subdir=subdir, mounts=mounts + hooks.hook_mounts(hook_dir), env=env, gpus=request.gpus,
-                            shm_size=request.shm_size, memory=request.memory,
-                            labels={schema.RUN_ID_LABEL: run_id})
+        return S.LaunchSpec(
+            image=resolved.run_ref,
+            command=request.command,
+            workdir=request.workdir,
+            subdir=subdir,
+            mounts=mounts + hooks.hook_mounts(hook_dir),
+            env=env,
+            gpus=request.gpus,
+            shm_size=request.shm_size,
+            memory=request.memory,
+            labels={schema.RUN_ID_LABEL: run_id},
+        )
 
     preview = spec_for(NEW_RUN, HOOK if hooked else None)
     engine.check(preview, source)  # refused before anything is created
@@ -108,8 +134,9 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     if git and git.root and request.untracked:
         from tfrepro.tracking.spool import spool_dir
 
-        beside = untracked.collect(git.root, request.workdir, request.hash_data,
-                                   [m.source for m in tracking_mounts] + [spool_dir()])
+        beside = untracked.collect(
+            git.root, request.workdir, request.hash_data, [m.source for m in tracking_mounts] + [spool_dir()]
+        )
     if beside.found:
         L.info(beside.note())  # file names from disk: info() escapes them like a record's strings
     sources += beside.sources
@@ -148,8 +175,10 @@ def _mark_written(client, run_id, sources, beside, root) -> None:
         return
     marked, changed = untracked.written(beside, root)
     if changed:
-        L.info("data beside the code: %s changed while the run ran: recorded as its output, not restored on replay"
-               % ", ".join(changed))
+        L.info(
+            "data beside the code: %s changed while the run ran: recorded as its output, not restored on replay"
+            % ", ".join(changed)
+        )
         try:
             data.record(client, run_id, [s for s in sources if s.label == "mount"] + list(marked.sources), tags=True)
         except TfreproError as exc:  # the run's own result stands

@@ -3,6 +3,7 @@
 Command-line values win over recorded ones (a replay submits as its original did unless told
 otherwise); an option of another engine is refused; recorded settings are untrusted. Pure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -18,6 +19,7 @@ NAMES = ("docker", "podman", "slurm", "kubernetes")
 @dataclass(frozen=True)
 class Options:
     """Everything `--on NAME` can take; each engine reads its own part."""
+
     slurm: slurm.SlurmOptions = field(default_factory=slurm.SlurmOptions)
     kubernetes: kubernetes.KubernetesOptions = field(default_factory=kubernetes.KubernetesOptions)
     kube_context: Optional[str] = None
@@ -33,16 +35,18 @@ OWN = {
 # What a replay takes from a record's engine settings (SECURITY.md: a record is data): the
 # shape of the job. What grants access -- extra sbatch options (--export, --output, --chdir...),
 # a Kubernetes namespace, service account or Secret -- comes only from the replaying user.
-FROM_RECORD = {"slurm": ("partition", "time", "account", "nodes", "gres", "runtime"),
-               "kubernetes": ("ttl_seconds",)}
+FROM_RECORD = {"slurm": ("partition", "time", "account", "nodes", "gres", "runtime"), "kubernetes": ("ttl_seconds",)}
 
 
 def not_reused(name: str, recorded: Optional[Mapping[str, object]]) -> Tuple[str, ...]:
     """The recorded settings of engine `name` that a replay leaves out, as option names."""
     if not recorded or recorded.get("backend") != name:
         return ()
-    return tuple("--sbatch-arg" if k == "sbatch_args" else "--" + k.replace("_", "-") for k, v in sorted(recorded.items())
-                 if k in OWN.get(name, ()) and k not in FROM_RECORD.get(name, ()) and v not in (None, (), [], ""))
+    return tuple(
+        "--sbatch-arg" if k == "sbatch_args" else "--" + k.replace("_", "-")
+        for k, v in sorted(recorded.items())
+        if k in OWN.get(name, ()) and k not in FROM_RECORD.get(name, ()) and v not in (None, (), [], "")
+    )
 
 
 def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapping[str, object]] = None) -> Options:
@@ -62,7 +66,9 @@ def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapp
     return Options(
         slurm.SlurmOptions(**{k: v for k, v in merged.items() if k in OWN["slurm"]}),
         kubernetes.KubernetesOptions(**{k: v for k, v in merged.items() if k in kube_fields}),
-        merged.get("kube_context"), str(merged.get("output") or "yaml"))  # type: ignore[arg-type]
+        merged.get("kube_context"),
+        str(merged.get("output") or "yaml"),
+    )  # type: ignore[arg-type]
 
 
 def _recorded(key: str, value: object) -> object:

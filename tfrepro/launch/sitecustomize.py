@@ -11,6 +11,7 @@ in the container costs nothing. Nothing here may stop the user's program: what i
 fails is one warning on stderr (once per process tree), and the program runs.
 Python 3.8+, standard library only until it knows what the image has.
 """
+
 import os
 import sys
 
@@ -44,11 +45,13 @@ def chain_image_sitecustomize():
         import sitecustomize  # noqa: F401  the image's, now that ours is off the path
     except ImportError as exc:
         if exc.name != "sitecustomize":
-            sys.stderr.write("Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s\n"
-                             % (type(exc).__name__, exc))
+            sys.stderr.write(
+                "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s\n" % (type(exc).__name__, exc)
+            )
     except Exception as exc:  # what site.py does with a failing sitecustomize
-        sys.stderr.write("Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s\n"
-                         % (type(exc).__name__, exc))
+        sys.stderr.write(
+            "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s\n" % (type(exc).__name__, exc)
+        )
     if "sitecustomize" not in sys.modules and mine is not None:
         sys.modules["sitecustomize"] = mine
 
@@ -145,8 +148,10 @@ def seed_tensorflow(seed):
 def start_autolog():
     missing = _missing("tfrepro", "mlflow")
     if missing:
-        _warn("autolog", "autolog is off: %s not importable in this container; the program runs untracked"
-              % ", ".join(missing))
+        _warn(
+            "autolog",
+            "autolog is off: %s not importable in this container; the program runs untracked" % ", ".join(missing),
+        )
         return
     import tfrepro
     from tfrepro.autolog import autolog
@@ -161,6 +166,7 @@ def _guarded(kind, what, fn, *args):
             fn(*args)
         except Exception as exc:
             _warn(kind, "%s: %s: %s" % (what, type(exc).__name__, exc))
+
     return run
 
 

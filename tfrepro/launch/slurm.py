@@ -5,6 +5,7 @@ Pure: options are validated and the script is text. The job's runtime is chosen 
 `srun --container-image=...`, NVIDIA's form for NGC images on Slurm (pyxis + enroot).
 Submitting, streaming and cancelling are in slurm_job.py.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,13 +15,19 @@ from typing import List, Optional, Sequence, Tuple
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
-from tfrepro.redact import is_secret
 from tfrepro.launch import spec as S
+from tfrepro.redact import is_secret
 
 RUNTIMES = ("docker", "podman", "pyxis")
 # what the scheduler source inside the container reads (docker/podman pass them on by name)
-JOB_VARS = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
-            "SLURM_CLUSTER_NAME", "SLURM_JOB_ACCOUNT")
+JOB_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_NODELIST",
+    "SLURM_JOB_PARTITION",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_JOB_ACCOUNT",
+)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 TIME_RE = re.compile(r"^(?:[0-9]+-)?[0-9]+(?::[0-9]+){0,2}$|^(?:UNLIMITED|INFINITE)$")
 GRES_RE = re.compile(r"^[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*(?:,[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*)*$")
@@ -103,20 +110,31 @@ def container_lines(spec: S.LaunchSpec, runtime: str, nodes: Optional[int], hidd
     argv[0] = runtime
     image_at = len(argv) - len(spec.command) - 1
     job_env = [w for name in JOB_VARS for w in ("-e", name)]
-    options = ['--name "$container"'] + _gpu_words(runtime, spec.gpus) \
-        + [shlex.quote(w) for w in argv[3:image_at] + job_env]
-    lines = ['container="tfrepro-${SLURM_JOB_ID}"',
-             "trap '%s stop --time 10 \"$container\" >/dev/null' TERM  # scancel stops the container too" % runtime]
+    options = (
+        ['--name "$container"'] + _gpu_words(runtime, spec.gpus) + [shlex.quote(w) for w in argv[3:image_at] + job_env]
+    )
+    lines = [
+        'container="tfrepro-${SLURM_JOB_ID}"',
+        "trap '%s stop --time 10 \"$container\" >/dev/null' TERM  # scancel stops the container too" % runtime,
+    ]
     if runtime == "podman" and spec.gpus is not None:
-        lines.append('gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do '
-                     'gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done')
+        lines.append(
+            'gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done'
+        )
     prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
     head = prefix + " ".join(shlex.quote(w) for w in argv[:3])
     body = _continued(head, options, [shlex.quote(w) for w in argv[image_at:]])
     body[-1] += " &"
-    return lines + body + ['child=$! status=0', 'wait "$child" || status=$?',
-                           'while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done',
-                           'exit "$status"']
+    return (
+        lines
+        + body
+        + [
+            "child=$! status=0",
+            'wait "$child" || status=$?',
+            'while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done',
+            'exit "$status"',
+        ]
+    )
 
 
 def _continued(head: str, options: List[str], tail: List[str]) -> List[str]:
@@ -148,24 +166,32 @@ def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
         options.append("--container-mounts=" + ",".join(mounts))
     if spec.env:
         options.append("--container-env=" + ",".join(sorted(spec.env)))
-    return lines + _continued("exec srun", [shlex.quote(w) for w in options],
-                              [shlex.quote(w) for w in spec.command])
+    return lines + _continued("exec srun", [shlex.quote(w) for w in options], [shlex.quote(w) for w in spec.command])
 
 
-def batch_script(spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (),
-                 title: str = "tfrepro") -> str:
+def batch_script(
+    spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (), title: str = "tfrepro"
+) -> str:
     """The whole batch script; `options` must have been through check_options()."""
     run_id = spec.labels.get("tfrepro.run_id") or ""
     name = "tfrepro-" + run_id[:12] if NAME_RE.match(run_id) else "tfrepro-new-run"  # a dry run has no run yet
-    directives = [("--job-name", name),
-                  ("--output", output), ("--partition", options.partition), ("--account", options.account),
-                  ("--time", options.time), ("--nodes", options.nodes and str(options.nodes)),
-                  ("--gres", options.gres), ("--mem", memory_mb(spec.memory))]
+    directives = [
+        ("--job-name", name),
+        ("--output", output),
+        ("--partition", options.partition),
+        ("--account", options.account),
+        ("--time", options.time),
+        ("--nodes", options.nodes and str(options.nodes)),
+        ("--gres", options.gres),
+        ("--mem", memory_mb(spec.memory)),
+    ]
     lines = ["#!/bin/bash"]
     lines += ["#SBATCH %s=%s" % (k, v) for k, v in directives if v]
     lines += ["#SBATCH " + arg for arg in options.sbatch_args]
-    lines += ["# %s: image by digest, the recorded argv, values of secret variables from the" % title,
-              "# submitting environment (sbatch exports it); submitted with: %s" % " ".join(SUBMIT),
-              "set -euo pipefail"]
+    lines += [
+        "# %s: image by digest, the recorded argv, values of secret variables from the" % title,
+        "# submitting environment (sbatch exports it); submitted with: %s" % " ".join(SUBMIT),
+        "set -euo pipefail",
+    ]
     lines += container_lines(spec, options.runtime, options.nodes, hidden)
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Slurm I/O, kept thin: check the controller, submit with `sbatch --parsable --wait`,
 stream the job's output file while it runs, report the job's facts, scancel on Ctrl-C/SIGTERM.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,17 @@ from tfrepro.launch.slurm import SUBMIT
 PING_TIMEOUT = 20  # seconds; a missing slurm.conf makes scontrol retry for a minute
 POLL = 0.25  # seconds between reads of the output file
 CHECK = 1.0  # seconds between `scontrol show job`
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-            "BOOT_FAIL", "DEADLINE")
+TERMINAL = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+)
 
 
 def _run(argv, timeout=PING_TIMEOUT, env=None) -> subprocess.CompletedProcess:
@@ -36,8 +46,10 @@ def check_controller(environ: Optional[Mapping[str, str]] = None) -> None:
     """Refuse before submitting anything when no slurmctld answers."""
     result = _run(["scontrol", "ping"], env=dict(environ) if environ is not None else None)
     if result.returncode != 0 or " is UP" not in result.stdout:
-        raise SchedulerError("no Slurm controller reachable (scontrol ping: %s)"
-                             % _first_line(result.stdout + "\n" + result.stderr).rstrip("*").strip())
+        raise SchedulerError(
+            "no Slurm controller reachable (scontrol ping: %s)"
+            % _first_line(result.stdout + "\n" + result.stderr).rstrip("*").strip()
+        )
 
 
 def parse_show_job(text: str) -> Dict[str, str]:
@@ -53,10 +65,15 @@ def parse_show_job(text: str) -> Dict[str, str]:
 
 def job_facts(fields: Mapping[str, str]) -> Dict[str, str]:
     """The facts tfrepro records about the job, once Slurm has placed it."""
-    facts = {"job_id": fields.get("JobId"), "partition": fields.get("Partition"),
-             "nodes": fields.get("NodeList"), "cluster": fields.get("ClusterName"),
-             "account": fields.get("Account"), "state": fields.get("JobState"),
-             "exit_code": fields.get("ExitCode")}
+    facts = {
+        "job_id": fields.get("JobId"),
+        "partition": fields.get("Partition"),
+        "nodes": fields.get("NodeList"),
+        "cluster": fields.get("ClusterName"),
+        "account": fields.get("Account"),
+        "state": fields.get("JobState"),
+        "exit_code": fields.get("ExitCode"),
+    }
     return {k: v for k, v in facts.items() if v and v != "(null)"}
 
 
@@ -89,9 +106,14 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
-def submit(script: str, env: Mapping[str, str], output_pattern: str, write: Callable[[bytes], None],
-           on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
-           log: Callable[[str], None] = lambda line: None) -> int:
+def submit(
+    script: str,
+    env: Mapping[str, str],
+    output_pattern: str,
+    write: Callable[[bytes], None],
+    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
+    log: Callable[[str], None] = lambda line: None,
+) -> int:
     """Submit, stream the output file until the job ends, return the job's exit code.
 
     on_facts() gets the job id at once, then partition, node list and cluster once the job
@@ -101,9 +123,14 @@ def submit(script: str, env: Mapping[str, str], output_pattern: str, write: Call
     check_controller(env)
     os.makedirs(os.path.dirname(output_pattern), exist_ok=True)
     try:
-        proc = subprocess.Popen(list(SUBMIT), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=dict(env),
-                                start_new_session=True)  # a terminal Ctrl-C reaches us, not sbatch
+        proc = subprocess.Popen(
+            list(SUBMIT),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,
+        )  # a terminal Ctrl-C reaches us, not sbatch
     except FileNotFoundError:
         raise SchedulerError("sbatch not found: install Slurm's client commands (slurm-client)") from None
     proc.stdin.write(script.encode("utf-8"))

@@ -4,6 +4,7 @@ Pure: no Docker, no MLflow, no filesystem. Every value that reaches a container 
 validated here, whether it came from the command line or from (untrusted) run tags.
 Like docker-py's `_create_container_args`, this is the testable half of `run`.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -20,8 +21,13 @@ DEFAULT_WORKDIR = "/workspace"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Forwarded from the launcher's environment when set (names recorded, values never), so the
 # container can log to the launcher's own tracking server; the plan says so.
-MLFLOW_AUTH_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
-                    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+MLFLOW_AUTH_VARS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
@@ -117,7 +123,7 @@ def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError, 
     if text.startswith(CLAIM_PREFIX):
         if not allow_claims:
             raise error("mount %r: a PersistentVolumeClaim (pvc:CLAIM:/path) needs --on kubernetes" % text)
-        claim = parse_mount(text[len(CLAIM_PREFIX):], False, error)
+        claim = parse_mount(text[len(CLAIM_PREFIX) :], False, error)
         return Mount(CLAIM_PREFIX + claim.source, claim.target, claim.read_only, "user")
     parts = text.split(":")
     mode = "rw"
@@ -159,7 +165,7 @@ def tracking_setup(uri: str) -> Tuple[str, Tuple[Mount, ...]]:
     """
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
         if not path.startswith("/"):
             raise UsageError("the sqlite tracking URI must be absolute (sqlite:////abs/path.db): %s" % uri)
         root = posixpath.dirname(path)
@@ -216,8 +222,9 @@ def docker_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
     return argv + [spec.image] + redact_argv(spec.command)  # shown, so no secret flag value either
 
 
-def recorded_env(values: Mapping[str, str], from_environ: Sequence[str] = ()
-                 ) -> Tuple[Dict[str, Optional[str]], List[Tuple[str, str]]]:
+def recorded_env(
+    values: Mapping[str, str], from_environ: Sequence[str] = ()
+) -> Tuple[Dict[str, Optional[str]], List[Tuple[str, str]]]:
     """The user's variables as launch.json keeps them: a value given on the command line
     (-e NAME=VALUE) unless it looks secret; null for one taken from the environment (-e NAME,
     --pass-env NAME) or dropped. Returns (env, [(name, why dropped)])."""
@@ -227,8 +234,13 @@ def recorded_env(values: Mapping[str, str], from_environ: Sequence[str] = ()
     return env, dropped
 
 
-def launch_record(spec: LaunchSpec, image_ref: str, repo_root: Optional[str], tracking_uri: str,
-                  env: Mapping[str, Optional[str]] = None) -> Dict[str, object]:
+def launch_record(
+    spec: LaunchSpec,
+    image_ref: str,
+    repo_root: Optional[str],
+    tracking_uri: str,
+    env: Mapping[str, Optional[str]] = None,
+) -> Dict[str, object]:
     """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret
     value. `env` is recorded_env()'s answer: the user's variables, null where withheld."""
     return {
@@ -267,9 +279,16 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
     return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 
 
-def managed_env(tracking_uri: str, experiment_id: str, run_id: Optional[str], image_ref: str,
-                image_digest: Optional[str], image_id: Optional[str],
-                environ: Mapping[str, str], workdir: Optional[str] = None) -> Dict[str, str]:
+def managed_env(
+    tracking_uri: str,
+    experiment_id: str,
+    run_id: Optional[str],
+    image_ref: str,
+    image_digest: Optional[str],
+    image_id: Optional[str],
+    environ: Mapping[str, str],
+    workdir: Optional[str] = None,
+) -> Dict[str, str]:
     """What tfrepro itself passes: the MLflow run to resume, the image's identity, and the
     mount point of the checkout, which the in-container fingerprint's git may trust even when
     another uid owns it (TFREPRO_SAFE_DIRECTORY: that one directory, never `*`)."""

@@ -6,6 +6,7 @@ fingerprint records the commit and patch itself. The commit comes from a local r
 that has it (a depth-1 fetch by sha, protocol v2), else from the recorded remote.
 argv lists only; the remote is untrusted (ordinary transports only, never read as an option).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,16 +22,25 @@ from tfrepro.errors import SourceError
 REMOTE_RE = re.compile(r"^(https?://|ssh://|git://|file://|/|[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+:)")
 # never prompt: the user's own credential helper or SSH agent answers, or the clone fails at once
 GIT_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "http:https:ssh:git:file"}
-NO_CREDENTIALS_RE = re.compile(r"could not read (Username|Password)|Authentication failed|"
-                               r"Permission denied \(publickey|HTTP Basic: Access denied")
+NO_CREDENTIALS_RE = re.compile(
+    r"could not read (Username|Password)|Authentication failed|"
+    r"Permission denied \(publickey|HTTP Basic: Access denied"
+)
 PLACEHOLDER = "<checkout>"  # shown for the repository mount before it exists
 
 
 def _git(args: List[str], cwd: Optional[str] = None, timeout: int = 600, stdin: Optional[bytes] = None):
     env = dict(os.environ, **GIT_ENV)
     try:
-        return subprocess.run(["git", "-c", "protocol.ext.allow=never"] + args, cwd=cwd, env=env,
-                              input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        return subprocess.run(
+            ["git", "-c", "protocol.ext.allow=never"] + args,
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+        )
     except FileNotFoundError:
         raise SourceError("git is not installed") from None
     except subprocess.TimeoutExpired:
@@ -70,15 +80,20 @@ def apply_patch(directory: str, patch: str, commit: str) -> None:
     data = patch.encode("utf-8", "surrogateescape")
     if not data.endswith(b"\n"):
         data += b"\n"
-    proc = _git(["apply", "--index", "--binary", "--whitespace=nowarn", "-"], cwd=directory, stdin=data,
-                timeout=120)
+    proc = _git(["apply", "--index", "--binary", "--whitespace=nowarn", "-"], cwd=directory, stdin=data, timeout=120)
     if proc.returncode != 0:
         raise SourceError("the recorded patch does not apply to %s: %s" % (commit[:12], _first_line(proc)))
 
 
 @contextlib.contextmanager
-def materialise(commit: str, patch: str, local_candidates: Sequence[str], remote: Optional[str],
-                log=lambda message: None, keep: bool = False) -> Iterator[str]:
+def materialise(
+    commit: str,
+    patch: str,
+    local_candidates: Sequence[str],
+    remote: Optional[str],
+    log=lambda message: None,
+    keep: bool = False,
+) -> Iterator[str]:
     """Yield a directory holding `commit` with `patch` applied; remove it afterwards unless `keep`."""
     local = find_local(commit, local_candidates)
     parent = tempfile.mkdtemp(prefix="tfrepro-replay-")
@@ -105,8 +120,9 @@ def _from_local(local: str, commit: str, path: str) -> None:
     init = _git(["init", "--quiet", path])
     if init.returncode != 0:
         raise SourceError("git init failed: %s" % _first_line(init))
-    fetch = _git(["-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--depth", "1", "--", local, commit],
-                 cwd=path)
+    fetch = _git(
+        ["-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--depth", "1", "--", local, commit], cwd=path
+    )
     if fetch.returncode == 0 and has_commit(path, commit):
         return
     shutil.rmtree(path, ignore_errors=True)
@@ -144,10 +160,13 @@ def _clone(commit: str, remote: Optional[str], path: str, searched: Sequence[str
     proc = _git(["clone", "--quiet", "--no-checkout", "--", remote, path])
     if proc.returncode != 0:
         if NO_CREDENTIALS_RE.search(proc.stderr.decode("utf-8", "replace")):
-            raise SourceError("cloning %s needs credentials that git did not find (it never prompts here): "
-                              "set up your git credential helper or SSH agent for it" % remote)
-        raise SourceError("commit %s is not in %s, and cloning %s failed: %s"
-                          % (commit[:12], where, remote, _first_line(proc)))
+            raise SourceError(
+                "cloning %s needs credentials that git did not find (it never prompts here): "
+                "set up your git credential helper or SSH agent for it" % remote
+            )
+        raise SourceError(
+            "commit %s is not in %s, and cloning %s failed: %s" % (commit[:12], where, remote, _first_line(proc))
+        )
     if not has_commit(path, commit):
         _git(["fetch", "--quiet", "origin", commit], cwd=path)  # servers allowing any reachable sha1
     if not has_commit(path, commit):

@@ -7,6 +7,7 @@ scans the recorded sources again on this host, in the mode they were recorded wi
 runs anyway, and the verdict then names the data. Sources other than mounts (untracked,
 ignored) are left to the code that restores them.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def record(client, run_id: str, sources: Sequence[DataSource], tags: bool = Fals
             items = [RunTag(k, v) for k, v in sorted(to_tags(sources).items())]
             try:
                 for i in range(0, len(items), 100):
-                    client.log_batch(run_id, tags=items[i:i + 100])
+                    client.log_batch(run_id, tags=items[i : i + 100])
             except Exception as exc:
                 raise launch.tracking_error(exc, "tagging the data of run %s" % run_id) from None
 

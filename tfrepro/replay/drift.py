@@ -4,6 +4,7 @@ Only what can change a replay's result or stop it is compared: GPU model, count 
 (as `tfrepro diff` compares them: inspect/compare.py), and whether this host's driver
 supports the image's CUDA.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,11 @@ def compare(recorded: Environment, host: Optional[GpuInfo], gpus_requested: Opti
     """The GPU rows of `tfrepro diff` (recorded run vs this host), then whether this host's
     driver can run the image's CUDA."""
     host = host or GpuInfo(count=0)
-    gpu_rows = {d.field: d for d in environment_compare.compare(recorded, Environment(gpu=host), include_equal=True)
-                if d.group == "gpu"}
+    gpu_rows = {
+        d.field: d
+        for d in environment_compare.compare(recorded, Environment(gpu=host), include_equal=True)
+        if d.group == "gpu"
+    }
     items = [Drift(label, gpu_rows[name].a or "none", gpu_rows[name].b or "none") for label, name in GPU_ROWS]
     needed = cuda_tuple(image_cuda(recorded))
     have = cuda_tuple(host.cuda_driver_version)

@@ -5,6 +5,7 @@ which variables and mounts the original run had; it never decides what the repla
 user's machine hands over. Each function takes the record's wish and the user's options
 and returns what is granted, what is only offered, and why.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,11 @@ from tfrepro.termsafe import safe
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Recorded variables that could send the passed tracking credentials somewhere else, or
 # make tfrepro's own variables lie: the record may not set them.
-_STEERING = re.compile(r"^(MLFLOW_|TFREPRO_|DOCKER_)|_PROXY$|^(REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|SSL_CERT_FILE|"
-                       r"SSL_CERT_DIR|PYTHONHTTPSVERIFY)$", re.I)
+_STEERING = re.compile(
+    r"^(MLFLOW_|TFREPRO_|DOCKER_)|_PROXY$|^(REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|SSL_CERT_FILE|"
+    r"SSL_CERT_DIR|PYTHONHTTPSVERIFY)$",
+    re.I,
+)
 DEFAULT_REGISTRY = "docker.io"
 
 
@@ -49,8 +53,9 @@ class EnvGrant:
     ignored: Tuple[str, ...]  # recorded names the record may not set (messages)
 
 
-def parse_env_options(items: Sequence[str], pass_env: Sequence[str], environ: Mapping[str, str]
-                      ) -> Tuple[Dict[str, str], Tuple[str, ...]]:
+def parse_env_options(
+    items: Sequence[str], pass_env: Sequence[str], environ: Mapping[str, str]
+) -> Tuple[Dict[str, str], Tuple[str, ...]]:
     """--pass-env NAME and -e NAME[=VALUE] -> (values, names taken from `environ`)."""
     values: Dict[str, str] = {}
     passed: List[str] = []
@@ -111,8 +116,9 @@ def same_mount(offer: MountOffer, given: Sequence[Tuple[str, str]]) -> bool:
     return (offer.real, offer.target) in given
 
 
-def approved_mounts(offers: Sequence[MountOffer], given: Sequence[Tuple[str, str]], yes: bool,
-                    allow_recorded: bool, confirm=None) -> Tuple[List[MountOffer], List[MountOffer]]:
+def approved_mounts(
+    offers: Sequence[MountOffer], given: Sequence[Tuple[str, str]], yes: bool, allow_recorded: bool, confirm=None
+) -> Tuple[List[MountOffer], List[MountOffer]]:
     """(mounted, left out). Interactively `confirm(offer)` decides each; with --yes only
     --allow-recorded-mounts or the same -v again mounts it. Refused ones are never mounted."""
     mounted, left = [], []
@@ -156,9 +162,11 @@ def image_concerns(image: str, recorded_ref: Optional[str], allowlist: Optional[
     concerns = []
     repo = _repository(image)
     if "@" in image and recorded_ref and _repository(recorded_ref) != repo:
-        concerns.append("the image digest is from %s but the run says its image was %s"
-                        % (safe(repo), safe(recorded_ref)))
+        concerns.append(
+            "the image digest is from %s but the run says its image was %s" % (safe(repo), safe(recorded_ref))
+        )
     if "@" in image and allowlist is not None and registry(repo) not in allowlist:
-        concerns.append("registry %s is not in TFREPRO_TRUSTED_REGISTRIES (%s)"
-                        % (safe(registry(repo)), ", ".join(allowlist)))
+        concerns.append(
+            "registry %s is not in TFREPRO_TRUSTED_REGISTRIES (%s)" % (safe(registry(repo)), ", ".join(allowlist))
+        )
     return concerns

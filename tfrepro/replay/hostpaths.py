@@ -7,6 +7,7 @@ and `..`: the Docker socket (by path or by inode), /, /proc, /sys, /dev, /etc, /
 /var/run, $HOME itself, and the credential directories under it. A path that contains one
 of them (/home, /var) is refused too: mounting it mounts them.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,11 @@ def refusal(path: HostPath, rules: Policy, allow_docker_socket: bool = False) ->
         return "%s is the host's root directory" % given
     if path.unresolved:
         return "%s cannot be resolved to a real path" % given
-    is_docker_socket = (path.ident is not None and path.ident in rules.socket_idents) \
-        or real in rules.sockets or (path.is_socket and posixpath.basename(real) == "docker.sock")
+    is_docker_socket = (
+        (path.ident is not None and path.ident in rules.socket_idents)
+        or real in rules.sockets
+        or (path.is_socket and posixpath.basename(real) == "docker.sock")
+    )
     if is_docker_socket:
         return None if allow_docker_socket else "%s is the Docker socket (root on this host)" % given
     for system in SYSTEM_DIRS:
@@ -93,7 +97,7 @@ def policy(home: Optional[str] = None, environ=None) -> Policy:
     sockets = list(DOCKER_SOCKETS)
     docker_host = environ.get("DOCKER_HOST") or ""
     if docker_host.startswith("unix://"):
-        sockets.append(docker_host[len("unix://"):])
+        sockets.append(docker_host[len("unix://") :])
     resolved = tuple(sorted({os.path.realpath(s) for s in sockets}))
     idents = set()
     for s in resolved:
@@ -105,7 +109,9 @@ def policy(home: Optional[str] = None, environ=None) -> Policy:
     return Policy(home_real, protected, resolved, frozenset(idents))
 
 
-def check(given: str, host_policy: Optional[Policy] = None, allow_docker_socket: bool = False) -> Tuple[str, Optional[str]]:
+def check(
+    given: str, host_policy: Optional[Policy] = None, allow_docker_socket: bool = False
+) -> Tuple[str, Optional[str]]:
     """(resolved path to mount, refusal or None) for one host path."""
     path = resolve(given)
     return path.real, refusal(path, host_policy or policy(), allow_docker_socket)

@@ -18,6 +18,7 @@ Each recorded input ends in one state:
     link       a symlink: recreated when it stays inside the repository, else reported
     off        --no-untracked
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 from tfrepro.errors import RecordError, SourceError
 from tfrepro.fingerprint.data import scan
 from tfrepro.fingerprint.data_record import CONTENT, MISSING, DataDrift, DataSource, compare, human_bytes
-from tfrepro.fingerprint.untracked import LABELS, SKIP_NAMES, SECRET_RE, rescan
+from tfrepro.fingerprint.untracked import LABELS, SECRET_RE, SKIP_NAMES, rescan
 from tfrepro.launch import spec
 
 MATCH, DRIFT, ABSENT, PROVIDED, WRITTEN, LINK, OFF = "match", "drift", "absent", "provided", "written", "link", "off"
@@ -47,8 +48,11 @@ class Input:
 
     def mountable(self, allow_drift: bool) -> bool:
         kind = self.current.kind if self.current else None
-        return bool(self.host_path) and kind in ("dir", "file") and (self.state == MATCH or
-                                                                     (self.state == DRIFT and allow_drift))
+        return (
+            bool(self.host_path)
+            and kind in ("dir", "file")
+            and (self.state == MATCH or (self.state == DRIFT and allow_drift))
+        )
 
     def line(self, workdir: str) -> str:
         s = self.recorded
@@ -61,7 +65,7 @@ class Input:
         if self.state in (DRIFT, PROVIDED):
             return head + ", differs from the record:"
         if self.state == ABSENT:
-            return ("%s is not %s, or pass -v SRC:%s:ro" % (head, self.note, posixpath.join(workdir, s.path)))
+            return "%s is not %s, or pass -v SRC:%s:ro" % (head, self.note, posixpath.join(workdir, s.path))
         if self.state == WRITTEN:
             return head + ": written by the original run, not restored (the replay writes its own)"
         if self.state == LINK:
@@ -83,19 +87,32 @@ class Overlay:
     @property
     def unrestored(self) -> List[DataDrift]:
         """Inputs the replay goes without, by choice or by rule (not blocking): for the verdict."""
-        return [DataDrift(i.recorded.label, i.recorded.path, "not restored",
-                          "--no-untracked" if i.state == OFF else "a symlink out of the repository")
-                for i in self.inputs if i.state == OFF or (i.state == LINK and not i.host_path)]
+        return [
+            DataDrift(
+                i.recorded.label,
+                i.recorded.path,
+                "not restored",
+                "--no-untracked" if i.state == OFF else "a symlink out of the repository",
+            )
+            for i in self.inputs
+            if i.state == OFF or (i.state == LINK and not i.host_path)
+        ]
 
     @property
     def current(self) -> List[DataSource]:
         """What this replay reads, for its own record."""
-        return [item.current for item in self.inputs
-                if item.mountable(self.allow_drift) or (item.state == PROVIDED and item.current)]
+        return [
+            item.current
+            for item in self.inputs
+            if item.mountable(self.allow_drift) or (item.state == PROVIDED and item.current)
+        ]
 
     def mounts(self, workdir: str) -> Tuple[spec.Mount, ...]:
-        return tuple(spec.Mount(item.host_path, posixpath.join(workdir, item.recorded.path), True, "beside")
-                     for item in self.inputs if item.mountable(self.allow_drift))
+        return tuple(
+            spec.Mount(item.host_path, posixpath.join(workdir, item.recorded.path), True, "beside")
+            for item in self.inputs
+            if item.mountable(self.allow_drift)
+        )
 
     def links(self) -> List[Tuple[str, str]]:
         """(path, link text) to recreate in the checkout."""
@@ -121,8 +138,15 @@ def _link_text(source: DataSource) -> str:
 def check_path(path: str) -> str:
     """A recorded path relative to the repository that stays inside it (RecordError if not)."""
     parts = path.split("/")
-    if (path.startswith("/") or "\\" in path or not path.isprintable() or ":" in path or "," in path
-            or any(p in ("", ".", "..") for p in parts) or any(p in SKIP_NAMES for p in parts)):
+    if (
+        path.startswith("/")
+        or "\\" in path
+        or not path.isprintable()
+        or ":" in path
+        or "," in path
+        or any(p in ("", ".", "..") for p in parts)
+        or any(p in SKIP_NAMES for p in parts)
+    ):
         raise RecordError("data beside the code: %.100r is not a path inside the repository" % path)
     return path
 
@@ -155,8 +179,7 @@ def _link(source: DataSource, clone: Optional[str]) -> Input:
     if text and not text.startswith("/") and target != ".." and not target.startswith("../") and clone:
         # host_path set: restorable (as a link made in the checkout, never mounted)
         return Input(source, LINK, host_path=clone, note="-> %s, recreated in the checkout" % text)
-    return Input(source, LINK, note="-> %s: a symlink out of the repository, not followed, not mounted"
-                 % (text or "?"))
+    return Input(source, LINK, note="-> %s: a symlink out of the repository, not followed, not mounted" % (text or "?"))
 
 
 def _provided(target: str, provided: Mapping[str, str]) -> Optional[str]:
@@ -164,31 +187,44 @@ def _provided(target: str, provided: Mapping[str, str]) -> Optional[str]:
     for mount_target, host in provided.items():
         mount_target = mount_target.rstrip("/")
         if target == mount_target or target.startswith(mount_target + "/"):
-            return host.rstrip("/") + target[len(mount_target):]
+            return host.rstrip("/") + target[len(mount_target) :]
     return None
 
 
-def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = None,
-              refuse: Callable[[str], Optional[str]] = lambda path: None) -> Input:
+def check_one(
+    source: DataSource,
+    clone: Optional[str],
+    given: Optional[str] = None,
+    refuse: Callable[[str], Optional[str]] = lambda path: None,
+) -> Input:
     if source.written:
         return Input(source, WRITTEN)
     if source.kind == "symlink":
         return _link(source, clone)
     if given:  # the replayer's own -v: checked like a mount, and mounted by it, not here
-        current = scan(given, source.label, source.target, source.mode == CONTENT, name=source.path,
-                       skip_names=SKIP_NAMES)
+        current = scan(
+            given, source.label, source.target, source.mode == CONTENT, name=source.path, skip_names=SKIP_NAMES
+        )
         return Input(source, PROVIDED, given, current, tuple(compare(source, current)))
     if clone is None:
-        return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING, "no local clone"),),
-                     note="on this host (no local clone has the commit): replay from a clone that has it at "
-                          + source.path)
+        return Input(
+            source,
+            ABSENT,
+            rows=(DataDrift(source.label, source.path, MISSING, "no local clone"),),
+            note="on this host (no local clone has the commit): replay from a clone that has it at " + source.path,
+        )
     if SECRET_RE.match(posixpath.basename(source.path)):
-        return Input(source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, "named like a secret: "
-                                                    "never mounted"),))
+        return Input(
+            source, DRIFT, rows=(DataDrift(source.label, source.path, MISSING, "named like a secret: never mounted"),)
+        )
     host, why = confine(clone, source.path)
     if why == MISSING:
-        return Input(source, ABSENT, rows=(DataDrift(source.label, source.path, MISSING),),
-                     note="in %s: put it at %s there" % (clone, source.path))
+        return Input(
+            source,
+            ABSENT,
+            rows=(DataDrift(source.label, source.path, MISSING),),
+            note="in %s: put it at %s there" % (clone, source.path),
+        )
     if host and not why:
         why = refuse(host) or ("cannot bind a path with ':' or ','" if ":" in host or "," in host else "")
     if host is None or why:  # never mounted
@@ -198,9 +234,15 @@ def check_one(source: DataSource, clone: Optional[str], given: Optional[str] = N
     return Input(source, DRIFT if rows else MATCH, host, current, rows)
 
 
-def check(sources: Sequence[DataSource], clone: Optional[str], enabled: bool = True, allow_drift: bool = False,
-          workdir: str = spec.DEFAULT_WORKDIR, provided: Optional[Mapping[str, str]] = None,
-          refuse: Callable[[str], Optional[str]] = lambda path: None) -> Overlay:
+def check(
+    sources: Sequence[DataSource],
+    clone: Optional[str],
+    enabled: bool = True,
+    allow_drift: bool = False,
+    workdir: str = spec.DEFAULT_WORKDIR,
+    provided: Optional[Mapping[str, str]] = None,
+    refuse: Callable[[str], Optional[str]] = lambda path: None,
+) -> Overlay:
     """The recorded untracked and ignored inputs against `clone` (None: no local clone), or
     against what the replayer mounts at their place (`provided`: container path -> host path).
     `refuse(host path)` says why a path in the clone must never be mounted (replay/hostpaths.py)."""
@@ -225,8 +267,9 @@ def prepare_checkout(checkout: str, overlay: Overlay, log=None) -> None:
             try:
                 _make(checkout, item.recorded.path, item.current.kind == "dir", None)
             except OSError as exc:
-                raise SourceError("%s%s: cannot mount it over the checkout: %s"
-                                  % (PREFIX, item.recorded.path, exc.strerror or exc)) from None
+                raise SourceError(
+                    "%s%s: cannot mount it over the checkout: %s" % (PREFIX, item.recorded.path, exc.strerror or exc)
+                ) from None
     for path, text in overlay.links():
         try:
             _make(checkout, path, False, text)

@@ -4,6 +4,7 @@ Refusals raise RecordError (or UsageError for a bad option) before anything runs
 is data: its mounts are only offered (recorded_mounts; replay/run.py asks), and its variables
 without a value are listed (needs_pass_env), never looked up in this environment.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,8 @@ from typing import List, Mapping, Optional, Tuple
 
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.redact import REDACTED
 from tfrepro.launch import hooks, spec
+from tfrepro.redact import REDACTED
 from tfrepro.replay import grants
 from tfrepro.tracking.record import RunRecord
 
@@ -94,7 +95,7 @@ def _user_env(launch: Mapping[str, object], given: Mapping[str, str], passed) ->
 def _subdir(value: str, workdir: str) -> str:
     # an image without git (or a git that refused the checkout) records its absolute cwd
     if value == workdir or value.startswith(workdir.rstrip("/") + "/"):
-        value = value[len(workdir):].lstrip("/") or "."
+        value = value[len(workdir) :].lstrip("/") or "."
     return spec.check_subdir(value, RecordError)
 
 
@@ -122,12 +123,16 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
     git = record.environment.git if record.environment else None
     warnings = []
     if withheld:
-        warnings.append("the run had uncommitted changes that were not uploaded (TFREPRO_NO_PATCH): the dirty "
-                        "state cannot be restored; commit %s is replayed as committed" % commit[:12])
+        warnings.append(
+            "the run had uncommitted changes that were not uploaded (TFREPRO_NO_PATCH): the dirty "
+            "state cannot be restored; commit %s is replayed as committed" % commit[:12]
+        )
     hidden_args = [i for i, a in enumerate(command) if REDACTED in a]
     if hidden_args:
-        warnings.append("the recorded command has %d redacted argument(s) (secret values are never recorded): "
-                        "the replay passes %s literally" % (len(hidden_args), REDACTED))
+        warnings.append(
+            "the recorded command has %d redacted argument(s) (secret values are never recorded): "
+            "the replay passes %s literally" % (len(hidden_args), REDACTED)
+        )
     if git and git.untracked and not any(s.label in ("untracked", "ignored") for s in record.data):
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
         # runs recorded before `tfrepro run` fingerprinted them (replay/overlay.py restores those)
@@ -137,8 +142,10 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
     mounts = [spec.Mount(CHECKOUT, workdir, False, "repo")]
     env_grant = _user_env(launch, given_env, passed)
     user_env = dict(env_grant.env)
-    env_warnings = ["%s was set for the original run (value not recorded): pass --pass-env %s or -e %s=VALUE"
-                    % (name, name, name) for name in env_grant.needs_pass_env]
+    env_warnings = [
+        "%s was set for the original run (value not recorded): pass --pass-env %s or -e %s=VALUE" % (name, name, name)
+        for name in env_grant.needs_pass_env
+    ]
     env_warnings += ["launch.json sets %s: ignored" % item for item in env_grant.ignored]
     seed = tags.get(schema.SEED)
     if seed is not None and not SEED_RE.match(seed):
@@ -148,7 +155,9 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
     autolog, hook_seed = hooks.from_record(launch, tags)
     if hook_seed is not None and not SEED_RE.match(hook_seed):
         raise RecordError("malformed seed %.40r in the launch record" % hook_seed)
-    roots = [r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")]
+    roots = [
+        r for r in (launch.get("repo_root"), git.root if git else None) if isinstance(r, str) and r.startswith("/")
+    ]
     remote = tags.get(schema.GIT_REMOTE) or None
     launch_spec = spec.LaunchSpec(
         image=image,
@@ -163,13 +172,25 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
         network="host",
     )
     return ReplayPlan(
-        image=image, image_ref=str(tags.get(schema.IMAGE_REF) or launch.get("image_ref") or image),
-        image_digest=digest, image_id=image_id, commit=commit, remote=remote, repo_roots=tuple(roots),
-        patch=patch, untracked=tuple(git.untracked) if git else (), spec=launch_spec,
-        recorded_gpus=recorded, seed=seed, warnings=tuple(warnings + env_warnings),
-        autolog=autolog, hook_seed=None if hook_seed is None else int(hook_seed),
-        recorded_mounts=tuple(_mounts(launch)), needs_pass_env=env_grant.needs_pass_env,
-        passed_env=env_grant.passed, patch_withheld=withheld,
+        image=image,
+        image_ref=str(tags.get(schema.IMAGE_REF) or launch.get("image_ref") or image),
+        image_digest=digest,
+        image_id=image_id,
+        commit=commit,
+        remote=remote,
+        repo_roots=tuple(roots),
+        patch=patch,
+        untracked=tuple(git.untracked) if git else (),
+        spec=launch_spec,
+        recorded_gpus=recorded,
+        seed=seed,
+        warnings=tuple(warnings + env_warnings),
+        autolog=autolog,
+        hook_seed=None if hook_seed is None else int(hook_seed),
+        recorded_mounts=tuple(_mounts(launch)),
+        needs_pass_env=env_grant.needs_pass_env,
+        passed_env=env_grant.passed,
+        patch_withheld=withheld,
     )
 
 
@@ -179,11 +200,14 @@ def check_gpus(plan_: ReplayPlan, host_gpu_count: int) -> None:
     if requested is None:
         return
     if host_gpu_count == 0:
-        raise UsageError("the run used GPUs (--gpus %s) but this host has none; pass --gpus none to replay on CPU"
-                         % requested)
+        raise UsageError(
+            "the run used GPUs (--gpus %s) but this host has none; pass --gpus none to replay on CPU" % requested
+        )
     if requested != "all" and int(requested) > host_gpu_count:
-        raise UsageError("the run used %s GPUs but this host has %d; pass --gpus %d or --gpus none"
-                         % (requested, host_gpu_count, host_gpu_count))
+        raise UsageError(
+            "the run used %s GPUs but this host has %d; pass --gpus %d or --gpus none"
+            % (requested, host_gpu_count, host_gpu_count)
+        )
 
 
 def finalize(plan_: ReplayPlan, checkout: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> spec.LaunchSpec:

@@ -10,6 +10,7 @@ MLflow layout (ordinary runs, so the compare view shows the N curves side by sid
     the original                        tfrepro.replayed_by = the summary, tfrepro.replay.last_verdict
 The verdict is verify.judge_repeats (its docstring states the rule).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,20 +19,25 @@ from typing import List, Tuple
 
 from tfrepro import schema
 from tfrepro.launch import launcher as launch
-from tfrepro.replay import verify
 from tfrepro.replay import run as replay_run
+from tfrepro.replay import verify
 from tfrepro.tracking import record as run_record
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests the replays under the summary in its UI
 
 
-def repeat(prepared: replay_run.Prepared, n: int, tolerance: float = verify.DEFAULT_TOLERANCE,
-           keep_checkout: bool = False) -> Tuple[str, List[str], verify.RepeatVerdict]:
+def repeat(
+    prepared: replay_run.Prepared, n: int, tolerance: float = verify.DEFAULT_TOLERANCE, keep_checkout: bool = False
+) -> Tuple[str, List[str], verify.RepeatVerdict]:
     """Run n >= 2 replays; (summary run id, replay run ids, verdict). ContainerFailed if one fails."""
     record, client = prepared.record, prepared.client
     name = record.run_name or record.run_id
-    summary = launch.create_run(client, prepared.experiment_id, "replays-of-%s" % name,
-                                {schema.REPLAY_SUMMARY_OF: record.run_id, schema.REPLAY_REPEAT: str(n)})
+    summary = launch.create_run(
+        client,
+        prepared.experiment_id,
+        "replays-of-%s" % name,
+        {schema.REPLAY_SUMMARY_OF: record.run_id, schema.REPLAY_REPEAT: str(n)},
+    )
     runs: List[str] = []
     try:
         for i in range(1, n + 1):
@@ -42,9 +48,13 @@ def repeat(prepared: replay_run.Prepared, n: int, tolerance: float = verify.DEFA
             if status:
                 replay_run.failed(prepared, new_run, status, tagged=summary)
         replayed = [run_record.load(client, r, histories=True) for r in runs]
-        verdict = verify.judge_repeats(run_record.read_histories(client, record.run_id),
-                                       [r.histories for r in replayed], record.tags.get(schema.MODEL_HASH),
-                                       [r.tags.get(schema.MODEL_HASH) for r in replayed], tolerance)
+        verdict = verify.judge_repeats(
+            run_record.read_histories(client, record.run_id),
+            [r.histories for r in replayed],
+            record.tags.get(schema.MODEL_HASH),
+            [r.tags.get(schema.MODEL_HASH) for r in replayed],
+            tolerance,
+        )
         verdict = replay_run.explained(prepared, replayed[0], verdict)
         _log_statistics(client, summary, verdict)
         launch.set_verdict(client, summary, verdict)
@@ -62,13 +72,19 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
     now = int(time.time() * 1000)
     metrics = []
     for s in verdict.spreads:
-        for key, value in (("original", s.original), ("mean", s.mean), ("sd", s.sd), ("low", s.low),
-                           ("high", s.high), ("z", s.z)):
+        for key, value in (
+            ("original", s.original),
+            ("mean", s.mean),
+            ("sd", s.sd),
+            ("low", s.low),
+            ("high", s.high),
+            ("z", s.z),
+        ):
             if math.isfinite(value):
                 metrics.append(Metric("noise/%s/%s" % (s.metric, key), float(value), now, 0))
     try:
         for i in range(0, len(metrics), 200):
-            client.log_batch(run_id, metrics=metrics[i:i + 200])
+            client.log_batch(run_id, metrics=metrics[i : i + 200])
     except Exception as exc:
         launch.warn("could not log the statistics on run %s: %s" % (run_id, run_record.tracking_error(exc, "run")))
 
@@ -77,11 +93,15 @@ def render(verdict: verify.RepeatVerdict) -> str:
     """The per-metric table that goes with the verdict line ("" when there are no statistics)."""
     if not verdict.spreads:
         return ""
-    lines = ["final metrics of the original against %d replays:" % verdict.replays,
-             "  %-16s %12s %12s %10s  %-27s %8s" % ("metric", "original", "mean", "sd",
-                                                   "%g%% interval" % (verify.CONFIDENCE * 100), "z")]
+    lines = [
+        "final metrics of the original against %d replays:" % verdict.replays,
+        "  %-16s %12s %12s %10s  %-27s %8s"
+        % ("metric", "original", "mean", "sd", "%g%% interval" % (verify.CONFIDENCE * 100), "z"),
+    ]
     for s in verdict.spreads:
         interval = "[%.6g, %.6g]" % (s.low, s.high)
-        lines.append("  %-16s %12.6g %12.6g %10.3g  %-27s %+8.2f%s" % (s.metric, s.original, s.mean, s.sd, interval,
-                                                                     s.z, "" if s.within else "  outside"))
+        lines.append(
+            "  %-16s %12.6g %12.6g %10.3g  %-27s %+8.2f%s"
+            % (s.metric, s.original, s.mean, s.sd, interval, s.z, "" if s.within else "  outside")
+        )
     return "\n".join(lines)

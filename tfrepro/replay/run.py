@@ -15,6 +15,7 @@ by digest where the engine pulls here (a Kubernetes pod clones the commit itself
 hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
 replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,9 @@ class Prepared:
     def mounted_data(self) -> Tuple[DataSource, ...]:
         """The fingerprints of what this replay mounts (recorded on the replay run)."""
         mounted = {o.source for o in self.approved}
-        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted) + \
-            tuple(self.beside.current)
+        return tuple(d for d in self.data_current if d.label != "mount" or d.path in mounted) + tuple(
+            self.beside.current
+        )
 
     def approve(self, offers) -> "Prepared":
         return replace(self, approved=self.approved + tuple(o for o in offers if o not in self.approved))
@@ -75,21 +77,38 @@ class Prepared:
     def hooked(self) -> bool:
         return hooks.wanted(self.replay_plan.autolog, self.replay_plan.hook_seed)
 
-    def launch_spec(self, source: str = plan.CHECKOUT, run_id: str = NEW_RUN, hook_dir: Optional[str] = None,
-                    image_env: Optional[Dict[str, str]] = None) -> spec.LaunchSpec:
+    def launch_spec(
+        self,
+        source: str = plan.CHECKOUT,
+        run_id: str = NEW_RUN,
+        hook_dir: Optional[str] = None,
+        image_env: Optional[Dict[str, str]] = None,
+    ) -> spec.LaunchSpec:
         """What runs: the checkout at `source` mounted, tfrepro's env for run `run_id` added,
         the launch hook (autolog, seed) mounted from `hook_dir`. The preview is the same spec
         with placeholders."""
         replay_plan = self.replay_plan
-        env = spec.managed_env(self.container_uri, self.experiment_id, run_id, replay_plan.image_ref,
-                               replay_plan.image_digest, replay_plan.image_id, os.environ,
-                               replay_plan.spec.workdir)
+        env = spec.managed_env(
+            self.container_uri,
+            self.experiment_id,
+            run_id,
+            replay_plan.image_ref,
+            replay_plan.image_digest,
+            replay_plan.image_id,
+            os.environ,
+            replay_plan.spec.workdir,
+        )
         env.update(hooks.hook_env(replay_plan.autolog, replay_plan.hook_seed, replay_plan.spec.env, image_env or {}))
         if hook_dir is None and self.hooked:
             hook_dir = HOOK
         granted = tuple(spec.Mount(o.real, o.target, o.read_only, "user") for o in self.approved)
-        mounts = granted + self.user_mounts + self.tracking_mounts + hooks.hook_mounts(hook_dir) + \
-            self.beside.mounts(replay_plan.spec.workdir)
+        mounts = (
+            granted
+            + self.user_mounts
+            + self.tracking_mounts
+            + hooks.hook_mounts(hook_dir)
+            + self.beside.mounts(replay_plan.spec.workdir)
+        )
         return plan.finalize(replay_plan, source, env, mounts, {schema.RUN_ID_LABEL: run_id})
 
     @property
@@ -102,11 +121,18 @@ class Prepared:
         return self.engine.preview(self.launch_spec(), self.hidden, self.pod_source)
 
 
-def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str] = None,
-            experiment: Optional[str] = None, allow_drift: bool = False,
-            mount_docker_socket: bool = False, options: grants.Options = grants.Options(),
-            untracked: bool = True, engine_name: Optional[str] = None,
-            engine_given: Optional[Dict[str, object]] = None) -> Prepared:
+def prepare(
+    run_id: str,
+    gpus: Optional[str] = None,
+    tracking_uri: Optional[str] = None,
+    experiment: Optional[str] = None,
+    allow_drift: bool = False,
+    mount_docker_socket: bool = False,
+    options: grants.Options = grants.Options(),
+    untracked: bool = True,
+    engine_name: Optional[str] = None,
+    engine_given: Optional[Dict[str, object]] = None,
+) -> Prepared:
     """engine_name: --on, else the recorded engine; engine_given: its options from the command
     line, over the recorded ones."""
     allow_socket = mount_docker_socket or options.mount_docker_socket
@@ -125,12 +151,20 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     recorded_name, recorded_settings = settings.recorded_backend(record.launch or {}, record.tags)
     name = engine_name or recorded_name
     engine = engines.get(name, settings.options_from(name, engine_given or {}, recorded_settings))
-    left_out = [o for o in settings.not_reused(name, recorded_settings) if not (engine_given or {}).get(
-        o[2:].replace("-", "_") + ("s" if o == "--sbatch-arg" else ""))]
+    left_out = [
+        o
+        for o in settings.not_reused(name, recorded_settings)
+        if not (engine_given or {}).get(o[2:].replace("-", "_") + ("s" if o == "--sbatch-arg" else ""))
+    ]
     if left_out:
-        replay_plan = replace(replay_plan, warnings=replay_plan.warnings + (
-            "the run's %s settings are not reused (a record may not grant access): give them again if you trust "
-            "them" % ", ".join(left_out),))
+        replay_plan = replace(
+            replay_plan,
+            warnings=replay_plan.warnings
+            + (
+                "the run's %s settings are not reused (a record may not grant access): give them again if you trust "
+                "them" % ", ".join(left_out),
+            ),
+        )
     offers = tuple(_offer(m, rules, allow_socket) for m in replay_plan.recorded_mounts)
     given_pairs = [(m.source, m.target) for m in user_mounts]
     approved, _ = grants.approved_mounts(offers, given_pairs, True, options.allow_recorded_mounts)
@@ -139,11 +173,16 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     items = drift.compare(record.environment, host_gpu, replay_plan.spec.gpus)
     experiment_id = launch.experiment_id(client, experiment, default=record.experiment_id)
     container_uri, tracking_mounts = launch.tracking_mounts(uri, client, experiment_id, rules)
-    concerns = tuple(grants.image_concerns(replay_plan.image, replay_plan.image_ref,
-                                           grants.trusted_registries(os.environ)))
+    concerns = tuple(
+        grants.image_concerns(replay_plan.image, replay_plan.image_ref, grants.trusted_registries(os.environ))
+    )
     env_record, dropped = spec.recorded_env(replay_plan.spec.env, passed)
-    hidden = ("MLFLOW_RUN_ID",) + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + tuple(passed) \
+    hidden = (
+        ("MLFLOW_RUN_ID",)
+        + (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ())
+        + tuple(passed)
         + tuple(name for name, _ in dropped)
+    )
     # a cluster's job runs on a node it picks: this host's GPUs and driver do not decide
     refusals = () if name in engines.CLUSTERS else _refusals(replay_plan, items, host_gpu, allow_drift)
     # only what the record offers as a mount, and is not refused, is read on this host: a
@@ -153,8 +192,15 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
     # the data beside the code comes from that clone, or from what the user mounts at its place
     provided = dict({o.target: o.real for o in approved}, **{m.target: m.source for m in user_mounts})
-    beside = overlay.check(record.data, local if untracked else None, untracked, allow_drift,
-                           replay_plan.spec.workdir, provided, lambda path: hostpaths.check(path, rules)[1])
+    beside = overlay.check(
+        record.data,
+        local if untracked else None,
+        untracked,
+        allow_drift,
+        replay_plan.spec.workdir,
+        provided,
+        lambda path: hostpaths.check(path, rules)[1],
+    )
     data_drift += beside.drift
     if data_drift and not allow_drift:
         refusals += (data.refusal(data_drift),)
@@ -162,10 +208,30 @@ def prepare(run_id: str, gpus: Optional[str] = None, tracking_uri: Optional[str]
     if concerns and options.yes and not options.allow_untrusted_image:
         refusals += ("%s; pass --allow-untrusted-image to run it" % concerns[0],)
     source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
-    prepared = Prepared(record, replay_plan, items, refusals, client, uri, experiment_id, container_uri,
-                        tracking_mounts, hidden, offers, tuple(approved), extra, concerns, verification,
-                        tuple(spec.tracking_credentials(os.environ)), env_record, source,
-                        tuple(data_current), tuple(data_drift), beside, engine)
+    prepared = Prepared(
+        record,
+        replay_plan,
+        items,
+        refusals,
+        client,
+        uri,
+        experiment_id,
+        container_uri,
+        tracking_mounts,
+        hidden,
+        offers,
+        tuple(approved),
+        extra,
+        concerns,
+        verification,
+        tuple(spec.tracking_credentials(os.environ)),
+        env_record,
+        source,
+        tuple(data_current),
+        tuple(data_drift),
+        beside,
+        engine,
+    )
     engine.check(prepared.launch_spec(), prepared.pod_source)
     return prepared
 
@@ -179,14 +245,19 @@ def _offer(mount: spec.Mount, rules, allow_socket: bool) -> grants.MountOffer:
     return grants.MountOffer(mount.source, mount.target, mount.read_only, real, refusal)
 
 
-def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optional[Dict[str, str]] = None,
-            run_name: Optional[str] = None) -> Tuple[str, int]:
+def run_one(
+    prepared: Prepared,
+    keep_checkout: bool = False,
+    extra_tags: Optional[Dict[str, str]] = None,
+    run_name: Optional[str] = None,
+) -> Tuple[str, int]:
     """Launch one replay run: (its run id, the container's exit status)."""
     record, replay_plan, client = prepared.record, prepared.replay_plan, prepared.client
     candidates = [os.getcwd()] + list(replay_plan.repo_roots)
     # the source first: a missing commit or a stale patch is found before a long pull
-    with checkout.materialise(replay_plan.commit, replay_plan.patch, candidates, replay_plan.remote,
-                              log=launch.info, keep=keep_checkout) as source:
+    with checkout.materialise(
+        replay_plan.commit, replay_plan.patch, candidates, replay_plan.remote, log=launch.info, keep=keep_checkout
+    ) as source:
         engine = prepared.engine
         engine.prepare(replay_plan.image)
         tags = launch.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
@@ -195,18 +266,29 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
         tags.update(data.to_tags(prepared.mounted_data()))  # the data this replay saw
         tags[schema.REPLAY_OF] = record.run_id
         tags.update(extra_tags or {})
-        new_run = launch.create_run(client, prepared.experiment_id,
-                                    run_name or "replay-of-" + (record.run_name or record.run_id), tags)
+        new_run = launch.create_run(
+            client, prepared.experiment_id, run_name or "replay-of-" + (record.run_name or record.run_id), tags
+        )
         try:
             data.record(client, new_run, prepared.mounted_data())
             image_env = engine.image_env(replay_plan.image) if prepared.hooked else {}
             with hooks.hook_directory(prepared.hooked) as hook_dir:
                 launch_spec = prepared.launch_spec(source, new_run, hook_dir, image_env)
-                launch_json = spec.launch_record(launch_spec, replay_plan.image_ref, None, prepared.tracking_uri,
-                                                 env=prepared.env_record)
+                launch_json = spec.launch_record(
+                    launch_spec, replay_plan.image_ref, None, prepared.tracking_uri, env=prepared.env_record
+                )
                 launch_json.update(hooks.hook_record(replay_plan.autolog, replay_plan.hook_seed))
-                status = launch.run_recorded(client, engine, new_run, launch_spec, launch_json,
-                                             replay_plan.patch, prepared.hidden, "replay run", prepared.pod_source)
+                status = launch.run_recorded(
+                    client,
+                    engine,
+                    new_run,
+                    launch_spec,
+                    launch_json,
+                    replay_plan.patch,
+                    prepared.hidden,
+                    "replay run",
+                    prepared.pod_source,
+                )
         except BaseException:
             launch.finish(client, new_run, 1)
             raise
@@ -215,16 +297,22 @@ def run_one(prepared: Prepared, keep_checkout: bool = False, extra_tags: Optiona
     return new_run, status
 
 
-def replay(prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE,
-           keep_checkout: bool = False) -> Tuple[str, verify.Verdict]:
+def replay(
+    prepared: Prepared, tolerance: float = verify.DEFAULT_TOLERANCE, keep_checkout: bool = False
+) -> Tuple[str, verify.Verdict]:
     """Run the replay; return (its run id, the verdict). ContainerFailed if it exited non-zero."""
     record, client = prepared.record, prepared.client
     new_run, status = run_one(prepared, keep_checkout)
     if status:
         failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
-    verdict = verify.compare(run_record.read_histories(client, record.run_id), replayed.histories,
-                             record.tags.get(schema.MODEL_HASH), replayed.tags.get(schema.MODEL_HASH), tolerance)
+    verdict = verify.compare(
+        run_record.read_histories(client, record.run_id),
+        replayed.histories,
+        record.tags.get(schema.MODEL_HASH),
+        replayed.tags.get(schema.MODEL_HASH),
+        tolerance,
+    )
     verdict = explained(prepared, replayed, verdict)
     launch.set_verdict(client, new_run, verdict)
     launch.mark_original(client, record.run_id, new_run, verdict.verdict)
@@ -268,8 +356,10 @@ def _refusals(replay_plan: plan.ReplayPlan, items, host_gpu, allow_drift: bool) 
         reasons.append(str(exc))
     blocking = [d for d in items if d.blocking]
     if blocking and not allow_drift:
-        reasons.append("%s: recorded %s, this host %s (pass --allow-drift to run anyway)"
-                       % (blocking[0].name, blocking[0].recorded, blocking[0].host))
+        reasons.append(
+            "%s: recorded %s, this host %s (pass --allow-drift to run anyway)"
+            % (blocking[0].name, blocking[0].recorded, blocking[0].host)
+        )
     return tuple(reasons)
 
 

@@ -20,6 +20,7 @@ where one more run, the original, falls if it comes from the same distribution a
 The level is familywise: with k metrics judged, p = 1 - (1 - CONFIDENCE) / (2k) (Bonferroni,
 two-sided), so when nothing but noise differs, a false `diverged` comes about once in 100.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -71,9 +72,14 @@ def ignored(key: str, patterns: Sequence[str] = IGNORED_METRICS) -> bool:
     return any(fnmatch.fnmatchcase(key.lower(), p) for p in patterns)
 
 
-def compare(original: History, replay: History, original_hash: Optional[str] = None,
-            replay_hash: Optional[str] = None, tolerance: float = DEFAULT_TOLERANCE,
-            ignore: Sequence[str] = IGNORED_METRICS) -> Verdict:
+def compare(
+    original: History,
+    replay: History,
+    original_hash: Optional[str] = None,
+    replay_hash: Optional[str] = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    ignore: Sequence[str] = IGNORED_METRICS,
+) -> Verdict:
     keys = sorted(k for k in set(original) | set(replay) if not ignored(k, ignore))
     exact = True
     compared = 0
@@ -91,29 +97,39 @@ def compare(original: History, replay: History, original_hash: Optional[str] = N
                 return Verdict(DIVERGED, "%s step %d: not in the original" % (key, b_points[i][0]), compared, worst)
             (step_a, a), (step_b, b) = a_points[i], b_points[i]
             if step_a != step_b:
-                return Verdict(DIVERGED, "%s: value %d is step %d in the original, step %d in the replay"
-                               % (key, i, step_a, step_b), compared, worst)
+                return Verdict(
+                    DIVERGED,
+                    "%s: value %d is step %d in the original, step %d in the replay" % (key, i, step_a, step_b),
+                    compared,
+                    worst,
+                )
             compared += 1
             if _same(a, b):
                 continue
             exact = False
             if not _close(a, b, tolerance):
-                return Verdict(DIVERGED, "%s step %d: %r (original) != %r (replay)" % (key, step_a, a, b),
-                               compared, abs(a - b))
+                return Verdict(
+                    DIVERGED, "%s step %d: %r (original) != %r (replay)" % (key, step_a, a, b), compared, abs(a - b)
+                )
             worst = max(worst, abs(a - b))
     hash_note = ""
     if original_hash != replay_hash:
         if not original_hash or not replay_hash or tolerance <= 0:
-            return Verdict(DIVERGED, "%s: %s (original) != %s (replay)"
-                           % (MODEL_HASH, original_hash or "none", replay_hash or "none"), compared, worst)
+            return Verdict(
+                DIVERGED,
+                "%s: %s (original) != %s (replay)" % (MODEL_HASH, original_hash or "none", replay_hash or "none"),
+                compared,
+                worst,
+            )
         hash_note = "; the model hash differs"
     if not compared and not original_hash:
         return Verdict(DIVERGED, "nothing to compare: the original logged no metrics and no model hash")
     if exact and not hash_note:
         what = "%d metric values" % compared + (" and the model hash" if original_hash else "")
         return Verdict(IDENTICAL, what + " match bit for bit", compared)
-    return Verdict(WITHIN_TOLERANCE, "max difference %.3g <= tolerance %g%s" % (worst, tolerance, hash_note),
-                   compared, worst)
+    return Verdict(
+        WITHIN_TOLERANCE, "max difference %.3g <= tolerance %g%s" % (worst, tolerance, hash_note), compared, worst
+    )
 
 
 WITHIN_NOISE = "within noise"
@@ -197,12 +213,21 @@ class Spread:
 
     def line(self) -> str:
         return "%s: %.6g (original) %s [%.6g, %.6g] from %d replays (mean %.6g, sd %.3g), z=%+.2f" % (
-            self.metric, self.original, "in" if self.within else "outside", self.low, self.high,
-            len(self.values), self.mean, self.sd, self.z)
+            self.metric,
+            self.original,
+            "in" if self.within else "outside",
+            self.low,
+            self.high,
+            len(self.values),
+            self.mean,
+            self.sd,
+            self.z,
+        )
 
 
-def spread(metric: str, original: float, values: Sequence[float], tolerance: float = DEFAULT_TOLERANCE,
-           metrics: int = 1) -> Spread:
+def spread(
+    metric: str, original: float, values: Sequence[float], tolerance: float = DEFAULT_TOLERANCE, metrics: int = 1
+) -> Spread:
     """The prediction interval of one metric; `metrics` is how many are judged together."""
     n = len(values)
     if n < 2:
@@ -213,7 +238,9 @@ def spread(metric: str, original: float, values: Sequence[float], tolerance: flo
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile(1.0 - (1.0 - CONFIDENCE) / (2.0 * metrics), n - 1) * sd * math.sqrt(1.0 + 1.0 / n)
     half = max(half, tolerance * max(1.0, abs(mean)))
-    return Spread(metric, original, tuple(values), mean, sd, min(mean - half, min(values)), max(mean + half, max(values)))
+    return Spread(
+        metric, original, tuple(values), mean, sd, min(mean - half, min(values)), max(mean + half, max(values))
+    )
 
 
 @dataclass(frozen=True)
@@ -236,9 +263,14 @@ def final_values(history: History, ignore: Sequence[str] = IGNORED_METRICS) -> D
     return {k: points[-1][1] for k, points in history.items() if points and not ignored(k, ignore)}
 
 
-def judge_repeats(original: History, replays: Sequence[History], original_hash: Optional[str] = None,
-                  replay_hashes: Sequence[Optional[str]] = (), tolerance: float = DEFAULT_TOLERANCE,
-                  ignore: Sequence[str] = IGNORED_METRICS) -> RepeatVerdict:
+def judge_repeats(
+    original: History,
+    replays: Sequence[History],
+    original_hash: Optional[str] = None,
+    replay_hashes: Sequence[Optional[str]] = (),
+    tolerance: float = DEFAULT_TOLERANCE,
+    ignore: Sequence[str] = IGNORED_METRICS,
+) -> RepeatVerdict:
     """The verdict of N >= 2 replays of one original (see the module docstring for the rule)."""
     n = len(replays)
     hashes = list(replay_hashes) or [None] * n
@@ -261,5 +293,10 @@ def judge_repeats(original: History, replays: Sequence[History], original_hash: 
         more = " (%d more metric(s) outside)" % (len(outside) - 1) if len(outside) > 1 else ""
         return RepeatVerdict(DIVERGED, worst.line() + more, n, spreads)
     closest = max(spreads, key=lambda s: abs(s.z))
-    return RepeatVerdict(WITHIN_NOISE, "%d final metric(s) inside their %g%% prediction intervals from %d replays; "
-                         "farthest %s" % (len(spreads), CONFIDENCE * 100, n, closest.line()), n, spreads)
+    return RepeatVerdict(
+        WITHIN_NOISE,
+        "%d final metric(s) inside their %g%% prediction intervals from %d replays; "
+        "farthest %s" % (len(spreads), CONFIDENCE * 100, n, closest.line()),
+        n,
+        spreads,
+    )

@@ -1,11 +1,11 @@
 """Writing to MLflow without slowing or endangering training.
 
-    session.py   TrackingSession: the callback's only interface (open, log_*, flush, close)
-    writer.py    bounded queue -> spooler thread -> spool file -> uploader thread
-    spool.py     the append-only local spool (<run>.jsonl) and its "uploaded up to" marker
-    upload.py    records -> log_batch calls within MLflow's limits; dedupe against history
-    backend.py   the server calls, with short timeouts (REST) or through MlflowClient
-    sync.py      `tfrepro sync`: upload what sessions left in the spool
-    model.py     the trained model's hash and its MLflow logging
-    record.py    reading a run's record back (show, diff, replay); MLflow errors as tfrepro's
+session.py   TrackingSession: the callback's only interface (open, log_*, flush, close)
+writer.py    bounded queue -> spooler thread -> spool file -> uploader thread
+spool.py     the append-only local spool (<run>.jsonl) and its "uploaded up to" marker
+upload.py    records -> log_batch calls within MLflow's limits; dedupe against history
+backend.py   the server calls, with short timeouts (REST) or through MlflowClient
+sync.py      `tfrepro sync`: upload what sessions left in the spool
+model.py     the trained model's hash and its MLflow logging
+record.py    reading a run's record back (show, diff, replay); MLflow errors as tfrepro's
 """

@@ -6,6 +6,7 @@ backoff. For http(s) tracking URIs, RestBackend talks to the REST API through ML
 `http_request` (same auth/TLS settings) with explicit limits; any other store (sqlite,
 postgres, ...) goes through MlflowClient.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,7 @@ class Rejected(Exception):
 
 def retryable_answer(status: int, text: str) -> bool:
     """An HTTP error answer that means "not now" rather than "never"."""
-    return (status >= 500 or status in (401, 403, 408, 429)
-            or (status == 400 and any(s in text for s in TRANSIENT_400)))
+    return status >= 500 or status in (401, 403, 408, 429) or (status == 400 and any(s in text for s in TRANSIENT_400))
 
 
 def backend_for(tracking_uri: str):
@@ -108,8 +108,16 @@ class RestBackend:
 
             self._creds = MlflowClient(self.tracking_uri)._tracking_client.store.get_host_creds()
         try:
-            resp = http_request(self._creds, endpoint, method, max_retries=0, backoff_factor=0,
-                                timeout=timeout, raise_on_status=False, **kwargs)
+            resp = http_request(
+                self._creds,
+                endpoint,
+                method,
+                max_retries=0,
+                backoff_factor=0,
+                timeout=timeout,
+                raise_on_status=False,
+                **kwargs,
+            )
         except Exception as exc:  # connection refused, timeout, DNS: all "not now"
             raise Retryable(str(exc)) from exc
         if retryable_answer(resp.status_code, resp.text):
@@ -130,12 +138,12 @@ class RestBackend:
         except Rejected:  # e.g. no /health behind a proxy: it answered, so it is up
             return True
 
-    def log_batch(self, run_id: str, metrics: List[Point] = (), params: Optional[Dict] = None,
-                  tags: Optional[Dict] = None) -> None:
+    def log_batch(
+        self, run_id: str, metrics: List[Point] = (), params: Optional[Dict] = None, tags: Optional[Dict] = None
+    ) -> None:
         body = {"run_id": run_id}
         if metrics:
-            body["metrics"] = [{"key": k, "value": _json_float(v), "timestamp": t, "step": s}
-                               for k, v, t, s in metrics]
+            body["metrics"] = [{"key": k, "value": _json_float(v), "timestamp": t, "step": s} for k, v, t, s in metrics]
         if params:
             body["params"] = [{"key": k, "value": v} for k, v in params.items()]
         if tags:
@@ -156,15 +164,21 @@ class RestBackend:
                 return seen
 
     def create_run(self, experiment_id: str, run_name: Optional[str], start_time: int, tags: Dict) -> str:
-        body = {"experiment_id": experiment_id, "start_time": start_time,
-                "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        body = {
+            "experiment_id": experiment_id,
+            "start_time": start_time,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
         if run_name:
             body["run_name"] = run_name
         return self._call("POST", "/api/2.0/mlflow/runs/create", json=body)["run"]["info"]["run_id"]
 
     def find_run(self, experiment_id: str, tag: str, value: str) -> Optional[str]:
-        body = {"experiment_ids": [experiment_id], "max_results": 1,
-                "filter": "tags.`%s` = '%s'" % (tag, value.replace("'", ""))}
+        body = {
+            "experiment_ids": [experiment_id],
+            "max_results": 1,
+            "filter": "tags.`%s` = '%s'" % (tag, value.replace("'", "")),
+        }
         runs = self._call("POST", "/api/2.0/mlflow/runs/search", json=body).get("runs") or []
         return runs[0]["info"]["run_id"] if runs else None
 
@@ -187,14 +201,22 @@ class RestBackend:
         return experiments.resolve(name, get, create)
 
     def log_inputs(self, run_id: str, datasets: List[Dict]) -> None:
-        body = {"run_id": run_id, "datasets": [
-            {"tags": [{"key": CONTEXT_TAG, "value": d["context"]}],
-             "dataset": {k: d[k] for k in DATASET_FIELDS if d.get(k) is not None}} for d in datasets]}
+        body = {
+            "run_id": run_id,
+            "datasets": [
+                {
+                    "tags": [{"key": CONTEXT_TAG, "value": d["context"]}],
+                    "dataset": {k: d[k] for k in DATASET_FIELDS if d.get(k) is not None},
+                }
+                for d in datasets
+            ],
+        }
         self._call("POST", "/api/2.0/mlflow/runs/log-inputs", json=body)
 
     def set_terminated(self, run_id: str, status: str, end_time: int) -> None:
-        self._call("POST", "/api/2.0/mlflow/runs/update",
-                   json={"run_id": run_id, "status": status, "end_time": end_time})
+        self._call(
+            "POST", "/api/2.0/mlflow/runs/update", json={"run_id": run_id, "status": status, "end_time": end_time}
+        )
 
     def _run_artifact_uri(self, run_id: str) -> str:
         if run_id not in self._artifact_uri:
@@ -208,8 +230,11 @@ class RestBackend:
             return _log_text_to_repo(uri, text, artifact_file)
         # the server proxies artifacts: one PUT, with our limits
         path = urlparse(uri).path.rstrip("/")
-        self._call("PUT", "/api/2.0/mlflow-artifacts/artifacts%s/%s" % (path, artifact_file.lstrip("/")),
-                   data=text.encode("utf-8"))
+        self._call(
+            "PUT",
+            "/api/2.0/mlflow-artifacts/artifacts%s/%s" % (path, artifact_file.lstrip("/")),
+            data=text.encode("utf-8"),
+        )
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: Optional[str]) -> None:
         _client(self.tracking_uri).log_artifacts(run_id, local_dir, artifact_path)
@@ -258,23 +283,26 @@ class ClientBackend:
     def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        self._wrap(self.client.log_batch, run_id,
-                   metrics=[Metric(k, v, t, s) for k, v, t, s in metrics],
-                   params=[Param(k, v) for k, v in (params or {}).items()],
-                   tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+        self._wrap(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, v, t, s) for k, v, t, s in metrics],
+            params=[Param(k, v) for k, v in (params or {}).items()],
+            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+        )
 
     def metric_history(self, run_id, key):
         history = self._wrap(self.client.get_metric_history, run_id, key)
         return {history_key(m.step, m.timestamp, m.value) for m in history}
 
     def create_run(self, experiment_id, run_name, start_time, tags) -> str:
-        run = self._wrap(self.client.create_run, experiment_id, start_time=start_time, tags=tags,
-                         run_name=run_name)
+        run = self._wrap(self.client.create_run, experiment_id, start_time=start_time, tags=tags, run_name=run_name)
         return run.info.run_id
 
     def find_run(self, experiment_id, tag, value) -> Optional[str]:
-        runs = self._wrap(self.client.search_runs, [experiment_id],
-                          "tags.`%s` = '%s'" % (tag, value.replace("'", "")), max_results=1)
+        runs = self._wrap(
+            self.client.search_runs, [experiment_id], "tags.`%s` = '%s'" % (tag, value.replace("'", "")), max_results=1
+        )
         return runs[0].info.run_id if runs else None
 
     def experiment_id(self, name) -> str:
@@ -292,8 +320,10 @@ class ClientBackend:
     def log_inputs(self, run_id, datasets) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        inputs = [DatasetInput(Dataset(**{k: d.get(k) for k in DATASET_FIELDS}), tags=[InputTag(CONTEXT_TAG, d["context"])])
-                  for d in datasets]
+        inputs = [
+            DatasetInput(Dataset(**{k: d.get(k) for k in DATASET_FIELDS}), tags=[InputTag(CONTEXT_TAG, d["context"])])
+            for d in datasets
+        ]
         self._wrap(self.client.log_inputs, run_id, datasets=inputs)
 
     def set_terminated(self, run_id, status, end_time) -> None:

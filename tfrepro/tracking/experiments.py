@@ -5,6 +5,7 @@ one lose the race (RESOURCE_ALREADY_EXISTS). MLflow's `set_experiment` then retu
 it sets the active experiment, so the next `start_run()` lands in `Default` (id 0), where
 everyone who can read Default can read it. Here a lost race means: fetch the one that won.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ def lost_race(exc: Optional[BaseException]) -> bool:
 
 def check_active(name: str, lifecycle_stage: Optional[str]) -> None:
     if lifecycle_stage == "deleted":
-        raise TrackingError("experiment %r is deleted: restore it (`mlflow experiments restore`) "
-                            "or choose another name" % name)
+        raise TrackingError(
+            "experiment %r is deleted: restore it (`mlflow experiments restore`) or choose another name" % name
+        )
 
 
 def resolve(name: str, get: Callable[[str], Optional[str]], create: Callable[[str], str]) -> str:

@@ -17,6 +17,7 @@ Nothing here may break fit(): the callback calls `log_fit_inputs` under its guar
 training thread; the dataset records are spooled and uploaded like metrics (or by `sync`).
 Python 3.8 and MLflow >= 2.17 compatible.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,7 @@ def _array_digest(array) -> Tuple[str, bool]:
         return digest.hexdigest(), False
     step = data.nbytes // SAMPLE_BYTES  # every step-th 4 KB block
     for start in range(0, data.nbytes, step * 4096):
-        digest.update(data[start:start + 4096].data)
+        digest.update(data[start : start + 4096].data)
     return digest.hexdigest(), True
 
 
@@ -71,8 +72,11 @@ def _arrays(value) -> Optional[List[Tuple[str, Any]]]:
 
 
 def _is_tf_dataset(value) -> bool:
-    return type(value).__module__.startswith("tensorflow.") and hasattr(value, "element_spec") \
+    return (
+        type(value).__module__.startswith("tensorflow.")
+        and hasattr(value, "element_spec")
         and hasattr(value, "cardinality")
+    )
 
 
 def describe(x, y=None) -> Optional[Dict[str, Any]]:
@@ -84,8 +88,13 @@ def describe(x, y=None) -> Optional[Dict[str, Any]]:
             cardinality = None
         spec = repr(x.element_spec)
         digest = hashlib.sha256(("%s|%s" % (spec, cardinality)).encode()).hexdigest()
-        return {"kind": "tf.data", "digest": "sha256:" + digest, "shape": spec[:500],
-                "cardinality": cardinality, "sampled": False}
+        return {
+            "kind": "tf.data",
+            "digest": "sha256:" + digest,
+            "shape": spec[:500],
+            "cardinality": cardinality,
+            "sampled": False,
+        }
     xs, ys = _arrays(x), _arrays(y)
     if xs is None or ys is None or not xs:
         return None
@@ -96,8 +105,7 @@ def describe(x, y=None) -> Optional[Dict[str, Any]]:
             digest.update(("%s%s:%s;" % (role, name, part)).encode())
             sampled = sampled or was_sampled
             shapes.append("%s%s %s%s" % (role, "[%s]" % name if name else "", array.dtype, list(array.shape)))
-    return {"kind": "numpy", "digest": "sha256:" + digest.hexdigest(), "shape": ", ".join(shapes),
-            "sampled": sampled}
+    return {"kind": "numpy", "digest": "sha256:" + digest.hexdigest(), "shape": ", ".join(shapes), "sampled": sampled}
 
 
 def _validation(validation_data) -> Tuple[Any, Any]:
@@ -109,8 +117,10 @@ def _validation(validation_data) -> Tuple[Any, Any]:
 def describe_fit(arguments: Dict[str, Any]) -> Dict[str, Tuple[Any, Any, Dict[str, Any]]]:
     """context -> (x, y, description) for the inputs that can be described."""
     out = {}
-    pairs = {"training": (arguments.get("x"), arguments.get("y")),
-             "validation": _validation(arguments.get("validation_data"))}
+    pairs = {
+        "training": (arguments.get("x"), arguments.get("y")),
+        "validation": _validation(arguments.get("validation_data")),
+    }
     for context in CONTEXTS:
         x, y = pairs[context]
         description = describe(x, y) if x is not None else None
@@ -143,8 +153,9 @@ def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
         return mlflow.data.from_numpy(features, source=source, targets=targets, name=context, digest=digest)
     from mlflow.data.meta_dataset import MetaDataset
 
-    return MetaDataset(source=source, name="%s (tf.data %s)" % (context, json.dumps(description["cardinality"])),
-                       digest=digest)
+    return MetaDataset(
+        source=source, name="%s (tf.data %s)" % (context, json.dumps(description["cardinality"])), digest=digest
+    )
 
 
 def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optional[int] = None) -> None:

@@ -6,6 +6,7 @@ cannot move a run to another experiment, so ReproCallback(experiment_name="digit
 honoured there: the callback warns and records what was asked (REQUESTED_TAG), and the
 launcher says where the run went and how to put it in "digits" next time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,13 @@ def experiment_note(experiment_name: Optional[str], launcher_run_id: Optional[st
         return {}
     if actual == experiment_name:
         return {}
-    log.warning("tfrepro: experiment_name=%r is not used: this run (%s) was created by `tfrepro run` in "
-                "experiment %r; %s", experiment_name, active.info.run_id, actual, fix(experiment_name))
+    log.warning(
+        "tfrepro: experiment_name=%r is not used: this run (%s) was created by `tfrepro run` in experiment %r; %s",
+        experiment_name,
+        active.info.run_id,
+        actual,
+        fix(experiment_name),
+    )
     return {REQUESTED_TAG: experiment_name}
 
 
@@ -60,5 +66,8 @@ def where_the_run_went(client, run_id: str, experiment_id: str) -> None:
         return
     click.echo("tfrepro: run %s is in experiment %r (id %s)" % (run_id, name, experiment_id), err=True)
     if requested and requested != name:
-        click.echo("tfrepro: warning: the script asked for experiment %r (ReproCallback(experiment_name=...)); "
-                   "the run stays in %r: %s" % (requested, name, fix(requested)), err=True)
+        click.echo(
+            "tfrepro: warning: the script asked for experiment %r (ReproCallback(experiment_name=...)); "
+            "the run stays in %r: %s" % (requested, name, fix(requested)),
+            err=True,
+        )

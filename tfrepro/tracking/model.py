@@ -7,6 +7,7 @@ replaced by their position. The saved_model.pb/variables files themselves are no
 hashed: they embed per-process names (`__inference_call_1234`, `dense_1`) that change
 with what else the process built or traced, while the model stays the same.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -9,6 +9,7 @@ for an immediate ACK (TCP_QUICKACK) before reading a reply removes the stall; it
 nothing else on the wire. Only connections to the tracking server's host and port get it,
 only on Linux; TFREPRO_QUICKACK=0 turns it off.
 """
+
 from __future__ import annotations
 
 import http.client

@@ -7,6 +7,7 @@ them (`source == "tags"`). Everything read here is untrusted: load() checks the 
 it builds and turns anything malformed into RecordError, and replay/plan.py validates each
 value before it reaches a container. Python 3.8 compatible.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,16 +22,20 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
-from tfrepro.redact import redact_text, strip_url_credentials
 from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
+from tfrepro.redact import redact_text, strip_url_credentials
 from tfrepro.tracking.backend import short_http
 
 History = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] in logging order
 
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-UNREACHABLE = (("NewConnectionError", "connection refused"), ("Connection refused", "connection refused"),
-               ("NameResolutionError", "unknown host"), ("timed out", "timed out"),
-               ("Max retries exceeded", "no answer"))
+UNREACHABLE = (
+    ("NewConnectionError", "connection refused"),
+    ("Connection refused", "connection refused"),
+    ("NameResolutionError", "unknown host"),
+    ("timed out", "timed out"),
+    ("Max retries exceeded", "no answer"),
+)
 # An unreachable server should cost seconds, not MLflow's default minutes of retries.
 READ_TIMEOUT = 5
 
@@ -61,14 +66,20 @@ class RunRecord:
         """launch.json, else what the tfrepro.launch.* tags say (for show and diff)."""
         if self.launch is not None:
             return dict(self.launch)
-        found = {k[len(schema.LAUNCH_PREFIX):]: v for k, v in self.tags.items() if k.startswith(schema.LAUNCH_PREFIX)}
+        found = {k[len(schema.LAUNCH_PREFIX) :]: v for k, v in self.tags.items() if k.startswith(schema.LAUNCH_PREFIX)}
         return found or None
 
     def summary(self) -> Dict[str, Any]:
         return {
-            "run_id": self.run_id, "run_name": self.run_name, "experiment_id": self.experiment_id,
-            "experiment_name": self.experiment_name, "status": self.status, "start_time": self.start_time, "end_time": self.end_time,
-            "tracking_uri": self.tracking_uri, "record_source": self.source,
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "experiment_id": self.experiment_id,
+            "experiment_name": self.experiment_name,
+            "status": self.status,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "tracking_uri": self.tracking_uri,
+            "record_source": self.source,
         }
 
 
@@ -98,10 +109,11 @@ def client(tracking_uri: Optional[str] = None, existing: bool = False):
 
     uri = tracking_uri or mlflow.get_tracking_uri()
     if existing and uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
+        path = uri[len("sqlite:///") :]
         if path and not os.path.exists(path):
-            raise TrackingError("no tracking database at %s (set MLFLOW_TRACKING_URI or --tracking-uri)"
-                                % os.path.abspath(path))
+            raise TrackingError(
+                "no tracking database at %s (set MLFLOW_TRACKING_URI or --tracking-uri)" % os.path.abspath(path)
+            )
     return MlflowClient(tracking_uri=uri)
 
 
@@ -119,20 +131,32 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
             raise tracking_error(exc, "run %s" % run_id, uri, missing=where) from None
         tags = dict(run.data.tags)
         if not any(k.startswith(schema.PREFIX) for k in tags):
-            raise RecordError("run %s has no tfrepro record (no %s artifact, no tfrepro.* tags)"
-                              % (run_id, schema.ENVIRONMENT_JSON))
+            raise RecordError(
+                "run %s has no tfrepro record (no %s artifact, no tfrepro.* tags)" % (run_id, schema.ENVIRONMENT_JSON)
+            )
         texts = _artifacts(mlflow_client, run_id)
         points = read_histories(mlflow_client, run_id, run.data.metrics) if histories else None
         experiment_name = _experiment_name(mlflow_client, run.info.experiment_id)
     environment, data, source = _environment(texts.get(schema.ENVIRONMENT_JSON), tags, run_id)
     info = run.info
     return RunRecord(
-        run_id=info.run_id, environment=environment, environment_json=data, source=source,
-        experiment_id=info.experiment_id, run_name=getattr(info, "run_name", "") or "",
-        status=info.status, start_time=info.start_time, end_time=info.end_time,
-        tracking_uri=uri, tags=tags, params=dict(run.data.params), metrics=dict(run.data.metrics),
-        histories=points, patch=texts.get(schema.GIT_PATCH),
-        launch=_launch(texts.get(schema.LAUNCH_JSON), run_id), experiment_name=experiment_name,
+        run_id=info.run_id,
+        environment=environment,
+        environment_json=data,
+        source=source,
+        experiment_id=info.experiment_id,
+        run_name=getattr(info, "run_name", "") or "",
+        status=info.status,
+        start_time=info.start_time,
+        end_time=info.end_time,
+        tracking_uri=uri,
+        tags=tags,
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        histories=points,
+        patch=texts.get(schema.GIT_PATCH),
+        launch=_launch(texts.get(schema.LAUNCH_JSON), run_id),
+        experiment_name=experiment_name,
         signature=texts.get(schema.RECORD_SIGNATURE),
         data=_data(texts.get(schema.DATA_JSON), tags, run_id),
     )
@@ -162,8 +186,7 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
 def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     """The record's artifacts that exist, as text. When they cannot be read (e.g. served over
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
-    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE,
-              schema.DATA_JSON)
+    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE, schema.DATA_JSON)
     try:
         present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}
@@ -176,8 +199,10 @@ def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
         return texts
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print("tfrepro: warning: artifacts of run %s unreadable (%s): record from its tags"
-              % (run_id, first[:200]), file=sys.stderr)
+        print(
+            "tfrepro: warning: artifacts of run %s unreadable (%s): record from its tags" % (run_id, first[:200]),
+            file=sys.stderr,
+        )
         return {}
 
 
@@ -214,7 +239,9 @@ def _data(text: Optional[str], tags: Mapping[str, str], run_id: str) -> Tuple[Da
     try:
         return tuple(from_json_data(json.loads(text)) if text is not None else from_tags(tags))
     except (ValueError, TypeError, AttributeError) as exc:
-        raise RecordError("run %s: its data fingerprint (%s) is malformed: %s" % (run_id, schema.DATA_JSON, exc)) from None
+        raise RecordError(
+            "run %s: its data fingerprint (%s) is malformed: %s" % (run_id, schema.DATA_JSON, exc)
+        ) from None
 
 
 def check_types(value: Any, hint: Any = None, where: str = "") -> None:

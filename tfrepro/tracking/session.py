@@ -18,6 +18,7 @@ Every method swallows tracking failures (recorded in `session.errors`, warned on
 Also: `session.online` (last upload attempt reached the server), `session.spool_path`,
 `session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,15 @@ class TrackingSession:
         self._closed = False
 
     @classmethod
-    def open(cls, experiment_name: Optional[str] = None, run_name: Optional[str] = None, *,
-             spool_dir: Optional[str] = None, queue_size: int = QUEUE_SIZE,
-             upload_interval: float = UPLOAD_INTERVAL) -> "TrackingSession":
+    def open(
+        cls,
+        experiment_name: Optional[str] = None,
+        run_name: Optional[str] = None,
+        *,
+        spool_dir: Optional[str] = None,
+        queue_size: int = QUEUE_SIZE,
+        upload_interval: float = UPLOAD_INTERVAL,
+    ) -> "TrackingSession":
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
         notes: Dict[str, str] = {}
@@ -93,8 +100,11 @@ class TrackingSession:
             errors.append("tracking: %s" % exc)
         if run_id is None:
             run_id = os.environ.get("MLFLOW_RUN_ID") or LOCAL_PREFIX + uuid.uuid4().hex
-            log.warning("tfrepro: tracking server %s unreachable; run %s is spooled locally "
-                        "(upload later with `tfrepro sync`)", strip_url_credentials(uri or ""), run_id)
+            log.warning(
+                "tfrepro: tracking server %s unreachable; run %s is spooled locally (upload later with `tfrepro sync`)",
+                strip_url_credentials(uri or ""),
+                run_id,
+            )
         header = _header(run_id, experiment_name, run_name, uri)
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
         session = cls(run_id, started, writer, fluent)
@@ -200,8 +210,12 @@ class TrackingSession:
             self._error("close", exc)
             done = False
         if not done:
-            log.warning("tfrepro: run %s is not fully uploaded; its points are in %s: "
-                        "run `tfrepro sync` when the server is back", self.run_id, self.spool_path)
+            log.warning(
+                "tfrepro: run %s is not fully uploaded; its points are in %s: "
+                "run `tfrepro sync` when the server is back",
+                self.run_id,
+                self.spool_path,
+            )
 
     def _end_fluent_run(self, status: str) -> bool:
         """End the MLflow active run. Fails fast when the server is down (the run is still
@@ -226,10 +240,15 @@ class TrackingSession:
 
 def _header(run_id, experiment_name, run_name, uri) -> Dict:
     header = {
-        "run_id": run_id, "experiment_name": experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
+        "run_id": run_id,
+        "experiment_name": experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
         "experiment_id": None if experiment_name else os.environ.get("MLFLOW_EXPERIMENT_ID"),
-        "run_name": run_name, "tracking_uri": strip_url_credentials(uri or "") or None, "start_time": int(time.time() * 1000),
-        "cwd": os.getcwd(), "host": socket.gethostname(), "pid": os.getpid(),
+        "run_name": run_name,
+        "tracking_uri": strip_url_credentials(uri or "") or None,
+        "start_time": int(time.time() * 1000),
+        "cwd": os.getcwd(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     if run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
         try:

@@ -13,6 +13,7 @@ A live session holds an exclusive flock on its .jsonl, so `sync` leaves it alone
 The spool holds the tracking URI, params and the patch: the directory is 0700, files 0600,
 and a directory another user owns (or a symlink) is never used.
 """
+
 from __future__ import annotations
 
 import json
@@ -212,8 +213,9 @@ def read_header(path: str) -> Dict:
     return header if isinstance(header, dict) else {}
 
 
-def read(path: str, offset: int, end: Optional[int] = None, max_entities: int = 1000,
-         handle=None) -> Tuple[List[Dict], int]:
+def read(
+    path: str, offset: int, end: Optional[int] = None, max_entities: int = 1000, handle=None
+) -> Tuple[List[Dict], int]:
     """Whole records from `offset` up to `end` (default EOF), stopping after ~max_entities
     metric points. Returns (records, offset after the last whole line read)."""
     f = handle or open(path, "rb")

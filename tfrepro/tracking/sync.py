@@ -9,6 +9,7 @@ A spool file names directories to upload. sync takes only files the user owns (t
 file itself included), and directories under the run's recorded working directory or its
 own `<run>.files/` next to the spool file: a crafted spool cannot upload ~/.docker.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,8 @@ def resolve_uri(uri: Optional[str], cwd: Optional[str]) -> Optional[str]:
     """A relative sqlite/file URI recorded by a session is relative to its working directory."""
     if uri and cwd:
         for prefix in ("sqlite:///", "file:"):
-            if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-                return prefix + os.path.join(cwd, uri[len(prefix):])
+            if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+                return prefix + os.path.join(cwd, uri[len(prefix) :])
     return uri
 
 
@@ -65,7 +66,7 @@ def stage(directory: str, roots: List[str], into: str, skipped: List[str]) -> Op
     if not any(_under(real, r) for r in roots):
         return None
     target = tempfile.mkdtemp(dir=into)
-    for top, dirs, files in os.walk(real):
+    for top, _dirs, files in os.walk(real):
         for name in files:
             src = os.path.join(top, name)
             try:
@@ -136,8 +137,9 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
             backends[uri] = backend_for(uri)
         backend = backends[uri]
         if not backend.reachable():
-            raise TrackingError("tracking server %s is unreachable; nothing uploaded from %s"
-                                % (strip_url_credentials(uri), path))
+            raise TrackingError(
+                "tracking server %s is unreachable; nothing uploaded from %s" % (strip_url_credentials(uri), path)
+            )
         uploader = RunUploader(backend, header, run_id=state.get("run_id"))
         offset = state.get("offset", 0)
         ended = state.get("ended", False)
@@ -158,7 +160,7 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
             if is_local(header.get("run_id")) and not ended:  # its process died before close()
                 uploader.upload([{"end": "KILLED"}], dedupe=False)
         except Retryable as exc:
-            raise TrackingError("upload from %s stopped (%s); run sync again" % (path, exc))
+            raise TrackingError("upload from %s stopped (%s); run sync again" % (path, exc)) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             result.counts = dict(uploader.counts)
@@ -168,8 +170,9 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
     return result
 
 
-def sync_all(directory: Optional[str] = None, paths: Optional[List[str]] = None,
-             tracking_uri: Optional[str] = None) -> List[FileResult]:
+def sync_all(
+    directory: Optional[str] = None, paths: Optional[List[str]] = None, tracking_uri: Optional[str] = None
+) -> List[FileResult]:
     directory = spool_mod.spool_dir(directory)
     paths = paths if paths is not None else spool_mod.pending_files(directory)
     backends: Dict = {}
@@ -179,7 +182,10 @@ def sync_all(directory: Optional[str] = None, paths: Optional[List[str]] = None,
             results.append(sync_file(p, tracking_uri, backends))
         except Exception as exc:  # one bad file or server must not stop the rest
             failed = FileResult(p)
-            failed.failure = str(exc) if isinstance(exc, (TrackingError, OSError)) \
+            failed.failure = (
+                str(exc)
+                if isinstance(exc, (TrackingError, OSError))
                 else "malformed spool file (%s: %s)" % (type(exc).__name__, exc)
+            )
             results.append(failed)
     return results

@@ -5,6 +5,7 @@ drops points the server already has, keyed by (metric, step, timestamp, value) w
 run; RunUploader makes the calls and, for a run that only has a local id, creates the
 real run first.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,7 +52,7 @@ def plan(records: Iterable[Dict]) -> List[Tuple[str, object]]:
         elif "params" in r:
             extend("params", {k: str(v)[:MAX_PARAM_VALUE] for k, v in r["params"].items()})
         elif "tags" in r:
-            extend("tags", {k: str(v)[:schema.MAX_TAG_VALUE] for k, v in r["tags"].items()})
+            extend("tags", {k: str(v)[: schema.MAX_TAG_VALUE] for k, v in r["tags"].items()})
         elif "text" in r:
             calls.append(("text", (r["text"], r["file"])))
         elif "artifacts" in r:
@@ -117,7 +118,7 @@ class RunUploader:
         if found:
             self.run_id = found
             return found, False
-        tags = {k: str(v)[:schema.MAX_TAG_VALUE] for k, v in (h.get("tags") or {}).items()}
+        tags = {k: str(v)[: schema.MAX_TAG_VALUE] for k, v in (h.get("tags") or {}).items()}
         tags[LOCAL_ID_TAG] = h.get("run_id", "")
         start = int(h.get("start_time") or time.time() * 1000)
         self.run_id = self.backend.create_run(str(experiment_id), h.get("run_name"), start, tags)

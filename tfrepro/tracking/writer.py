@@ -11,6 +11,7 @@ spool in bounded chunks, so memory stays bounded at any logging rate. While the 
 down the uploader backs off (0.5 s doubling to 30 s), then resumes from its marker, first
 re-reading the server's history to skip points a failed call may already have delivered.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -35,8 +36,14 @@ _STOP = object()
 
 
 class Writer:
-    def __init__(self, spool, uploader=None, queue_size: int = QUEUE_SIZE,
-                 upload_interval: float = UPLOAD_INTERVAL, online: bool = True):
+    def __init__(
+        self,
+        spool,
+        uploader=None,
+        queue_size: int = QUEUE_SIZE,
+        upload_interval: float = UPLOAD_INTERVAL,
+        online: bool = True,
+    ):
         self.spool = spool
         self.uploader = uploader  # None: spool only (no server at all)
         self.queue: "queue.Queue" = queue.Queue(queue_size)
@@ -153,8 +160,11 @@ class Writer:
                     next_try = time.monotonic() + self.upload_interval
                 except Retryable as exc:
                     if self.online:
-                        log.warning("tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
-                                    exc, self.spool.path)
+                        log.warning(
+                            "tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
+                            exc,
+                            self.spool.path,
+                        )
                     self.online, self._dedupe = False, True
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                     next_try = time.monotonic() + backoff
