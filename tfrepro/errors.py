@@ -1,22 +1,23 @@
-"""Errors tfrepro raises on purpose. The CLI prints one line for each.
+"""Errors tfrepro raises on purpose. The CLI prints one line for each, and picks the exit
+code from the class (tfrepro/cli/status.py).
 
     TfreproError                 base: str(error) is the one line shown to users
      +-- UsageError              bad option or argument
      +-- RecordError             run unknown, without a tfrepro record, or with a malformed one
+     +-- Refused                 the replay was refused before anything ran (drift, trust, declined)
      +-- TrackingError           the tracking server cannot be reached or refuses
      +-- SourceError             commit missing, patch does not apply
-     +-- DockerError             daemon unreachable, image missing, pull refused
-     |    +-- ContainerFailed    the container (or the job running it) exited non-zero
-     +-- SchedulerError          slurmctld, the Kubernetes API or podman unreachable, or refusing
+     +-- EngineError             an engine (docker, podman, slurm, kubernetes) cannot launch
+          +-- DockerError        daemon unreachable, image missing, pull refused
+          +-- SchedulerError     slurmctld, the Kubernetes API or podman unreachable, or refusing
+          +-- JobFailed          the container (or the job running it) exited non-zero
 
 Anything else escaping to the CLI is a bug.
 """
 
 
 class TfreproError(Exception):
-    """Base class. `exit_code` is what the CLI returns for it."""
-
-    exit_code = 2
+    """Base class: str(error) is the one line the CLI shows."""
 
 
 class UsageError(TfreproError):
@@ -24,6 +25,10 @@ class UsageError(TfreproError):
 
 
 class RecordError(TfreproError):
+    pass
+
+
+class Refused(TfreproError):
     pass
 
 
@@ -35,16 +40,24 @@ class SourceError(TfreproError):
     pass
 
 
-class DockerError(TfreproError):
+class EngineError(TfreproError):
     pass
 
 
-class SchedulerError(TfreproError):
+class DockerError(EngineError):
     pass
 
 
-class ContainerFailed(DockerError):
-    def __init__(self, exit_status, message=None):
+class SchedulerError(EngineError):
+    pass
+
+
+class JobFailed(EngineError):
+    """The container or job exited non-zero; `exit_status` is its status."""
+
+    def __init__(self, exit_status: int, message=None):
         super().__init__(message or "container exited with status %d" % exit_status)
         self.exit_status = exit_status
-        self.exit_code = exit_status or 1
+
+
+ContainerFailed = JobFailed  # the name before 0.6

@@ -1,6 +1,7 @@
 """The `tfrepro` command. Each subcommand lives in its own module and stays thin.
 
-main() catches tfrepro's own errors and prints one line: no tracebacks for bad input.
+main() catches tfrepro's own errors and prints one line: no tracebacks for bad input. Exit
+codes: tfrepro/cli/status.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import sys
 import click
 
 from tfrepro import __version__
+from tfrepro.cli import output, status
 from tfrepro.errors import TfreproError
-from tfrepro.termsafe import safe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,25 +34,26 @@ def main(argv=None) -> int:
     A command that returns a non-zero code without an error (diff -> 1) calls ctx.exit(code):
     outside standalone mode click.main returns that code.
     """
+    output.install()
     try:
         code = cli.main(args=argv, prog_name="tfrepro", standalone_mode=False)
     except TfreproError as exc:  # its message may quote a record: escaped (termsafe)
-        click.echo("tfrepro: error: %s" % safe(exc), err=True)
-        return exc.exit_code
+        output.error(exc)
+        return status.for_error(exc)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("tfrepro: interrupted", err=True)
-            return 130
-        click.echo("tfrepro: aborted", err=True)
-        return 1
+            output.note("interrupted")
+            return status.INTERRUPTED
+        output.note("aborted")
+        return status.REFUSED
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        click.echo("tfrepro: error: %s" % safe(exc.format_message()), err=True)
-        return 2
+        output.error(exc.format_message())
+        return status.USAGE
     except KeyboardInterrupt:
-        click.echo("tfrepro: interrupted", err=True)
-        return 130
+        output.note("interrupted")
+        return status.INTERRUPTED
     return code if isinstance(code, int) else 0
 
 
