@@ -35,3 +35,33 @@ def safe(text) -> str:
 def safe_lines(text) -> str:
     """safe() for each line of a multi-line text that tfrepro composed from record strings."""
     return "\n".join(safe(line) for line in str(text or "").split("\n"))
+
+
+def _needs_ansi_c(word: str) -> bool:
+    return word != word.translate(_TABLE)
+
+
+def shell_quote(word) -> str:
+    """shlex.quote, except that a word holding a control or bidi character is ANSI-C quoted
+    ($'a\\nb', as bash, zsh and ksh read it), so a recorded newline can never start a line."""
+    import shlex
+
+    word = str(word)
+    if not _needs_ansi_c(word):
+        return shlex.quote(word)
+    out = []
+    for char in word:
+        code = ord(char)
+        if char in "\\'":
+            out.append("\\" + char)
+        elif code in _TABLE:
+            named = _NAMED.get(char)
+            out.append(named if named else ("\\x%02x" % code if code < 0x100 else "\\u%04x" % code))
+        else:
+            out.append(char)
+    return "$'" + "".join(out) + "'"
+
+
+def shell_join(words) -> str:
+    """shlex.join with shell_quote: one line, whatever the words hold."""
+    return " ".join(shell_quote(word) for word in words)

@@ -34,3 +34,25 @@ def test_no_control_character_survives():
 
 def test_non_strings():
     assert safe(None) == "" and safe(3) == "3" and safe(["a\n"]) == repr(["a\n"])
+
+
+def test_shell_join_keeps_a_recorded_newline_on_one_line():
+    from tfrepro.termsafe import shell_join
+
+    argv = ["python", "train.py", "x\n  FAKE LINE C: tfrepro: all checks passed", "it's", "\x1b[2J", "a\u202eb"]
+    line = shell_join(argv)
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert line == (
+        "python train.py $'x\\n  FAKE LINE C: tfrepro: all checks passed' 'it'\"'\"'s' $'\\x1b[2J' $'a\\u202eb'"
+    )
+
+
+def test_shell_join_means_the_same_words_to_bash(tmp_path):
+    import subprocess
+
+    from tfrepro.termsafe import shell_join
+
+    argv = ["a\nb", "tab\there", "quote'\\", "plain words", "\x7f\x01", "bidi\u2066x"]
+    script = "for w in %s; do printf '%%s\\0' \"$w\"; done" % shell_join(argv)
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
+    assert out.decode("utf-8").split("\0")[:-1] == argv
