@@ -141,8 +141,8 @@ def schema_reference():
         "`TAG_KEYS`: every tag key a run can carry besides `%s<name>` (one per key package) and the"
         " numbered data groups `%s<n>.<field>` and input groups `%s<context>.<field>`. A fact that"
         " is unknown is left out, never tagged `None`; a value longer than %d characters is cut and"
-        " ends in `%s`." % (schema.PACKAGE_PREFIX, schema.DATA_PREFIX, schema.INPUT_PREFIX, schema.MAX_TAG_VALUE,
-                            schema.TRUNCATED),
+        " ends in `%s`."
+        % (schema.PACKAGE_PREFIX, schema.DATA_PREFIX, schema.INPUT_PREFIX, schema.MAX_TAG_VALUE, schema.TRUNCATED),
         "",
     ]
     out += ["- `%s`" % key for key in sorted(schema.TAG_KEYS)]
