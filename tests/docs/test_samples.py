@@ -8,8 +8,11 @@ the README against the tree. Fast: no services, no TensorFlow, no MLflow.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -214,3 +217,26 @@ def test_the_cli_reference_is_generated_from_every_command():
     page = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
     assert ":module: tfrepro.cli" in page and ":command: cli" in page
     assert cli.commands, "no commands registered"
+
+
+def test_the_built_cli_reference_lists_every_command_and_option(tmp_path):
+    """The strict build passes, and its CLI page has every command and option of `--help`."""
+    pytest.importorskip("mkdocs", reason="the docs tools: pip install -e '.[docs]'")
+    pytest.importorskip("mkdocs_click", reason="the docs tools: pip install -e '.[docs]'")
+    site = tmp_path / "site"
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    for name, command in cli.commands.items():
+        assert "tfrepro %s" % name in page, name
+        for param in command.params:
+            for option in param.opts if isinstance(param, click.Option) else ():
+                assert option in page, "tfrepro %s %s is missing from the CLI reference" % (name, option)
