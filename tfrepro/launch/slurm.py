@@ -111,7 +111,9 @@ def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden
     image_at = len(argv) - len(spec.command) - 1
     job_env = [word for name in JOB_VARS for word in ("-e", name)]
     options = (
-        ['--name "$container"'] + _gpu_words(runtime, spec.gpus) + [shlex.quote(word) for word in argv[3:image_at] + job_env]
+        ['--name "$container"']
+        + _gpu_words(runtime, spec.gpus)
+        + [shlex.quote(word) for word in argv[3:image_at] + job_env]
     )
     lines = [
         'container="tfrepro-${SLURM_JOB_ID}"',
@@ -166,7 +168,9 @@ def _pyxis_lines(spec: LaunchSpec, hidden: Sequence[str]) -> List[str]:
         options.append("--container-mounts=" + ",".join(mounts))
     if spec.env:
         options.append("--container-env=" + ",".join(sorted(spec.env)))
-    return lines + _continued("exec srun", [shlex.quote(word) for word in options], [shlex.quote(word) for word in spec.command])
+    return lines + _continued(
+        "exec srun", [shlex.quote(word) for word in options], [shlex.quote(word) for word in spec.command]
+    )
 
 
 def batch_script(
