@@ -77,10 +77,10 @@ def resolve(client, ref: str) -> Resolved:
         found = ref if digest else pick_repo_digest(image.attrs.get("RepoDigests"), repo)
         return Resolved(ref, found, image.id)
     try:
-        data = client.images.get_registry_data(ref)
+        registry_data = client.images.get_registry_data(ref)
     except Exception as exc:
         raise DockerError("image %s is neither local nor in its registry: %s" % (ref, _one_line(exc))) from None
-    return Resolved(ref, "%s@%s" % (repo, data.id), None)
+    return Resolved(ref, "%s@%s" % (repo, registry_data.id), None)
 
 
 def _pull_line(event: Dict[str, object]) -> Optional[str]:

@@ -31,7 +31,7 @@ T = TypeVar("T")
 class Engine(Protocol):
     """What every engine does, in the order a launch calls it:
 
-        engine = get(name, options)           state is set here, and never changed after
+        engine = get(name, options)           all its state is set here (a client opens on first use)
         engine.check(spec, source)            refuse what this engine cannot run, before any run exists
         engine.preview(spec, hidden, source)  the exact text that would be submitted (--dry-run prints it)
         engine.announce(spec, hidden, source) the line(s) shown when it is submitted
@@ -278,7 +278,12 @@ def _secret_names(hidden: Sequence[str]) -> Tuple[str, ...]:
     return tuple(name for name in hidden if name != "MLFLOW_RUN_ID")
 
 
-ENGINES = {"docker": Docker, "podman": Podman, "slurm": Slurm, "kubernetes": Kubernetes}
+ENGINES: Dict[str, Callable[[settings.Options], Engine]] = {
+    "docker": Docker,
+    "podman": Podman,
+    "slurm": Slurm,
+    "kubernetes": Kubernetes,
+}
 
 
 def get(name: str, options: settings.Options) -> Engine:

@@ -155,10 +155,10 @@ def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bo
 def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
     """The training container's exit code, once the kubelet has reported it."""
     while True:
-        found = core.read_namespaced_pod(pod, namespace)
-        code = _terminated(found, CONTAINER)
+        reported = core.read_namespaced_pod(pod, namespace)
+        code = _terminated(reported, CONTAINER)
         if code is not None:
             return code
-        if found.status.phase == "Failed":
+        if reported.status.phase == "Failed":
             return 1
         time.sleep(poll)

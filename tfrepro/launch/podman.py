@@ -140,9 +140,9 @@ def run(
             return process.wait()
         except KeyboardInterrupt:
             if label:
-                found = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
-                if found:
-                    _podman(["stop", "--time", "10"] + found, timeout=60)
+                container_ids = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
+                if container_ids:
+                    _podman(["stop", "--time", "10"] + container_ids, timeout=60)
             process.terminate()
             process.wait()
             raise
