@@ -7,20 +7,19 @@ import subprocess
 import pytest
 
 from tests.conftest import git, make_repo
-from tfrepro.launch import hooks as H
-from tfrepro.launch import kubernetes as K
-from tfrepro.launch import podman as P
-from tfrepro.launch import spec as S
+from tfrepro.launch import hooks, kubernetes
+from tfrepro.launch import podman as podman_cli  # `podman` is the fixture
+from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_podman_resolves_pulls_and_runs_by_digest(podman, test_image):
-    resolved = P.resolve(test_image.ref)
+    resolved = podman_cli.resolve(test_image.ref)
     assert resolved.digest == test_image.digest_ref  # the registry's digest, as docker sees it
-    P.ensure_image(resolved.digest, lambda line: None)
+    podman_cli.ensure_image(resolved.digest)
     # podman, unlike docker, refuses a working directory the image lacks: tfrepro always mounts it
-    spec = S.LaunchSpec(
+    spec = LaunchSpec(
         image=resolved.digest,
         command=("sh", "-c", "echo $GREETING; exit 5"),
         workdir="/tmp",
@@ -28,13 +27,13 @@ def test_podman_resolves_pulls_and_runs_by_digest(podman, test_image):
         labels={"tfrepro.test": "1"},
     )
     chunks = []
-    assert P.run(P.podman_argv(spec), chunks.append) == 5
+    assert podman_cli.run(podman_cli.podman_argv(spec), chunks.append) == 5
     assert b"".join(chunks) == b"hello from podman\n"
 
 
 def test_podman_missing_image_is_one_error(podman):
     with pytest.raises(Exception, match="podman could not pull 127.0.0.1:5555/tfrepro-nosuch:latest"):
-        P.resolve("127.0.0.1:5555/tfrepro-nosuch:latest")
+        podman_cli.resolve("127.0.0.1:5555/tfrepro-nosuch:latest")
 
 
 def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_cleanup, tmp_path):
@@ -46,13 +45,18 @@ def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_
     (repo / "later.py").write_text("x = 2\n")  # a later commit must not leak in
     git(repo, "add", "later.py")
     git(repo, "commit", "-q", "-m", "later")
-    spec = S.LaunchSpec(
+    spec = LaunchSpec(
         image=test_image.digest_ref,
         command=("python", "train.py"),
-        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("<hook>", H.HOOK_DIR, True, "hook")),
+        mounts=(Mount("<checkout>", "/workspace", False, "repo"), Mount("<hook>", hooks.HOOK_DIR, True, "hook")),
     )
-    job = K.to_dict(
-        K.build_job(spec, K.Source("file:///src", commit, patch), K.KubernetesOptions(), hook=H.hook_source())
+    job = kubernetes.to_dict(
+        kubernetes.build_job(
+            spec,
+            kubernetes.Source("file:///src", commit, patch),
+            kubernetes.KubernetesOptions(),
+            hook=hooks.hook_source(),
+        )
     )
     init = job["spec"]["template"]["spec"]["initContainers"][0]
     out, hook = tmp_path / "workspace", tmp_path / "hook"
@@ -71,7 +75,7 @@ def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_
         "-v",
         "%s:/workspace" % out,
         "-v",
-        "%s:%s" % (hook, H.HOOK_DIR),
+        "%s:%s" % (hook, hooks.HOOK_DIR),
     ]
     for item in init["env"]:
         argv += ["-e", "%s=%s" % (item["name"], item["value"])]
@@ -79,4 +83,4 @@ def test_the_jobs_init_container_checks_out_commit_and_patch(test_image, docker_
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "tfrepro: checked out %s with the recorded patch" % commit
     assert (out / "train.py").read_text() == "print('patched')\n" and not (out / "later.py").exists()
-    assert (hook / "sitecustomize.py").read_text() == H.hook_source()
+    assert (hook / "sitecustomize.py").read_text() == hooks.hook_source()

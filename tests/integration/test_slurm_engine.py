@@ -2,6 +2,7 @@
 no controller, and a generated batch script running the test image with Docker and Podman."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,10 +13,9 @@ import pytest
 
 from tests.cluster_fixtures import last_job_id
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import engines
-from tfrepro.launch import slurm as L
-from tfrepro.launch import slurm_job as J
-from tfrepro.launch import spec as S
+from tfrepro.launch import engines, slurm_job
+from tfrepro.launch import slurm as slurm_script  # `slurm` is the fixture
+from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytestmark = pytest.mark.slow
 
@@ -25,34 +25,49 @@ def script(tmp_path, body):
     return "#!/bin/bash\n#SBATCH --output=%s\n%s\n" % (output, body), output
 
 
+@pytest.fixture
+def logged():
+    """The lines the engine logs (the CLI shows them as `tfrepro: ...`)."""
+    lines, logger = [], logging.getLogger("tfrepro.launch.slurm_job")
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def submit(text, output, env=None):
-    chunks, facts, lines = [], {}, []
-    status = J.submit(text, env or dict(os.environ), output, chunks.append, facts.update, lines.append)
-    return status, b"".join(chunks).decode(), facts, lines
+    chunks, facts = [], {}
+    status = slurm_job.submit(text, env or dict(os.environ), output, chunks.append, facts.update)
+    return status, b"".join(chunks).decode(), facts
 
 
 def show(job_id):
-    return J.parse_show_job(
+    return slurm_job.parse_show_job(
         subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
     )
 
 
-def test_output_streams_and_the_exit_code_passes_through(slurm, tmp_path):
+def test_output_streams_and_the_exit_code_passes_through(slurm, tmp_path, logged):
     text, output = script(tmp_path, "echo one; sleep 3; echo two; exit 3")
-    status, out, facts, lines = submit(text, output)
+    status, out, facts = submit(text, output)
     assert status == 3
     assert out == "one\ntwo\n"
     assert facts["job_id"].isdigit() and facts["partition"] == slurm
     assert facts["nodes"] == os.uname().nodename and facts["cluster"] == "tfrepro"
     assert show(facts["job_id"])["JobState"] == "FAILED"
-    assert lines[-1] == "Slurm job %s: FAILED, exit code 3:0" % facts["job_id"]
+    assert logged[0] == "submitted Slurm job %s" % facts["job_id"]
+    assert logged[-1] == "Slurm job %s: FAILED, exit code 3:0" % facts["job_id"]
 
 
 def test_sigterm_cancels_the_job(slurm, tmp_path):
     text, output = script(tmp_path, "echo started; sleep 120")
     code = (
-        "import os, sys\nfrom tfrepro.launch import slurm_job as J\n"
-        "J.submit(sys.stdin.read(), dict(os.environ), %r, lambda b: (sys.stdout.buffer.write(b), "
+        "import os, sys\nfrom tfrepro.launch import slurm_job\n"
+        "slurm_job.submit(sys.stdin.read(), dict(os.environ), %r, lambda b: (sys.stdout.buffer.write(b), "
         "sys.stdout.flush()), lambda f: print('job', f['job_id'], flush=True))\n" % output
     )
     proc = subprocess.Popen(
@@ -93,17 +108,17 @@ def test_generated_script_runs_the_image_and_the_job_is_captured(
     slurm, podman, test_image, docker_cleanup, tmp_path, runtime
 ):
     """The container sees the Slurm job: the scheduler source records it from inside."""
-    spec = S.LaunchSpec(
+    spec = LaunchSpec(
         image=test_image.digest_ref,
         command=("python", "-m", "tfrepro", "env", "--json"),
-        mounts=(S.Mount(str(tmp_path), "/workspace", False, "repo"),),
+        mounts=(Mount(str(tmp_path), "/workspace", False, "repo"),),
         env={"TFREPRO_IMAGE_DIGEST": test_image.digest_ref, "SECRET_TOKEN": "s3cret"},
         labels={"tfrepro.run_id": "0" * 32},
     )
     output = str(tmp_path / "tfrepro-%j.out")
-    options = L.check_options(L.SlurmOptions(partition=slurm, time="10", runtime=runtime), spec)
-    text = L.batch_script(spec, options, output)
-    status, out, facts, _ = submit(text, output, engines.caller_env(spec, (), os.environ))
+    options = slurm_script.check_options(slurm_script.SlurmOptions(partition=slurm, time="10", runtime=runtime), spec)
+    text = slurm_script.batch_script(spec, options, output)
+    status, out, facts = submit(text, output, engines.caller_env(spec, (), os.environ))
     assert status == 0, out[-2000:]
     record = json.loads(out[out.index("{") :])
     assert record["scheduler"] == {

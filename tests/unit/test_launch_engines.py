@@ -6,8 +6,8 @@ import pytest
 
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.launch import engines, settings
-from tfrepro.launch import spec as S
 from tfrepro.launch.kubernetes import Source
+from tfrepro.launch.spec import LaunchSpec, Mount, parse_mount
 
 DIGEST = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 SOURCE = Source("https://git.example/x.git", "a" * 40)
@@ -17,12 +17,12 @@ def spec(**changes):
     fields = dict(
         image=DIGEST,
         command=("python", "train.py"),
-        mounts=(S.Mount("/co", "/workspace", False, "repo"),),
+        mounts=(Mount("/co", "/workspace", False, "repo"),),
         env={"MLFLOW_TRACKING_URI": "http://m:5000"},
         labels={"tfrepro.run_id": "0" * 32},
     )
     fields.update(changes)
-    return S.LaunchSpec(**fields)
+    return LaunchSpec(**fields)
 
 
 def test_an_option_of_another_engine_is_refused():
@@ -93,12 +93,32 @@ def test_recorded_engine_settings_are_untrusted():
 
 def test_a_gres_derived_from_gpus_is_not_recorded():
     engine = engines.get("slurm", settings.options_from("slurm", {}))
+    before = vars(engine).copy()
     engine.check(spec(gpus="2"), None)
-    assert engine.options.gres == "gpu:2" and "gres" not in engine.settings()
+    assert vars(engine) == before  # check() changes nothing
+    assert "#SBATCH --gres=gpu:2\n" in engine.preview(spec(gpus="2"), [], None)
+    assert "gres" not in engine.settings()
+
+
+@pytest.mark.parametrize("name", settings.NAMES)
+def test_every_engine_has_the_protocols_methods_and_no_base_class(name):
+    engine = engines.get(name, settings.Options())
+    assert engine.name == name and type(engine).__mro__ == (type(engine), object)
+    for method in ("check", "preview", "announce", "resolve", "prepare", "image_env", "run", "settings"):
+        assert callable(getattr(engine, method)), method
+    assert engine.settings()["backend"] == name
+
+
+def test_a_daemon_is_reached_on_first_use_only(monkeypatch):
+    connections = []
+    monkeypatch.setattr(engines.docker, "connect", lambda: connections.append(1) or object())
+    engine = engines.get("docker", settings.Options())
+    assert "docker run" in engine.preview(spec(), [], None) and connections == []
+    assert engine.client() is engine.client() and connections == [1]
 
 
 def test_refusals_before_anything_runs():
-    claim = spec(mounts=spec().mounts + (S.Mount("pvc:data", "/data", True, "user"),))
+    claim = spec(mounts=spec().mounts + (Mount("pvc:data", "/data", True, "user"),))
     for name in ("docker", "podman", "slurm"):
         with pytest.raises(UsageError, match="pvc:data: a PersistentVolumeClaim mount needs --on kubernetes"):
             engines.get(name, settings.Options()).check(claim, SOURCE)
@@ -110,11 +130,11 @@ def test_refusals_before_anything_runs():
 
 
 def test_pvc_mounts_parse_only_for_kubernetes():
-    assert S.parse_mount("pvc:datasets:/data:ro", allow_claims=True) == S.Mount("pvc:datasets", "/data", True, "user")
+    assert parse_mount("pvc:datasets:/data:ro", allow_claims=True) == Mount("pvc:datasets", "/data", True, "user")
     with pytest.raises(UsageError, match="needs --on kubernetes"):
-        S.parse_mount("pvc:datasets:/data")
+        parse_mount("pvc:datasets:/data")
     with pytest.raises(UsageError, match="must be an absolute path or a volume name"):
-        S.parse_mount("pvc:../x:/data", allow_claims=True)
+        parse_mount("pvc:../x:/data", allow_claims=True)
 
 
 def test_kubernetes_preview_is_yaml_or_json():

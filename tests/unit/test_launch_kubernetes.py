@@ -10,17 +10,19 @@ import pytest
 import yaml
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import kubernetes as K
-from tfrepro.launch import spec as S
+from tfrepro.launch import kubernetes
+from tfrepro.launch.spec import LaunchSpec, Mount
 
-kubernetes = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
+kubernetes_package = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install 'tfrepro[test]'")
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "launch"
 DIGEST = "registry.example/ml/tf@sha256:" + "ab" * 32
 RUN_ID = "0123456789abcdef0123456789abcdef"
-SOURCE = K.Source("https://git.example/ml/train.git", "3f2a" + "0" * 36, "diff --git a/x b/x\n--- a/x\n+++ b/x\n")
-OPTIONS = K.KubernetesOptions(namespace="ml-team", service_account="trainer", image_pull_secret="regcred")
+SOURCE = kubernetes.Source(
+    "https://git.example/ml/train.git", "3f2a" + "0" * 36, "diff --git a/x b/x\n--- a/x\n+++ b/x\n"
+)
+OPTIONS = kubernetes.KubernetesOptions(namespace="ml-team", service_account="trainer", image_pull_secret="regcred")
 
 
 def spec(**changes):
@@ -29,10 +31,10 @@ def spec(**changes):
         command=("python", "examples/train.py", "--epochs", "2"),
         subdir="examples",
         mounts=(
-            S.Mount("<checkout>", "/workspace", False, "repo"),
-            S.Mount("pvc:datasets", "/data", True, "user"),
-            S.Mount("/scratch", "/scratch", False, "user"),
-            S.Mount("<hook>", "/opt/tfrepro-hook", True, "hook"),
+            Mount("<checkout>", "/workspace", False, "repo"),
+            Mount("pvc:datasets", "/data", True, "user"),
+            Mount("/scratch", "/scratch", False, "user"),
+            Mount("<hook>", "/opt/tfrepro-hook", True, "hook"),
         ),
         env={
             "MLFLOW_TRACKING_URI": "http://mlflow.ml-team:5000",
@@ -46,22 +48,22 @@ def spec(**changes):
         labels={"tfrepro.run_id": RUN_ID},
     )
     fields.update(changes)
-    return S.LaunchSpec(**fields)
+    return LaunchSpec(**fields)
 
 
 HOOK = "print('the launch hook')\n"
 
 
 def job(**changes):
-    return K.build_job(spec(**changes), SOURCE, K.check_options(OPTIONS), hook=HOOK)
+    return kubernetes.build_job(spec(**changes), SOURCE, kubernetes.check_options(OPTIONS), hook=HOOK)
 
 
 def manifest(**changes):
-    return K.to_dict(job(**changes))
+    return kubernetes.to_dict(job(**changes))
 
 
 def test_golden_manifest():
-    text = K.to_yaml(job())
+    text = kubernetes.to_yaml(job())
     path = GOLDEN / "kubernetes-job.yaml"
     if os.environ.get("TFREPRO_UPDATE_GOLDEN"):
         path.write_text(text)
@@ -104,13 +106,13 @@ def test_what_the_pod_gets():
 
 def test_round_trip_through_the_clients_api_client():
     built = job()
-    data = json.dumps(K.to_dict(built))
+    data = json.dumps(kubernetes.to_dict(built))
 
     class Response:
         def __init__(self, text):
             self.data = text
 
-    again = kubernetes.client.ApiClient().deserialize(Response(data), "V1Job")
+    again = kubernetes_package.client.ApiClient().deserialize(Response(data), "V1Job")
     assert again == built
 
 
@@ -134,7 +136,7 @@ def test_dry_run_without_a_run_yet():
 
 
 def test_yaml_keeps_the_checkout_script_readable():
-    text = K.to_yaml(job())
+    text = kubernetes.to_yaml(job())
     assert "- |\n" in text and yaml.safe_load(text) == manifest()
 
 
@@ -144,18 +146,18 @@ def test_yaml_keeps_the_checkout_script_readable():
         ({"image": "sha256:" + "0" * 64}, "malformed image digest"),
         ({"gpus": "all"}, "number of GPUs"),
         (
-            {"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("/db", "/db", False, "tracking"))},
+            {"mounts": (Mount("<checkout>", "/workspace", False, "repo"), Mount("/db", "/db", False, "tracking"))},
             "http\\(s\\) tracking server",
         ),
         (
-            {"mounts": (S.Mount("<checkout>", "/workspace", False, "repo"), S.Mount("cache", "/cache", False, "user"))},
+            {"mounts": (Mount("<checkout>", "/workspace", False, "repo"), Mount("cache", "/cache", False, "user"))},
             "pvc:CLAIM",
         ),
         (
             {
                 "mounts": (
-                    S.Mount("<checkout>", "/workspace", False, "repo"),
-                    S.Mount("pvc:Bad_Name", "/d", False, "user"),
+                    Mount("<checkout>", "/workspace", False, "repo"),
+                    Mount("pvc:Bad_Name", "/d", False, "user"),
                 )
             },
             "claim name",
@@ -170,15 +172,26 @@ def test_refusals(changes, message):
 
 def test_option_and_source_checks():
     with pytest.raises(UsageError, match="--namespace"):
-        K.check_options(K.KubernetesOptions(namespace="ML_Team"))
+        kubernetes.check_options(kubernetes.KubernetesOptions(namespace="ML_Team"))
     with pytest.raises(UsageError, match="--image-pull-secret"):
-        K.check_options(K.KubernetesOptions(image_pull_secret="a b"))
+        kubernetes.check_options(kubernetes.KubernetesOptions(image_pull_secret="a b"))
     with pytest.raises(UsageError, match="remote"):
-        K.build_job(spec(), K.Source("", SOURCE.commit), OPTIONS)
+        kubernetes.build_job(spec(), kubernetes.Source("", SOURCE.commit), OPTIONS)
     with pytest.raises(UsageError, match="too large"):
-        K.build_job(spec(), K.Source(SOURCE.remote, SOURCE.commit, "x" * (K.MAX_PATCH + 1)), OPTIONS)
+        kubernetes.build_job(
+            spec(), kubernetes.Source(SOURCE.remote, SOURCE.commit, "x" * (kubernetes.MAX_PATCH + 1)), OPTIONS
+        )
 
 
 def test_quantities_and_secret_names():
-    assert [K.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == ["8Gi", "512Mi", "16Ki", "1024", None]
-    assert K.secret_env_names(spec(), ["MLFLOW_TRACKING_URI"]) == ["MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI"]
+    assert [kubernetes.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == [
+        "8Gi",
+        "512Mi",
+        "16Ki",
+        "1024",
+        None,
+    ]
+    assert kubernetes.secret_env_names(spec(), ["MLFLOW_TRACKING_URI"]) == [
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_URI",
+    ]

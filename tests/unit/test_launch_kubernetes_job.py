@@ -2,7 +2,11 @@
 local HTTP server that answers with recorded API responses (no live cluster can run here)."""
 
 import json
+import logging
+import os
+import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -10,9 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import kubernetes as K
-from tfrepro.launch import kubernetes_job as KJ
-from tfrepro.launch import spec as S
+from tfrepro.launch import kubernetes, kubernetes_job
+from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
 
@@ -89,30 +92,48 @@ def api_server(tmp_path, monkeypatch):
     server.httpd.shutdown()
 
 
+@pytest.fixture
+def logged():
+    """The lines the engine logs (the CLI shows them as `tfrepro: ...`)."""
+    lines, logger = [], logging.getLogger("tfrepro.launch.kubernetes_job")
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def the_job():
-    spec = S.LaunchSpec(
+    spec = LaunchSpec(
         image="registry.example/ml/tf@sha256:" + "ab" * 32,
         command=("python", "train.py"),
-        mounts=(S.Mount("<checkout>", "/workspace", False, "repo"),),
+        mounts=(Mount("<checkout>", "/workspace", False, "repo"),),
         env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
         labels={"tfrepro.run_id": RUN_ID},
     )
-    return K.build_job(spec, K.Source("https://git.example/x.git", "a" * 40), K.KubernetesOptions(namespace="ml-team"))
+    return kubernetes.build_job(
+        spec,
+        kubernetes.Source("https://git.example/x.git", "a" * 40),
+        kubernetes.KubernetesOptions(namespace="ml-team"),
+    )
 
 
 def submit(server, write=None):
-    out, facts, lines = [], {}, []
-    status = KJ.submit(the_job(), KJ.connect(), write or out.append, facts.update, lines.append, poll=0.01)
-    return status, b"".join(out), facts, lines
+    out, facts = [], {}
+    status = kubernetes_job.submit(the_job(), kubernetes_job.connect(), write or out.append, facts.update, poll=0.01)
+    return status, b"".join(out), facts
 
 
-def test_submit_wait_stream_and_exit_code(api_server):
+def test_submit_wait_stream_and_exit_code(api_server, logged):
     api_server.on("POST", JOBS, (201, recorded("job-created.json")))
     api_server.on("GET", PODS, recorded("pods-none.json"), recorded("pods-pending.json"), recorded("pods-running.json"))
     api_server.on("GET", PODS + "/" + POD + "/log", b"tfrepro: checked out aaaa\n", container="checkout")
     api_server.on("GET", PODS + "/" + POD + "/log", b"epoch 1/2\nepoch 2/2\n", container="train")
     api_server.on("GET", PODS + "/" + POD, recorded("pod-running.json"), recorded("pod-succeeded.json"))
-    status, out, facts, lines = submit(api_server)
+    status, out, facts = submit(api_server)
     assert status == 0
     assert out == b"tfrepro: checked out aaaa\nepoch 1/2\nepoch 2/2\n"
     assert facts == {
@@ -122,9 +143,9 @@ def test_submit_wait_stream_and_exit_code(api_server):
         "pod": POD,
         "nodes": "gpu-node-7",
     }
-    assert lines[0] == "created Job ml-team/" + NAME and "is Pending" in lines[1]
+    assert logged[0] == "created Job ml-team/" + NAME and "is Pending" in logged[1]
     method, path, query, body, auth = api_server.seen("POST", JOBS)[0]
-    assert auth == "Bearer t0ken" and json.loads(body) == K.to_dict(the_job())
+    assert auth == "Bearer t0ken" and json.loads(body) == kubernetes.to_dict(the_job())
     _, _, query, _, _ = api_server.seen("GET", PODS)[0]
     assert query["labelSelector"] == ["job-name=" + NAME]
     follow = [r for r in api_server.seen("GET", PODS + "/" + POD + "/log") if r[2]["container"] == ["train"]]
@@ -144,7 +165,7 @@ def test_a_failed_checkout_returns_its_status(api_server):
     api_server.on("POST", JOBS, (201, recorded("job-created.json")))
     api_server.on("GET", PODS, recorded("pods-checkout-failed.json"))
     api_server.on("GET", PODS + "/" + POD + "/log", b"fatal: couldn't find remote ref\n", container="checkout")
-    status, out, _, _ = submit(api_server)
+    status, out, _ = submit(api_server)
     assert status == 128 and b"couldn't find remote ref" in out
 
 
@@ -158,19 +179,32 @@ def test_an_image_that_cannot_be_pulled_is_one_error_and_the_job_is_deleted(api_
     assert query["propagationPolicy"] == ["Background"]  # the pod goes with the Job
 
 
-def test_ctrl_c_deletes_the_job(api_server):
+def ctrl_c():
+    raise KeyboardInterrupt()
+
+
+def sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler raises here
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm])
+def test_ctrl_c_or_sigterm_deletes_the_job(api_server, logged, stop):
     api_server.on("POST", JOBS, (201, recorded("job-created.json")))
     api_server.on("GET", PODS, recorded("pods-running.json"))
     api_server.on("GET", PODS + "/" + POD + "/log", b"epoch 1/2\n", container="train")
     api_server.on("DELETE", JOBS + "/" + NAME, recorded("status-deleted.json"))
+    before = signal.getsignal(signal.SIGTERM)
 
     def interrupted(chunk):
         if b"epoch" in chunk:
-            raise KeyboardInterrupt()
+            stop()
 
     with pytest.raises(KeyboardInterrupt):
         submit(api_server, interrupted)
     assert len(api_server.seen("DELETE", JOBS + "/" + NAME)) == 1
+    assert logged[-1] == "deleting Job ml-team/" + NAME
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_refusal_is_one_line(api_server):
@@ -190,4 +224,4 @@ def test_no_configuration_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(SchedulerError, match="no Kubernetes configuration"):
-        KJ.connect()
+        kubernetes_job.connect()

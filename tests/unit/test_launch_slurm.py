@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import engines
-from tfrepro.launch import slurm as L
-from tfrepro.launch import slurm_job as J
-from tfrepro.launch import spec as S
+from tfrepro.launch import engines, slurm, slurm_job
+from tfrepro.launch.spec import LaunchSpec, Mount
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "launch"
@@ -22,7 +20,7 @@ def spec(**changes):
     fields = dict(
         image=DIGEST,
         command=("python", "examples/train.py", "--epochs", "2"),
-        mounts=(S.Mount("/shared/checkout", "/workspace", False, "repo"), S.Mount("/data", "/data", True, "user")),
+        mounts=(Mount("/shared/checkout", "/workspace", False, "repo"), Mount("/data", "/data", True, "user")),
         env={
             "MLFLOW_TRACKING_URI": "http://mlflow.internal:5000",
             "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
@@ -35,7 +33,7 @@ def spec(**changes):
         labels={"tfrepro.run_id": "0123456789abcdef0123456789abcdef"},
     )
     fields.update(changes)
-    return S.LaunchSpec(**fields)
+    return LaunchSpec(**fields)
 
 
 def golden(name, text):
@@ -45,10 +43,10 @@ def golden(name, text):
     assert text == path.read_text(), "%s differs (TFREPRO_UPDATE_GOLDEN=1 rewrites it)" % name
 
 
-@pytest.mark.parametrize("runtime", L.RUNTIMES)
+@pytest.mark.parametrize("runtime", slurm.RUNTIMES)
 def test_batch_script_per_runtime(runtime):
-    options = L.check_options(
-        L.SlurmOptions(
+    options = slurm.check_options(
+        slurm.SlurmOptions(
             partition="gpu",
             time="2:00:00",
             account="ml",
@@ -57,7 +55,7 @@ def test_batch_script_per_runtime(runtime):
         ),
         spec(),
     )
-    script = L.batch_script(spec(), options, OUTPUT, title="tfrepro run")
+    script = slurm.batch_script(spec(), options, OUTPUT, title="tfrepro run")
     golden("slurm-%s.sh" % runtime, script)
     assert "s3cret" not in script  # a secret value is never written; sbatch exports it
     assert "--gres=gpu:2" in script and "--mem=8192M" in script
@@ -74,72 +72,77 @@ def test_secret_values_travel_in_sbatch_environment_only():
 
 
 def test_gres_derived_from_gpus_unless_given():
-    assert L.check_options(L.SlurmOptions(), spec(gpus="4")).gres == "gpu:4"
-    assert L.check_options(L.SlurmOptions(), spec(gpus=None)).gres is None
-    assert L.check_options(L.SlurmOptions(gres="gpu:h200:2"), spec(gpus="all")).gres == "gpu:h200:2"
+    assert slurm.check_options(slurm.SlurmOptions(), spec(gpus="4")).gres == "gpu:4"
+    assert slurm.check_options(slurm.SlurmOptions(), spec(gpus=None)).gres is None
+    assert slurm.check_options(slurm.SlurmOptions(gres="gpu:h200:2"), spec(gpus="all")).gres == "gpu:h200:2"
     with pytest.raises(UsageError, match="how many GPUs"):
-        L.check_options(L.SlurmOptions(), spec(gpus="all"))
+        slurm.check_options(slurm.SlurmOptions(), spec(gpus="all"))
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        (L.SlurmOptions(partition="gpu;rm"), "--partition"),
-        (L.SlurmOptions(account="-x"), "--account"),
-        (L.SlurmOptions(time="2 hours"), "--time"),
-        (L.SlurmOptions(nodes=0), "--nodes"),
-        (L.SlurmOptions(runtime="singularity"), "--runtime"),
-        (L.SlurmOptions(gres="gpu 2"), "--gres"),
-        (L.SlurmOptions(sbatch_args=("--comment=a b",)), "--sbatch-arg"),
-        (L.SlurmOptions(sbatch_args=("--wait",)), "sets that itself"),
-        (L.SlurmOptions(sbatch_args=("--export=NONE",)), "sets that itself"),
+        (slurm.SlurmOptions(partition="gpu;rm"), "--partition"),
+        (slurm.SlurmOptions(account="-x"), "--account"),
+        (slurm.SlurmOptions(time="2 hours"), "--time"),
+        (slurm.SlurmOptions(nodes=0), "--nodes"),
+        (slurm.SlurmOptions(runtime="singularity"), "--runtime"),
+        (slurm.SlurmOptions(gres="gpu 2"), "--gres"),
+        (slurm.SlurmOptions(sbatch_args=("--comment=a b",)), "--sbatch-arg"),
+        (slurm.SlurmOptions(sbatch_args=("--wait",)), "sets that itself"),
+        (slurm.SlurmOptions(sbatch_args=("--export=NONE",)), "sets that itself"),
     ],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):
-        L.check_options(options, spec())
+        slurm.check_options(options, spec())
 
 
 def test_time_formats():
     for value in ("30", "30:00", "2:00:00", "1-12", "1-12:30:00", "UNLIMITED"):
-        assert L.check_options(L.SlurmOptions(time=value), spec()).time == value
+        assert slurm.check_options(slurm.SlurmOptions(time=value), spec()).time == value
 
 
 def test_no_gpus_no_gpu_words_and_multi_node_uses_srun():
-    options = L.check_options(L.SlurmOptions(nodes=2), spec(gpus=None, memory=None))
-    script = L.batch_script(spec(gpus=None, memory=None), options, OUTPUT)
+    options = slurm.check_options(slurm.SlurmOptions(nodes=2), spec(gpus=None, memory=None))
+    script = slurm.batch_script(spec(gpus=None, memory=None), options, OUTPUT)
     assert "--gres" not in script and "--gpus" not in script and "--mem" not in script
     assert '\nsrun --ntasks-per-node=1 docker run --rm \\\n  --name "$container" \\\n  --network host \\\n' in script
 
 
 def test_memory_and_enroot_forms():
-    assert [L.memory_mb(v) for v in ("512m", "8g", "1048577", "16k", None)] == ["512M", "8192M", "2M", "1M", None]
+    assert [slurm.memory_mb(v) for v in ("512m", "8g", "1048577", "16k", None)] == ["512M", "8192M", "2M", "1M", None]
     assert (
-        L.enroot_image("nvcr.io/nvidia/tensorflow@sha256:" + "0" * 64) == "nvcr.io#nvidia/tensorflow@sha256:" + "0" * 64
+        slurm.enroot_image("nvcr.io/nvidia/tensorflow@sha256:" + "0" * 64)
+        == "nvcr.io#nvidia/tensorflow@sha256:" + "0" * 64
     )
-    assert L.enroot_image("localhost/x@sha256:" + "0" * 64) == "localhost#x@sha256:" + "0" * 64
-    assert L.enroot_image("library/ubuntu@sha256:" + "0" * 64) == "library/ubuntu@sha256:" + "0" * 64
+    assert slurm.enroot_image("localhost/x@sha256:" + "0" * 64) == "localhost#x@sha256:" + "0" * 64
+    assert slurm.enroot_image("library/ubuntu@sha256:" + "0" * 64) == "library/ubuntu@sha256:" + "0" * 64
     with pytest.raises(UsageError, match="malformed image digest"):
-        L.enroot_image("nvcr.io/nvidia/tensorflow:22.07-tf2-py3")
+        slurm.enroot_image("nvcr.io/nvidia/tensorflow:22.07-tf2-py3")
 
 
 def test_pyxis_refuses_mount_paths_it_cannot_express():
-    bad = spec(mounts=(S.Mount("/data,x", "/data", False, "user"),))
-    options = L.check_options(L.SlurmOptions(runtime="pyxis"), bad)
+    bad = spec(mounts=(Mount("/data,x", "/data", False, "user"),))
+    options = slurm.check_options(slurm.SlurmOptions(runtime="pyxis"), bad)
     with pytest.raises(UsageError, match="pyxis cannot mount"):
-        L.batch_script(bad, options, OUTPUT)
+        slurm.batch_script(bad, options, OUTPUT)
 
 
 def test_job_facts_from_recorded_scontrol_output():
     """`scontrol show job -o` as slurmctld 22.05 printed it for a finished and a cancelled job."""
-    done = J.job_facts(J.parse_show_job((FIXTURES / "scheduler" / "scontrol-show-job-completed.txt").read_text()))
+    done = slurm_job.job_facts(
+        slurm_job.parse_show_job((FIXTURES / "scheduler" / "scontrol-show-job-completed.txt").read_text())
+    )
     assert done == {"job_id": "10", "partition": "debug", "nodes": "vm", "state": "COMPLETED", "exit_code": "0:0"}
-    cancelled = J.job_facts(J.parse_show_job((FIXTURES / "scheduler" / "scontrol-show-job-cancelled.txt").read_text()))
+    cancelled = slurm_job.job_facts(
+        slurm_job.parse_show_job((FIXTURES / "scheduler" / "scontrol-show-job-cancelled.txt").read_text())
+    )
     assert cancelled["state"] == "CANCELLED" and cancelled["exit_code"] == "0:15"
 
 
 def test_exit_status_from_scontrol():
-    assert [J.exit_status(v, 99) for v in ("0:0", "3:0", "0:15", "0:9", "", None, "x:y")] == [
+    assert [slurm_job.exit_status(v, 99) for v in ("0:0", "3:0", "0:15", "0:9", "", None, "x:y")] == [
         0,
         3,
         143,

@@ -5,11 +5,13 @@
     launcher.py      the MLflow run around a launch: create, record, close
     run.py           `tfrepro run` itself (options -> spec -> engine)
     settings.py      `--on` and the engines' options, and their recorded form
-    engines.py       one interface over the engines, chosen by `--on`
+    engines.py       the Engine protocol and one small class per engine, chosen by `--on`
     docker.py        Docker Engine (docker-py)
     podman.py        the podman CLI
     slurm.py         batch script (pure); slurm_job.py submits, streams, cancels
     kubernetes.py    batch/v1 Job (pure); kubernetes_job.py submits, waits, streams, deletes
+    cluster_images.py  the image policy of slurm and kubernetes (the node pulls by digest)
+    commands.py      the CLI tools podman and Slurm are driven by; signals.py: SIGTERM as Ctrl-C
 
 Engines translate the spec; none re-derives it.
 """

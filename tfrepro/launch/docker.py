@@ -1,19 +1,19 @@
 """The Docker side, kept thin: connect, resolve a reference to its digest, pull, run.
 
-Errors become DockerError with one line. docker-py is imported lazily.
+Errors become DockerError with one line. docker-py is imported lazily. Progress is logged
+(the `tfrepro` logger); the container's output goes to the `write` callable run() is given.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Optional
 
-import click
-
 from tfrepro import imageref
 from tfrepro.errors import DockerError
-from tfrepro.termsafe import safe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ def local_image(client, ref: str):
 
 def pick_repo_digest(repo_digests: Iterable[str], repo: str) -> Optional[str]:
     """The RepoDigest of `repo` if the image has one, else None."""
-    for item in repo_digests or ():
-        if imageref.repository(item) == repo:
-            return item
+    for repo_digest in repo_digests or ():
+        if imageref.repository(repo_digest) == repo:
+            return repo_digest
     return None
 
 
@@ -77,10 +77,10 @@ def resolve(client, ref: str) -> Resolved:
         found = ref if digest else pick_repo_digest(image.attrs.get("RepoDigests"), repo)
         return Resolved(ref, found, image.id)
     try:
-        data = client.images.get_registry_data(ref)
+        registry_data = client.images.get_registry_data(ref)
     except Exception as exc:
         raise DockerError("image %s is neither local nor in its registry: %s" % (ref, _one_line(exc))) from None
-    return Resolved(ref, "%s@%s" % (repo, data.id), None)
+    return Resolved(ref, "%s@%s" % (repo, registry_data.id), None)
 
 
 def _pull_line(event: Dict[str, object]) -> Optional[str]:
@@ -91,34 +91,17 @@ def _pull_line(event: Dict[str, object]) -> Optional[str]:
     return None
 
 
-def pull(client, digest_ref: str, out=None):
-    """Pull by digest, showing progress: one bar on a terminal, one line per layer otherwise."""
+def pull(client, digest_ref: str):
+    """Pull by digest, logging one line per finished layer (escaped by the log handler: a
+    registry's words)."""
     imageref.check_digest_ref(digest_ref, DockerError)
-    out = out or sys.stderr
     repo, _, digest = imageref.split(digest_ref)
-    layers: Dict[str, list] = {}
-    tty = hasattr(out, "isatty") and out.isatty()
     try:
-        stream = client.api.pull(repo, tag=digest, stream=True, decode=True)
-        if tty:
-            with click.progressbar(length=1, label="pulling " + digest[:19], file=out) as bar:
-                for event in stream:
-                    _check(event, digest_ref)
-                    detail = event.get("progressDetail") or {}
-                    if event.get("id") and detail.get("total"):
-                        layers[event["id"]] = [detail.get("current", 0), detail["total"]]
-                    if event.get("status") in ("Pull complete", "Already exists") and event.get("id") in layers:
-                        layers[event["id"]][0] = layers[event["id"]][1]
-                    total = sum(t for _, t in layers.values()) or 1
-                    bar.length = total
-                    bar.pos = 0
-                    bar.update(sum(c for c, _ in layers.values()))
-        else:
-            for event in stream:
-                _check(event, digest_ref)
-                line = _pull_line(event)
-                if line:
-                    click.echo(safe(line), file=out)  # a registry's words: escaped
+        for event in client.api.pull(repo, tag=digest, stream=True, decode=True):
+            _check(event, digest_ref)
+            line = _pull_line(event)
+            if line:
+                log.info(line, extra={"bare": True})
     except DockerError:
         raise
     except Exception as exc:
@@ -134,15 +117,15 @@ def _check(event: Dict[str, object], ref: str) -> None:
         raise DockerError("cannot pull %s: %s" % (ref, (str(event["error"]).strip().splitlines() or ["?"])[0][:300]))
 
 
-def ensure_image(client, image: str, out=None) -> None:
+def ensure_image(client, image: str) -> None:
     """Make `image` (repo@sha256 or a local id) present, pulling by digest when missing."""
-    out = out or sys.stderr
     if local_image(client, image) is not None:
-        click.echo("tfrepro: image %s is present" % image, file=out)
+        log.info("image %s is present", image)
         return
     if imageref.is_image_id(image):
         raise DockerError("image %s is not on this host (the run was replayable on its host only)" % image)
-    pull(client, image, out)
+    log.info("pulling %s", image)
+    pull(client, image)
 
 
 def run(client, kwargs: Dict[str, object], write: Callable[[bytes], None]) -> int:

@@ -1,63 +1,94 @@
-"""One interface over the engines, for `tfrepro run` and `tfrepro replay` (`--on NAME`).
+"""The engines behind `--on NAME` (docker, podman, slurm, kubernetes), one small class each,
+all shaped by the Engine protocol below. `tfrepro run` and `tfrepro replay` call only get(),
+CLUSTERS and the protocol's methods.
 
-    engine = get(name, options)
-    engine.check(spec, source)            refuse what this engine cannot run, before any run exists
-    engine.preview(spec, hidden, source)  the exact text that would be submitted (--dry-run prints it)
-    engine.announce(...)                  the line(s) shown when it is submitted
-    engine.resolve(ref)                   REF -> Resolved(digest, image id)   (`tfrepro run`)
-    engine.prepare(image)                 make the image present where that is the launcher's job
-    engine.image_env(image)               the image's ENV (the hook keeps its PYTHONPATH)
-    engine.run(spec, hidden, source, on_facts, write) -> exit status; Ctrl-C/SIGTERM cancels
-    engine.settings()                     what launch.json records, so a replay submits the same way
-
-`source` (kubernetes.Source: remote, commit, patch) is what a pod clones; the other engines
-mount the checkout. Every engine takes the same LaunchSpec and translates it; none re-derives it.
+The engines share behaviour through functions, not a base class: refuse_claims() for the
+engines that mount host paths, caller_env() for those that start the container from a command
+line, cluster_images for those whose node pulls the image.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
 from dataclasses import asdict
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
-from tfrepro import imageref, schema
-from tfrepro.errors import DockerError, SchedulerError, UsageError
-from tfrepro.launch import docker, hooks, kubernetes, podman, slurm
-from tfrepro.launch import spec as S
-from tfrepro.launch.settings import NAMES, Options
+from tfrepro import schema
+from tfrepro.errors import UsageError
+from tfrepro.launch import cluster_images, docker, hooks, kubernetes, kubernetes_job, podman, settings, slurm, slurm_job
+from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec, docker_argv, run_kwargs
 from tfrepro.redact import is_secret
 
 CLUSTERS = ("slurm", "kubernetes")  # the job runs on a node: this host's GPUs say nothing about it
-Facts = Callable[[Dict[str, str]], None]
-Write = Callable[[bytes], None]
+OnJobFacts = Callable[[Dict[str, str]], None]  # gets the job's facts (id, nodes...) as the engine learns them
+WriteOutput = Callable[[bytes], None]  # gets the job's output, as it comes
+T = TypeVar("T")
 
 
-def _info(line: str) -> None:
-    import click
+class Engine(Protocol):
+    """What every engine does, in the order a launch calls it:
 
-    click.echo("tfrepro: %s" % line, err=True)
+        engine = get(name, options)           all its state is set here (a client opens on first use)
+        engine.check(spec, source)            refuse what this engine cannot run, before any run exists
+        engine.preview(spec, hidden, source)  the exact text that would be submitted (--dry-run prints it)
+        engine.announce(spec, hidden, source) the line(s) shown when it is submitted
+        engine.resolve(ref)                   REF -> docker.Resolved(digest, image id)   (`tfrepro run`)
+        engine.prepare(image)                 make the image present where that is the launcher's job
+        engine.image_env(image)               the image's ENV (the hook keeps its PYTHONPATH)
+        engine.run(spec, hidden, source, on_facts, write) -> exit status; Ctrl-C/SIGTERM cancels
+        engine.settings()                     what launch.json records, so a replay submits the same way
+
+    `spec` is the LaunchSpec: every engine translates it, none re-derives it. `hidden` names
+    the variables whose values stay out of what is shown or written (the engine passes them by
+    name). `source` (kubernetes.Source: remote, commit, patch) is what a pod clones; the other
+    engines mount the checkout. run() streams the job's output to write(), reports the job's
+    facts to on_facts() and returns the exit status (a non-zero status is returned, not
+    raised); it raises EngineError when the engine cannot launch, KeyboardInterrupt once
+    the job is cancelled.
+    """
+
+    name: str
+
+    def check(self, spec: LaunchSpec, source: Optional[kubernetes.Source]) -> None: ...
+
+    def preview(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+
+    def announce(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+
+    def resolve(self, ref: str) -> docker.Resolved: ...
+
+    def prepare(self, image: str) -> None: ...
+
+    def image_env(self, image: str) -> Dict[str, str]: ...
+
+    def run(
+        self,
+        spec: LaunchSpec,
+        hidden: Sequence[str],
+        source: Optional[kubernetes.Source],
+        on_facts: OnJobFacts,
+        write: WriteOutput,
+    ) -> int: ...
+
+    def settings(self) -> Dict[str, object]: ...
 
 
 class Docker:
+    """Docker Engine on this host (docker-py); the daemon is reached on first use only."""
+
     name = "docker"
 
-    def __init__(self, options: Options):
-        self._client = None
+    def __init__(self, options: settings.Options):
+        self.client = _once(docker.connect)
 
-    def client(self):
-        if self._client is None:
-            self._client = docker.connect()
-        return self._client
-
-    def check(self, spec: S.LaunchSpec, source: Optional[kubernetes.Source]) -> None:
-        claims = [m.source for m in spec.mounts if m.source.startswith(S.CLAIM_PREFIX)]
-        if claims:
-            raise UsageError("%s: a PersistentVolumeClaim mount needs --on kubernetes" % claims[0])
+    def check(self, spec, source) -> None:
+        refuse_claims(spec)
 
     def preview(self, spec, hidden, source) -> str:
-        return shlex.join(S.docker_argv(spec, hidden))
+        return shlex.join(docker_argv(spec, hidden))
 
     def announce(self, spec, hidden, source) -> str:
         return self.preview(spec, hidden, source)
@@ -71,70 +102,68 @@ class Docker:
     def image_env(self, image: str) -> Dict[str, str]:
         return hooks.image_env(self.client(), image)
 
-    def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
-        return docker.run(self.client(), S.run_kwargs(spec), write)
+    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
+        return docker.run(self.client(), run_kwargs(spec), write)
 
     def settings(self) -> Dict[str, object]:
         return {"backend": self.name}
 
 
-class Podman(Docker):
+class Podman:
+    """The podman CLI on this host, for sites without a Docker daemon."""
+
     name = "podman"
+
+    def __init__(self, options: settings.Options):
+        pass  # podman takes no options of its own
+
+    def check(self, spec, source) -> None:
+        refuse_claims(spec)
 
     def preview(self, spec, hidden, source) -> str:
         return shlex.join(podman.podman_argv(spec, hidden))
+
+    def announce(self, spec, hidden, source) -> str:
+        return self.preview(spec, hidden, source)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return podman.resolve(ref)
 
     def prepare(self, image: str) -> None:
-        podman.ensure_image(image, _info)
+        podman.ensure_image(image)
 
     def image_env(self, image: str) -> Dict[str, str]:
         return podman.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
+    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
         on_facts({"runtime": "podman"})
         label = "%s=%s" % (schema.RUN_ID_LABEL, spec.labels.get(schema.RUN_ID_LABEL))
         return podman.run(podman.podman_argv(spec, hidden), write, caller_env(spec, hidden, os.environ), label)
 
-
-class _Cluster(Docker):
-    """The job's node pulls the image by digest: nothing to pull here. The image's ENV is read
-    from this host's Docker or Podman when either has the image, else left out."""
-
-    def resolve(self, ref: str) -> docker.Resolved:
-        return resolve_for_cluster(ref)
-
-    def prepare(self, image: str) -> None:
-        pass
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        try:
-            return hooks.image_env(docker.connect(), image) or podman.image_env(image)
-        except (DockerError, SchedulerError):
-            return {}
+    def settings(self) -> Dict[str, object]:
+        return {"backend": self.name}
 
 
-class Slurm(_Cluster):
-    """docker or podman in the job pull a missing digest; pyxis (enroot) imports it."""
+class Slurm:
+    """A batch script submitted with sbatch; docker or podman in the job pull a missing digest,
+    pyxis (enroot) imports it."""
 
     name = "slurm"
 
-    def __init__(self, options: Options):
-        super().__init__(options)
-        self.given = self.options = options.slurm
+    def __init__(self, options: settings.Options):
+        self.options = options.slurm  # as given: a --gres derived from --gpus is derived again on replay
 
     def check(self, spec, source) -> None:
-        super().check(spec, source)
-        imageref.check_digest_ref(spec.image, _needs_digest)
-        self.options = slurm.check_options(self.given, spec)
+        self._job_options(spec)
+
+    def _job_options(self, spec: LaunchSpec) -> slurm.SlurmOptions:
+        """The options the script is written with: checked, --gres derived from the spec's GPUs."""
+        refuse_claims(spec)
+        cluster_images.check_pullable(spec.image)
+        return slurm.check_options(self.options, spec)
 
     def preview(self, spec, hidden, source) -> str:
-        from tfrepro.launch import slurm_job
-
-        self.check(spec, source)
-        return slurm.batch_script(spec, self.options, slurm_job.output_pattern(), hidden)
+        return slurm.batch_script(spec, self._job_options(spec), slurm_job.output_pattern(), hidden)
 
     def announce(self, spec, hidden, source) -> str:
         return "submitting this batch script with %s:\n%s" % (
@@ -142,119 +171,122 @@ class Slurm(_Cluster):
             self.preview(spec, hidden, source),
         )
 
+    def resolve(self, ref: str) -> docker.Resolved:
+        return cluster_images.resolve(ref)
+
     def prepare(self, image: str) -> None:
-        from tfrepro.launch import slurm_job
+        slurm_job.check_controller()  # before any MLflow run exists; the node pulls the image
 
-        slurm_job.check_controller()  # before any MLflow run exists
+    def image_env(self, image: str) -> Dict[str, str]:
+        return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
-        from tfrepro.launch import slurm_job
-
+    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
         script = self.preview(spec, hidden, source)
         on_facts({"runtime": self.options.runtime})
-        return slurm_job.submit(
-            script, caller_env(spec, hidden, os.environ), slurm_job.output_pattern(), write, on_facts, _info
-        )
+        environment = caller_env(spec, hidden, os.environ)
+        return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
     def settings(self) -> Dict[str, object]:
         """The options as given: a --gres derived from --gpus is derived again on replay."""
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.given).items()}
-        return dict({k: v for k, v in values.items() if v not in (None, [])}, backend=self.name)
+        values = {
+            key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self.options).items()
+        }
+        return dict({key: value for key, value in values.items() if value not in (None, [])}, backend=self.name)
 
 
-class Kubernetes(_Cluster):
+class Kubernetes:
+    """A batch/v1 Job created with the user's kubeconfig; the pod clones the commit."""
+
     name = "kubernetes"
 
-    def __init__(self, options: Options):
-        super().__init__(options)
+    def __init__(self, options: settings.Options):
         self.options = options.kubernetes
-        self.context, self.output = options.kube_context, options.output
+        self.kube_context = options.kube_context
+        self.manifest_format = options.output  # what --dry-run prints: yaml or json
+        self.apis = _once(functools.partial(kubernetes_job.connect, context=options.kube_context))
 
-    def job(self, spec, source, hidden: Sequence[str] = ()):
-        if self.output not in ("yaml", "json"):
-            raise UsageError("-o must be yaml or json, not %r" % self.output)
+    def job(self, spec: LaunchSpec, source: Optional[kubernetes.Source], hidden: Sequence[str] = ()):
+        """The V1Job this engine submits for `spec`; UsageError for what it cannot run."""
+        if self.manifest_format not in ("yaml", "json"):
+            raise UsageError("-o must be yaml or json, not %r" % self.manifest_format)
         if source is None:
             raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
-        hook = hooks.hook_source() if any(m.kind == "hook" for m in spec.mounts) else ""
-        return kubernetes.build_job(spec, source, kubernetes.check_options(self.options), _secrets(hidden), hook)
+        hook = hooks.hook_source() if any(mount.kind == "hook" for mount in spec.mounts) else ""
+        options = kubernetes.check_options(self.options)
+        return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook)
 
     def check(self, spec, source) -> None:
         self.job(spec, source)
 
     def preview(self, spec, hidden, source) -> str:
         job = self.job(spec, source, hidden)
-        if self.output == "json":
+        if self.manifest_format == "json":
             return json.dumps(kubernetes.to_dict(job), indent=2)
         return kubernetes.to_yaml(job)
 
     def announce(self, spec, hidden, source) -> str:
         job = self.job(spec, source, hidden)
-        names = kubernetes.secret_env_names(spec, _secrets(hidden))
+        names = kubernetes.secret_env_names(spec, _secret_names(hidden))
         line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
         if names:
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
 
+    def resolve(self, ref: str) -> docker.Resolved:
+        return cluster_images.resolve(ref)
+
     def prepare(self, image: str) -> None:
-        from tfrepro.launch import kubernetes_job
+        self.apis()  # the kubeconfig is read before any run exists; the node pulls the image
 
-        self.apis = kubernetes_job.connect(context=self.context)  # the kubeconfig is read before any run exists
+    def image_env(self, image: str) -> Dict[str, str]:
+        return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: Facts, write: Write) -> int:
-        from tfrepro.launch import kubernetes_job
-
-        job = self.job(spec, source, hidden)
-        apis = getattr(self, "apis", None) or kubernetes_job.connect(context=self.context)
-        return kubernetes_job.submit(job, apis, write, on_facts, _info)
+    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
+        return kubernetes_job.submit(self.job(spec, source, hidden), self.apis(), write, on_facts)
 
     def settings(self) -> Dict[str, object]:
-        values = {k: v for k, v in asdict(self.options).items() if v is not None}
-        if self.context:
-            values["kube_context"] = self.context
+        values = {key: value for key, value in asdict(self.options).items() if value is not None}
+        if self.kube_context:
+            values["kube_context"] = self.kube_context
         return dict(values, backend=self.name)
 
 
-def caller_env(spec: S.LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
+def _once(connect: Callable[[], T]) -> Callable[[], T]:
+    """connect() on the first call, not before (a dry run reaches no daemon, no API server),
+    then the same client on every call."""
+    return functools.lru_cache(maxsize=None)(connect)
+
+
+def refuse_claims(spec: LaunchSpec) -> None:
+    """A PersistentVolumeClaim exists only on Kubernetes: every other engine refuses one."""
+    claims = [mount.source for mount in spec.mounts if mount.source.startswith(CLAIM_PREFIX)]
+    if claims:
+        raise UsageError("%s: a PersistentVolumeClaim mount needs --on kubernetes" % claims[0])
+
+
+def caller_env(spec: LaunchSpec, hidden: Sequence[str], environ: Mapping[str, str]) -> Dict[str, str]:
     """The environment of a process that starts the container from a command line (podman,
     sbatch): ours, plus the values that line names (`-e NAME`) but does not contain."""
     env = dict(environ)
-    env.update({k: v for k, v in spec.env.items() if is_secret(k) or k in hidden})
+    env.update({name: value for name, value in spec.env.items() if is_secret(name) or name in hidden})
     return env
 
 
-def _secrets(hidden: Sequence[str]) -> Tuple[str, ...]:
+def _secret_names(hidden: Sequence[str]) -> Tuple[str, ...]:
     """Names whose values go through a Secret. MLFLOW_RUN_ID is hidden in a preview only
     because it is not known yet: it is no secret."""
     return tuple(name for name in hidden if name != "MLFLOW_RUN_ID")
 
 
-def _needs_digest(message: str) -> UsageError:
-    return UsageError("%s: a cluster's node pulls the image from a registry, by digest" % message)
+ENGINES: Dict[str, Callable[[settings.Options], Engine]] = {
+    "docker": Docker,
+    "podman": Podman,
+    "slurm": Slurm,
+    "kubernetes": Kubernetes,
+}
 
 
-def resolve_for_cluster(ref: str) -> docker.Resolved:
-    """A digest for a cluster to pull: as given, or resolved by this host's Docker or Podman."""
-    imageref.check_image_ref(ref)
-    try:
-        found = docker.resolve(docker.connect(), ref)
-    except DockerError:
-        if imageref.split(ref)[2]:  # a digest needs no resolving; only its image id stays unknown
-            return docker.Resolved(ref, ref, None)
-        try:
-            found = podman.resolve(ref)
-        except SchedulerError:
-            raise UsageError(
-                "cannot resolve %s to a digest here (neither Docker nor Podman): pass --image repo@sha256:..." % ref
-            ) from None
-    if not found.digest:
-        raise UsageError("image %s is in no registry: a cluster cannot pull it (push it first)" % ref)
-    return found
-
-
-ENGINES = {"docker": Docker, "podman": Podman, "slurm": Slurm, "kubernetes": Kubernetes}
-
-
-def get(name: str, options: Options):
+def get(name: str, options: settings.Options) -> Engine:
     if name not in ENGINES:
-        raise UsageError("--on must be one of %s, not %r" % (", ".join(NAMES), name))
+        raise UsageError("--on must be one of %s, not %r" % (", ".join(settings.NAMES), name))
     return ENGINES[name](options)

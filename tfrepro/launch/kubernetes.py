@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
-from tfrepro.launch import spec as S
+from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec
 from tfrepro.redact import is_secret
 
 CONTAINER = "train"
@@ -104,33 +104,33 @@ def job_name(run_id: Optional[str]) -> str:
     return "tfrepro-" + (run_id or NEW_RUN)
 
 
-def _volumes(spec: S.LaunchSpec, client):
+def _volumes(spec: LaunchSpec, client):
     """(pod volumes, container mounts) for the spec's mounts, shm and the downward API."""
     volumes, mounts = [], []
-    for i, m in enumerate(spec.mounts):
-        name = "%s-%d" % (m.kind, i)
-        if m.kind in ("repo", "hook"):  # filled by the init container
+    for index, mount in enumerate(spec.mounts):
+        name = "%s-%d" % (mount.kind, index)
+        if mount.kind in ("repo", "hook"):  # filled by the init container
             source = {"empty_dir": client.V1EmptyDirVolumeSource()}
-        elif m.kind in ("tracking", "docker-socket"):
+        elif mount.kind in ("tracking", "docker-socket"):
             raise UsageError(
                 "--on kubernetes: %s cannot be mounted into a pod (%s); use an http(s) tracking server"
-                % (m.source, "a local tracking store" if m.kind == "tracking" else "the Docker socket")
+                % (mount.source, "a local tracking store" if mount.kind == "tracking" else "the Docker socket")
             )
-        elif m.source.startswith(S.CLAIM_PREFIX):
-            claim = m.source[len(S.CLAIM_PREFIX) :]
+        elif mount.source.startswith(CLAIM_PREFIX):
+            claim = mount.source[len(CLAIM_PREFIX) :]
             if not DNS_SUBDOMAIN_RE.match(claim):
-                raise UsageError("volume %r: %r is not a valid claim name" % (m.source, claim))
+                raise UsageError("volume %r: %r is not a valid claim name" % (mount.source, claim))
             source = {
                 "persistent_volume_claim": client.V1PersistentVolumeClaimVolumeSource(
-                    claim_name=claim, read_only=m.read_only or None
+                    claim_name=claim, read_only=mount.read_only or None
                 )
             }
-        elif m.source.startswith("/"):
-            source = {"host_path": client.V1HostPathVolumeSource(path=m.source)}
+        elif mount.source.startswith("/"):
+            source = {"host_path": client.V1HostPathVolumeSource(path=mount.source)}
         else:
-            raise UsageError("volume %r: on kubernetes use pvc:CLAIM:/path or an absolute host path" % m.source)
+            raise UsageError("volume %r: on kubernetes use pvc:CLAIM:/path or an absolute host path" % mount.source)
         volumes.append(client.V1Volume(name=name, **source))
-        mounts.append(client.V1VolumeMount(name=name, mount_path=m.target, read_only=m.read_only or None))
+        mounts.append(client.V1VolumeMount(name=name, mount_path=mount.target, read_only=mount.read_only or None))
     if spec.shm_size:
         volumes.append(
             client.V1Volume(
@@ -155,7 +155,7 @@ def _volumes(spec: S.LaunchSpec, client):
     return volumes, mounts
 
 
-def _env(spec: S.LaunchSpec, secret_names: Sequence[str], options: KubernetesOptions, name: str, client):
+def _env(spec: LaunchSpec, secret_names: Sequence[str], options: KubernetesOptions, name: str, client):
     env = []
     for key, value in spec.env.items():
         if is_secret(key) or key in secret_names:
@@ -187,7 +187,7 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8", "surrogateescape")).decode("ascii")
 
 
-def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
+def _init_container(spec: LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
     patch = _b64(source.patch) if source.patch.strip() else None
     if patch and len(patch) > MAX_PATCH:
         raise UsageError(
@@ -215,7 +215,7 @@ def _init_container(spec: S.LaunchSpec, source: Source, repo_mount, hook_mount, 
 
 
 def build_job(
-    spec: S.LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (), hook: str = ""
+    spec: LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (), hook: str = ""
 ):
     """The V1Job for `spec` (options through check_options() first); `hook` is the text of
     the launch hook (sitecustomize.py) when the spec mounts it."""
@@ -289,6 +289,6 @@ def to_yaml(job) -> str:
     return yaml.dump(to_dict(job), Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1000)
 
 
-def secret_env_names(spec: S.LaunchSpec, secret_names: Sequence[str] = ()) -> List[str]:
+def secret_env_names(spec: LaunchSpec, secret_names: Sequence[str] = ()) -> List[str]:
     """What the env Secret must hold (`kubectl create secret generic NAME --from-literal=...`)."""
-    return sorted(k for k in spec.env if is_secret(k) or k in secret_names)
+    return sorted(name for name in spec.env if is_secret(name) or name in secret_names)

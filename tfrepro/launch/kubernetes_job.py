@@ -7,14 +7,17 @@ talking to a local HTTP server that answers with recorded API responses.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import signal
-import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
 from tfrepro.errors import SchedulerError
+from tfrepro.launch import signals
 from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
+
+log = logging.getLogger(__name__)
 
 POLL = 1.0
 # a pod that waits for one of these will not start by itself
@@ -45,8 +48,6 @@ def _one_line(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if status and body:
         try:
-            import json
-
             return "%s %s: %s" % (status, reason, json.loads(body).get("message", ""))[:300]
         except (ValueError, AttributeError):
             pass
@@ -54,22 +55,16 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-class _Terminated(Exception):
-    pass
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 def submit(
     job,
     apis,
     write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda f: None,
-    log: Callable[[str], None] = lambda line: None,
+    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
     poll: float = POLL,
 ) -> int:
+    """Create the Job, wait for its pod, stream the checkout's then the training's logs to
+    `write`, return the training container's exit code (the checkout's when it failed).
+    Ctrl-C or SIGTERM deletes the Job and re-raises KeyboardInterrupt."""
     batch, core = apis
     namespace, name = job.metadata.namespace, job.metadata.name
     try:
@@ -77,27 +72,24 @@ def submit(
     except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
         raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
     on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid})
-    log("created Job %s/%s" % (namespace, name))
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
-    try:
-        pod = _wait_for_pod(core, namespace, name, poll, log)
-        on_facts({"pod": pod.metadata.name, "nodes": pod.spec.node_name or ""})
-        _copy_logs(core, namespace, pod.metadata.name, INIT_CONTAINER, write, follow=False)
-        if _terminated(pod, INIT_CONTAINER, init=True) not in (None, 0):
-            return _terminated(pod, INIT_CONTAINER, init=True)
-        _copy_logs(core, namespace, pod.metadata.name, CONTAINER, write, follow=True)
-        return _exit_code(core, namespace, pod.metadata.name, poll)
-    except (KeyboardInterrupt, _Terminated):
-        log("deleting Job %s/%s" % (namespace, name))
-        _delete(batch, namespace, name)
-        raise KeyboardInterrupt() from None
-    except SchedulerError:
-        _delete(batch, namespace, name)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    log.info("created Job %s/%s", namespace, name)
+    with signals.terminating():
+        try:
+            pod = _wait_for_pod(core, namespace, name, poll)
+            on_facts({"pod": pod.metadata.name, "nodes": pod.spec.node_name or ""})
+            _copy_logs(core, namespace, pod.metadata.name, INIT_CONTAINER, write, follow=False)
+            checkout_status = _terminated(pod, INIT_CONTAINER, init=True)
+            if checkout_status not in (None, 0):
+                return checkout_status
+            _copy_logs(core, namespace, pod.metadata.name, CONTAINER, write, follow=True)
+            return _exit_code(core, namespace, pod.metadata.name, poll)
+        except KeyboardInterrupt:
+            log.info("deleting Job %s/%s", namespace, name)
+            _delete(batch, namespace, name)
+            raise
+        except SchedulerError:
+            _delete(batch, namespace, name)
+            raise
 
 
 def _delete(batch, namespace: str, name: str) -> None:
@@ -109,7 +101,7 @@ def _delete(batch, namespace: str, name: str) -> None:
 
 def _status(pod, container: str, init: bool = False):
     statuses = (pod.status.init_container_statuses if init else pod.status.container_statuses) or []
-    return next((s for s in statuses if s.name == container), None)
+    return next((status for status in statuses if status.name == container), None)
 
 
 def _terminated(pod, container: str, init: bool = False) -> Optional[int]:
@@ -119,9 +111,9 @@ def _terminated(pod, container: str, init: bool = False) -> Optional[int]:
     return None
 
 
-def _wait_for_pod(core, namespace: str, name: str, poll: float, log):
+def _wait_for_pod(core, namespace: str, name: str, poll: float):
     """The Job's pod once its training container runs, or once the pod has ended."""
-    said = None
+    phase_logged = None
     while True:
         pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
         pod = pods[0] if pods else None
@@ -138,9 +130,9 @@ def _wait_for_pod(core, namespace: str, name: str, poll: float, log):
                 status and status.state and (status.state.running or status.state.terminated)
             ):
                 return pod
-            if pod.status.phase != said:
-                said = pod.status.phase
-                log("pod %s is %s" % (pod.metadata.name, said))
+            if pod.status.phase != phase_logged:
+                phase_logged = pod.status.phase
+                log.info("pod %s is %s", pod.metadata.name, phase_logged)
         time.sleep(poll)
 
 
@@ -163,10 +155,10 @@ def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bo
 def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
     """The training container's exit code, once the kubelet has reported it."""
     while True:
-        found = core.read_namespaced_pod(pod, namespace)
-        code = _terminated(found, CONTAINER)
+        reported = core.read_namespaced_pod(pod, namespace)
+        code = _terminated(reported, CONTAINER)
         if code is not None:
             return code
-        if found.status.phase == "Failed":
+        if reported.status.phase == "Failed":
             return 1
         time.sleep(poll)

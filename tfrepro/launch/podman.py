@@ -9,18 +9,21 @@ Inside, the fingerprint sees /run/.containerenv: the recorded runtime is `podman
 from __future__ import annotations
 
 import json
-import signal
+import logging
 import subprocess
-import sys
 from dataclasses import replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import spec as S
+from tfrepro.launch import commands, signals
 from tfrepro.launch.docker import Resolved, pick_repo_digest
+from tfrepro.launch.spec import LaunchSpec, docker_argv
+
+log = logging.getLogger(__name__)
 
 PODMAN = "podman"
+MISSING = "podman not found (apt-get install podman)"
 TIMEOUT = 120
 
 
@@ -29,24 +32,19 @@ def gpu_args(gpus: Optional[str]) -> List[str]:
         return []
     if gpus == "all":
         return ["--device", "nvidia.com/gpu=all"]
-    return [w for i in range(int(gpus)) for w in ("--device", "nvidia.com/gpu=%d" % i)]
+    return [word for index in range(int(gpus)) for word in ("--device", "nvidia.com/gpu=%d" % index)]
 
 
-def podman_argv(spec: S.LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
+def podman_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
     """`podman run ...`: exactly what run() executes (secret values are taken by name from
     podman's environment, as with docker)."""
-    argv = S.docker_argv(replace(spec, gpus=None), hidden)
-    labels = [w for k, v in sorted(spec.labels.items()) for w in ("--label", "%s=%s" % (k, v))]
+    argv = docker_argv(replace(spec, gpus=None), hidden)
+    labels = [word for key, value in sorted(spec.labels.items()) for word in ("--label", "%s=%s" % (key, value))]
     return [PODMAN, "run", "--rm"] + gpu_args(spec.gpus) + labels + argv[3:]
 
 
 def _podman(args: Sequence[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run([PODMAN] + list(args), capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise SchedulerError("podman not found (apt-get install podman)") from None
-    except subprocess.TimeoutExpired:
-        raise SchedulerError("podman %s did not answer within %d s" % (args[0], timeout)) from None
+    return commands.run([PODMAN] + list(args), timeout, MISSING)
 
 
 def _error(result: subprocess.CompletedProcess) -> str:
@@ -75,25 +73,31 @@ def image_env(image: str) -> Dict[str, str]:
     return dict(item.split("=", 1) for item in items if "=" in item)
 
 
-def pull(ref: str, out=None) -> None:
-    """Pull, its progress shown on stderr."""
-    out = out or sys.stderr
+def pull(ref: str) -> None:
+    """Pull, podman's progress lines logged as they come (escaped: a registry's words)."""
+    process = commands.start(
+        [PODMAN, "pull", ref], MISSING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
-        result = subprocess.run([PODMAN, "pull", ref], stdout=subprocess.PIPE, stderr=out, text=True)
-    except FileNotFoundError:
-        raise SchedulerError("podman not found (apt-get install podman)") from None
-    if result.returncode != 0:
+        for line in process.stderr:
+            log.info(line.rstrip("\n"), extra={"bare": True})
+        returncode = process.wait()
+    finally:
+        if process.poll() is None:  # interrupted: the pull stops with us
+            process.kill()
+            process.wait()
+    if returncode != 0:
         raise SchedulerError("podman could not pull %s" % ref)
 
 
-def resolve(ref: str, out=None) -> Resolved:
+def resolve(ref: str) -> Resolved:
     """REF -> the digest its registry serves and the image id, as docker.resolve does; an image
     podman does not have yet is pulled first (podman has no registry-only lookup)."""
     imageref.check_image_ref(ref)
     repo, _, digest = imageref.split(ref)
     image = inspect(ref)
     if image is None:
-        pull(ref, out)
+        pull(ref)
         image = inspect(ref)
         if image is None:
             raise SchedulerError("podman pulled %s but does not have it" % ref)
@@ -103,20 +107,20 @@ def resolve(ref: str, out=None) -> Resolved:
 
 def _qualified(repo: str, image: dict) -> str:
     """podman names Docker Hub images docker.io/library/x: match the repository either way."""
-    for item in image.get("RepoDigests") or ():
-        name = item.rsplit("@", 1)[0]
+    for repo_digest in image.get("RepoDigests") or ():
+        name = repo_digest.rsplit("@", 1)[0]
         if name == repo or name.endswith("/" + repo):
             return name
     return repo
 
 
-def ensure_image(image: str, log: Callable[[str], None], out=None) -> None:
+def ensure_image(image: str) -> None:
     if inspect(image) is not None:
-        log("image %s is present (podman)" % image)
+        log.info("image %s is present (podman)", image)
         return
     if imageref.is_image_id(image):
         raise SchedulerError("image %s is not in podman's store (the run was replayable on its host only)" % image)
-    pull(image, out)
+    pull(image)
 
 
 def run(
@@ -125,42 +129,20 @@ def run(
     env: Optional[Mapping[str, str]] = None,
     label: Optional[str] = None,
 ) -> int:
-    """Run the container, stream its output, return its exit status. Ctrl-C or SIGTERM stops
-    the container labelled `label` (podman stop: SIGTERM, SIGKILL 10 s later; a training as
+    """Run the container, stream its output to `write`, return its exit status. Ctrl-C or SIGTERM
+    stops the container labelled `label` (podman stop: SIGTERM, SIGKILL 10 s later; a training as
     the container's PID 1 ignores SIGTERM), then re-raises KeyboardInterrupt."""
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise SchedulerError("podman not found (apt-get install podman)") from None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
-    try:
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            write(chunk)
-        return proc.wait()
-    except KeyboardInterrupt:
-        if label:
-            found = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
-            if found:
-                _podman(["stop", "--time", "10"] + found, timeout=60)
-        proc.terminate()
-        proc.wait()
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    process = commands.start(argv, MISSING, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with signals.terminating():
+        try:
+            for chunk in iter(lambda: process.stdout.read1(65536), b""):
+                write(chunk)
+            return process.wait()
+        except KeyboardInterrupt:
+            if label:
+                container_ids = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
+                if container_ids:
+                    _podman(["stop", "--time", "10"] + container_ids, timeout=60)
+            process.terminate()
+            process.wait()
+            raise

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
-from tfrepro.launch import spec as S
+from tfrepro.launch.spec import LaunchSpec, docker_argv
 from tfrepro.redact import is_secret
 
 RUNTIMES = ("docker", "podman", "pyxis")
@@ -46,7 +46,7 @@ class SlurmOptions:
     sbatch_args: Tuple[str, ...] = ()  # anything else, one `--opt=value` each
 
 
-def check_options(options: SlurmOptions, spec: S.LaunchSpec) -> SlurmOptions:
+def check_options(options: SlurmOptions, spec: LaunchSpec) -> SlurmOptions:
     """Validate every value that reaches the script; derive --gres and --mem from the spec."""
     for what, value in (("--partition", options.partition), ("--account", options.account)):
         if value is not None and not NAME_RE.match(value):
@@ -100,18 +100,20 @@ def _gpu_words(runtime: str, gpus: Optional[str]) -> List[str]:
     return ['"${gpu_devices[@]}"']  # podman: one CDI device per allocated GPU, built above
 
 
-def container_lines(spec: S.LaunchSpec, runtime: str, nodes: Optional[int], hidden: Sequence[str]) -> List[str]:
+def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden: Sequence[str]) -> List[str]:
     """The script's body: the command that runs the container. scancel's SIGTERM reaches the
     script, which stops the container (a training as the container's PID 1 ignores SIGTERM,
     and a container outlives a killed docker client)."""
     if runtime == "pyxis":
         return _pyxis_lines(spec, hidden)
-    argv = S.docker_argv(replace(spec, gpus=None), hidden)
+    argv = docker_argv(replace(spec, gpus=None), hidden)
     argv[0] = runtime
     image_at = len(argv) - len(spec.command) - 1
-    job_env = [w for name in JOB_VARS for w in ("-e", name)]
+    job_env = [word for name in JOB_VARS for word in ("-e", name)]
     options = (
-        ['--name "$container"'] + _gpu_words(runtime, spec.gpus) + [shlex.quote(w) for w in argv[3:image_at] + job_env]
+        ['--name "$container"']
+        + _gpu_words(runtime, spec.gpus)
+        + [shlex.quote(word) for word in argv[3:image_at] + job_env]
     )
     lines = [
         'container="tfrepro-${SLURM_JOB_ID}"',
@@ -122,8 +124,8 @@ def container_lines(spec: S.LaunchSpec, runtime: str, nodes: Optional[int], hidd
             'gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done'
         )
     prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
-    head = prefix + " ".join(shlex.quote(w) for w in argv[:3])
-    body = _continued(head, options, [shlex.quote(w) for w in argv[image_at:]])
+    head = prefix + " ".join(shlex.quote(word) for word in argv[:3])
+    body = _continued(head, options, [shlex.quote(word) for word in argv[image_at:]])
     body[-1] += " &"
     return (
         lines
@@ -145,16 +147,16 @@ def _continued(head: str, options: List[str], tail: List[str]) -> List[str]:
             groups.append([word])
         else:
             groups[-1].append(word)
-    parts = [head] + ["  " + " ".join(g) for g in groups] + ["  " + " ".join(tail)]
+    parts = [head] + ["  " + " ".join(group) for group in groups] + ["  " + " ".join(tail)]
     return [part + " \\" for part in parts[:-1]] + [parts[-1]]
 
 
-def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
+def _pyxis_lines(spec: LaunchSpec, hidden: Sequence[str]) -> List[str]:
     mounts = []
-    for m in spec.mounts:
-        if "," in m.source or ":" in m.source:
-            raise UsageError("mount source %r: pyxis cannot mount a path with ',' or ':'" % m.source)
-        mounts.append("%s:%s%s" % (m.source, m.target, ":ro" if m.read_only else ""))
+    for mount in spec.mounts:
+        if "," in mount.source or ":" in mount.source:
+            raise UsageError("mount source %r: pyxis cannot mount a path with ',' or ':'" % mount.source)
+        mounts.append("%s:%s%s" % (mount.source, mount.target, ":ro" if mount.read_only else ""))
     lines = []
     if spec.shm_size:
         lines.append("# shm size %s: pyxis containers use the node's /dev/shm" % spec.shm_size)
@@ -166,11 +168,13 @@ def _pyxis_lines(spec: S.LaunchSpec, hidden: Sequence[str]) -> List[str]:
         options.append("--container-mounts=" + ",".join(mounts))
     if spec.env:
         options.append("--container-env=" + ",".join(sorted(spec.env)))
-    return lines + _continued("exec srun", [shlex.quote(w) for w in options], [shlex.quote(w) for w in spec.command])
+    return lines + _continued(
+        "exec srun", [shlex.quote(word) for word in options], [shlex.quote(word) for word in spec.command]
+    )
 
 
 def batch_script(
-    spec: S.LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (), title: str = "tfrepro"
+    spec: LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (), title: str = "tfrepro"
 ) -> str:
     """The whole batch script; `options` must have been through check_options()."""
     run_id = spec.labels.get("tfrepro.run_id") or ""
@@ -186,7 +190,7 @@ def batch_script(
         ("--mem", memory_mb(spec.memory)),
     ]
     lines = ["#!/bin/bash"]
-    lines += ["#SBATCH %s=%s" % (k, v) for k, v in directives if v]
+    lines += ["#SBATCH %s=%s" % (option, value) for option, value in directives if value]
     lines += ["#SBATCH " + arg for arg in options.sbatch_args]
     lines += [
         "# %s: image by digest, the recorded argv, values of secret variables from the" % title,
