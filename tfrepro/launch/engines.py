@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shlex
 from dataclasses import asdict
 from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
@@ -21,6 +20,7 @@ from tfrepro.errors import UsageError
 from tfrepro.launch import cluster_images, docker, hooks, kubernetes, kubernetes_job, podman, settings, slurm, slurm_job
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec, docker_argv, run_kwargs
 from tfrepro.redact import is_secret
+from tfrepro.termsafe import shell_join
 
 CLUSTERS = ("slurm", "kubernetes")  # the job runs on a node: this host's GPUs say nothing about it
 OnJobFacts = Callable[[Dict[str, str]], None]  # gets the job's facts (id, nodes...) as the engine learns them
@@ -88,7 +88,7 @@ class Docker:
         refuse_claims(spec)
 
     def preview(self, spec, hidden, source) -> str:
-        return shlex.join(docker_argv(spec, hidden))
+        return shell_join(docker_argv(spec, hidden))
 
     def announce(self, spec, hidden, source) -> str:
         return self.preview(spec, hidden, source)
@@ -121,7 +121,7 @@ class Podman:
         refuse_claims(spec)
 
     def preview(self, spec, hidden, source) -> str:
-        return shlex.join(podman.podman_argv(spec, hidden))
+        return shell_join(podman.podman_argv(spec, hidden))
 
     def announce(self, spec, hidden, source) -> str:
         return self.preview(spec, hidden, source)

@@ -25,6 +25,7 @@ from tfrepro import imageref
 from tfrepro.errors import UsageError
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec
 from tfrepro.redact import is_secret
+from tfrepro.termsafe import safe
 
 CONTAINER = "train"
 INIT_CONTAINER = "checkout"
@@ -282,8 +283,14 @@ def to_yaml(job) -> str:
     class Dumper(yaml.SafeDumper):
         pass
 
-    def text(dumper, value):  # the checkout script stays readable: a literal block
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+    def text(dumper, value):
+        if value == CHECKOUT_SCRIPT:  # ours, and readable as a literal block
+            style = "|"
+        elif safe(value) != value:  # a recorded newline or escape stays inside one quoted line
+            style = '"'
+        else:
+            style = None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
     return yaml.dump(to_dict(job), Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1000)

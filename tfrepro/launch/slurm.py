@@ -9,7 +9,6 @@ Submitting, streaming and cancelling are in slurm_job.py.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -17,6 +16,7 @@ from tfrepro import imageref
 from tfrepro.errors import UsageError
 from tfrepro.launch.spec import LaunchSpec, docker_argv
 from tfrepro.redact import is_secret
+from tfrepro.termsafe import shell_quote
 
 RUNTIMES = ("docker", "podman", "pyxis")
 # what the scheduler source inside the container reads (docker/podman pass them on by name)
@@ -113,7 +113,7 @@ def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden
     options = (
         ['--name "$container"']
         + _gpu_words(runtime, spec.gpus)
-        + [shlex.quote(word) for word in argv[3:image_at] + job_env]
+        + [shell_quote(word) for word in argv[3:image_at] + job_env]
     )
     lines = [
         'container="tfrepro-${SLURM_JOB_ID}"',
@@ -124,8 +124,8 @@ def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden
             'gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done'
         )
     prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
-    head = prefix + " ".join(shlex.quote(word) for word in argv[:3])
-    body = _continued(head, options, [shlex.quote(word) for word in argv[image_at:]])
+    head = prefix + " ".join(shell_quote(word) for word in argv[:3])
+    body = _continued(head, options, [shell_quote(word) for word in argv[image_at:]])
     body[-1] += " &"
     return (
         lines
@@ -162,14 +162,14 @@ def _pyxis_lines(spec: LaunchSpec, hidden: Sequence[str]) -> List[str]:
         lines.append("# shm size %s: pyxis containers use the node's /dev/shm" % spec.shm_size)
     for name, value in spec.env.items():  # srun passes the job's environment into the container
         if not (is_secret(name) or name in hidden):
-            lines.append("export %s=%s" % (name, shlex.quote(value)))
+            lines.append("export %s=%s" % (name, shell_quote(value)))
     options = ["--container-image=" + enroot_image(spec.image), "--container-workdir=" + spec.cwd]
     if mounts:
         options.append("--container-mounts=" + ",".join(mounts))
     if spec.env:
         options.append("--container-env=" + ",".join(sorted(spec.env)))
     return lines + _continued(
-        "exec srun", [shlex.quote(word) for word in options], [shlex.quote(word) for word in spec.command]
+        "exec srun", [shell_quote(word) for word in options], [shell_quote(word) for word in spec.command]
     )
 
 
