@@ -1,0 +1,110 @@
+"""Markdown that MLflow's UI shows as plain text, whatever a record holds. Pure, standard library.
+
+Run records are written by anyone with access to the tracking server: every recorded value is
+untrusted. Two renderers read what tfrepro writes, and each value must stay text in both:
+
+    the run description (mlflow.note.content)   showdown 1.9, "github" flavour, then
+                                                 sanitize-html (MLflow 2.17 and 3.x alike)
+    .md artifacts (MLflow 3.x artifact viewer)   react-markdown (CommonMark + GFM tables)
+
+    text(value)            inline text: every character that either renderer reads as syntax is
+                           escaped; controls and newlines show as "\\n", "\\x1b" (termsafe)
+    code(value)            a code span no value can end early
+    link(label, url)       a link, only to an http(s) URL built by tfrepro (ui.py)
+    table(headers, rows)   a GFM table of cells already made by text/code/link
+
+Why each escape: a backslash escapes only showdown's set (\\ ` * _ { } [ ] ( ) # + - . ! ~ =);
+elsewhere a backslash would show. What it cannot escape is written as a character reference,
+which both renderers show as that character and never read as syntax: & < > (HTML, so no
+element and no comment ever passes), | (a table cell), @ (showdown's @mention links, e-mail
+autolinks) and : (emoji shortcodes; with the escaped dots, no bare URL becomes a link).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+from tfrepro.termsafe import safe
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "@": "&#64;", ":": "&#58;"}
+_BACKSLASHED = "\\`*_{}[]()#+-.!~="
+_ESCAPE = dict(_ENTITIES, **{c: "\\" + c for c in _BACKSLASHED})
+_UNESCAPE = re.compile(r"&(?:amp|lt|gt|#124|#64|#58);|\\([\\`*_{}\[\]()#+\-.!~=])")
+_UNENTITY = {v: k for k, v in _ENTITIES.items()}
+# What a link built here may point to: an http(s) URL without spaces, quotes, brackets or
+# parentheses, so that it cannot end the link early (ui.py percent-encodes what it puts in).
+_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")
+
+
+def _plain(value) -> str:
+    """The value as one line of text: None is "", controls and line breaks escaped visibly."""
+    return safe("" if value is None else str(value))
+
+
+def text(value) -> str:
+    """Inline markdown that renders as exactly `value` (controls shown as escapes), as text."""
+    return "".join(_ESCAPE.get(c, c) for c in _plain(value))
+
+
+def unescape(markdown: str) -> str:
+    """The text that text() escaped (its inverse for a value without control characters)."""
+    return _UNESCAPE.sub(lambda m: m.group(1) if m.group(1) is not None else _UNENTITY[m.group(0)], markdown)
+
+
+def code(value) -> str:
+    """A code span that shows `value` literally: fenced with more backticks than any run inside.
+
+    Never put one right after a backslash (showdown then reads no span): callers separate it
+    from what precedes with a space or a label. In a table cell use cell_code().
+    """
+    plain = _plain(value)
+    if not plain.strip():
+        return text(plain)
+    longest = max((len(run) for run in re.findall(r"`+", plain)), default=0)
+    fence = "`" * (longest + 1)
+    # a space on each side when the value starts or ends with a backtick (or a space, which both
+    # renderers would strip from one side only); both renderers strip one space each side
+    pad = " " if plain[0] in "` " or plain[-1] in "` " else ""
+    return fence + pad + plain + pad + fence
+
+
+def cell_code(value) -> str:
+    """code() for a table cell: GFM splits a row at a | even inside a code span, so a value
+    holding one is given as escaped text instead."""
+    return text(value) if "|" in _plain(value) else code(value)
+
+
+def is_safe_url(url: Optional[str]) -> bool:
+    return bool(url) and bool(_URL.match(url))
+
+
+def link(label, url: Optional[str]) -> str:
+    """[label](url) for an http(s) URL tfrepro built, else the label as text. The label is
+    untrusted text: escaped, so it cannot close the link or open another."""
+    shown = text(label)
+    if not is_safe_url(url):
+        return shown
+    return "[%s](%s)" % (shown or text(url), url)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GFM table. `headers` are plain words (escaped here); `rows` hold cells already made by
+    text(), cell_code() or link(), which escape every | and line break."""
+    width = len(headers)
+    lines = ["| " + " | ".join(text(h) for h in headers) + " |", "|" + "---|" * width]
+    for row in rows:
+        cells = [c if c else " " for c in list(row)[:width]] + [" "] * (width - len(row))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bold(label: str) -> str:
+    """**label** for a label tfrepro wrote (escaped all the same)."""
+    return "**%s**" % text(label)
+
+
+def shorten(value: str, limit: int) -> str:
+    """Plain text cut to `limit` characters, ending in an ellipsis when cut (escape it after)."""
+    value = _plain(value)
+    return value if len(value) <= limit else value[: max(limit - 1, 0)] + "\u2026"
