@@ -5,6 +5,35 @@ Nothing is downloaded: without node or the bundle, `renderer()` is None and the 
 import os
 import shutil
 import subprocess
+from html.parser import HTMLParser
+
+# A crafted record's strings (issue 20): each must render as plain text
+BRANCH = "x](javascript:alert(1))"
+COMMAND = "python train.py <img src=x onerror=alert(1)>"
+GPU = "NVIDIA | H100\n| a | b |\n|---|---|"
+COMMIT_MESSAGE = "fix [the docs](https://evil.example/phish) see www.evil.example and :smile: @alice bob@evil.example"
+ALL_SPECIALS = "\\`*_{}[]()#+-.!|<>&~=:@ $^'\""
+
+
+class Tags(HTMLParser):
+    """Every element and attribute, and the text, of an HTML fragment."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(fragment):
+    parser = Tags()
+    parser.feed(fragment)
+    return parser
+
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "fixtures", "mlflow_ui", "render_description.js")
 

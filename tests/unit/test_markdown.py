@@ -1,38 +1,11 @@
 """tfrepro.markdown: untrusted strings stay text in MLflow's markdown, whatever they hold."""
 
 import html
-from html.parser import HTMLParser
 
 import pytest
 
-from tests.mlflow_ui import renderer
+from tests.mlflow_ui import ALL_SPECIALS, BRANCH, COMMAND, COMMIT_MESSAGE, GPU, parse, renderer
 from tfrepro import markdown as md
-
-BRANCH = "x](javascript:alert(1))"
-COMMAND = "python train.py <img src=x onerror=alert(1)>"
-GPU = "NVIDIA | H100\n| a | b |\n|---|---|"
-COMMIT_MESSAGE = "fix [the docs](https://evil.example/phish) see www.evil.example and :smile: @alice bob@evil.example"
-ALL_SPECIALS = "\\`*_{}[]()#+-.!|<>&~=:@ $^'\""
-
-
-class Tags(HTMLParser):
-    """Every element and attribute, and the text, of an HTML fragment."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.tags, self.text = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(fragment):
-    parser = Tags()
-    parser.feed(fragment)
-    return parser
 
 
 @pytest.mark.parametrize("value", [BRANCH, COMMAND, COMMIT_MESSAGE, ALL_SPECIALS, "# heading", "1. item", "> quote"])
