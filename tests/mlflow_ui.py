@@ -1,6 +1,7 @@
-"""Render markdown as the installed MLflow's web UI renders a run description, with the showdown
-and sanitize-html code of that MLflow's own JS bundle (tests/fixtures/mlflow_ui/), run by node.
-Nothing is downloaded: without node or the bundle, `renderer()` is None and the tests skip."""
+"""Render markdown as the installed MLflow's web UI does, with the code of that MLflow's own JS
+bundle (tests/fixtures/mlflow_ui/), run by node: the run description (showdown + sanitize-html)
+and MLflow 3's .md artifact viewer (react-markdown + GFM). Nothing is downloaded: without node or
+the bundle the renderers are None and the tests skip."""
 
 import os
 import shutil
@@ -35,7 +36,8 @@ def parse(fragment):
     return parser
 
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "fixtures", "mlflow_ui", "render_description.js")
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "mlflow_ui")
+NO_VIEWER = 4  # render_artifact.js: this MLflow has no markdown artifact viewer (MLflow 2)
 
 
 def bundle_dir():
@@ -47,18 +49,35 @@ def bundle_dir():
     return path if os.path.isdir(path) else None
 
 
-def renderer():
-    """A function markdown -> HTML, as the run page shows the description; None when unavailable."""
+def _renderer(script):
     node, js = shutil.which("node"), bundle_dir()
     if not node or not js:
         return None
 
     def render(markdown):
         done = subprocess.run(
-            [node, SCRIPT, js], input=markdown.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120
+            [node, os.path.join(FIXTURES, script), js],
+            input=markdown.encode(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=120,
         )
+        if done.returncode == NO_VIEWER:
+            return None
         if done.returncode:
-            raise RuntimeError("render_description.js failed: %s" % done.stderr.decode()[-2000:])
+            raise RuntimeError("%s failed: %s" % (script, done.stderr.decode()[-2000:]))
         return done.stdout.decode()
 
     return render
+
+
+def renderer():
+    """markdown -> HTML as the run page shows a description (showdown + sanitize-html, MLflow 2.17
+    and 3.x); None without node or the bundle."""
+    return _renderer("render_description.js")
+
+
+def artifact_renderer():
+    """markdown -> HTML as MLflow 3's artifact viewer shows a .md file (react-markdown + GFM); the
+    function returns None on MLflow 2, which has no such viewer; None without node or the bundle."""
+    return _renderer("render_artifact.js")

@@ -30,7 +30,9 @@ from tfrepro.termsafe import safe
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "@": "&#64;", ":": "&#58;"}
 _BACKSLASHED = "\\`*_{}[]()#+-.!~="
 _ESCAPE = dict(_ENTITIES, **{c: "\\" + c for c in _BACKSLASHED})
-_UNESCAPE = re.compile(r"&(?:amp|lt|gt|#124|#64|#58);|\\([\\`*_{}\[\]()#+\-.!~=])")
+_UNESCAPE = re.compile(r"(`+) ?(.+?) ?\1(?!`)|\\([\\`*_{}\[\]()#+\-.!~=])|&(?:amp|lt|gt|#124|#64|#58);")
+# What GFM (react-markdown) links in plain text: www., a scheme, an e-mail address
+_AUTOLINK = re.compile(r"(?i)www\.|[a-z][a-z0-9+.-]*:/|mailto:|xmpp:|[a-z0-9._+-]@[a-z0-9_-]+\.")
 _UNENTITY = {v: k for k, v in _ENTITIES.items()}
 # What a link built here may point to: an http(s) URL without spaces, quotes, brackets or
 # parentheses, so that it cannot end the link early (ui.py percent-encodes what it puts in).
@@ -42,14 +44,37 @@ def _plain(value) -> str:
     return safe("" if value is None else str(value))
 
 
+def _escape(plain: str) -> str:
+    return "".join(_ESCAPE.get(c, c) for c in plain)
+
+
 def text(value) -> str:
-    """Inline markdown that renders as exactly `value` (controls shown as escapes), as text."""
-    return "".join(_ESCAPE.get(c, c) for c in _plain(value))
+    """Inline markdown that renders as exactly `value` (controls shown as escapes), as text.
+
+    A word that looks like a URL or an e-mail address becomes a code span: react-markdown's GFM
+    turns such words into links after decoding the escapes (showdown does not, the escaped dots
+    stop it). The result may start with a code span: never put it right after a backslash.
+    """
+    words = re.split(r"(\s+)", _plain(value))
+    return "".join(_url_like(w) if _AUTOLINK.search(w) else _escape(w) for w in words)
+
+
+def _url_like(word: str) -> str:
+    # a | splits GFM table cells even inside code spans: it stays outside, as a reference
+    return _ENTITIES["|"].join(code(part) for part in word.split("|"))
 
 
 def unescape(markdown: str) -> str:
     """The text that text() escaped (its inverse for a value without control characters)."""
-    return _UNESCAPE.sub(lambda m: m.group(1) if m.group(1) is not None else _UNENTITY[m.group(0)], markdown)
+
+    def one(match) -> str:
+        if match.group(2) is not None:
+            return match.group(2)
+        if match.group(3) is not None:
+            return match.group(3)
+        return _UNENTITY[match.group(0)]
+
+    return _UNESCAPE.sub(one, markdown)
 
 
 def code(value) -> str:
@@ -94,7 +119,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     width = len(headers)
     lines = ["| " + " | ".join(text(h) for h in headers) + " |", "|" + "---|" * width]
     for row in rows:
-        cells = [c if c else " " for c in list(row)[:width]] + [" "] * (width - len(row))
+        cells = list(row)[:width] + [""] * (width - len(row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.inspect_envs import DIGEST_A, make_env
-from tests.mlflow_ui import BRANCH, COMMAND, COMMIT_MESSAGE, GPU, parse, renderer
+from tests.mlflow_ui import BRANCH, COMMAND, COMMIT_MESSAGE, GPU, artifact_renderer, parse, renderer
 from tfrepro import markdown as md
 from tfrepro import schema
 from tfrepro.environment import Environment, GpuDevice
@@ -65,7 +65,7 @@ def test_card_patch_withheld_and_image_without_digest():
     env = dataclasses.replace(env, git=dataclasses.replace(env.git, dirty=True))
     text = md.unescape(card.environment_card(env, RUN, patch_withheld=True))
     assert "patch withheld" in text and schema.GIT_PATCH not in text
-    assert "nvcr.io/nvidia/tensorflow:22.07-tf2-py3` (no digest" in text
+    assert "nvcr.io/nvidia/tensorflow:22.07-tf2-py3 (no digest" in text
 
 
 def test_card_is_cut_gracefully_to_its_limit():
@@ -173,3 +173,19 @@ def test_the_card_renders_in_mlflows_description(render):
     text = html.unescape("".join(parsed.text))
     assert BRANCH in text and DIGEST_A in text and "My notes." in text
     assert GPU.replace("\n", "\\n") in text
+
+
+def test_environment_md_renders_in_mlflow_3s_artifact_viewer():
+    render = artifact_renderer()
+    out = render(card.environment_markdown(crafted_env(), RUN)) if render else None
+    if out is None:
+        pytest.skip("needs node and MLflow 3's UI bundle (MLflow 2 has no markdown viewer)")
+    parsed = parse(out)
+    tags = [t for t, _ in parsed.tags]
+    assert "a" not in tags and "img" not in tags and tags.count("table") >= 6
+    assert tags.count("h2") >= 7
+    text = html.unescape("".join(parsed.text))
+    assert BRANCH in text and COMMAND in text and COMMIT_MESSAGE in text and "GPU-1|x" in text
+    for table in out.split("<table>")[1:]:
+        head = table.split("</thead>")[0].count("<th>")
+        assert all(row.count("<td>") == head for row in table.split("<tbody>")[-1].split("<tr>")[1:])

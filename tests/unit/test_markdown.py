@@ -1,21 +1,31 @@
 """tfrepro.markdown: untrusted strings stay text in MLflow's markdown, whatever they hold."""
 
 import html
+import re
 
 import pytest
 
-from tests.mlflow_ui import ALL_SPECIALS, BRANCH, COMMAND, COMMIT_MESSAGE, GPU, parse, renderer
+from tests.mlflow_ui import ALL_SPECIALS, BRANCH, COMMAND, COMMIT_MESSAGE, GPU, artifact_renderer, parse, renderer
 from tfrepro import markdown as md
 
 
 @pytest.mark.parametrize("value", [BRANCH, COMMAND, COMMIT_MESSAGE, ALL_SPECIALS, "# heading", "1. item", "> quote"])
 def test_text_escapes_every_syntax_character(value):
     out = md.text(value)
+    assert md.unescape(out) == value
+    out = re.sub(r"(`+).+?\1", "", out)  # words that look like URLs are code spans: literal
     for raw in "<>|@:[]()`*_#":
         # each is escaped: by a backslash, or written as a character reference
         assert all(out[i - 1] == "\\" for i, c in enumerate(out) if c == raw and raw not in "#"), (raw, out)
     assert "<" not in out and ">" not in out and "|" not in out and "\n" not in out
-    assert md.unescape(out) == value
+
+
+def test_words_gfm_would_link_are_code_spans():
+    assert md.text("see https://h.example/x and www.h.example") == "see `https://h.example/x` and `www.h.example`"
+    assert md.text("mail bob@h.example") == "mail `bob@h.example`"
+    assert md.text("https://a|b") == "`https://a`&#124;`b`"  # no | inside a code span (GFM tables)
+    assert md.unescape(md.text("https://a|b c")) == "https://a|b c"
+    assert md.text("sha256:ab12 x.y") == "sha256&#58;ab12 x\\.y"
 
 
 def test_text_shows_newlines_and_controls_as_escapes():
@@ -69,19 +79,7 @@ def render():
 def test_crafted_values_render_inert_in_mlflows_description(render):
     """Through MLflow's own showdown + sanitize-html: no element but ours, no link but ours."""
     ours = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
-    document = "\n".join(
-        [
-            "<!-- tfrepro:card -->",
-            "- **Branch**: " + md.text(BRANCH) + " " + md.code(BRANCH),
-            "- **Command**: " + md.text(COMMAND) + " " + md.code(COMMAND),
-            "- **Commit**: " + md.text(COMMIT_MESSAGE),
-            "- **All**: " + md.text(ALL_SPECIALS) + " " + md.code(ALL_SPECIALS),
-            "- **Ours**: " + md.link(BRANCH, ours),
-            "",
-            md.table(("gpu", "name"), [[md.text("0"), md.text(GPU)], [md.text("1"), md.cell_code(GPU)]]),
-            "<!-- /tfrepro:card -->",
-        ]
-    )
+    document = "<!-- tfrepro:card -->\n" + crafted_document(ours) + "\n<!-- /tfrepro:card -->"
     out = render(document)
     parsed = parse(out)
     tags = [t for t, _ in parsed.tags]
@@ -92,5 +90,37 @@ def test_crafted_values_render_inert_in_mlflows_description(render):
     for value in (BRANCH, COMMAND, COMMIT_MESSAGE, ALL_SPECIALS):
         assert value in text
     assert text.count(GPU.replace("\n", "\\n")) == 2  # both cells, as one line each
+    rows = out.split("<tr>")[1:]
+    assert len(rows) == 3 and all(row.count("<td>") + row.count("<th>") == 2 for row in rows)
+
+
+def crafted_document(ours):
+    return "\n".join(
+        [
+            "- **Branch**: " + md.text(BRANCH) + " " + md.code(BRANCH),
+            "- **Command**: " + md.text(COMMAND) + " " + md.code(COMMAND),
+            "- **Commit**: " + md.text(COMMIT_MESSAGE),
+            "- **All**: " + md.text(ALL_SPECIALS) + " " + md.code(ALL_SPECIALS),
+            "- **Ours**: " + md.link(BRANCH, ours),
+            "",
+            md.table(("gpu", "name"), [[md.text("0"), md.text(GPU)], [md.text("1"), md.cell_code(GPU)]]),
+        ]
+    )
+
+
+def test_crafted_values_render_inert_in_mlflow_3s_artifact_viewer():
+    render = artifact_renderer()
+    if render is None:
+        pytest.skip("needs node and the installed mlflow's UI bundle")
+    ours = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    out = render(crafted_document(ours))
+    if out is None:
+        pytest.skip("this MLflow has no markdown artifact viewer (MLflow 2)")
+    parsed = parse(out)
+    assert not {"img", "script"} & {t for t, _ in parsed.tags}
+    assert [a.get("href") for t, a in parsed.tags if t == "a"] == [ours]
+    text = html.unescape("".join(parsed.text))
+    for value in (BRANCH, COMMAND, COMMIT_MESSAGE, ALL_SPECIALS):
+        assert value in text
     rows = out.split("<tr>")[1:]
     assert len(rows) == 3 and all(row.count("<td>") + row.count("<th>") == 2 for row in rows)
