@@ -104,6 +104,17 @@ def test_merge_keeps_other_blocks_and_drops_duplicates():
     assert card.merge(doubled, card.block("card", "- b")).count(card.open_marker("card")) == 1
 
 
+def test_merge_places_a_new_block_before_or_after_another():
+    env_card = card.block("card", "- env")
+    text = card.merge("user intro", env_card) + "user outro\n"
+    replay = card.merge(text, card.block("replay", "- verdict"), before="card")
+    assert replay.index("- verdict") < replay.index("- env") and replay.startswith("user intro")
+    replays = card.merge(text, card.block("replays", "| r |"), after="card")
+    assert replays.index("- env") < replays.index("| r |") < replays.index("user outro")
+    assert card.merge(replays, card.block("replays", "| r |"), after="card") == replays
+    assert card.merge("only notes", card.block("replays", "| r |"), after="card").startswith("only notes\n\n")
+
+
 def test_merge_never_swallows_text_after_an_orphan_marker():
     damaged = "intro\n" + card.open_marker("card") + "\nuser text the user kept\n"
     merged = card.merge(damaged, card.block("card", "- new"))

@@ -59,6 +59,13 @@ def test_replay_card_of_an_identical_replay_has_no_causes_and_works_without_link
     assert links(text) == [] and ORIGINAL in shown and schema.REPLAY_MD in shown
 
 
+def test_replay_card_within_tolerance_says_what_differs():
+    verdict = verify.Verdict(verify.WITHIN_TOLERANCE, "max difference 1e-07 <= tolerance 1e-06", 8, 1e-7, CAUSES[:1])
+    shown = md.unescape(report.replay_card(ORIGINAL, verdict))
+    assert "\u2705 **within tolerance: reproduced within tolerance**" in shown
+    assert "1. the original set no seed" in shown
+
+
 def test_replay_card_is_cut_to_its_limit():
     many = tuple(Factor("other", "x" * 300, "y" * 300) for _ in range(30))
     verdict = verify.Verdict(verify.DIVERGED, "d", 1, 0.0, many)
@@ -89,6 +96,9 @@ def test_replays_table_add_replace_and_read_back():
     first = report.ReplayRow(REPLAY, report.format_date(1765079760000), "docker", "identical", REPLAY_URL)
     text = report.add_replay("Notes by the team.", ORIGINAL, first)
     assert text.startswith("Notes by the team.\n\n" + card.open_marker(schema.REPLAYS_BLOCK))
+    with_card = card.merge("intro", card.block(schema.CARD_BLOCK, "- env")) + "outro"
+    placed = report.add_replay(with_card, ORIGINAL, first)
+    assert placed.index("- env") < placed.index("| replay |") < placed.index("outro")
     assert report.replay_rows(text) == [first]
     assert "| replay | date | engine | verdict |" in text
     assert md.code("tags.`tfrepro.replay_of` = '%s'" % ORIGINAL) in text

@@ -2,7 +2,8 @@
 tfrepro/replay.md. Pure: the callers write the results (descriptions through card.merge).
 
     replay_card(...)         the replay's block: "replay of" the original (linked), the verdict in
-                             words, the ranked causes with their fixes, the compare page
+                             words, the ranked causes with their fixes (short of identical), the
+                             compare page; merge it with before=schema.CARD_BLOCK, so it comes first
     repeat_card(...)         the same for a --repeat summary, with each metric's interval
     ReplayRow, replay_rows(description), add_replay(description, row)
                              the original's table of replays (link, date, engine, verdict): read
@@ -88,7 +89,7 @@ def replay_card(
         "",
         _verdict_line(verdict) + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
     ]
-    if not verdict.ok and verdict.why:
+    if verdict.verdict != verify.IDENTICAL and verdict.why:
         lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
     lines += ["", _links(compare_url, "Compare the two runs", report_url)]
     return card.block(schema.REPLAY_BLOCK, _fit("\n".join(lines).rstrip(), limit))
@@ -155,7 +156,7 @@ def repeat_card(
     ]
     if verdict.spreads:
         lines += ["", spread_table(verdict.spreads)]
-    if not verdict.ok and verdict.why:
+    if verdict.verdict != verify.IDENTICAL and verdict.why:
         lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
     lines += ["", _links(compare_url, "Compare the original with its replays", report_url)]
     return card.block(schema.REPLAY_BLOCK, _fit("\n".join(lines).rstrip(), limit))
@@ -248,7 +249,7 @@ def add_replay(
     max_rows = min(max_rows, len(rows))
     while True:
         block = replays_block(original_run_id, rows[:max_rows])
-        merged = card.merge(description, block, limit)
+        merged = card.merge(description, block, limit, after=schema.CARD_BLOCK)
         if block in merged or max_rows <= 1:
             return merged
         max_rows -= 1  # too long for the tag: list fewer
@@ -323,7 +324,7 @@ def replay_markdown(
     if compare_url:
         out += ["", md.link("Compare the runs in MLflow", compare_url)]
     why = getattr(verdict, "why", ())
-    if why and not verdict.ok:
+    if why and verdict.verdict != verify.IDENTICAL:
         out += ["", "## " + md.text("Why, most likely first"), ""] + causes(why)
     spreads = getattr(verdict, "spreads", ())
     if spreads:

@@ -64,10 +64,17 @@ def find_block(description: Optional[str], name: str) -> Optional[str]:
     return found.group(1).strip("\n") if found else None
 
 
-def merge(description: Optional[str], block_text: str, limit: int = schema.MAX_TAG_VALUE) -> str:
-    """The description with `block_text` in place of its block of the same name, or appended
-    after the user's text. merge(merge(d, b), b) == merge(d, b). When the result would pass
-    `limit` (MLflow's tag value limit), the description is returned as it was."""
+def merge(
+    description: Optional[str],
+    block_text: str,
+    limit: int = schema.MAX_TAG_VALUE,
+    before: Optional[str] = None,
+    after: Optional[str] = None,
+) -> str:
+    """The description with `block_text` in place of its block of the same name; a new block goes
+    before block `before` or after block `after` when the description has it, else after the
+    user's text. merge(merge(d, b), b) == merge(d, b). When the result would pass `limit`
+    (MLflow's tag value limit), the description is returned as it was."""
     description = description or ""
     pattern = _block_re(_name(block_text))
     if pattern.search(description):
@@ -80,10 +87,19 @@ def merge(description: Optional[str], block_text: str, limit: int = schema.MAX_T
             return ""  # a duplicate (two writers, or a copy-paste): one block stays
 
         merged = pattern.sub(replace, description)
-    elif description.strip():
-        merged = description.rstrip("\n") + "\n\n" + block_text + "\n"
     else:
-        merged = block_text + "\n"
+        anchor_before = _block_re(before).search(description) if before else None
+        anchor_after = _block_re(after).search(description) if after and not anchor_before else None
+        if anchor_before:
+            at = anchor_before.start()
+            merged = description[:at] + block_text + "\n\n" + description[at:]
+        elif anchor_after:
+            at = anchor_after.end()
+            merged = description[:at] + "\n\n" + block_text + description[at:]
+        elif description.strip():
+            merged = description.rstrip("\n") + "\n\n" + block_text + "\n"
+        else:
+            merged = block_text + "\n"
     return merged if len(merged) <= limit else description
 
 
