@@ -16,8 +16,12 @@ untrusted. Two renderers read what tfrepro writes, and each value must stay text
 Why each escape: a backslash escapes only showdown's set (\\ ` * _ { } [ ] ( ) # + - . ! ~ =);
 elsewhere a backslash would show. What it cannot escape is written as a character reference,
 which both renderers show as that character and never read as syntax: & < > (HTML, so no
-element and no comment ever passes), | (a table cell), @ (showdown's @mention links, e-mail
-autolinks) and : (emoji shortcodes; with the escaped dots, no bare URL becomes a link).
+element and no comment ever passes), | (a table cell), @ (showdown's @mention links) and :
+(emoji shortcodes). GFM in react-markdown links bare URLs and e-mail addresses found in the
+text after escapes are decoded, so a word that looks like one is written as a code span.
+
+Checked against the real renderers: tests/unit/test_markdown.py renders crafted values with the
+JavaScript of the installed MLflow's UI (tests/mlflow_ui.py).
 """
 
 from __future__ import annotations
