@@ -176,6 +176,7 @@ def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:
         return value
     return value[: limit - len(TRUNCATED)] + TRUNCATED
 
+
 # -- the MLflow UI (issue 20): MLflow's own tags tfrepro sets, and the readable artifacts -------
 MLFLOW_SOURCE_NAME = "mlflow.source.name"  # the script, relative to the repository root
 MLFLOW_SOURCE_TYPE = "mlflow.source.type"
