@@ -175,3 +175,16 @@ def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:
     if len(value) <= limit:
         return value
     return value[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+# -- the MLflow UI (issue 20): MLflow's own tags tfrepro sets, and the readable artifacts -------
+MLFLOW_SOURCE_NAME = "mlflow.source.name"  # the script, relative to the repository root
+MLFLOW_SOURCE_TYPE = "mlflow.source.type"
+MLFLOW_NOTE = "mlflow.note.content"  # the run description: markdown, holding tfrepro's cards
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # nests a run under another in the runs table
+ENVIRONMENT_MD = "tfrepro/environment.md"  # the whole environment, for a person (tracking/card.py)
+REPLAY_MD = "tfrepro/replay.md"  # a replay's verdict, metrics and what differs (replay/report.py)
+# the description's blocks, each between <!-- tfrepro:NAME --> and <!-- /tfrepro:NAME -->
+CARD_BLOCK = "card"  # the environment card
+REPLAY_BLOCK = "replay"  # on a replay or a --repeat summary: what it replayed and the verdict
+REPLAYS_BLOCK = "replays"  # on the original: the table of its replays
