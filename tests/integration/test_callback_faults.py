@@ -79,7 +79,7 @@ FAULTS = [
     "fit_params",
     "floats",
     "_tensorboard_in",
-    "_run_params",
+    "run_params",
     "_multi_worker",
 ]
 
@@ -93,6 +93,8 @@ def inject(monkeypatch, fault):
         monkeypatch.setattr(tfrepro.fingerprint, "shared", boom)
     elif fault == "save_model":
         monkeypatch.setattr(model_io, "save_model", boom)
+    elif fault == "run_params":
+        monkeypatch.setattr(TrackingSession, "run_params", boom)
     elif fault == "FitContext.find":
         monkeypatch.setattr(keras_fit.FitContext, "find", classmethod(boom))
     else:

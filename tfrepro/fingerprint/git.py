@@ -11,13 +11,13 @@ import re
 import subprocess
 from typing import Dict, List, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import GitInfo
 from tfrepro.fingerprint import NotApplicable
 from tfrepro.redact import strip_url_credentials
 
 TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
 MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
-SAFE_DIRECTORY_ENV = "TFREPRO_SAFE_DIRECTORY"  # set by the launcher: see trust_config()
 
 
 def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
@@ -69,7 +69,7 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
     git = shutil.which("git")
     if not git:
         raise NotApplicable("git not installed")
-    xdg = trust_config(os.environ.get(SAFE_DIRECTORY_ENV))
+    xdg = trust_config(os.environ.get(schema.ENV_SAFE_DIRECTORY))  # set by the launcher
     try:
         return _query(git, cwd, {"XDG_CONFIG_HOME": xdg} if xdg else None)
     finally:

@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any, Dict, Mapping, Optional
 
+from tfrepro import schema
 from tfrepro.environment import SchedulerInfo
 from tfrepro.fingerprint import NotApplicable
 
@@ -36,10 +37,10 @@ SLURM_VARS = (
     "SLURM_JOB_ACCOUNT",
 )
 # downward-API names: ours first, then the ones Kubernetes' own examples use
-POD_VARS = ("TFREPRO_POD_NAME", "POD_NAME", "MY_POD_NAME")
-NAMESPACE_VARS = ("TFREPRO_POD_NAMESPACE", "POD_NAMESPACE", "MY_POD_NAMESPACE")
-NODE_VARS = ("TFREPRO_NODE_NAME", "NODE_NAME", "MY_NODE_NAME", "KUBE_NODE_NAME")
-JOB_VARS = ("TFREPRO_K8S_JOB",)
+POD_VARS = (schema.ENV_POD_NAME, "POD_NAME", "MY_POD_NAME")
+NAMESPACE_VARS = (schema.ENV_POD_NAMESPACE, "POD_NAMESPACE", "MY_POD_NAMESPACE")
+NODE_VARS = (schema.ENV_NODE_NAME, "NODE_NAME", "MY_NODE_NAME", "KUBE_NODE_NAME")
+JOB_VARS = (schema.ENV_K8S_JOB,)
 K8S_VARS = ("KUBERNETES_SERVICE_HOST", "HOSTNAME") + POD_VARS + NAMESPACE_VARS + NODE_VARS + JOB_VARS
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")

@@ -309,7 +309,7 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
     try:
         import mlflow  # a required dependency, but doctor must still answer without it
     except ImportError as exc:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
+        uri = tracking_uri or os.environ.get(schema.ENV_MLFLOW_TRACKING_URI) or "(default)"
         return {
             "tracking_uri": strip_url_credentials(uri),
             "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc,

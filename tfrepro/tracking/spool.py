@@ -23,6 +23,8 @@ import tempfile
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from tfrepro import schema
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not Linux
@@ -34,7 +36,7 @@ STATE_SUFFIX = ".state.json"
 
 
 def spool_dir(override: Optional[str] = None) -> str:
-    return os.path.expanduser(override or os.environ.get("TFREPRO_SPOOL_DIR") or DEFAULT_DIR)
+    return os.path.expanduser(override or os.environ.get(schema.ENV_SPOOL_DIR) or DEFAULT_DIR)
 
 
 def private_dir(directory: str) -> str:
