@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional
 from tfrepro.import_hook import AfterImport
 from tfrepro.options import callback_options
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 CALLBACKS_POSITION = 5  # Model.fit(x, y, batch_size, epochs, verbose, callbacks, ...)
 _options: Optional[Dict[str, Any]] = None  # None: off

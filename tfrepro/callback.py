@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import callback_options
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names

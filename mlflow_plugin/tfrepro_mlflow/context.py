@@ -15,7 +15,7 @@ from mlflow.tracking.context.abstract_context import RunContextProvider
 
 from tfrepro import schema
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger("tfrepro")  # tfrepro_mlflow is outside the tfrepro logger tree
 
 _tags: Optional[Tuple[object, Dict[str, str]]] = None  # (the Environment, its tags)
 

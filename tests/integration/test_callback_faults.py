@@ -59,7 +59,7 @@ def train(callback, tmp_path):
 
 
 def warnings_in(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "tfrepro" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("tfrepro") and r.levelno >= logging.WARNING]
 
 
 def test_opening_the_run_fails(monkeypatch, tmp_path, caplog):

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 FULL_HASH_BYTES = 1 << 28  # 256 MB: past this, hash a strided sample of 64 MB
 SAMPLE_BYTES = 1 << 26

@@ -40,7 +40,7 @@ from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0

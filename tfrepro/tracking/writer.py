@@ -24,7 +24,7 @@ from typing import List, Optional
 from tfrepro.tracking import spool as spool_mod
 from tfrepro.tracking.backend import Retryable
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10000  # log calls, not points
 SPOOL_INTERVAL = 0.05  # how often the spooler drains the queue
@@ -205,6 +205,10 @@ class Writer:
         if self._closed or not (force or now - self._state_saved >= STATE_INTERVAL):
             return
         self._state_saved = now
+        self._write_marker()
+
+    def _write_marker(self):
+        """The spool's "uploaded up to" marker, with the real run id once there is one."""
         state = {"offset": self.confirmed}
         if self.uploader is not None and self.uploader.run_id:
             state["run_id"] = self.uploader.run_id
@@ -264,17 +268,10 @@ class Writer:
         self._drain_queue()  # anything put after the stop marker
         self.spool.close()
         atexit.unregister(self._at_exit)
-        run_id = self.uploader.run_id if self.uploader is not None else None
         if done and self.confirmed >= self.spool.flushed and not self._uploader.is_alive():
             spool_mod.remove(self.spool.path)
             return True
-        state = {"offset": self.confirmed}
-        if run_id:
-            state["run_id"] = run_id
-        try:
-            spool_mod.save_state(self.spool.path, state)
-        except OSError as exc:
-            self._error("spool marker: %s" % exc)
+        self._write_marker()
         return False
 
     def _at_exit(self):
