@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.environment import ContainerInfo
+from tfrepro.fingerprint import read_text
 from tfrepro.imageref import image_id, is_digest_ref, repository
 from tfrepro.redact import is_secret
 
@@ -65,14 +66,6 @@ _NGC_NAMES = (
 
 def _path(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
-
-
-def _read(root: str, path: str) -> Optional[str]:
-    try:
-        with open(_path(root, path), encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def ngc_env(environ: Mapping[str, str]) -> Dict[str, str]:
@@ -299,10 +292,10 @@ def query(root: Optional[str] = None, environ: Optional[Mapping[str, str]] = Non
     environ = os.environ if environ is None else environ
     raw: Dict[str, Any] = {
         "dockerenv": os.path.exists(_path(root, "/.dockerenv")),
-        "containerenv": _read(root, "/run/.containerenv"),
-        "cgroup": _read(root, "/proc/self/cgroup") or "",
-        "mountinfo": _read(root, "/proc/self/mountinfo") or "",
-        "hostname": (_read(root, "/etc/hostname") or environ.get("HOSTNAME") or "").strip(),
+        "containerenv": read_text(root, "/run/.containerenv"),
+        "cgroup": read_text(root, "/proc/self/cgroup") or "",
+        "mountinfo": read_text(root, "/proc/self/mountinfo") or "",
+        "hostname": (read_text(root, "/etc/hostname") or environ.get("HOSTNAME") or "").strip(),
         "env": dict(environ),
     }
     found = detect(raw)
