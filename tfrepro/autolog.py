@@ -21,7 +21,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from tfrepro.import_hook import AfterImport
-from tfrepro.options import callback_options
+from tfrepro.options import CallbackSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ def autolog(disable: bool = False, **options) -> None:
         _remove_hook()
         _unwrap()
         return
-    checked = callback_options(**options)
+    CallbackSettings(**options)  # a bad option raises here, not in fit()
+    checked = dict(options)
+    if checked.get("params") is not None:
+        checked["params"] = dict(checked["params"])  # as it is now, whatever the caller does to it later
     if "keras" in sys.modules:
         if _wrap():
             _options = checked

@@ -20,12 +20,12 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
-from tfrepro.options import callback_options
+from tfrepro.options import CallbackSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _scalar(value) -> bool:
     return isinstance(value, (int, float)) or getattr(value, "shape", None) == ()
 
 
-class ReproCallback(tf.keras.callbacks.Callback):
+class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
     """Log the environment, params, metrics and trained model of a Keras fit() to MLflow.
 
     One run per fit(), also when one instance is passed to several fit() calls; with an
@@ -90,29 +90,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
     (no key twice) and adds the environment, its params and the model hash.
     """
 
-    def __init__(
-        self,
-        experiment_name: Optional[str] = None,
-        run_name: Optional[str] = None,
-        params: Optional[Dict[str, Any]] = None,
-        log_every_n_steps: Optional[int] = None,
-        log_model: bool = True,
-        log_tensorboard=False,
-        seed: Optional[int] = None,
-        log_patch: bool = True,
-    ):
-        super().__init__()
-        options = callback_options(
-            experiment_name, run_name, params, log_every_n_steps, log_model, log_tensorboard, seed, log_patch
-        )
-        self.experiment_name = options["experiment_name"]
-        self.run_name = options["run_name"]
-        self.user_params = options["params"]
-        self.log_every_n_steps = options["log_every_n_steps"]
-        self.log_model = options["log_model"]
-        self.log_tensorboard = options["log_tensorboard"]
-        self.seed = options["seed"]
-        self.log_patch = options["log_patch"]
+    def _start(self):  # after CallbackSettings.__init__ (options.py) checked and stored the settings
         self.session = None
         self.environment = None
         self.model_uri: Optional[str] = None
