@@ -276,9 +276,9 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         from tfrepro import schema
         from tfrepro.tracking import model as model_io
 
-        tmp = tempfile.mkdtemp(prefix="tfrepro-model-")
+        scratch = tempfile.mkdtemp(prefix="tfrepro-model-")
         try:
-            path = model_io.save_model(self.model, os.path.join(tmp, "model"))
+            path = model_io.save_model(self.model, os.path.join(scratch, "model"))
             self.model_hash = model_io.saved_model_hash(path, model_io.canonical_config(self.model))
             if self.session is None:
                 return
@@ -293,7 +293,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             if self.model_uri:
                 self.session.set_tags({schema.MODEL_URI: self.model_uri})
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _upload_tensorboard(self):
         log_dir = self.log_tensorboard

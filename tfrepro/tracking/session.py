@@ -35,7 +35,7 @@ from typing import Dict, List, Optional
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
-from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
@@ -308,12 +308,12 @@ def _header(run_id, experiment_name, run_name, uri) -> Dict:
 
 
 def _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online) -> Writer:
-    directory = spool_mod.spool_dir(spool_dir)
+    directory = spool.spool_dir(spool_dir)
     try:
-        spool = spool_mod.SpoolFile(directory, run_id, header)
+        spool_file = spool.SpoolFile(directory, run_id, header)
     except OSError as exc:  # unwritable cache dir: the temp dir still beats losing points
-        fallback = spool_mod.fallback_dir()
+        fallback = spool.fallback_dir()
         log.warning("tfrepro: cannot spool to %s (%s); using %s", directory, exc, fallback)
-        spool = spool_mod.SpoolFile(fallback, run_id, header)
+        spool_file = spool.SpoolFile(fallback, run_id, header)
     uploader = RunUploader(backend, header) if backend is not None else None
-    return Writer(spool, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)
+    return Writer(spool_file, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)
