@@ -8,7 +8,8 @@ It wraps keras' Model.fit (tf.keras.Model is that class) once: calling autolog()
 only replaces the options, and autolog(disable=True) puts fit back. A fit() that already
 has a ReproCallback (in its list or CallbackList) is left alone, and each fit() gets a
 new callback, so each is its own run. Called before TensorFlow is imported (a
-sitecustomize: tfrepro/launch/sitecustomize.py), it imports nothing heavy: the wrap happens when keras is first imported.
+sitecustomize: tfrepro/launch/sitecustomize.py), it imports nothing heavy: the wrap happens
+when keras is first imported (tfrepro.import_hook).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import logging
 import sys
 from typing import Any, Dict, Optional
 
-from tfrepro.options import callback_options
+from tfrepro.import_hook import AfterImport
+from tfrepro.options import CallbackSettings
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 CALLBACKS_POSITION = 5  # Model.fit(x, y, batch_size, epochs, verbose, callbacks, ...)
 _options: Optional[Dict[str, Any]] = None  # None: off
-_hook: Optional["_AfterImport"] = None
+_hook: Optional[AfterImport] = None
 
 
 def autolog(disable: bool = False, **options) -> None:
@@ -37,7 +39,10 @@ def autolog(disable: bool = False, **options) -> None:
         _remove_hook()
         _unwrap()
         return
-    checked = callback_options(**options)
+    CallbackSettings(**options)  # a bad option raises here, not in fit()
+    checked = dict(options)
+    if checked.get("params") is not None:
+        checked["params"] = dict(checked["params"])  # as it is now, whatever the caller does to it later
     if "keras" in sys.modules:
         if _wrap():
             _options = checked
@@ -130,48 +135,23 @@ def with_callback(args: tuple, kwargs: dict, options: Dict[str, Any]):
     return args, kwargs
 
 
-class _AfterImport:
-    """A sys.meta_path finder that wraps fit once keras has been imported, so autolog()
-    can run before TensorFlow is (importing it would cost every process seconds)."""
-
-    name = "keras"
-
-    def __init__(self):
-        self._searching = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name or self._searching:
-            return None
-        self._searching = True
-        try:
-            spec = importlib.util.find_spec(fullname)  # what the other finders make of it
-        finally:
-            self._searching = False
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return None
-        exec_module = loader.exec_module
-
-        def exec_then_wrap(module):
-            exec_module(module)
-            _remove_hook()
-            if _options is not None:
-                _wrap()
-
-        loader.exec_module = exec_then_wrap
-        return spec
-
-
 def _install_hook() -> None:
+    """Wrap fit once the program has imported keras (tfrepro.import_hook)."""
     global _hook
     if _hook is None:
-        _hook = _AfterImport()
-        sys.meta_path.insert(0, _hook)
+        _hook = AfterImport(_keras_imported, wanted=("keras",))
+        _hook.install()
+
+
+def _keras_imported() -> None:
+    global _hook
+    _hook = None
+    if _options is not None:
+        _wrap()
 
 
 def _remove_hook() -> None:
     global _hook
     if _hook is not None:
-        if _hook in sys.meta_path:
-            sys.meta_path.remove(_hook)
+        _hook.remove()
         _hook = None

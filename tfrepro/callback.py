@@ -20,14 +20,14 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
-from tfrepro.options import callback_options
+from tfrepro.options import CallbackSettings
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names
@@ -65,7 +65,7 @@ def _scalar(value) -> bool:
     return isinstance(value, (int, float)) or getattr(value, "shape", None) == ()
 
 
-class ReproCallback(tf.keras.callbacks.Callback):
+class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
     """Log the environment, params, metrics and trained model of a Keras fit() to MLflow.
 
     One run per fit(), also when one instance is passed to several fit() calls; with an
@@ -90,29 +90,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
     (no key twice) and adds the environment, its params and the model hash.
     """
 
-    def __init__(
-        self,
-        experiment_name: Optional[str] = None,
-        run_name: Optional[str] = None,
-        params: Optional[Dict[str, Any]] = None,
-        log_every_n_steps: Optional[int] = None,
-        log_model: bool = True,
-        log_tensorboard=False,
-        seed: Optional[int] = None,
-        log_patch: bool = True,
-    ):
-        super().__init__()
-        options = callback_options(
-            experiment_name, run_name, params, log_every_n_steps, log_model, log_tensorboard, seed, log_patch
-        )
-        self.experiment_name = options["experiment_name"]
-        self.run_name = options["run_name"]
-        self.user_params = options["params"]
-        self.log_every_n_steps = options["log_every_n_steps"]
-        self.log_model = options["log_model"]
-        self.log_tensorboard = options["log_tensorboard"]
-        self.seed = options["seed"]
-        self.log_patch = options["log_patch"]
+    def _start(self):  # after CallbackSettings.__init__ (options.py) checked and stored the settings
         self.session = None
         self.environment = None
         self.model_uri: Optional[str] = None
@@ -175,7 +153,10 @@ class ReproCallback(tf.keras.callbacks.Callback):
 
         # The environment and fit()'s inputs take tens to hundreds of ms (git, hashing
         # arrays): recorded on a thread of their own while training starts; joined at the end.
-        since = began if self.session.started_run else _run_start(began)
+        since = began
+        if not self.session.started_run and self.session.run_start_time is not None:
+            # the plugin collected the environment while the run was being started, just before
+            since = self.session.run_start_time - PLUGIN_SLACK
         work = (since, self._fit.fit_args, self._guard("reading the replicas", replicas))
         self._recorder = threading.Thread(target=self._record, args=work, name="tfrepro-record", daemon=True)
         self._recorder.start()
@@ -216,7 +197,7 @@ class ReproCallback(tf.keras.callbacks.Callback):
     def _log_new_params(self, params):
         """Log the params the run does not have yet: MLflow rejects a param that changes
         value, and with it the whole batch."""
-        existing = self._guard("reading the run's params", _run_params, self.session) or {}
+        existing = self._guard("reading the run's params", self.session.run_params) or {}
         for key in sorted(k for k in params if k in existing and existing[k] != str(params[k])):
             log.warning(
                 "tfrepro: param %s is already %r in run %s; not logging %r",
@@ -295,9 +276,9 @@ class ReproCallback(tf.keras.callbacks.Callback):
         from tfrepro import schema
         from tfrepro.tracking import model as model_io
 
-        tmp = tempfile.mkdtemp(prefix="tfrepro-model-")
+        scratch = tempfile.mkdtemp(prefix="tfrepro-model-")
         try:
-            path = model_io.save_model(self.model, os.path.join(tmp, "model"))
+            path = model_io.save_model(self.model, os.path.join(scratch, "model"))
             self.model_hash = model_io.saved_model_hash(path, model_io.canonical_config(self.model))
             if self.session is None:
                 return
@@ -305,28 +286,14 @@ class ReproCallback(tf.keras.callbacks.Callback):
             if _multi_worker():
                 self.session.log_artifacts(path, schema.SAVED_MODEL)  # saving again would block
                 self.model_uri = "runs:/%s/%s" % (self.session.run_id, schema.SAVED_MODEL)
+            elif self._mlflow_logs_epochs and mlflow_autolog_logs_models():
+                log.info("tfrepro: mlflow.tensorflow.autolog() logs the model; recorded its hash only")
             else:
-                self.model_uri = self._log_flavour(model_io)
+                self.model_uri = self.session.log_keras_model(self.model)
             if self.model_uri:
                 self.session.set_tags({schema.MODEL_URI: self.model_uri})
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _log_flavour(self, model_io) -> Optional[str]:
-        import mlflow
-
-        if self._mlflow_logs_epochs and mlflow_autolog_logs_models():
-            log.info("tfrepro: mlflow.tensorflow.autolog() logs the model; recorded its hash only")
-            return None
-        active = mlflow.active_run()
-        fluent = getattr(self.session, "has_fluent_run", active is not None)
-        if not (fluent and getattr(self.session, "online", True)):
-            log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
-            return None
-        if active is None or active.info.run_id != self.session.run_id:
-            log.warning("tfrepro: another MLflow run is active; the model was not logged")
-            return None
-        return model_io.log_keras_model(self.model)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _upload_tensorboard(self):
         log_dir = self.log_tensorboard
@@ -339,17 +306,6 @@ class ReproCallback(tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
-
-
-def _run_start(default: float) -> float:
-    """Epoch seconds from which an environment counts as this active run's: the plugin
-    collected it while the run was being started, just before its start time."""
-    try:
-        import mlflow
-
-        return mlflow.active_run().info.start_time / 1000.0 - PLUGIN_SLACK
-    except Exception:
-        return default
 
 
 def _multi_worker() -> bool:
@@ -365,17 +321,3 @@ def _tensorboard_in(callbacks):
         if isinstance(callback, tf.keras.callbacks.TensorBoard):
             return callback
     return None
-
-
-def _run_params(session) -> Dict[str, str]:
-    """The params the session's run already has: none for a run it just created or one
-    only spooled locally; else ask (an active run, a resumed one, mlflow's autolog)."""
-    fresh = session.started_run and not os.environ.get("MLFLOW_RUN_ID")
-    if fresh or not session.online or not getattr(session, "has_fluent_run", False):
-        return {}
-    import mlflow
-
-    from tfrepro.tracking.backend import short_http
-
-    with short_http():
-        return dict(mlflow.tracking.MlflowClient().get_run(session.run_id).data.params)

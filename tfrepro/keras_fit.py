@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 MAX_DEPTH = 40  # frames to walk up: mlflow's and tfrepro's autolog patches sit between
 FIT_ARGS = (

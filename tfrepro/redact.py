@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+from tfrepro import schema
+
 REDACTED = "<redacted>"
 # A variable whose name holds one of these is secret: its value is neither recorded (NGC
 # variables, launch.json) nor printed (the shown `docker run` line); only its name is.
@@ -141,5 +143,5 @@ def patch_withheld(log_patch: bool = True, environ: Mapping[str, str] = None) ->
     """Whether the uncommitted patch stays off the server: log_patch=False or TFREPRO_NO_PATCH=1."""
     import os
 
-    value = (os.environ if environ is None else environ).get("TFREPRO_NO_PATCH", "")
+    value = (os.environ if environ is None else environ).get(schema.ENV_NO_PATCH, "")
     return not log_patch or value.strip().lower() in ("1", "true", "yes")

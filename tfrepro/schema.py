@@ -1,6 +1,9 @@
-"""The record's names: every MLflow tag key, artifact path and container label tfrepro uses.
+"""The record's names: every MLflow tag key, artifact path, container label and environment
+variable tfrepro uses.
 
-Nothing else spells a "tfrepro.*" key or a "tfrepro/" artifact path: import them from here.
+Nothing else spells a "tfrepro.*" key, a "tfrepro/" artifact path or a TFREPRO_* variable: import
+them from here. (Two files that must run alone in a container, launch/sitecustomize.py and
+determinism.py, spell theirs; a unit test keeps them equal to these.)
 The keys are public (README "Tags"): users filter on them in the MLflow UI, so renaming one
 breaks their searches and older records. Python 3.8 compatible: it runs inside NGC containers.
 """
@@ -168,6 +171,57 @@ SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs
 
 # -- Docker labels on the containers `tfrepro run`/`replay` start ------------------------------
 RUN_ID_LABEL = "tfrepro.run_id"
+
+# -- environment variables tfrepro reads or sets ------------------------------------------------
+ENV_PREFIX = "TFREPRO_"
+# the launch hook (launch/hooks.py writes them, launch/sitecustomize.py reads them)
+ENV_AUTOLOG = "TFREPRO_AUTOLOG"  # "1": autolog() in every Python of the container
+ENV_DETERMINISTIC = "TFREPRO_DETERMINISTIC"  # "1": seed with ENV_SEED
+ENV_SEED = "TFREPRO_SEED"  # the seed; also what tfrepro.deterministic() uses when given none
+ENV_HOOK_WARNED = "TFREPRO_HOOK_WARNED"  # the hook's warnings already shown in this process tree
+# what the launcher tells the fingerprint sources inside the container
+ENV_IMAGE_REF = "TFREPRO_IMAGE_REF"
+ENV_IMAGE_DIGEST = "TFREPRO_IMAGE_DIGEST"
+ENV_IMAGE_ID = "TFREPRO_IMAGE_ID"
+ENV_SAFE_DIRECTORY = "TFREPRO_SAFE_DIRECTORY"  # the checkout's mount point: git may read it (fingerprint/git.py)
+ENV_POD_NAME = "TFREPRO_POD_NAME"  # Kubernetes downward API (launch/kubernetes.py, fingerprint/scheduler.py)
+ENV_POD_NAMESPACE = "TFREPRO_POD_NAMESPACE"
+ENV_NODE_NAME = "TFREPRO_NODE_NAME"
+ENV_K8S_JOB = "TFREPRO_K8S_JOB"
+# the Kubernetes init container's checkout and hook (launch/kubernetes.py)
+ENV_REPO = "TFREPRO_REPO"
+ENV_GIT_REMOTE = "TFREPRO_GIT_REMOTE"
+ENV_GIT_COMMIT = "TFREPRO_GIT_COMMIT"
+ENV_GIT_PATCH = "TFREPRO_GIT_PATCH"
+ENV_HOOK = "TFREPRO_HOOK"
+ENV_HOOK_DIR = "TFREPRO_HOOK_DIR"
+# user settings
+ENV_NO_PATCH = "TFREPRO_NO_PATCH"  # "1": the uncommitted patch stays off the server (redact.py)
+ENV_SPOOL_DIR = "TFREPRO_SPOOL_DIR"  # where sessions spool (tracking/spool.py)
+ENV_QUICKACK = "TFREPRO_QUICKACK"  # "0": no TCP quick ACKs to the tracking server (tracking/quickack.py)
+ENV_CONTEXT = "TFREPRO_CONTEXT"  # "0": the MLflow plugin collects nothing (mlflow_plugin)
+ENV_SLURM_DIR = "TFREPRO_SLURM_DIR"  # Slurm job output files (launch/slurm_job.py)
+ENV_SIGNING_KEY = "TFREPRO_SIGNING_KEY"  # signing.py
+ENV_ALLOWED_SIGNERS = "TFREPRO_ALLOWED_SIGNERS"  # signing.py
+ENV_TRUSTED_REGISTRIES = "TFREPRO_TRUSTED_REGISTRIES"  # replay/grants.py
+
+# MLflow's own variables, where tfrepro reads or sets them
+ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_MLFLOW_RUN_ID = "MLFLOW_RUN_ID"  # set by `tfrepro run`/`replay`: the callback resumes that run
+ENV_MLFLOW_EXPERIMENT_ID = "MLFLOW_EXPERIMENT_ID"
+ENV_MLFLOW_EXPERIMENT_NAME = "MLFLOW_EXPERIMENT_NAME"
+ENV_MLFLOW_HTTP_REQUEST_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+ENV_MLFLOW_HTTP_REQUEST_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+ENV_MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+ENV_MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+# MLflow's credentials, passed into the container when set (launch/spec.py)
+ENV_MLFLOW_AUTH = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
 
 
 def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:

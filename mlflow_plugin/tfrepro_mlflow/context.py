@@ -13,7 +13,9 @@ from typing import Dict, Optional, Tuple
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
-log = logging.getLogger("tfrepro")
+from tfrepro import schema
+
+log = logging.getLogger("tfrepro")  # tfrepro_mlflow is outside the tfrepro logger tree
 
 _tags: Optional[Tuple[object, Dict[str, str]]] = None  # (the Environment, its tags)
 
@@ -39,7 +41,7 @@ def environment_tags() -> Dict[str, str]:
 
 class TfreproContextProvider(RunContextProvider):
     def in_context(self) -> bool:
-        return os.environ.get("TFREPRO_CONTEXT", "1") != "0"
+        return os.environ.get(schema.ENV_CONTEXT, "1") != "0"
 
     def tags(self) -> Dict[str, str]:
         return environment_tags()

@@ -59,7 +59,7 @@ def train(callback, tmp_path):
 
 
 def warnings_in(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "tfrepro" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("tfrepro") and r.levelno >= logging.WARNING]
 
 
 def test_opening_the_run_fails(monkeypatch, tmp_path, caplog):
@@ -79,7 +79,7 @@ FAULTS = [
     "fit_params",
     "floats",
     "_tensorboard_in",
-    "_run_params",
+    "run_params",
     "_multi_worker",
 ]
 
@@ -93,6 +93,8 @@ def inject(monkeypatch, fault):
         monkeypatch.setattr(tfrepro.fingerprint, "shared", boom)
     elif fault == "save_model":
         monkeypatch.setattr(model_io, "save_model", boom)
+    elif fault == "run_params":
+        monkeypatch.setattr(TrackingSession, "run_params", boom)
     elif fault == "FitContext.find":
         monkeypatch.setattr(keras_fit.FitContext, "find", classmethod(boom))
     else:

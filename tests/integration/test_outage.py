@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MlflowServer
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 from tfrepro.tracking.session import FLUSH_TAG
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def test_sync_reports_one_line_when_the_server_is_still_down(tracking, capsys):
     tracking.stop()
     history, repro = fit()
     capsys.readouterr()
-    assert main(["sync"]) == 2
+    assert main(["sync"]) == status.TRACKING  # the server is still down
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("tfrepro: error: 1 of 1 spool files not uploaded")
     assert os.path.exists(repro.session.spool_path)  # kept for the next try

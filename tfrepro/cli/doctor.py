@@ -6,10 +6,16 @@ import json
 
 import click
 
+from tfrepro import schema
+
 
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
+@click.option(
+    "--tracking-uri",
+    envvar=schema.ENV_MLFLOW_TRACKING_URI,
+    help="MLflow tracking URI [env %s]." % schema.ENV_MLFLOW_TRACKING_URI,
+)
 @click.pass_context
 def command(ctx, as_json, tracking_uri):
     """Check TensorFlow, GPUs, driver/CUDA, numpy/protobuf, Docker, tracking, git and image.

@@ -24,45 +24,45 @@ def command(runs, spool_dir, tracking_uri, list_only):
     from tfrepro.tracking.sync import sync_all
 
     directory = spool.spool_dir(spool_dir)
-    paths = [_resolve(directory, r) for r in runs] if runs else spool.pending_files(directory)
+    paths = [_resolve(directory, run) for run in runs] if runs else spool.pending_files(directory)
     if not paths:
         click.echo("nothing to sync in %s" % directory)
         return
     if list_only:
-        for p in paths:
-            header = spool.read_header(p)
+        for path in paths:
+            header = spool.read_header(path)
             uri = strip_url_credentials(str(header.get("tracking_uri") or ""))
             click.echo(
-                "%s  run %s  %s  %d bytes" % (safe(p), safe(header.get("run_id")), safe(uri), os.path.getsize(p))
+                "%s  run %s  %s  %d bytes" % (safe(path), safe(header.get("run_id")), safe(uri), os.path.getsize(path))
             )
         return
     failures = []
-    for r in sync_all(directory, paths, tracking_uri):
-        name = os.path.basename(r.path)
-        if r.failure:
-            failures.append(r.failure)
-            click.echo("%s: not uploaded: %s" % (safe(name), safe(r.failure)), err=True)
-        elif r.skipped_reason:
-            click.echo("%s: skipped (%s)" % (safe(name), safe(r.skipped_reason)))
+    for result in sync_all(directory, paths, tracking_uri):
+        name = os.path.basename(result.path)
+        if result.failure:
+            failures.append(result.failure)
+            click.echo("%s: not uploaded: %s" % (safe(name), safe(result.failure)), err=True)
+        elif result.skipped_reason:
+            click.echo("%s: skipped (%s)" % (safe(name), safe(result.skipped_reason)))
         else:
-            c = r.counts
+            counts = result.counts
             click.echo(
                 "%s -> run %s%s: %d points (%d already there), %d params, %d tags, %d files"
                 % (
                     safe(name),
-                    safe(r.run_id),
-                    " (created)" if r.created else "",
-                    c.get("points", 0),
-                    c.get("skipped", 0),
-                    c.get("params", 0),
-                    c.get("tags", 0),
-                    c.get("files", 0),
+                    safe(result.run_id),
+                    " (created)" if result.created else "",
+                    counts.get("points", 0),
+                    counts.get("skipped", 0),
+                    counts.get("params", 0),
+                    counts.get("tags", 0),
+                    counts.get("files", 0),
                 )
             )
-            for e in r.errors:
-                click.echo("%s: rejected by the server: %s" % (safe(name), safe(e)), err=True)
-            for f in r.refused:
-                click.echo("%s: not uploaded: %s" % (safe(name), safe(f)), err=True)
+            for error in result.errors:
+                click.echo("%s: rejected by the server: %s" % (safe(name), safe(error)), err=True)
+            for refused in result.refused:
+                click.echo("%s: not uploaded: %s" % (safe(name), safe(refused)), err=True)
     if failures:
         raise TrackingError("%d of %d spool files not uploaded: %s" % (len(failures), len(paths), safe(failures[0])))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib
+import os
 import threading
 import time
 from typing import Iterable, Optional, Tuple
@@ -22,6 +23,16 @@ SOURCES = tuple(SECTIONS)
 
 class NotApplicable(Exception):
     """The source does not apply here (no git repo, no driver...): str() is the reason."""
+
+
+def read_text(root: str, path: str) -> Optional[str]:
+    """The text of the absolute `path` under `root` ("/", or a folder of recorded files in
+    tests); None when it cannot be read."""
+    try:
+        with open(os.path.join(root, path.lstrip("/")), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def collect(sources: Iterable[str] = SOURCES) -> Environment:

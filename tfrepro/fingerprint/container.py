@@ -16,14 +16,15 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import ContainerInfo
+from tfrepro.fingerprint import read_text
 from tfrepro.imageref import image_id, is_digest_ref, repository
 from tfrepro.redact import is_secret
 
 ROOT = "/"  # tests point this at a folder holding recorded files
 TIMEOUT = 1.0  # seconds for the Docker socket and the Kubernetes API
 
-ENV_REF, ENV_DIGEST, ENV_ID = "TFREPRO_IMAGE_REF", "TFREPRO_IMAGE_DIGEST", "TFREPRO_IMAGE_ID"
 
 _ID_IN_CGROUP = re.compile(r"([0-9a-f]{64})(?:\.scope)?$")
 _ID_IN_MOUNT = re.compile(r"/(?:docker/containers|overlay-containers)/([0-9a-f]{64})/")
@@ -65,14 +66,6 @@ _NGC_NAMES = (
 
 def _path(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
-
-
-def _read(root: str, path: str) -> Optional[str]:
-    try:
-        with open(_path(root, path), encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def ngc_env(environ: Mapping[str, str]) -> Dict[str, str]:
@@ -170,19 +163,19 @@ def detect(raw: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def from_launcher(env: Mapping[str, str]) -> Dict[str, Any]:
-    digest, iid = env.get(ENV_DIGEST), env.get(ENV_ID)
-    found: Dict[str, Any] = {"image_ref": env.get(ENV_REF) or None}
+    digest, iid = env.get(schema.ENV_IMAGE_DIGEST), env.get(schema.ENV_IMAGE_ID)
+    found: Dict[str, Any] = {"image_ref": env.get(schema.ENV_IMAGE_REF) or None}
     if digest:
         if is_digest_ref(digest):
             found["image_digest"] = digest
         else:
-            found["error"] = "%s is not repo@sha256:<64 hex>: %r" % (ENV_DIGEST, digest[:100])
+            found["error"] = "%s is not repo@sha256:<64 hex>: %r" % (schema.ENV_IMAGE_DIGEST, digest[:100])
     if iid:
         found["image_id"] = image_id(iid)
         if not found["image_id"]:
-            found["error"] = "%s is not sha256:<64 hex>: %r" % (ENV_ID, iid[:100])
+            found["error"] = "%s is not sha256:<64 hex>: %r" % (schema.ENV_IMAGE_ID, iid[:100])
     if not digest and not iid and "error" not in found:
-        found["error"] = "%s not set" % ENV_DIGEST
+        found["error"] = "%s not set" % schema.ENV_IMAGE_DIGEST
     return found
 
 
@@ -299,10 +292,10 @@ def query(root: Optional[str] = None, environ: Optional[Mapping[str, str]] = Non
     environ = os.environ if environ is None else environ
     raw: Dict[str, Any] = {
         "dockerenv": os.path.exists(_path(root, "/.dockerenv")),
-        "containerenv": _read(root, "/run/.containerenv"),
-        "cgroup": _read(root, "/proc/self/cgroup") or "",
-        "mountinfo": _read(root, "/proc/self/mountinfo") or "",
-        "hostname": (_read(root, "/etc/hostname") or environ.get("HOSTNAME") or "").strip(),
+        "containerenv": read_text(root, "/run/.containerenv"),
+        "cgroup": read_text(root, "/proc/self/cgroup") or "",
+        "mountinfo": read_text(root, "/proc/self/mountinfo") or "",
+        "hostname": (read_text(root, "/etc/hostname") or environ.get("HOSTNAME") or "").strip(),
         "env": dict(environ),
     }
     found = detect(raw)

@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from tfrepro.fingerprint.data_record import CONTENT, METADATA, DataSource, entry_row
 
@@ -135,29 +135,42 @@ class _Walk:
         stack = [(top, rel_top)]
         while stack:
             path, rel = stack.pop()
-            try:
-                with os.scandir(path) as it:
-                    children = sorted(it, key=lambda e: e.name)
-            except OSError as exc:
-                self.reason(rel, "unreadable folder: %s" % _why(exc))
+            children = self.children(path, rel)
+            if children is None:
                 self.add(rel, part, "unreadable")
                 continue
             subdirs = []
-            for child in children:
-                if child.name in self.skip_names:
-                    continue
-                child_rel = rel + "/" + child.name if rel else child.name
-                try:
-                    st = child.stat(follow_symlinks=False)
-                except OSError as exc:
-                    self.reason(child_rel, "cannot stat: %s" % _why(exc))
-                    continue
+            for child, child_rel, st in children:
                 if stat.S_ISDIR(st.st_mode):
                     self.add(child_rel, part, "dir")
                     subdirs.append((child.path, child_rel))
                 else:
                     self.entry(child.path, child_rel, part, st)
             stack.extend(reversed(subdirs))
+
+    def children(self, path: str, rel: str) -> Optional[Iterator[Tuple[os.DirEntry, str, os.stat_result]]]:
+        """A folder's entries, sorted by name, but those in skip_names: each with its path
+        relative to the source and its lstat, taken as the caller gets to it. None when the
+        folder cannot be read. What cannot be read is recorded as a reason."""
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.reason(rel, "unreadable folder: %s" % _why(exc))
+            return None
+        return self._stat_each(entries, rel)
+
+    def _stat_each(self, entries: List[os.DirEntry], rel: str) -> Iterator[Tuple[os.DirEntry, str, os.stat_result]]:
+        for child in entries:
+            if child.name in self.skip_names:
+                continue
+            child_rel = rel + "/" + child.name if rel else child.name
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.reason(child_rel, "cannot stat: %s" % _why(exc))
+                continue
+            yield child, child_rel, st
 
 
 def scan(
@@ -188,20 +201,7 @@ def scan(
     walk = _Walk(hash_data, started, detail_files, detail_seconds, skip_names)
     if stat.S_ISDIR(st.st_mode):
         kind = "dir"
-        try:
-            with os.scandir(path) as it:
-                top = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            walk.reason(".", "unreadable folder: %s" % _why(exc))
-            top = []
-        for child in top:
-            if child.name in skip_names:
-                continue
-            try:
-                child_st = child.stat(follow_symlinks=False)
-            except OSError as exc:
-                walk.reason(child.name, "cannot stat: %s" % _why(exc))
-                continue
+        for child, _rel, child_st in walk.children(path, "") or []:
             if stat.S_ISDIR(child_st.st_mode):
                 walk.tree(child.path, child.name, child.name)
             else:

@@ -179,29 +179,29 @@ def from_json_data(data: Any) -> List[DataSource]:
 
 def to_tags(sources: Sequence[DataSource], limit: int = schema.MAX_TAG_VALUE) -> Dict[str, str]:
     tags = {schema.DATA_SOURCES: str(len(sources))} if sources else {}
-    for n, s in enumerate(sources):
-        p = "%s%d." % (TAG_PREFIX, n)
+    for n, source in enumerate(sources):
+        prefix = "%s%d." % (TAG_PREFIX, n)
         tags.update(
             {
-                p + "label": s.label,
-                p + "path": s.path,
-                p + "kind": s.kind,
-                p + "mode": s.mode,
-                p + "files": str(s.files),
-                p + "bytes": str(s.bytes),
+                prefix + "label": source.label,
+                prefix + "path": source.path,
+                prefix + "kind": source.kind,
+                prefix + "mode": source.mode,
+                prefix + "files": str(source.files),
+                prefix + "bytes": str(source.bytes),
             }
         )
-        if s.target:
-            tags[p + "target"] = s.target
-        if s.hash:
-            tags[p + "hash"] = s.hash
-        if s.summarised:
-            tags[p + "summarised"] = "true"
-        if s.written:
-            tags[p + "written"] = "true"
-        if s.reasons:
-            text = "; ".join("%s: %s" % kv for kv in sorted(s.reasons.items()))
-            tags[p + "reasons"] = schema.truncate(text, limit)
+        if source.target:
+            tags[prefix + "target"] = source.target
+        if source.hash:
+            tags[prefix + "hash"] = source.hash
+        if source.summarised:
+            tags[prefix + "summarised"] = "true"
+        if source.written:
+            tags[prefix + "written"] = "true"
+        if source.reasons:
+            text = "; ".join("%s: %s" % kv for kv in sorted(source.reasons.items()))
+            tags[prefix + "reasons"] = schema.truncate(text, limit)
     return tags
 
 
@@ -210,21 +210,21 @@ def from_tags(tags: Mapping[str, str]) -> List[DataSource]:
     count = tags.get(schema.DATA_SOURCES, "0")
     out = []
     for n in range(int(count) if count.isdigit() else 0):
-        p = "%s%d." % (TAG_PREFIX, n)
-        files, size = tags.get(p + "files", "0"), tags.get(p + "bytes", "0")
+        prefix = "%s%d." % (TAG_PREFIX, n)
+        files, size = tags.get(prefix + "files", "0"), tags.get(prefix + "bytes", "0")
         out.append(
             DataSource.from_dict(
                 {
-                    "label": tags.get(p + "label"),
-                    "path": tags.get(p + "path"),
-                    "target": tags.get(p + "target"),
-                    "kind": tags.get(p + "kind", "dir"),
-                    "mode": tags.get(p + "mode"),
-                    "hash": tags.get(p + "hash"),
+                    "label": tags.get(prefix + "label"),
+                    "path": tags.get(prefix + "path"),
+                    "target": tags.get(prefix + "target"),
+                    "kind": tags.get(prefix + "kind", "dir"),
+                    "mode": tags.get(prefix + "mode"),
+                    "hash": tags.get(prefix + "hash"),
                     "files": int(files) if files.isdigit() else 0,
                     "bytes": int(size) if size.isdigit() else 0,
-                    "summarised": tags.get(p + "summarised") == "true",
-                    "written": tags.get(p + "written") == "true",
+                    "summarised": tags.get(prefix + "summarised") == "true",
+                    "written": tags.get(prefix + "written") == "true",
                 }
             )
         )

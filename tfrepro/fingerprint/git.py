@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import GitInfo
 from tfrepro.fingerprint import NotApplicable
 from tfrepro.redact import strip_url_credentials
 
 TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
 MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
-SAFE_DIRECTORY_ENV = "TFREPRO_SAFE_DIRECTORY"  # set by the launcher: see trust_config()
 
 
 def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
@@ -69,7 +69,7 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
     git = shutil.which("git")
     if not git:
         raise NotApplicable("git not installed")
-    xdg = trust_config(os.environ.get(SAFE_DIRECTORY_ENV))
+    xdg = trust_config(os.environ.get(schema.ENV_SAFE_DIRECTORY))  # set by the launcher
     try:
         return _query(git, cwd, {"XDG_CONFIG_HOME": xdg} if xdg else None)
     finally:
@@ -129,20 +129,26 @@ def _first_line(stderr: bytes) -> str:
     return lines[0] if lines else "?"
 
 
+FIELDS_BEFORE_PATH = {"1": 8, "2": 9, "u": 10}  # porcelain v2: ordinary, rename/copy, unmerged
+
+
+def _status_entries(text: str) -> Iterator[Tuple[str, Optional[str]]]:
+    """A porcelain v2 -z status's entries, each with the original path that follows a
+    rename/copy entry (else None)."""
+    entries = iter(text.split("\0"))
+    for entry in entries:
+        yield entry, next(entries, None) if entry.startswith("2 ") else None
+
+
 def changed_paths(text: str) -> List[str]:
     """Tracked paths in a porcelain v2 -z status (both sides of a rename)."""
     paths: List[str] = []
-    entries = text.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        fields = {"1": 8, "2": 9, "u": 10}.get(entry[:1]) if entry[1:2] == " " else None
+    for entry, original in _status_entries(text):
+        fields = FIELDS_BEFORE_PATH.get(entry[:1]) if entry[1:2] == " " else None
         if fields:
             paths.append(entry.split(" ", fields)[-1])
-            if entry.startswith("2 ") and i < len(entries):
-                paths.append(entries[i])
-                i += 1
+            if original is not None:
+                paths.append(original)
     return paths
 
 
@@ -151,11 +157,7 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
     commit = branch = None
     changed = False
     untracked = []
-    entries = text.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
+    for entry, _original in _status_entries(text):
         if entry.startswith("# branch.oid "):
             oid = entry[len("# branch.oid ") :]
             commit = None if oid == "(initial)" else oid
@@ -166,8 +168,6 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
             untracked.append(entry[2:])
         elif entry[:2] in ("1 ", "2 ", "u "):
             changed = True
-            if entry.startswith("2 "):
-                i += 1  # a rename/copy entry is followed by its original path
     return commit, branch, changed, tuple(sorted(untracked))
 
 

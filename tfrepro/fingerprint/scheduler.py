@@ -18,8 +18,9 @@ import os
 import re
 from typing import Any, Dict, Mapping, Optional
 
+from tfrepro import schema
 from tfrepro.environment import SchedulerInfo
-from tfrepro.fingerprint import NotApplicable
+from tfrepro.fingerprint import NotApplicable, read_text
 
 ROOT = "/"  # tests point this at a folder holding recorded files
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -36,10 +37,10 @@ SLURM_VARS = (
     "SLURM_JOB_ACCOUNT",
 )
 # downward-API names: ours first, then the ones Kubernetes' own examples use
-POD_VARS = ("TFREPRO_POD_NAME", "POD_NAME", "MY_POD_NAME")
-NAMESPACE_VARS = ("TFREPRO_POD_NAMESPACE", "POD_NAMESPACE", "MY_POD_NAMESPACE")
-NODE_VARS = ("TFREPRO_NODE_NAME", "NODE_NAME", "MY_NODE_NAME", "KUBE_NODE_NAME")
-JOB_VARS = ("TFREPRO_K8S_JOB",)
+POD_VARS = (schema.ENV_POD_NAME, "POD_NAME", "MY_POD_NAME")
+NAMESPACE_VARS = (schema.ENV_POD_NAMESPACE, "POD_NAMESPACE", "MY_POD_NAMESPACE")
+NODE_VARS = (schema.ENV_NODE_NAME, "NODE_NAME", "MY_NODE_NAME", "KUBE_NODE_NAME")
+JOB_VARS = (schema.ENV_K8S_JOB,)
 K8S_VARS = ("KUBERNETES_SERVICE_HOST", "HOSTNAME") + POD_VARS + NAMESPACE_VARS + NODE_VARS + JOB_VARS
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
@@ -47,21 +48,13 @@ JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 _LABEL_LINE = re.compile(r'^([^=\s]+)="(.*)"$')
 
 
-def _read(root: str, path: str) -> Optional[str]:
-    try:
-        with open(os.path.join(root, path.lstrip("/")), encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def query(root: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     root = root or ROOT
     environ = os.environ if environ is None else environ
     raw: Dict[str, Any] = {"env": {k: environ[k] for k in SLURM_VARS + K8S_VARS if environ.get(k)}}
     if environ.get("KUBERNETES_SERVICE_HOST"):
-        raw["namespace"] = _read(root, NAMESPACE_FILE)
-        raw["labels"] = _read(root, LABELS_FILE)
+        raw["namespace"] = read_text(root, NAMESPACE_FILE)
+        raw["labels"] = read_text(root, LABELS_FILE)
     return raw
 
 

@@ -7,16 +7,13 @@ import shlex
 from typing import Dict, Optional
 
 from tfrepro.environment import SystemInfo
+from tfrepro.fingerprint import read_text
 
 ROOT = "/"  # tests point this at a folder holding recorded files
 
 
 def _read(path: str) -> str:
-    try:
-        with open(os.path.join(ROOT, path.lstrip("/")), encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
+    return read_text(ROOT, path) or ""
 
 
 def query() -> Dict[str, object]:

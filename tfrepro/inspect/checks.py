@@ -58,41 +58,44 @@ class Facts:
 # ---- checks: pure ----------------------------------------------------------------------------
 
 
-def check_tensorflow(f: Facts) -> Check:
-    if f.tf_error:
+def check_tensorflow(facts: Facts) -> Check:
+    if facts.tf_error:
         return Check(
             "tensorflow",
             FAIL,
-            "TensorFlow does not import: %s" % f.tf_error,
+            "TensorFlow does not import: %s" % facts.tf_error,
             "pip install 'tensorflow==2.9.*' (or run inside nvcr.io/nvidia/tensorflow:22.07-tf2-py3)",
         )
     built = ", ".join(
         x
-        for x in (f.tf_cuda_build and "CUDA " + f.tf_cuda_build, f.tf_cudnn_build and "cuDNN " + f.tf_cudnn_build)
+        for x in (
+            facts.tf_cuda_build and "CUDA " + facts.tf_cuda_build,
+            facts.tf_cudnn_build and "cuDNN " + facts.tf_cudnn_build,
+        )
         if x
     )
-    message = "TensorFlow %s imports%s" % (f.tf_version, " (built with %s)" % built if built else "")
-    if version_tuple(f.tf_version)[:2] != (2, 9):
+    message = "TensorFlow %s imports%s" % (facts.tf_version, " (built with %s)" % built if built else "")
+    if version_tuple(facts.tf_version)[:2] != (2, 9):
         return Check("tensorflow", WARN, message + "; tfrepro targets 2.9", "pip install 'tensorflow==2.9.*'")
     return Check("tensorflow", PASS, message)
 
 
-def check_gpus(f: Facts) -> Check:
-    nvml = f.gpu.count if f.gpu else 0
-    if f.tf_error:
-        seen = " (%s)" % ", ".join(sorted({d.name for d in f.gpu.devices if d.name})) if nvml else ""
+def check_gpus(facts: Facts) -> Check:
+    nvml = facts.gpu.count if facts.gpu else 0
+    if facts.tf_error:
+        seen = " (%s)" % ", ".join(sorted({d.name for d in facts.gpu.devices if d.name})) if nvml else ""
         return Check(
             "gpus",
             SKIP,
             "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether it can use them is unknown" % (nvml, seen),
         )
     if not nvml:
-        reason = (f.gpu.reason if f.gpu else None) or f.gpu_reason or "no GPU"
-        if f.tf_gpus:
+        reason = (facts.gpu.reason if facts.gpu else None) or facts.gpu_reason or "no GPU"
+        if facts.tf_gpus:
             return Check(
                 "gpus",
                 WARN,
-                "TensorFlow sees %d GPU(s) but NVML none (%s)" % (f.tf_gpus, reason),
+                "TensorFlow sees %d GPU(s) but NVML none (%s)" % (facts.tf_gpus, reason),
                 "install nvidia-ml-py, or check the NVIDIA driver",
             )
         return Check(
@@ -101,9 +104,9 @@ def check_gpus(f: Facts) -> Check:
             "no NVIDIA GPU here: runs here train on the CPU (%s)" % reason,
             "run on a GPU machine, with `docker run --gpus all` when in a container",
         )
-    if f.tf_gpus == nvml:
+    if facts.tf_gpus == nvml:
         return Check("gpus", PASS, "TensorFlow sees the %d GPU(s) NVML sees" % nvml)
-    if f.tf_gpus == 0:
+    if facts.tf_gpus == 0:
         return Check(
             "gpus",
             FAIL,
@@ -111,31 +114,33 @@ def check_gpus(f: Facts) -> Check:
             "TensorFlow cannot load CUDA/cuDNN or is a CPU build: use the NGC image "
             "or a CUDA 11.2 + cuDNN 8.1 install matching tensorflow 2.9",
         )
-    visible = f.gpu.cuda_visible_devices if f.gpu else None
+    visible = facts.gpu.cuda_visible_devices if facts.gpu else None
     if visible is not None:
         return Check(
-            "gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)" % (f.tf_gpus, nvml, visible)
+            "gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)" % (facts.tf_gpus, nvml, visible)
         )
     return Check(
         "gpus",
         WARN,
-        "TensorFlow sees %d GPU(s), NVML %d" % (f.tf_gpus, nvml),
+        "TensorFlow sees %d GPU(s), NVML %d" % (facts.tf_gpus, nvml),
         "check NVIDIA_VISIBLE_DEVICES / --gpus and the MIG setup",
     )
 
 
-def check_driver_cuda(f: Facts) -> Check:
-    if not f.gpu or not f.gpu.count:
+def check_driver_cuda(facts: Facts) -> Check:
+    if not facts.gpu or not facts.gpu.count:
         return Check("driver/cuda", SKIP, "no GPU driver to check")
-    built = f.tf_cuda_build or (TF29_CUDA if f.tf_error else None)  # no TF: what its wheels need
+    built = facts.tf_cuda_build or (TF29_CUDA if facts.tf_error else None)  # no TF: what its wheels need
     need = cuda_int(built)
-    have = f.gpu.cuda_driver_version
+    have = facts.gpu.cuda_driver_version
     if not need or not have:
-        return Check("driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown" % (f.gpu.driver_version or "?"))
+        return Check(
+            "driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown" % (facts.gpu.driver_version or "?")
+        )
     message = "driver %s supports CUDA %s; %s CUDA %s" % (
-        f.gpu.driver_version,
-        f.gpu.cuda_driver,
-        "tensorflow 2.9's wheels need" if f.tf_error else "TensorFlow was built with",
+        facts.gpu.driver_version,
+        facts.gpu.cuda_driver,
+        "tensorflow 2.9's wheels need" if facts.tf_error else "TensorFlow was built with",
         built,
     )
     if have >= need:
@@ -143,10 +148,10 @@ def check_driver_cuda(f: Facts) -> Check:
     return Check("driver/cuda", FAIL, message, "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
 
 
-def check_versions(f: Facts) -> List[Check]:
+def check_versions(facts: Facts) -> List[Check]:
     out = []
     for name, (low, high) in sorted(RANGES.items()):
-        have = f.versions.get(name)
+        have = facts.versions.get(name)
         wanted = ">=%s,<%s" % (low, high)
         if not have:
             out.append(
@@ -171,19 +176,19 @@ def check_versions(f: Facts) -> List[Check]:
     return out
 
 
-def check_docker(f: Facts) -> Check:
-    in_container = bool(f.container and f.container.in_container)
-    if f.docker_runtimes is None:
+def check_docker(facts: Facts) -> Check:
+    in_container = bool(facts.container and facts.container.in_container)
+    if facts.docker_runtimes is None:
         where = "in a container: replay from the host" if in_container else "needed by run and replay"
         return Check(
             "docker",
             WARN if in_container else FAIL,
-            "Docker daemon not reachable (%s): %s" % (f.docker_error or "no answer", where),
+            "Docker daemon not reachable (%s): %s" % (facts.docker_error or "no answer", where),
             "start dockerd, or set DOCKER_HOST; add your user to the docker group",
         )
-    runtimes = ", ".join(f.docker_runtimes) or "none"
-    gpus = bool(f.gpu and f.gpu.count)
-    if gpus and "nvidia" not in f.docker_runtimes:
+    runtimes = ", ".join(facts.docker_runtimes) or "none"
+    gpus = bool(facts.gpu and facts.gpu.count)
+    if gpus and "nvidia" not in facts.docker_runtimes:
         # `--gpus` can still work through the toolkit's hook, so this is a warning, not a failure
         return Check(
             "docker",
@@ -195,67 +200,68 @@ def check_docker(f: Facts) -> Check:
     return Check("docker", PASS, "Docker is reachable (runtimes: %s)" % runtimes)
 
 
-def check_tracking(f: Facts) -> Check:
-    if f.tracking_error:
+def check_tracking(facts: Facts) -> Check:
+    if facts.tracking_error:
         return Check(
             "tracking",
             FAIL,
-            "%s: %s" % (f.tracking_uri, f.tracking_error),
+            "%s: %s" % (facts.tracking_uri, facts.tracking_error),
             "start the server or set MLFLOW_TRACKING_URI (sqlite: a writable directory)",
         )
-    return Check("tracking", PASS, "%s is reachable and writable" % f.tracking_uri)
+    return Check("tracking", PASS, "%s is reachable and writable" % facts.tracking_uri)
 
 
-def check_git(f: Facts) -> Check:
-    if f.git_error or not f.git_root:
+def check_git(facts: Facts) -> Check:
+    if facts.git_error or not facts.git_root:
         return Check(
             "git",
             WARN,
-            "not in a git repository (%s): runs record no commit" % (f.git_error or "no repository"),
+            "not in a git repository (%s): runs record no commit" % (facts.git_error or "no repository"),
             "run from a git checkout of your training code",
         )
-    if f.git_changes:
+    if facts.git_changes:
         return Check(
             "git",
             WARN,
             "%s has %d uncommitted change(s): each run logs the patch "
-            "(%s) and replay applies it" % (f.git_root, len(f.git_changes), schema.GIT_PATCH),
+            "(%s) and replay applies it" % (facts.git_root, len(facts.git_changes), schema.GIT_PATCH),
             "commit to make runs point at a commit alone",
         )
-    return Check("git", PASS, "%s is clean" % f.git_root)
+    return Check("git", PASS, "%s is clean" % facts.git_root)
 
 
-def check_image(f: Facts) -> Check:
-    c = f.container
-    if c is None:
+def check_image(facts: Facts) -> Check:
+    container = facts.container
+    if container is None:
         return Check(
             "image",
             WARN,
-            "could not tell whether this is a container (%s)" % (f.container_reason or "unknown"),
+            "could not tell whether this is a container (%s)" % (facts.container_reason or "unknown"),
             "start training with `tfrepro run`",
         )
-    if not c.in_container:
+    if not container.in_container:
         return Check(
             "image",
             WARN,
             "not in a container: runs started here record no image",
             "start training with `tfrepro run IMAGE -- python train.py`",
         )
-    if c.image_digest:
-        return Check("image", PASS, "image digest known (%s): %s" % (c.digest_source, c.image_digest))
+    if container.image_digest:
+        return Check("image", PASS, "image digest known (%s): %s" % (container.digest_source, container.image_digest))
     return Check(
         "image",
         WARN,
-        "in a container (%s) but the image digest is unknown" % (c.runtime or ", ".join(c.evidence) or "?"),
+        "in a container (%s) but the image digest is unknown"
+        % (container.runtime or ", ".join(container.evidence) or "?"),
         "start it with `tfrepro run`, or mount /var/run/docker.sock read-only",
     )
 
 
-def run_checks(f: Facts) -> List[Check]:
+def run_checks(facts: Facts) -> List[Check]:
     return (
-        [check_tensorflow(f), check_gpus(f), check_driver_cuda(f)]
-        + check_versions(f)
-        + [check_docker(f), check_tracking(f), check_git(f), check_image(f)]
+        [check_tensorflow(facts), check_gpus(facts), check_driver_cuda(facts)]
+        + check_versions(facts)
+        + [check_docker(facts), check_tracking(facts), check_git(facts), check_image(facts)]
     )
 
 
@@ -309,7 +315,7 @@ def _tracking(tracking_uri: Optional[str] = None) -> Dict[str, Any]:
     try:
         import mlflow  # a required dependency, but doctor must still answer without it
     except ImportError as exc:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "(default)"
+        uri = tracking_uri or os.environ.get(schema.ENV_MLFLOW_TRACKING_URI) or "(default)"
         return {
             "tracking_uri": strip_url_credentials(uri),
             "tracking_error": "mlflow cannot be imported (%s): pip install tfrepro" % exc,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from tfrepro import schema
-from tfrepro.inspect import compare as C
+from tfrepro.inspect import compare
 
 SAME_ENVIRONMENT = "same-environment"
 FIX_DETERMINISM = "call tfrepro.deterministic() before building the model, or launch with `tfrepro run --seed N`"
@@ -79,7 +79,7 @@ def _listed(items: Sequence[str], limit: int = 3) -> str:
     return shown + (" (+%d more)" % (len(items) - limit) if len(items) > limit else "")
 
 
-def _change(diff: C.Difference) -> str:
+def _change(diff: compare.Difference) -> str:
     return "%s -> %s" % (diff.a if diff.a is not None else "unset", diff.b if diff.b is not None else "unset")
 
 
@@ -206,11 +206,11 @@ ROW_FACTORS = (
 NOT_CAUSES = ("metrics", "launch", "record", "system", "process")
 
 
-def _row_factors(diffs: Sequence[C.Difference]) -> Dict[str, Factor]:
-    claimed: Dict[str, List[C.Difference]] = {}
-    other: List[C.Difference] = []
+def _row_factors(diffs: Sequence[compare.Difference]) -> Dict[str, Factor]:
+    claimed: Dict[str, List[compare.Difference]] = {}
+    other: List[compare.Difference] = []
     for diff in diffs:
-        if diff.equal or diff.rank in (C.RESULT, C.LOW) or diff.group in NOT_CAUSES:
+        if diff.equal or diff.rank in (compare.RESULT, compare.LOW) or diff.group in NOT_CAUSES:
             continue
         key = next((k for k, match, _, _ in ROW_FACTORS if match(diff)), None)
         if key is None:
@@ -255,7 +255,7 @@ def explain(
     replay,
     data_drift: Sequence = (),
     data_sources: Sequence = (),
-    diffs: Optional[Sequence[C.Difference]] = None,
+    diffs: Optional[Sequence[compare.Difference]] = None,
 ) -> List[Factor]:
     """Ranked factors that can explain why `replay`'s results differ from `original`'s.
 
@@ -263,7 +263,7 @@ def explain(
     the data rows found before the replay launched; `data_sources` the original's recorded data.
     """
     if diffs is None:
-        diffs = C.compare_runs(original, replay)
+        diffs = compare.compare_runs(original, replay)
     found: Dict[str, Factor] = dict(_row_factors(diffs))
     for factor in _tagged(original, replay):
         found.setdefault(factor.key, factor)

@@ -100,7 +100,7 @@ def _yes(value: Optional[bool]) -> Optional[str]:
 
 
 def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[str, List[Tuple[str, Any]]]]:
-    c, g, gpu, tf, py, sysinfo, proc = (
+    container, git, gpu, tf, python, sysinfo, proc = (
         env.container,
         env.git,
         env.gpu,
@@ -110,31 +110,31 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         env.process,
     )
     groups: List[Tuple[str, List[Tuple[str, Any]]]] = []
-    if c:
+    if container:
         rows = [
-            ("ref", c.image_ref),
-            ("digest", c.image_digest),
-            ("id", c.image_id),
-            ("digest source", c.digest_source),
-            ("in container", _yes(c.in_container)),
-            ("runtime", c.runtime),
-            ("evidence", ", ".join(c.evidence) or None),
+            ("ref", container.image_ref),
+            ("digest", container.image_digest),
+            ("id", container.image_id),
+            ("digest source", container.digest_source),
+            ("in container", _yes(container.in_container)),
+            ("runtime", container.runtime),
+            ("evidence", ", ".join(container.evidence) or None),
         ]
-        rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(c.ngc.items())]
+        rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(container.ngc.items())]
         groups.append(("Image", rows))
-    if g:
+    if git:
         groups.append(
             (
                 "Code",
                 [
-                    ("commit", g.commit),
-                    ("branch", g.branch),
-                    ("remote", g.remote_url),
-                    ("dirty", _yes(g.dirty)),
-                    ("patch sha256", g.patch_sha256),
-                    ("untracked", "%d files" % len(g.untracked) if g.untracked else None),
-                    ("workdir", g.workdir),
-                    ("root", g.root),
+                    ("commit", git.commit),
+                    ("branch", git.branch),
+                    ("remote", git.remote_url),
+                    ("dirty", _yes(git.dirty)),
+                    ("patch sha256", git.patch_sha256),
+                    ("untracked", "%d files" % len(git.untracked) if git.untracked else None),
+                    ("workdir", git.workdir),
+                    ("root", git.root),
                 ],
             )
         )
@@ -176,15 +176,15 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         rows = [("seed", tf.seed)]
         rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
         groups.append(("Determinism", rows))
-    if py:
+    if python:
         rows = [
-            ("version", py.version),
-            ("implementation", py.implementation),
-            ("executable", py.executable),
-            ("packages", "%d installed" % len(py.packages)),
+            ("version", python.version),
+            ("implementation", python.implementation),
+            ("executable", python.executable),
+            ("packages", "%d installed" % len(python.packages)),
         ]
         if show_packages:
-            rows += [(name, version or "-") for name, version in map(split_package, py.packages)]
+            rows += [(name, version or "-") for name, version in map(split_package, python.packages)]
         groups.append(("Python", rows))
     if proc:
         groups.append(
@@ -209,20 +209,20 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             )
         )
     if env.scheduler:
-        j = env.scheduler
+        scheduler = env.scheduler
         groups.append(
             (
                 "Scheduler",
                 [
-                    ("kind", j.kind),
-                    ("job id", j.job_id),
-                    ("job name", j.job_name),
-                    ("nodes", j.nodes),
-                    ("partition", j.partition),
-                    ("cluster", j.cluster),
-                    ("account", j.account),
-                    ("pod", j.pod),
-                    ("namespace", j.namespace),
+                    ("kind", scheduler.kind),
+                    ("job id", scheduler.job_id),
+                    ("job name", scheduler.job_name),
+                    ("nodes", scheduler.nodes),
+                    ("partition", scheduler.partition),
+                    ("cluster", scheduler.cluster),
+                    ("account", scheduler.account),
+                    ("pod", scheduler.pod),
+                    ("namespace", scheduler.namespace),
                 ],
             )
         )

@@ -1,6 +1,9 @@
 """tfrepro's launch hook. Not imported by tfrepro: `tfrepro run` and `tfrepro replay` copy
 this file into a private directory, mount it read-only into the container and put it first
 on PYTHONPATH, so every Python there imports it as `sitecustomize` before the user's code.
+Beside it go the two standalone tfrepro modules it runs on (COMPANIONS): tfrepro.import_hook
+(wait for TensorFlow) and tfrepro.determinism (the seeding); where they are not beside it, the
+installed tfrepro's are used.
 
 It first runs the sitecustomize the image would have run without it, then:
     TFREPRO_DETERMINISTIC=1   tfrepro.deterministic($TFREPRO_SEED)   (`tfrepro run --seed N`)
@@ -9,13 +12,22 @@ Neither imports TensorFlow: Python's and NumPy's generators are seeded at once, 
 waits until the program imports TensorFlow (or Keras) itself, so `pip` or a plain `python -c`
 in the container costs nothing. Nothing here may stop the user's program: what is missing or
 fails is one warning on stderr (once per process tree), and the program runs.
-Python 3.8+, standard library only until it knows what the image has.
+Python 3.8+, standard library only (and its companions) until it knows what the image has.
 """
 
 import os
 import sys
 
 HOOK_DIR = os.path.dirname(os.path.abspath(__file__))
+# tfrepro modules this hook runs on, copied beside it as tfrepro_<name>.py (launch/hooks.py):
+# standard library only, so they run where tfrepro is not installed
+COMPANIONS = ("import_hook", "determinism")
+
+# Environment variables, spelled here (not imported from tfrepro.schema) so that this file runs
+# alone; a unit test keeps them equal to schema's ENV_* constants.
+ENV_AUTOLOG = "TFREPRO_AUTOLOG"
+ENV_DETERMINISTIC = "TFREPRO_DETERMINISTIC"
+ENV_SEED = "TFREPRO_SEED"
 WARNED = "TFREPRO_HOOK_WARNED"  # inherited by child processes: each warning is shown once
 
 
@@ -56,93 +68,31 @@ def chain_image_sitecustomize():
         sys.modules["sitecustomize"] = mine
 
 
-class AfterImport:
-    """A meta-path finder that runs `action` once TensorFlow is imported by the program, after
-    any import of `tensorflow` or `keras` in progress has finished (either may import the other),
-    then steps aside."""
+def companion(name):
+    """tfrepro's standalone module `name` (COMPANIONS): the copy beside this file, else the
+    installed tfrepro's, loaded from its file so that the `tfrepro` package is not imported."""
+    import importlib.util
 
-    WATCH = ("tensorflow", "keras")
-
-    def __init__(self, action):
-        self.action = action
-        self.done = False
-
-    def install(self):
-        if "tensorflow" in sys.modules:
-            self.fire()
-        else:
-            sys.meta_path.insert(0, self)
-
-    def find_spec(self, name, path=None, target=None):
-        if self.done or name not in self.WATCH:
-            return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if getattr(spec.loader, "exec_module", None) is None:
-            return None
-        spec.loader = _Loader(spec.loader, self, name)
-        return spec
-
-    def loaded(self, name):
-        if "tensorflow" not in sys.modules:
-            return
-        for other in self.WATCH:
-            module = sys.modules.get(other)
-            if other != name and getattr(getattr(module, "__spec__", None), "_initializing", False):
-                return  # its import goes on: fire when it ends
-        self.fire()
-
-    def fire(self):
-        self.done = True
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        self.action()
+    paths = [os.path.join(HOOK_DIR, "tfrepro_%s.py" % name)]
+    installed = importlib.util.find_spec("tfrepro")  # finds the package, imports nothing
+    paths += [os.path.join(p, name + ".py") for p in getattr(installed, "submodule_search_locations", None) or []]
+    for path in paths:
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("tfrepro_hook_" + name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError("tfrepro's %s.py is missing beside the hook" % name)
 
 
-class _Loader:
-    def __init__(self, loader, watcher, name):
-        self._loader, self._watcher, self._name = loader, watcher, name
-
-    def __getattr__(self, attr):
-        return getattr(self._loader, attr)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        if not self._watcher.done:
-            self._watcher.loaded(self._name)
-
-
-def seed_now(seed):
-    """Python's and NumPy's generators, before any user code draws from them."""
-    import random
-
-    random.seed(seed)
-    if not _missing("numpy"):
-        import numpy
-
-        numpy.random.seed(seed)
-
-
-def seed_tensorflow(seed):
-    """TensorFlow's seed and op determinism, as tfrepro.deterministic() does (run once TF is imported)."""
-    import tensorflow as tf
-
-    tf.random.set_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+def seed_tensorflow(determinism, seed):
+    """TensorFlow's seed and op determinism (run once TF is imported), recorded where the
+    tensorflow fingerprint reads it when tfrepro is installed."""
+    determinism.seed_tensorflow(seed)
     if not _missing("tfrepro"):
-        from tfrepro import determinism
+        from tfrepro import determinism as recorded
 
-        determinism.SEED = seed  # recorded by the tensorflow fingerprint
+        recorded.SEED = seed
 
 
 def start_autolog():
@@ -173,17 +123,24 @@ def _guarded(kind, what, fn, *args):
 def main():
     chain_image_sitecustomize()
     actions = []
-    if os.environ.get("TFREPRO_DETERMINISTIC") == "1":
+    if os.environ.get(ENV_DETERMINISTIC) == "1":
         try:
-            seed = int(os.environ.get("TFREPRO_SEED") or 0)
-            seed_now(seed)
-            actions.append(_guarded("seed", "could not apply the seed to TensorFlow", seed_tensorflow, seed))
+            seed = int(os.environ.get(ENV_SEED) or 0)
+            determinism = companion("determinism")
+            determinism.seed_generators(seed)  # before any user code draws from them
+            actions.append(
+                _guarded("seed", "could not apply the seed to TensorFlow", seed_tensorflow, determinism, seed)
+            )
         except Exception as exc:
             _warn("seed", "could not apply the seed: %s: %s" % (type(exc).__name__, exc))
-    if os.environ.get("TFREPRO_AUTOLOG") == "1":
+    if os.environ.get(ENV_AUTOLOG) == "1":
         actions.append(_guarded("autolog", "autolog is off", start_autolog))
     if actions:
-        AfterImport(lambda: [action() for action in actions]).install()
+        try:
+            hook = companion("import_hook").AfterImport(lambda: [action() for action in actions])
+            hook.install()
+        except Exception as exc:
+            _warn("hook", "the launch hook is off: %s: %s" % (type(exc).__name__, exc))
 
 
 if __name__ == "sitecustomize":

@@ -16,6 +16,8 @@ import tempfile
 from typing import Dict, List, Optional, Set, Tuple
 from urllib.parse import urlparse
 
+from tfrepro import schema
+
 TIMEOUT = 10  # seconds, one call
 DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")  # MLflow's Dataset entity
 CONTEXT_TAG = "mlflow.data.context"
@@ -61,11 +63,14 @@ def short_http(timeout: int = 5, retries: int = 0, quiet: bool = False, keep_use
     callback bounds its calls whatever is set, since a slow server must not stall training.
     Process-wide env vars, so keep the block short; the writer thread never relies on it.
     """
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    names = {
+        schema.ENV_MLFLOW_HTTP_REQUEST_MAX_RETRIES: str(retries),
+        schema.ENV_MLFLOW_HTTP_REQUEST_TIMEOUT: str(timeout),
+    }
     if retries:
-        names["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        names[schema.ENV_MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR] = "1"
     if quiet:
-        names["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+        names[schema.ENV_MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR] = "false"
     if keep_user:
         names = {k: v for k, v in names.items() if k not in os.environ}
     saved = {k: os.environ.get(k) for k in names}

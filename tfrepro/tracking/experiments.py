@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
+from tfrepro import schema
 from tfrepro.errors import TrackingError
 
 ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
@@ -69,7 +70,7 @@ def fluent_experiment_id(name: Optional[str]) -> Optional[str]:
     if not name:
         from mlflow.tracking import fluent
 
-        name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+        name = os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_NAME)
         if not name or getattr(fluent, "_active_experiment_id", None):
             return None
     from mlflow.tracking import MlflowClient

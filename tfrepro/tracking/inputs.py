@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tfrepro import schema
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 FULL_HASH_BYTES = 1 << 28  # 256 MB: past this, hash a strided sample of 64 MB
 SAMPLE_BYTES = 1 << 26
@@ -131,11 +131,17 @@ def describe_fit(arguments: Dict[str, Any]) -> Dict[str, Tuple[Any, Any, Dict[st
 
 def tags(described: Dict[str, Tuple[Any, Any, Dict[str, Any]]]) -> Dict[str, str]:
     out = {}
-    for context, (_, _, d) in described.items():
-        p = TAG_PREFIX + context + "."
-        out.update({p + "kind": d["kind"], p + "digest": d["digest"], p + "shape": d["shape"][:500]})
-        if d.get("sampled"):
-            out[p + "sampled"] = "true"
+    for context, (_, _, description) in described.items():
+        prefix = TAG_PREFIX + context + "."
+        out.update(
+            {
+                prefix + "kind": description["kind"],
+                prefix + "digest": description["digest"],
+                prefix + "shape": description["shape"][:500],
+            }
+        )
+        if description.get("sampled"):
+            out[prefix + "sampled"] = "true"
     return out
 
 

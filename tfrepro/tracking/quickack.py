@@ -19,6 +19,8 @@ import threading
 from typing import Set, Tuple
 from urllib.parse import urlparse
 
+from tfrepro import schema
+
 _hosts: Set[Tuple[str, int]] = set()
 _lock = threading.Lock()
 _real_getresponse = None
@@ -28,7 +30,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 def enable(tracking_uri: str) -> bool:
     """Quick ACKs on connections to this http(s) tracking URI's host. True when on."""
     option = getattr(socket, "TCP_QUICKACK", None)
-    if option is None or os.environ.get("TFREPRO_QUICKACK", "1") == "0":
+    if option is None or os.environ.get(schema.ENV_QUICKACK, "1") == "0":
         return False
     url = urlparse(tracking_uri or "")
     if url.scheme not in DEFAULT_PORTS or not url.hostname:

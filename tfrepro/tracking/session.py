@@ -14,9 +14,14 @@ Contract (the callback relies on it):
     session.flush(timeout) -> seconds spent
     session.close(status="FINISHED")    end the run only if this session started it (while what is
                                         left uploads), then wait for the upload
-Every method swallows tracking failures (recorded in `session.errors`, warned once).
+Every method above swallows tracking failures (recorded in `session.errors`, warned once).
+What the callback asks of the run itself, so that it never calls MLflow (these raise on a
+server error; the callback guards them):
+    session.run_params() -> dict        the params the run has already (not to log them again)
+    session.log_keras_model(model) -> the model's URI, or None (warned) when it cannot be logged
 Also: `session.online` (last upload attempt reached the server), `session.spool_path`,
-`session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it).
+`session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it),
+`session.run_start_time` (epoch seconds: when the active run it joined started; else None).
 """
 
 from __future__ import annotations
@@ -30,12 +35,12 @@ from typing import Dict, List, Optional
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
-from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
@@ -43,10 +48,18 @@ FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the m
 
 
 class TrackingSession:
-    def __init__(self, run_id: str, started_run: bool, writer: Writer, fluent: bool = False):
+    def __init__(
+        self,
+        run_id: str,
+        started_run: bool,
+        writer: Writer,
+        fluent: bool = False,
+        run_start_time: Optional[float] = None,
+    ):
         self._local_id = run_id
         self.started_run = started_run
         self.has_fluent_run = fluent
+        self.run_start_time = run_start_time
         self._writer = writer
         self._errors: List[str] = []
         self._closed = False
@@ -63,6 +76,7 @@ class TrackingSession:
     ) -> "TrackingSession":
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
+        run_start_time: Optional[float] = None
         notes: Dict[str, str] = {}
         try:
             import mlflow
@@ -75,9 +89,10 @@ class TrackingSession:
             active = mlflow.active_run()
             if active:
                 run_id, started, online, fluent = active.info.run_id, False, True, True
+                run_start_time = active.info.start_time / 1000.0
             elif backend.reachable():
                 try:
-                    launcher_run = os.environ.get("MLFLOW_RUN_ID")
+                    launcher_run = os.environ.get(schema.ENV_MLFLOW_RUN_ID)
                     with short_http():
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
                         experiment_id = None
@@ -99,7 +114,7 @@ class TrackingSession:
         except Exception as exc:  # no mlflow, a bad URI, ...: spool only
             errors.append("tracking: %s" % exc)
         if run_id is None:
-            run_id = os.environ.get("MLFLOW_RUN_ID") or LOCAL_PREFIX + uuid.uuid4().hex
+            run_id = os.environ.get(schema.ENV_MLFLOW_RUN_ID) or LOCAL_PREFIX + uuid.uuid4().hex
             log.warning(
                 "tfrepro: tracking server %s unreachable; run %s is spooled locally (upload later with `tfrepro sync`)",
                 strip_url_credentials(uri or ""),
@@ -107,7 +122,7 @@ class TrackingSession:
             )
         header = _header(run_id, experiment_name, run_name, uri)
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online)
-        session = cls(run_id, started, writer, fluent)
+        session = cls(run_id, started, writer, fluent, run_start_time)
         session._errors.extend(errors)
         if notes:
             session.set_tags(notes)
@@ -172,6 +187,38 @@ class TrackingSession:
             except Exception as exc:
                 self._error("log artifacts", exc)
         self._put({"artifacts": os.path.abspath(local_dir), "path": artifact_path})
+
+    # -- reading the run back -----------------------------------------------------------
+    def run_params(self) -> Dict[str, str]:
+        """The params the run already has: none for a run this session just created or one
+        only spooled locally; else asked of the server (an active run, a resumed one, mlflow's
+        autolog). Raises when the server cannot say."""
+        fresh = self.started_run and not os.environ.get(schema.ENV_MLFLOW_RUN_ID)
+        if fresh or not self.online or not self.has_fluent_run:
+            return {}
+        import mlflow
+
+        from tfrepro.tracking.backend import short_http
+
+        with short_http():
+            return dict(mlflow.tracking.MlflowClient().get_run(self.run_id).data.params)
+
+    def log_keras_model(self, model) -> Optional[str]:
+        """Log a Keras model with the mlflow.tensorflow flavour (a SavedModel) into this run
+        and return its URI. The flavour logs into MLflow's active run: None, after a warning,
+        when that is not this session's run or the server is down. Raises when logging fails."""
+        import mlflow
+
+        active = mlflow.active_run()
+        if not (self.has_fluent_run and self.online):
+            log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
+            return None
+        if active is None or active.info.run_id != self.run_id:
+            log.warning("tfrepro: another MLflow run is active; the model was not logged")
+            return None
+        from tfrepro.tracking import model as model_io
+
+        return model_io.log_keras_model(model)
 
     def _error(self, what, exc):
         if not self.errors:
@@ -241,8 +288,8 @@ class TrackingSession:
 def _header(run_id, experiment_name, run_name, uri) -> Dict:
     header = {
         "run_id": run_id,
-        "experiment_name": experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
-        "experiment_id": None if experiment_name else os.environ.get("MLFLOW_EXPERIMENT_ID"),
+        "experiment_name": experiment_name or os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_NAME),
+        "experiment_id": None if experiment_name else os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_ID),
         "run_name": run_name,
         "tracking_uri": strip_url_credentials(uri or "") or None,
         "start_time": int(time.time() * 1000),
@@ -261,12 +308,12 @@ def _header(run_id, experiment_name, run_name, uri) -> Dict:
 
 
 def _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, online) -> Writer:
-    directory = spool_mod.spool_dir(spool_dir)
+    directory = spool.spool_dir(spool_dir)
     try:
-        spool = spool_mod.SpoolFile(directory, run_id, header)
+        spool_file = spool.SpoolFile(directory, run_id, header)
     except OSError as exc:  # unwritable cache dir: the temp dir still beats losing points
-        fallback = spool_mod.fallback_dir()
+        fallback = spool.fallback_dir()
         log.warning("tfrepro: cannot spool to %s (%s); using %s", directory, exc, fallback)
-        spool = spool_mod.SpoolFile(fallback, run_id, header)
+        spool_file = spool.SpoolFile(fallback, run_id, header)
     uploader = RunUploader(backend, header) if backend is not None else None
-    return Writer(spool, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)
+    return Writer(spool_file, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)

@@ -23,6 +23,8 @@ import tempfile
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from tfrepro import schema
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not Linux
@@ -34,7 +36,7 @@ STATE_SUFFIX = ".state.json"
 
 
 def spool_dir(override: Optional[str] = None) -> str:
-    return os.path.expanduser(override or os.environ.get("TFREPRO_SPOOL_DIR") or DEFAULT_DIR)
+    return os.path.expanduser(override or os.environ.get(schema.ENV_SPOOL_DIR) or DEFAULT_DIR)
 
 
 def private_dir(directory: str) -> str:
@@ -44,11 +46,16 @@ def private_dir(directory: str) -> str:
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode):
         raise OSError("%s is not a directory (a symlink?)" % directory)
-    if st.st_uid != os.geteuid():
-        raise OSError("%s belongs to another user (uid %d)" % (directory, st.st_uid))
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
+    _make_private(directory, st, 0o700, lambda mode: os.chmod(directory, mode))
     return directory
+
+
+def _make_private(path: str, st: os.stat_result, mode: int, chmod) -> None:
+    """Refuse what another user owns; give ours `mode` (through `chmod`) if it has another."""
+    if st.st_uid != os.geteuid():
+        raise OSError("%s belongs to another user (uid %d)" % (path, st.st_uid))
+    if stat.S_IMODE(st.st_mode) != mode:
+        chmod(mode)
 
 
 def fallback_dir() -> str:
@@ -64,11 +71,7 @@ def open_private(path: str, flags: int):
     """Open a spool file 0600, never through a symlink; an existing one of ours is made 0600."""
     fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid():
-            raise OSError("%s belongs to another user (uid %d)" % (path, st.st_uid))
-        if stat.S_IMODE(st.st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
+        _make_private(path, os.fstat(fd), 0o600, lambda mode: os.fchmod(fd, mode))
     except BaseException:
         os.close(fd)
         raise

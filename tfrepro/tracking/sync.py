@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 from tfrepro.errors import TrackingError
 from tfrepro.redact import strip_url_credentials
-from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking import spool
 from tfrepro.tracking.backend import Retryable, backend_for
 from tfrepro.tracking.upload import RunUploader, is_local
 
@@ -52,7 +52,7 @@ def _under(path: str, root: str) -> bool:
 
 
 def allowed_roots(spool_path: str, header: Dict) -> List[str]:
-    roots = [os.path.realpath(spool_path[: -len(spool_mod.SUFFIX)] + ".files")]
+    roots = [os.path.realpath(spool_path[: -len(spool.SUFFIX)] + ".files")]
     cwd = header.get("cwd")
     if isinstance(cwd, str) and cwd.startswith("/") and os.path.realpath(cwd) != "/":
         roots.append(os.path.realpath(cwd))
@@ -88,16 +88,18 @@ def stage(directory: str, roots: List[str], into: str, skipped: List[str]) -> Op
 
 def _vetted(records: List[Dict], roots: List[str], into: str, result: FileResult) -> List[Dict]:
     out = []
-    for r in records:
-        if "artifacts" in r:
+    for record in records:
+        if "artifacts" in record:
             skipped: List[str] = []
-            staged = stage(str(r["artifacts"]), roots, into, skipped) if isinstance(r["artifacts"], str) else None
+            staged = (
+                stage(str(record["artifacts"]), roots, into, skipped) if isinstance(record["artifacts"], str) else None
+            )
             if staged is None:
-                result.refused.append("%s (outside the run's working directory)" % r["artifacts"])
+                result.refused.append("%s (outside the run's working directory)" % record["artifacts"])
                 continue
-            result.refused.extend("%s (not yours, or not a regular file)" % s for s in skipped)
-            r = dict(r, artifacts=staged)
-        out.append(r)
+            result.refused.extend("%s (not yours, or not a regular file)" % path for path in skipped)
+            record = dict(record, artifacts=staged)
+        out.append(record)
     return out
 
 
@@ -120,13 +122,13 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
     if result.skipped_reason:
         return result
     with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as lock:
-        if not spool_mod.try_lock(lock):
+        if not spool.try_lock(lock):
             result.skipped_reason = "in use by a running session"
             return result
-        header = spool_mod.read_header(path)
+        header = spool.read_header(path)
         if not header.get("run_id"):
             raise TrackingError("%s is not a tfrepro spool file (no run header)" % path)
-        state = spool_mod.load_state(path)
+        state = spool.load_state(path)
         uri = tracking_uri or resolve_uri(header.get("tracking_uri"), header.get("cwd"))
         if not uri:
             import mlflow
@@ -148,15 +150,15 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
         try:
             result.run_id, result.created = uploader.ensure_run()
             if result.created:
-                spool_mod.save_state(path, {"offset": offset, "run_id": result.run_id})
+                spool.save_state(path, {"offset": offset, "run_id": result.run_id})
             while True:
-                records, end = spool_mod.read(path, offset)
+                records, end = spool.read(path, offset)
                 if end == offset:
                     break
                 uploader.upload(_vetted(records, roots, staging, result), dedupe=True)
                 ended = ended or any("end" in r for r in records)
                 offset = end
-                spool_mod.save_state(path, {"offset": offset, "run_id": result.run_id, "ended": ended})
+                spool.save_state(path, {"offset": offset, "run_id": result.run_id, "ended": ended})
             if is_local(header.get("run_id")) and not ended:  # its process died before close()
                 uploader.upload([{"end": "KILLED"}], dedupe=False)
         except Retryable as exc:
@@ -165,7 +167,7 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
             shutil.rmtree(staging, ignore_errors=True)
             result.counts = dict(uploader.counts)
             result.errors = list(uploader.errors)
-        spool_mod.remove(path)  # all of it is on the server now (or rejected by it: see errors)
+        spool.remove(path)  # all of it is on the server now (or rejected by it: see errors)
         result.removed = True
     return result
 
@@ -173,8 +175,8 @@ def sync_file(path: str, tracking_uri: Optional[str] = None, backends: Optional[
 def sync_all(
     directory: Optional[str] = None, paths: Optional[List[str]] = None, tracking_uri: Optional[str] = None
 ) -> List[FileResult]:
-    directory = spool_mod.spool_dir(directory)
-    paths = paths if paths is not None else spool_mod.pending_files(directory)
+    directory = spool.spool_dir(directory)
+    paths = paths if paths is not None else spool.pending_files(directory)
     backends: Dict = {}
     results = []
     for p in paths:

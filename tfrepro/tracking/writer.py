@@ -21,10 +21,10 @@ import threading
 import time
 from typing import List, Optional
 
-from tfrepro.tracking import spool as spool_mod
+from tfrepro.tracking import spool
 from tfrepro.tracking.backend import Retryable
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10000  # log calls, not points
 SPOOL_INTERVAL = 0.05  # how often the spooler drains the queue
@@ -38,19 +38,19 @@ _STOP = object()
 class Writer:
     def __init__(
         self,
-        spool,
+        spool_file,
         uploader=None,
         queue_size: int = QUEUE_SIZE,
         upload_interval: float = UPLOAD_INTERVAL,
         online: bool = True,
     ):
-        self.spool = spool
+        self.spool = spool_file
         self.uploader = uploader  # None: spool only (no server at all)
         self.queue: "queue.Queue" = queue.Queue(queue_size)
         self.upload_interval = upload_interval
         self.errors: List[str] = []
         self.spilled = 0  # log calls written by the training thread because the queue was full
-        state = spool_mod.load_state(spool.path)
+        state = spool.load_state(spool_file.path)
         self.confirmed = state.get("offset", 0)
         if uploader is not None and state.get("run_id") and not uploader.run_id:
             uploader.run_id = state["run_id"]
@@ -82,7 +82,7 @@ class Writer:
     # -- spooler thread --------------------------------------------------------------
     def _encode(self, item) -> Optional[bytes]:
         if item[0] is None:
-            return spool_mod.encode(item[1])
+            return spool.encode(item[1])
         metrics = {}
         for k, v in item[2].items():
             try:
@@ -91,7 +91,7 @@ class Writer:
                 self._error("metric %s: %s" % (k, exc))
         if not metrics:
             return None
-        return spool_mod.encode_metrics(int(item[0]), item[1], metrics)
+        return spool.encode_metrics(int(item[0]), item[1], metrics)
 
     def _drain_queue(self):
         lines, events, stop = [], [], False
@@ -191,7 +191,7 @@ class Writer:
             self.uploader.ensure_run()
             self._save_state(force=True)  # the local id -> real run mapping, before any upload
         while not self._closed and self.confirmed < self.spool.flushed:
-            records, end = spool_mod.read(self.spool.path, self.confirmed, self.spool.flushed, handle=handle)
+            records, end = spool.read(self.spool.path, self.confirmed, self.spool.flushed, handle=handle)
             if end == self.confirmed:
                 return
             self.uploader.upload(records, dedupe=self._dedupe)
@@ -205,11 +205,15 @@ class Writer:
         if self._closed or not (force or now - self._state_saved >= STATE_INTERVAL):
             return
         self._state_saved = now
+        self._write_marker()
+
+    def _write_marker(self):
+        """The spool's "uploaded up to" marker, with the real run id once there is one."""
         state = {"offset": self.confirmed}
         if self.uploader is not None and self.uploader.run_id:
             state["run_id"] = self.uploader.run_id
         try:
-            spool_mod.save_state(self.spool.path, state)
+            spool.save_state(self.spool.path, state)
         except OSError as exc:
             self._error("spool marker: %s" % exc)
 
@@ -264,17 +268,10 @@ class Writer:
         self._drain_queue()  # anything put after the stop marker
         self.spool.close()
         atexit.unregister(self._at_exit)
-        run_id = self.uploader.run_id if self.uploader is not None else None
         if done and self.confirmed >= self.spool.flushed and not self._uploader.is_alive():
-            spool_mod.remove(self.spool.path)
+            spool.remove(self.spool.path)
             return True
-        state = {"offset": self.confirmed}
-        if run_id:
-            state["run_id"] = run_id
-        try:
-            spool_mod.save_state(self.spool.path, state)
-        except OSError as exc:
-            self._error("spool marker: %s" % exc)
+        self._write_marker()
         return False
 
     def _at_exit(self):
