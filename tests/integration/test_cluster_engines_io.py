@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.helpers.git_repos import git, make_repo
 from tfrepro.launch import hooks as H
 from tfrepro.launch import kubernetes as K
 from tfrepro.launch import podman as P

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.cluster_fixtures import last_job_id
+from tests.helpers.cluster_fixtures import last_job_id
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import engines
 from tfrepro.launch import slurm as L
