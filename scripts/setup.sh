@@ -24,8 +24,8 @@ apt_install() {
 
 apt_install git
 
-make_venv() {  # $1 = venv dir, $2 = python version
-  local dir=$1 version=$2 python stamp
+make_venv() {  # $1 = venv dir, $2 = python version, $3 = tfrepro's extras
+  local dir=$1 version=$2 extras=$3 python stamp
   stamp=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return; fi
   python=$(find_python "$version") || { echo "setup: Python $version not found (TensorFlow 2.9 needs 3.7-3.10); install it with pyenv" >&2; exit 1; }
@@ -34,7 +34,7 @@ make_venv() {  # $1 = venv dir, $2 = python version
   "$python" -m venv "$dir"
   "$dir/bin/pip" install -q --upgrade pip 2>/dev/null
   # numpy<1.24 in the same resolve: numpy 2 breaks `import tensorflow`, 1.24 removed aliases keras 2.9 uses
-  if ! "$dir/bin/pip" install -q 'tensorflow==2.9.*' 'numpy>=1.20,<1.24' -e '.[test]' >"$dir/pip.log" 2>&1; then
+  if ! "$dir/bin/pip" install -q 'tensorflow==2.9.*' 'numpy>=1.20,<1.24' -e ".[$extras]" >"$dir/pip.log" 2>&1; then
     grep -v 'WARNING: Location' "$dir/pip.log" | tail -n 20 >&2
     echo "setup: pip install into $dir failed (log: $dir/pip.log)" >&2
     exit 1
@@ -44,5 +44,5 @@ make_venv() {  # $1 = venv dir, $2 = python version
   echo "$stamp" > "$dir/.stamp"
 }
 
-make_venv .venv 3.10
-[ "${1:-}" = "--no-py38" ] || make_venv .venv38 3.8
+make_venv .venv 3.10 test,dev  # dev: the linters and mypy of scripts/lint.sh
+[ "${1:-}" = "--no-py38" ] || make_venv .venv38 3.8 test

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh Debian/Ubuntu machine (as root) it installs what the
-# tests need, starts dockerd and a registry on 127.0.0.1, builds the test image, then runs
-# the whole suite under Python 3.10 (mlflow 3) and the py38-marked tests under Python 3.8
-# (mlflow 2.17, the NGC image's versions).
+# tests need, runs the static checks (scripts/lint.sh: ruff, import layers, mypy), starts
+# dockerd and a registry on 127.0.0.1, builds the test image, then runs the whole suite under
+# Python 3.10 (mlflow 3) and the py38-marked tests under Python 3.8 (mlflow 2.17, the NGC
+# image's versions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${CI:-}" = "true" ] && export TFREPRO_REQUIRE_DOCKER=1
 
 bash scripts/setup.sh
+bash scripts/lint.sh  # ruff, the import layers, mypy: seconds, so first
 bash scripts/ui-deps.sh
 bash scripts/team-server.sh --install  # PostgreSQL 15: the team-server tests start throwaway clusters
 if bash scripts/docker-up.sh && bash scripts/build-test-image.sh; then

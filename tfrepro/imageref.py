@@ -30,8 +30,9 @@ _RECORDED_IMAGE_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")  # runtimes dif
 
 def split(ref: str) -> Tuple[str, Optional[str], Optional[str]]:
     """ "repo:tag" / "repo@sha256:..." -> (repo, tag, digest)."""
-    repo, digest = (ref.rsplit("@", 1) + [None])[:2] if "@" in ref else (ref, None)
-    tag = None
+    repo, digest, tag = ref, None, None
+    if "@" in ref:
+        repo, digest = ref.rsplit("@", 1)
     head, _, last = repo.rpartition(":")
     if head and "/" not in last:  # a colon after the last slash starts a tag, not a port
         repo, tag = head, last

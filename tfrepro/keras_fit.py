@@ -115,7 +115,7 @@ class FitContext:
         args = self.fit_args
         if args is None:
             return {}
-        out = {k: args[k] for k in ("initial_epoch", "validation_split", "shuffle") if k in args}
+        out: Dict[str, Any] = {k: args[k] for k in ("initial_epoch", "validation_split", "shuffle") if k in args}
         size = batch_size(args.get("batch_size"), self.data_handler, args.get("x"))
         if size is not None:
             out["batch_size"] = size

@@ -13,7 +13,7 @@ Container-side code imports this module too: Python 3.8, standard library only.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfrepro import schema
 
@@ -139,7 +139,7 @@ def split_env(env: Mapping[str, str]) -> Tuple[Dict[str, str], List[Tuple[str, s
     return kept, dropped
 
 
-def patch_withheld(log_patch: bool = True, environ: Mapping[str, str] = None) -> bool:
+def patch_withheld(log_patch: bool = True, environ: Optional[Mapping[str, str]] = None) -> bool:
     """Whether the uncommitted patch stays off the server: log_patch=False or TFREPRO_NO_PATCH=1."""
     import os
 

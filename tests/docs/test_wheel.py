@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, missing
+from tests.helpers.ports import free_port
+from tests.helpers.requirements import missing
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GETTING_STARTED = ROOT / "docs" / "getting-started.md"

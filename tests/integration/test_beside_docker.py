@@ -12,8 +12,8 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.conftest import git
-from tests.integration.test_run_replay_refusals import one_error
+from tests.helpers.cli import one_error
+from tests.helpers.git_repos import git, make_repo
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -37,16 +37,9 @@ with open("../outputs/weights.txt", "w") as fh:
 """
 
 
-def make_repo(root, ignore_data):
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "test@example.com")
-    git(root, "config", "user.name", "Test")
-    (root / "src").mkdir()
-    (root / "src" / "fit.py").write_text(FIT)
-    (root / ".gitignore").write_text(("data/\n" if ignore_data else "") + "outputs/\n")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "fit")
+def fit_repo(root, ignore_data):
+    """src/fit.py committed; data/ beside it, untracked or ignored; an earlier run's outputs/."""
+    make_repo(root, {"src/fit.py": FIT, ".gitignore": ("data/\n" if ignore_data else "") + "outputs/\n"}, message="fit")
     (root / "data").mkdir()
     np.save(str(root / "data" / "x.npy"), np.random.RandomState(1).rand(128, 4).astype("float32"))
     (root / "outputs").mkdir()
@@ -83,19 +76,12 @@ def replay(root, uri, run_id, *extra):
         return main(["replay", run_id, "--yes", "--gpus", "none", "--tracking-uri", uri] + list(extra))
 
 
-@pytest.fixture(scope="module")
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
-
-
 @pytest.mark.parametrize("ignore_data", [False, True], ids=["untracked", "ignored"])
 def test_data_beside_the_code_is_restored_and_checked(
     ignore_data, tmp_path, client, mlflow_server, test_image, capsys, docker_cleanup
 ):
     label = "ignored" if ignore_data else "untracked"
-    root = make_repo(tmp_path / "repo", ignore_data)
+    root = fit_repo(tmp_path / "repo", ignore_data)
     experiment = "beside-" + uuid.uuid4().hex[:8]
     assert run(root, test_image.ref, mlflow_server.uri, experiment) == 0
     out, err = capsys.readouterr()
@@ -176,7 +162,7 @@ def test_data_beside_the_code_is_restored_and_checked(
 def test_a_clone_without_the_data_says_how_and_v_provides_it(
     tmp_path, client, mlflow_server, test_image, capsys, docker_cleanup
 ):
-    root = make_repo(tmp_path / "repo", ignore_data=True)
+    root = fit_repo(tmp_path / "repo", ignore_data=True)
     experiment = "beside-v-" + uuid.uuid4().hex[:8]
     assert run(root, test_image.ref, mlflow_server.uri, experiment) == 0
     [found] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])

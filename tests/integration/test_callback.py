@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, git, make_repo, tracking_into
+from tests.helpers.git_repos import git, make_repo
+from tests.helpers.mlflow_server import tracking_into
+from tests.helpers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 

@@ -73,7 +73,7 @@ def test_tf_data_is_logged_by_spec_and_training_sees_the_same_batches(server):
 
 
 def test_an_unreachable_server_never_breaks_fit_and_sync_uploads_the_inputs(mlflow_server, tmp_path, monkeypatch):
-    from tests.conftest import free_port
+    from tests.helpers.ports import free_port
     from tfrepro.tracking.sync import sync_all
 
     monkeypatch.chdir(tmp_path)

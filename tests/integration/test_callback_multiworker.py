@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 mlflow = pytest.importorskip("mlflow")

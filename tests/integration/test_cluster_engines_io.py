@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import git, make_repo
+from tests.helpers.git_repos import git, make_repo
 from tfrepro.launch import hooks, kubernetes
 from tfrepro.launch import podman as podman_cli  # `podman` is the fixture
 from tfrepro.launch.spec import LaunchSpec, Mount

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from tests.docker_fixtures import TEST_LABELS, has_image, registry_log_mark, registry_requests
+from tests.helpers.docker_fixtures import TEST_LABELS, has_image, registry_log_mark, registry_requests
 
 pytestmark = pytest.mark.docker
 

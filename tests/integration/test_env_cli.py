@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests import host
+from tests.helpers import host
 from tfrepro.cli import main
 from tfrepro.environment import Environment
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]  # the callback session runs in NGC images: Python 3.8, mlflow 2.17
 

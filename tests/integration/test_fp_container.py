@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_fixtures import TEST_LABELS
+from tests.helpers.docker_fixtures import TEST_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import git
+from tests.helpers.git_repos import git
 from tfrepro.fingerprint import NotApplicable, collect
 from tfrepro.fingerprint import git as git_source
 

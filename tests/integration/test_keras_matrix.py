@@ -11,7 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import git, make_repo, tracking_into
+from tests.helpers.git_repos import git, make_repo
+from tests.helpers.mlflow_server import tracking_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.conftest import git
+from tests.helpers.git_repos import git
 from tfrepro.cli import main
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install 'tfrepro[test]'")

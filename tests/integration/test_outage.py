@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import MlflowServer
+from tests.helpers.mlflow_server import MlflowServer
 from tfrepro.cli import main, status
 from tfrepro.tracking.session import FLUSH_TAG
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 from tfrepro.tracking import spool
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import git
-from tests.git_servers import GitDaemon, GitHttp, bare_clone
+from tests.helpers.git_repos import git
+from tests.helpers.git_servers import GitDaemon, GitHttp, bare_clone
 from tfrepro.errors import SourceError
 from tfrepro.replay import checkout as C
 

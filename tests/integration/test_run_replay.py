@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
-from tests.docker_fixtures import has_image, registry_log_mark, registry_requests
+from tests.helpers.docker_fixtures import has_image, registry_log_mark, registry_requests
+from tests.helpers.git_repos import git
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

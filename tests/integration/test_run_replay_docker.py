@@ -6,18 +6,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import git
-from tests.integration.test_run_replay_refusals import one_error
+from tests.helpers.cli import one_error
+from tests.helpers.git_repos import git
 from tfrepro.cli import main
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
 
 
 def only_run(client, experiment):

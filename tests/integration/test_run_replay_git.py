@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.helpers.git_repos import git
 from tfrepro.cli import main
 from tfrepro.fingerprint import NotApplicable
 from tfrepro.fingerprint import git as G

@@ -12,17 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_run_replay_slurm import make_repo
+from tests.helpers.git_repos import example_repo
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
 
 
 def podman_argv(image, experiment, uri, *cmd, extra=()):
@@ -36,7 +29,7 @@ def podman_argv(image, experiment, uri, *cmd, extra=()):
 
 @pytest.fixture(scope="module")
 def podman_run(podman, tmp_path_factory, mlflow_server, test_image, client):
-    repo = make_repo(tmp_path_factory.mktemp("podman") / "repo")
+    repo = example_repo(tmp_path_factory.mktemp("podman") / "repo")
     experiment = "podman-" + uuid.uuid4().hex[:8]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
@@ -103,7 +96,7 @@ def test_sigterm_stops_the_container(podman, mlflow_server, test_image, client, 
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfrepro"] + argv,
-        cwd=str(make_repo(tmp_path / "repo")),
+        cwd=str(example_repo(tmp_path / "repo")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -9,62 +9,14 @@ import os
 
 import pytest
 
-from tests import host
-from tests.conftest import git
+from tests.helpers import host
+from tests.helpers.cli import one_error
 from tfrepro.cli import main
 
-DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
+# `tfrepro replay` without --tracking-uri finds the shared server through MLFLOW_TRACKING_URI
+pytestmark = pytest.mark.usefixtures("tracking_uri")
+
 PWNED = "/tmp/tfrepro-pwned-test"
-
-
-@pytest.fixture
-def client(tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
-
-
-@pytest.fixture
-def make_run(client, git_repo, monkeypatch):
-    """A finished run with a valid tfrepro record for git_repo's HEAD; overrides per test."""
-    monkeypatch.chdir(git_repo)
-    commit = git(git_repo, "rev-parse", "HEAD")
-
-    def make(tags=None, drop=(), patch=None, launch=None, environment=None):
-        values = {
-            "tfrepro.schema": "1",
-            "tfrepro.image.digest": DIGEST_REF,
-            "tfrepro.git.commit": commit,
-            "tfrepro.git.dirty": "true" if patch else "false",
-            "tfrepro.git.remote": str(git_repo),
-            "tfrepro.command": json.dumps(["python", "train.py"]),
-            "tfrepro.workdir": ".",
-        }
-        values.update(tags or {})
-        for key in drop:
-            values.pop(key)
-        run = client.create_run("0", tags=values)
-        if patch:
-            client.log_text(run.info.run_id, patch, "tfrepro/git.patch")
-        for name, content in (("environment.json", environment), ("launch.json", launch)):
-            if content is not None:  # a string goes as it is: a malformed record
-                text = content if isinstance(content, str) else json.dumps(content)
-                client.log_text(run.info.run_id, text, "tfrepro/" + name)
-        client.set_terminated(run.info.run_id)
-        return run.info.run_id
-
-    return make
-
-
-def one_error(capsys, code, expected_code=2):
-    """Exactly one error line; anything else on stderr is tfrepro's own progress or warnings."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("tfrepro: error: ")]
-    assert code == expected_code, err
-    assert "Traceback" not in err
-    assert len(errors) == 1 and all(line.startswith("tfrepro: ") for line in lines), err
-    return errors[0]
 
 
 def test_unknown_run_id(tracking_uri, capsys):

@@ -5,7 +5,6 @@ slurmctld reachable nothing is submitted."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,27 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixtures import last_job_id
-from tests.conftest import git
+from tests.helpers.cluster_fixtures import last_job_id
+from tests.helpers.git_repos import example_repo
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 HOST = os.uname().nodename
-
-
-def make_repo(path):
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "test@example.com")
-    git(path, "config", "user.name", "Test")
-    shutil.copy(ROOT / "examples" / "train.py", path / "train.py")
-    git(path, "add", "train.py")
-    git(path, "commit", "-q", "-m", "train")
-    with open(path / "train.py", "a") as fh:
-        fh.write("\n# an uncommitted change: replay must apply it\n")
-    return path
 
 
 def slurm_argv(image, experiment, uri, *cmd, extra=()):
@@ -67,15 +52,8 @@ def show_job(job_id):
 
 
 @pytest.fixture(scope="module")
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
-
-
-@pytest.fixture(scope="module")
 def slurm_run(slurm, tmp_path_factory, mlflow_server, test_image, client):
-    repo = make_repo(tmp_path_factory.mktemp("slurm") / "repo")
+    repo = example_repo(tmp_path_factory.mktemp("slurm") / "repo")
     experiment = "slurm-" + uuid.uuid4().hex[:8]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(repo)
@@ -142,7 +120,7 @@ def test_replay_on_slurm_is_identical(slurm_run, client, mlflow_server, capsys, 
 def test_a_failing_job_passes_its_exit_code_through(
     slurm, mlflow_server, test_image, client, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.chdir(make_repo(tmp_path / "repo"))
+    monkeypatch.chdir(example_repo(tmp_path / "repo"))
     monkeypatch.setenv("TFREPRO_SLURM_DIR", str(tmp_path / "out"))
     experiment = "slurm-fail-" + uuid.uuid4().hex[:8]
     code = main(
@@ -166,7 +144,7 @@ def test_a_failing_job_passes_its_exit_code_through(
 
 
 def test_sigterm_cancels_the_job(slurm, mlflow_server, test_image, client, tmp_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = example_repo(tmp_path / "repo")
     experiment = "slurm-cancel-" + uuid.uuid4().hex[:8]
     argv = slurm_argv(
         test_image.latest,
@@ -214,7 +192,7 @@ def test_no_controller_reachable_submits_nothing(
     conf = tmp_path / "slurm.conf"
     conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "SlurmctldPort=9\n")  # nobody listens there
     monkeypatch.setenv("SLURM_CONF", str(conf))
-    monkeypatch.chdir(make_repo(tmp_path / "repo"))
+    monkeypatch.chdir(example_repo(tmp_path / "repo"))
     experiment = "slurm-down-" + uuid.uuid4().hex[:8]
     start = time.monotonic()
     code = main(slurm_argv(test_image.latest, experiment, mlflow_server.uri, "python", "train.py"))

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.conftest import free_port
-from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, log_run, make_env
+from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, log_run, make_env
+from tests.helpers.ports import free_port
 from tfrepro.cli import main
 
 

@@ -2,8 +2,8 @@
 
 import json
 
-from tests import host
-from tests.conftest import free_port
+from tests.helpers import host
+from tests.helpers.ports import free_port
 from tfrepro.cli import main
 
 DOCTOR_EXPERIMENT = "tfrepro-doctor"  # where the tracking check makes its throwaway run (README)

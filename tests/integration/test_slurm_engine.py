@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.cluster_fixtures import last_job_id
+from tests.helpers.cluster_fixtures import last_job_id
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import engines, slurm_job
 from tfrepro.launch import slurm as slurm_script  # `slurm` is the fixture

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, git
-from tests.docker_fixtures import TEST_LABELS, has_image
-from tests.git_servers import GitDaemon, bare_clone
+from tests.helpers.docker_fixtures import TEST_LABELS, has_image
+from tests.helpers.git_repos import git
+from tests.helpers.git_servers import GitDaemon, bare_clone
+from tests.helpers.ports import free_port
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

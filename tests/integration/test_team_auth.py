@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MlflowServer, make_repo
+from tests.helpers.git_repos import make_repo
+from tests.helpers.mlflow_server import MlflowServer
 from tfrepro.cli import main
 
 pytestmark = pytest.mark.slow

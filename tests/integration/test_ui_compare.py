@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import missing
-from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
+from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
+from tests.helpers.requirements import missing
 
 CHROMIUM = os.environ.get("TFREPRO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import git
-from tests.integration.test_run_replay_refusals import one_error
+from tests.helpers.cli import one_error
+from tests.helpers.git_repos import make_repo
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -42,22 +42,7 @@ print("final loss", model.evaluate(x, y, verbose=0))
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("verdicts") / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "config", "user.name", "Test")
-    (repo / "fit.py").write_text(FIT)
-    git(repo, "add", "fit.py")
-    git(repo, "commit", "-q", "-m", "fit")
-    return repo
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
+    return make_repo(tmp_path_factory.mktemp("verdicts") / "repo", {"fit.py": FIT}, message="fit")
 
 
 def launch(repo, image, uri, experiment, *extra):

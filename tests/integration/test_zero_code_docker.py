@@ -8,13 +8,12 @@ Real everything: dockerd, the local registry, the test image (this checkout's tf
 """
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.helpers.git_repos import make_repo
 from tfrepro.cli import main
 from tfrepro.launch.hooks import HOOK_DIR
 from tfrepro.tracking.launched import REQUESTED_TAG
@@ -27,23 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A clean repository with the two examples committed."""
-    path = tmp_path_factory.mktemp("zero-code") / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "test@example.com")
-    git(path, "config", "user.name", "Test")
-    for name in ("plain_train.py", "train.py"):
-        shutil.copy(ROOT / "examples" / name, path / name)
-    git(path, "add", ".")
-    git(path, "commit", "-q", "-m", "examples")
-    return path
-
-
-@pytest.fixture
-def client(mlflow_server):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
+    files = {name: ROOT / "examples" / name for name in ("plain_train.py", "train.py")}
+    return make_repo(tmp_path_factory.mktemp("zero-code") / "repo", files, message="examples")
 
 
 def launch(

@@ -13,23 +13,14 @@ import time
 
 import pytest
 
-from tests.conftest import git
-
-FAKE = "FAKE-SECRET-7d1e"  # every secret in these tests contains this
-# Waits (at most 2 minutes) for the test to drop `release` into the checkout, then exits 0.
-HOLD = [
-    "python",
-    "-c",
-    "import os, time\nfor _ in range(600):\n    if os.path.exists('release'): break\n    time.sleep(0.2)",
-]
+from tests.helpers.git_repos import git
+from tests.helpers.records import HOLD
 
 
 @pytest.fixture
-def attacker(mlflow_server):
+def attacker(client):
     """An MlflowClient with write access, as a teammate, a CI token or a leaked password has."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(mlflow_server.uri)
+    return client
 
 
 @pytest.fixture
@@ -116,16 +107,3 @@ def watch(docker_client, docker_cleanup):
     yield start
     for w in watchers:
         w.stop()
-
-
-def everything_on_server(client, run_id, tmp_path):
-    """Every tag, param and text artifact of a run, as one string (for 'no secret got there')."""
-    run = client.get_run(run_id)
-    parts = [json.dumps(run.data.tags), json.dumps(run.data.params)]
-    target = tmp_path / ("artifacts-" + run_id)
-    target.mkdir(exist_ok=True)
-    for item in client.list_artifacts(run_id, "tfrepro"):
-        if not item.is_dir:
-            with open(client.download_artifacts(run_id, item.path, str(target)), "rb") as f:
-                parts.append(f.read().decode("utf-8", "replace"))
-    return "\n".join(parts)

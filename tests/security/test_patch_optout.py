@@ -4,7 +4,7 @@ uncommitted patch off a real `mlflow server` and tags the run so replay can say 
 import numpy as np
 import pytest
 
-from tests.conftest import make_repo
+from tests.helpers.git_repos import make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 

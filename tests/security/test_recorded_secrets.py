@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.security.conftest import everything_on_server
+from tests.helpers.records import everything_on_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.py38]
 

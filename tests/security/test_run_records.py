@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from tests.integration.test_run_replay_refusals import one_error
-from tests.security.conftest import FAKE, HOLD, everything_on_server
+from tests.helpers.cli import one_error
+from tests.helpers.records import FAKE, HOLD, everything_on_server
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from tests.integration.test_run_replay_refusals import one_error
-from tests.security.conftest import FAKE, everything_on_server
+from tests.helpers.cli import one_error
+from tests.helpers.records import FAKE, everything_on_server
 from tfrepro.cli import main
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -136,7 +136,7 @@ def test_recorded_mounts_are_offered_not_imposed(tampered, mlflow_server, watch,
 
 @pytest.mark.parametrize("answer", ["n", "y"])
 def test_recorded_mounts_are_confirmed_interactively(tampered, mlflow_server, watch, tmp_path, answer):
-    from tests.security.terminal import run_on_tty
+    from tests.helpers.terminal import run_on_tty
 
     data = tmp_path / "data"
     data.mkdir()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.test_run_replay_refusals import client, make_run, one_error  # noqa: F401 (fixtures)
+from tests.helpers.cli import one_error
+from tests.helpers.ports import free_port
 from tfrepro import signing
 from tfrepro.cli import main
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.inspect_envs import DIGEST_A, make_env
-from tests.mlflow_ui import BRANCH, COMMAND, COMMIT_MESSAGE, GPU, artifact_renderer, parse, renderer
+from tests.helpers.inspect_envs import DIGEST_A, make_env
+from tests.helpers.mlflow_ui import BRANCH, COMMAND, COMMIT_MESSAGE, GPU, artifact_renderer, parse, renderer
 from tfrepro import markdown as md
 from tfrepro import schema
 from tfrepro.environment import Environment, GpuDevice

@@ -3,17 +3,13 @@ fingerprinted with the data module; what is left out; the budget; outputs of the
 
 import json
 import os
-import subprocess
 import tempfile
 
 import pytest
 
+from tests.helpers.git_repos import make_repo
 from tfrepro.fingerprint import untracked as U
 from tfrepro.fingerprint.data_record import DataSource
-
-
-def git(cwd, *args):
-    subprocess.run(["git", *args], cwd=str(cwd), check=True, capture_output=True)
 
 
 def write(path, text="x"):
@@ -22,20 +18,13 @@ def write(path, text="x"):
         fh.write(text)
 
 
-def make_repo(root):
-    os.makedirs(str(root))
-    git(root, "init", "-q")
-    write(root / "train.py", "print(1)\n")
-    write(root / "lib" / "tracked.txt")
-    write(root / ".gitignore", "out/\n*.log\n")
-    git(root, "add", ".")
-    git(root, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "-m", "c")
-    return root
+# what every repository here has committed: a tracked file in lib/, and what git ignores
+TRACKED = {"train.py": "print(1)\n", "lib/tracked.txt": "x", ".gitignore": "out/\n*.log\n"}
 
 
 @pytest.fixture
 def repo(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", TRACKED)
     write(root / "data" / "npy" / "x.npy", "0123456789")
     write(root / "data" / "npy" / "y.npy", "abc")
     write(root / "lib" / "new.csv", "a,b\n")  # untracked file in a tracked folder
@@ -130,12 +119,12 @@ def test_too_many_paths_are_counted_not_walked(repo, monkeypatch):
 
 
 def test_only_left_out_paths_say_so(tmp_path):
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", TRACKED)
     write(root / "pkg" / "__pycache__" / "m.pyc")
     capture = U.collect(str(root), "/workspace")
     assert capture.found and capture.sources == ()
     assert capture.note() == "data beside the code: nothing fingerprinted; left out: pkg (only caches)"
-    assert not U.collect(str(make_repo(tmp_path / "clean")), "/workspace").found
+    assert not U.collect(str(make_repo(tmp_path / "clean", TRACKED)), "/workspace").found
 
 
 def test_not_a_repository_is_a_note_never_a_raise(tmp_path):
@@ -147,7 +136,7 @@ def test_not_a_repository_is_a_note_never_a_raise(tmp_path):
 def test_unreadable_file_is_named_in_reasons(tmp_path):
     with tempfile.TemporaryDirectory() as top:  # an unprivileged uid must enter it (see test_fp_data)
         os.chmod(top, 0o755)
-        root = make_repo(__import__("pathlib").Path(top) / "repo")
+        root = make_repo(__import__("pathlib").Path(top) / "repo", TRACKED)
         write(root / "data" / "ok.npy", "1")
         write(root / "data" / "secret.npy", "2")
         os.chmod(str(root / "data" / "secret.npy"), 0)

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tests.inspect_envs import h200_gpu
+from tests.helpers.inspect_envs import h200_gpu
 from tfrepro.environment import ContainerInfo
 from tfrepro.inspect import checks as c
 from tfrepro.versions import version_tuple

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from tests.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
+from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, make_env
 from tfrepro.environment import Environment, TensorflowInfo
 from tfrepro.inspect import compare as cmp
 

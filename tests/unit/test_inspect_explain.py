@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from tests.inspect_envs import DIGEST_B, PACKAGES_B, make_env
+from tests.helpers.inspect_envs import DIGEST_B, PACKAGES_B, make_env
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
 from tfrepro.inspect import explain as E
 from tfrepro.tracking.record import RunRecord

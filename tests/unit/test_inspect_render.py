@@ -3,7 +3,7 @@
 import dataclasses
 import json
 
-from tests.inspect_envs import DIGEST_A, DIGEST_B, H200_PROBE, PACKAGES_B, make_env
+from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, H200_PROBE, PACKAGES_B, make_env
 from tfrepro.inspect import render
 from tfrepro.inspect.checks import Check
 from tfrepro.inspect.compare import compare

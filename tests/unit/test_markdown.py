@@ -5,7 +5,16 @@ import re
 
 import pytest
 
-from tests.mlflow_ui import ALL_SPECIALS, BRANCH, COMMAND, COMMIT_MESSAGE, GPU, artifact_renderer, parse, renderer
+from tests.helpers.mlflow_ui import (
+    ALL_SPECIALS,
+    BRANCH,
+    COMMAND,
+    COMMIT_MESSAGE,
+    GPU,
+    artifact_renderer,
+    parse,
+    renderer,
+)
 from tfrepro import markdown as md
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.inspect_envs import make_env
+from tests.helpers.inspect_envs import make_env
 from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TrackingError
 from tfrepro.inspect.compare import compare

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import git
+from tests.helpers.git_repos import git
 from tfrepro.errors import SourceError
 from tfrepro.replay import checkout as C
 

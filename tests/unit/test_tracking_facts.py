@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tests.inspect_envs import DIGEST_A, make_env
+from tests.helpers.inspect_envs import DIGEST_A, make_env
 from tfrepro import schema
 from tfrepro.environment import Environment, ProcessInfo
 from tfrepro.tracking import facts

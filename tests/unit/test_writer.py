@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 from tfrepro.tracking import spool
 from tfrepro.tracking.session import FLUSH_TAG, TrackingSession
 from tfrepro.tracking.sync import sync_all

@@ -103,7 +103,7 @@ class _Walk:
                 rel, part, "unreadable", size, str(mtime_ns), {"size": size, "mtime_ns": mtime_ns, "unreadable": True}
             )
             return
-        entry = {"size": size, "mtime_ns": mtime_ns}
+        entry: Dict[str, object] = {"size": size, "mtime_ns": mtime_ns}
         stamp = str(mtime_ns)
         if self.hash_data:
             try:

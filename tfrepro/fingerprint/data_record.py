@@ -159,7 +159,7 @@ class DataSource:
         )
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)

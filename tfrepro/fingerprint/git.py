@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.environment import GitInfo
@@ -102,7 +102,7 @@ def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str,
     if status_result[0] != 0:
         raise NotApplicable("git status failed: %s" % _first_line(status_result[2]))
     lines = out.decode("utf-8", "surrogateescape").split("\n")
-    raw = {
+    raw: Dict[str, Any] = {
         "cwd": cwd,
         "root": lines[0],
         "prefix": lines[1] if len(lines) > 1 else "",
@@ -173,7 +173,7 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
 
 def pick_remote(config_output: str) -> Optional[str]:
     """`git config --get-regexp remote.*.url` -> origin's URL, else the first remote's."""
-    urls = {}
+    urls: Dict[str, str] = {}
     for line in config_output.splitlines():
         key, _, value = line.partition(" ")
         match = re.match(r"remote\.(.+)\.url$", key)

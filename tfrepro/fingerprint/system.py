@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from tfrepro.environment import SystemInfo
 from tfrepro.fingerprint import read_text
@@ -70,7 +70,7 @@ def parse_meminfo(text: str) -> Optional[int]:
     return None
 
 
-def parse(raw: Dict[str, object]) -> SystemInfo:
+def parse(raw: Dict[str, Any]) -> SystemInfo:
     release = parse_os_release(str(raw.get("os_release") or ""))
     return SystemInfo(
         os=release.get("PRETTY_NAME") or release.get("NAME") or None,

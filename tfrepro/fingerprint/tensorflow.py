@@ -76,7 +76,9 @@ def query(import_tensorflow: bool = False) -> Dict[str, Any]:
     tf = sys.modules.get("tensorflow")
     if tf is None and import_tensorflow:
         import tensorflow as tf
-    raw = _query_imported(tf) if tf is not None else {"imported": False, "version": _installed_version()}
+    raw: Dict[str, Any] = (
+        _query_imported(tf) if tf is not None else {"imported": False, "version": _installed_version()}
+    )
     raw["env"] = {name: os.environ[name] for name in DETERMINISM_ENV if name in os.environ}
     raw["seed"] = determinism.SEED
     return raw

@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import tempfile
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlparse
 
 from tfrepro import schema
@@ -144,9 +144,9 @@ class RestBackend:
             return True
 
     def log_batch(
-        self, run_id: str, metrics: List[Point] = (), params: Optional[Dict] = None, tags: Optional[Dict] = None
+        self, run_id: str, metrics: Sequence[Point] = (), params: Optional[Dict] = None, tags: Optional[Dict] = None
     ) -> None:
-        body = {"run_id": run_id}
+        body: Dict[str, Any] = {"run_id": run_id}
         if metrics:
             body["metrics"] = [{"key": k, "value": _json_float(v), "timestamp": t, "step": s} for k, v, t, s in metrics]
         if params:

@@ -98,14 +98,14 @@ def describe(x, y=None) -> Optional[Dict[str, Any]]:
     xs, ys = _arrays(x), _arrays(y)
     if xs is None or ys is None or not xs:
         return None
-    digest, sampled, shapes = hashlib.sha256(), False, []
+    hasher, sampled, shapes = hashlib.sha256(), False, []
     for role, named in (("x", xs), ("y", ys)):
         for name, array in named:
             part, was_sampled = _array_digest(array)
-            digest.update(("%s%s:%s;" % (role, name, part)).encode())
+            hasher.update(("%s%s:%s;" % (role, name, part)).encode())
             sampled = sampled or was_sampled
             shapes.append("%s%s %s%s" % (role, "[%s]" % name if name else "", array.dtype, list(array.shape)))
-    return {"kind": "numpy", "digest": "sha256:" + digest.hexdigest(), "shape": ", ".join(shapes), "sampled": sampled}
+    return {"kind": "numpy", "digest": "sha256:" + hasher.hexdigest(), "shape": ", ".join(shapes), "sampled": sampled}
 
 
 def _validation(validation_data) -> Tuple[Any, Any]:

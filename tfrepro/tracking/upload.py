@@ -9,7 +9,7 @@ real run first.
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from tfrepro import schema
 from tfrepro.tracking.backend import Rejected, Retryable, history_key
@@ -23,7 +23,7 @@ LOCAL_ID_TAG = schema.LOCAL_RUN_ID  # on a run `sync` created for a session's lo
 
 
 def is_local(run_id: Optional[str]) -> bool:
-    return bool(run_id) and run_id.startswith(LOCAL_PREFIX)
+    return run_id is not None and run_id.startswith(LOCAL_PREFIX)
 
 
 def _chunks(items: Dict, size: int):
@@ -37,7 +37,7 @@ def plan(records: Iterable[Dict]) -> List[Tuple[str, object]]:
 
     Consecutive records of one kind are merged (later params/tags override earlier ones).
     """
-    calls: List[Tuple[str, object]] = []
+    calls: List[Tuple[str, Any]] = []  # (kind, payload): the payload's type depends on the kind
 
     def extend(kind, payload):
         if calls and calls[-1][0] == kind and kind in ("metrics", "params", "tags"):

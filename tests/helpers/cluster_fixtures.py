@@ -1,7 +1,7 @@
 """Real cluster engines for tests: a one-node Slurm cluster and Podman, set up by the project's
 scripts (idempotent: seconds when already up). Missing -> `missing()`: a skip, a failure in CI.
 
-Registered in tests/conftest.py (pytest_plugins).
+A pytest plugin: registered in tests/conftest.py (pytest_plugins).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.requirements import missing
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _up(script: str, *args: str) -> str:
-    from tests.conftest import missing
-
     if os.geteuid() != 0:
         missing("%s needs root" % script)
     result = subprocess.run(["bash", str(ROOT / "scripts" / script)] + list(args), capture_output=True, text=True)

@@ -15,7 +15,7 @@ from tfrepro.environment import (
     TensorflowInfo,
 )
 
-H200_PROBE = os.path.join(os.path.dirname(__file__), "fixtures", "gpu", "h200-driver580", "probe.json")
+H200_PROBE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "gpu", "h200-driver580", "probe.json")
 DIGEST_A = "nvcr.io/nvidia/tensorflow@sha256:" + "a1" * 32
 DIGEST_B = "nvcr.io/nvidia/tensorflow@sha256:" + "b2" * 32
 

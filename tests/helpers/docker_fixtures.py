@@ -20,17 +20,13 @@ from typing import Dict, List, Optional
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.requirements import missing
+
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGISTRY = "127.0.0.1:5555"
 DEFAULT_REGISTRY_LOG = "/tmp/tfrepro-registry.log"
 TEST_LABELS = {"tfrepro.test": "1"}
 IMAGE_REPO = "tfrepro-test"
-
-
-def _missing(reason):
-    from tests.conftest import missing  # late: conftest imports this module as a plugin
-
-    missing(reason)
 
 
 @dataclass(frozen=True)
@@ -126,12 +122,12 @@ def docker_client():
     try:
         import docker
     except ImportError:
-        _missing("docker-py is not installed (pip install docker)")
+        missing("docker-py is not installed (pip install docker)")
     try:
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception:
-        _missing("no Docker daemon: run scripts/docker-up.sh")
+        missing("no Docker daemon: run scripts/docker-up.sh")
     yield client
     remove_containers(client, client.containers.list(all=True, filters={"label": "tfrepro.test=1"}))
     client.close()
@@ -142,7 +138,7 @@ def registry() -> str:
     """The local registry's address, e.g. "127.0.0.1:5555" (answers GET /v2/)."""
     address = registry_address()
     if not registry_answers(address):
-        _missing("no local registry at %s: run scripts/docker-up.sh" % address)
+        missing("no local registry at %s: run scripts/docker-up.sh" % address)
     return address
 
 
@@ -159,7 +155,7 @@ def test_image(docker_client, registry) -> BuiltImage:
     exports = parse_exports(result.stdout)
     if result.returncode != 0 or "TFREPRO_TEST_IMAGE_DIGEST" not in exports:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        _missing("could not build the test image (scripts/build-test-image.sh): " + tail)
+        missing("could not build the test image (scripts/build-test-image.sh): " + tail)
     digest_ref = exports["TFREPRO_TEST_IMAGE_DIGEST"]
     return BuiltImage(
         ref=exports["TFREPRO_TEST_IMAGE_TAG"],

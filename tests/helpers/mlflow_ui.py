@@ -36,7 +36,7 @@ def parse(fragment):
     return parser
 
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "mlflow_ui")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "mlflow_ui")
 NO_VIEWER = 4  # render_artifact.js: this MLflow has no markdown artifact viewer (MLflow 2)
 
 

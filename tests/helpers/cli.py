@@ -1,0 +1,12 @@
+"""What `tfrepro`'s CLI printed, as tests check it."""
+
+
+def one_error(capsys, code, expected_code=2):
+    """Exactly one error line; anything else on stderr is tfrepro's own progress or warnings."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("tfrepro: error: ")]
+    assert code == expected_code, err
+    assert "Traceback" not in err
+    assert len(errors) == 1 and all(line.startswith("tfrepro: ") for line in lines), err
+    return errors[0]
