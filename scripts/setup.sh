@@ -44,5 +44,5 @@ make_venv() {  # $1 = venv dir, $2 = python version, $3 = tfrepro's extras
   echo "$stamp" > "$dir/.stamp"
 }
 
-make_venv .venv 3.10 test,dev  # dev: the linters and mypy of scripts/lint.sh
+make_venv .venv 3.10 test,dev,docs  # dev: the linters and mypy of scripts/lint.sh; docs: scripts/docs.sh
 [ "${1:-}" = "--no-py38" ] || make_venv .venv38 3.8 test

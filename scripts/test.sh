@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 bash scripts/lint.sh  # ruff, the import layers, mypy: seconds, so first
+bash scripts/docs.sh --quiet --site-dir "$(mktemp -d)"  # the docs site, strictly: a broken link fails
 bash scripts/ui-deps.sh
 bash scripts/team-server.sh --install  # PostgreSQL 15: the team-server tests start throwaway clusters
 if bash scripts/docker-up.sh && bash scripts/build-test-image.sh; then
