@@ -17,7 +17,18 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple,
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
-from tfrepro.launch import cluster_images, docker, hooks, kubernetes, kubernetes_job, podman, settings, slurm, slurm_job
+from tfrepro.launch import (
+    cluster_images,
+    docker,
+    hooks,
+    kubernetes,
+    kubernetes_job,
+    podman,
+    settings,
+    slurm,
+    slurm_job,
+    workers,
+)
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec, docker_argv, run_kwargs
 from tfrepro.redact import is_secret
 from tfrepro.termsafe import shell_join
@@ -180,18 +191,21 @@ class Slurm:
     def image_env(self, image: str) -> Dict[str, str]:
         return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        script = self.preview(spec, hidden, source)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        script = self.preview(spec, hidden, source, shape)
         on_facts({"runtime": self.options.runtime})
         environment = caller_env(spec, hidden, os.environ)
         return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
-    def settings(self) -> Dict[str, object]:
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         """The options as given: a --gres derived from --gpus is derived again on replay."""
         values = {
             key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self.options).items()
         }
-        return dict({key: value for key, value in values.items() if value not in (None, [])}, backend=self.name)
+        values = dict({key: value for key, value in values.items() if value not in (None, [])}, backend=self.name)
+        return _with_shape(values, shape, workers.WIRING_SLURM)
 
 
 class Kubernetes:
@@ -249,6 +263,13 @@ class Kubernetes:
         if self.kube_context:
             values["kube_context"] = self.kube_context
         return dict(values, backend=self.name)
+
+
+def _with_shape(values: Dict[str, object], shape: Optional[workers.Shape], wiring: str) -> Dict[str, object]:
+    """settings() of a multi-worker launch also record its shape and wiring; one worker: as before."""
+    if shape is None or not shape.multi:
+        return values
+    return dict(values, shape=workers.settings(shape, wiring))
 
 
 def _once(connect: Callable[[], T]) -> Callable[[], T]:
