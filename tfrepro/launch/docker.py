@@ -202,5 +202,7 @@ def run_workers(
         for container in containers:
             try:
                 container.remove(force=True)
-            except Exception:
+            except docker.errors.NotFound:
                 pass
+            except Exception as exc:  # say so: a container may be left running
+                log.warning("could not remove worker container %s: %s", container.short_id, _one_line(exc))

@@ -13,7 +13,7 @@ import functools
 import json
 import os
 from dataclasses import asdict
-from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
@@ -59,15 +59,34 @@ class Engine(Protocol):
     facts to on_facts() and returns the exit status (a non-zero status is returned, not
     raised); it raises EngineError when the engine cannot launch, KeyboardInterrupt once
     the job is cancelled.
+
+    `shape=` (workers.Shape, a keyword of check, preview, announce, run and settings) asks for
+    N workers of the same image, each with its TF_CONFIG; None or one worker is the launch
+    above, unchanged. With N workers, run() returns the status of the first worker that failed
+    (the others are stopped) and settings() adds the shape and its wiring under "shape".
     """
 
     name: str
 
-    def check(self, spec: LaunchSpec, source: Optional[kubernetes.Source]) -> None: ...
+    def check(
+        self, spec: LaunchSpec, source: Optional[kubernetes.Source], shape: Optional[workers.Shape] = None
+    ) -> None: ...
 
-    def preview(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+    def preview(
+        self,
+        spec: LaunchSpec,
+        hidden: Sequence[str],
+        source: Optional[kubernetes.Source],
+        shape: Optional[workers.Shape] = None,
+    ) -> str: ...
 
-    def announce(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+    def announce(
+        self,
+        spec: LaunchSpec,
+        hidden: Sequence[str],
+        source: Optional[kubernetes.Source],
+        shape: Optional[workers.Shape] = None,
+    ) -> str: ...
 
     def resolve(self, ref: str) -> docker.Resolved: ...
 
@@ -82,9 +101,10 @@ class Engine(Protocol):
         source: Optional[kubernetes.Source],
         on_facts: OnJobFacts,
         write: WriteOutput,
+        shape: Optional[workers.Shape] = None,
     ) -> int: ...
 
-    def settings(self) -> Dict[str, object]: ...
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]: ...
 
 
 class Docker:
@@ -95,14 +115,18 @@ class Docker:
     def __init__(self, options: settings.Options):
         self.client = _once(docker.connect)
 
-    def check(self, spec, source) -> None:
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
         refuse_claims(spec)
+        workers.check_local(spec, workers.check_shape(shape))
 
-    def preview(self, spec, hidden, source) -> str:
-        return shell_join(docker_argv(spec, hidden))
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        shape = workers.check_shape(shape)
+        if not shape.multi:
+            return shell_join(docker_argv(spec, hidden))
+        return "\n".join(shell_join(_docker_worker_argv(spec, shape, index, hidden)) for index in range(shape.workers))
 
-    def announce(self, spec, hidden, source) -> str:
-        return self.preview(spec, hidden, source)
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return self.preview(spec, hidden, source, shape)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return docker.resolve(self.client(), ref)
@@ -113,11 +137,25 @@ class Docker:
     def image_env(self, image: str) -> Dict[str, str]:
         return hooks.image_env(self.client(), image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        return docker.run(self.client(), run_kwargs(spec), write)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
+        if not shape.multi:
+            return docker.run(self.client(), run_kwargs(spec), write)
+        self.check(spec, source, shape)
+        kwargs_list = []
+        for index in range(shape.workers):
+            kwargs = run_kwargs(workers.local_worker_spec(spec, shape, index))
+            devices = workers.worker_devices(shape, index)
+            if devices is not None:
+                kwargs["device_requests"] = docker.device_ids_request(devices)
+            kwargs_list.append(kwargs)
+        on_facts({"workers": str(shape.workers)})
+        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
-        return {"backend": self.name}
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
+        return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
 
 
 class Podman:
@@ -128,14 +166,26 @@ class Podman:
     def __init__(self, options: settings.Options):
         pass  # podman takes no options of its own
 
-    def check(self, spec, source) -> None:
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
         refuse_claims(spec)
+        workers.check_local(spec, workers.check_shape(shape))
 
-    def preview(self, spec, hidden, source) -> str:
-        return shell_join(podman.podman_argv(spec, hidden))
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return "\n".join(shell_join(argv) for argv in self._argvs(spec, hidden, workers.check_shape(shape)))
 
-    def announce(self, spec, hidden, source) -> str:
-        return self.preview(spec, hidden, source)
+    def _argvs(self, spec: LaunchSpec, hidden: Sequence[str], shape: workers.Shape) -> List[List[str]]:
+        """One `podman run` per worker."""
+        if not shape.multi:
+            return [podman.podman_argv(spec, hidden)]
+        return [
+            podman.podman_argv(
+                workers.local_worker_spec(spec, shape, index), hidden, workers.worker_devices(shape, index)
+            )
+            for index in range(shape.workers)
+        ]
+
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return self.preview(spec, hidden, source, shape)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return podman.resolve(ref)
@@ -146,13 +196,22 @@ class Podman:
     def image_env(self, image: str) -> Dict[str, str]:
         return podman.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
         on_facts({"runtime": "podman"})
         label = "%s=%s" % (schema.RUN_ID_LABEL, spec.labels.get(schema.RUN_ID_LABEL))
-        return podman.run(podman.podman_argv(spec, hidden), write, caller_env(spec, hidden, os.environ), label)
+        environment = caller_env(spec, hidden, os.environ)
+        if not shape.multi:
+            return podman.run(podman.podman_argv(spec, hidden), write, environment, label)
+        self.check(spec, source, shape)
+        on_facts({"workers": str(shape.workers)})
+        labels = [[label, "%s=%d" % (workers.WORKER_LABEL, index)] for index in range(shape.workers)]
+        return podman.run_workers(self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
-        return {"backend": self.name}
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
+        return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
 
 
 class Slurm:
@@ -263,6 +322,15 @@ class Kubernetes:
         if self.kube_context:
             values["kube_context"] = self.kube_context
         return dict(values, backend=self.name)
+
+
+def _docker_worker_argv(spec: LaunchSpec, shape: workers.Shape, index: int, hidden: Sequence[str]) -> List[str]:
+    """`docker run ...` of worker `index`, its own GPUs named when it has a slice of them."""
+    argv = docker_argv(workers.local_worker_spec(spec, shape, index), hidden)
+    devices = workers.worker_devices(shape, index)
+    if devices is not None:
+        argv[5:5] = ["--gpus", '"device=%s"' % ",".join(devices)]  # after --network host
+    return argv
 
 
 def _with_shape(values: Dict[str, object], shape: Optional[workers.Shape], wiring: str) -> Dict[str, object]:
