@@ -278,7 +278,13 @@ class Kubernetes:
         self.manifest_format = options.output  # what --dry-run prints: yaml or json
         self.apis = _once(functools.partial(kubernetes_job.connect, context=options.kube_context))
 
-    def job(self, spec: LaunchSpec, source: Optional[kubernetes.Source], hidden: Sequence[str] = ()):
+    def job(
+        self,
+        spec: LaunchSpec,
+        source: Optional[kubernetes.Source],
+        hidden: Sequence[str] = (),
+        shape: Optional[workers.Shape] = None,
+    ):
         """The V1Job this engine submits for `spec`; UsageError for what it cannot run."""
         if self.manifest_format not in ("yaml", "json"):
             raise UsageError("-o must be yaml or json, not %r" % self.manifest_format)
@@ -286,21 +292,35 @@ class Kubernetes:
             raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
         hook = hooks.hook_source() if any(mount.kind == "hook" for mount in spec.mounts) else ""
         options = kubernetes.check_options(self.options)
-        return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook)
+        return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook, shape)
 
-    def check(self, spec, source) -> None:
-        self.job(spec, source)
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
+        self.job(spec, source, shape=shape)
 
-    def preview(self, spec, hidden, source) -> str:
-        job = self.job(spec, source, hidden)
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        """The manifest; N workers: the headless Service and the Indexed Job, as one YAML stream
+        or one v1 List (what `kubectl apply -f -` takes)."""
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
+        objects = [kubernetes.build_service(job, shape), job] if shape.multi else [job]
         if self.manifest_format == "json":
-            return json.dumps(kubernetes.to_dict(job), indent=2)
-        return kubernetes.to_yaml(job)
+            document = kubernetes.to_list(objects) if shape.multi else kubernetes.to_dict(job)
+            return json.dumps(document, indent=2)
+        return kubernetes.to_yaml_documents(objects)
 
-    def announce(self, spec, hidden, source) -> str:
-        job = self.job(spec, source, hidden)
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
         names = kubernetes.secret_env_names(spec, _secret_names(hidden))
-        line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
+        if shape.multi:
+            line = "creating Service and Indexed Job %s/%s (%d workers, image %s)" % (
+                job.metadata.namespace,
+                job.metadata.name,
+                shape.workers,
+                spec.image,
+            )
+        else:
+            line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
         if names:
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
@@ -314,14 +334,21 @@ class Kubernetes:
     def image_env(self, image: str) -> Dict[str, str]:
         return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        return kubernetes_job.submit(self.job(spec, source, hidden), self.apis(), write, on_facts)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
+        if not shape.multi:
+            return kubernetes_job.submit(job, self.apis(), write, on_facts)
+        service = kubernetes.build_service(job, shape)
+        return kubernetes_job.submit_workers(job, service, self.apis(), write, on_facts, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         values = {key: value for key, value in asdict(self.options).items() if value is not None}
         if self.kube_context:
             values["kube_context"] = self.kube_context
-        return dict(values, backend=self.name)
+        return _with_shape(dict(values, backend=self.name), shape, workers.WIRING_KUBERNETES)
 
 
 def _docker_worker_argv(spec: LaunchSpec, shape: workers.Shape, index: int, hidden: Sequence[str]) -> List[str]:
