@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -168,6 +169,7 @@ def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
 
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+STOPPED = 143  # a worker pod deleted with its Job: SIGTERM's status
 
 
 def submit_workers(
@@ -197,12 +199,15 @@ def submit_workers(
             raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
         on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid, "workers": str(count)})
         log.info("created Service and Indexed Job %s/%s (%d workers)", namespace, name, count)
+        started = time.monotonic()
         with signals.terminating():
             try:
-                pods = _wait_for_pods(core, namespace, name, count, poll)
+                pods = _wait_for_pods(core, namespace, name, count, poll, timeout_s)
             except (KeyboardInterrupt, SchedulerError):
                 _delete(batch, namespace, name)
                 raise
+        if timeout_s is not None:
+            timeout_s = max(0.001, timeout_s - (time.monotonic() - started))
         on_facts({"pod": pods[0].metadata.name, "nodes": ",".join(sorted({pod.spec.node_name or "" for pod in pods}))})
         _copy_logs(core, namespace, pods[0].metadata.name, INIT_CONTAINER, write, follow=False)
         followed = [_PodWorker(core, batch, namespace, name, pod, poll) for pod in pods]
@@ -226,6 +231,7 @@ class _PodWorker:
         self.pod = pod.metadata.name
         self.index = int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0"))
         self.checkout = _terminated(pod, INIT_CONTAINER, init=True)
+        self.stopped = threading.Event()
 
     def chunks(self):
         if self.checkout not in (None, 0):
@@ -243,18 +249,38 @@ class _PodWorker:
             response.release_conn()
 
     def wait(self) -> int:
+        """The training container's exit code once reported; once stopped, what it is by then."""
         if self.checkout not in (None, 0):
             return self.checkout
-        return _exit_code(self.core, self.namespace, self.pod, self.poll)
+        while True:
+            reported = self.core.read_namespaced_pod(self.pod, self.namespace)
+            code = _terminated(reported, CONTAINER)
+            if code is not None:
+                return code
+            if reported.status.phase == "Failed":
+                return 1
+            if self.stopped.is_set():
+                return STOPPED
+            time.sleep(self.poll)
 
     def stop(self) -> None:
+        self.stopped.set()
         _delete(self.batch, self.namespace, self.job_name)
 
 
-def _wait_for_pods(core, namespace: str, name: str, count: int, poll: float) -> List[object]:
-    """The Job's `count` pods, by index, once each training container runs or each pod has ended."""
+def _wait_for_pods(
+    core, namespace: str, name: str, count: int, poll: float, timeout_s: Optional[float] = None
+) -> List[object]:
+    """The Job's `count` pods, by index, once each training container runs or each pod has ended;
+    SchedulerError past `timeout_s`."""
     phases_logged = None
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
     while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise SchedulerError(
+                "the %d workers did not finish within %g s (a pod never started): the Job was deleted"
+                % (count, timeout_s)
+            )
         pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
         ready = []
         for pod in pods:
