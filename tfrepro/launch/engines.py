@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
 from tfrepro import schema
@@ -223,22 +223,29 @@ class Slurm:
     def __init__(self, options: settings.Options):
         self.options = options.slurm  # as given: a --gres derived from --gpus is derived again on replay
 
-    def check(self, spec, source) -> None:
-        self._job_options(spec)
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
+        self._job_options(spec, shape)
 
-    def _job_options(self, spec: LaunchSpec) -> slurm.SlurmOptions:
-        """The options the script is written with: checked, --gres derived from the spec's GPUs."""
+    def _job_options(
+        self, spec: LaunchSpec, shape: Optional[workers.Shape] = None
+    ) -> Tuple[slurm.SlurmOptions, workers.Shape]:
+        """The options the script is written with: checked, --gres derived from the spec's GPUs
+        (from the GPUs per task, for workers with GPUs of their own); the shape, checked."""
         refuse_claims(spec)
         cluster_images.check_pullable(spec.image)
-        return slurm.check_options(self.options, spec)
+        shape = workers.check_shape(shape)
+        derive_from = replace(spec, gpus=None) if shape.gpus_per_task is not None else spec
+        options = slurm.check_options(self.options, derive_from)
+        return options, slurm.check_shape(options, shape)
 
-    def preview(self, spec, hidden, source) -> str:
-        return slurm.batch_script(spec, self._job_options(spec), slurm_job.output_pattern(), hidden)
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        options, shape = self._job_options(spec, shape)
+        return slurm.batch_script(spec, options, slurm_job.output_pattern(), hidden, shape=shape)
 
-    def announce(self, spec, hidden, source) -> str:
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         return "submitting this batch script with %s:\n%s" % (
             " ".join(slurm.SUBMIT),
-            self.preview(spec, hidden, source),
+            self.preview(spec, hidden, source, shape),
         )
 
     def resolve(self, ref: str) -> docker.Resolved:
