@@ -4,10 +4,14 @@ the other and the job's exit code is its status."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tfrepro.launch import engines, slurm_job, workers
+from tfrepro.launch import engines, settings, workers
 from tfrepro.launch import slurm as slurm_script  # `slurm` is the fixture
 from tfrepro.launch.spec import LaunchSpec, Mount
 
@@ -22,21 +26,24 @@ def image_digest(request):
     return os.environ.get("TFREPRO_TEST_IMAGE_DIGEST") or request.getfixturevalue("test_image").digest_ref
 
 
-def run_job(tmp_path, partition, image, command, runtime="docker"):
-    spec = LaunchSpec(
+def worker_spec(tmp_path, image, command):
+    return LaunchSpec(
         image=image,
         command=command,
         mounts=(Mount(str(tmp_path), "/workspace", False, "repo"),),
         labels={"tfrepro.run_id": "0" * 32},
     )
-    output = str(tmp_path / "tfrepro-%j.out")
-    options = slurm_script.check_options(
-        slurm_script.SlurmOptions(partition=partition, time="10", runtime=runtime), spec
-    )
-    shape = slurm_script.check_shape(options, workers.Shape(workers=2))
-    text = slurm_script.batch_script(spec, options, output, shape=shape)
+
+
+def run_job(tmp_path, partition, image, command, runtime="docker"):
+    """Through the engine, as `tfrepro run --on slurm --workers 2` will call it."""
+    slurm_options = slurm_script.SlurmOptions(partition=partition, time="10", runtime=runtime)
+    engine = engines.get("slurm", settings.Options(slurm=slurm_options))
     chunks, facts = [], {}
-    status = slurm_job.submit(text, engines.caller_env(spec, (), os.environ), output, chunks.append, facts.update)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TFREPRO_SLURM_DIR", str(tmp_path))
+        spec = worker_spec(tmp_path, image, command)
+        status = engine.run(spec, (), None, facts.update, chunks.append, shape=workers.Shape(workers=2))
     return status, b"".join(chunks).decode(), facts
 
 
@@ -66,3 +73,36 @@ def test_a_failing_worker_stops_the_other_and_names_itself(slurm, image_digest, 
     assert "tfrepro: worker 0 stopped" in out
     running = docker_cleanup.containers.list(filters={"name": "tfrepro-%s-" % facts["job_id"]})
     assert running == []
+
+
+def test_sigterm_cancels_the_job_and_stops_both_containers(slurm, image_digest, docker_cleanup, tmp_path):
+    spec = worker_spec(
+        tmp_path, image_digest, ("python", "-c", "import time; print('up', flush=True); time.sleep(120)")
+    )
+    options = slurm_script.check_options(slurm_script.SlurmOptions(partition=slurm, time="10"), spec)
+    output = str(tmp_path / "tfrepro-%j.out")
+    text = slurm_script.batch_script(spec, options, output, shape=workers.Shape(workers=2))
+    code = (
+        "import os, sys\nfrom tfrepro.launch import slurm_job\n"
+        "slurm_job.submit(sys.stdin.read(), dict(os.environ), %r, lambda b: (sys.stdout.buffer.write(b), "
+        "sys.stdout.flush()), lambda f: f.get('job_id') and print('job', f['job_id'], flush=True))\n" % output
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdin.write(text)
+    proc.stdin.close()
+    job_id = proc.stdout.readline().split()[1]
+    started = set()
+    while len(started) < 2:
+        line = proc.stdout.readline()
+        assert line, "the job ended before both workers were up"
+        if line.rstrip().endswith(": up"):
+            started.add(line.split(":")[0])
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=90)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read()
+    deadline = time.monotonic() + 30
+    while docker_cleanup.containers.list(filters={"name": "tfrepro-%s-" % job_id}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert docker_cleanup.containers.list(filters={"name": "tfrepro-%s-" % job_id}) == []
