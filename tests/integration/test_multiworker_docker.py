@@ -81,3 +81,32 @@ def test_a_worker_that_never_joins_times_out_and_nothing_is_left(engine, image_d
     with pytest.raises(SchedulerError, match=r"the 2 workers did not finish within 3 s .*all were stopped"):
         launch(engine, tmp_path, image_digest, ("python", "-c", never_joins), timeout_s=3)
     assert leftovers(engine) == []
+
+
+FIT = """
+import json, os
+import numpy as np
+import tensorflow as tf
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+with strategy.scope():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
+    model.compile(optimizer="sgd", loss="mse")
+x = np.arange(64 * 4, dtype="float32").reshape(64, 4) / 256.0
+y = x.sum(axis=1, keepdims=True)
+history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+task = json.loads(os.environ["TF_CONFIG"])["task"]
+print("fit: worker %d, %d replicas, loss %.6f" % (task["index"], strategy.num_replicas_in_sync, history.history["loss"][-1]))
+"""
+
+
+def test_multi_worker_mirrored_strategy_fits_over_loopback(docker_cleanup, image_digest, tmp_path):
+    """A real MultiWorkerMirroredStrategy fit (tiny model, CPU) on 2 containers: the workers
+    find each other through their TF_CONFIG and agree on the loss; bounded, it cannot hang."""
+    (tmp_path / "fit.py").write_text(FIT)
+    engine = engines.get("docker", settings.Options())
+    status, out = launch(engine, tmp_path, image_digest, ("python", "fit.py"), timeout_s=240)
+    assert status == 0, out[-3000:]
+    found = dict(re.findall(r"^\[worker (\d)\] fit: worker \d, 2 replicas, loss (\S+)$", out, re.M))
+    assert set(found) == {"0", "1"} and found["0"] == found["1"], out[-3000:]
+    assert leftovers(engine) == []
