@@ -171,10 +171,23 @@ class _Worker:
         self.index, self.container = index, container
 
     def chunks(self):
-        return self.container.logs(stream=True, follow=True)
+        import docker.errors
+
+        try:
+            for chunk in self.container.logs(stream=True, follow=True):
+                yield chunk
+        except docker.errors.APIError as exc:
+            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
+            raise DockerError(message) from None
 
     def wait(self) -> int:
-        return int(self.container.wait().get("StatusCode", 1))
+        import docker.errors
+
+        try:
+            return int(self.container.wait().get("StatusCode", 1))
+        except docker.errors.APIError as exc:
+            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
+            raise DockerError(message) from None
 
     def stop(self) -> None:
         self.container.stop(timeout=10)  # SIGTERM, SIGKILL 10 s later (a PID 1 training ignores SIGTERM)

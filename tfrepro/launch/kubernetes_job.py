@@ -271,8 +271,8 @@ class _PodWorker:
 def _wait_for_pods(
     core, namespace: str, name: str, count: int, poll: float, timeout_s: Optional[float] = None
 ) -> List[object]:
-    """The Job's `count` pods, by index, once each training container runs or each pod has ended;
-    SchedulerError past `timeout_s`."""
+    """The Job's `count` pods, by index, once each training container runs or each pod has ended
+    (or those there are once one has failed: the Job stops the others); SchedulerError past `timeout_s`."""
     phases_logged = None
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
     while True:
@@ -296,7 +296,7 @@ def _wait_for_pods(
                 status and status.state and (status.state.running or status.state.terminated)
             ):
                 ready.append(pod)
-        if len(ready) >= count:
+        if len(ready) >= count or any(pod.status.phase == "Failed" for pod in ready):  # a failure ends the Job
             return sorted(ready, key=lambda pod: int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0")))
         phases = ", ".join(sorted("%s %s" % (pod.metadata.name, pod.status.phase) for pod in pods))
         if phases != phases_logged:
