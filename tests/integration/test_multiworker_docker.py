@@ -46,11 +46,12 @@ def launch(engine, tmp_path, image, command, **shape):
 
 
 def leftovers(engine):
+    """The workers still running (tests running beside this one may be removing stopped ones)."""
     import subprocess
 
     tool = "docker" if engine.name == "docker" else "podman"
     listed = subprocess.run(
-        [tool, "ps", "-aq", "--filter", "label=tfrepro.run_id=" + RUN_ID], capture_output=True, text=True
+        [tool, "ps", "-q", "--filter", "label=tfrepro.run_id=" + RUN_ID], capture_output=True, text=True
     )
     return listed.stdout.split()
 

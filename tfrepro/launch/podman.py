@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from dataclasses import replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 PODMAN = "podman"
 MISSING = "podman not found (apt-get install podman)"
 TIMEOUT = 120
+STOP_WAIT = 60  # seconds a worker's podman has to create, then stop, its container
 
 
 def gpu_args(gpus: Optional[str], device_ids: Optional[Sequence[str]] = None) -> List[str]:
@@ -148,12 +150,13 @@ def run(
             raise
 
 
-def _stop_labelled(labels: Sequence[str]) -> None:
-    """podman stop the containers carrying every one of `labels` (KEY=VALUE)."""
+def _stop_labelled(labels: Sequence[str]) -> int:
+    """podman stop the containers carrying every one of `labels` (KEY=VALUE); how many there were."""
     filters = [word for label in labels for word in ("--filter", "label=" + label)]
     container_ids = _podman(["ps", "-q"] + filters).stdout.split()
     if container_ids:
         _podman(["stop", "--time", "10"] + container_ids, timeout=60)
+    return len(container_ids)
 
 
 class _Worker:
@@ -169,12 +172,19 @@ class _Worker:
         return self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            _stop_labelled(self.labels)
+        """Stop its container; one podman has not created yet is stopped once it exists."""
+        deadline = time.monotonic() + STOP_WAIT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if _stop_labelled(self.labels) == 0:
+                time.sleep(0.5)
+                continue
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def run_workers(
