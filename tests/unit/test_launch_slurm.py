@@ -181,6 +181,8 @@ def test_workers_spread_over_nodes():
     script = slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=shape)
     assert "#SBATCH --nodes=2\n" in script and "#SBATCH --ntasks-per-node=2\n" in script
     assert "${hosts[task / 2]}" in script
+    timed = slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=workers.Shape(workers=4, timeout_s=61))
+    assert "#SBATCH --time=2\n" in timed  # minutes: a worker that never joins ends with the job
     one_worker = slurm.batch_script(spec(gpus=None), options, OUTPUT)
     assert one_worker == slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=workers.ONE)
     assert "--ntasks=" not in one_worker

@@ -276,13 +276,18 @@ def check_shape(options: SlurmOptions, shape: Optional[workers.Shape]) -> worker
 
 
 def job_shape_directives(options: SlurmOptions, shape: workers.Shape) -> List[Tuple[str, Optional[str]]]:
-    """--nodes, --ntasks, --ntasks-per-node and the GPUs per node of a multi-worker job."""
+    """--nodes, --ntasks, --ntasks-per-node and the GPUs per node of a multi-worker job; the
+    launch's timeout, in minutes, as its --time when none is given."""
     per_node = workers.slurm_tasks_per_node(shape, options.nodes)
     nodes = options.nodes or -(-shape.workers // per_node)
     gres = options.gres
     if shape.gpus_per_task is not None and options.gres is None:
         gres = "gpu:%d" % (per_node * int(shape.gpus_per_task))
+    time_limit = options.time
+    if time_limit is None and shape.timeout_s is not None:  # a worker that never joins ends with the job
+        time_limit = str(-(-int(shape.timeout_s) // 60) or 1)
     return [
+        ("--time", time_limit),
         ("--nodes", str(nodes)),
         ("--ntasks", str(shape.workers)),
         ("--ntasks-per-node", str(per_node)),

@@ -14,6 +14,12 @@ differs is where i and the addresses come from, recorded as the `wiring` (settin
     kubernetes       an Indexed Job and a headless Service: pod i is <job>-<i>.<service>,
                      i from its completion index (kubernetes.py)
 
+Every worker also gets TFREPRO_WORKER_INDEX and TFREPRO_WORKERS. Output: docker, podman and
+kubernetes prefix each line with its worker (`[worker 1] ...`, local_workers.py); Slurm with its
+task number (`1: ...`, srun --label). Lines of different workers interleave as they come.
+A worker that fails stops the others; its status is the job's and a line names it
+("worker 1 exited with status 3").
+
 One worker (the default Shape) is today's launch: no TF_CONFIG, nothing added.
 """
 
