@@ -261,3 +261,21 @@ def test_one_worker_is_the_job_of_before():
     assert kubernetes.to_dict(job()) == kubernetes.to_dict(
         kubernetes.build_job(spec(), SOURCE, kubernetes.check_options(OPTIONS), hook=HOOK, shape=workers.ONE)
     )
+
+
+@pytest.mark.parametrize("output", ["yaml", "json"])
+def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
+    from tfrepro.launch import engines, settings
+
+    engine = engines.get("kubernetes", settings.Options(kubernetes=OPTIONS, output=output))
+    text = engine.preview(spec(), (), SOURCE, shape=TWO)
+    if output == "json":
+        document = json.loads(text)
+        assert document["apiVersion"] == "v1" and document["kind"] == "List"
+        kinds = [item["kind"] for item in document["items"]]
+    else:
+        kinds = [item["kind"] for item in yaml.safe_load_all(text)]
+    assert kinds == ["Service", "Job"]
+    assert "2 workers" in engine.announce(spec(), (), SOURCE, shape=TWO)
+    assert engine.settings(TWO)["shape"]["wiring"] == "TF_CONFIG from JOB_COMPLETION_INDEX"
+    assert "shape" not in engine.settings()
