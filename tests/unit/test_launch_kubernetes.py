@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import kubernetes
+from tfrepro.launch import kubernetes, workers
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 kubernetes_package = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
@@ -195,3 +195,87 @@ def test_quantities_and_secret_names():
         "MLFLOW_TRACKING_TOKEN",
         "MLFLOW_TRACKING_URI",
     ]
+
+
+# -- N workers: an Indexed Job and a headless Service ------------------------------------
+
+TWO = workers.Shape(workers=2)
+GOLDEN_WORKERS = Path(__file__).resolve().parents[1] / "fixtures" / "kubernetes" / "indexed-job-2-workers.yaml"
+
+
+def two_workers(**changes):
+    job_object = kubernetes.build_job(spec(**changes), SOURCE, kubernetes.check_options(OPTIONS), hook=HOOK, shape=TWO)
+    return kubernetes.build_service(job_object, TWO), job_object
+
+
+def test_golden_manifest_of_two_workers():
+    text = kubernetes.to_yaml_documents(two_workers())
+    if os.environ.get("TFREPRO_UPDATE_GOLDEN"):
+        GOLDEN_WORKERS.write_text(text)
+    assert text == GOLDEN_WORKERS.read_text(), (
+        "indexed-job-2-workers.yaml differs (TFREPRO_UPDATE_GOLDEN=1 rewrites it)"
+    )
+    assert "s3cret" not in text
+    assert [document["kind"] for document in yaml.safe_load_all(text)] == ["Service", "Job"]
+
+
+def test_each_pod_gets_its_tf_config_from_its_completion_index():
+    service, job_object = (kubernetes.to_dict(item) for item in two_workers())
+    name = "tfrepro-" + RUN_ID
+    assert job_object["spec"]["completionMode"] == "Indexed"
+    assert job_object["spec"]["completions"] == job_object["spec"]["parallelism"] == 2
+    assert job_object["spec"]["backoffLimit"] == 0  # one worker that fails fails the Job
+    pod = job_object["spec"]["template"]["spec"]
+    assert pod["subdomain"] == service["metadata"]["name"] == name
+    env = pod["containers"][0]["env"]
+    names = [item["name"] for item in env]
+    assert names.index("TFREPRO_WORKER_INDEX") < names.index("TF_CONFIG")  # $(VAR) expands earlier ones only
+    index = env[names.index("TFREPRO_WORKER_INDEX")]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert index == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    config = env[names.index("TF_CONFIG")]["value"]
+    addresses = ["%s-%d.%s:%d" % (name, i, name, workers.DEFAULT_BASE_PORT) for i in (0, 1)]
+    for i in (0, 1):  # what the kubelet's expansion gives pod i
+        assert config.replace("$(TFREPRO_WORKER_INDEX)", str(i)) == workers.tf_config(addresses, i)
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == job_object["spec"]["template"]["metadata"]["labels"]
+    assert pod["containers"][0]["ports"] == [{"name": "worker", "containerPort": workers.DEFAULT_BASE_PORT}]
+
+
+@pytest.mark.parametrize("version", ["1.25", "1.30", None])
+def test_two_workers_validate_offline(version):
+    desired = version or kubernetes_validate.latest_version()
+    for item in two_workers():
+        kubernetes_validate.validate(kubernetes.to_dict(item), desired, strict=True)
+
+
+def test_gpus_per_task_and_the_timeout_reach_the_job():
+    shape = workers.Shape(workers=2, gpus_per_task="1", timeout_s=90.5)
+    job_object = kubernetes.to_dict(kubernetes.build_job(spec(), SOURCE, OPTIONS, hook=HOOK, shape=shape))
+    assert job_object["spec"]["activeDeadlineSeconds"] == 91
+    assert job_object["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    with pytest.raises(UsageError, match="each worker is a pod"):
+        kubernetes.build_job(spec(), SOURCE, OPTIONS, hook=HOOK, shape=workers.Shape(workers=2, tasks_per_node=1))
+
+
+def test_one_worker_is_the_job_of_before():
+    assert kubernetes.to_dict(job()) == kubernetes.to_dict(
+        kubernetes.build_job(spec(), SOURCE, kubernetes.check_options(OPTIONS), hook=HOOK, shape=workers.ONE)
+    )
+
+
+@pytest.mark.parametrize("output", ["yaml", "json"])
+def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
+    from tfrepro.launch import engines, settings
+
+    engine = engines.get("kubernetes", settings.Options(kubernetes=OPTIONS, output=output))
+    text = engine.preview(spec(), (), SOURCE, shape=TWO)
+    if output == "json":
+        document = json.loads(text)
+        assert document["apiVersion"] == "v1" and document["kind"] == "List"
+        kinds = [item["kind"] for item in document["items"]]
+    else:
+        kinds = [item["kind"] for item in yaml.safe_load_all(text)]
+    assert kinds == ["Service", "Job"]
+    assert "2 workers" in engine.announce(spec(), (), SOURCE, shape=TWO)
+    assert engine.settings(TWO)["shape"]["wiring"] == "TF_CONFIG from JOB_COMPLETION_INDEX"
+    assert "shape" not in engine.settings()

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import kubernetes, kubernetes_job
+from tfrepro.launch import kubernetes, kubernetes_job, workers
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
@@ -225,3 +225,107 @@ def test_no_configuration_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(SchedulerError, match="no Kubernetes configuration"):
         kubernetes_job.connect()
+
+
+# -- N workers: the headless Service, the Indexed Job, every pod followed ----------------
+
+SERVICES = "/api/v1/namespaces/ml-team/services"
+
+
+def indexed_pods(*indexes):
+    """The recorded running pod, once per index, named and annotated as the Job controller does."""
+    listing = json.loads(recorded("pods-running.json"))
+    template = listing["items"][0]
+    items = []
+    for index in indexes:
+        pod = json.loads(json.dumps(template))
+        pod["metadata"]["name"] = "%s-%d-x7k2p" % (NAME, index)
+        pod["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+        items.append(pod)
+    return json.dumps(dict(listing, items=items)).encode()
+
+
+def two_workers_job():
+    spec = LaunchSpec(
+        image="registry.example/ml/tf@sha256:" + "ab" * 32,
+        command=("python", "train.py"),
+        mounts=(Mount("<checkout>", "/workspace", False, "repo"),),
+        labels={"tfrepro.run_id": RUN_ID},
+    )
+    shape = workers.Shape(workers=2)
+    job = kubernetes.build_job(
+        spec,
+        kubernetes.Source("https://git.example/x.git", "a" * 40),
+        kubernetes.KubernetesOptions(namespace="ml-team"),
+        shape=shape,
+    )
+    return job, kubernetes.build_service(job, shape)
+
+
+def submit_two(server, timeout_s=None):
+    out, facts = [], {}
+    job, service = two_workers_job()
+    status = kubernetes_job.submit_workers(
+        job, service, kubernetes_job.connect(), out.append, facts.update, timeout_s, poll=0.01
+    )
+    return status, b"".join(out), facts
+
+
+def pod_path(index):
+    return "%s/%s-%d-x7k2p" % (PODS, NAME, index)
+
+
+def test_two_workers_service_then_job_every_pod_followed(api_server, logged):
+    api_server.on("POST", SERVICES, (201, b'{"kind": "Service", "metadata": {"name": "%s"}}' % NAME.encode()))
+    api_server.on("POST", JOBS, (201, recorded("job-created.json")))
+    api_server.on("GET", PODS, indexed_pods(0), indexed_pods(1, 0))
+    api_server.on("GET", pod_path(0) + "/log", b"tfrepro: checked out aaaa\n", container="checkout")
+    for index in (0, 1):
+        api_server.on("GET", pod_path(index) + "/log", b"epoch 1/2\n", container="train")
+        api_server.on("GET", pod_path(index), recorded("pod-succeeded.json"))
+    api_server.on("DELETE", SERVICES + "/" + NAME, recorded("status-deleted.json"))
+    status, out, facts = submit_two(api_server)
+    assert status == 0
+    assert out.startswith(b"tfrepro: checked out aaaa\n")
+    assert sorted(out.splitlines()[1:]) == [b"[worker 0] epoch 1/2", b"[worker 1] epoch 1/2"]
+    assert facts["workers"] == "2" and facts["pod"] == NAME + "-0-x7k2p"
+    assert logged[0] == "created Service and Indexed Job ml-team/%s (2 workers)" % NAME
+    assert "1 of 2 worker pods started" in logged[1]
+    requests = [(method, path) for method, path, _, _, _ in api_server.requests]
+    assert requests.index(("POST", SERVICES)) < requests.index(("POST", JOBS))
+    assert json.loads(api_server.seen("POST", SERVICES)[0][3])["spec"]["clusterIP"] == "None"
+    assert len(api_server.seen("DELETE", SERVICES + "/" + NAME)) == 1  # the Service goes with the job
+    assert not api_server.seen("DELETE", JOBS + "/" + NAME)  # the Job stays for its TTL
+
+
+def test_a_failing_worker_deletes_the_job_and_the_service(api_server, logged):
+    api_server.on("POST", SERVICES, (201, b'{"kind": "Service"}'))
+    api_server.on("POST", JOBS, (201, recorded("job-created.json")))
+    api_server.on("GET", PODS, indexed_pods(0, 1))
+    api_server.on("GET", pod_path(0) + "/log", b"waiting for worker 1\n", container="train")
+    api_server.on("GET", pod_path(0), recorded("pod-running.json"))
+    api_server.on("GET", pod_path(1) + "/log", b"Traceback\n", container="train")
+    api_server.on("GET", pod_path(1), recorded("pod-failed-exit3.json"))
+    api_server.on("DELETE", JOBS + "/" + NAME, recorded("status-deleted.json"))
+    api_server.on("DELETE", SERVICES + "/" + NAME, recorded("status-deleted.json"))
+    status, out, _ = submit_two(api_server)
+    assert status == 3
+    assert api_server.seen("DELETE", JOBS + "/" + NAME) and api_server.seen("DELETE", SERVICES + "/" + NAME)
+
+
+def test_pods_that_never_start_time_out_and_nothing_is_left(api_server):
+    api_server.on("POST", SERVICES, (201, b'{"kind": "Service"}'))
+    api_server.on("POST", JOBS, (201, recorded("job-created.json")))
+    api_server.on("GET", PODS, indexed_pods(0), recorded("pods-pending.json"))
+    api_server.on("DELETE", JOBS + "/" + NAME, recorded("status-deleted.json"))
+    api_server.on("DELETE", SERVICES + "/" + NAME, recorded("status-deleted.json"))
+    with pytest.raises(SchedulerError, match=r"^the 2 workers did not finish within 0.5 s \(a pod never started\)"):
+        submit_two(api_server, timeout_s=0.5)
+    assert api_server.seen("DELETE", JOBS + "/" + NAME) and api_server.seen("DELETE", SERVICES + "/" + NAME)
+
+
+def test_a_refused_service_creates_no_job(api_server):
+    api_server.on("POST", SERVICES, (403, recorded("status-forbidden.json")))
+    with pytest.raises(SchedulerError, match="Kubernetes did not take Service ml-team/" + NAME):
+        submit_two(api_server)
+    assert not api_server.seen("POST", JOBS)

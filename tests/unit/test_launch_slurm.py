@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import engines, slurm, slurm_job
+from tfrepro.launch import engines, settings, slurm, slurm_job, workers
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -151,3 +151,62 @@ def test_exit_status_from_scontrol():
         99,
         99,
     ]
+
+
+# -- N workers: one container per srun task, TF_CONFIG from SLURM_PROCID ------------------
+
+
+@pytest.mark.parametrize("runtime", ["docker", "podman"])
+def test_batch_script_of_two_workers_with_a_gpu_each(runtime, monkeypatch):
+    monkeypatch.setenv("TFREPRO_SLURM_DIR", "/shared/tfrepro/slurm")
+    engine = engines.get("slurm", settings.Options(slurm=slurm.SlurmOptions(partition="gpu", runtime=runtime)))
+    shape = workers.Shape(workers=2, gpus_per_task="1")
+    script = engine.preview(spec(), (), None, shape=shape)
+    golden("slurm-%s-2-workers.sh" % runtime, script)
+    assert "#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=2\n" in script
+    assert "#SBATCH --gres=gpu:2\n" in script  # two tasks of one GPU on the node
+    assert "srun --ntasks=2 --ntasks-per-node=2 --distribution=block --kill-on-bad-exit=1 --label" in script
+    assert "s3cret" not in script
+    assert engine.settings(shape)["shape"] == {
+        "workers": 2,
+        "base_port": workers.DEFAULT_BASE_PORT,
+        "gpus_per_task": "1",
+        "wiring": "TF_CONFIG from SLURM_PROCID",
+    }
+
+
+def test_workers_spread_over_nodes():
+    options = slurm.check_options(slurm.SlurmOptions(nodes=2), spec(gpus=None))
+    shape = slurm.check_shape(options, workers.Shape(workers=4))
+    script = slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=shape)
+    assert "#SBATCH --nodes=2\n" in script and "#SBATCH --ntasks-per-node=2\n" in script
+    assert "${hosts[task / 2]}" in script
+    timed = slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=workers.Shape(workers=4, timeout_s=61))
+    assert "#SBATCH --time=2\n" in timed  # minutes: a worker that never joins ends with the job
+    one_worker = slurm.batch_script(spec(gpus=None), options, OUTPUT)
+    assert one_worker == slurm.batch_script(spec(gpus=None), options, OUTPUT, shape=workers.ONE)
+    assert "--ntasks=" not in one_worker
+
+
+@pytest.mark.parametrize(
+    "options, shape, message",
+    [
+        (slurm.SlurmOptions(runtime="pyxis"), workers.Shape(workers=2), "--runtime pyxis runs one container"),
+        (slurm.SlurmOptions(nodes=1), workers.Shape(workers=3, tasks_per_node=2), "do not fit on --nodes 1"),
+        (slurm.SlurmOptions(sbatch_args=("--ntasks=4",)), workers.Shape(workers=2), "--workers sets that itself"),
+    ],
+)
+def test_shapes_a_job_cannot_take(options, shape, message):
+    with pytest.raises(UsageError, match=message):
+        slurm.check_shape(slurm.check_options(options, spec(gpus=None)), shape)
+
+
+def test_the_task_script_is_one_quoted_here_document():
+    """Nothing in the task's script is expanded by the batch script: each task expands it."""
+    options = slurm.check_options(slurm.SlurmOptions(), spec(gpus=None))
+    script = slurm.batch_script(spec(gpus=None, command=("echo", "$HOME")), options, OUTPUT, shape=workers.Shape(2))
+    head, _, rest = script.partition("task_script=$(cat <<'TFREPRO_TASK'\n")
+    task, _, tail = rest.partition("\nTFREPRO_TASK\n)\n")
+    assert "TF_CONFIG" in task and "'$HOME'" in task and 'bash -c "$task_script" &' in tail
+    result = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import DockerError
+from tfrepro.launch import local_workers
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +129,22 @@ def ensure_image(client, image: str) -> None:
     pull(client, image)
 
 
-def run(client, kwargs: Dict[str, object], write: Callable[[bytes], None]) -> int:
-    """Create and start a container, stream its output to `write`, return its exit status."""
+def _create(client, kwargs: Dict[str, object]):
     import docker.errors
 
     try:
-        container = client.containers.create(**kwargs)
+        return client.containers.create(**kwargs)
     except docker.errors.ImageNotFound:
         raise DockerError("image %s not found" % kwargs.get("image")) from None
     except docker.errors.APIError as exc:
         raise DockerError("cannot create the container: %s" % _one_line(exc)) from None
+
+
+def run(client, kwargs: Dict[str, object], write: Callable[[bytes], None]) -> int:
+    """Create and start a container, stream its output to `write`, return its exit status."""
+    import docker.errors
+
+    container = _create(client, kwargs)
     try:
         container.start()
         for chunk in container.logs(stream=True, follow=True):
@@ -150,3 +157,65 @@ def run(client, kwargs: Dict[str, object], write: Callable[[bytes], None]) -> in
             container.remove(force=True)
         except Exception:
             pass
+
+
+def device_ids_request(device_ids: Sequence[str]) -> List[Dict[str, object]]:
+    """docker-py DeviceRequest fields for these GPUs of the host (one worker's slice)."""
+    return [{"driver": "", "device_ids": list(device_ids), "capabilities": [["gpu"]]}]
+
+
+class _Worker:
+    """One container of a multi-worker launch, for local_workers.supervise()."""
+
+    def __init__(self, index: int, container):
+        self.index, self.container = index, container
+
+    def chunks(self):
+        import docker.errors
+
+        try:
+            for chunk in self.container.logs(stream=True, follow=True):
+                yield chunk
+        except docker.errors.APIError as exc:
+            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
+            raise DockerError(message) from None
+
+    def wait(self) -> int:
+        import docker.errors
+
+        try:
+            return int(self.container.wait().get("StatusCode", 1))
+        except docker.errors.APIError as exc:
+            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
+            raise DockerError(message) from None
+
+    def stop(self) -> None:
+        self.container.stop(timeout=10)  # SIGTERM, SIGKILL 10 s later (a PID 1 training ignores SIGTERM)
+
+
+def run_workers(
+    client, kwargs_list: Sequence[Dict[str, object]], write: Callable[[bytes], None], timeout_s: Optional[float] = None
+) -> int:
+    """Create every worker's container, start them together, follow them as one job
+    (local_workers.supervise); every container is removed at the end, whatever happened."""
+    import docker.errors
+
+    containers = []
+    try:
+        for kwargs in kwargs_list:
+            containers.append(_create(client, kwargs))
+        try:
+            for container in containers:
+                container.start()
+        except docker.errors.APIError as exc:
+            raise DockerError("cannot start a worker: %s" % _one_line(exc)) from None
+        workers = [_Worker(index, container) for index, container in enumerate(containers)]
+        return local_workers.supervise(workers, write, timeout_s)
+    finally:
+        for container in containers:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception as exc:  # say so: a container may be left running
+                log.warning("could not remove worker container %s: %s", container.short_id, _one_line(exc))

@@ -12,12 +12,23 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict
-from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
+from dataclasses import asdict, replace
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, TypeVar
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
-from tfrepro.launch import cluster_images, docker, hooks, kubernetes, kubernetes_job, podman, settings, slurm, slurm_job
+from tfrepro.launch import (
+    cluster_images,
+    docker,
+    hooks,
+    kubernetes,
+    kubernetes_job,
+    podman,
+    settings,
+    slurm,
+    slurm_job,
+    workers,
+)
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec, docker_argv, run_kwargs
 from tfrepro.redact import is_secret
 from tfrepro.termsafe import shell_join
@@ -48,15 +59,34 @@ class Engine(Protocol):
     facts to on_facts() and returns the exit status (a non-zero status is returned, not
     raised); it raises EngineError when the engine cannot launch, KeyboardInterrupt once
     the job is cancelled.
+
+    `shape=` (workers.Shape, a keyword of check, preview, announce, run and settings) asks for
+    N workers of the same image, each with its TF_CONFIG; None or one worker is the launch
+    above, unchanged. With N workers, run() returns the status of the first worker that failed
+    (the others are stopped) and settings() adds the shape and its wiring under "shape".
     """
 
     name: str
 
-    def check(self, spec: LaunchSpec, source: Optional[kubernetes.Source]) -> None: ...
+    def check(
+        self, spec: LaunchSpec, source: Optional[kubernetes.Source], shape: Optional[workers.Shape] = None
+    ) -> None: ...
 
-    def preview(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+    def preview(
+        self,
+        spec: LaunchSpec,
+        hidden: Sequence[str],
+        source: Optional[kubernetes.Source],
+        shape: Optional[workers.Shape] = None,
+    ) -> str: ...
 
-    def announce(self, spec: LaunchSpec, hidden: Sequence[str], source: Optional[kubernetes.Source]) -> str: ...
+    def announce(
+        self,
+        spec: LaunchSpec,
+        hidden: Sequence[str],
+        source: Optional[kubernetes.Source],
+        shape: Optional[workers.Shape] = None,
+    ) -> str: ...
 
     def resolve(self, ref: str) -> docker.Resolved: ...
 
@@ -71,9 +101,10 @@ class Engine(Protocol):
         source: Optional[kubernetes.Source],
         on_facts: OnJobFacts,
         write: WriteOutput,
+        shape: Optional[workers.Shape] = None,
     ) -> int: ...
 
-    def settings(self) -> Dict[str, object]: ...
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]: ...
 
 
 class Docker:
@@ -84,14 +115,18 @@ class Docker:
     def __init__(self, options: settings.Options):
         self.client = _once(docker.connect)
 
-    def check(self, spec, source) -> None:
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
         refuse_claims(spec)
+        workers.check_local(spec, workers.check_shape(shape))
 
-    def preview(self, spec, hidden, source) -> str:
-        return shell_join(docker_argv(spec, hidden))
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        shape = workers.check_shape(shape)
+        if not shape.multi:
+            return shell_join(docker_argv(spec, hidden))
+        return "\n".join(shell_join(_docker_worker_argv(spec, shape, index, hidden)) for index in range(shape.workers))
 
-    def announce(self, spec, hidden, source) -> str:
-        return self.preview(spec, hidden, source)
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return self.preview(spec, hidden, source, shape)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return docker.resolve(self.client(), ref)
@@ -102,11 +137,25 @@ class Docker:
     def image_env(self, image: str) -> Dict[str, str]:
         return hooks.image_env(self.client(), image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        return docker.run(self.client(), run_kwargs(spec), write)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
+        if not shape.multi:
+            return docker.run(self.client(), run_kwargs(spec), write)
+        self.check(spec, source, shape)
+        kwargs_list = []
+        for index in range(shape.workers):
+            kwargs = run_kwargs(workers.local_worker_spec(spec, shape, index))
+            devices = workers.worker_devices(shape, index)
+            if devices is not None:
+                kwargs["device_requests"] = docker.device_ids_request(devices)
+            kwargs_list.append(kwargs)
+        on_facts({"workers": str(shape.workers)})
+        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
-        return {"backend": self.name}
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
+        return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
 
 
 class Podman:
@@ -117,14 +166,26 @@ class Podman:
     def __init__(self, options: settings.Options):
         pass  # podman takes no options of its own
 
-    def check(self, spec, source) -> None:
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
         refuse_claims(spec)
+        workers.check_local(spec, workers.check_shape(shape))
 
-    def preview(self, spec, hidden, source) -> str:
-        return shell_join(podman.podman_argv(spec, hidden))
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return "\n".join(shell_join(argv) for argv in self._argvs(spec, hidden, workers.check_shape(shape)))
 
-    def announce(self, spec, hidden, source) -> str:
-        return self.preview(spec, hidden, source)
+    def _argvs(self, spec: LaunchSpec, hidden: Sequence[str], shape: workers.Shape) -> List[List[str]]:
+        """One `podman run` per worker."""
+        if not shape.multi:
+            return [podman.podman_argv(spec, hidden)]
+        return [
+            podman.podman_argv(
+                workers.local_worker_spec(spec, shape, index), hidden, workers.worker_devices(shape, index)
+            )
+            for index in range(shape.workers)
+        ]
+
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        return self.preview(spec, hidden, source, shape)
 
     def resolve(self, ref: str) -> docker.Resolved:
         return podman.resolve(ref)
@@ -135,13 +196,22 @@ class Podman:
     def image_env(self, image: str) -> Dict[str, str]:
         return podman.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
         on_facts({"runtime": "podman"})
         label = "%s=%s" % (schema.RUN_ID_LABEL, spec.labels.get(schema.RUN_ID_LABEL))
-        return podman.run(podman.podman_argv(spec, hidden), write, caller_env(spec, hidden, os.environ), label)
+        environment = caller_env(spec, hidden, os.environ)
+        if not shape.multi:
+            return podman.run(podman.podman_argv(spec, hidden), write, environment, label)
+        self.check(spec, source, shape)
+        on_facts({"workers": str(shape.workers)})
+        labels = [[label, "%s=%d" % (workers.WORKER_LABEL, index)] for index in range(shape.workers)]
+        return podman.run_workers(self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
-        return {"backend": self.name}
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
+        return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
 
 
 class Slurm:
@@ -153,22 +223,29 @@ class Slurm:
     def __init__(self, options: settings.Options):
         self.options = options.slurm  # as given: a --gres derived from --gpus is derived again on replay
 
-    def check(self, spec, source) -> None:
-        self._job_options(spec)
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
+        self._job_options(spec, shape)
 
-    def _job_options(self, spec: LaunchSpec) -> slurm.SlurmOptions:
-        """The options the script is written with: checked, --gres derived from the spec's GPUs."""
+    def _job_options(
+        self, spec: LaunchSpec, shape: Optional[workers.Shape] = None
+    ) -> Tuple[slurm.SlurmOptions, workers.Shape]:
+        """The options the script is written with: checked, --gres derived from the spec's GPUs
+        (from the GPUs per task, for workers with GPUs of their own); the shape, checked."""
         refuse_claims(spec)
         cluster_images.check_pullable(spec.image)
-        return slurm.check_options(self.options, spec)
+        shape = workers.check_shape(shape)
+        derive_from = replace(spec, gpus=None) if shape.gpus_per_task is not None else spec
+        options = slurm.check_options(self.options, derive_from)
+        return options, slurm.check_shape(options, shape)
 
-    def preview(self, spec, hidden, source) -> str:
-        return slurm.batch_script(spec, self._job_options(spec), slurm_job.output_pattern(), hidden)
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        options, shape = self._job_options(spec, shape)
+        return slurm.batch_script(spec, options, slurm_job.output_pattern(), hidden, shape=shape)
 
-    def announce(self, spec, hidden, source) -> str:
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         return "submitting this batch script with %s:\n%s" % (
             " ".join(slurm.SUBMIT),
-            self.preview(spec, hidden, source),
+            self.preview(spec, hidden, source, shape),
         )
 
     def resolve(self, ref: str) -> docker.Resolved:
@@ -180,18 +257,21 @@ class Slurm:
     def image_env(self, image: str) -> Dict[str, str]:
         return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        script = self.preview(spec, hidden, source)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        script = self.preview(spec, hidden, source, shape)
         on_facts({"runtime": self.options.runtime})
         environment = caller_env(spec, hidden, os.environ)
         return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
-    def settings(self) -> Dict[str, object]:
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         """The options as given: a --gres derived from --gpus is derived again on replay."""
         values = {
             key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self.options).items()
         }
-        return dict({key: value for key, value in values.items() if value not in (None, [])}, backend=self.name)
+        values = dict({key: value for key, value in values.items() if value not in (None, [])}, backend=self.name)
+        return _with_shape(values, shape, workers.WIRING_SLURM)
 
 
 class Kubernetes:
@@ -205,7 +285,13 @@ class Kubernetes:
         self.manifest_format = options.output  # what --dry-run prints: yaml or json
         self.apis = _once(functools.partial(kubernetes_job.connect, context=options.kube_context))
 
-    def job(self, spec: LaunchSpec, source: Optional[kubernetes.Source], hidden: Sequence[str] = ()):
+    def job(
+        self,
+        spec: LaunchSpec,
+        source: Optional[kubernetes.Source],
+        hidden: Sequence[str] = (),
+        shape: Optional[workers.Shape] = None,
+    ):
         """The V1Job this engine submits for `spec`; UsageError for what it cannot run."""
         if self.manifest_format not in ("yaml", "json"):
             raise UsageError("-o must be yaml or json, not %r" % self.manifest_format)
@@ -213,21 +299,35 @@ class Kubernetes:
             raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
         hook = hooks.hook_source() if any(mount.kind == "hook" for mount in spec.mounts) else ""
         options = kubernetes.check_options(self.options)
-        return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook)
+        return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook, shape)
 
-    def check(self, spec, source) -> None:
-        self.job(spec, source)
+    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
+        self.job(spec, source, shape=shape)
 
-    def preview(self, spec, hidden, source) -> str:
-        job = self.job(spec, source, hidden)
+    def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        """The manifest; N workers: the headless Service and the Indexed Job, as one YAML stream
+        or one v1 List (what `kubectl apply -f -` takes)."""
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
+        objects = [kubernetes.build_service(job, shape), job] if shape.multi else [job]
         if self.manifest_format == "json":
-            return json.dumps(kubernetes.to_dict(job), indent=2)
-        return kubernetes.to_yaml(job)
+            document = kubernetes.to_list(objects) if shape.multi else kubernetes.to_dict(job)
+            return json.dumps(document, indent=2)
+        return kubernetes.to_yaml_documents(objects)
 
-    def announce(self, spec, hidden, source) -> str:
-        job = self.job(spec, source, hidden)
+    def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
         names = kubernetes.secret_env_names(spec, _secret_names(hidden))
-        line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
+        if shape.multi:
+            line = "creating Service and Indexed Job %s/%s (%d workers, image %s)" % (
+                job.metadata.namespace,
+                job.metadata.name,
+                shape.workers,
+                spec.image,
+            )
+        else:
+            line = "creating Job %s/%s (image %s)" % (job.metadata.namespace, job.metadata.name, spec.image)
         if names:
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
@@ -241,14 +341,37 @@ class Kubernetes:
     def image_env(self, image: str) -> Dict[str, str]:
         return cluster_images.image_env(image)
 
-    def run(self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput) -> int:
-        return kubernetes_job.submit(self.job(spec, source, hidden), self.apis(), write, on_facts)
+    def run(
+        self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
+    ) -> int:
+        shape = workers.check_shape(shape)
+        job = self.job(spec, source, hidden, shape)
+        if not shape.multi:
+            return kubernetes_job.submit(job, self.apis(), write, on_facts)
+        service = kubernetes.build_service(job, shape)
+        return kubernetes_job.submit_workers(job, service, self.apis(), write, on_facts, shape.timeout_s)
 
-    def settings(self) -> Dict[str, object]:
+    def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         values = {key: value for key, value in asdict(self.options).items() if value is not None}
         if self.kube_context:
             values["kube_context"] = self.kube_context
-        return dict(values, backend=self.name)
+        return _with_shape(dict(values, backend=self.name), shape, workers.WIRING_KUBERNETES)
+
+
+def _docker_worker_argv(spec: LaunchSpec, shape: workers.Shape, index: int, hidden: Sequence[str]) -> List[str]:
+    """`docker run ...` of worker `index`, its own GPUs named when it has a slice of them."""
+    argv = docker_argv(workers.local_worker_spec(spec, shape, index), hidden)
+    devices = workers.worker_devices(shape, index)
+    if devices is not None:
+        argv[5:5] = ["--gpus", '"device=%s"' % ",".join(devices)]  # after --network host
+    return argv
+
+
+def _with_shape(values: Dict[str, object], shape: Optional[workers.Shape], wiring: str) -> Dict[str, object]:
+    """settings() of a multi-worker launch also record its shape and wiring; one worker: as before."""
+    if shape is None or not shape.multi:
+        return values
+    return dict(values, shape=workers.settings(shape, wiring))
 
 
 def _once(connect: Callable[[], T]) -> Callable[[], T]:

@@ -11,6 +11,14 @@ Pure: no API server is contacted here (kubernetes_job.py submits). The pod gets:
     (sitecustomize.py, hooks.py) in another emptyDir, written by the same init container;
   - downward-API facts for the scheduler source: pod, namespace, node, and the labels file.
 The Job: labels tfrepro.run_id, backoffLimit 0, ttlSecondsAfterFinished, restartPolicy Never.
+
+N workers (workers.Shape): an Indexed Job (completionMode Indexed, completions = parallelism
+= N) and a headless Service of the same name (build_service). Pod i is reachable at
+<job>-<i>.<service>:base_port; its index comes from the annotation the Job controller sets
+(batch.kubernetes.io/job-completion-index), read through the downward API into
+TFREPRO_WORKER_INDEX, which TF_CONFIG takes in with Kubernetes' own $(VAR) expansion: no shell
+in the pod. backoffLimit 0 fails the whole Job at the first worker that fails, and its
+controller stops the others; activeDeadlineSeconds bounds it when a timeout is given.
 The `kubernetes` package is imported lazily: only this engine needs it (tfrepro[kubernetes]).
 """
 
@@ -18,11 +26,12 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
+from tfrepro.launch import workers
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec
 from tfrepro.redact import is_secret
 from tfrepro.termsafe import safe
@@ -33,6 +42,8 @@ PODINFO = "/etc/podinfo"
 NEW_RUN = "new-run"  # stands for the run id in a dry run: the run is created on submit
 MAX_PATCH = 512 * 1024  # the whole Job must stay well under etcd's 1.5 MB object limit
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+WORKER_PORT = "worker"
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 # Fetch by sha (servers that allow it), else everything; detach at the commit; apply the patch.
@@ -156,7 +167,14 @@ def _volumes(spec: LaunchSpec, client):
     return volumes, mounts
 
 
-def _env(spec: LaunchSpec, secret_names: Sequence[str], options: KubernetesOptions, name: str, client):
+def _env(
+    spec: LaunchSpec,
+    secret_names: Sequence[str],
+    options: KubernetesOptions,
+    name: str,
+    client,
+    shape: workers.Shape = workers.ONE,
+):
     env = []
     for key, value in spec.env.items():
         if is_secret(key) or key in secret_names:
@@ -181,6 +199,17 @@ def _env(spec: LaunchSpec, secret_names: Sequence[str], options: KubernetesOptio
             )
         )
     env.append(client.V1EnvVar(name="TFREPRO_K8S_JOB", value=name))
+    if shape.multi:  # the index first: TF_CONFIG's $(TFREPRO_WORKER_INDEX) expands only an earlier variable
+        index = client.V1EnvVarSource(field_ref=client.V1ObjectFieldSelector(field_path=COMPLETION_INDEX))
+        config = workers.tf_config(workers.kubernetes_addresses(shape, name, name), 0)
+        env += [
+            client.V1EnvVar(name=workers.WORKER_INDEX, value_from=index),
+            client.V1EnvVar(name=workers.WORKER_COUNT, value=str(shape.workers)),
+            client.V1EnvVar(
+                name=workers.TF_CONFIG,
+                value=config.replace('"index": 0}', '"index": $(%s)}' % workers.WORKER_INDEX),
+            ),
+        ]
     return env
 
 
@@ -216,11 +245,22 @@ def _init_container(spec: LaunchSpec, source: Source, repo_mount, hook_mount, ho
 
 
 def build_job(
-    spec: LaunchSpec, source: Source, options: KubernetesOptions, secret_names: Sequence[str] = (), hook: str = ""
+    spec: LaunchSpec,
+    source: Source,
+    options: KubernetesOptions,
+    secret_names: Sequence[str] = (),
+    hook: str = "",
+    shape: Optional[workers.Shape] = None,
 ):
     """The V1Job for `spec` (options through check_options() first); `hook` is the text of
-    the launch hook (sitecustomize.py) when the spec mounts it."""
+    the launch hook (sitecustomize.py) when the spec mounts it. With N workers (`shape`), an
+    Indexed Job whose pods find each other through build_service()."""
     client = _client()
+    shape = workers.check_shape(shape)
+    if shape.tasks_per_node is not None:
+        raise UsageError("--tasks-per-node: on kubernetes each worker is a pod (the scheduler places them)")
+    if shape.gpus_per_task is not None:
+        spec = replace(spec, gpus=shape.gpus_per_task)  # a pod's GPUs are its own
     imageref.check_digest_ref(spec.image)  # a cluster pulls from a registry: a host-only image id cannot run
     if not source.remote or not source.commit:
         raise UsageError("--on kubernetes needs the commit and a remote the cluster can clone")
@@ -246,9 +286,10 @@ def build_job(
         image=spec.image,
         args=list(spec.command),
         working_dir=spec.cwd,
-        env=_env(spec, secret_names, options, name, client),
+        env=_env(spec, secret_names, options, name, client, shape),
         volume_mounts=mounts,
         resources=client.V1ResourceRequirements(limits=limits) if limits else None,
+        ports=[client.V1ContainerPort(name=WORKER_PORT, container_port=shape.base_port)] if shape.multi else None,
     )
     pod = client.V1PodSpec(
         restart_policy="Never",
@@ -259,15 +300,40 @@ def build_job(
         image_pull_secrets=[client.V1LocalObjectReference(name=options.image_pull_secret)]
         if options.image_pull_secret
         else None,
+        subdomain=name if shape.multi else None,  # pod i is <name>-<i>.<name>, the headless Service
     )
+    job_spec = client.V1JobSpec(
+        backoff_limit=0,
+        ttl_seconds_after_finished=options.ttl_seconds,
+        template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod),
+    )
+    if shape.multi:
+        job_spec.completion_mode = "Indexed"
+        job_spec.completions = job_spec.parallelism = shape.workers
+        if shape.timeout_s is not None:
+            job_spec.active_deadline_seconds = max(1, int(-(-shape.timeout_s // 1)))
     return client.V1Job(
         api_version="batch/v1",
         kind="Job",
         metadata=client.V1ObjectMeta(name=name, namespace=options.namespace, labels=labels),
-        spec=client.V1JobSpec(
-            backoff_limit=0,
-            ttl_seconds_after_finished=options.ttl_seconds,
-            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod),
+        spec=job_spec,
+    )
+
+
+def build_service(job, shape: workers.Shape):
+    """The headless Service that gives the workers of `job` their DNS names (no cluster IP;
+    not-ready pods are published too: a worker resolves its peers before they are ready)."""
+    client = _client()
+    labels = dict(job.metadata.labels)
+    return client.V1Service(
+        api_version="v1",
+        kind="Service",
+        metadata=client.V1ObjectMeta(name=job.metadata.name, namespace=job.metadata.namespace, labels=labels),
+        spec=client.V1ServiceSpec(
+            cluster_ip="None",
+            selector=labels,
+            publish_not_ready_addresses=True,
+            ports=[client.V1ServicePort(name=WORKER_PORT, port=shape.base_port, target_port=WORKER_PORT)],
         ),
     )
 
@@ -275,6 +341,16 @@ def build_job(
 def to_dict(job) -> Dict[str, object]:
     """The manifest as the API server receives it (camelCase, no nulls)."""
     return _client().ApiClient().sanitize_for_serialization(job)
+
+
+def to_list(objects) -> Dict[str, object]:
+    """Several objects as one JSON document, as `kubectl get -o json` prints them (a v1 List)."""
+    return {"apiVersion": "v1", "kind": "List", "items": [to_dict(item) for item in objects]}
+
+
+def to_yaml_documents(objects) -> str:
+    """Several objects as one YAML stream, `---` between them (`kubectl apply -f -` takes it)."""
+    return "---\n".join(to_yaml(item) for item in objects)
 
 
 def to_yaml(job) -> str:

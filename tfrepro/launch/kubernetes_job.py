@@ -1,5 +1,8 @@
 """Kubernetes I/O, kept thin: submit the Job with the user's kubeconfig, wait for its pod,
 stream the logs, return the training container's exit code; Ctrl-C/SIGTERM deletes the Job.
+N workers (submit_workers): the headless Service, then the Indexed Job; every pod's logs
+followed as local_workers follows containers (lines prefixed by worker), the Job and the
+Service deleted at the first worker that fails, past the timeout, or on Ctrl-C/SIGTERM.
 
 Not run against a live cluster (none can run here): tested against the official client
 talking to a local HTTP server that answers with recorded API responses.
@@ -10,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import signals
+from tfrepro.launch import local_workers, signals
 from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
 
 log = logging.getLogger(__name__)
@@ -162,3 +166,147 @@ def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
         if reported.status.phase == "Failed":
             return 1
         time.sleep(poll)
+
+
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+STOPPED = 143  # a worker pod deleted with its Job: SIGTERM's status
+
+
+def submit_workers(
+    job,
+    service,
+    apis,
+    write: Callable[[bytes], None],
+    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
+    timeout_s: Optional[float] = None,
+    poll: float = POLL,
+) -> int:
+    """Create the headless Service and the Indexed Job, wait for its N pods, follow them as one
+    job and return 0 or the status of the first worker that failed. The Service goes with the
+    job's end; the Job itself is deleted when a worker failed, past `timeout_s`, on
+    Ctrl-C/SIGTERM (KeyboardInterrupt re-raised), and stays for ttlSecondsAfterFinished when
+    all succeeded."""
+    batch, core = apis
+    namespace, name, count = job.metadata.namespace, job.metadata.name, job.spec.completions
+    try:
+        core.create_namespaced_service(namespace, service)
+    except Exception as exc:
+        raise SchedulerError("Kubernetes did not take Service %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+    try:
+        try:
+            created = batch.create_namespaced_job(namespace, job)
+        except Exception as exc:
+            raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+        on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid, "workers": str(count)})
+        log.info("created Service and Indexed Job %s/%s (%d workers)", namespace, name, count)
+        started = time.monotonic()
+        with signals.terminating():
+            try:
+                pods = _wait_for_pods(core, namespace, name, count, poll, timeout_s)
+            except (KeyboardInterrupt, SchedulerError):
+                _delete(batch, namespace, name)
+                raise
+        if timeout_s is not None:
+            timeout_s = max(0.001, timeout_s - (time.monotonic() - started))
+        on_facts({"pod": pods[0].metadata.name, "nodes": ",".join(sorted({pod.spec.node_name or "" for pod in pods}))})
+        _copy_logs(core, namespace, pods[0].metadata.name, INIT_CONTAINER, write, follow=False)
+        followed = [_PodWorker(core, batch, namespace, name, pod, poll) for pod in pods]
+        try:
+            status = local_workers.supervise(followed, write, timeout_s)
+        except BaseException:
+            _delete(batch, namespace, name)
+            raise
+        if status:
+            _delete(batch, namespace, name)
+        return status
+    finally:
+        _delete_service(core, namespace, name)
+
+
+class _PodWorker:
+    """One pod of the Indexed Job, for local_workers.supervise(); stopping one stops the Job."""
+
+    def __init__(self, core, batch, namespace: str, job_name: str, pod, poll: float):
+        self.core, self.batch, self.namespace, self.job_name, self.poll = core, batch, namespace, job_name, poll
+        self.pod = pod.metadata.name
+        self.index = int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0"))
+        self.checkout = _terminated(pod, INIT_CONTAINER, init=True)
+        self.stopped = threading.Event()
+
+    def chunks(self):
+        if self.checkout not in (None, 0):
+            return
+        try:
+            response = self.core.read_namespaced_pod_log(
+                self.pod, self.namespace, container=CONTAINER, follow=True, _preload_content=False
+            )
+        except Exception as exc:
+            raise SchedulerError("cannot read the logs of pod %s: %s" % (self.pod, _one_line(exc))) from None
+        try:
+            for chunk in response.stream(4096):
+                yield chunk
+        finally:
+            response.release_conn()
+
+    def wait(self) -> int:
+        """The training container's exit code once reported; once stopped, what it is by then."""
+        if self.checkout not in (None, 0):
+            return self.checkout
+        while True:
+            reported = self.core.read_namespaced_pod(self.pod, self.namespace)
+            code = _terminated(reported, CONTAINER)
+            if code is not None:
+                return code
+            if reported.status.phase == "Failed":
+                return 1
+            if self.stopped.is_set():
+                return STOPPED
+            time.sleep(self.poll)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        _delete(self.batch, self.namespace, self.job_name)
+
+
+def _wait_for_pods(
+    core, namespace: str, name: str, count: int, poll: float, timeout_s: Optional[float] = None
+) -> List[object]:
+    """The Job's `count` pods, by index, once each training container runs or each pod has ended
+    (or those there are once one has failed: the Job stops the others); SchedulerError past `timeout_s`."""
+    phases_logged = None
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise SchedulerError(
+                "the %d workers did not finish within %g s (a pod never started): the Job was deleted"
+                % (count, timeout_s)
+            )
+        pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
+        ready = []
+        for pod in pods:
+            for container, init in ((INIT_CONTAINER, True), (CONTAINER, False)):
+                status = _status(pod, container, init)
+                waiting = status.state.waiting if status and status.state else None
+                if waiting and waiting.reason in STUCK:
+                    raise SchedulerError(
+                        "pod %s: %s: %s" % (pod.metadata.name, waiting.reason, (waiting.message or "")[:200])
+                    )
+            status = _status(pod, CONTAINER)
+            if pod.status.phase in ("Succeeded", "Failed") or (
+                status and status.state and (status.state.running or status.state.terminated)
+            ):
+                ready.append(pod)
+        if len(ready) >= count or any(pod.status.phase == "Failed" for pod in ready):  # a failure ends the Job
+            return sorted(ready, key=lambda pod: int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0")))
+        phases = ", ".join(sorted("%s %s" % (pod.metadata.name, pod.status.phase) for pod in pods))
+        if phases != phases_logged:
+            phases_logged = phases
+            log.info("%d of %d worker pods started%s", len(ready), count, (": " + phases) if phases else "")
+        time.sleep(poll)
+
+
+def _delete_service(core, namespace: str, name: str) -> None:
+    try:
+        core.delete_namespaced_service(name, namespace)
+    except Exception:
+        log.warning("could not delete Service %s/%s (kubectl delete service %s)", namespace, name, name)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from dataclasses import replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from tfrepro import imageref
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import commands, signals
+from tfrepro.launch import commands, local_workers, signals
 from tfrepro.launch.docker import Resolved, pick_repo_digest
 from tfrepro.launch.spec import LaunchSpec, docker_argv
 
@@ -25,9 +26,12 @@ log = logging.getLogger(__name__)
 PODMAN = "podman"
 MISSING = "podman not found (apt-get install podman)"
 TIMEOUT = 120
+STOP_WAIT = 60  # seconds a worker's podman has to create, then stop, its container
 
 
-def gpu_args(gpus: Optional[str]) -> List[str]:
+def gpu_args(gpus: Optional[str], device_ids: Optional[Sequence[str]] = None) -> List[str]:
+    if device_ids is not None:  # one worker's slice of the host's GPUs
+        return [word for device in device_ids for word in ("--device", "nvidia.com/gpu=%s" % device)]
     if gpus is None:
         return []
     if gpus == "all":
@@ -35,12 +39,12 @@ def gpu_args(gpus: Optional[str]) -> List[str]:
     return [word for index in range(int(gpus)) for word in ("--device", "nvidia.com/gpu=%d" % index)]
 
 
-def podman_argv(spec: LaunchSpec, hidden: Sequence[str] = ()) -> List[str]:
+def podman_argv(spec: LaunchSpec, hidden: Sequence[str] = (), device_ids: Optional[Sequence[str]] = None) -> List[str]:
     """`podman run ...`: exactly what run() executes (secret values are taken by name from
-    podman's environment, as with docker)."""
+    podman's environment, as with docker). `device_ids`: the GPUs of one worker."""
     argv = docker_argv(replace(spec, gpus=None), hidden)
     labels = [word for key, value in sorted(spec.labels.items()) for word in ("--label", "%s=%s" % (key, value))]
-    return [PODMAN, "run", "--rm"] + gpu_args(spec.gpus) + labels + argv[3:]
+    return [PODMAN, "run", "--rm"] + gpu_args(spec.gpus, device_ids) + labels + argv[3:]
 
 
 def _podman(args: Sequence[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
@@ -140,9 +144,69 @@ def run(
             return process.wait()
         except KeyboardInterrupt:
             if label:
-                container_ids = _podman(["ps", "-q", "--filter", "label=" + label]).stdout.split()
-                if container_ids:
-                    _podman(["stop", "--time", "10"] + container_ids, timeout=60)
+                _stop_labelled([label])
             process.terminate()
             process.wait()
             raise
+
+
+def _stop_labelled(labels: Sequence[str]) -> int:
+    """podman stop the containers carrying every one of `labels` (KEY=VALUE); how many there were."""
+    filters = [word for label in labels for word in ("--filter", "label=" + label)]
+    container_ids = _podman(["ps", "-q"] + filters).stdout.split()
+    if container_ids:
+        _podman(["stop", "--time", "10"] + container_ids, timeout=60)
+    return len(container_ids)
+
+
+class _Worker:
+    """One `podman run` of a multi-worker launch, for local_workers.supervise()."""
+
+    def __init__(self, index: int, process: subprocess.Popen, labels: Sequence[str]):
+        self.index, self.process, self.labels = index, process, labels
+
+    def chunks(self):
+        return iter(lambda: self.process.stdout.read1(65536), b"")
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def stop(self) -> None:
+        """Stop its container; one podman has not created yet is stopped once it exists."""
+        deadline = time.monotonic() + STOP_WAIT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if _stop_labelled(self.labels) == 0:
+                time.sleep(0.5)
+                continue
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_workers(
+    argvs: Sequence[Sequence[str]],
+    write: Callable[[bytes], None],
+    env: Optional[Mapping[str, str]],
+    labels: Sequence[Sequence[str]],
+    timeout_s: Optional[float] = None,
+) -> int:
+    """Start one `podman run` per worker (`labels[i]` find worker i's container), follow them
+    as one job (local_workers.supervise); a worker's podman still running at the end is stopped."""
+    workers: List[_Worker] = []
+    try:
+        for index, argv in enumerate(argvs):
+            process = commands.start(argv, MISSING, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            workers.append(_Worker(index, process, labels[index]))
+        return local_workers.supervise(workers, write, timeout_s)
+    finally:
+        for worker in workers:
+            if worker.process.poll() is not None:
+                continue
+            try:
+                worker.stop()
+            except Exception:
+                worker.process.kill()

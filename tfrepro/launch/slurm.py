@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from tfrepro import imageref
 from tfrepro.errors import UsageError
+from tfrepro.launch import workers
 from tfrepro.launch.spec import LaunchSpec, docker_argv
 from tfrepro.redact import is_secret
 from tfrepro.termsafe import shell_quote
@@ -33,6 +34,10 @@ TIME_RE = re.compile(r"^(?:[0-9]+-)?[0-9]+(?::[0-9]+){0,2}$|^(?:UNLIMITED|INFINI
 GRES_RE = re.compile(r"^[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*(?:,[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*)*$")
 SBATCH_ARG_RE = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(?:=\S+)?$")
 SUBMIT = ("sbatch", "--parsable", "--wait")
+# what each task of a multi-worker job passes on too: the callback's chief detection reads them
+TASK_VARS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_STEP_ID")
+WORKER_VARS = (workers.TF_CONFIG, workers.WORKER_INDEX, workers.WORKER_COUNT)
+TASK_END = "TFREPRO_TASK"  # ends the here-document holding the task's script
 
 
 @dataclass(frozen=True)
@@ -91,39 +96,56 @@ def enroot_image(image: str) -> str:
     return image
 
 
-def _gpu_words(runtime: str, gpus: Optional[str]) -> List[str]:
-    """The container sees the GPUs Slurm allocated to the job (SLURM_JOB_GPUS), not the node's."""
+def _gpu_words(runtime: str, gpus: Optional[str], variable: str = "SLURM_JOB_GPUS") -> List[str]:
+    """The container sees the GPUs Slurm allocated to the job (SLURM_JOB_GPUS), not the node's;
+    a worker with GPUs of its own sees its slice ($task_gpus)."""
     if gpus is None:
         return []
     if runtime == "docker":
-        return ['--gpus="\\"device=${SLURM_JOB_GPUS:?no GPUs allocated}\\""']
+        return ['--gpus="\\"device=${%s:?no GPUs allocated}\\""' % variable]
     return ['"${gpu_devices[@]}"']  # podman: one CDI device per allocated GPU, built above
 
 
-def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden: Sequence[str]) -> List[str]:
+def container_lines(
+    spec: LaunchSpec,
+    runtime: str,
+    nodes: Optional[int],
+    hidden: Sequence[str],
+    shape: Optional[workers.Shape] = None,
+) -> List[str]:
     """The script's body: the command that runs the container. scancel's SIGTERM reaches the
     script, which stops the container (a training as the container's PID 1 ignores SIGTERM,
-    and a container outlives a killed docker client)."""
+    and a container outlives a killed docker client). N workers: task_lines()."""
     if runtime == "pyxis":
         return _pyxis_lines(spec, hidden)
+    if shape is not None and shape.multi:
+        return task_lines(spec, runtime, shape, nodes, hidden)
+    prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
+    stop = "trap '%s stop --time 10 \"$container\" >/dev/null' TERM  # scancel stops the container too" % runtime
+    lines = ['container="tfrepro-${SLURM_JOB_ID}"', stop]
+    return lines + _run_lines(spec, runtime, hidden, prefix, JOB_VARS, "SLURM_JOB_GPUS") + ['exit "$status"']
+
+
+def _run_lines(
+    spec: LaunchSpec, runtime: str, hidden: Sequence[str], prefix: str, pass_on: Sequence[str], gpus_variable: str
+) -> List[str]:
+    """Run the container named $container in the background and wait for it (the caller's
+    trap stops it on SIGTERM); $status is its exit status."""
     argv = docker_argv(replace(spec, gpus=None), hidden)
     argv[0] = runtime
     image_at = len(argv) - len(spec.command) - 1
-    job_env = [word for name in JOB_VARS for word in ("-e", name)]
+    job_env = [word for name in pass_on for word in ("-e", name)]
     options = (
         ['--name "$container"']
-        + _gpu_words(runtime, spec.gpus)
+        + _gpu_words(runtime, spec.gpus, gpus_variable)
         + [shell_quote(word) for word in argv[3:image_at] + job_env]
     )
-    lines = [
-        'container="tfrepro-${SLURM_JOB_ID}"',
-        "trap '%s stop --time 10 \"$container\" >/dev/null' TERM  # scancel stops the container too" % runtime,
-    ]
+    lines = []
     if runtime == "podman" and spec.gpus is not None:
         lines.append(
-            'gpu_devices=(); for gpu in ${SLURM_JOB_GPUS//,/ }; do gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done'
+            'gpu_devices=(); for gpu in ${%s//,/ }; do gpu_devices+=(--device "nvidia.com/gpu=$gpu"); done'
+            % gpus_variable
         )
-    prefix = "srun --ntasks-per-node=1 " if (nodes or 1) > 1 else ""
     head = prefix + " ".join(shell_quote(word) for word in argv[:3])
     body = _continued(head, options, [shell_quote(word) for word in argv[image_at:]])
     body[-1] += " &"
@@ -131,6 +153,66 @@ def container_lines(spec: LaunchSpec, runtime: str, nodes: Optional[int], hidden
         lines
         + body
         + [
+            "child=$! status=0",
+            'wait "$child" || status=$?',
+            'while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done',
+        ]
+    )
+
+
+def task_lines(
+    spec: LaunchSpec, runtime: str, shape: workers.Shape, nodes: Optional[int], hidden: Sequence[str]
+) -> List[str]:
+    """N workers: one container per srun task, under this one job.
+
+    The batch script expands the node list once; each task runs the script held in
+    $task_script (a quoted here-document: nothing in it is expanded before the task runs it),
+    which computes the task's TF_CONFIG from SLURM_PROCID (workers.slurm_tf_config) and runs
+    its container. srun --kill-on-bad-exit stops the step at the first task that fails: the
+    other tasks get SIGTERM and stop their containers, and exit 0, so the job's exit code is
+    the failed worker's status; every task says how it ended, prefixed with its number (--label).
+    """
+    per_node = workers.slurm_tasks_per_node(shape, nodes)
+    gpus_variable = "SLURM_JOB_GPUS"
+    task: List[str] = ["set -euo pipefail"] + workers.slurm_tf_config(shape, per_node)
+    if shape.gpus_per_task is not None:  # this task's slice of the node's GPUs, by its local id
+        count = int(shape.gpus_per_task)
+        task.append(
+            'IFS=, read -r -a job_gpus <<< "${SLURM_JOB_GPUS:?no GPUs allocated}"; '
+            'task_gpus=$(IFS=,; echo "${job_gpus[*]:SLURM_LOCALID * %d:%d}")' % (count, count)
+        )
+        gpus_variable = "task_gpus"
+        spec = replace(spec, gpus=shape.gpus_per_task)
+    task += [
+        'container="tfrepro-${SLURM_JOB_ID}-${SLURM_PROCID}" stopped=0',
+        "trap 'stopped=1; %s stop --time 10 \"$container\" >/dev/null' TERM  # another worker failed, or scancel"
+        % runtime,
+    ]
+    task += _run_lines(spec, runtime, hidden, "", JOB_VARS + TASK_VARS + WORKER_VARS, gpus_variable)
+    task += [
+        'if [ "$status" -ne 0 ] && [ "$stopped" = 1 ]; then',
+        '  echo "tfrepro: worker $SLURM_PROCID stopped (another worker failed, or the job was cancelled)" >&2',
+        "  exit 0",
+        "fi",
+        '[ "$status" -eq 0 ] || echo "tfrepro: worker $SLURM_PROCID exited with status $status" >&2',
+        'exit "$status"',
+    ]
+    srun = "srun --ntasks=%d --ntasks-per-node=%d --distribution=block --kill-on-bad-exit=1 --label" % (
+        shape.workers,
+        per_node,
+    )
+    return (
+        [
+            "# %d workers, %d per node: TF_CONFIG from SLURM_PROCID and the node list" % (shape.workers, per_node),
+            'TFREPRO_WORKER_HOSTS=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd " " -)',
+            "export TFREPRO_WORKER_HOSTS",
+            "task_script=$(cat <<'%s'" % TASK_END,
+        ]
+        + task
+        + [
+            TASK_END,
+            ")",
+            '%s bash -c "$task_script" &' % srun,
             "child=$! status=0",
             'wait "$child" || status=$?',
             'while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done',
@@ -173,10 +255,56 @@ def _pyxis_lines(spec: LaunchSpec, hidden: Sequence[str]) -> List[str]:
     )
 
 
+def check_shape(options: SlurmOptions, shape: Optional[workers.Shape]) -> workers.Shape:
+    """The workers' shape this job can take: tasks fit on the nodes; pyxis runs one container."""
+    shape = workers.check_shape(shape)
+    if not shape.multi:
+        return shape
+    if options.runtime == "pyxis":
+        raise UsageError(
+            "--workers %d: --runtime pyxis runs one container per job (use docker or podman)" % shape.workers
+        )
+    per_node = workers.slurm_tasks_per_node(shape, options.nodes)
+    if options.nodes is not None and options.nodes * per_node < shape.workers:
+        raise UsageError(
+            "--workers %d do not fit on --nodes %d with %d tasks per node" % (shape.workers, options.nodes, per_node)
+        )
+    for arg in options.sbatch_args:
+        if arg.split("=", 1)[0] in ("--ntasks", "-n", "--ntasks-per-node", "--gpus-per-task"):
+            raise UsageError("--sbatch-arg %s: --workers sets that itself" % arg)
+    return shape
+
+
+def job_shape_directives(options: SlurmOptions, shape: workers.Shape) -> List[Tuple[str, Optional[str]]]:
+    """--nodes, --ntasks, --ntasks-per-node and the GPUs per node of a multi-worker job; the
+    launch's timeout, in minutes, as its --time when none is given."""
+    per_node = workers.slurm_tasks_per_node(shape, options.nodes)
+    nodes = options.nodes or -(-shape.workers // per_node)
+    gres = options.gres
+    if shape.gpus_per_task is not None and options.gres is None:
+        gres = "gpu:%d" % (per_node * int(shape.gpus_per_task))
+    time_limit = options.time
+    if time_limit is None and shape.timeout_s is not None:  # a worker that never joins ends with the job
+        time_limit = str(-(-int(shape.timeout_s) // 60) or 1)
+    return [
+        ("--time", time_limit),
+        ("--nodes", str(nodes)),
+        ("--ntasks", str(shape.workers)),
+        ("--ntasks-per-node", str(per_node)),
+        ("--gres", gres),
+    ]
+
+
 def batch_script(
-    spec: LaunchSpec, options: SlurmOptions, output: str, hidden: Sequence[str] = (), title: str = "tfrepro"
+    spec: LaunchSpec,
+    options: SlurmOptions,
+    output: str,
+    hidden: Sequence[str] = (),
+    title: str = "tfrepro",
+    shape: Optional[workers.Shape] = None,
 ) -> str:
-    """The whole batch script; `options` must have been through check_options()."""
+    """The whole batch script; `options` must have been through check_options(), `shape`
+    through check_shape() (None: one worker)."""
     run_id = spec.labels.get("tfrepro.run_id") or ""
     name = "tfrepro-" + run_id[:12] if NAME_RE.match(run_id) else "tfrepro-new-run"  # a dry run has no run yet
     directives = [
@@ -189,6 +317,9 @@ def batch_script(
         ("--gres", options.gres),
         ("--mem", memory_mb(spec.memory)),
     ]
+    if shape is not None and shape.multi:
+        shaped = dict(job_shape_directives(options, shape))
+        directives = [(key, shaped.pop(key, value)) for key, value in directives] + list(shaped.items())
     lines = ["#!/bin/bash"]
     lines += ["#SBATCH %s=%s" % (option, value) for option, value in directives if value]
     lines += ["#SBATCH " + arg for arg in options.sbatch_args]
@@ -197,5 +328,5 @@ def batch_script(
         "# submitting environment (sbatch exports it); submitted with: %s" % " ".join(SUBMIT),
         "set -euo pipefail",
     ]
-    lines += container_lines(spec, options.runtime, options.nodes, hidden)
+    lines += container_lines(spec, options.runtime, options.nodes, hidden, shape)
     return "\n".join(lines) + "\n"
