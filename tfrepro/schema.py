@@ -175,3 +175,7 @@ def truncate(value: str, limit: int = MAX_TAG_VALUE) -> str:
     if len(value) <= limit:
         return value
     return value[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+# -- env vars of the script's own MLflow logging (tracking/fluent.py) ---------------------------
+FLUENT_ENV = "TFREPRO_FLUENT"  # "0": the script's mlflow.log_* calls stay plain MLflow calls
