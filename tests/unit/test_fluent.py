@@ -19,19 +19,22 @@ class ListWriter:
         self.items = []
         self.online = True
 
+        self.closed = False
+
     def put(self, item):
         self.items.append(item)
+
+    def close(self, timeout):
+        self.closed = True
+        return True
 
 
 class ListSession:
     def __init__(self, writer):
-        self.writer, self.closed, self.flushes, self.errors, self.online = writer, False, [], [], True
+        self.writer, self.flushes, self.errors, self.online = writer, [], [], True
 
     def flush(self, timeout):
         self.flushes.append(timeout)
-
-    def close(self):
-        self.closed = True
 
 
 @pytest.fixture
@@ -57,6 +60,7 @@ def routed(mlflow_run, monkeypatch):
 
     def fake_open(router):
         router._writer, router._session = writer, ListSession(writer)
+        return True
 
     monkeypatch.setattr(fluent.Router, "_open", fake_open)
     mlflow, run_id = mlflow_run
@@ -192,9 +196,8 @@ def test_a_changed_param_is_recorded_not_sent_and_reported_in_one_line(routed, c
 def test_end_run_spools_the_end_after_the_points_then_calls_pass_through(routed):
     mlflow, run_id, writer = routed
     mlflow.log_metric("loss", 1.0, step=1)
-    session = fluent.current()._session
     mlflow.end_run("KILLED")
-    assert session.closed and fluent.current() is None
+    assert writer.closed and fluent.current() is None
     assert writer.items[-1][1]["end"] == "KILLED" and writer.items[-1][1]["end_time"] > 0
     assert mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING"  # the writer ends it, in order
     mlflow.MlflowClient().log_metric(run_id, "late", 1.0, step=9)
@@ -246,10 +249,55 @@ def test_at_exit_ends_an_active_run_through_the_spool_and_only_flushes_otherwise
     client.log_metric(other, "loss", 2.0, step=2)
     router = fluent.current()
     router._at_exit()
-    assert router._session.closed and writer.items[-1][2] == {"loss": 2.0}
+    assert writer.closed and writer.items[-1][2] == {"loss": 2.0}
     assert client.get_run(other).info.status == "RUNNING"
 
 
 def test_report_line_is_one_line_and_bounded():
     line = fluent.report_line("r1", ["a\nb"] * 8)
     assert "\n" not in line and line.startswith("8 of the script's MLflow calls on run r1") and "(and 3 more)" in line
+
+
+def test_a_session_that_cannot_open_leaves_the_calls_to_mlflow(mlflow_run, monkeypatch):
+    mlflow, run_id = mlflow_run
+
+    def failing_open(router):
+        router.ended = True
+        return False
+
+    monkeypatch.setattr(fluent.Router, "_open", failing_open)
+    assert fluent.enable(run_id)
+    mlflow.log_metric("loss", 1.0, step=1)
+    assert history(mlflow, run_id, "loss") == [(1, 1.0)] and fluent.current() is None
+
+
+def test_with_the_server_down_everything_is_spooled_in_order_for_sync(tmp_path, monkeypatch, caplog):
+    """The real session: a writer whose uploads fail, a spool file left for `tfrepro sync`."""
+    import socket
+
+    import mlflow
+
+    from tfrepro.tracking import spool
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv(schema.FLUENT_ENV, raising=False)
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None, raising=False)
+    mlflow.set_tracking_uri("http://127.0.0.1:%d" % port)
+    try:
+        assert fluent.enable("0123456789abcdef", spool_dir=str(tmp_path))
+        client = mlflow.MlflowClient()
+        for step in range(100):
+            client.log_metric("0123456789abcdef", "loss", 1.0 / (step + 1), step=step)
+        client.log_param("0123456789abcdef", "lr", 0.1)
+        with caplog.at_level("WARNING", logger="tfrepro"):
+            client.set_terminated("0123456789abcdef", "FAILED")
+    finally:
+        fluent.disable()
+    assert any("tfrepro sync" in r.getMessage() for r in caplog.records)
+    [path] = spool.pending_files(str(tmp_path))
+    records = list(spool.iter_records(path))
+    assert records[0]["run"]["run_id"] == "0123456789abcdef"
+    assert [r["step"] for r in records if "metrics" in r] == list(range(100))
+    assert records[-2] == {"params": {"lr": "0.1"}} and records[-1]["end"] == "FAILED"

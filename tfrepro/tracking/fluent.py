@@ -124,12 +124,13 @@ class Router:
         self._writer = None
         self._open_lock = threading.Lock()
 
-    def takes(self, run_id: Optional[str], tracking_uri: Optional[str] = None) -> bool:
+    def takes(self, run_id: Optional[str], tracking_uri: Optional[str] = None, open_session: bool = True) -> bool:
         return (
             run_id == self.run_id
             and not self.ended
             and (tracking_uri is None or _normal_uri(tracking_uri) == self.tracking_uri)
             and not threading.current_thread().name.startswith("tfrepro-")  # our own uploads
+            and (self._writer is not None or not open_session or self._open())
         )
 
     # -- the calls (validated by the hooks) --------------------------------------------
@@ -173,7 +174,7 @@ class Router:
             self.ended = True
             if self._writer is None:
                 return False
-        self._put_raw((None, {"end": status or "FINISHED", "end_time": int(end_time or time.time() * 1000)}))
+        self._put((None, {"end": status or "FINISHED", "end_time": int(end_time or time.time() * 1000)}))
         self._close()
         return True
 
@@ -198,37 +199,54 @@ class Router:
 
     # -- the session --------------------------------------------------------------------
     def _put(self, item) -> None:
-        if self._writer is None:
-            self._open()
         self.calls += 1
-        self._writer.put(item)
+        try:
+            self._writer.put(item)
+        except Exception as exc:  # the spool's disk: never into the script
+            self.errors.append("spool: %s" % exc)
 
-    def _put_raw(self, item) -> None:
-        self._writer.put(item)
-
-    def _open(self) -> None:
+    def _open(self) -> bool:
+        """The session, at the first call taken. False (and MLflow's own calls from then on)
+        when it cannot be opened."""
         with self._open_lock:
-            if self._writer is not None:
-                return
-            from tfrepro.tracking.backend import backend_for
-            from tfrepro.tracking.session import TrackingSession, _header, _open_writer
-            from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL
+            if self._writer is not None or self.ended:
+                return self._writer is not None and not self.ended
+            try:
+                from tfrepro.tracking.backend import backend_for
+                from tfrepro.tracking.session import TrackingSession, _header, _open_writer
+                from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL
 
-            backend = backend_for(self.tracking_uri)
-            header = _header(self.run_id, None, None, self.tracking_uri)
-            writer = _open_writer(self.spool_dir, self.run_id, header, backend, QUEUE_SIZE, UPLOAD_INTERVAL, True)
-            # the run is not ours to end on close(); end() spools the end record itself
+                backend = backend_for(self.tracking_uri)
+                header = _header(self.run_id, None, None, self.tracking_uri)
+                writer = _open_writer(self.spool_dir, self.run_id, header, backend, QUEUE_SIZE, UPLOAD_INTERVAL, True)
+            except Exception as exc:
+                log.warning("tfrepro: the script's MLflow calls stay MLflow's own: %s", exc)
+                self.ended = True
+                return False
+            # params and tags go through its log_params/set_tags; metrics straight to the
+            # writer, with the timestamp MLflow would have sent
             self._session = TrackingSession(self.run_id, False, writer, False)
             self._writer = writer
             # registered after the writer's own atexit, so it runs first (atexit is LIFO)
             atexit.register(self._at_exit)
+            return True
 
     def _close(self) -> None:
-        session = self._session
+        """Bounded flush, then the writer's close. Not TrackingSession.close(): its flush
+        tag is the callback's figure, and this session does not end the run."""
+        from tfrepro.tracking.session import FINAL_TIMEOUT, FLUSH_TIMEOUT
+
         try:
             atexit.unregister(self._at_exit)
-            session.close()
-            errors = self.errors + session.errors
+            self._session.flush(FLUSH_TIMEOUT)
+            if not self._writer.close(FINAL_TIMEOUT):
+                log.warning(
+                    "tfrepro: run %s is not fully uploaded; its points are in %s: "
+                    "run `tfrepro sync` when the server is back",
+                    self.run_id,
+                    self._writer.spool.path,
+                )
+            errors = self.errors + self._session.errors
             if errors:
                 log.warning("tfrepro: %s", report_line(self.run_id, errors))
         except Exception as exc:  # never into the script, never at exit

@@ -278,11 +278,11 @@ _FLUENT = {
 
 
 # -- TrackingServiceClient (MlflowClient, and fluent calls that were not taken above) -------
-def _client_router(client, run_id, extra: Dict[str, Any]):
+def _client_router(client, run_id, extra: Dict[str, Any], open_session: bool = True):
     router = _current()
     if router is None or any(v is not None for v in extra.values()):
         return None
-    return router if router.takes(run_id, client.tracking_uri) else None
+    return router if router.takes(run_id, client.tracking_uri, open_session) else None
 
 
 def _client_log_metric(original):
@@ -357,7 +357,7 @@ def _client_set_tag(original):
 
 def _client_set_terminated(original):
     def set_terminated(self, run_id, status=None, end_time=None):
-        router = _client_router(self, run_id, {})
+        router = _client_router(self, run_id, {}, open_session=False)
         if router is None or not router.end(status, end_time):
             return original(self, run_id, status, end_time)
         try:  # what MLflow's own async queue holds for this store, and its "View run" line
