@@ -59,7 +59,10 @@ def routed(mlflow_run, monkeypatch):
     writer = ListWriter()
 
     def fake_open(router):
+        import mlflow
+
         router._writer, router._session = writer, ListSession(writer)
+        router.tracking_uri = mlflow.get_tracking_uri().rstrip("/")
         return True
 
     monkeypatch.setattr(fluent.Router, "_open", fake_open)
@@ -301,3 +304,23 @@ def test_with_the_server_down_everything_is_spooled_in_order_for_sync(tmp_path, 
     assert records[0]["run"]["run_id"] == "0123456789abcdef"
     assert [r["step"] for r in records if "metrics" in r] == list(range(100))
     assert records[-2] == {"params": {"lr": "0.1"}} and records[-1]["end"] == "FAILED"
+
+
+def test_enable_before_mlflow_is_imported_imports_nothing_and_wraps_at_import(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from tfrepro.tracking import fluent\n"
+        "assert fluent.enable('0123456789abcdef')\n"
+        "assert 'mlflow' not in sys.modules\n"
+        "import mlflow\n"
+        "print(getattr(mlflow.log_metric, '__tfrepro_fluent__', False))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TFREPRO_SPOOL_DIR=str(tmp_path))
+    env.pop(schema.FLUENT_ENV, None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

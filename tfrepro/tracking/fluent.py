@@ -1,7 +1,8 @@
 """The script's own MLflow calls, at tfrepro's price: through a TrackingSession for the run tfrepro manages.
 
     from tfrepro.tracking import fluent
-    fluent.enable()          # the run in MLFLOW_RUN_ID (set by `tfrepro run`), or enable(run_id)
+    fluent.enable()          # the run in MLFLOW_RUN_ID (set by `tfrepro run`), or enable(run_id);
+                             # before `import mlflow` too: the hooks go in when it is imported
     ...
     mlflow.log_metric("loss", loss, step=i)     # a queue put (tens of µs), not a ~20 ms REST call
     fluent.disable()         # MLflow as it was (what was logged is flushed first, bounded)
@@ -18,10 +19,12 @@ and 3.x alike). `synchronous=False` and MLFLOW_ENABLE_ASYNC_LOGGING take the sam
 call returns a RunOperations whose wait() flushes the session (bounded), so MLflow's own
 in-memory async queue, which keeps nothing on disk, is not used for that run.
 
-Guarantees are the TrackingSession's (session.py, writer.py): each point is spooled on disk
-and uploaded exactly once, by the writer, or by `tfrepro sync` when the server is down
-until the end; order, steps and MLflow's call-time timestamps are kept (the timestamp is
-taken when the call is made, as MLflow does).
+Guarantees are the TrackingSession's (session.py, writer.py), opened at the first call taken
+(its own spool file, beside a ReproCallback session's on the same run): each point is
+spooled on disk and uploaded exactly once, by the writer, or by `tfrepro sync` when the
+server is down until the end; order, steps and MLflow's call-time timestamps are kept (the
+timestamp is taken when the call is made, as MLflow does). Its uploads go to MLflow's
+tracking URI as it is at that first call.
 
 Errors, the choice made (issue 21):
 - what MLflow's validation refuses (an invalid metric/param/tag key, a non-numeric value, a
@@ -34,10 +37,11 @@ Errors, the choice made (issue 21):
   the server with the batch it was uploaded in, and reported likewise.
 
 Ending: `mlflow.end_run()` (or `set_terminated`) of that run spools the end after the last
-point and closes the session (a bounded flush); at interpreter exit (atexit) the same
-happens to a run still active (MLflow's own atexit would end it too), and a session whose
-run is not active is only flushed. Nothing here raises at exit or waits past the session's
-bounded flush. Calls on that run after its end pass through to MLflow.
+point and closes the session (the session's bounded flush, then the writer's close; not
+TrackingSession.close(), whose flush-seconds tag is the callback's figure); at interpreter
+exit (atexit) the same happens to a run still active (MLflow's own atexit would end it
+too), and a session whose run is not active is only flushed. Nothing here raises at exit or
+waits past that bounded flush. Calls on that run after its end pass through to MLflow.
 
 Opt-out: TFREPRO_FLUENT=0 (schema.FLUENT_ENV): enable() does nothing, MLflow is untouched.
 """
@@ -67,28 +71,30 @@ _router: Optional["Router"] = None
 def enable(run_id: Optional[str] = None, spool_dir: Optional[str] = None) -> bool:
     """Route the script's MLflow calls on `run_id` (default: MLFLOW_RUN_ID) through a
     TrackingSession. True when routed; False (and MLflow untouched) under TFREPRO_FLUENT=0,
-    with no run id, a local run id, or no MLflow. Enabling another run closes the previous one."""
+    with no run id, a local run id, or no MLflow. Enabling another run closes the previous one.
+
+    Cheap before MLflow is imported (the launch hook runs it at interpreter start): the hooks
+    go in when the script first imports mlflow, and the session opens at the first call taken."""
     global _router
     if os.environ.get(schema.FLUENT_ENV, "").strip().lower() in OFF_VALUES:
         return False
     run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
     if not run_id or run_id.startswith("local-"):  # a local id is no run MLflow knows
         return False
-    try:
-        import mlflow
-
-        tracking_uri = mlflow.get_tracking_uri()
-    except Exception as exc:  # no MLflow: nothing to route
-        log.debug("tfrepro: fluent logging off: %s", exc)
-        return False
     with _lock:
         if _router is not None and _router.run_id == run_id and not _router.ended:
             return True
-        previous, _router = _router, Router(run_id, tracking_uri, spool_dir)
-        fluent_hooks.install(current)
+        previous, _router = _router, Router(run_id, spool_dir)
+        try:
+            installed = fluent_hooks.install(current)
+        except Exception as exc:  # a broken MLflow: it stays as it is
+            log.debug("tfrepro: fluent logging off: %s", exc)
+            installed = False
+        if not installed:
+            _router = None
     if previous is not None:
         previous.close()
-    return True
+    return installed
 
 
 def disable() -> None:
@@ -111,10 +117,10 @@ class Router:
     """One run's routed calls: validation on the caller's thread, then a put into the writer
     of a TrackingSession opened at the first call."""
 
-    def __init__(self, run_id: str, tracking_uri: str, spool_dir: Optional[str] = None):
+    def __init__(self, run_id: str, spool_dir: Optional[str] = None):
         self.run_id = run_id
-        self.tracking_uri = _normal_uri(tracking_uri)
-        self.rest = self.tracking_uri.startswith(("http://", "https://"))
+        self.tracking_uri = ""  # MLflow's, when the session opens (the script may set it after import)
+        self.rest = False
         self.spool_dir = spool_dir
         self.ended = False
         self.errors: List[str] = []  # refused later than the call: reported at the end
@@ -125,13 +131,16 @@ class Router:
         self._open_lock = threading.Lock()
 
     def takes(self, run_id: Optional[str], tracking_uri: Optional[str] = None, open_session: bool = True) -> bool:
-        return (
-            run_id == self.run_id
-            and not self.ended
-            and (tracking_uri is None or _normal_uri(tracking_uri) == self.tracking_uri)
-            and not threading.current_thread().name.startswith("tfrepro-")  # our own uploads
-            and (self._writer is not None or not open_session or self._open())
-        )
+        """This call is for the run, from the script (not our own uploads), to the same server.
+        The first one opens the session (open_session=False: not for that)."""
+        if run_id != self.run_id or self.ended or threading.current_thread().name.startswith("tfrepro-"):
+            return False
+        if self._writer is None:
+            if not open_session:
+                return True
+            if not self._open():
+                return False
+        return tracking_uri is None or _normal_uri(tracking_uri) == self.tracking_uri
 
     # -- the calls (validated by the hooks) --------------------------------------------
     def metrics(self, points: List[Tuple[str, float, int, int]]) -> None:
@@ -212,10 +221,14 @@ class Router:
             if self._writer is not None or self.ended:
                 return self._writer is not None and not self.ended
             try:
+                import mlflow
+
                 from tfrepro.tracking.backend import backend_for
                 from tfrepro.tracking.session import TrackingSession, _header, _open_writer
                 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL
 
+                self.tracking_uri = _normal_uri(mlflow.get_tracking_uri())
+                self.rest = self.tracking_uri.startswith(("http://", "https://"))
                 backend = backend_for(self.tracking_uri)
                 header = _header(self.run_id, None, None, self.tracking_uri)
                 writer = _open_writer(self.spool_dir, self.run_id, header, backend, QUEUE_SIZE, UPLOAD_INTERVAL, True)

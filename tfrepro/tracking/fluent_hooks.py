@@ -14,7 +14,9 @@ MLflow 3 builds its clients first, but routed all the same).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import numbers
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -26,18 +28,78 @@ _originals: Dict[Tuple[Any, str], Any] = {}
 _current: Callable[[], Any] = lambda: None  # noqa: E731
 _valid_keys = set()  # metric names MLflow's validation already passed
 _mlflow: Dict[str, Any] = {}  # what the hot path calls, looked up once at install
+_finder: Optional["_AfterImport"] = None
 
 
-def install(current: Callable[[], Any]) -> None:
-    global _current
+def install(current: Callable[[], Any]) -> bool:
+    """Wrap MLflow now, or when the script first imports it. False: no MLflow here."""
+    global _current, _finder
+    _current = current
+    if "mlflow" in sys.modules:
+        return _wrap_mlflow()
+    if _finder is None:
+        if _find_spec("mlflow") is None:
+            return False
+        _finder = _AfterImport()
+        sys.meta_path.insert(0, _finder)
+    return True
+
+
+def _find_spec(name: str):
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+class _AfterImport:
+    """A sys.meta_path finder that wraps MLflow once the script has imported it (importing
+    it in the launch hook would cost every process a second or more). As autolog.py does."""
+
+    def __init__(self):
+        self._searching = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "mlflow" or self._searching:
+            return None
+        self._searching = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # what the other finders make of it
+        finally:
+            self._searching = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return None
+        exec_module = loader.exec_module
+
+        def exec_then_wrap(module):
+            exec_module(module)
+            _remove_finder()
+            try:
+                _wrap_mlflow()
+            except Exception:  # never break the script's `import mlflow`
+                pass
+
+        loader.exec_module = exec_then_wrap
+        return spec
+
+
+def _remove_finder() -> None:
+    global _finder
+    if _finder is not None:
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        _finder = None
+
+
+def _wrap_mlflow() -> bool:
     import mlflow
     import mlflow.tracking.fluent as fluent_module
     from mlflow.environment_variables import MLFLOW_ENABLE_ASYNC_LOGGING
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
-    _current = current
     if _originals:
-        return
+        return True
     _mlflow.update(
         active_run=fluent_module.active_run,
         active_model_id=getattr(fluent_module, "get_active_model_id", None),  # MLflow 3
@@ -54,11 +116,13 @@ def install(current: Callable[[], Any]) -> None:
         original = TrackingServiceClient.__dict__[name]
         _originals[(TrackingServiceClient, name)] = original
         setattr(TrackingServiceClient, name, _mark(functools.wraps(original)(_CLIENT[name](original))))
+    return True
 
 
 def uninstall() -> None:
     global _current
     _current = lambda: None  # noqa: E731
+    _remove_finder()
     for (owner, name), original in list(_originals.items()):
         if getattr(getattr(owner, name, None), MARK, False):
             setattr(owner, name, original)
