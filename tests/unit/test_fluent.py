@@ -225,6 +225,8 @@ def test_async_calls_return_operations_whose_wait_flushes(routed, monkeypatch):
     assert isinstance(mlflow.log_params({"a": 1}), RunOperations)
     assert isinstance(mlflow.MlflowClient().log_metric(run_id, "x", 1.0), RunOperations)
     assert len(writer.items) == 3
+    mlflow.flush_async_logging()  # MLflow's own queue, then the session's
+    assert fluent.current()._session.flushes == [10.0, 10.0]
 
 
 def test_disable_restores_mlflow(routed):

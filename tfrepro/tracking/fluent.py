@@ -16,8 +16,9 @@ of an MLflow 3 LoggedModel step) pass through to MLflow untouched. The hooks
 API builds two MlflowClient objects per call, ~300 µs, before any network), and
 TrackingServiceClient, which MlflowClient and the fluent API both go through (MLflow 2.17
 and 3.x alike). `synchronous=False` and MLFLOW_ENABLE_ASYNC_LOGGING take the same route: the
-call returns a RunOperations whose wait() flushes the session (bounded), so MLflow's own
-in-memory async queue, which keeps nothing on disk, is not used for that run.
+call returns a RunOperations whose wait() flushes the session (bounded), as does
+`mlflow.flush_async_logging()`, so MLflow's own in-memory async queue, which keeps nothing
+on disk, is not used for that run.
 
 Guarantees are the TrackingSession's (session.py, writer.py), opened at the first call taken
 (its own spool file, beside a ReproCallback session's on the same run): each point is

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-FLUENT_NAMES = ("log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags")
+FLUENT_NAMES = ("log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "flush_async_logging")
 CLIENT_NAMES = ("log_metric", "log_batch", "log_param", "set_tag", "set_terminated")
 MARK = "__tfrepro_fluent__"
 
@@ -331,6 +331,17 @@ def _fluent_set_tags(original):
     return set_tags
 
 
+def _fluent_flush_async_logging(original):
+    def flush_async_logging():
+        result = original()  # MLflow's own queue (calls on other runs)
+        router = _current()
+        if router is not None:
+            router.flush()  # and ours, bounded
+        return result
+
+    return flush_async_logging
+
+
 _FLUENT = {
     "log_metric": _fluent_log_metric,
     "log_metrics": _fluent_log_metrics,
@@ -338,6 +349,7 @@ _FLUENT = {
     "log_params": _fluent_log_params,
     "set_tag": _fluent_set_tag,
     "set_tags": _fluent_set_tags,
+    "flush_async_logging": _fluent_flush_async_logging,
 }
 
 
