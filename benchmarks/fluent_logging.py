@@ -10,9 +10,11 @@ loop in a fresh process per mode, side by side in one run:
   tfrepro   the same after tfrepro.tracking.fluent.enable() (what `tfrepro run` will do)
 Each script resumes a run created beforehand through MLFLOW_RUN_ID, as under `tfrepro run`,
 inside its own `with mlflow.start_run():`. Reported: the loop's wall time, the loop plus the
-run's end (MLflow's flush, tfrepro's bounded flush), the training thread's time inside
-log_metric per call, ratios against the bare loop, and whether every point arrived (checked
-on the server after each script exits). Prints a table; writes nothing.
+run's end (MLflow's flush, tfrepro's bounded flush), the training thread's time per step in
+the statement `mlflow.log_metric("loss", float(loss), step=i)` (the tensor read included:
+"us/log call"), ratios against the bare loop, and whether every point arrived (checked on
+the server after each script exits). Prints a table; writes nothing. On a shared machine
+the two bare runs show how noisy the ratios are.
 """
 
 from __future__ import annotations
