@@ -10,6 +10,9 @@ has a ReproCallback (in its list or CallbackList) is left alone, and each fit() 
 new callback, so each is its own run. Called before TensorFlow is imported (a
 sitecustomize: tfrepro/launch/sitecustomize.py), it imports nothing heavy: the wrap happens
 when keras is first imported (tfrepro.import_hook).
+
+Under `tfrepro run` (MLFLOW_RUN_ID set) it also routes the script's own mlflow.log_* calls on
+that run through tfrepro's spool (tfrepro/tracking/fluent.py; TFREPRO_FLUENT=0 turns it off).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Dict, Optional
 
 from tfrepro.import_hook import AfterImport
 from tfrepro.options import CallbackSettings
+from tfrepro.tracking import fluent
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,10 @@ def autolog(disable: bool = False, **options) -> None:
         _options = None
         _remove_hook()
         _unwrap()
+        fluent.disable()
         return
     CallbackSettings(**options)  # a bad option raises here, not in fit()
+    fluent.enable()  # under `tfrepro run` (MLFLOW_RUN_ID): the script's own mlflow.log_* go through the spool
     checked = dict(options)
     if checked.get("params") is not None:
         checked["params"] = dict(checked["params"])  # as it is now, whatever the caller does to it later

@@ -178,6 +178,7 @@ ENV_PREFIX = "TFREPRO_"
 ENV_AUTOLOG = "TFREPRO_AUTOLOG"  # "1": autolog() in every Python of the container
 ENV_DETERMINISTIC = "TFREPRO_DETERMINISTIC"  # "1": seed with ENV_SEED
 ENV_SEED = "TFREPRO_SEED"  # the seed; also what tfrepro.deterministic() uses when given none
+ENV_FLUENT = "TFREPRO_FLUENT"  # "0": the script's own mlflow.log_* calls stay plain MLflow calls (tracking/fluent.py)
 ENV_HOOK_WARNED = "TFREPRO_HOOK_WARNED"  # the hook's warnings already shown in this process tree
 # what the launcher tells the fingerprint sources inside the container
 ENV_IMAGE_REF = "TFREPRO_IMAGE_REF"
