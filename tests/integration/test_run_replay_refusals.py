@@ -11,7 +11,7 @@ import pytest
 
 from tests import host
 from tests.conftest import git
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 PWNED = "/tmp/tfrepro-pwned-test"
@@ -56,8 +56,8 @@ def make_run(client, git_repo, monkeypatch):
     return make
 
 
-def one_error(capsys, code, expected_code=2):
-    """Exactly one error line; anything else on stderr is tfrepro's own progress or warnings."""
+def one_error(capsys, code, expected_code=status.REFUSED):
+    """Exactly one error line, and the exit code of its kind (tfrepro/cli/status.py); anything else on stderr is tfrepro's own progress or warnings."""
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     errors = [line for line in lines if line.startswith("tfrepro: error: ")]
@@ -144,7 +144,7 @@ def test_dirty_run_without_its_patch(make_run, capsys):
 def test_replay_without_a_docker_daemon(make_run, capsys, monkeypatch):
     run_id = make_run()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
-    line = one_error(capsys, main(["replay", run_id, "--yes"]))
+    line = one_error(capsys, main(["replay", run_id, "--yes"]), status.ENGINE)
     assert "cannot reach the Docker daemon" in line
 
 
@@ -166,6 +166,7 @@ def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, mo
                 "train.py",
             ]
         ),
+        status.ENGINE,
     )
     assert "cannot reach the Docker daemon" in line
     assert client.get_experiment_by_name(experiment) is None
@@ -185,9 +186,9 @@ def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, mo
 def test_run_bad_options(git_repo, capsys, monkeypatch, args, message):
     monkeypatch.chdir(git_repo)
     argv = ["run", "--image", "127.0.0.1:5555/tfrepro-test:latest"] + args + ["--", "python", "train.py"]
-    assert message in one_error(capsys, main(argv))
+    assert message in one_error(capsys, main(argv), status.USAGE)
 
 
 def test_run_bad_image_reference(capsys):
-    line = one_error(capsys, main(["run", "--image", "--privileged", "--", "true"]))
+    line = one_error(capsys, main(["run", "--image", "--privileged", "--", "true"]), status.USAGE)
     assert "image reference" in line

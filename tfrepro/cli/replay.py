@@ -9,19 +9,21 @@ server, and may not draw on this terminal.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
 
-from tfrepro.cli import engine_options as E
-from tfrepro.errors import UsageError
+from tfrepro.cli import engine_options, output
+from tfrepro.errors import Refused, UsageError
 from tfrepro.inspect import explain
-from tfrepro.launch import launcher as launch
 from tfrepro.redact import strip_url_credentials
 from tfrepro.replay import data, drift, grants, plan, verify
 from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
 from tfrepro.termsafe import safe, safe_lines
+
+log = logging.getLogger(__name__)
 
 
 @click.command(name="replay")
@@ -89,7 +91,7 @@ from tfrepro.termsafe import safe, safe_lines
     is_flag=True,
     help="Do not mount the recorded untracked and ignored inputs from your clone (read-only otherwise).",
 )
-@E.engine_options
+@engine_options.engine_options
 @click.pass_context
 def command(
     ctx,
@@ -129,7 +131,7 @@ def command(
         require_signed,
         yes,
     )
-    name, given = E.pop(engine_given)
+    name, given = engine_options.pop(engine_given)
     prepared = replay_run.prepare(
         run_id,
         gpus,
@@ -143,18 +145,18 @@ def command(
     )
     show_plan(prepared)
     if prepared.refusals and not dry_run:
-        raise UsageError(prepared.refusals[0])
-    for message in prepared.replay_plan.warnings + prepared.image_concerns + prepared.refusals:
-        launch.warn(message)
+        raise Refused(prepared.refusals[0])
+    for message in prepared.replay_plan.warnings + prepared.trust.image_concerns + prepared.refusals:
+        log.warning("%s", message)
     if dry_run:
         return
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError("refusing to run without confirmation: stdin is not a terminal (pass --yes)")
+            raise Refused("refusing to run without confirmation: stdin is not a terminal (pass --yes)")
         prepared = _confirm(prepared)
     # the verdict line comes last: scripts read it from the end of the output
     if repeat > 1:
-        summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout)
+        summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout, output.stdout_writer())
         line = "replays of run %s (summary run %s; %s): %s" % (
             prepared.record.run_id,
             summary,
@@ -165,7 +167,7 @@ def command(
         if table:
             click.echo(safe_lines(table))
     else:
-        new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout)
+        new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout, output.stdout_writer())
         line = "replay run %s: %s" % (new_run, verdict.line())
     if verdict.why:
         click.echo("why the results can differ, most likely first:\n" + safe_lines(explain.render(verdict.why)))
@@ -184,19 +186,19 @@ def show_plan(prepared) -> None:
     if replay_plan.image_ref and replay_plan.image_ref != image:
         click.echo("           recorded as %s" % safe(replay_plan.image_ref))
     click.echo("source:    %s" % safe(prepared.source))
-    click.echo("record:    %s" % safe(prepared.verification.line()))
+    click.echo("record:    %s" % safe(prepared.trust.verification.line()))
     if prepared.credentials:
         click.echo(
             "tracking:  %s passed to %s for %s (the replayed command can read them)"
-            % (", ".join(prepared.credentials), safe(image), safe(strip_url_credentials(prepared.tracking_uri)))
+            % (", ".join(prepared.credentials), safe(image), safe(strip_url_credentials(prepared.destination.tracking_uri)))
         )
     for name in replay_plan.passed_env:
         click.echo("env:       %s passed from your environment (--pass-env)" % safe(name))
     for name in replay_plan.needs_pass_env:
         click.echo("env:       %s needs --pass-env %s (the record keeps no value)" % (safe(name), safe(name)))
-    if prepared.offers:
+    if prepared.mounts.offers:
         click.echo("recorded mounts (offered, not imposed):")
-    for offer in prepared.offers:
+    for offer in prepared.mounts.offers:
         click.echo(
             "  %s -> %s%s  %s"
             % (
@@ -209,10 +211,10 @@ def show_plan(prepared) -> None:
     click.echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
     mounted = [s for s in record.data if s.label == "mount"]
     if mounted:
-        rows = [r for r in prepared.data_drift if r.label == "mount"]
+        rows = [row for row in prepared.data.drift if row.label == "mount"]
         click.echo("data (! blocks):\n" + safe_lines(data.render(mounted, rows)))
-    if prepared.beside.inputs:
-        click.echo(safe_lines(prepared.beside.render(replay_plan.spec.workdir)))
+    if prepared.data.beside.inputs:
+        click.echo(safe_lines(prepared.data.beside.render(replay_plan.spec.workdir)))
     click.echo(
         "%s (%s = commit %s%s):\n%s"
         % (
@@ -228,25 +230,25 @@ def show_plan(prepared) -> None:
 def _offer_state(prepared, offer) -> str:
     if offer.refusal:
         return "REFUSED: " + safe(offer.refusal)
-    if offer in prepared.approved:
+    if offer in prepared.mounts.approved:
         return "mounted"
     return "not mounted unless you confirm (or --allow-recorded-mounts, or -v again)"
 
 
 def _confirm(prepared):
     """Ask about each offered mount and each image concern, then the whole command."""
-    for offer in prepared.offers:
-        if offer.refusal or offer in prepared.approved:
+    for offer in prepared.mounts.offers:
+        if offer.refusal or offer in prepared.mounts.approved:
             continue
         if click.confirm(
             "Mount %s at %s%s, as the original run did?"
             % (safe(offer.real), safe(offer.target), " read-only" if offer.read_only else " read-write")
         ):
             prepared = prepared.approve([offer])
-    for concern in prepared.image_concerns:
+    for concern in prepared.trust.image_concerns:
         click.confirm("Run it anyway (%s)?" % safe(concern), abort=True)
-    if prepared.approved:
-        click.echo("mounted: " + ", ".join(safe(o.bind()) for o in prepared.approved))
+    if prepared.mounts.approved:
+        click.echo("mounted: " + ", ".join(safe(offer.bind()) for offer in prepared.mounts.approved))
     click.confirm("Replay run %s with this command?" % safe(prepared.record.run_id), abort=True)
     return prepared
 

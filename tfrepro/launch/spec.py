@@ -161,7 +161,7 @@ def tracking_setup(uri: str) -> Tuple[str, Tuple[Mount, ...]]:
     An http(s) server is reached over the host network and proxies artifacts: nothing is
     mounted. A sqlite or file store is mounted at the same absolute path: its own root only,
     never an experiment's artifact location (anyone with write access can set that to
-    /var/run). The caller checks the root like any host path (replay/hostpaths.py).
+    /var/run). The caller checks the root like any host path (launch/hostpaths.py).
     """
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":

@@ -245,7 +245,7 @@ def check(
 ) -> Overlay:
     """The recorded untracked and ignored inputs against `clone` (None: no local clone), or
     against what the replayer mounts at their place (`provided`: container path -> host path).
-    `refuse(host path)` says why a path in the clone must never be mounted (replay/hostpaths.py)."""
+    `refuse(host path)` says why a path in the clone must never be mounted (launch/hostpaths.py)."""
     beside = [s for s in sources if s.label in LABELS]
     for source in beside:
         check_path(source.path)

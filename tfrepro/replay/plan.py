@@ -8,7 +8,7 @@ without a value are listed (needs_pass_env), never looked up in this environment
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
 from tfrepro import imageref, schema
@@ -70,7 +70,7 @@ def _recorded_gpus(tags: Mapping[str, str], launch: Mapping[str, object]) -> Opt
 
 
 def _mounts(launch: Mapping[str, object]) -> List[spec.Mount]:
-    """The recorded user mounts, syntax checked; replay/hostpaths.py judges the host paths."""
+    """The recorded user mounts, syntax checked; launch/hostpaths.py judges the host paths."""
     mounts = []
     for item in launch.get("mounts") or ():
         if not isinstance(item, dict):
@@ -208,11 +208,3 @@ def check_gpus(plan_: ReplayPlan, host_gpu_count: int) -> None:
             "the run used %s GPUs but this host has %d; pass --gpus %d or --gpus none"
             % (requested, host_gpu_count, host_gpu_count)
         )
-
-
-def finalize(plan_: ReplayPlan, checkout: str, env: Mapping[str, str], extra_mounts=(), labels=None) -> spec.LaunchSpec:
-    """The spec to run: the checkout mounted, tfrepro's own env and tracking mounts added."""
-    mounts = tuple(replace(m, source=checkout) if m.kind == "repo" else m for m in plan_.spec.mounts)
-    merged = dict(plan_.spec.env)
-    merged.update(env)
-    return replace(plan_.spec, mounts=mounts + tuple(extra_mounts), env=merged, labels=dict(labels or {}))

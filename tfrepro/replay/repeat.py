@@ -13,41 +13,49 @@ The verdict is verify.judge_repeats (its docstring states the rule).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from tfrepro import schema
-from tfrepro.launch import launcher as launch
+from tfrepro.launch.pipeline import Write
 from tfrepro.replay import run as replay_run
-from tfrepro.replay import verify
+from tfrepro.replay import verdict_tags, verify
 from tfrepro.tracking import record as run_record
+from tfrepro.tracking import runs
+
+log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests the replays under the summary in its UI
 
 
 def repeat(
-    prepared: replay_run.Prepared, n: int, tolerance: float = verify.DEFAULT_TOLERANCE, keep_checkout: bool = False
+    prepared: replay_run.Prepared,
+    n: int,
+    tolerance: float = verify.DEFAULT_TOLERANCE,
+    keep_checkout: bool = False,
+    write: Optional[Write] = None,
 ) -> Tuple[str, List[str], verify.RepeatVerdict]:
-    """Run n >= 2 replays; (summary run id, replay run ids, verdict). ContainerFailed if one fails."""
+    """Run n >= 2 replays; (summary run id, replay run ids, verdict). JobFailed if one fails."""
     record, client = prepared.record, prepared.client
     name = record.run_name or record.run_id
-    summary = launch.create_run(
+    summary = runs.create_run(
         client,
-        prepared.experiment_id,
+        prepared.destination.experiment_id,
         "replays-of-%s" % name,
         {schema.REPLAY_SUMMARY_OF: record.run_id, schema.REPLAY_REPEAT: str(n)},
     )
-    runs: List[str] = []
+    replay_ids: List[str] = []
     try:
         for i in range(1, n + 1):
-            launch.info("replay %d/%d of run %s (summary run %s)" % (i, n, record.run_id, summary))
+            log.info("replay %d/%d of run %s (summary run %s)", i, n, record.run_id, summary)
             tags = {schema.REPLAY_SUMMARY: summary, schema.REPLAY_REPEAT: "%d/%d" % (i, n), PARENT_TAG: summary}
-            new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name))
-            runs.append(new_run)
+            new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name), write)
+            replay_ids.append(new_run)
             if status:
                 replay_run.failed(prepared, new_run, status, tagged=summary)
-        replayed = [run_record.load(client, r, histories=True) for r in runs]
+        replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = verify.judge_repeats(
             run_record.read_histories(client, record.run_id),
             [r.histories for r in replayed],
@@ -57,13 +65,13 @@ def repeat(
         )
         verdict = replay_run.explained(prepared, replayed[0], verdict)
         _log_statistics(client, summary, verdict)
-        launch.set_verdict(client, summary, verdict)
-        launch.mark_original(client, record.run_id, summary, verdict.verdict)
+        verdict_tags.set_verdict(client, summary, verdict)
+        verdict_tags.mark_original(client, record.run_id, summary, verdict.verdict)
     except BaseException:
-        launch.finish(client, summary, 1)
+        runs.finish(client, summary, 1)
         raise
-    launch.finish(client, summary, 0)
-    return summary, runs, verdict
+    runs.finish(client, summary, 0)
+    return summary, replay_ids, verdict
 
 
 def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
@@ -86,7 +94,7 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
         for i in range(0, len(metrics), 200):
             client.log_batch(run_id, metrics=metrics[i : i + 200])
     except Exception as exc:
-        launch.warn("could not log the statistics on run %s: %s" % (run_id, run_record.tracking_error(exc, "run")))
+        log.warning("could not log the statistics on run %s: %s", run_id, run_record.tracking_error(exc, "run"))
 
 
 def render(verdict: verify.RepeatVerdict) -> str:

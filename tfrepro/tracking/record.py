@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import sys
 import tempfile
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +25,8 @@ from tfrepro.errors import RecordError, TfreproError, TrackingError
 from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
 from tfrepro.redact import redact_text, strip_url_credentials
 from tfrepro.tracking.backend import short_http
+
+log = logging.getLogger(__name__)
 
 History = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] in logging order
 
@@ -199,10 +201,7 @@ def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
         return texts
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(
-            "tfrepro: warning: artifacts of run %s unreadable (%s): record from its tags" % (run_id, first[:200]),
-            file=sys.stderr,
-        )
+        log.warning("artifacts of run %s unreadable (%s): record from its tags", run_id, first[:200])
         return {}
 
 

@@ -16,6 +16,8 @@ import stat
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
+from tfrepro.errors import UsageError
+from tfrepro.launch import spec
 from tfrepro.termsafe import safe
 
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run")
@@ -120,9 +122,6 @@ def check(
 def checked_mount(text: str, rules: Optional[Policy], allow_docker_socket: bool = False, allow_claims: bool = False):
     """-v SRC:DST[:ro] given by the user (to run or replay): its host path resolved, refused
     (UsageError, one line) when it is one no container may get."""
-    from tfrepro.errors import UsageError
-    from tfrepro.launch import spec
-
     mount = spec.parse_mount(text, allow_docker_socket, allow_claims=allow_claims)
     if not mount.source.startswith("/"):
         return mount  # a named volume or a PersistentVolumeClaim
