@@ -34,7 +34,10 @@ def test_the_record_may_not_steer_credentials():
 
 
 def test_env_options():
-    assert env_options.parse_env_options(["A=1", "HF_TOKEN"], [], ENVIRON) == ({"A": "1", "HF_TOKEN": "FAKE-hf"}, ("HF_TOKEN",))
+    assert env_options.parse_env_options(["A=1", "HF_TOKEN"], [], ENVIRON) == (
+        {"A": "1", "HF_TOKEN": "FAKE-hf"},
+        ("HF_TOKEN",),
+    )
     for items, pass_env in ((["1A=x"], []), ([], ["NOT_SET_ANYWHERE"]), ([], ["A=1"])):
         with pytest.raises(UsageError):
             env_options.parse_env_options(items, pass_env, ENVIRON)

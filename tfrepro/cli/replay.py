@@ -156,7 +156,9 @@ def command(
         prepared = _confirm(prepared)
     # the verdict line comes last: scripts read it from the end of the output
     if repeat > 1:
-        summary, runs, verdict = replay_repeat.repeat(prepared, repeat, tolerance, keep_checkout, output.stdout_writer())
+        summary, runs, verdict = replay_repeat.repeat(
+            prepared, repeat, tolerance, keep_checkout, output.stdout_writer()
+        )
         line = "replays of run %s (summary run %s; %s): %s" % (
             prepared.record.run_id,
             summary,
@@ -190,7 +192,11 @@ def show_plan(prepared) -> None:
     if prepared.credentials:
         click.echo(
             "tracking:  %s passed to %s for %s (the replayed command can read them)"
-            % (", ".join(prepared.credentials), safe(image), safe(strip_url_credentials(prepared.destination.tracking_uri)))
+            % (
+                ", ".join(prepared.credentials),
+                safe(image),
+                safe(strip_url_credentials(prepared.destination.tracking_uri)),
+            )
         )
     for name in replay_plan.passed_env:
         click.echo("env:       %s passed from your environment (--pass-env)" % safe(name))
