@@ -24,6 +24,7 @@ from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
 from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
 from tfrepro.redact import redact_text, strip_url_credentials
+from tfrepro.tracking import launch_record
 from tfrepro.tracking.backend import short_http
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,25 @@ class RunRecord:
     signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
     data: Tuple[DataSource, ...] = ()  # data fingerprints: tfrepro/data.json, else the tfrepro.data.* tags
     experiment_name: str = ""
+    # the launch (launch.json and the tags) parsed once, when the record is built: its values,
+    # or why they are malformed (raised by recorded_launch(), when a replay needs them: `show`
+    # and `diff` still show such a record)
+    _launch_values: Optional[launch_record.RecordedLaunch] = field(default=None, init=False, repr=False, compare=False)
+    _launch_problem: Optional[str] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            values = launch_record.parse(self.run_id, self.launch, self.tags)
+        except RecordError as exc:
+            object.__setattr__(self, "_launch_problem", str(exc))
+        else:
+            object.__setattr__(self, "_launch_values", values)
+
+    def recorded_launch(self) -> launch_record.RecordedLaunch:
+        """The launch's values (tracking/launch_record.py); RecordError when malformed."""
+        if self._launch_values is None:
+            raise RecordError(self._launch_problem or "run %s: no launch recorded" % self.run_id)
+        return self._launch_values
 
     def launch_settings(self) -> Optional[Dict[str, Any]]:
         """launch.json, else what the tfrepro.launch.* tags say (for show and diff)."""
