@@ -369,14 +369,16 @@ def replay(
     if status:
         failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
+    original_histories = run_record.read_histories(client, record.run_id)
     verdict = verify.compare(
-        run_record.read_histories(client, record.run_id),
+        original_histories,
         replayed.histories,
         record.tags.get(schema.MODEL_HASH),
         replayed.tags.get(schema.MODEL_HASH),
         tolerance,
     )
-    verdict = explained(prepared, replayed, verdict)
+    metrics = verify.compare_metrics(original_histories, replayed.histories or {}, tolerance)
+    verdict = explained(prepared, replayed, dataclasses.replace(verdict, metrics=metrics))
     verdict_tags.set_verdict(client, new_run, verdict)
     verdict_tags.mark_original(client, record.run_id, new_run, verdict.verdict)
     return new_run, verdict
