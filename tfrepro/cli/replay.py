@@ -318,7 +318,7 @@ def show_plan(prepared, echo=click.echo) -> None:
             )
         )
     echo("drift (! blocks, * differs):\n" + drift.render(prepared.drift_items))
-    mounted = [s for s in record.data if s.label == "mount"]
+    mounted = [source for source in record.data if source.label == "mount"]
     if mounted:
         rows = [row for row in prepared.data.drift if row.label == "mount"]
         echo("data (! blocks):\n" + safe_lines(data.render(mounted, rows)))

@@ -127,7 +127,7 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         extra_env={"TFREPRO_NO_PATCH": "1"} if withhold else {},  # the callback inside withholds it too
     )
     image_env = engine.image_env(resolved.run_ref) if blueprint.hooked else {}
-    prepared = Setup(
+    launch_setup = Setup(
         blueprint=blueprint,
         git=git,
         repo_root=repo_root,
@@ -139,21 +139,21 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         resolved=resolved,
     )
     engine.check(pipeline.runtime_spec(blueprint, image_env=image_env), source)  # refused before anything is created
-    return prepared
+    return launch_setup
 
 
 def preview(request: Request, engine) -> str:
     """--dry-run: exactly what would be submitted, run id and hook directory as placeholders;
     nothing is created."""
-    prepared = setup(request, engine, dry_run=True)
-    launch_spec = pipeline.runtime_spec(prepared.blueprint, image_env=prepared.image_env)
-    return engine.preview(launch_spec, list(prepared.hidden) + ["MLFLOW_RUN_ID"], prepared.source).rstrip("\n")
+    launch_setup = setup(request, engine, dry_run=True)
+    launch_spec = pipeline.runtime_spec(launch_setup.blueprint, image_env=launch_setup.image_env)
+    return engine.preview(launch_spec, list(launch_setup.hidden) + ["MLFLOW_RUN_ID"], launch_setup.source).rstrip("\n")
 
 
 def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> int:
     """Run it, recorded; return the container's exit status. `write` takes the job's output."""
-    prepared = setup(request, engine)
-    blueprint, git = prepared.blueprint, prepared.git
+    launch_setup = setup(request, engine)
+    blueprint, git = launch_setup.blueprint, launch_setup.git
     destination = blueprint.destination
     sources = mounted_data.fingerprint_mounts(request.mounts, request.hash_data)
     beside = untracked.Capture()
@@ -167,13 +167,13 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
     if beside.found:
         log.info("%s", beside.note())  # file names from disk: escaped like a record's strings
     sources += beside.sources
-    resolved = prepared.resolved
+    resolved = launch_setup.resolved
     run_tags = tags.image_tags(resolved.ref, resolved.digest, resolved.image_id)
     run_tags.update(tags.git_tags(git) if git else {})
     run_tags[schema.COMMAND] = json.dumps(redact_argv(request.command))  # secret flag values never reach the server
     run_tags[schema.WORKDIR] = blueprint.spec.subdir
     run_tags.update(hooks.hook_tags(request.autolog, request.seed))
-    if prepared.withhold and git and git.dirty:
+    if launch_setup.withhold and git and git.dirty:
         run_tags[schema.GIT_PATCH_WITHHELD] = "true"
     run_tags.update(to_tags(sources))
     if beside.found:
@@ -182,10 +182,10 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
         run_name=request.run_name,
         tags=run_tags,
         data=sources,
-        repo_root=prepared.repo_root,
+        repo_root=launch_setup.repo_root,
         env_record=request.env_record,
-        patch=prepared.patch,
-        hidden=prepared.hidden,
+        patch=launch_setup.patch,
+        hidden=launch_setup.hidden,
         label="run",
     )
     run_id, status = pipeline.launch_recorded(
@@ -193,8 +193,8 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
         blueprint,
         recording,
         write,
-        prepared.source,
-        image_env=prepared.image_env,
+        launch_setup.source,
+        image_env=launch_setup.image_env,
         after=lambda run_id: _mark_written(destination.client, run_id, sources, beside, git.root if git else None),
     )
     log.info("run %s exited with status %d", run_id, status)

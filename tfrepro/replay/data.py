@@ -19,22 +19,26 @@ SHOWN = 10  # drift rows printed; the rest are counted
 
 
 def rescan(recorded: Sequence[DataSource]) -> List[DataSource]:
-    return [scan(s.path, s.label, s.target, hash_data=s.mode == CONTENT) for s in recorded if s.label == "mount"]
+    return [
+        scan(source.path, source.label, source.target, hash_data=source.mode == CONTENT)
+        for source in recorded
+        if source.label == "mount"
+    ]
 
 
 def check(recorded: Sequence[DataSource]) -> Tuple[List[DataSource], List[DataDrift]]:
     """(this host's fingerprints, drift rows) for the recorded mounts."""
-    mounts = [s for s in recorded if s.label == "mount"]
+    mounts = [source for source in recorded if source.label == "mount"]
     current = rescan(mounts)
     return current, compare_all(mounts, current)
 
 
 def render(recorded: Sequence[DataSource], rows: Sequence[DataDrift]) -> str:
     """The plan's data section: each recorded source, then what changed (! blocks)."""
-    lines = ["    recorded  " + s.summary() for s in recorded if s.label == "mount"]
+    lines = ["    recorded  " + source.summary() for source in recorded if source.label == "mount"]
     if not rows:
         lines.append("    matches the record on this host")
-    lines += ["  ! %s" % r.line() for r in rows[:SHOWN]]
+    lines += ["  ! %s" % row.line() for row in rows[:SHOWN]]
     if len(rows) > SHOWN:
         lines.append("  ! ... %d more changed path(s)" % (len(rows) - SHOWN))
     return "\n".join(lines)

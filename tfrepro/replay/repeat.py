@@ -58,9 +58,9 @@ def repeat(
         replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = verify.judge_repeats(
             run_record.read_histories(client, record.run_id),
-            [r.histories for r in replayed],
+            [run.histories for run in replayed],
             record.tags.get(schema.MODEL_HASH),
-            [r.tags.get(schema.MODEL_HASH) for r in replayed],
+            [run.tags.get(schema.MODEL_HASH) for run in replayed],
             tolerance,
         )
         verdict = replay_run.explained(prepared, replayed[0], verdict)
@@ -79,17 +79,17 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
 
     now = int(time.time() * 1000)
     metrics = []
-    for s in verdict.spreads:
+    for spread in verdict.spreads:
         for key, value in (
-            ("original", s.original),
-            ("mean", s.mean),
-            ("sd", s.sd),
-            ("low", s.low),
-            ("high", s.high),
-            ("z", s.z),
+            ("original", spread.original),
+            ("mean", spread.mean),
+            ("sd", spread.sd),
+            ("low", spread.low),
+            ("high", spread.high),
+            ("z", spread.z),
         ):
             if math.isfinite(value):
-                metrics.append(Metric("noise/%s/%s" % (s.metric, key), float(value), now, 0))
+                metrics.append(Metric("noise/%s/%s" % (spread.metric, key), float(value), now, 0))
     try:
         for i in range(0, len(metrics), 200):
             client.log_batch(run_id, metrics=metrics[i : i + 200])
@@ -106,10 +106,18 @@ def render(verdict: verify.RepeatVerdict) -> str:
         "  %-16s %12s %12s %10s  %-27s %8s"
         % ("metric", "original", "mean", "sd", "%g%% interval" % (verify.CONFIDENCE * 100), "z"),
     ]
-    for s in verdict.spreads:
-        interval = "[%.6g, %.6g]" % (s.low, s.high)
+    for spread in verdict.spreads:
+        interval = "[%.6g, %.6g]" % (spread.low, spread.high)
         lines.append(
             "  %-16s %12.6g %12.6g %10.3g  %-27s %+8.2f%s"
-            % (s.metric, s.original, s.mean, s.sd, interval, s.z, "" if s.within else "  outside")
+            % (
+                spread.metric,
+                spread.original,
+                spread.mean,
+                spread.sd,
+                interval,
+                spread.z,
+                "" if spread.within else "  outside",
+            )
         )
     return "\n".join(lines)

@@ -165,10 +165,12 @@ def prepare(
     # a cluster's job runs on a node it picks: this host's GPUs and driver do not decide
     on_cluster = engine.name in engines.CLUSTERS
     refusals = () if on_cluster else _host_refusals(replay_plan, drift_items, host_gpu, allow_drift)
-    local = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
-    data_state = _data(record, replay_plan, mounts, local, untracked, allow_drift, rules)
+    local_clone = checkout.find_local(replay_plan.commit, [os.getcwd()] + list(replay_plan.repo_roots))
+    data_state = _data(record, replay_plan, mounts, local_clone, untracked, allow_drift, rules)
     refusals += _data_refusals(data_state, mounts, trust, options, allow_drift)
-    source = "local repository %s" % local if local else "remote %s" % (replay_plan.remote or "(none recorded)")
+    source = (
+        "local repository %s" % local_clone if local_clone else "remote %s" % (replay_plan.remote or "(none recorded)")
+    )
     prepared = Prepared(
         record=record,
         replay_plan=replay_plan,
@@ -256,7 +258,9 @@ def _destination(uri: str, client, experiment: Optional[str], record, rules) -> 
     )
 
 
-def _data(record, replay_plan, mounts: MountGrants, local, untracked: bool, allow_drift: bool, rules) -> DataState:
+def _data(
+    record, replay_plan, mounts: MountGrants, local_clone, untracked: bool, allow_drift: bool, rules
+) -> DataState:
     """Data: the recorded mounts scanned again, and the data beside the code found in the clone."""
     # only what the record offers as a mount, and is not refused, is read on this host: a
     # record may not make replay list (and upload) what is under an arbitrary path here
@@ -271,7 +275,7 @@ def _data(record, replay_plan, mounts: MountGrants, local, untracked: bool, allo
     )
     beside = overlay.check(
         record.data,
-        local if untracked else None,
+        local_clone if untracked else None,
         untracked,
         allow_drift,
         replay_plan.spec.workdir,

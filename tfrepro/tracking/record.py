@@ -198,8 +198,10 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
             keys = mlflow_client.get_run(run_id).data.metrics
         out = {}
         for key in keys:
-            points = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-            out[key] = [(int(m.step), float(m.value)) for m in points]
+            points = sorted(
+                mlflow_client.get_metric_history(run_id, key), key=lambda point: (point.step, point.timestamp)
+            )
+            out[key] = [(int(point.step), float(point.value)) for point in points]
         return out
     except Exception as exc:
         raise tracking_error(exc, "metrics of run %s" % run_id) from None
@@ -210,7 +212,7 @@ def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
     wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE, schema.DATA_JSON)
     try:
-        present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
+        present = {artifact.path for artifact in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}
         with tempfile.TemporaryDirectory(prefix="tfrepro-record-") as tmp:
             for path in wanted:
