@@ -22,7 +22,7 @@ from tfrepro.termsafe import safe
 
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run")
 HOME_SECRETS = (".ssh", ".docker", ".aws", ".kube", ".config/gcloud", ".gnupg")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+DOCKER_SOCKETS = spec.DOCKER_SOCKETS
 
 
 @dataclass(frozen=True)

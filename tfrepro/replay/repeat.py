@@ -54,7 +54,7 @@ def repeat(
             new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name), write)
             replay_ids.append(new_run)
             if status:
-                replay_run.failed(prepared, new_run, status, tagged=summary)
+                replay_run.raise_job_failed(prepared, new_run, status, tagged=summary)
         replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = verify.judge_repeats(
             run_record.read_histories(client, record.run_id),

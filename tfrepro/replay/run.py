@@ -2,18 +2,23 @@
 what would run; replay() runs it and returns the verdict (replay/repeat.py: N of them).
 
 What the record may not decide (SECURITY.md) is settled here: its mounts are offers
-(`offers`, mounted once approved), its image's registry is checked (`image_concerns`), its
-signature verified; the replaying user's own grants come in as grants.Options.
+(`MountGrants.offers`, mounted once approved), its image's registry is checked
+(`Trust.image_concerns`), its signature verified; the replaying user's own grants come in as
+grants.Options.
 
-Order: read and validate the record, pick the engine (`--on`, else the recorded one), work
-out drift (GPU, mounted data, and the data beside
-the code: untracked and ignored inputs found in the replayer's clone, replay/overlay.py) and
-what would be submitted (the command shows them; --dry-run stops there), materialise
-commit + patch in a standalone temporary checkout (so git inside the container records them
-itself) with the data beside the code mounted read-only over it, pull
-by digest where the engine pulls here (a Kubernetes pod clones the commit itself), run with a new MLflow run tagged tfrepro.replay_of, then compare metrics and model
-hash, explain a verdict short of identical (inspect/explain.py), and tag the verdict on the
-replay and on the original (tfrepro.replayed_by, tfrepro.replay.last_verdict).
+prepare() runs named steps, each returning a value built by keyword: trust (`_verified`: the
+signature), the plan (replay/plan.py, from the typed record), the engine (`_engine`: `--on`,
+else the recorded one), the mounts (`_mounts`), where the run is recorded (`_destination`),
+the data (`_data`: the recorded mounts scanned again, the data beside the code found in the
+replayer's clone, replay/overlay.py) and the drift (`_host_refusals`, `_data_refusals`).
+The command shows the plan; --dry-run stops there. run_one() materialises commit + patch in a
+standalone temporary checkout (so git inside the container records them itself) with the
+data beside the code mounted read-only over it, pulls by digest where the engine pulls here
+(a Kubernetes pod clones the commit itself), and runs it through the recorded-launch pipeline
+shared with `tfrepro run` (launch/pipeline.py) as a new MLflow run tagged tfrepro.replay_of.
+replay() then compares metrics and model hash, explains a verdict short of identical
+(inspect/explain.py), and tags the verdict on the replay and on the original
+(replay/verdict_tags.py: tfrepro.replayed_by, tfrepro.replay.last_verdict).
 """
 
 from __future__ import annotations
@@ -371,7 +376,7 @@ def replay(
     record, client = prepared.record, prepared.client
     new_run, status = run_one(prepared, keep_checkout, write=write)
     if status:
-        failed(prepared, new_run, status)
+        raise_job_failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
     original_histories = run_record.read_histories(client, record.run_id)
     verdict = verify.compare(
@@ -388,7 +393,7 @@ def replay(
     return new_run, verdict
 
 
-def failed(prepared: Prepared, run_id: str, status: int, tagged: Optional[str] = None) -> None:
+def raise_job_failed(prepared: Prepared, run_id: str, status: int, tagged: Optional[str] = None) -> None:
     """A replay container exited non-zero: tag it (and the original), raise JobFailed."""
     verdict = verify.Verdict(verify.FAILED, "container exited with status %d" % status)
     verdict_tags.set_verdict(prepared.client, tagged or run_id, verdict)
