@@ -66,14 +66,7 @@ log = logging.getLogger(__name__)
     help="Pass this variable's value from your environment (repeatable); nothing else of yours is passed.",
 )
 @click.option("-e", "--env", "env_items", multiple=True, metavar="NAME=VALUE", help="Set a variable in the container.")
-@click.option(
-    "-v",
-    "--volume",
-    "volumes",
-    multiple=True,
-    metavar="SRC:DST[:ro]",
-    help="Mount this (a recorded mount given again is mounted without asking).",
-)
+@engine_options.volume_option("Mount this (a recorded mount given again is mounted without asking).")
 @click.option("--allow-recorded-mounts", is_flag=True, help="Mount the run's recorded mounts without asking.")
 @click.option(
     "--allow-untrusted-image",

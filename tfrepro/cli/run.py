@@ -27,14 +27,7 @@ log = logging.getLogger(__name__)
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
 @click.option("--image", required=True, help="Image reference; it is run by its registry digest.")
 @click.option("--gpus", default="none", show_default=True, help="all, a count, or none.")
-@click.option(
-    "-v",
-    "--volume",
-    "volumes",
-    multiple=True,
-    metavar="SRC:DST[:ro]",
-    help="Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).",
-)
+@engine_options.volume_option("Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).")
 @click.option("--shm-size", help="e.g. 1g (NGC images want more than docker's 64m).")
 @click.option("--memory", help="Memory limit, e.g. 32g.")
 @click.option(
