@@ -22,6 +22,7 @@ from tfrepro.errors import JobFailed, Refused, TfreproError, UsageError
 from tfrepro.inspect import explain
 from tfrepro.redact import strip_url_credentials
 from tfrepro.replay import data, drift, grants, plan, verify
+from tfrepro.replay import prepare as replay_prepare
 from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
 from tfrepro.termsafe import safe, safe_lines
@@ -138,7 +139,7 @@ def command(
     try:
         if tolerance < 0:
             raise UsageError("--tolerance must be >= 0")
-        prepared = replay_run.prepare(
+        prepared = replay_prepare.prepare(
             run_id,
             gpus,
             tracking_uri,

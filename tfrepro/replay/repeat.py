@@ -22,6 +22,7 @@ from tfrepro import schema
 from tfrepro.launch.pipeline import Write
 from tfrepro.replay import run as replay_run
 from tfrepro.replay import verdict_tags, verify
+from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
 
@@ -31,7 +32,7 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests the replays under the s
 
 
 def repeat(
-    prepared: replay_run.Prepared,
+    prepared: Prepared,
     n: int,
     tolerance: float = verify.DEFAULT_TOLERANCE,
     keep_checkout: bool = False,
