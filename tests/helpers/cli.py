@@ -1,8 +1,11 @@
 """What `tfrepro`'s CLI printed, as tests check it."""
 
+from tfrepro.cli import status
 
-def one_error(capsys, code, expected_code=2):
-    """Exactly one error line; anything else on stderr is tfrepro's own progress or warnings."""
+
+def one_error(capsys, code, expected_code=status.REFUSED):
+    """Exactly one error line, and the exit code of its kind (tfrepro/cli/status.py); anything
+    else on stderr is tfrepro's own progress or warnings."""
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     errors = [line for line in lines if line.startswith("tfrepro: error: ")]

@@ -26,7 +26,7 @@ import os, sys, time
 import mlflow
 from mlflow.tracking import MlflowClient
 from tfrepro.tracking.session import TrackingSession
-from tfrepro.launch import launcher as launch
+from tfrepro.tracking import runs
 from tfrepro.tracking.sync import sync_all
 
 role, uri, experiment, go, ready = sys.argv[1:6]
@@ -49,7 +49,7 @@ if role == "session":
     print(s.run_id)
 elif role == "launch":
     client = MlflowClient(uri)
-    print(launch.create_run(client, launch.experiment_id(client, experiment), role, {}))
+    print(runs.create_run(client, runs.experiment_id(client, experiment), role, {}))
 else:
     (result,) = sync_all(paths=[spool], tracking_uri=uri)
     assert result.failure is None and not result.errors, (result.failure, result.errors)

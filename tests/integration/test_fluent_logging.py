@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import MlflowServer
+from tests.helpers.mlflow_server import MlflowServer
 from tfrepro.cli import main
 from tfrepro.tracking import spool
 

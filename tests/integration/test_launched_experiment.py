@@ -49,9 +49,10 @@ def test_other_experiment_name_is_reported_not_silently_dropped(tracking_uri, mo
     assert run.data.tags[REQUESTED_TAG] == requested
     assert client.get_experiment_by_name(requested) is None  # nothing went elsewhere
 
-    capsys.readouterr()
-    where_the_run_went(client, run_id, experiment_id)
-    err = capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfrepro"):  # the launcher logs it; the CLI shows it on stderr
+        where_the_run_went(client, run_id, experiment_id)
+    err = caplog.text
     assert "run %s is in experiment %r (id %s)" % (run_id, launcher, experiment_id) in err
     assert "the script asked for experiment %r" % requested in err and "--experiment %s" % requested in err
 

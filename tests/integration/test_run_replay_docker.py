@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.cli import one_error
 from tests.helpers.git_repos import git
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 pytestmark = pytest.mark.docker
 
@@ -23,7 +23,7 @@ def run_argv(image, experiment, uri, *cmd):
     return ["run", "--image", image, "--experiment", experiment, "--tracking-uri", uri, "--"] + list(cmd)
 
 
-def test_exit_status_is_passed_through_and_the_run_failed(
+def test_a_failing_container_is_job_failed_and_the_run_failed(
     test_image, mlflow_server, client, git_repo, monkeypatch, capsys, docker_cleanup
 ):
     monkeypatch.chdir(git_repo)
@@ -39,7 +39,7 @@ def test_exit_status_is_passed_through_and_the_run_failed(
         )
     )
     captured = capsys.readouterr()
-    assert code == 3
+    assert code == status.JOB_FAILED
     assert "in /workspace" in captured.out
     assert "tfrepro: error: container exited with status 3" in captured.err
     run = only_run(client, experiment)
@@ -94,7 +94,9 @@ def test_run_with_an_image_no_registry_has(registry, mlflow_server, client, git_
     monkeypatch.chdir(git_repo)
     experiment = "missing-" + uuid.uuid4().hex[:8]
     line = one_error(
-        capsys, main(run_argv("%s/tfrepro-no-such-image:1" % registry, experiment, mlflow_server.uri, "true"))
+        capsys,
+        main(run_argv("%s/tfrepro-no-such-image:1" % registry, experiment, mlflow_server.uri, "true")),
+        status.ENGINE,
     )
     assert "neither local nor in its registry" in line
     assert client.get_experiment_by_name(experiment) is None  # nothing recorded, nothing run
@@ -114,7 +116,9 @@ def test_replay_of_an_image_missing_from_the_registry(
         },
     )
     client.set_terminated(run.info.run_id)
-    line = one_error(capsys, main(["replay", run.info.run_id, "--yes", "--tracking-uri", mlflow_server.uri]))
+    line = one_error(
+        capsys, main(["replay", run.info.run_id, "--yes", "--tracking-uri", mlflow_server.uri]), status.ENGINE
+    )
     assert "cannot pull %s" % missing_ref in line
     # the refused replay left no run behind
     replays = client.search_runs(["0"], "tags.`tfrepro.replay_of` = '%s'" % run.info.run_id)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import host
 from tests.helpers.cli import one_error
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 # `tfrepro replay` without --tracking-uri finds the shared server through MLFLOW_TRACKING_URI
 pytestmark = pytest.mark.usefixtures("tracking_uri")
@@ -96,7 +96,7 @@ def test_dirty_run_without_its_patch(make_run, capsys):
 def test_replay_without_a_docker_daemon(make_run, capsys, monkeypatch):
     run_id = make_run()
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
-    line = one_error(capsys, main(["replay", run_id, "--yes"]))
+    line = one_error(capsys, main(["replay", run_id, "--yes"]), status.ENGINE)
     assert "cannot reach the Docker daemon" in line
 
 
@@ -118,6 +118,7 @@ def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, mo
                 "train.py",
             ]
         ),
+        status.ENGINE,
     )
     assert "cannot reach the Docker daemon" in line
     assert client.get_experiment_by_name(experiment) is None
@@ -137,9 +138,9 @@ def test_run_without_a_docker_daemon_creates_no_run(client, git_repo, capsys, mo
 def test_run_bad_options(git_repo, capsys, monkeypatch, args, message):
     monkeypatch.chdir(git_repo)
     argv = ["run", "--image", "127.0.0.1:5555/tfrepro-test:latest"] + args + ["--", "python", "train.py"]
-    assert message in one_error(capsys, main(argv))
+    assert message in one_error(capsys, main(argv), status.USAGE)
 
 
 def test_run_bad_image_reference(capsys):
-    line = one_error(capsys, main(["run", "--image", "--privileged", "--", "true"]))
+    line = one_error(capsys, main(["run", "--image", "--privileged", "--", "true"]), status.USAGE)
     assert "image reference" in line

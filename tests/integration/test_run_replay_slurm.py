@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers.cluster_fixtures import last_job_id
 from tests.helpers.git_repos import example_repo
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -135,7 +135,7 @@ def test_a_failing_job_passes_its_exit_code_through(
         )
     )
     out, err = capsys.readouterr()
-    assert code == 3 and "failing" in out
+    assert code == status.JOB_FAILED and "failing" in out
     assert "tfrepro: error: container exited with status 3" in err
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FAILED"
@@ -197,7 +197,7 @@ def test_no_controller_reachable_submits_nothing(
     start = time.monotonic()
     code = main(slurm_argv(test_image.latest, experiment, mlflow_server.uri, "python", "train.py"))
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and time.monotonic() - start < 60
+    assert code == status.ENGINE and time.monotonic() - start < 60
     assert err[-1].startswith("tfrepro: error: no Slurm controller reachable (scontrol ping: ")
     assert not [line for line in err if "Traceback" in line]
     assert client.get_experiment_by_name(experiment) is None  # no run, not even its experiment

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_B, log_run, make_env
 from tests.helpers.ports import free_port
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 
 @pytest.fixture(scope="module")
@@ -156,23 +156,23 @@ def test_diff_usage_errors(tracking_uri, capsys, argv, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_unknown_run_is_one_line_exit_2(tracking_uri, capsys):
+def test_unknown_run_is_one_line_refused(tracking_uri, capsys):
     for argv in (["show", "0" * 32], ["diff", "0" * 32, "1" * 32], ["show", "not-a-run"]):
         code, out, err = run_cli(capsys, *argv)
-        assert code == 2 and out == ""
+        assert code == status.REFUSED and out == ""
         assert err.startswith("tfrepro: error: no run") and len(err.strip().splitlines()) == 1, err
 
 
-def test_run_without_record_is_one_line_exit_2(tracking_uri, runs, capsys):
+def test_run_without_record_is_one_line_refused(tracking_uri, runs, capsys):
     code, _, err = run_cli(capsys, "show", runs["bare"])
-    assert code == 2 and "has no tfrepro record" in err and len(err.strip().splitlines()) == 1
+    assert code == status.REFUSED and "has no tfrepro record" in err and len(err.strip().splitlines()) == 1
 
 
-def test_unreachable_server_is_one_line_exit_2(runs, capsys, monkeypatch):
+def test_unreachable_server_is_one_line_tracking_error(runs, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:%d" % free_port())
     for argv in (["show", runs["a"]], ["diff", runs["a"], runs["b"]]):
         code, _, err = run_cli(capsys, *argv)
-        assert code == 2 and "cannot reach the tracking server" in err, err
+        assert code == status.TRACKING and "cannot reach the tracking server" in err, err
         assert len(err.strip().splitlines()) == 1
 
 
@@ -180,11 +180,11 @@ def test_missing_sqlite_store_is_not_created(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     code, _, err = run_cli(capsys, "show", "0" * 32, "--tracking-uri", "sqlite:///mlflow.db")
-    assert code == 2 and "no tracking database" in err
+    assert code == status.TRACKING and "no tracking database" in err
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_malformed_record_is_one_line_exit_2(mlflow_server, tracking_uri, capsys):
+def test_malformed_record_is_one_line_refused(mlflow_server, tracking_uri, capsys):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(mlflow_server.uri)
@@ -192,5 +192,5 @@ def test_malformed_record_is_one_line_exit_2(mlflow_server, tracking_uri, capsys
     client.log_text(run_id, json.dumps({"git": "oops"}), "tfrepro/environment.json")
     for argv in (["show", run_id], ["diff", run_id, run_id], ["replay", run_id, "--dry-run"]):
         code, out, err = run_cli(capsys, *argv)
-        assert code == 2 and "environment.json is malformed (git is a str, not an object)" in err, err
+        assert code == status.REFUSED and "environment.json is malformed (git is a str, not an object)" in err, err
         assert len(err.strip().splitlines()) == 1 and out == ""

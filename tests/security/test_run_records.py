@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.cli import one_error
 from tests.helpers.records import FAKE, HOLD, everything_on_server
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -116,6 +116,7 @@ def test_run_refuses_dangerous_volumes(test_image, mlflow_server, attacker, git_
                 "true",
             ]
         ),
+        status.USAGE,
     )
     assert "refusing -v" in line
     assert attacker.get_experiment_by_name(experiment) is None  # nothing recorded, nothing run

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers.cli import one_error
 from tests.helpers.ports import free_port
 from tfrepro import signing
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 
 DIGEST_REF = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
 ESC = "\x1b"
@@ -93,7 +93,7 @@ def test_replay_against_a_dead_server_fails_as_fast_as_show(capsys):
     uri = "http://127.0.0.1:%d" % free_port()
     for command in ("show", "replay"):
         start = time.monotonic()
-        line = one_error(capsys, main([command, "0" * 32, "--tracking-uri", uri]))
+        line = one_error(capsys, main([command, "0" * 32, "--tracking-uri", uri]), status.TRACKING)
         assert time.monotonic() - start < 30, command
         assert "cannot reach the tracking server" in line
 

@@ -1,11 +1,11 @@
-"""Host paths a container may never get, after resolving symlinks, // and .. (replay/hostpaths.py)."""
+"""Host paths a container may never get, after resolving symlinks, // and .. (launch/hostpaths.py)."""
 
 import os
 import socket
 
 import pytest
 
-from tfrepro.replay import hostpaths as H
+from tfrepro.launch import hostpaths as H
 
 
 @pytest.fixture

@@ -111,3 +111,55 @@ def test_short_http_keeps_the_users_settings_when_asked(monkeypatch):
     with short_http(timeout=1):
         assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"  # the callback's bound wins
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"
+
+
+def test_the_launch_is_parsed_once_into_typed_values():
+    tags = {
+        "tfrepro.command": json.dumps(["python", "train.py"]),
+        "tfrepro.workdir": "/workspace/examples",  # an absolute cwd, as an image without git records it
+        "tfrepro.seed": "7",
+        "tfrepro.launch.gpus": "2",
+    }
+    launch = {
+        "workdir": "/workspace",
+        "shm_size": "1GB",
+        "mounts": [
+            {"source": "/repo", "target": "/workspace", "read_only": False, "kind": "repo"},
+            {"source": "/data", "target": "/data", "read_only": True, "kind": "user"},
+        ],
+        "env": {"BATCH": "32", "HF_TOKEN": None},
+        "env_names": ["BATCH", "HF_TOKEN", "MLFLOW_RUN_ID"],
+        "repo_root": "/home/me/repo",
+        "autolog": True,
+        "seed": 3,
+    }
+    launched = record.RunRecord("r", Environment(), tags=tags, launch=launch).recorded_launch()
+    assert launched.command == ("python", "train.py") and launched.subdir == "examples"
+    assert launched.gpus == "2" and launched.shm_size == "1g" and launched.memory is None
+    assert [m.bind() for m in launched.mounts] == ["/data:/data:ro"]  # the repository mount is set up afresh
+    assert launched.env == {"BATCH": "32", "HF_TOKEN": None} and "MLFLOW_RUN_ID" in launched.env_names
+    assert (launched.seed, launched.autolog, launched.hook_seed) == ("7", True, 3)
+    assert launched.repo_root == "/home/me/repo"
+
+
+@pytest.mark.parametrize(
+    "tags,launch,message",
+    [
+        ({}, {}, "has no command"),
+        ({"tfrepro.command": "python train.py"}, {}, "not a JSON list of strings"),
+        ({"tfrepro.workdir": "../.."}, {}, "stay inside"),
+        ({}, {"gpus": "lots"}, "--gpus"),
+        ({}, {"memory": "a lot"}, "memory"),
+        ({}, {"mounts": [{"source": "rel/x", "target": "/x", "kind": "user"}]}, "absolute path or a volume"),
+        ({}, {"env": {"BAD NAME": "1"}}, "bad environment entry"),
+        ({"tfrepro.seed": "seven"}, {}, "malformed seed"),
+    ],
+)
+def test_a_malformed_launch_is_kept_as_its_reason_until_replay_needs_it(tags, launch, message):
+    tags = dict({"tfrepro.command": json.dumps(["python", "train.py"])}, **tags)
+    if "tfrepro.command" in tags and message == "has no command":
+        del tags["tfrepro.command"]
+    built = record.RunRecord("r", Environment(), tags=tags, launch=launch)  # show and diff still read it
+    assert built.launch_settings() == launch
+    with pytest.raises(RecordError, match=message):
+        built.recorded_launch()

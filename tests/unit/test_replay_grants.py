@@ -3,6 +3,7 @@
 import pytest
 
 from tfrepro.errors import UsageError
+from tfrepro.launch import env_options
 from tfrepro.replay import grants as G
 
 ENVIRON = {"HF_TOKEN": "FAKE-hf", "DATABASE_URL": "postgres://dbuser:DBPASS999@db/x", "HOME": "/root"}
@@ -13,7 +14,7 @@ def test_nothing_from_the_replayers_environment_unless_named():
     grant = G.replay_env(recorded, {}, ())
     assert grant.env == {"EPOCHS": "3"}
     assert grant.needs_pass_env == ("API_KEY", "DATABASE_URL", "HF_TOKEN")
-    given, passed = G.parse_env_options(["MODE=fast"], ["HF_TOKEN"], ENVIRON)
+    given, passed = env_options.parse_env_options(["MODE=fast"], ["HF_TOKEN"], ENVIRON)
     grant = G.replay_env(recorded, given, passed)
     assert grant.env == {"EPOCHS": "3", "HF_TOKEN": "FAKE-hf", "MODE": "fast"}
     assert grant.passed == ("HF_TOKEN",) and grant.needs_pass_env == ("API_KEY", "DATABASE_URL")
@@ -33,10 +34,13 @@ def test_the_record_may_not_steer_credentials():
 
 
 def test_env_options():
-    assert G.parse_env_options(["A=1", "HF_TOKEN"], [], ENVIRON) == ({"A": "1", "HF_TOKEN": "FAKE-hf"}, ("HF_TOKEN",))
+    assert env_options.parse_env_options(["A=1", "HF_TOKEN"], [], ENVIRON) == (
+        {"A": "1", "HF_TOKEN": "FAKE-hf"},
+        ("HF_TOKEN",),
+    )
     for items, pass_env in ((["1A=x"], []), ([], ["NOT_SET_ANYWHERE"]), ([], ["A=1"])):
         with pytest.raises(UsageError):
-            G.parse_env_options(items, pass_env, ENVIRON)
+            env_options.parse_env_options(items, pass_env, ENVIRON)
 
 
 def offer(src, dst="/data", refusal=None, ro=True):

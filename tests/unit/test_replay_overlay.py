@@ -171,7 +171,7 @@ def test_mount_points_are_made_in_the_checkout_without_following_links(clone, tm
 
 
 def test_host_path_rules_apply_to_the_clone(clone):
-    """A clone under a path no container may get (replay/hostpaths.py) is never mounted."""
+    """A clone under a path no container may get (launch/hostpaths.py) is never mounted."""
     overlay = O.check(
         [record(clone, "notes.txt")], str(clone), allow_drift=True, refuse=lambda path: "%s is under ~/.ssh" % path
     )

@@ -8,6 +8,7 @@ import pytest
 from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataSource
+from tfrepro.launch import pipeline
 from tfrepro.launch import spec as S
 from tfrepro.replay import plan as P
 from tfrepro.tracking.record import RunRecord
@@ -67,11 +68,18 @@ def test_plan_from_a_full_record():
     assert plan.repo_roots == ("/home/me/repo",)
 
 
-def test_finalize_mounts_the_checkout_and_adds_tfrepro_env():
+def test_the_runtime_spec_mounts_the_checkout_and_adds_tfrepro_env():
     plan = P.plan(record(), {})
-    spec = P.finalize(plan, "/tmp/wt", {"MLFLOW_RUN_ID": "new"}, [S.Mount("/t", "/t", False, "tracking")])
+    destination = pipeline.Destination(
+        None, "sqlite:////t/m.db", "0", "sqlite:////t/m.db", (S.Mount("/t", "/t", False, "tracking"),)
+    )
+    blueprint = pipeline.Blueprint(plan.spec, plan.image_ref, plan.image_digest, plan.image_id, destination)
+    spec = pipeline.runtime_spec(blueprint, "new", checkout="/tmp/wt")
     assert [m.bind() for m in spec.mounts] == ["/tmp/wt:/workspace:rw", "/t:/t:rw"]
-    assert spec.env["MLFLOW_RUN_ID"] == "new"
+    assert spec.env["MLFLOW_RUN_ID"] == "new" and spec.env["BATCH"] == "32"
+    assert spec.labels == {"tfrepro.run_id": "new"}
+    preview = pipeline.runtime_spec(blueprint)
+    assert preview.mounts[0].source == P.CHECKOUT and preview.env["MLFLOW_RUN_ID"] == pipeline.NEW_RUN
 
 
 def test_missing_secret_value_is_a_warning():
@@ -165,7 +173,7 @@ def test_bad_launch_records_are_refused(launch, message):
 
 def test_a_recorded_docker_socket_is_only_offered():
     launch = dict(LAUNCH, mounts=[{"source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}])
-    plan = P.plan(record(launch=launch), {})  # replay/hostpaths.py refuses it without --mount-docker-socket
+    plan = P.plan(record(launch=launch), {})  # launch/hostpaths.py refuses it without --mount-docker-socket
     assert plan.recorded_mounts[-1].kind == "docker-socket" and len(plan.spec.mounts) == 1
 
 

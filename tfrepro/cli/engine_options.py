@@ -1,4 +1,4 @@
-"""`--on` and each engine's options, shared by `tfrepro run` and `tfrepro replay`."""
+"""`--on` and each engine's options, and the mount option, shared by `tfrepro run` and `tfrepro replay`."""
 
 from __future__ import annotations
 
@@ -74,3 +74,8 @@ def pop(kwargs: Dict[str, object]):
     """(--on value or None, the engine options given) out of a command's keyword arguments."""
     given = {name: kwargs.pop(name) for name in NAMES}
     return given.pop("engine"), given
+
+
+def volume_option(help_text: str):
+    """-v/--volume SRC:DST[:ro], repeatable, into `volumes`."""
+    return click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro]", help=help_text)

@@ -9,31 +9,25 @@ a ReproCallback, and --seed N seeds it first, with no change to CMD (tfrepro/lau
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
 
 from tfrepro import imageref
-from tfrepro.cli import engine_options as E
-from tfrepro.errors import ContainerFailed
-from tfrepro.launch import engines, settings
-from tfrepro.launch import launcher as L
+from tfrepro.cli import engine_options, output
+from tfrepro.errors import JobFailed
+from tfrepro.launch import engines, env_options, hostpaths, settings, spec
 from tfrepro.launch import run as launch_run
-from tfrepro.launch import spec as S
-from tfrepro.replay import grants, hostpaths
+from tfrepro.tracking import runs
+
+log = logging.getLogger(__name__)
 
 
 @click.command(name="run", context_settings={"allow_interspersed_args": False})
 @click.option("--image", required=True, help="Image reference; it is run by its registry digest.")
 @click.option("--gpus", default="none", show_default=True, help="all, a count, or none.")
-@click.option(
-    "-v",
-    "--volume",
-    "volumes",
-    multiple=True,
-    metavar="SRC:DST[:ro]",
-    help="Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).",
-)
+@engine_options.volume_option("Extra mount (on kubernetes, pvc:CLAIM:/path mounts a PersistentVolumeClaim).")
 @click.option("--shm-size", help="e.g. 1g (NGC images want more than docker's 64m).")
 @click.option("--memory", help="Memory limit, e.g. 32g.")
 @click.option(
@@ -44,7 +38,7 @@ from tfrepro.replay import grants, hostpaths
     metavar="K=V",
     help="Environment variable (secret values are never recorded).",
 )
-@click.option("--workdir", default=S.DEFAULT_WORKDIR, show_default=True, help="Where the repository is mounted.")
+@click.option("--workdir", default=spec.DEFAULT_WORKDIR, show_default=True, help="Where the repository is mounted.")
 @click.option("--experiment", help="MLflow experiment name (created if missing).")
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
@@ -62,7 +56,7 @@ from tfrepro.replay import grants, hostpaths
     help="Do not fingerprint the untracked and ignored files in the repository (a replay then cannot restore them).",
 )
 @click.option("--dry-run", is_flag=True, help="Print exactly what would be submitted; create and run nothing.")
-@E.engine_options
+@engine_options.engine_options
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
     image,
@@ -85,39 +79,42 @@ def command(
     **engine_given,
 ):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
-    name, given = E.pop(engine_given)
+    name, given = engine_options.pop(engine_given)
     name = name or "docker"
     engine = engines.get(name, settings.options_from(name, given))
     imageref.check_image_ref(image)
     rules = hostpaths.policy()
-    mounts = [hostpaths.checked_mount(v, rules, mount_docker_socket, name == "kubernetes") for v in volumes]
-    if mount_docker_socket and not any(m.kind == "docker-socket" for m in mounts):
-        mounts.append(S.Mount(S.DOCKER_SOCKETS[0], S.DOCKER_SOCKETS[0], False, "docker-socket"))
-    user_env, from_environ = grants.parse_env_options(env_items, (), os.environ)
-    env_record, dropped = S.recorded_env(user_env, from_environ)
+    mounts = [hostpaths.checked_mount(volume, rules, mount_docker_socket, name == "kubernetes") for volume in volumes]
+    if mount_docker_socket and not any(mount.kind == "docker-socket" for mount in mounts):
+        mounts.append(spec.Mount(spec.DOCKER_SOCKETS[0], spec.DOCKER_SOCKETS[0], False, "docker-socket"))
+    user_env, from_environ = env_options.parse_env_options(env_items, (), os.environ)
+    env_record, dropped = spec.recorded_env(user_env, from_environ)
     for env_name, why in dropped:
-        L.warn("-e %s: value not recorded (%s); a replay needs --pass-env %s" % (env_name, why, env_name))
+        log.warning("-e %s: value not recorded (%s); a replay needs --pass-env %s", env_name, why, env_name)
     request = launch_run.Request(
         image=image,
         command=tuple(cmd),
-        gpus=S.parse_gpus(gpus),
+        gpus=spec.parse_gpus(gpus),
         mounts=tuple(mounts),
-        shm_size=S.parse_size(shm_size, "--shm-size"),
-        memory=S.parse_size(memory, "--memory"),
+        shm_size=spec.parse_size(shm_size, "--shm-size"),
+        memory=spec.parse_size(memory, "--memory"),
         user_env=user_env,
-        workdir=S.check_container_path(workdir, "--workdir"),
+        workdir=spec.check_container_path(workdir, "--workdir"),
         experiment=experiment,
         run_name=run_name,
-        tracking_uri=L.tracking_uri(tracking_uri),
+        tracking_uri=runs.tracking_uri(tracking_uri),
         autolog=not no_autolog,
         seed=seed,
         hash_data=hash_data,
         untracked=not no_untracked,
         env_record=env_record,
         from_environ=tuple(from_environ),
-        dropped=tuple(name for name, _ in dropped),
+        dropped=tuple(env_name for env_name, _ in dropped),
         rules=rules,
     )
-    status = launch_run.launch(request, engine, dry_run)
-    if status:
-        raise ContainerFailed(status)
+    if dry_run:
+        output.echo(launch_run.preview(request, engine))
+        return
+    exit_status = launch_run.launch(request, engine, output.stdout_writer())
+    if exit_status:
+        raise JobFailed(exit_status)

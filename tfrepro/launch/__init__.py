@@ -1,8 +1,12 @@
 """Launching: the LaunchSpec (spec.py) and the engines that run one.
 
     spec.py          options and recorded tags -> LaunchSpec (pure, validated)
+    hostpaths.py     which host paths may be bind-mounted (refused whoever asks)
+    env_options.py   -e NAME[=VALUE] and --pass-env NAME
     hooks.py         zero-code capture mounted into the container (sitecustomize.py)
-    launcher.py      the MLflow run around a launch: create, record, close
+    tags.py          the git and image tags a launcher sets on its run
+    mounted_data.py  the mounted data, fingerprinted before the container starts
+    pipeline.py      the one recorded-launch pipeline (run and replay) and runtime-spec builder
     run.py           `tfrepro run` itself (options -> spec -> engine)
     settings.py      `--on` and the engines' options, and their recorded form
     engines.py       the Engine protocol and one small class per engine, chosen by `--on`

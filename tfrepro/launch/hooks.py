@@ -16,7 +16,8 @@ import tempfile
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 from tfrepro import schema
-from tfrepro.launch import spec as S
+from tfrepro.launch import spec
+from tfrepro.tracking import launch_record
 
 HOOK_DIR = "/opt/tfrepro-hook"  # where the generated directory is mounted in the container
 HOOK_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sitecustomize.py")
@@ -88,8 +89,8 @@ def hook_env(
     return env
 
 
-def hook_mounts(directory: Optional[str]) -> Tuple[S.Mount, ...]:
-    return (S.Mount(directory, HOOK_DIR, True, "hook"),) if directory else ()
+def hook_mounts(directory: Optional[str]) -> Tuple[spec.Mount, ...]:
+    return (spec.Mount(directory, HOOK_DIR, True, "hook"),) if directory else ()
 
 
 def hook_tags(autolog: bool, seed: Optional[int]) -> Dict[str, str]:
@@ -106,12 +107,6 @@ def hook_record(autolog: bool, seed: Optional[int]) -> Dict[str, object]:
 
 
 def from_record(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[bool, Optional[str]]:
-    """(autolog, the seed the launcher applied, unvalidated) of a recorded run. Runs from
-    before the hook have neither: their script set everything up itself."""
-    autolog = launch.get("autolog")
-    if not isinstance(autolog, bool):
-        autolog = tags.get(AUTOLOG_TAG) == "true"
-    seed = launch.get("seed")
-    if seed is None:
-        seed = tags.get(LAUNCH_SEED_TAG)
-    return autolog, None if seed is None else str(seed)
+    """(autolog, the seed the launcher applied, unvalidated) of a recorded run: what
+    tracking/launch_record.py parses a record's launch with."""
+    return launch_record.hook_settings(launch, tags)

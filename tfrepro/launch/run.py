@@ -4,33 +4,31 @@ Order: resolve REF to its digest, fingerprint the mounted data and the data besi
 create the MLflow run and record the launch (argv redacted, no secret env value, the patch
 unless withheld), submit the spec with MLFLOW_RUN_ID so the in-container callback resumes that
 run, stream its output, mark what the run wrote beside the code, sign the record, return its
-exit status. A dry run stops before the MLflow run: it prints what would be
-submitted, the run id and the hook's directory as placeholders.
+exit status (launch/pipeline.py holds the steps shared with replay). A dry run (preview) stops
+before the MLflow run: it returns what would be submitted, the run id and the hook's directory
+as placeholders.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-import click
-
-from tfrepro import schema, signing
+from tfrepro import schema
 from tfrepro.errors import TfreproError
 from tfrepro.fingerprint import untracked
-from tfrepro.launch import hooks, kubernetes
-from tfrepro.launch import launcher as L
-from tfrepro.launch import spec as S
+from tfrepro.fingerprint.data_record import to_tags
+from tfrepro.launch import hooks, hostpaths, kubernetes, mounted_data, pipeline, spec, tags
 from tfrepro.redact import patch_withheld, redact_argv
-from tfrepro.replay import data, hostpaths
-from tfrepro.termsafe import safe_lines
 from tfrepro.tracking import record as run_record
+from tfrepro.tracking import runs
 from tfrepro.tracking.launched import where_the_run_went
+from tfrepro.tracking.spool import spool_dir
 
-NEW_RUN = "<new run>"
-HOOK = "<hook>"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Request:
     image: str
     command: Tuple[str, ...]
     gpus: Optional[str]
-    mounts: Tuple[S.Mount, ...]  # host paths already checked (replay/hostpaths.py)
+    mounts: Tuple[spec.Mount, ...]  # host paths already checked (launch/hostpaths.py)
     shm_size: Optional[str]
     memory: Optional[str]
     user_env: Dict[str, str]
@@ -58,17 +56,34 @@ class Request:
     rules: Any = None  # hostpaths.policy()
 
 
-def launch(request: Request, engine, dry_run: bool = False) -> int:
-    git, reason = L.host_git()
+@dataclass(frozen=True)
+class Setup:
+    """All that is known before the run exists: what a dry run shows, and what launch() runs."""
+
+    blueprint: pipeline.Blueprint
+    git: Any  # GitInfo, or None outside a repository
+    repo_root: str
+    patch: str  # "" when withheld
+    withhold: bool
+    source: Optional[kubernetes.Source]  # what a pod clones
+    hidden: Tuple[str, ...]
+    image_env: Dict[str, str]
+    resolved: Any  # the engine's answer for the image (docker.Resolved)
+
+
+def setup(request: Request, engine, dry_run: bool = False) -> Setup:
+    """Read git, resolve the image (pulled unless a dry run), find the experiment and the
+    tracking mounts, and check the spec on the engine: refused before anything is created."""
+    git, reason = tags.host_git()
     if git is None:
-        L.warn("git on this host: %s: the run may not be replayable" % reason)
+        log.warning("git on this host: %s: the run may not be replayable", reason)
     elif git.untracked and not request.untracked:
-        L.warn(
+        log.warning(
             "%d untracked file(s) are visible to the container and not fingerprinted (--no-untracked): "
-            "a replay cannot restore them" % len(git.untracked)
+            "a replay cannot restore them",
+            len(git.untracked),
         )
     repo_root = git.root if git and git.root else os.getcwd()
-    subdir = git.workdir if git else "."
     withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
     patch = "" if withhold or not git else git.patch
     source = kubernetes.Source(git.remote_url or "", git.commit or "", patch) if git else None
@@ -77,95 +92,113 @@ def launch(request: Request, engine, dry_run: bool = False) -> int:
     if resolved.digest and not dry_run:
         engine.prepare(resolved.digest)  # pulls, or asks the scheduler, before anything is recorded
     if not resolved.digest:
-        L.warn(
-            "image %s is in no registry: the run is replayable on this host only (image id %s)"
-            % (request.image, resolved.image_id)
+        log.warning(
+            "image %s is in no registry: the run is replayable on this host only (image id %s)",
+            request.image,
+            resolved.image_id,
         )
     client = run_record.client(request.tracking_uri)
-    experiment_id = (
-        L.experiment_id(client, request.experiment) if not dry_run else _existing_experiment(client, request.experiment)
-    )
+    if dry_run:
+        experiment_id = runs.existing_experiment_id(client, request.experiment)
+    else:
+        experiment_id = runs.experiment_id(client, request.experiment)
     rules = request.rules if request.rules is not None else hostpaths.policy()
-    container_uri, tracking_mounts = L.tracking_mounts(request.tracking_uri, client, experiment_id, rules)
-    hidden = (
-        (["MLFLOW_TRACKING_URI"] if "@" in container_uri else []) + list(request.from_environ) + list(request.dropped)
-    )
-    hooked = hooks.wanted(request.autolog, request.seed)
-    image_env = engine.image_env(resolved.run_ref) if hooked else {}
-
-    def spec_for(run_id: str, hook_dir: Optional[str]) -> S.LaunchSpec:
-        env = dict(request.user_env)
-        env.update(
-            S.managed_env(
-                container_uri,
-                experiment_id or "<experiment>",
-                run_id,
-                request.image,
-                resolved.digest,
-                resolved.image_id,
-                os.environ,
-                request.workdir,
-            )
-        )
-        env.update(hooks.hook_env(request.autolog, request.seed, request.user_env, image_env))
-        if withhold:
-            env["TFREPRO_NO_PATCH"] = "1"  # the callback inside withholds it too
-        mounts = (S.Mount(repo_root, request.workdir, False, "repo"),) + request.mounts + tracking_mounts
-        return S.LaunchSpec(
+    container_uri, tracking_mounts = pipeline.tracking_mounts(request.tracking_uri, client, experiment_id, rules)
+    hidden = (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + request.from_environ + request.dropped
+    repo_mount = spec.Mount(repo_root, request.workdir, False, "repo")
+    blueprint = pipeline.Blueprint(
+        spec=spec.LaunchSpec(
             image=resolved.run_ref,
             command=request.command,
             workdir=request.workdir,
-            subdir=subdir,
-            mounts=mounts + hooks.hook_mounts(hook_dir),
-            env=env,
+            subdir=git.workdir if git else ".",
+            mounts=(repo_mount,) + request.mounts,
+            env=dict(request.user_env),
             gpus=request.gpus,
             shm_size=request.shm_size,
             memory=request.memory,
-            labels={schema.RUN_ID_LABEL: run_id},
-        )
+        ),
+        image_ref=request.image,
+        image_digest=resolved.digest,
+        image_id=resolved.image_id,
+        destination=pipeline.Destination(client, request.tracking_uri, experiment_id, container_uri, tracking_mounts),
+        autolog=request.autolog,
+        seed=request.seed,
+        extra_env={"TFREPRO_NO_PATCH": "1"} if withhold else {},  # the callback inside withholds it too
+    )
+    image_env = engine.image_env(resolved.run_ref) if blueprint.hooked else {}
+    launch_setup = Setup(
+        blueprint=blueprint,
+        git=git,
+        repo_root=repo_root,
+        patch=patch,
+        withhold=withhold,
+        source=source,
+        hidden=hidden,
+        image_env=image_env,
+        resolved=resolved,
+    )
+    engine.check(pipeline.runtime_spec(blueprint, image_env=image_env), source)  # refused before anything is created
+    return launch_setup
 
-    preview = spec_for(NEW_RUN, HOOK if hooked else None)
-    engine.check(preview, source)  # refused before anything is created
-    if dry_run:
-        click.echo(safe_lines(engine.preview(preview, hidden + ["MLFLOW_RUN_ID"], source).rstrip("\n")))
-        return 0
-    sources = data.fingerprint_mounts(request.mounts, request.hash_data, log=L.info)
+
+def preview(request: Request, engine) -> str:
+    """--dry-run: exactly what would be submitted, run id and hook directory as placeholders;
+    nothing is created."""
+    launch_setup = setup(request, engine, dry_run=True)
+    launch_spec = pipeline.runtime_spec(launch_setup.blueprint, image_env=launch_setup.image_env)
+    return engine.preview(launch_spec, list(launch_setup.hidden) + ["MLFLOW_RUN_ID"], launch_setup.source).rstrip("\n")
+
+
+def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> int:
+    """Run it, recorded; return the container's exit status. `write` takes the job's output."""
+    launch_setup = setup(request, engine)
+    blueprint, git = launch_setup.blueprint, launch_setup.git
+    destination = blueprint.destination
+    sources = mounted_data.fingerprint_mounts(request.mounts, request.hash_data)
     beside = untracked.Capture()
     if git and git.root and request.untracked:
-        from tfrepro.tracking.spool import spool_dir
-
         beside = untracked.collect(
-            git.root, request.workdir, request.hash_data, [m.source for m in tracking_mounts] + [spool_dir()]
+            git.root,
+            request.workdir,
+            request.hash_data,
+            [mount.source for mount in destination.tracking_mounts] + [spool_dir()],
         )
     if beside.found:
-        L.info(beside.note())  # file names from disk: info() escapes them like a record's strings
+        log.info("%s", beside.note())  # file names from disk: escaped like a record's strings
     sources += beside.sources
-    tags = L.image_tags(resolved.ref, resolved.digest, resolved.image_id)
-    tags.update(L.git_tags(git) if git else {})
-    tags[schema.COMMAND] = json.dumps(redact_argv(request.command))  # secret flag values never reach the server
-    tags[schema.WORKDIR] = subdir
-    tags.update(hooks.hook_tags(request.autolog, request.seed))
-    if withhold and git and git.dirty:
-        tags[schema.GIT_PATCH_WITHHELD] = "true"
-    tags.update(data.to_tags(sources))
+    resolved = launch_setup.resolved
+    run_tags = tags.image_tags(resolved.ref, resolved.digest, resolved.image_id)
+    run_tags.update(tags.git_tags(git) if git else {})
+    run_tags[schema.COMMAND] = json.dumps(redact_argv(request.command))  # secret flag values never reach the server
+    run_tags[schema.WORKDIR] = blueprint.spec.subdir
+    run_tags.update(hooks.hook_tags(request.autolog, request.seed))
+    if launch_setup.withhold and git and git.dirty:
+        run_tags[schema.GIT_PATCH_WITHHELD] = "true"
+    run_tags.update(to_tags(sources))
     if beside.found:
-        tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
-    run_id = L.create_run(client, experiment_id, request.run_name, tags)
-    try:
-        data.record(client, run_id, sources)
-        with hooks.hook_directory(hooked) as hook_dir:
-            spec = spec_for(run_id, hook_dir)
-            record = S.launch_record(spec, request.image, repo_root, request.tracking_uri, env=request.env_record)
-            record.update(hooks.hook_record(request.autolog, request.seed))
-            status = L.run_recorded(client, engine, run_id, spec, record, patch, hidden, "run", source)
-        _mark_written(client, run_id, sources, beside, git.root if git else None)
-    except BaseException:
-        L.finish(client, run_id, 1)
-        raise
-    L.finish(client, run_id, status)
-    signing.sign_run(client, run_id, warn=L.warn)
-    L.info("run %s exited with status %d" % (run_id, status))
-    where_the_run_went(client, run_id, experiment_id)
+        run_tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
+    recording = pipeline.Recording(
+        run_name=request.run_name,
+        tags=run_tags,
+        data=sources,
+        repo_root=launch_setup.repo_root,
+        env_record=request.env_record,
+        patch=launch_setup.patch,
+        hidden=launch_setup.hidden,
+        label="run",
+    )
+    run_id, status = pipeline.launch_recorded(
+        engine,
+        blueprint,
+        recording,
+        write,
+        launch_setup.source,
+        image_env=launch_setup.image_env,
+        after=lambda run_id: _mark_written(destination.client, run_id, sources, beside, git.root if git else None),
+    )
+    log.info("run %s exited with status %d", run_id, status)
+    where_the_run_went(destination.client, run_id, destination.experiment_id)
     return status
 
 
@@ -175,22 +208,12 @@ def _mark_written(client, run_id, sources, beside, root) -> None:
         return
     marked, changed = untracked.written(beside, root)
     if changed:
-        L.info(
-            "data beside the code: %s changed while the run ran: recorded as its output, not restored on replay"
-            % ", ".join(changed)
+        log.info(
+            "data beside the code: %s changed while the run ran: recorded as its output, not restored on replay",
+            ", ".join(changed),
         )
         try:
-            data.record(client, run_id, [s for s in sources if s.label == "mount"] + list(marked.sources), tags=True)
+            mounts = [source for source in sources if source.label == "mount"]
+            runs.record_data(client, run_id, mounts + list(marked.sources), tags=True)
         except TfreproError as exc:  # the run's own result stands
-            L.warn("could not record which data the run wrote: %s" % exc)
-
-
-def _existing_experiment(client, name: Optional[str]) -> Optional[str]:
-    """A dry run creates nothing: the experiment's id if it exists, else a placeholder."""
-    if not name:
-        return L.experiment_id(client, None)
-    try:
-        found = client.get_experiment_by_name(name)
-    except Exception as exc:
-        raise run_record.tracking_error(exc, "experiment %s" % name) from None
-    return found.experiment_id if found else None
+            log.warning("could not record which data the run wrote: %s", exc)

@@ -7,8 +7,8 @@ Like docker-py's `_create_container_args`, this is the testable half of `run`.
 
 from __future__ import annotations
 
+import json
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
@@ -17,8 +17,24 @@ from tfrepro import schema
 from tfrepro.errors import UsageError
 from tfrepro.redact import is_secret, looks_secret_value, redact_argv, split_env, strip_url_credentials
 
-DEFAULT_WORKDIR = "/workspace"
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# The validators every launch value passes, from the command line here or from a record
+# (tracking/launch_record.py parses records with them): one set of rules for both.
+from tfrepro.tracking.launch_record import (  # noqa: F401  re-exported: spec.Mount, spec.parse_gpus...
+    CLAIM_PREFIX,
+    DEFAULT_WORKDIR,
+    DOCKER_SOCKETS,
+    ENV_NAME_RE,
+    SIZE_RE,
+    VOLUME_NAME_RE,
+    Mount,
+    check_container_path,
+    check_subdir,
+    parse_command,
+    parse_gpus,
+    parse_mount,
+    parse_size,
+)
+
 # Forwarded from the launcher's environment when set (names recorded, values never), so the
 # container can log to the launcher's own tracking server; the plan says so.
 MLFLOW_AUTH_VARS = (
@@ -28,25 +44,6 @@ MLFLOW_AUTH_VARS = (
     "MLFLOW_TRACKING_INSECURE_TLS",
     "MLFLOW_TRACKING_SERVER_CERT_PATH",
 )
-
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SIZE_RE = re.compile(r"^[0-9]+[bkmg]?$")
-CLAIM_PREFIX = "pvc:"  # -v pvc:CLAIM:/path, Kubernetes only
-VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str  # absolute host path, or a named volume
-    target: str  # absolute container path
-    read_only: bool = False
-    kind: str = "user"  # user | repo | tracking | docker-socket | hook | beside (replay/overlay.py)
-
-    def bind(self) -> str:
-        return "%s:%s:%s" % (self.source, self.target, "ro" if self.read_only else "rw")
-
-    def to_dict(self) -> Dict[str, object]:
-        return {"source": self.source, "target": self.target, "read_only": self.read_only, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -68,91 +65,11 @@ class LaunchSpec:
         return posixpath.normpath(posixpath.join(self.workdir, self.subdir))
 
 
-# -- validation (error= picks UsageError for options, RecordError for tags) ------------
-
-
-def check_subdir(value: str, error=UsageError) -> str:
-    """A working directory relative to the repository root that stays inside it."""
-    value = value or "."
-    normal = posixpath.normpath(value)
-    if value.startswith("/") or normal == ".." or normal.startswith("../") or "\0" in value or "\\" in value:
-        raise error("workdir %r must be relative to the repository and stay inside it" % value)
-    return normal
-
-
-def check_container_path(value: str, what: str, error=UsageError) -> str:
-    normal = posixpath.normpath(value or "")
-    if not value.startswith("/") or ".." in value.split("/") or ":" in value or "," in value or "\0" in value:
-        raise error("%s %r must be an absolute container path without ':' or '..'" % (what, value))
-    return normal
-
-
-def parse_gpus(value: Optional[str], error=UsageError) -> Optional[str]:
-    """--gpus all|N|none -> "all", "N" or None."""
-    text = str(value if value is not None else "none").strip().lower()
-    if text in ("none", "", "0"):
-        return None
-    if text == "all" or text == "-1":
-        return "all"
-    if text.isdigit():
-        return str(int(text))
-    raise error("--gpus must be all, a count or none, not %r" % value)
-
-
 def device_requests(gpus: Optional[str]) -> List[Dict[str, object]]:
     """docker-py DeviceRequest fields (HostConfig turns dicts into DeviceRequest)."""
     if gpus is None:
         return []
     return [{"driver": "", "count": -1 if gpus == "all" else int(gpus), "capabilities": [["gpu"]]}]
-
-
-def parse_size(value: Optional[str], what: str, error=UsageError) -> Optional[str]:
-    if value is None or value == "":
-        return None
-    text = str(value).strip().lower()
-    if text.endswith("b") and len(text) > 1 and text[-2] in "kmg":
-        text = text[:-1]  # 16gb -> 16g
-    if not SIZE_RE.match(text):
-        raise error("%s must be a size like 512m or 8g, not %r" % (what, value))
-    return text
-
-
-def parse_mount(text: str, allow_docker_socket: bool = False, error=UsageError, allow_claims: bool = False) -> Mount:
-    """-v SRC:DST[:ro|rw]; SRC is an absolute host path or a volume name, or with
-    allow_claims (Kubernetes) pvc:CLAIM, a PersistentVolumeClaim."""
-    if text.startswith(CLAIM_PREFIX):
-        if not allow_claims:
-            raise error("mount %r: a PersistentVolumeClaim (pvc:CLAIM:/path) needs --on kubernetes" % text)
-        claim = parse_mount(text[len(CLAIM_PREFIX) :], False, error)
-        return Mount(CLAIM_PREFIX + claim.source, claim.target, claim.read_only, "user")
-    parts = text.split(":")
-    mode = "rw"
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        mode = parts.pop()
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise error("mount %r must be SRC:DST[:ro|rw]" % text)
-    source, target = parts
-    if source.startswith("/"):
-        source = posixpath.normpath(source)
-    elif not VOLUME_NAME_RE.match(source):
-        raise error("mount source %r must be an absolute path or a volume name" % source)
-    target = check_container_path(target, "mount target", error)
-    if source in DOCKER_SOCKETS and not allow_docker_socket:
-        raise error("refusing to mount the Docker socket (%s) unless --mount-docker-socket is given" % source)
-    return Mount(source, target, mode == "ro", "docker-socket" if source in DOCKER_SOCKETS else "user")
-
-
-def parse_command(value, error=UsageError) -> Tuple[str, ...]:
-    """The recorded argv: a non-empty JSON list of strings (never a shell string)."""
-    import json
-
-    try:
-        argv = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        argv = None
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
-        raise error("the recorded command is not a JSON list of strings: %.80r" % (value,))
-    return tuple(argv)
 
 
 def tracking_setup(uri: str) -> Tuple[str, Tuple[Mount, ...]]:
@@ -161,7 +78,7 @@ def tracking_setup(uri: str) -> Tuple[str, Tuple[Mount, ...]]:
     An http(s) server is reached over the host network and proxies artifacts: nothing is
     mounted. A sqlite or file store is mounted at the same absolute path: its own root only,
     never an experiment's artifact location (anyone with write access can set that to
-    /var/run). The caller checks the root like any host path (replay/hostpaths.py).
+    /var/run). The caller checks the root like any host path (launch/hostpaths.py).
     """
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
@@ -263,8 +180,6 @@ def launch_record(
 
 
 def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
-    import json
-
     mounts = [Mount(**m).bind() for m in record.get("mounts") or ()]  # type: ignore[arg-type]
     tags = {
         schema.LAUNCH_GPUS: str(record.get("gpus") or "none"),

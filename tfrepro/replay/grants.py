@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tfrepro.errors import UsageError
+from tfrepro.launch.spec import ENV_NAME_RE
 from tfrepro.redact import is_secret, looks_secret_value
 from tfrepro.termsafe import safe
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Recorded variables that could send the passed tracking credentials somewhere else, or
 # make tfrepro's own variables lie: the record may not set them.
 _STEERING = re.compile(
@@ -51,29 +50,6 @@ class EnvGrant:
     passed: Tuple[str, ...]  # names whose values come from the replaying user's environment
     needs_pass_env: Tuple[str, ...]  # recorded without a value, not passed: listed in the plan
     ignored: Tuple[str, ...]  # recorded names the record may not set (messages)
-
-
-def parse_env_options(
-    items: Sequence[str], pass_env: Sequence[str], environ: Mapping[str, str]
-) -> Tuple[Dict[str, str], Tuple[str, ...]]:
-    """--pass-env NAME and -e NAME[=VALUE] -> (values, names taken from `environ`)."""
-    values: Dict[str, str] = {}
-    passed: List[str] = []
-    wanted = [(item.partition("=")[0], item.partition("=")[2] if "=" in item else None) for item in items]
-    for name in pass_env:
-        if "=" in name:
-            raise UsageError("--pass-env takes a name, not %r (use -e NAME=VALUE)" % name)
-        wanted.append((name, None))
-    for name, value in wanted:
-        if not ENV_NAME_RE.match(name):
-            raise UsageError("%r is not a valid environment variable name" % name)
-        if value is None:  # -e NAME / --pass-env NAME: this environment's value, as docker does
-            if name not in environ:
-                raise UsageError("%s: not set in this environment (use -e %s=VALUE)" % (name, name))
-            value = environ[name]
-            passed.append(name)
-        values[name] = value
-    return values, tuple(dict.fromkeys(passed))
 
 
 def replay_env(recorded: Mapping[str, Optional[str]], given: Mapping[str, str], passed: Sequence[str]) -> EnvGrant:

@@ -55,9 +55,9 @@ class Input:
         )
 
     def line(self, workdir: str) -> str:
-        s = self.recorded
-        size = "%d file%s, %s" % (s.files, "" if s.files == 1 else "s", human_bytes(s.bytes))
-        head = "%s%s (%s, %s)" % (PREFIX, s.path, s.label, size)
+        recorded = self.recorded
+        size = "%d file%s, %s" % (recorded.files, "" if recorded.files == 1 else "s", human_bytes(recorded.bytes))
+        head = "%s%s (%s, %s)" % (PREFIX, recorded.path, recorded.label, size)
         if self.state == PROVIDED:
             head += ", provided with -v %s" % self.host_path
         if self.state in (MATCH, PROVIDED) and not self.rows:
@@ -65,11 +65,11 @@ class Input:
         if self.state in (DRIFT, PROVIDED):
             return head + ", differs from the record:"
         if self.state == ABSENT:
-            return "%s is not %s, or pass -v SRC:%s:ro" % (head, self.note, posixpath.join(workdir, s.path))
+            return "%s is not %s, or pass -v SRC:%s:ro" % (head, self.note, posixpath.join(workdir, recorded.path))
         if self.state == WRITTEN:
             return head + ": written by the original run, not restored (the replay writes its own)"
         if self.state == LINK:
-            return "%s%s (%s symlink): %s" % (PREFIX, s.path, s.label, self.note)
+            return "%s%s (%s symlink): %s" % (PREFIX, recorded.path, recorded.label, self.note)
         return head + ": not restored (--no-untracked)"
 
 
@@ -245,7 +245,7 @@ def check(
 ) -> Overlay:
     """The recorded untracked and ignored inputs against `clone` (None: no local clone), or
     against what the replayer mounts at their place (`provided`: container path -> host path).
-    `refuse(host path)` says why a path in the clone must never be mounted (replay/hostpaths.py)."""
+    `refuse(host path)` says why a path in the clone must never be mounted (launch/hostpaths.py)."""
     beside = [s for s in sources if s.label in LABELS]
     for source in beside:
         check_path(source.path)

@@ -13,57 +13,66 @@ The verdict is verify.judge_repeats (its docstring states the rule).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from tfrepro import schema
-from tfrepro.launch import launcher as launch
+from tfrepro.launch.pipeline import Write
 from tfrepro.replay import run as replay_run
-from tfrepro.replay import verify
+from tfrepro.replay import verdict_tags, verify
+from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
+from tfrepro.tracking import runs
+
+log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests the replays under the summary in its UI
 
 
 def repeat(
-    prepared: replay_run.Prepared, n: int, tolerance: float = verify.DEFAULT_TOLERANCE, keep_checkout: bool = False
+    prepared: Prepared,
+    n: int,
+    tolerance: float = verify.DEFAULT_TOLERANCE,
+    keep_checkout: bool = False,
+    write: Optional[Write] = None,
 ) -> Tuple[str, List[str], verify.RepeatVerdict]:
-    """Run n >= 2 replays; (summary run id, replay run ids, verdict). ContainerFailed if one fails."""
+    """Run n >= 2 replays; (summary run id, replay run ids, verdict). JobFailed if one fails."""
     record, client = prepared.record, prepared.client
     name = record.run_name or record.run_id
-    summary = launch.create_run(
+    summary = runs.create_run(
         client,
-        prepared.experiment_id,
+        prepared.destination.experiment_id,
         "replays-of-%s" % name,
         {schema.REPLAY_SUMMARY_OF: record.run_id, schema.REPLAY_REPEAT: str(n)},
     )
-    runs: List[str] = []
+    replay_ids: List[str] = []
     try:
         for i in range(1, n + 1):
-            launch.info("replay %d/%d of run %s (summary run %s)" % (i, n, record.run_id, summary))
+            log.info("replay %d/%d of run %s (summary run %s)", i, n, record.run_id, summary)
             tags = {schema.REPLAY_SUMMARY: summary, schema.REPLAY_REPEAT: "%d/%d" % (i, n), PARENT_TAG: summary}
-            new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name))
-            runs.append(new_run)
+            new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name), write)
+            replay_ids.append(new_run)
             if status:
-                replay_run.failed(prepared, new_run, status, tagged=summary)
-        replayed = [run_record.load(client, r, histories=True) for r in runs]
+                replay_run.raise_job_failed(prepared, new_run, status, tagged=summary)
+        replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = verify.judge_repeats(
             run_record.read_histories(client, record.run_id),
-            [r.histories for r in replayed],
+            [run.histories for run in replayed],
             record.tags.get(schema.MODEL_HASH),
-            [r.tags.get(schema.MODEL_HASH) for r in replayed],
+            [run.tags.get(schema.MODEL_HASH) for run in replayed],
             tolerance,
         )
         verdict = replay_run.explained(prepared, replayed[0], verdict)
         _log_statistics(client, summary, verdict)
-        launch.set_verdict(client, summary, verdict)
-        launch.mark_original(client, record.run_id, summary, verdict.verdict)
+        verdict_tags.set_verdict(client, summary, verdict)
+        verdict_tags.mark_original(client, record.run_id, summary, verdict.verdict)
     except BaseException:
-        launch.finish(client, summary, 1)
+        runs.finish(client, summary, 1)
         raise
-    launch.finish(client, summary, 0)
-    return summary, runs, verdict
+    runs.finish(client, summary, 0)
+    return summary, replay_ids, verdict
 
 
 def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
@@ -71,22 +80,22 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
 
     now = int(time.time() * 1000)
     metrics = []
-    for s in verdict.spreads:
+    for spread in verdict.spreads:
         for key, value in (
-            ("original", s.original),
-            ("mean", s.mean),
-            ("sd", s.sd),
-            ("low", s.low),
-            ("high", s.high),
-            ("z", s.z),
+            ("original", spread.original),
+            ("mean", spread.mean),
+            ("sd", spread.sd),
+            ("low", spread.low),
+            ("high", spread.high),
+            ("z", spread.z),
         ):
             if math.isfinite(value):
-                metrics.append(Metric("noise/%s/%s" % (s.metric, key), float(value), now, 0))
+                metrics.append(Metric("noise/%s/%s" % (spread.metric, key), float(value), now, 0))
     try:
         for i in range(0, len(metrics), 200):
             client.log_batch(run_id, metrics=metrics[i : i + 200])
     except Exception as exc:
-        launch.warn("could not log the statistics on run %s: %s" % (run_id, run_record.tracking_error(exc, "run")))
+        log.warning("could not log the statistics on run %s: %s", run_id, run_record.tracking_error(exc, "run"))
 
 
 def render(verdict: verify.RepeatVerdict) -> str:
@@ -98,10 +107,18 @@ def render(verdict: verify.RepeatVerdict) -> str:
         "  %-16s %12s %12s %10s  %-27s %8s"
         % ("metric", "original", "mean", "sd", "%g%% interval" % (verify.CONFIDENCE * 100), "z"),
     ]
-    for s in verdict.spreads:
-        interval = "[%.6g, %.6g]" % (s.low, s.high)
+    for spread in verdict.spreads:
+        interval = "[%.6g, %.6g]" % (spread.low, spread.high)
         lines.append(
             "  %-16s %12.6g %12.6g %10.3g  %-27s %+8.2f%s"
-            % (s.metric, s.original, s.mean, s.sd, interval, s.z, "" if s.within else "  outside")
+            % (
+                spread.metric,
+                spread.original,
+                spread.mean,
+                spread.sd,
+                interval,
+                spread.z,
+                "" if spread.within else "  outside",
+            )
         )
     return "\n".join(lines)

@@ -43,12 +43,42 @@ History = Dict[str, List[Tuple[int, float]]]
 
 
 @dataclass(frozen=True)
+class MetricComparison:
+    """One metric of the original against the replay: final values, and its worst step."""
+
+    metric: str
+    original: Optional[float]  # final value; None when the run did not log it
+    replay: Optional[float]
+    steps: int  # values compared (at steps both logged)
+    max_difference: float  # the largest |original - replay| over those steps
+    status: str  # IDENTICAL, WITHIN_TOLERANCE or DIVERGED
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "original": _finite(self.original),
+            "replay": _finite(self.replay),
+            "steps": self.steps,
+            "max_difference": _finite(self.max_difference),
+            "status": self.status,
+        }
+
+
+def _finite(value: Optional[float]) -> Any:
+    """JSON has no NaN or infinity: those become their names."""
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
 class Verdict:
     verdict: str
     detail: str = ""
     compared: int = 0  # values compared
     max_difference: float = 0.0
     why: Tuple[Any, ...] = ()  # inspect/explain.py Factors: what can explain a verdict short of identical
+    metrics: Tuple[MetricComparison, ...] = ()  # compare_metrics(): one row per compared metric
 
     @property
     def ok(self) -> bool:
@@ -70,6 +100,40 @@ def _close(a: float, b: float, tolerance: float) -> bool:
 
 def ignored(key: str, patterns: Sequence[str] = IGNORED_METRICS) -> bool:
     return any(fnmatch.fnmatchcase(key.lower(), p) for p in patterns)
+
+
+def compare_metrics(
+    original: History,
+    replay: History,
+    tolerance: float = DEFAULT_TOLERANCE,
+    ignore: Sequence[str] = IGNORED_METRICS,
+) -> Tuple[MetricComparison, ...]:
+    """Every compared metric, one row each (the verdict names only the first that differs)."""
+    rows = []
+    for key in sorted(k for k in set(original) | set(replay) if not ignored(k, ignore)):
+        a_points, b_points = original.get(key, []), replay.get(key, [])
+        b_by_step = dict(b_points)
+        pairs = [(a, b_by_step[step]) for step, a in a_points if step in b_by_step]
+        worst = max([abs(a - b) for a, b in pairs if not _same(a, b)] or [0.0])
+        if len(pairs) != len(a_points) or len(pairs) != len(b_points):
+            status = DIVERGED
+        elif all(_same(a, b) for a, b in pairs):
+            status = IDENTICAL
+        elif all(_close(a, b, tolerance) for a, b in pairs):
+            status = WITHIN_TOLERANCE
+        else:
+            status = DIVERGED
+        rows.append(
+            MetricComparison(
+                metric=key,
+                original=a_points[-1][1] if a_points else None,
+                replay=b_points[-1][1] if b_points else None,
+                steps=len(pairs),
+                max_difference=worst,
+                status=status,
+            )
+        )
+    return tuple(rows)
 
 
 def compare(

@@ -8,4 +8,6 @@ backend.py   the server calls, with short timeouts (REST) or through MlflowClien
 sync.py      `tfrepro sync`: upload what sessions left in the spool
 model.py     the trained model's hash and its MLflow logging
 record.py    reading a run's record back (show, diff, replay); MLflow errors as tfrepro's
+launch_record.py  a run's launch parsed once into validated values (and the validators)
+runs.py      a launcher's MLflow writes: create the run, record the launch, close it
 """

@@ -14,7 +14,8 @@ from typing import Dict, Optional
 
 from tfrepro import schema
 
-log = logging.getLogger("tfrepro")
+log = logging.getLogger("tfrepro")  # in the container: the callback's messages carry their own "tfrepro: "
+launcher_log = logging.getLogger(__name__)  # on the launcher's side: shown by the command layer
 
 REQUESTED_TAG = schema.EXPERIMENT_REQUESTED
 
@@ -57,17 +58,16 @@ def experiment_note(experiment_name: Optional[str], launcher_run_id: Optional[st
 def where_the_run_went(client, run_id: str, experiment_id: str) -> None:
     """Launcher side, after the container: one line naming the run's experiment, and a
     warning when the script asked for another one. Never raises."""
-    import click
-
     try:
         name = client.get_experiment(experiment_id).name
         requested = client.get_run(run_id).data.tags.get(REQUESTED_TAG)
     except Exception:
         return
-    click.echo("tfrepro: run %s is in experiment %r (id %s)" % (run_id, name, experiment_id), err=True)
+    launcher_log.info("run %s is in experiment %r (id %s)", run_id, name, experiment_id)
     if requested and requested != name:
-        click.echo(
-            "tfrepro: warning: the script asked for experiment %r (ReproCallback(experiment_name=...)); "
-            "the run stays in %r: %s" % (requested, name, fix(requested)),
-            err=True,
+        launcher_log.warning(
+            "the script asked for experiment %r (ReproCallback(experiment_name=...)); the run stays in %r: %s",
+            requested,
+            name,
+            fix(requested),
         )

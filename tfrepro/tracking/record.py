@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import sys
 import tempfile
 import typing
 from dataclasses import dataclass, field
@@ -24,7 +24,10 @@ from tfrepro.environment import Environment
 from tfrepro.errors import RecordError, TfreproError, TrackingError
 from tfrepro.fingerprint.data_record import DataSource, from_json_data, from_tags
 from tfrepro.redact import redact_text, strip_url_credentials
+from tfrepro.tracking import launch_record
 from tfrepro.tracking.backend import short_http
+
+log = logging.getLogger(__name__)
 
 History = Dict[str, List[Tuple[int, float]]]  # metric -> [(step, value)] in logging order
 
@@ -61,6 +64,25 @@ class RunRecord:
     signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
     data: Tuple[DataSource, ...] = ()  # data fingerprints: tfrepro/data.json, else the tfrepro.data.* tags
     experiment_name: str = ""
+    # the launch (launch.json and the tags) parsed once, when the record is built: its values,
+    # or why they are malformed (raised by recorded_launch(), when a replay needs them: `show`
+    # and `diff` still show such a record)
+    _launch_values: Optional[launch_record.RecordedLaunch] = field(default=None, init=False, repr=False, compare=False)
+    _launch_problem: Optional[str] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            values = launch_record.parse(self.run_id, self.launch, self.tags)
+        except RecordError as exc:
+            object.__setattr__(self, "_launch_problem", str(exc))
+        else:
+            object.__setattr__(self, "_launch_values", values)
+
+    def recorded_launch(self) -> launch_record.RecordedLaunch:
+        """The launch's values (tracking/launch_record.py); RecordError when malformed."""
+        if self._launch_values is None:
+            raise RecordError(self._launch_problem or "run %s: no launch recorded" % self.run_id)
+        return self._launch_values
 
     def launch_settings(self) -> Optional[Dict[str, Any]]:
         """launch.json, else what the tfrepro.launch.* tags say (for show and diff)."""
@@ -176,8 +198,10 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
             keys = mlflow_client.get_run(run_id).data.metrics
         out = {}
         for key in keys:
-            points = sorted(mlflow_client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-            out[key] = [(int(m.step), float(m.value)) for m in points]
+            points = sorted(
+                mlflow_client.get_metric_history(run_id, key), key=lambda point: (point.step, point.timestamp)
+            )
+            out[key] = [(int(point.step), float(point.value)) for point in points]
         return out
     except Exception as exc:
         raise tracking_error(exc, "metrics of run %s" % run_id) from None
@@ -188,7 +212,7 @@ def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
     wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE, schema.DATA_JSON)
     try:
-        present = {a.path for a in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
+        present = {artifact.path for artifact in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}
         with tempfile.TemporaryDirectory(prefix="tfrepro-record-") as tmp:
             for path in wanted:
@@ -199,10 +223,7 @@ def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
         return texts
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(
-            "tfrepro: warning: artifacts of run %s unreadable (%s): record from its tags" % (run_id, first[:200]),
-            file=sys.stderr,
-        )
+        log.warning("artifacts of run %s unreadable (%s): record from its tags", run_id, first[:200])
         return {}
 
 

@@ -16,11 +16,13 @@ import stat
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
+from tfrepro.errors import UsageError
+from tfrepro.launch import spec
 from tfrepro.termsafe import safe
 
 SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/run", "/var/run")
 HOME_SECRETS = (".ssh", ".docker", ".aws", ".kube", ".config/gcloud", ".gnupg")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+DOCKER_SOCKETS = spec.DOCKER_SOCKETS
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,17 @@ def policy(home: Optional[str] = None, environ=None) -> Policy:
     environ = os.environ if environ is None else environ
     home = home or environ.get("HOME") or os.path.expanduser("~")
     home_real = os.path.realpath(home) if home and home.startswith("/") else None
-    protected = tuple(os.path.realpath(os.path.join(home_real, d)) for d in HOME_SECRETS) if home_real else ()
+    protected = tuple(os.path.realpath(os.path.join(home_real, name)) for name in HOME_SECRETS) if home_real else ()
     sockets = list(DOCKER_SOCKETS)
     docker_host = environ.get("DOCKER_HOST") or ""
     if docker_host.startswith("unix://"):
         sockets.append(docker_host[len("unix://") :])
-    resolved = tuple(sorted({os.path.realpath(s) for s in sockets}))
+    resolved = tuple(sorted({os.path.realpath(socket_path) for socket_path in sockets}))
     idents = set()
-    for s in resolved:
+    for socket_path in resolved:
         try:
-            st = os.stat(s)
-            idents.add((st.st_dev, st.st_ino))
+            found = os.stat(socket_path)
+            idents.add((found.st_dev, found.st_ino))
         except OSError:
             pass
     return Policy(home_real, protected, resolved, frozenset(idents))
@@ -120,9 +122,6 @@ def check(
 def checked_mount(text: str, rules: Optional[Policy], allow_docker_socket: bool = False, allow_claims: bool = False):
     """-v SRC:DST[:ro] given by the user (to run or replay): its host path resolved, refused
     (UsageError, one line) when it is one no container may get."""
-    from tfrepro.errors import UsageError
-    from tfrepro.launch import spec
-
     mount = spec.parse_mount(text, allow_docker_socket, allow_claims=allow_claims)
     if not mount.source.startswith("/"):
         return mount  # a named volume or a PersistentVolumeClaim
