@@ -30,3 +30,23 @@ def _spool_in_tmp(tmp_path, monkeypatch):
     """Keep every test's outage spool out of ~/.cache (tests that need one set their own)."""
     if "TFREPRO_SPOOL_DIR" not in os.environ:
         monkeypatch.setenv("TFREPRO_SPOOL_DIR", str(tmp_path / "spool"))
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_restored():
+    """mlflow.set_tracking_uri() is process-wide (and sets $MLFLOW_TRACKING_URI): whatever a
+    test sets, the next test starts from what was there before."""
+    import sys
+
+    before_env = os.environ.get("MLFLOW_TRACKING_URI")
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    before = getattr(utils, "_tracking_uri", None) if utils else None
+    yield
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None and getattr(utils, "_tracking_uri", None) != before:
+        utils._tracking_uri = before
+    if os.environ.get("MLFLOW_TRACKING_URI") != before_env:
+        if before_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before_env

@@ -158,3 +158,23 @@ def tracking_into(uri, repo):
         yield repo
         while mlflow.active_run():
             mlflow.end_run()
+
+
+@contextlib.contextmanager
+def global_tracking_uri(uri):
+    """mlflow.set_tracking_uri(uri) for a block, then exactly what was there before (the global
+    and $MLFLOW_TRACKING_URI): restoring with set_tracking_uri(get_tracking_uri()) would pin
+    the resolved URI for every later test."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    before, before_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = before
+        if before_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before_env

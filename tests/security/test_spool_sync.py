@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tfrepro.cli import main
+from tfrepro.cli import main, status
 from tfrepro.tracking import spool
 
 OTHER_UID = 4242
@@ -73,7 +73,7 @@ def test_sync_uploads_only_the_runs_own_files(tracking_uri, tmp_path, workdir, d
     write_spool(spool_dir, "local-bbbb", header, [{"metrics": ["not", "a", "dict"], "step": 0, "ts": 1}])
     write_spool(spool_dir, "local-cccc", header, [{"params": {"ok": "1"}}, {"end": "FINISHED", "end_time": 1}])
 
-    assert main(["sync", "--spool-dir", spool_dir]) == 2  # one file failed: said, and the others went on
+    assert main(["sync", "--spool-dir", spool_dir]) == status.TRACKING  # one file failed: said, and the others went on
     out, err = capsys.readouterr()
     assert "local-bbbb.jsonl: not uploaded: malformed spool file" in err
     assert "local-aaaa.jsonl -> run" in out and "local-cccc.jsonl -> run" in out
@@ -103,7 +103,7 @@ def test_sync_list_and_errors_never_show_the_uri_password(tmp_path, capsys):
     spool_dir = str(tmp_path / "spool")
     write_spool(spool_dir, "local-eeee", {"tracking_uri": "http://bob:FAKEPASS123@127.0.0.1:9/"}, [])
     assert main(["sync", "--spool-dir", spool_dir, "--list"]) == 0
-    assert main(["sync", "--spool-dir", spool_dir]) == 2  # nothing listens on port 9
+    assert main(["sync", "--spool-dir", spool_dir]) == status.TRACKING  # nothing listens on port 9
     out, err = capsys.readouterr()
     assert "http://127.0.0.1:9/" in out and "FAKEPASS123" not in out + err
 

@@ -51,6 +51,7 @@ def mlflow_run(tmp_path, monkeypatch):
     fluent.disable()
     while mlflow.active_run():
         mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # the next test's MLFLOW_TRACKING_URI must count again
 
 
 @pytest.fixture

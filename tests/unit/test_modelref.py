@@ -3,6 +3,7 @@ store (MLflow 3 here; MLflow 2.17 under Python 3.8, where logged model ids do no
 
 import pytest
 
+from tests.helpers.mlflow_server import global_tracking_uri
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.tracking import modelref
 
@@ -11,7 +12,6 @@ from tfrepro.tracking import modelref
 def store(tmp_path_factory):
     """A sqlite store with a run, two registered versions of one model (the second aliased), and
     on MLflow 3 a logged model of the run and a version registered from it."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     uri = "sqlite:///%s/mlflow.db" % tmp_path_factory.mktemp("modelref")
@@ -31,12 +31,8 @@ def store(tmp_path_factory):
         model = client.create_logged_model(experiment, name="model", source_run_id=run)
         facts["model_id"] = model.model_id
         client.create_registered_model("from-logged")
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(uri)  # MLflow 3 looks the logged model up through the global client
-        try:
+        with global_tracking_uri(uri):  # MLflow 3 looks the logged model up through the global client
             client.create_model_version("from-logged", "models:/%s" % model.model_id, model_id=model.model_id)
-        finally:
-            mlflow.set_tracking_uri(previous)
     return facts
 
 
