@@ -205,3 +205,13 @@ def test_the_logged_model_gets_params_only_where_mlflow_takes_them(monkeypatch):
     monkeypatch.setattr(mlflow_tensorflow, "log_model", log_model_2)
     model_io.log_keras_model(object(), params={"tfrepro.git.commit": "abc"})
     assert calls == [("model", None, {"tfrepro.git.commit": "abc"}), (None, "model", None)]
+
+
+def test_the_plugins_placeholder_shows_as_text():
+    from tests.helpers.mlflow_ui import renderer
+
+    render = renderer()
+    if render is None:
+        pytest.skip("needs node and the installed mlflow's UI bundle")
+    out = render(runpage.describe(None, runpage.plugin_card(make_env())))
+    assert "<code>tfrepro replay &lt;run id&gt;</code>" in out
