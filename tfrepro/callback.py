@@ -206,7 +206,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
         page = self.session.run_page()
         if page is None:
-            log.info("tfrepro: the run's description is not known (server unreachable); it is left as it is")
+            log.info("the run's description is not known (server unreachable); it is left as it is")
             return
         current = page.tags.get(schema.MLFLOW_NOTE)
         tags = dict(page.tags, **input_tags)
