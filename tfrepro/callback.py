@@ -164,26 +164,64 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
     def _record(self, since, fit_args, replica_count):
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
 
-        self._guard("logging the environment", self._log_environment, since)
-        self._guard("logging fit()'s inputs", log_fit_inputs, self.session, fit_args, replica_count)
+        withheld = self._guard("logging the environment", self._log_environment, since)
+        inputs = self._guard("logging fit()'s inputs", log_fit_inputs, self.session, fit_args, replica_count)
+        if self.environment is not None:
+            self._guard("writing the run's description", self._log_card, inputs or {}, bool(withheld))
 
-    def _log_environment(self, since):
+    def _log_environment(self, since) -> bool:
+        """The environment as tags (MLflow's source tags among them) and artifacts; returns
+        whether the uncommitted patch was kept off the server."""
         from tfrepro import fingerprint, schema
+        from tfrepro.tracking import card, runpage
+        from tfrepro.tracking.upload import is_local
 
         env = self.environment = fingerprint.shared(since)  # the plugin's, when it collected for this run
         tags = env.to_tags()
         if self.seed is not None and schema.SEED not in tags:
             tags[schema.SEED] = str(self.seed)
+        tags.update(runpage.source_tags(env, os.environ))  # after MLflow's own: ours name the script
         self.session.set_tags(tags)
         self.session.log_text(env.to_json(), schema.ENVIRONMENT_JSON)
         self.session.log_text(env.requirements(), schema.REQUIREMENTS_TXT)
+        withheld = False
         if env.git and env.git.dirty and env.git.patch:
             from tfrepro.redact import patch_withheld
 
-            if patch_withheld(self.log_patch):
+            withheld = patch_withheld(self.log_patch)
+            if withheld:
                 self.session.set_tags({schema.GIT_PATCH_WITHHELD: "true"})
             else:
                 self.session.log_text(env.git.patch, schema.GIT_PATCH)
+        run_id = None if is_local(self.session.run_id) else self.session.run_id  # `sync` gives it its id
+        self.session.log_text(card.environment_markdown(env, run_id, withheld), schema.ENVIRONMENT_MD)
+        return withheld
+
+    def _log_card(self, input_tags, patch_withheld):
+        """The environment card in the run's description, merged with what the description
+        holds already (a user's text, a launcher's card); spooled like every tag. Left alone
+        when the server cannot say what the description holds."""
+        from tfrepro import schema
+        from tfrepro.tracking import runpage
+
+        page = self.session.run_page()
+        if page is None:
+            log.info("the run's description is not known (server unreachable); it is left as it is")
+            return
+        current = page.tags.get(schema.MLFLOW_NOTE)
+        tags = dict(page.tags, **input_tags)
+        block = runpage.run_card(
+            self.environment,
+            self.session.run_id,
+            tags,
+            tracking_uri=page.tracking_uri,
+            experiment_id=page.experiment_id,
+            seed=self.seed,
+            patch_withheld=patch_withheld,
+        )
+        description = runpage.describe(current, block)
+        if description != (current or ""):
+            self.session.set_tags({schema.MLFLOW_NOTE: description})
 
     def _log_params(self):
         known = dict(getattr(self, "params", None) or {})
@@ -289,7 +327,11 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             elif self._mlflow_logs_epochs and mlflow_autolog_logs_models():
                 log.info("tfrepro: mlflow.tensorflow.autolog() logs the model; recorded its hash only")
             else:
-                self.model_uri = self.session.log_keras_model(self.model)
+                from tfrepro.tracking import facts
+
+                # where the model was made, as its params (MLflow 3's logged model page)
+                params = facts.model_params(self.environment, self.model_hash) if self.environment else None
+                self.model_uri = self.session.log_keras_model(self.model, params=params)
             if self.model_uri:
                 self.session.set_tags({schema.MODEL_URI: self.model_uri})
         finally:

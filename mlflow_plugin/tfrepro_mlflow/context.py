@@ -3,6 +3,14 @@
 Registered through the `mlflow.run_context_provider` entry point. Set TFREPRO_CONTEXT=0
 to turn it off. The environment is collected once per process (and shared with
 ReproCallback); this never raises.
+
+Besides the tfrepro.* tags, a run gets MLflow's own mlflow.source.name (the script, relative
+to the repository root) and mlflow.source.type: MLflow applies its default provider's
+(argv[0] as typed) first and a plugin's after, so ours show in the UI's Source field. And it
+gets the environment card as its description (mlflow.note.content): start_run applies the
+caller's description= (and tags=) after every provider, on MLflow 2.17 and 3.x alike, so a
+description the user passes replaces the card and is never overwritten by it. ReproCallback,
+when it records into the run, puts its own card (with the run's id) in the card's place.
 """
 
 from __future__ import annotations
@@ -20,6 +28,19 @@ log = logging.getLogger("tfrepro")  # tfrepro_mlflow is outside the tfrepro logg
 _tags: Optional[Tuple[object, Dict[str, str]]] = None  # (the Environment, its tags)
 
 
+def _run_page_tags(env) -> Dict[str, str]:
+    """MLflow's source tags and the card, for the run page; {} (warned) when they fail."""
+    try:
+        from tfrepro.tracking import runpage
+
+        tags = runpage.source_tags(env, os.environ)
+        tags[schema.MLFLOW_NOTE] = runpage.describe(None, runpage.plugin_card(env))
+        return tags
+    except Exception as exc:
+        log.warning("tfrepro: run description not written: %s", exc)
+        return {}
+
+
 def environment_tags() -> Dict[str, str]:
     """The process's environment as tags: collected once, shared with ReproCallback
     (tfrepro.fingerprint.shared); none while ReproCallback opens its own run (it records
@@ -32,7 +53,9 @@ def environment_tags() -> Dict[str, str]:
             return {}
         env = fingerprint.shared()
         if _tags is None or _tags[0] is not env:
-            _tags = (env, env.to_tags())
+            tags = env.to_tags()
+            tags.update(_run_page_tags(env))
+            _tags = (env, tags)
         return dict(_tags[1])
     except Exception as exc:  # must never break start_run
         log.warning("tfrepro: environment not collected: %s", exc)

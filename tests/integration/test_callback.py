@@ -102,7 +102,7 @@ def test_environment_artifacts(trained, tmp_path):
     _, _, run = trained
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tfrepro", dst_path=str(tmp_path))
     names = sorted(os.listdir(local))
-    assert names == ["environment.json", "git.patch", "requirements.txt"]
+    assert names == ["environment.json", "environment.md", "git.patch", "requirements.txt"]
     env = tfrepro.Environment.from_json(open(os.path.join(local, "environment.json")).read())
     assert env.git is not None and env.git.dirty
     assert "hello, dirty" in open(os.path.join(local, "git.patch")).read()

@@ -43,6 +43,51 @@ def test_plain_start_run_is_tagged(tracking_uri, dirty_repo):
     assert json.loads(tags["tfrepro.command"])[-2] == "-c"
 
 
+SCRIPT_RUN = """
+import sys, mlflow
+description = sys.argv[1] if len(sys.argv) > 1 else None
+r = mlflow.start_run(description=description)
+print("run_id:", r.info.run_id)
+mlflow.end_run()
+"""
+
+
+def script_run(repo, uri, *args):
+    """`python start.py ARGS` run from the repository's tools/ folder."""
+    (repo / "tools").mkdir(exist_ok=True)
+    (repo / "tools" / "start.py").write_text(SCRIPT_RUN)
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    environ.pop("MLFLOW_RUN_ID", None)
+    out = subprocess.run(
+        [sys.executable, "start.py", *args],
+        cwd=str(repo / "tools"),
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    run_id = [line.split()[1] for line in out.splitlines() if line.startswith("run_id: ")][0]
+    return mlflow.tracking.MlflowClient(uri).get_run(run_id).data.tags
+
+
+def test_a_script_run_names_its_source_and_gets_the_card(tracking_uri, dirty_repo):
+    from tfrepro import markdown as md
+    from tfrepro.tracking import runpage
+
+    tags = script_run(dirty_repo, tracking_uri)
+    # MLflow's own provider says "start.py" (argv[0] as typed); the plugin's tags come after it
+    assert tags["mlflow.source.name"] == "tools/start.py" and tags["mlflow.source.type"] == "LOCAL"
+    note = tags["mlflow.note.content"]
+    assert note.startswith("<!-- tfrepro:card -->") and tags["tfrepro.git.commit"] in note
+    assert "tfrepro replay " + runpage.PLACEHOLDER_RUN_ID in md.unescape(note)  # no id before the run exists
+
+
+def test_a_description_passed_to_start_run_is_never_overwritten(tracking_uri, dirty_repo):
+    tags = script_run(dirty_repo, tracking_uri, "Mine: *keep* me")
+    assert tags["mlflow.note.content"] == "Mine: *keep* me"  # start_run applies it after every provider
+    assert tags["mlflow.source.name"] == "tools/start.py"
+
+
 def test_tfrepro_context_0_turns_it_off(tracking_uri, dirty_repo):
     tags = start_run(dirty_repo, tracking_uri, TFREPRO_CONTEXT="0")
     assert not [k for k in tags if k.startswith("tfrepro.")]

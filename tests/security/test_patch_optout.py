@@ -40,12 +40,15 @@ def test_patch_is_withheld(dirty_cwd, monkeypatch, how, tmp_path):
     client = mlflow.tracking.MlflowClient()
     run_id = callback.session.run_id
     names = sorted(f.path for f in client.list_artifacts(run_id, "tfrepro"))
-    assert names == ["tfrepro/environment.json", "tfrepro/requirements.txt"]
+    assert names == ["tfrepro/environment.json", "tfrepro/environment.md", "tfrepro/requirements.txt"]
     run = client.get_run(run_id)
     assert run.data.tags["tfrepro.git.dirty"] == "true"
     assert run.data.tags["tfrepro.git.patch_withheld"] == "true"
     env_json = open(client.download_artifacts(run_id, "tfrepro/environment.json", str(tmp_path))).read()
     assert "internal-only" not in env_json and "internal-only" not in str(run.data.tags)
+    env_md = open(client.download_artifacts(run_id, "tfrepro/environment.md", str(tmp_path))).read()
+    assert "internal-only" not in env_md and "patch withheld" in env_md
+    assert "patch withheld" in run.data.tags["mlflow.note.content"]
 
 
 def test_patch_is_uploaded_by_default(dirty_cwd):

@@ -113,3 +113,133 @@ def test_plugin_in_context_and_never_raises(monkeypatch):
     monkeypatch.setattr(context, "_tags", None)
     monkeypatch.setattr(tfrepro.fingerprint, "shared", broken)
     assert provider.tags() == {}
+
+
+# -- what the record thread writes on the run's page (issue 20) -------------------------------------
+
+
+class PageSession:
+    """The session calls the record thread and _log_model make, recorded."""
+
+    def __init__(self, run_id="0123456789abcdef0123456789abcdef", page=None):
+        from tfrepro.tracking.session import RunPage
+
+        self.run_id = run_id
+        self.page = page if page is not None else RunPage("http://127.0.0.1:5000", "3", {})
+        self.tags, self.texts, self.model_params = {}, {}, []
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def log_text(self, text, path):
+        self.texts[path] = text
+
+    def log_inputs(self, datasets):
+        pass
+
+    def run_page(self):
+        return self.page
+
+    def log_keras_model(self, model, params=None):
+        self.model_params.append(params)
+        return "models:/m-1"
+
+
+def recorded(monkeypatch, session, seed=None):
+    import tfrepro.fingerprint
+    from tests.helpers.inspect_envs import make_env
+    from tfrepro.callback import ReproCallback
+
+    monkeypatch.setattr(tfrepro.fingerprint, "shared", lambda since=None: make_env())
+    callback = ReproCallback(seed=seed)
+    callback.session = session
+    x = np.zeros((8, 2), dtype="float32")
+    callback._record(0.0, {"x": x, "y": x[:, :1]}, 1)
+    return callback
+
+
+def test_the_record_thread_writes_the_card_the_source_and_environment_md(monkeypatch):
+    from tfrepro import markdown as md
+    from tfrepro import schema
+    from tfrepro.tracking.session import RunPage
+
+    user = RunPage(
+        "http://127.0.0.1:5000", "3", {schema.MLFLOW_NOTE: "Baseline, lr 0.01.", schema.LAUNCH_BACKEND: "docker"}
+    )
+    session = PageSession(page=user)
+    recorded(monkeypatch, session, seed=9)
+    tags = session.tags
+    assert tags[schema.MLFLOW_SOURCE_NAME] == "train.py" and tags[schema.MLFLOW_SOURCE_TYPE] == "LOCAL"
+    note = tags[schema.MLFLOW_NOTE]
+    assert note.startswith("Baseline, lr 0.01.\n\n<!-- tfrepro:card -->")
+    shown = md.unescape(note)
+    assert "tfrepro replay %s" % session.run_id in shown and "docker" in shown
+    assert "fit() training: numpy x float32[8, 2]" in shown  # fit()'s inputs, hashed on the same thread
+    assert "/#/experiments/3/runs/%s/artifacts/tfrepro/environment.md" % session.run_id in note
+    assert set(session.texts) >= {schema.ENVIRONMENT_JSON, schema.ENVIRONMENT_MD}
+    assert "Environment of run " + session.run_id in md.unescape(session.texts[schema.ENVIRONMENT_MD])
+
+
+def test_an_unknown_description_is_left_alone(monkeypatch):
+    from tfrepro import schema
+    from tfrepro.tracking.session import RunPage
+
+    session = PageSession()
+    session.page = None  # the server could not say what the user's run holds
+    callback = recorded(monkeypatch, session)
+    assert schema.MLFLOW_NOTE not in session.tags and schema.ENVIRONMENT_MD in session.texts
+    assert callback.environment is not None
+    unchanged = PageSession(page=RunPage(None, None, {}))
+    recorded(monkeypatch, unchanged)
+    first = unchanged.tags[schema.MLFLOW_NOTE]
+    again = PageSession(page=RunPage(None, None, {schema.MLFLOW_NOTE: first}))
+    recorded(monkeypatch, again)
+    assert schema.MLFLOW_NOTE not in again.tags  # the same card: nothing to write
+
+
+def test_a_spooled_runs_environment_md_names_no_local_id(monkeypatch):
+    from tfrepro import schema
+
+    session = PageSession(run_id="local-0123")
+    recorded(monkeypatch, session)
+    assert "local-0123" not in session.texts[schema.ENVIRONMENT_MD]
+    assert "tfrepro replay local-0123" in session.tags[schema.MLFLOW_NOTE]  # sync puts the real id in
+
+
+def test_the_logged_model_carries_where_it_was_made(monkeypatch):
+    from tests.helpers.inspect_envs import DIGEST_A, make_env
+    from tfrepro import schema
+    from tfrepro.callback import ReproCallback
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    callback = ReproCallback()
+    callback.set_model(model)
+    callback.session, callback.environment = PageSession(), make_env()
+    callback._log_model()
+    params = callback.session.model_params[0]
+    assert params[schema.IMAGE_DIGEST] == DIGEST_A and params[schema.MODEL_HASH] == callback.model_hash
+    assert params[schema.GIT_COMMIT] == make_env().git.commit and params[schema.TF_VERSION] == "2.9.1"
+    assert callback.model_uri == "models:/m-1"
+
+
+def test_the_plugin_gives_a_plain_start_run_the_source_and_the_card(monkeypatch):
+    pytest.importorskip("mlflow")
+    import tfrepro.fingerprint
+    from tests.helpers.inspect_envs import make_env
+    from tfrepro import schema
+    from tfrepro.tracking import runpage
+    from tfrepro_mlflow import context
+
+    monkeypatch.setattr(context, "_tags", None)
+    monkeypatch.setattr(tfrepro.fingerprint, "shared", lambda since=None: make_env())
+    tags = context.TfreproContextProvider().tags()
+    assert tags[schema.MLFLOW_SOURCE_NAME] == "train.py" and tags[schema.GIT_COMMIT]
+    assert tags[schema.MLFLOW_NOTE].startswith("<!-- tfrepro:card -->")
+
+    def broken(env):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(context, "_tags", None)
+    monkeypatch.setattr(runpage, "plugin_card", broken)
+    tags = context.TfreproContextProvider().tags()
+    assert schema.MLFLOW_NOTE not in tags and tags[schema.GIT_COMMIT]  # the environment still tagged

@@ -244,6 +244,12 @@ class RestBackend:
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: Optional[str]) -> None:
         _client(self.tracking_uri).log_artifacts(run_id, local_dir, artifact_path)
 
+    def run_tags(self, run_id: str) -> Tuple[str, Dict[str, str]]:
+        """The run's experiment id and tags: one call, no retry."""
+        run = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})["run"]
+        tags = {t["key"]: t.get("value", "") for t in (run.get("data") or {}).get("tags") or []}
+        return str(run["info"]["experiment_id"]), tags
+
 
 def _client(tracking_uri):
     from mlflow.tracking import MlflowClient
@@ -339,3 +345,7 @@ class ClientBackend:
 
     def log_artifacts(self, run_id, local_dir, artifact_path) -> None:
         self._wrap(self.client.log_artifacts, run_id, local_dir, artifact_path)
+
+    def run_tags(self, run_id) -> Tuple[str, Dict[str, str]]:
+        run = self._wrap(self.client.get_run, run_id)
+        return str(run.info.experiment_id), dict(run.data.tags)

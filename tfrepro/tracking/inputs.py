@@ -164,14 +164,15 @@ def mlflow_dataset(context: str, x, y, description: Dict[str, Any]):
     )
 
 
-def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optional[int] = None) -> None:
+def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optional[int] = None) -> Dict[str, str]:
     """Tag and log (as MLflow dataset inputs) what fit() was given (its arguments, as
     FitContext read them; None when they could not be found). Hashing NumPy inputs takes
     time, so the callback calls this off the training thread (`replicas`, read from the
     training thread's distribution strategy, comes with it). The dataset records go through
-    the session's spool like everything else: uploaded in the background, or by `sync`."""
+    the session's spool like everything else: uploaded in the background, or by `sync`.
+    Returns the tags it set (the run's card names the inputs)."""
     if arguments is None:
-        return
+        return {}
     described = describe_fit(arguments)
     recorded = tags(described)
     if replicas is not None:
@@ -179,7 +180,7 @@ def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optio
     if recorded:
         session.set_tags(recorded)
     if not described:
-        return
+        return recorded
     quiet = logging.getLogger("mlflow.data")  # its schema inference warns when scipy is missing
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -188,6 +189,7 @@ def log_fit_inputs(session, arguments: Optional[Dict[str, Any]], replicas: Optio
     finally:
         quiet.setLevel(level)
     session.log_inputs(datasets)
+    return recorded
 
 
 def dataset_fields(dataset) -> Dict[str, Optional[str]]:

@@ -6,6 +6,9 @@ shapes, bytes) read back from a SavedModel, plus the Keras config with layer nam
 replaced by their position. The saved_model.pb/variables files themselves are not
 hashed: they embed per-process names (`__inference_call_1234`, `dense_1`) that change
 with what else the process built or traced, while the model stays the same.
+
+On MLflow 3 the logged model carries the facts of where it was made as its params (its page and a
+registered version's show them); MLflow 2.17 logged models have no params: nothing to attach there.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 HASH_PREFIX = "sha256:"
 # Object-graph bookkeeping stored next to the variables; not a model value.
@@ -93,17 +96,22 @@ def pip_requirements() -> List[str]:
     return ["tensorflow==%s" % tf.__version__.split("+")[0], "numpy==%s" % numpy.__version__]
 
 
-def log_keras_model(model, name: str = "model") -> Optional[str]:
+def log_keras_model(model, name: str = "model", params: Optional[Dict[str, str]] = None) -> Optional[str]:
     """Log `model` with the mlflow.tensorflow flavour (a SavedModel) to the active run.
 
     Returns the model URI: `runs:/<id>/model` on MLflow 2, `models:/m-...` on MLflow 3.
+    params: the logged model's params on MLflow 3 (sent with the call that creates it: no
+    round trip more); ignored on MLflow 2.
     """
     import mlflow.tensorflow
 
-    kwargs = {"pip_requirements": pip_requirements(), "keras_model_kwargs": {"save_format": "tf"}}
-    if "name" in inspect.signature(mlflow.tensorflow.log_model).parameters:
+    kwargs: Dict[str, Any] = {"pip_requirements": pip_requirements(), "keras_model_kwargs": {"save_format": "tf"}}
+    accepted = inspect.signature(mlflow.tensorflow.log_model).parameters
+    if "name" in accepted:
         kwargs["name"] = name  # MLflow 3: artifact_path is deprecated
     else:
         kwargs["artifact_path"] = name
+    if params and "params" in accepted:
+        kwargs["params"] = dict(params)
     info = mlflow.tensorflow.log_model(model, **kwargs)
     return info.model_uri

@@ -18,7 +18,8 @@ Every method above swallows tracking failures (recorded in `session.errors`, war
 What the callback asks of the run itself, so that it never calls MLflow (these raise on a
 server error; the callback guards them):
     session.run_params() -> dict        the params the run has already (not to log them again)
-    session.log_keras_model(model) -> the model's URI, or None (warned) when it cannot be logged
+    session.log_keras_model(model, params=None) -> the model's URI, or None (warned) when it cannot be logged
+    session.run_page() -> RunPage(tracking_uri, experiment_id, tags), or None: for the card
 Also: `session.online` (last upload attempt reached the server), `session.spool_path`,
 `session.has_fluent_run` (an MLflow active run is set, so mlflow.log_* calls reach it),
 `session.run_start_time` (epoch seconds: when the active run it joined started; else None).
@@ -31,7 +32,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
@@ -203,9 +204,9 @@ class TrackingSession:
         with short_http():
             return dict(mlflow.tracking.MlflowClient().get_run(self.run_id).data.params)
 
-    def log_keras_model(self, model) -> Optional[str]:
+    def log_keras_model(self, model, params: Optional[Dict[str, str]] = None) -> Optional[str]:
         """Log a Keras model with the mlflow.tensorflow flavour (a SavedModel) into this run
-        and return its URI. The flavour logs into MLflow's active run: None, after a warning,
+        and return its URI; `params` become the logged model's (MLflow 3). The flavour logs into MLflow's active run: None, after a warning,
         when that is not this session's run or the server is down. Raises when logging fails."""
         import mlflow
 
@@ -218,7 +219,7 @@ class TrackingSession:
             return None
         from tfrepro.tracking import model as model_io
 
-        return model_io.log_keras_model(model)
+        return model_io.log_keras_model(model, params=params)
 
     def _error(self, what, exc):
         if not self.errors:
@@ -283,6 +284,28 @@ class TrackingSession:
             if up:
                 self._error("end run", exc)
             return False
+
+    # -- the run's page in the MLflow UI (issue 20) ---------------------------------------
+    def run_page(self) -> Optional["RunPage"]:
+        """The run as its page shows it now, for the card in its description: the tracking URI
+        (credentials stripped), its experiment id and tags (the description among them). A run
+        this session only spooled has no tags yet (experiment unknown). None when the server
+        cannot say: the run may have a description that must not be overwritten. One bounded
+        call, no retry (call it off the training thread); raises on a server error."""
+        uploader = self._writer.uploader
+        uri = strip_url_credentials(getattr(uploader.backend, "tracking_uri", "") if uploader else "") or None
+        if uploader is not None and uploader.run_id and self.online:
+            experiment_id, tags = uploader.backend.run_tags(uploader.run_id)
+            return RunPage(uri, experiment_id, tags)
+        if self._local_id.startswith(LOCAL_PREFIX) and (uploader is None or not uploader.run_id):
+            return RunPage(uri, None, {})
+        return None
+
+
+class RunPage(NamedTuple):
+    tracking_uri: Optional[str]
+    experiment_id: Optional[str]
+    tags: Dict[str, str]
 
 
 def _header(run_id, experiment_name, run_name, uri) -> Dict:

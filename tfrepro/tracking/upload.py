@@ -151,6 +151,9 @@ class RunUploader:
             b.log_batch(run_id, params=payload)
             self.counts["params"] += len(payload)
         elif kind == "tags":
+            local = self.header.get("run_id")
+            if is_local(local) and schema.MLFLOW_NOTE in payload:  # the card's replay line: the real id
+                payload = dict(payload, **{schema.MLFLOW_NOTE: payload[schema.MLFLOW_NOTE].replace(local, run_id)})
             b.log_batch(run_id, tags=payload)
             self.counts["tags"] += len(payload)
         elif kind == "text":
