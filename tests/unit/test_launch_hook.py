@@ -116,7 +116,7 @@ def test_replay_plan_of_a_run_that_seeded_itself_adds_no_hook():
 
 def test_hook_directory_holds_only_the_hook_and_is_removed():
     with H.hook_directory() as path:
-        assert os.listdir(path) == ["sitecustomize.py"]
+        assert sorted(os.listdir(path)) == sorted(H.HOOK_FILES)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
         assert stat.S_IMODE(os.stat(os.path.join(path, "sitecustomize.py")).st_mode) == 0o644
     assert not os.path.exists(path)
@@ -165,7 +165,8 @@ def run_python(tmp_path, code, env):
     image_dir = tmp_path / "image"
     hook_dir.mkdir()
     image_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(open(H.HOOK_SOURCE).read())
+    for name, source in H.HOOK_FILES.items():
+        (hook_dir / name).write_text(open(source).read())
     (image_dir / "sitecustomize.py").write_text("import os\nos.environ['IMAGE_HOOK_RAN'] = '1'\n")
     path = os.pathsep.join([str(hook_dir), str(image_dir), os.environ.get("PYTHONPATH", "")])
     hook_vars = ("TFREPRO_AUTOLOG", "TFREPRO_DETERMINISTIC", "TFREPRO_SEED", "TFREPRO_HOOK_WARNED")

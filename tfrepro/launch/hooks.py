@@ -21,9 +21,16 @@ from tfrepro.tracking import launch_record
 
 HOOK_DIR = "/opt/tfrepro-hook"  # where the generated directory is mounted in the container
 HOOK_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sitecustomize.py")
-ENV_AUTOLOG = "TFREPRO_AUTOLOG"
-ENV_DETERMINISTIC = "TFREPRO_DETERMINISTIC"
-ENV_SEED = "TFREPRO_SEED"  # tfrepro.determinism reads it too
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the hook and the two standalone modules it runs on (sitecustomize.COMPANIONS), copied beside it
+HOOK_FILES = {
+    "sitecustomize.py": HOOK_SOURCE,
+    "tfrepro_import_hook.py": os.path.join(_PACKAGE, "import_hook.py"),
+    "tfrepro_determinism.py": os.path.join(_PACKAGE, "determinism.py"),
+}
+ENV_AUTOLOG = schema.ENV_AUTOLOG
+ENV_DETERMINISTIC = schema.ENV_DETERMINISTIC
+ENV_SEED = schema.ENV_SEED  # tfrepro.determinism reads it too
 AUTOLOG_TAG = schema.AUTOLOG
 SEED_TAG = schema.SEED
 LAUNCH_SEED_TAG = schema.LAUNCH_SEED
@@ -35,16 +42,17 @@ def wanted(autolog: bool, seed: Optional[int]) -> bool:
 
 @contextlib.contextmanager
 def hook_directory(enabled: bool = True) -> Iterator[Optional[str]]:
-    """A fresh directory holding only sitecustomize.py, readable by any container user,
+    """A fresh directory holding only the hook (HOOK_FILES), readable by any container user,
     writable by nobody else; removed afterwards. None when not enabled."""
     if not enabled:
         yield None
         return
     path = tempfile.mkdtemp(prefix="tfrepro-hook-")
     try:
-        target = os.path.join(path, "sitecustomize.py")
-        shutil.copyfile(HOOK_SOURCE, target)
-        os.chmod(target, 0o644)
+        for name, source in HOOK_FILES.items():
+            target = os.path.join(path, name)
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o644)
         os.chmod(path, 0o755)
         yield path
     finally:
