@@ -19,7 +19,7 @@ from tfrepro.termsafe import safe, safe_lines
 class TerminalHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = safe_lines(record.getMessage())
+            message = safe(record.getMessage())  # a recorded newline is shown as \n: it starts no line
             prefix = "tfrepro: warning: " if record.levelno >= logging.WARNING else "tfrepro: "
             if getattr(record, "bare", False):  # a continuation line (an indented command, a table row)
                 prefix = ""
