@@ -14,6 +14,7 @@ import click
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
 from tfrepro.termsafe import safe
+from tfrepro.tracking.card import gpu_summary
 
 WIDTH = 100
 KEY_WIDTH = 22
@@ -139,14 +140,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             )
         )
     if gpu:
-        rows = [
-            ("count", gpu.count),
-            ("driver", gpu.driver_version),
-            ("CUDA (driver)", gpu.cuda_driver),
-            ("NVML", gpu.nvml_version),
-            ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
-            ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
-        ]
+        rows = gpu_summary(gpu)
         for d in gpu.devices:
             facts = [
                 d.name,

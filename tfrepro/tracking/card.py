@@ -258,6 +258,18 @@ def _fit_ranked(lines: Sequence[Tuple[int, str]], limit: int) -> str:
 # -- tfrepro/environment.md ---------------------------------------------------------------------
 
 
+def gpu_summary(gpu) -> List[Tuple[str, object]]:
+    """The GPU record's own fields as (label, value), for environment.md and `tfrepro show`."""
+    return [
+        ("count", gpu.count),
+        ("driver", gpu.driver_version),
+        ("CUDA (driver)", gpu.cuda_driver),
+        ("NVML", gpu.nvml_version),
+        ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
+        ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
+    ]
+
+
 def _rows(pairs: Iterable[Tuple[str, object]], code_fields: Sequence[str] = ()) -> List[List[str]]:
     rows = []
     for name, value in pairs:
@@ -325,17 +337,7 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
             ),
         )
     if gpu:
-        summary = _rows(
-            [
-                ("count", str(gpu.count)),
-                ("driver", gpu.driver_version),
-                ("CUDA (driver)", gpu.cuda_driver),
-                ("NVML", gpu.nvml_version),
-                ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
-                ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
-                ("why none", gpu.reason),
-            ]
-        )
+        summary = _rows(gpu_summary(gpu) + [("why none", gpu.reason)])
         out += _section("GPUs", summary)
         devices = [
             [
