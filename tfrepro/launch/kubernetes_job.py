@@ -71,10 +71,7 @@ def submit(
     Ctrl-C or SIGTERM deletes the Job and re-raises KeyboardInterrupt."""
     batch, core = apis
     namespace, name = job.metadata.namespace, job.metadata.name
-    try:
-        created = batch.create_namespaced_job(namespace, job)
-    except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
-        raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+    created = _create_job(batch, job)
     on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid})
     log.info("created Job %s/%s", namespace, name)
     with signals.terminating():
@@ -94,6 +91,14 @@ def submit(
         except SchedulerError:
             _delete(batch, namespace, name)
             raise
+
+
+def _create_job(batch, job):
+    namespace, name = job.metadata.namespace, job.metadata.name
+    try:
+        return batch.create_namespaced_job(namespace, job)
+    except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
+        raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
 
 
 def _delete(batch, namespace: str, name: str) -> None:
@@ -207,10 +212,7 @@ def submit_workers(
     except Exception as exc:
         raise SchedulerError("Kubernetes did not take Service %s/%s: %s" % (namespace, name, _one_line(exc))) from None
     try:
-        try:
-            created = batch.create_namespaced_job(namespace, job)
-        except Exception as exc:
-            raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+        created = _create_job(batch, job)
         on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid, "workers": str(count)})
         log.info("created Service and Indexed Job %s/%s (%d workers)", namespace, name, count)
         started = time.monotonic()
