@@ -18,7 +18,6 @@ that run through tfrepro's spool (tfrepro/tracking/fluent.py; TFREPRO_FLUENT=0 t
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import sys
 from typing import Any, Dict, Optional
@@ -26,6 +25,7 @@ from typing import Any, Dict, Optional
 from tfrepro.import_hook import AfterImport
 from tfrepro.options import CallbackSettings
 from tfrepro.tracking import fluent
+from tfrepro.tracking.fluent_hooks import find_spec
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,11 @@ def autolog(disable: bool = False, **options) -> None:
         if _wrap():
             _options = checked
         return
-    if _find_spec("tensorflow") is None and _find_spec("keras") is None:
+    if find_spec("tensorflow") is None and find_spec("keras") is None:
         log.warning("tfrepro: autolog: TensorFlow is not importable here; nothing to capture")
         return
     _options = checked
     _install_hook()
-
-
-def _find_spec(name: str):
-    try:
-        return importlib.util.find_spec(name)
-    except (ImportError, ValueError, AttributeError):
-        return None
 
 
 def _model_class():

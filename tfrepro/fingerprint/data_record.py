@@ -19,7 +19,7 @@ Every field read back is validated: a run's record is untrusted input. Python 3.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from tfrepro import schema
@@ -78,22 +78,13 @@ class DataSource:
     written: bool = False  # changed while the run ran: what it wrote, not what it read
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "label": self.label,
-            "path": self.path,
-            "target": self.target,
-            "kind": self.kind,
-            "mode": self.mode,
-            "files": self.files,
-            "bytes": self.bytes,
-            "hash": self.hash,
-            "summarised": self.summarised,
-            "entries": {k: dict(v) for k, v in self.entries.items()},
-            "parts": {k: dict(v) for k, v in self.parts.items()},
-            "reasons": dict(self.reasons),
-            "seconds": self.seconds,
-            "written": self.written,
-        }
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(
+            entries={k: dict(v) for k, v in self.entries.items()},
+            parts={k: dict(v) for k, v in self.parts.items()},
+            reasons=dict(self.reasons),
+        )
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> "DataSource":

@@ -123,26 +123,20 @@ def parse_ls_files(raw: bytes) -> List[str]:
     return paths
 
 
+# git's files that are not tracked (and with --ignored, those ignored), folders whole, NUL-separated
+LS_OTHERS = tuple(
+    "git -c core.quotepath=off ls-files -z --others --exclude-standard --directory --no-empty-directory".split()
+)
+
+
 def list_paths(root: str) -> Dict[str, str]:
     """{path: "untracked" | "ignored"} under `root`, from git. Raises OSError or RuntimeError."""
     found: Dict[str, str] = {}
     for label, extra in (("untracked", []), ("ignored", ["--ignored"])):
         proc = subprocess.run(
-            [
-                "git",
-                "-c",
-                "core.quotepath=off",
-                "ls-files",
-                "-z",
-                "--others",
-                "--exclude-standard",
-                "--directory",
-                "--no-empty-directory",
-            ]
-            + extra,
+            list(LS_OTHERS) + extra,
             cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=GIT_TIMEOUT,
             env=dict(os.environ, LC_ALL="C"),
         )

@@ -153,26 +153,14 @@ def check_versions(facts: Facts) -> List[Check]:
     for name, (low, high) in sorted(RANGES.items()):
         have = facts.versions.get(name)
         wanted = ">=%s,<%s" % (low, high)
-        if not have:
-            out.append(
-                Check(
-                    name,
-                    FAIL,
-                    "%s is not installed (TF 2.9 needs %s)" % (name, wanted),
-                    "pip install '%s%s'" % (name, wanted),
-                )
-            )
-        elif version_tuple(low) <= version_tuple(have) < version_tuple(high):
+        if have and version_tuple(low) <= version_tuple(have) < version_tuple(high):
             out.append(Check(name, PASS, "%s %s is within TF 2.9's range %s" % (name, have, wanted)))
+            continue
+        if have:
+            message = "%s %s is outside TF 2.9's range %s" % (name, have, wanted)
         else:
-            out.append(
-                Check(
-                    name,
-                    FAIL,
-                    "%s %s is outside TF 2.9's range %s" % (name, have, wanted),
-                    "pip install '%s%s'" % (name, wanted),
-                )
-            )
+            message = "%s is not installed (TF 2.9 needs %s)" % (name, wanted)
+        out.append(Check(name, FAIL, message, "pip install '%s%s'" % (name, wanted)))
     return out
 
 

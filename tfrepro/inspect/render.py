@@ -14,6 +14,7 @@ import click
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
 from tfrepro.termsafe import safe
+from tfrepro.tracking.card import gpu_summary
 
 WIDTH = 100
 KEY_WIDTH = 22
@@ -123,30 +124,19 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(container.ngc.items())]
         groups.append(("Image", rows))
     if git:
-        groups.append(
-            (
-                "Code",
-                [
-                    ("commit", git.commit),
-                    ("branch", git.branch),
-                    ("remote", git.remote_url),
-                    ("dirty", _yes(git.dirty)),
-                    ("patch sha256", git.patch_sha256),
-                    ("untracked", "%d files" % len(git.untracked) if git.untracked else None),
-                    ("workdir", git.workdir),
-                    ("root", git.root),
-                ],
-            )
-        )
-    if gpu:
         rows = [
-            ("count", gpu.count),
-            ("driver", gpu.driver_version),
-            ("CUDA (driver)", gpu.cuda_driver),
-            ("NVML", gpu.nvml_version),
-            ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
-            ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
+            ("commit", git.commit),
+            ("branch", git.branch),
+            ("remote", git.remote_url),
+            ("dirty", _yes(git.dirty)),
+            ("patch sha256", git.patch_sha256),
+            ("untracked", "%d files" % len(git.untracked) if git.untracked else None),
+            ("workdir", git.workdir),
+            ("root", git.root),
         ]
+        groups.append(("Code", rows))
+    if gpu:
+        rows = gpu_summary(gpu)
         for d in gpu.devices:
             facts = [
                 d.name,
@@ -160,19 +150,15 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             rows.append(("note", gpu.reason))
         groups.append(("GPU", rows))
     if tf:
-        groups.append(
-            (
-                "TensorFlow",
-                [
-                    ("version", tf.version),
-                    ("CUDA (build)", tf.cuda_build),
-                    ("cuDNN (build)", tf.cudnn_build),
-                    ("devices", ", ".join(tf.devices) or None),
-                    ("mixed precision", tf.mixed_precision_policy),
-                    ("imported", _yes(tf.imported)),
-                ],
-            )
-        )
+        rows = [
+            ("version", tf.version),
+            ("CUDA (build)", tf.cuda_build),
+            ("cuDNN (build)", tf.cudnn_build),
+            ("devices", ", ".join(tf.devices) or None),
+            ("mixed precision", tf.mixed_precision_policy),
+            ("imported", _yes(tf.imported)),
+        ]
+        groups.append(("TensorFlow", rows))
         rows = [("seed", tf.seed)]
         rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
         groups.append(("Determinism", rows))
@@ -194,38 +180,30 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             )
         )
     if sysinfo:
-        groups.append(
-            (
-                "System",
-                [
-                    ("hostname", sysinfo.hostname),
-                    ("os", sysinfo.os),
-                    ("kernel", sysinfo.kernel),
-                    ("machine", sysinfo.machine),
-                    ("cpu", sysinfo.cpu_model),
-                    ("cpus", sysinfo.cpu_count),
-                    ("memory", _bytes(sysinfo.memory_bytes)),
-                ],
-            )
-        )
+        rows = [
+            ("hostname", sysinfo.hostname),
+            ("os", sysinfo.os),
+            ("kernel", sysinfo.kernel),
+            ("machine", sysinfo.machine),
+            ("cpu", sysinfo.cpu_model),
+            ("cpus", sysinfo.cpu_count),
+            ("memory", _bytes(sysinfo.memory_bytes)),
+        ]
+        groups.append(("System", rows))
     if env.scheduler:
         scheduler = env.scheduler
-        groups.append(
-            (
-                "Scheduler",
-                [
-                    ("kind", scheduler.kind),
-                    ("job id", scheduler.job_id),
-                    ("job name", scheduler.job_name),
-                    ("nodes", scheduler.nodes),
-                    ("partition", scheduler.partition),
-                    ("cluster", scheduler.cluster),
-                    ("account", scheduler.account),
-                    ("pod", scheduler.pod),
-                    ("namespace", scheduler.namespace),
-                ],
-            )
-        )
+        rows = [
+            ("kind", scheduler.kind),
+            ("job id", scheduler.job_id),
+            ("job name", scheduler.job_name),
+            ("nodes", scheduler.nodes),
+            ("partition", scheduler.partition),
+            ("cluster", scheduler.cluster),
+            ("account", scheduler.account),
+            ("pod", scheduler.pod),
+            ("namespace", scheduler.namespace),
+        ]
+        groups.append(("Scheduler", rows))
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
     return groups

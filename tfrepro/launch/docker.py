@@ -177,8 +177,7 @@ class _Worker:
             for chunk in self.container.logs(stream=True, follow=True):
                 yield chunk
         except docker.errors.APIError as exc:
-            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
-            raise DockerError(message) from None
+            raise self._failed(exc) from None
 
     def wait(self) -> int:
         import docker.errors
@@ -186,8 +185,10 @@ class _Worker:
         try:
             return int(self.container.wait().get("StatusCode", 1))
         except docker.errors.APIError as exc:
-            message = "worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc))
-            raise DockerError(message) from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> DockerError:
+        return DockerError("worker %d (container %s): %s" % (self.index, self.container.short_id, _one_line(exc)))
 
     def stop(self) -> None:
         self.container.stop(timeout=10)  # SIGTERM, SIGKILL 10 s later (a PID 1 training ignores SIGTERM)

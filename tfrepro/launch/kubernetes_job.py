@@ -71,10 +71,7 @@ def submit(
     Ctrl-C or SIGTERM deletes the Job and re-raises KeyboardInterrupt."""
     batch, core = apis
     namespace, name = job.metadata.namespace, job.metadata.name
-    try:
-        created = batch.create_namespaced_job(namespace, job)
-    except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
-        raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+    created = _create_job(batch, job)
     on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid})
     log.info("created Job %s/%s", namespace, name)
     with signals.terminating():
@@ -96,6 +93,14 @@ def submit(
             raise
 
 
+def _create_job(batch, job):
+    namespace, name = job.metadata.namespace, job.metadata.name
+    try:
+        return batch.create_namespaced_job(namespace, job)
+    except Exception as exc:  # ApiException (refused) or urllib3's MaxRetryError (unreachable)
+        raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+
+
 def _delete(batch, namespace: str, name: str) -> None:
     try:
         batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
@@ -115,6 +120,20 @@ def _terminated(pod, container: str, init: bool = False) -> Optional[int]:
     return None
 
 
+def _started(pod) -> bool:
+    """The pod's training container runs, or the pod has ended; SchedulerError when one of its
+    containers is stuck (an image that does not pull, a config that does not create)."""
+    for container, init in ((INIT_CONTAINER, True), (CONTAINER, False)):
+        status = _status(pod, container, init)
+        waiting = status.state.waiting if status and status.state else None
+        if waiting and waiting.reason in STUCK:
+            raise SchedulerError("pod %s: %s: %s" % (pod.metadata.name, waiting.reason, (waiting.message or "")[:200]))
+    status = _status(pod, CONTAINER)
+    return pod.status.phase in ("Succeeded", "Failed") or bool(
+        status and status.state and (status.state.running or status.state.terminated)
+    )
+
+
 def _wait_for_pod(core, namespace: str, name: str, poll: float):
     """The Job's pod once its training container runs, or once the pod has ended."""
     phase_logged = None
@@ -122,17 +141,7 @@ def _wait_for_pod(core, namespace: str, name: str, poll: float):
         pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
         pod = pods[0] if pods else None
         if pod is not None:
-            for container, init in ((INIT_CONTAINER, True), (CONTAINER, False)):
-                status = _status(pod, container, init)
-                waiting = status.state.waiting if status and status.state else None
-                if waiting and waiting.reason in STUCK:
-                    raise SchedulerError(
-                        "pod %s: %s: %s" % (pod.metadata.name, waiting.reason, (waiting.message or "")[:200])
-                    )
-            status = _status(pod, CONTAINER)
-            if pod.status.phase in ("Succeeded", "Failed") or (
-                status and status.state and (status.state.running or status.state.terminated)
-            ):
+            if _started(pod):
                 return pod
             if pod.status.phase != phase_logged:
                 phase_logged = pod.status.phase
@@ -141,6 +150,13 @@ def _wait_for_pod(core, namespace: str, name: str, poll: float):
 
 
 def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bool) -> None:
+    for chunk in _log_chunks(core, namespace, pod, container, follow):
+        write(chunk)
+
+
+def _log_chunks(core, namespace: str, pod: str, container: str, follow: bool):
+    """The container's output, as the API server streams it; an unreadable log is a SchedulerError
+    when following it, else nothing."""
     try:
         response = core.read_namespaced_pod_log(
             pod, namespace, container=container, follow=follow, _preload_content=False
@@ -151,13 +167,14 @@ def _copy_logs(core, namespace: str, pod: str, container: str, write, follow: bo
         return
     try:
         for chunk in response.stream(4096):
-            write(chunk)
+            yield chunk
     finally:
         response.release_conn()
 
 
-def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
-    """The training container's exit code, once the kubelet has reported it."""
+def _exit_code(core, namespace: str, pod: str, poll: float, stopped: Optional[threading.Event] = None) -> int:
+    """The training container's exit code, once the kubelet has reported it (STOPPED once
+    `stopped` is set before that)."""
     while True:
         reported = core.read_namespaced_pod(pod, namespace)
         code = _terminated(reported, CONTAINER)
@@ -165,6 +182,8 @@ def _exit_code(core, namespace: str, pod: str, poll: float) -> int:
             return code
         if reported.status.phase == "Failed":
             return 1
+        if stopped is not None and stopped.is_set():
+            return STOPPED
         time.sleep(poll)
 
 
@@ -193,10 +212,7 @@ def submit_workers(
     except Exception as exc:
         raise SchedulerError("Kubernetes did not take Service %s/%s: %s" % (namespace, name, _one_line(exc))) from None
     try:
-        try:
-            created = batch.create_namespaced_job(namespace, job)
-        except Exception as exc:
-            raise SchedulerError("Kubernetes did not take Job %s/%s: %s" % (namespace, name, _one_line(exc))) from None
+        created = _create_job(batch, job)
         on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid, "workers": str(count)})
         log.info("created Service and Indexed Job %s/%s (%d workers)", namespace, name, count)
         started = time.monotonic()
@@ -223,45 +239,30 @@ def submit_workers(
         _delete_service(core, namespace, name)
 
 
+def _index(pod) -> int:
+    return int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0"))
+
+
 class _PodWorker:
     """One pod of the Indexed Job, for local_workers.supervise(); stopping one stops the Job."""
 
     def __init__(self, core, batch, namespace: str, job_name: str, pod, poll: float):
         self.core, self.batch, self.namespace, self.job_name, self.poll = core, batch, namespace, job_name, poll
         self.pod = pod.metadata.name
-        self.index = int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0"))
+        self.index = _index(pod)
         self.checkout = _terminated(pod, INIT_CONTAINER, init=True)
         self.stopped = threading.Event()
 
     def chunks(self):
         if self.checkout not in (None, 0):
             return
-        try:
-            response = self.core.read_namespaced_pod_log(
-                self.pod, self.namespace, container=CONTAINER, follow=True, _preload_content=False
-            )
-        except Exception as exc:
-            raise SchedulerError("cannot read the logs of pod %s: %s" % (self.pod, _one_line(exc))) from None
-        try:
-            for chunk in response.stream(4096):
-                yield chunk
-        finally:
-            response.release_conn()
+        yield from _log_chunks(self.core, self.namespace, self.pod, CONTAINER, follow=True)
 
     def wait(self) -> int:
         """The training container's exit code once reported; once stopped, what it is by then."""
         if self.checkout not in (None, 0):
             return self.checkout
-        while True:
-            reported = self.core.read_namespaced_pod(self.pod, self.namespace)
-            code = _terminated(reported, CONTAINER)
-            if code is not None:
-                return code
-            if reported.status.phase == "Failed":
-                return 1
-            if self.stopped.is_set():
-                return STOPPED
-            time.sleep(self.poll)
+        return _exit_code(self.core, self.namespace, self.pod, self.poll, self.stopped)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -284,20 +285,10 @@ def _wait_for_pods(
         pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
         ready = []
         for pod in pods:
-            for container, init in ((INIT_CONTAINER, True), (CONTAINER, False)):
-                status = _status(pod, container, init)
-                waiting = status.state.waiting if status and status.state else None
-                if waiting and waiting.reason in STUCK:
-                    raise SchedulerError(
-                        "pod %s: %s: %s" % (pod.metadata.name, waiting.reason, (waiting.message or "")[:200])
-                    )
-            status = _status(pod, CONTAINER)
-            if pod.status.phase in ("Succeeded", "Failed") or (
-                status and status.state and (status.state.running or status.state.terminated)
-            ):
+            if _started(pod):
                 ready.append(pod)
         if len(ready) >= count or any(pod.status.phase == "Failed" for pod in ready):  # a failure ends the Job
-            return sorted(ready, key=lambda pod: int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0")))
+            return sorted(ready, key=_index)
         phases = ", ".join(sorted("%s %s" % (pod.metadata.name, pod.status.phase) for pod in pods))
         if phases != phases_logged:
             phases_logged = phases

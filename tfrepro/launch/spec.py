@@ -37,13 +37,7 @@ from tfrepro.tracking.launch_record import (  # noqa: F401  re-exported: spec.Mo
 
 # Forwarded from the launcher's environment when set (names recorded, values never), so the
 # container can log to the launcher's own tracking server; the plan says so.
-MLFLOW_AUTH_VARS = (
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH",
-)
+MLFLOW_AUTH_VARS = schema.ENV_MLFLOW_AUTH
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,7 @@ def _git(args: List[str], cwd: Optional[str] = None, timeout: int = 600, stdin: 
             cwd=cwd,
             env=env,
             input=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=timeout,
         )
     except FileNotFoundError:

@@ -89,9 +89,16 @@ def replay_card(
         "",
         _verdict_line(verdict) + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
     ]
+    return _card(lines, verdict, compare_url, "Compare the two runs", report_url, limit)
+
+
+def _card(
+    lines: List[str], verdict, compare_url: Optional[str], compare_label: str, report_url: Optional[str], limit: int
+) -> str:
+    """The block of `lines`, then why the verdict is short of identical, then the links; cut to `limit`."""
     if verdict.verdict != verify.IDENTICAL and verdict.why:
         lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
-    lines += ["", _links(compare_url, "Compare the two runs", report_url)]
+    lines += ["", _links(compare_url, compare_label, report_url)]
     return card.block(schema.REPLAY_BLOCK, _fit("\n".join(lines).rstrip(), limit))
 
 
@@ -156,10 +163,7 @@ def repeat_card(
     ]
     if verdict.spreads:
         lines += ["", spread_table(verdict.spreads)]
-    if verdict.verdict != verify.IDENTICAL and verdict.why:
-        lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
-    lines += ["", _links(compare_url, "Compare the original with its replays", report_url)]
-    return card.block(schema.REPLAY_BLOCK, _fit("\n".join(lines).rstrip(), limit))
+    return _card(lines, verdict, compare_url, "Compare the original with its replays", report_url, limit)
 
 
 # -- the original's table of replays ----------------------------------------------------------

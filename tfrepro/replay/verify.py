@@ -71,21 +71,28 @@ def _finite(value: Optional[float]) -> Any:
     return str(value)
 
 
+class _Judged:
+    """What a verdict says: `ok` when it is one of PASSING, and its one line."""
+
+    PASSING: Tuple[str, ...] = ()  # set by each subclass; not a dataclass field
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in self.PASSING
+
+    def line(self) -> str:
+        return self.verdict + (": " + self.detail if self.detail else "")
+
+
 @dataclass(frozen=True)
-class Verdict:
+class Verdict(_Judged):
+    PASSING = (IDENTICAL, WITHIN_TOLERANCE)
     verdict: str
     detail: str = ""
     compared: int = 0  # values compared
     max_difference: float = 0.0
     why: Tuple[Any, ...] = ()  # inspect/explain.py Factors: what can explain a verdict short of identical
     metrics: Tuple[MetricComparison, ...] = ()  # compare_metrics(): one row per compared metric
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict in (IDENTICAL, WITHIN_TOLERANCE)
-
-    def line(self) -> str:
-        return self.verdict + (": " + self.detail if self.detail else "")
 
 
 def _same(a: float, b: float) -> bool:
@@ -308,19 +315,13 @@ def spread(
 
 
 @dataclass(frozen=True)
-class RepeatVerdict:
+class RepeatVerdict(_Judged):
+    PASSING = (IDENTICAL, WITHIN_NOISE)
     verdict: str
     detail: str
     replays: int
     spreads: Tuple[Spread, ...] = ()
     why: Tuple[Any, ...] = ()  # as Verdict.why
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict in (IDENTICAL, WITHIN_NOISE)
-
-    def line(self) -> str:
-        return self.verdict + (": " + self.detail if self.detail else "")
 
 
 def final_values(history: History, ignore: Sequence[str] = IGNORED_METRICS) -> Dict[str, float]:

@@ -258,6 +258,18 @@ def _fit_ranked(lines: Sequence[Tuple[int, str]], limit: int) -> str:
 # -- tfrepro/environment.md ---------------------------------------------------------------------
 
 
+def gpu_summary(gpu) -> List[Tuple[str, object]]:
+    """The GPU record's own fields as (label, value), for environment.md and `tfrepro show`."""
+    return [
+        ("count", gpu.count),
+        ("driver", gpu.driver_version),
+        ("CUDA (driver)", gpu.cuda_driver),
+        ("NVML", gpu.nvml_version),
+        ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
+        ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
+    ]
+
+
 def _rows(pairs: Iterable[Tuple[str, object]], code_fields: Sequence[str] = ()) -> List[List[str]]:
     rows = []
     for name, value in pairs:
@@ -308,34 +320,22 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
         out += _section("Container", rows)
     if g:
         dirty = g.dirty and ("yes: patch withheld" if patch_withheld else "yes: the patch is " + schema.GIT_PATCH)
-        out += _section(
-            "Code",
-            _rows(
-                [
-                    ("commit", g.commit),
-                    ("branch", g.branch),
-                    ("remote", g.remote_url),
-                    ("uncommitted changes", dirty or "no"),
-                    ("patch sha256", g.patch_sha256),
-                    ("working directory", g.workdir),
-                    ("repository root", g.root),
-                    ("untracked files", ", ".join(g.untracked)),
-                ],
-                ("commit", "branch", "patch sha256"),
-            ),
-        )
-    if gpu:
-        summary = _rows(
+        rows = _rows(
             [
-                ("count", str(gpu.count)),
-                ("driver", gpu.driver_version),
-                ("CUDA (driver)", gpu.cuda_driver),
-                ("NVML", gpu.nvml_version),
-                ("CUDA_VISIBLE_DEVICES", gpu.cuda_visible_devices),
-                ("NVIDIA_VISIBLE_DEVICES", gpu.nvidia_visible_devices),
-                ("why none", gpu.reason),
-            ]
+                ("commit", g.commit),
+                ("branch", g.branch),
+                ("remote", g.remote_url),
+                ("uncommitted changes", dirty or "no"),
+                ("patch sha256", g.patch_sha256),
+                ("working directory", g.workdir),
+                ("repository root", g.root),
+                ("untracked files", ", ".join(g.untracked)),
+            ],
+            ("commit", "branch", "patch sha256"),
         )
+        out += _section("Code", rows)
+    if gpu:
+        summary = _rows(gpu_summary(gpu) + [("why none", gpu.reason)])
         out += _section("GPUs", summary)
         devices = [
             [
@@ -373,33 +373,29 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
         packages = [[md.text(n), md.text(v)] for n, _, v in (p.partition("==") for p in py.packages)]
         out += _section("Packages (%d)" % len(packages), packages, ("package", "version"))
     if proc:
-        out += _section(
-            "Process",
-            _rows(
-                [
-                    ("command", " ".join(proc.argv)),
-                    ("working directory", proc.cwd),
-                    ("script", proc.entry_script),
-                    ("python", proc.python_executable),
-                ],
-                ("command",),
-            ),
+        rows = _rows(
+            [
+                ("command", " ".join(proc.argv)),
+                ("working directory", proc.cwd),
+                ("script", proc.entry_script),
+                ("python", proc.python_executable),
+            ],
+            ("command",),
         )
+        out += _section("Process", rows)
     if system:
-        out += _section(
-            "Host",
-            _rows(
-                [
-                    ("hostname", system.hostname),
-                    ("os", system.os),
-                    ("kernel", system.kernel),
-                    ("machine", system.machine),
-                    ("cpu", system.cpu_model),
-                    ("cpus", None if system.cpu_count is None else str(system.cpu_count)),
-                    ("memory", "%.1f GiB" % (system.memory_bytes / 2**30) if system.memory_bytes else None),
-                ]
-            ),
+        rows = _rows(
+            [
+                ("hostname", system.hostname),
+                ("os", system.os),
+                ("kernel", system.kernel),
+                ("machine", system.machine),
+                ("cpu", system.cpu_model),
+                ("cpus", None if system.cpu_count is None else str(system.cpu_count)),
+                ("memory", "%.1f GiB" % (system.memory_bytes / 2**30) if system.memory_bytes else None),
+            ]
         )
+        out += _section("Host", rows)
     if sched:
         out += _section(
             "Scheduler", _rows([("kind", sched.kind)] + [(k, getattr(sched, k)) for k in schema.SCHEDULER_FIELDS])

@@ -38,14 +38,16 @@ def install(current: Callable[[], Any]) -> bool:
     if "mlflow" in sys.modules:
         return _wrap_mlflow()
     if _finder is None:
-        if _find_spec("mlflow") is None:
+        if find_spec("mlflow") is None:
             return False
         _finder = _AfterImport()
         sys.meta_path.insert(0, _finder)
     return True
 
 
-def _find_spec(name: str):
+def find_spec(name: str):
+    """importlib's spec for `name` without importing it; None when it is not there (or its
+    parent package, half-imported or odd, makes the look-up fail)."""
     try:
         return importlib.util.find_spec(name)
     except (ImportError, ValueError, AttributeError):

@@ -138,19 +138,19 @@ def resolve(client, ref: str) -> ModelSource:
     if LOGGED_MODEL_ID.match(body):
         return _logged_model(client, body, ref)
     if "@" in body:
-        name, alias = body.rsplit("@", 1)
-        if not name or not alias:
+        name, key = body.rsplit("@", 1)
+        if not name or not key:
             raise UsageError("%r: expected models:/NAME@ALIAS" % ref)
-        missing = "model %r has no alias %r" % (name, alias)
-        version = _call(client, ref, "model %s" % name, missing, client.get_model_version_by_alias, name, alias)
-        return _from_version(client, version, ref)
-    name, _, number = body.rpartition("/")
-    if not name or not number:
-        raise UsageError("%r: expected models:/NAME/VERSION or models:/NAME@ALIAS" % ref)
-    if number.lower() == "latest":
-        return _from_version(client, _latest(client, name, ref), ref)
-    if not _VERSION.match(number):
-        raise UsageError("%r: the version must be a number or 'latest'" % ref)
-    missing = "no version %s of registered model %r" % (number, name)
-    version = _call(client, ref, "model %s" % name, missing, client.get_model_version, name, number)
-    return _from_version(client, version, ref)
+        missing = "model %r has no alias %r" % (name, key)
+        get = client.get_model_version_by_alias
+    else:
+        name, _, key = body.rpartition("/")
+        if not name or not key:
+            raise UsageError("%r: expected models:/NAME/VERSION or models:/NAME@ALIAS" % ref)
+        if key.lower() == "latest":
+            return _from_version(client, _latest(client, name, ref), ref)
+        if not _VERSION.match(key):
+            raise UsageError("%r: the version must be a number or 'latest'" % ref)
+        missing = "no version %s of registered model %r" % (key, name)
+        get = client.get_model_version
+    return _from_version(client, _call(client, ref, "model %s" % name, missing, get, name, key), ref)

@@ -53,10 +53,15 @@ def _ids(*ids) -> bool:
     return all(isinstance(i, str) and _ID.match(i) for i in ids)
 
 
-def run_url(tracking_uri: Optional[str], experiment_id: str, run_id: str) -> Optional[str]:
-    if not _ids(experiment_id, run_id):
+def _experiment_page(tracking_uri: Optional[str], experiment_id: str, kind: str, item_id: str) -> Optional[str]:
+    """The page of a run or a logged model (`kind` "runs", "models") under its experiment."""
+    if not _ids(experiment_id, item_id):
         return None
-    return _page(tracking_uri, "/experiments/%s/runs/%s" % (experiment_id, run_id))
+    return _page(tracking_uri, "/experiments/%s/%s/%s" % (experiment_id, kind, item_id))
+
+
+def run_url(tracking_uri: Optional[str], experiment_id: str, run_id: str) -> Optional[str]:
+    return _experiment_page(tracking_uri, experiment_id, "runs", run_id)
 
 
 def artifact_url(tracking_uri: Optional[str], experiment_id: str, run_id: str, path: str) -> Optional[str]:
@@ -82,9 +87,7 @@ def compare_url(tracking_uri: Optional[str], run_ids: Sequence[str], experiment_
 
 def logged_model_url(tracking_uri: Optional[str], experiment_id: str, model_id: str) -> Optional[str]:
     """A logged model's page (MLflow 3: ids "m-..."; MLflow 2 has no such page)."""
-    if not _ids(experiment_id, model_id):
-        return None
-    return _page(tracking_uri, "/experiments/%s/models/%s" % (experiment_id, model_id))
+    return _experiment_page(tracking_uri, experiment_id, "models", model_id)
 
 
 def model_version_url(tracking_uri: Optional[str], name: str, version) -> Optional[str]:
