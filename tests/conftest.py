@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.helpers.records",
     "tests.helpers.docker_fixtures",
     "tests.helpers.cluster_fixtures",
+    "tests.helpers.browser",
 ]
 
 

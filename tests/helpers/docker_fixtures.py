@@ -144,7 +144,13 @@ def registry() -> str:
 
 @pytest.fixture(scope="session")
 def test_image(docker_client, registry) -> BuiltImage:
-    """Build (cached: under a second when up to date) and push the test image."""
+    """Build (cached: under a second when up to date) and push the test image; with
+    TFREPRO_TEST_IMAGE_PREBUILT=1, the one $TFREPRO_TEST_IMAGE_* name (a checkout whose
+    container-side code is the image's: nothing is built)."""
+    if os.environ.get("TFREPRO_TEST_IMAGE_PREBUILT") == "1" and os.environ.get("TFREPRO_TEST_IMAGE_DIGEST"):
+        digest_ref = os.environ["TFREPRO_TEST_IMAGE_DIGEST"]
+        tag = os.environ.get("TFREPRO_TEST_IMAGE_TAG") or digest_ref
+        return BuiltImage(tag, os.environ.get("TFREPRO_TEST_IMAGE") or tag, digest_ref, digest_ref.split("@", 1)[1])
     env = dict(os.environ, TFREPRO_REGISTRY=registry)
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-test-image.sh")],

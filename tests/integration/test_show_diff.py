@@ -194,3 +194,56 @@ def test_malformed_record_is_one_line_refused(mlflow_server, tracking_uri, capsy
         code, out, err = run_cli(capsys, *argv)
         assert code == status.REFUSED and "environment.json is malformed (git is a str, not an object)" in err, err
         assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server, runs):
+    """Version 1 of a registered model made from run a's runs:/ URI, with the alias "prod"."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client.create_registered_model("show-diff-model")
+    version = client.create_model_version("show-diff-model", "runs:/%s/model" % runs["a"], run_id=runs["a"])
+    client.set_registered_model_alias("show-diff-model", "prod", version.version)
+    return version.version
+
+
+@pytest.mark.parametrize("ref", ["models:/show-diff-model/1", "models:/show-diff-model@prod", "runs:/{a}/model"])
+def test_show_takes_a_model_reference_and_names_the_run_and_its_page(tracking_uri, runs, registered, capsys, ref):
+    ref = ref.format(a=runs["a"])
+    code, out, err = run_cli(capsys, "show", ref, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["run"]["run_id"] == runs["a"]
+    assert data["run"]["ui_url"] == "%s/#/experiments/%s/runs/%s" % (
+        tracking_uri.rstrip("/"),
+        data["run"]["experiment_id"],
+        runs["a"],
+    )
+    assert "was produced by run %s" % runs["a"] in err
+    assert "in the MLflow UI: %s" % data["run"]["ui_url"] in err
+
+
+def test_diff_takes_a_model_reference_and_names_the_compare_page(tracking_uri, runs, registered, capsys):
+    code, out, err = run_cli(capsys, "diff", "models:/show-diff-model@prod", runs["b"], "--json")
+    assert code == 1, err
+    data = json.loads(out)
+    assert data["a"]["run_id"] == runs["a"]
+    assert "/#/compare-runs?runs=" in data["compare_url"]
+    assert runs["a"] in data["compare_url"] and runs["b"] in data["compare_url"]
+    assert "compare them in the MLflow UI: %s" % data["compare_url"] in err
+
+
+@pytest.mark.parametrize(
+    "ref,expected",
+    [
+        ("models:/show-diff-model/9", status.REFUSED),
+        ("models:/no-such-model@prod", status.REFUSED),
+        ("models:/show-diff-model/x", status.USAGE),
+    ],
+)
+def test_a_bad_model_reference_is_one_line(tracking_uri, runs, registered, capsys, ref, expected):
+    from tests.helpers.cli import one_error
+
+    line = one_error(capsys, main(["show", ref]), expected_code=expected)
+    assert "show-diff-model" in line or "no-such-model" in line

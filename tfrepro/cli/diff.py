@@ -1,7 +1,8 @@
 """`tfrepro diff RUN_A RUN_B` / `tfrepro diff RUN --here`: what differs, ranked.
 
 Exit code as with diff(1): 0 equal, 1 different, 2 error. Final metrics are shown but do not
-count as a difference.
+count as a difference. A run may be named by a model reference (cli/refs.py); against an http(s)
+tracking server MLflow's compare page for the two is named on stderr (and in --json).
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ def _side(record=None):
     return {"here": False, "run_id": record.run_id, "run_name": record.run_name, "experiment_id": record.experiment_id}
 
 
+def compare_url(record_a, record_b):
+    """MLflow's compare page for the two runs; None for a store with no web UI, or --here."""
+    from tfrepro.tracking import ui
+
+    if record_b is None:
+        return None
+    runs = [record_a.run_id, record_b.run_id]
+    return ui.compare_url(record_a.tracking_uri, runs, [record_a.experiment_id, record_b.experiment_id])
+
+
 def diff_json(diffs, record_a, record_b) -> str:
     from tfrepro.inspect.compare import counts, differs
 
@@ -26,6 +37,7 @@ def diff_json(diffs, record_a, record_b) -> str:
         {
             "a": _side(record_a),
             "b": _side(record_b),
+            "compare_url": compare_url(record_a, record_b),
             "equal": not differs(diffs),
             "counts": counts(diffs),
             "differences": [d.to_dict() for d in diffs],
@@ -69,6 +81,7 @@ def command(ctx, runs, here, show_all, as_json, tracking_uri):
 
     Ranked by how likely a difference changes results. Exit 0: equal, 1: different, 2: error.
     """
+    from tfrepro.cli import refs
     from tfrepro.inspect import compare
     from tfrepro.tracking import record as run_record
 
@@ -77,14 +90,15 @@ def command(ctx, runs, here, show_all, as_json, tracking_uri):
     if not here and len(runs) != 2:
         raise UsageError("diff takes two run ids (or one with --here)")
     client = run_record.client(tracking_uri, existing=True)
-    record_a = run_record.load(client, runs[0])
+    record_a = run_record.load(client, refs.run_id(client, runs[0]))
     if here:
         record_b = None
         diffs = compare.compare(record_a.environment, here_environment(), include_equal=show_all)
         # this process is `tfrepro diff`, not the training command: its process facts mean nothing
         diffs = [d for d in diffs if d.group != "process"]
     else:
-        record_b = run_record.load(client, runs[1])
+        record_b = run_record.load(client, refs.run_id(client, runs[1]))
+        refs.show_link("compare them in the MLflow UI", compare_url(record_a, record_b))
         diffs = compare.compare_runs(record_a, record_b, include_equal=show_all)
     if as_json:
         click.echo(diff_json(diffs, record_a, record_b))

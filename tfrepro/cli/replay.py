@@ -22,6 +22,7 @@ from tfrepro.errors import JobFailed, Refused, TfreproError, UsageError
 from tfrepro.inspect import explain
 from tfrepro.redact import strip_url_credentials
 from tfrepro.replay import data, drift, grants, plan, verify
+from tfrepro.replay import links as replay_links
 from tfrepro.replay import prepare as replay_prepare
 from tfrepro.replay import repeat as replay_repeat
 from tfrepro.replay import run as replay_run
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command(name="replay")
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN_OR_MODEL")
 @click.option("--dry-run", is_flag=True, help="Show drift and exactly what would be submitted; run nothing.")
 @click.option(
     "--yes", "-y", is_flag=True, help="Do not ask before running (recorded mounts need --allow-recorded-mounts)."
@@ -139,6 +140,7 @@ def command(
     try:
         if tolerance < 0:
             raise UsageError("--tolerance must be >= 0")
+        run_id = _run_id(run_id, tracking_uri)
         prepared = replay_prepare.prepare(
             run_id,
             gpus,
@@ -187,12 +189,36 @@ def command(
         raise
     if verdict.why:
         echo("why the results can differ, most likely first:\n" + safe_lines(explain.render(verdict.why)))
+    urls = replay_links.addresses(prepared, [summary] if summary else replay_ids)
+    _show_links(urls, echo)
     echo(line)
     exit_code = status.OK if verdict.ok else status.DIVERGED
     if as_json:
-        click.echo(_json(verdict_json(run_id, replay_ids, summary, verdict, exit_code)))
+        click.echo(_json(dict(verdict_json(run_id, replay_ids, summary, verdict, exit_code), **urls)))
     if exit_code:
         ctx.exit(exit_code)
+
+
+def _run_id(ref: str, tracking_uri: Optional[str]) -> str:
+    """The run to replay: RUN_ID as given, or the run that produced a model reference."""
+    from tfrepro.cli import refs
+
+    if not refs.is_model_ref(ref):
+        return ref
+    from tfrepro.tracking import record as run_record
+    from tfrepro.tracking import runs
+
+    return refs.run_id(run_record.client(runs.tracking_uri(tracking_uri), existing=True), ref)
+
+
+def _show_links(urls: Mapping[str, Optional[str]], echo) -> None:
+    """The two runs' pages and their compare page in the MLflow UI (an http(s) server only)."""
+    labels = (("original_url", "original:"), ("replay_url", "replay:  "), ("compare_url", "compare: "))
+    shown = [(label, urls.get(key)) for key, label in labels if urls.get(key)]
+    if shown:
+        echo("in the MLflow UI:")
+        for label, url in shown:
+            echo("  %s %s" % (label, safe(url)))
 
 
 def verdict_json(original: str, replay_ids, summary: Optional[str], verdict, exit_code: int) -> Dict[str, Any]:

@@ -1,4 +1,9 @@
-"""`tfrepro show RUN_ID`: a run's environment record as a grouped table (or --json)."""
+"""`tfrepro show RUN_ID`: a run's environment record as a grouped table (or --json).
+
+RUN_ID may be a model reference (models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH, a
+logged model id): the run that produced it is shown (cli/refs.py). Against an http(s) tracking
+server the run's page in the MLflow UI is named on stderr (and in --json as run.ui_url).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ def show_json(record, verification=None) -> str:
     data fingerprints without per-file detail), "params", "metrics", "tags", "signature"}.
     JSON escapes control characters itself."""
     data = {
-        "run": record.summary(),
+        "run": dict(record.summary(), ui_url=run_url(record)),
         "signature": verification
         and {"status": verification.status, "signer": verification.principal, "line": verification.line()},
         "environment": record.environment_json,
@@ -31,8 +36,15 @@ def show_json(record, verification=None) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
+def run_url(record):
+    """The run's page in the MLflow UI; None for a store with no web UI."""
+    from tfrepro.tracking import ui
+
+    return ui.run_url(record.tracking_uri, record.experiment_id, record.run_id)
+
+
 @click.command(name="show")
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN_OR_MODEL")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (environment.json as stored).")
 @click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
@@ -45,9 +57,12 @@ def show_json(record, verification=None) -> str:
 def command(run_id, as_json, packages, tracking_uri, allowed_signers):
     """Show where run RUN_ID ran: image, code, GPU, TensorFlow, packages, params, metrics."""
     from tfrepro import signing
+    from tfrepro.cli import refs
     from tfrepro.tracking import record as run_record
 
-    record = run_record.load(run_record.client(tracking_uri, existing=True), run_id)
+    client = run_record.client(tracking_uri, existing=True)
+    record = run_record.load(client, refs.run_id(client, run_id))
+    refs.show_link("in the MLflow UI", run_url(record))
     verification = signing.verify_record(record, signing.allowed_signers_file(allowed_signers))
     if as_json:
         click.echo(show_json(record, verification))

@@ -5,7 +5,7 @@
     runtime_spec()     Blueprint + run id + hook directory -> the LaunchSpec (a preview uses placeholders)
     launch_recorded()  create the MLflow run with its tags, record the data, write the hook
                        directory, record the launch, run it on the engine, close the run (FAILED
-                       on any exception), sign the record
+                       on any exception), write its card (launch/page.py), sign the record
 
 Reports go to logging (`tfrepro.launch.pipeline`); the job's own output goes to the `write`
 callable the command layer passes (cli/output.stdout_writer).
@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.launch import hooks, hostpaths, spec
+from tfrepro.launch import hooks, hostpaths, page, spec
 from tfrepro.tracking import runs
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ def launch_recorded(
     is over, before the run is closed."""
     destination = blueprint.destination
     client = destination.client
-    run_id = runs.create_run(client, destination.experiment_id, recording.run_name, recording.tags)
+    run_tags = dict(page.source_tags(blueprint.spec.command, blueprint.spec.subdir), **recording.tags)
+    run_id = runs.create_run(client, destination.experiment_id, recording.run_name, run_tags)
     try:
         runs.record_data(client, run_id, recording.data)
         if image_env is None:
@@ -179,6 +180,7 @@ def launch_recorded(
         runs.finish(client, run_id, 1)
         raise
     runs.finish(client, run_id, status)
+    page.refresh_card(client, run_id, destination.tracking_uri)  # the card, with the engine it ran on
     signing.sign_run(client, run_id, warn=log.warning)
     return run_id, status
 

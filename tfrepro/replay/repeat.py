@@ -20,8 +20,8 @@ from typing import List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.launch.pipeline import Write
+from tfrepro.replay import links, verdict_tags, verify
 from tfrepro.replay import run as replay_run
-from tfrepro.replay import verdict_tags, verify
 from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -68,6 +68,7 @@ def repeat(
         _log_statistics(client, summary, verdict)
         verdict_tags.set_verdict(client, summary, verdict)
         verdict_tags.mark_original(client, record.run_id, summary, verdict.verdict)
+        links.link_repeat(prepared, summary, replayed, verdict)
     except BaseException:
         runs.finish(client, summary, 1)
         raise

@@ -7,7 +7,9 @@ by digest where the engine pulls here (a Kubernetes pod clones the commit itself
 through the recorded-launch pipeline shared with `tfrepro run` (launch/pipeline.py) as a new
 MLflow run tagged tfrepro.replay_of. replay() then compares metrics and model hash, explains a
 verdict short of identical (inspect/explain.py), and tags the verdict on the replay and on the
-original (replay/verdict_tags.py: tfrepro.replayed_by, tfrepro.replay.last_verdict).
+original (replay/verdict_tags.py: tfrepro.replayed_by, tfrepro.replay.last_verdict), and links
+the two on their run pages (replay/links.py: the replay's card, the original's replays table,
+tfrepro/replay.md; a single replay in the original's experiment nests under it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tfrepro.errors import JobFailed
 from tfrepro.fingerprint.data_record import to_tags as data_tags
 from tfrepro.inspect import explain
 from tfrepro.launch import hooks, pipeline, tags
-from tfrepro.replay import checkout, overlay, plan, verdict_tags, verify
+from tfrepro.replay import checkout, links, overlay, plan, verdict_tags, verify
 from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
 
@@ -75,7 +77,7 @@ def replay(
 ) -> Tuple[str, verify.Verdict]:
     """Run the replay; return (its run id, the verdict). JobFailed if it exited non-zero."""
     record, client = prepared.record, prepared.client
-    new_run, status = run_one(prepared, keep_checkout, write=write)
+    new_run, status = run_one(prepared, keep_checkout, links.parent_tags(prepared), write=write)
     if status:
         raise_job_failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
@@ -91,6 +93,7 @@ def replay(
     verdict = explained(prepared, replayed, dataclasses.replace(verdict, metrics=metrics))
     verdict_tags.set_verdict(client, new_run, verdict)
     verdict_tags.mark_original(client, record.run_id, new_run, verdict.verdict)
+    links.link_replay(prepared, replayed, verdict)
     return new_run, verdict
 
 
@@ -99,7 +102,19 @@ def raise_job_failed(prepared: Prepared, run_id: str, status: int, tagged: Optio
     verdict = verify.Verdict(verify.FAILED, "container exited with status %d" % status)
     verdict_tags.set_verdict(prepared.client, tagged or run_id, verdict)
     verdict_tags.mark_original(prepared.client, prepared.record.run_id, tagged or run_id, verdict.verdict)
+    if not tagged:
+        _link_failed(prepared, run_id, verdict)
     raise JobFailed(status, "replay run %s: container exited with status %d" % (run_id, status))
+
+
+def _link_failed(prepared: Prepared, run_id: str, verdict: verify.Verdict) -> None:
+    """A failed replay still says what it replayed, and the original lists it."""
+    try:
+        replayed = run_record.load(prepared.client, run_id)
+    except Exception as exc:  # the job failed before it recorded anything: nothing to link
+        log.warning("could not link the failed replay run %s: %s", run_id, exc)
+        return
+    links.link_replay(prepared, replayed, verdict)
 
 
 def explained(prepared: Prepared, replayed: run_record.RunRecord, verdict):
