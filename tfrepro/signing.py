@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from tfrepro import schema
+
 NAMESPACE = "tfrepro"
 SIGNATURE_ARTIFACT = "tfrepro/record.sig"
 UNSIGNED_TAGS = ("tfrepro.replay.verdict", "tfrepro.replay.detail")  # set after the record is signed
@@ -89,7 +91,7 @@ def signing_key(environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] 
     """TFREPRO_SIGNING_KEY, else git's user.signingkey when gpg.format is ssh (a key file, a
     public key whose private half is in ssh-agent, or `key::ssh-ed25519 AAAA...`); or None."""
     environ = os.environ if environ is None else environ
-    key = environ.get("TFREPRO_SIGNING_KEY", "").strip()
+    key = environ.get(schema.ENV_SIGNING_KEY, "").strip()
     if not key and _git_config("gpg.format", cwd) == "ssh":
         key = _git_config("user.signingkey", cwd)
     return key or None
@@ -100,7 +102,7 @@ def allowed_signers_file(
 ) -> Optional[str]:
     """--allowed-signers, else TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile."""
     environ = os.environ if environ is None else environ
-    path = option or environ.get("TFREPRO_ALLOWED_SIGNERS") or _git_config("gpg.ssh.allowedSignersFile", cwd)
+    path = option or environ.get(schema.ENV_ALLOWED_SIGNERS) or _git_config("gpg.ssh.allowedSignersFile", cwd)
     return os.path.expanduser(path) if path else None
 
 

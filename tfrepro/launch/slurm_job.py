@@ -10,6 +10,7 @@ import subprocess
 import time
 from typing import Callable, Dict, Mapping, Optional
 
+from tfrepro import schema
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import commands, signals
 from tfrepro.launch.slurm import SUBMIT
@@ -204,5 +205,5 @@ def _copy_new(path: str, offset: int, write: Callable[[bytes], None]) -> int:
 def output_pattern() -> str:
     """Where job output files go: $TFREPRO_SLURM_DIR, else ~/.cache/tfrepro/slurm. On a real
     cluster it must be on a filesystem the compute nodes and this host share."""
-    path = os.environ.get("TFREPRO_SLURM_DIR") or os.path.expanduser("~/.cache/tfrepro/slurm")
+    path = os.environ.get(schema.ENV_SLURM_DIR) or os.path.expanduser("~/.cache/tfrepro/slurm")
     return os.path.join(os.path.abspath(path), "tfrepro-%j.out")

@@ -202,16 +202,16 @@ def managed_env(
     mount point of the checkout, which the in-container fingerprint's git may trust even when
     another uid owns it (TFREPRO_SAFE_DIRECTORY: that one directory, never `*`)."""
     env = {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_EXPERIMENT_ID": str(experiment_id),
-        "TFREPRO_IMAGE_REF": image_ref,
-        "TFREPRO_IMAGE_DIGEST": image_digest or "",
-        "TFREPRO_IMAGE_ID": image_id or "",
+        schema.ENV_MLFLOW_TRACKING_URI: tracking_uri,
+        schema.ENV_MLFLOW_EXPERIMENT_ID: str(experiment_id),
+        schema.ENV_IMAGE_REF: image_ref,
+        schema.ENV_IMAGE_DIGEST: image_digest or "",
+        schema.ENV_IMAGE_ID: image_id or "",
     }
     if workdir:
-        env["TFREPRO_SAFE_DIRECTORY"] = workdir
+        env[schema.ENV_SAFE_DIRECTORY] = workdir
     if run_id:
-        env["MLFLOW_RUN_ID"] = run_id
+        env[schema.ENV_MLFLOW_RUN_ID] = run_id
     env.update({k: environ[k] for k in MLFLOW_AUTH_VARS if environ.get(k)})
     return env
 

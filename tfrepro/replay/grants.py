@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from tfrepro import schema
 from tfrepro.launch.spec import ENV_NAME_RE
 from tfrepro.redact import is_secret, looks_secret_value
 from tfrepro.termsafe import safe
@@ -127,7 +128,7 @@ def _repository(ref: str) -> str:
 
 def trusted_registries(environ: Mapping[str, str]) -> Optional[Tuple[str, ...]]:
     """TFREPRO_TRUSTED_REGISTRIES (comma-separated), or None when no allowlist is set."""
-    value = environ.get("TFREPRO_TRUSTED_REGISTRIES", "").strip()
+    value = environ.get(schema.ENV_TRUSTED_REGISTRIES, "").strip()
     if not value:
         return None
     return tuple(r.strip().lower() for r in value.split(",") if r.strip())

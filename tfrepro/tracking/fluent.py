@@ -79,7 +79,7 @@ def enable(run_id: Optional[str] = None, spool_dir: Optional[str] = None) -> boo
     global _router
     if os.environ.get(schema.ENV_FLUENT, "").strip().lower() in OFF_VALUES:
         return False
-    run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
+    run_id = run_id or os.environ.get(schema.ENV_MLFLOW_RUN_ID)
     if not run_id or run_id.startswith("local-"):  # a local id is no run MLflow knows
         return False
     with _lock:

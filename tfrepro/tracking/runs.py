@@ -50,7 +50,7 @@ def experiment_id(client, name: Optional[str], default: Optional[str] = None) ->
         raise
     except Exception as exc:
         raise tracking_error(exc, "experiment %s" % name) from None
-    return default or os.environ.get("MLFLOW_EXPERIMENT_ID") or "0"
+    return default or os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_ID) or "0"
 
 
 def existing_experiment_id(client, name: Optional[str]) -> Optional[str]:
