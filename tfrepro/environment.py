@@ -55,6 +55,8 @@ class _Record:
 
 @dataclass(frozen=True)
 class ContainerInfo(_Record):
+    """Whether the training ran in a container, which runtime, and how that is known."""
+
     in_container: bool = False
     evidence: Tuple[str, ...] = ()  # how we know, e.g. "/.dockerenv", "cgroup v2 (no container id)"
     runtime: Optional[str] = None  # docker | podman | kubernetes | None
@@ -68,6 +70,9 @@ class ContainerInfo(_Record):
 
 @dataclass(frozen=True)
 class GitInfo(_Record):
+    """The repository the code came from: commit, branch, remote (credentials stripped), dirty
+    state and the uncommitted patch (stored as tfrepro/git.patch), untracked files, workdir."""
+
     commit: Optional[str] = None
     branch: Optional[str] = None  # None when detached
     remote_url: Optional[str] = None  # credentials stripped
@@ -81,6 +86,8 @@ class GitInfo(_Record):
 
 @dataclass(frozen=True)
 class GpuDevice(_Record):
+    """One GPU as NVML (or nvidia-smi) reports it: index, model, UUID, memory, compute capability."""
+
     index: int = 0
     name: str = ""
     uuid: str = ""
@@ -92,6 +99,9 @@ class GpuDevice(_Record):
 
 @dataclass(frozen=True)
 class GpuInfo(_Record):
+    """The GPUs visible to the process, the driver, the CUDA version the driver supports, and the
+    visibility variables (CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES)."""
+
     count: int = 0
     driver_version: Optional[str] = None  # "580.159.04"
     cuda_driver_version: Optional[int] = None  # NVML's integer: 13000 means 13.0
@@ -113,6 +123,9 @@ class GpuInfo(_Record):
 
 @dataclass(frozen=True)
 class TensorflowInfo(_Record):
+    """TensorFlow's version, the CUDA and cuDNN it was built with, its devices, mixed precision
+    policy, and the seed and op determinism in force."""
+
     version: Optional[str] = None
     cuda_build: Optional[str] = None  # from tf.sysconfig.get_build_info()
     cudnn_build: Optional[str] = None
@@ -126,6 +139,8 @@ class TensorflowInfo(_Record):
 
 @dataclass(frozen=True)
 class PythonInfo(_Record):
+    """The interpreter (version, implementation, executable) and the installed packages."""
+
     version: str = ""
     implementation: str = ""
     executable: str = ""
@@ -134,6 +149,8 @@ class PythonInfo(_Record):
 
 @dataclass(frozen=True)
 class SystemInfo(_Record):
+    """The host: hostname, OS, kernel, machine, CPU model and count, memory."""
+
     os: Optional[str] = None
     kernel: Optional[str] = None
     machine: Optional[str] = None
@@ -145,6 +162,8 @@ class SystemInfo(_Record):
 
 @dataclass(frozen=True)
 class ProcessInfo(_Record):
+    """The training process: its command line, working directory and entry script."""
+
     argv: Tuple[str, ...] = ()  # full command, interpreter first: ("python", "train.py", ...)
     cwd: str = ""
     entry_script: Optional[str] = None
@@ -153,6 +172,8 @@ class ProcessInfo(_Record):
 
 @dataclass(frozen=True)
 class SchedulerInfo(_Record):
+    """The cluster job the process ran in, if any: Slurm job or Kubernetes pod, node, partition."""
+
     kind: Optional[str] = None  # slurm | kubernetes
     job_id: Optional[str] = None  # SLURM_JOB_ID; the owning Job's uid on Kubernetes
     job_name: Optional[str] = None  # SLURM_JOB_NAME; the owning Job's name
@@ -178,6 +199,12 @@ SECTIONS = {
 
 @dataclass(frozen=True)
 class Environment(_Record):
+    """Where a run ran: one immutable value, built once (`tfrepro.collect_environment()`), written
+    as `tfrepro/environment.json` and as `tfrepro.*` tags, and read back by replay, show and diff.
+
+    Each section is None when its source was not available; `reasons` says why (source name ->
+    one line)."""
+
     schema: str = SCHEMA_VERSION
     collected_at: str = ""  # ISO 8601, UTC
     tfrepro_version: str = ""
@@ -199,26 +226,32 @@ class Environment(_Record):
                 object.__setattr__(self, name, cls.from_dict(value))
 
     def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON data (the patch left out: it is stored as its own artifact)."""
         data = _thaw(self)
         if data.get("git"):
             data["git"].pop("patch", None)  # stored as tfrepro/git.patch
         return data
 
     def to_json(self) -> str:
+        """The text of tfrepro/environment.json."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Environment":
+        """Read tfrepro/environment.json back; unknown keys are ignored."""
         return cls.from_dict(json.loads(text))
 
     def requirements(self) -> str:
+        """The installed packages, one `name==version` a line (pip's requirements format)."""
         return "".join(p + "\n" for p in (self.python.packages if self.python else ()))
 
     def to_tags(self) -> Dict[str, str]:
+        """The run's tags: `tfrepro.*` plus MLflow's own source and docker tags where known."""
         return to_tags(self)
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> "Environment":
+        """The partial record a run's tags hold (a run without environment.json)."""
         return from_tags(tags)
 
 
