@@ -96,6 +96,7 @@ log = logging.getLogger(__name__)
     "progress and the job's output go to stderr.",
 )
 @engine_options.engine_options
+@engine_options.shape_options
 @click.pass_context
 def command(
     ctx,
@@ -134,6 +135,7 @@ def command(
         require_signed,
         yes,
     )
+    shape_given = engine_options.pop_shape(engine_given)
     name, given = engine_options.pop(engine_given)
     echo = _to_stderr if as_json else click.echo  # with --json, stdout holds the JSON object alone
     try:
@@ -149,6 +151,7 @@ def command(
             untracked=not no_untracked,
             engine_name=name,
             engine_given=given,
+            shape_given=shape_given,
         )
         show_plan(prepared, echo)
         if prepared.refusals and not dry_run:

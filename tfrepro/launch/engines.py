@@ -152,7 +152,7 @@ class Docker:
                 kwargs["device_requests"] = docker.device_ids_request(devices)
             kwargs_list.append(kwargs)
         on_facts({"workers": str(shape.workers)})
-        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s)
+        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s, on_facts)
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
@@ -208,7 +208,9 @@ class Podman:
         self.check(spec, source, shape)
         on_facts({"workers": str(shape.workers)})
         labels = [[label, "%s=%d" % (workers.WORKER_LABEL, index)] for index in range(shape.workers)]
-        return podman.run_workers(self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s)
+        return podman.run_workers(
+            self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s, on_facts
+        )
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
@@ -261,7 +263,8 @@ class Slurm:
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
     ) -> int:
         script = self.preview(spec, hidden, source, shape)
-        on_facts({"runtime": self.options.runtime})
+        multi = shape is not None and shape.multi
+        on_facts({"runtime": self.options.runtime, "workers": str(shape.workers) if multi else None})
         environment = caller_env(spec, hidden, os.environ)
         return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
