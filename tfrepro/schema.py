@@ -220,6 +220,8 @@ ENV_GIT_COMMIT = "TFREPRO_GIT_COMMIT"
 ENV_GIT_PATCH = "TFREPRO_GIT_PATCH"
 ENV_HOOK = "TFREPRO_HOOK"
 ENV_HOOK_DIR = "TFREPRO_HOOK_DIR"
+ENV_HOOK_IMPORT = "TFREPRO_HOOK_IMPORT"  # the hook's companions, base64, on Kubernetes (launch/kubernetes.py)
+ENV_HOOK_DETERMINISM = "TFREPRO_HOOK_DETERMINISM"
 # user settings
 ENV_NO_PATCH = "TFREPRO_NO_PATCH"  # "1": the uncommitted patch stays off the server (redact.py)
 ENV_SPOOL_DIR = "TFREPRO_SPOOL_DIR"  # where sessions spool (tracking/spool.py)

@@ -300,7 +300,7 @@ class Kubernetes:
             raise UsageError("-o must be yaml or json, not %r" % self.manifest_format)
         if source is None:
             raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
-        hook = hooks.hook_source() if any(mount.kind == "hook" for mount in spec.mounts) else ""
+        hook = hooks.hook_sources() if any(mount.kind == "hook" for mount in spec.mounts) else {}
         options = kubernetes.check_options(self.options)
         return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook, shape)
 
