@@ -106,3 +106,39 @@ def test_the_verdict_names_another_worker_count_and_disagreeing_workers():
     )
     assert "replay's workers disagree on driver" in factors[1].line
     assert explain._workers(Run({}), Run({})) == []
+
+
+class Record:
+    def __init__(self, tags, gathered=None):
+        self.tags, self.workers = tags, gathered
+
+
+def test_show_lists_the_workers_and_says_whether_they_agree():
+    from tfrepro.inspect.render import worker_rows
+
+    records = [workers.worker_record(env("n0"), 0), workers.worker_record(env("n1", driver="535.0"), 1)]
+    rows = dict(worker_rows(Record({schema.LAUNCH_WORKERS: "2"}, workers.summary(records, 2))))
+    assert rows["count"] == "2" and rows["worker 1"].startswith("n1, 1 x NVIDIA H100 80GB HBM3, driver 535.0")
+    assert rows["agree"] == "NO: they differ in driver"
+    assert worker_rows(Record({})) == []
+    assert dict(worker_rows(Record({schema.LAUNCH_WORKERS: "2"}))) == {"count": "2"}  # no workers.json
+
+
+def test_diff_flags_workers_that_disagree():
+    from tfrepro.inspect import compare
+
+    agree = Record({schema.LAUNCH_WORKERS: "2", schema.WORKERS_AGREE: "true"})
+    disagree = Record({schema.LAUNCH_WORKERS: "2", schema.WORKERS_AGREE: "false", schema.WORKERS_DISAGREE: "gpu_model"})
+    diffs = compare.compare_mappings("workers", compare._workers(agree), compare._workers(disagree), compare.MEDIUM)
+    assert {(d.field, d.a, d.b) for d in diffs} == {("agree", "true", "false"), ("disagree", None, "gpu_model")}
+    assert compare._workers(Record({})) == {}
+
+
+def test_drift_rows_of_the_shape():
+    from tfrepro.replay import drift
+
+    assert drift.shape_rows(1, 1, None, 0) == []
+    (count,) = drift.shape_rows(4, 2, None, None)
+    assert (count.recorded, count.host, count.differs, count.blocking) == ("4", "2", True, False)
+    rows = drift.shape_rows(2, 2, "1", 1)  # two workers of one GPU each, on a host with one
+    assert [(row.name, row.blocking) for row in rows] == [("workers", False), ("worker gpus", True)]

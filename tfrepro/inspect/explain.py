@@ -203,7 +203,7 @@ ROW_FACTORS = (
     ),
 )
 # Rows that never explain a result: outcomes, the launch plumbing, where and when it ran.
-NOT_CAUSES = ("metrics", "launch", "record", "system", "process")
+NOT_CAUSES = ("metrics", "launch", "record", "system", "process", "workers")  # workers: _workers() below
 
 
 def _worker_count(record) -> int:
