@@ -184,7 +184,7 @@ def launch_recorded(
     except BaseException:
         runs.finish(client, run_id, 1)
         raise
-    runs.finish(client, run_id, status)
+    runs.finish(client, run_id, status, job_decides=blueprint.shape.multi)
     signing.sign_run(client, run_id, warn=log.warning)
     return run_id, status
 
