@@ -194,9 +194,8 @@ def test_killing_one_worker_mid_fit_fails_the_job_and_names_it(
     assert run.info.status == "FAILED"
     everything = out + err + "\n".join(caplog.messages)
     assert "worker 1 exited with status" in everything, everything[-3000:]
-    if engine == "docker":
-        assert run.data.tags["tfrepro.launch.failed_worker"] == "1"
-        assert run.data.tags["tfrepro.launch.failed_worker_status"] == "137"
+    assert run.data.tags["tfrepro.launch.failed_worker"] == "1"
+    assert run.data.tags["tfrepro.launch.failed_worker_status"] == "137"  # docker kill: SIGKILL
     leftover = subprocess.run(
         ["docker", "ps", "-q", "--filter", "label=tfrepro.run_id=%s" % run.info.run_id], capture_output=True, text=True
     ).stdout.split()

@@ -142,3 +142,15 @@ def test_drift_rows_of_the_shape():
     assert (count.recorded, count.host, count.differs, count.blocking) == ("4", "2", True, False)
     rows = drift.shape_rows(2, 2, "1", 1)  # two workers of one GPU each, on a host with one
     assert [(row.name, row.blocking) for row in rows] == [("workers", False), ("worker gpus", True)]
+
+
+def test_the_slurm_output_names_the_failed_worker_once():
+    chunks, facts = [], []
+    write = shapes.failure_watcher(chunks.append, facts.append)
+    for chunk in (
+        b"0: up\n1: tfrepro: worker 1 exi",
+        b"ted with status 137\n",
+        b"tfrepro: worker 0 exited with status 1\n",
+    ):
+        write(chunk)
+    assert facts == [{"failed_worker": "1", "failed_worker_status": "137"}] and len(chunks) == 3

@@ -266,6 +266,8 @@ class Slurm:
         multi = shape is not None and shape.multi
         on_facts({"runtime": self.options.runtime, "workers": str(shape.workers) if multi else None})
         environment = caller_env(spec, hidden, os.environ)
+        if multi:
+            write = workers.failure_watcher(write, on_facts)
         return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:

@@ -26,8 +26,9 @@ One worker (the default Shape) is today's launch: no TF_CONFIG, nothing added.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from tfrepro import schema
 from tfrepro.errors import UsageError
@@ -206,3 +207,26 @@ def merged(given: Dict[str, object], base: Optional[Shape] = None) -> Shape:
         if value is not None:
             values["base_port" if name == "worker_port" else name] = value
     return check_shape(Shape(**values))  # type: ignore[arg-type]
+
+
+_FAILED_WORKER = re.compile(rb"tfrepro: worker (\d+) exited with status (\d+)")
+
+
+def failure_watcher(write: Callable[[bytes], None], on_facts: Callable[[Dict[str, object]], None]):
+    """`write`, passing the job's output on, that reports the first worker the output says
+    failed ("tfrepro: worker 1 exited with status 3", the Slurm batch script's line) as the
+    facts failed_worker and failed_worker_status."""
+    state = {"pending": b"", "seen": False}
+
+    def watching_write(chunk: bytes) -> None:
+        write(chunk)
+        if state["seen"]:
+            return
+        text = state["pending"] + chunk
+        found = _FAILED_WORKER.search(text)
+        if found:
+            state["seen"] = True
+            on_facts({"failed_worker": found.group(1).decode(), "failed_worker_status": found.group(2).decode()})
+        state["pending"] = text[-200:]
+
+    return watching_write
