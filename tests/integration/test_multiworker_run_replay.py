@@ -149,6 +149,14 @@ def test_two_workers_one_run_both_workers_recorded_and_replayed(
     ) or client.search_runs(["0"], "tags.`tfrepro.replay_of` = '%s'" % run.info.run_id)
     assert replays and all(r.data.tags.get("tfrepro.launch.workers") == "2" for r in replays)
 
+    # --workers overrides the count: the drift table shows it, the verdict names it when it diverges
+    code = main(replay + ["--workers", "1"])
+    out, err = capsys.readouterr()
+    assert code in (status.OK, status.DIVERGED), (out + err)[-4000:]
+    assert any(line.split()[:3] == ["*", "workers", "2"] for line in out.splitlines()), out[-3000:]
+    if code == status.DIVERGED:
+        assert "replayed with 1 worker, recorded with 2" in out + err, (out + err)[-3000:]
+
 
 def _kill_worker_one(engine, run_id_holder, stop):
     """Kill worker 1's container once its training is under way."""
