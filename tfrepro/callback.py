@@ -33,10 +33,18 @@ PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names
 
 
-def is_chief(tf_config: Optional[str]) -> bool:
-    """Whether this worker logs: the chief, or worker 0 when the cluster has no chief."""
+def is_chief(tf_config: Optional[str], environ: Optional[Dict[str, str]] = None) -> bool:
+    """Whether this worker logs: the chief, or worker 0 when the cluster has no chief.
+
+    Without TF_CONFIG (SlurmClusterResolver sets none), the worker's index comes from
+    TFREPRO_WORKER_INDEX, SLURM_PROCID (a job of several tasks) or JOB_COMPLETION_INDEX
+    (tracking/workers.own_index): only index 0 logs."""
     if not tf_config:
-        return True
+        if environ is None:
+            return True
+        from tfrepro.tracking.workers import own_index
+
+        return (own_index(environ) or 0) == 0
     try:
         config = json.loads(tf_config)
         task = config.get("task") or {}
@@ -129,10 +137,11 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         self.session = self.environment = self.model_uri = self.model_hash = None  # a new fit()
         self._global_step = 0
         self._last_epoch = None
-        self._chief = is_chief(os.environ.get("TF_CONFIG"))
+        self._chief = is_chief(os.environ.get("TF_CONFIG"), dict(os.environ))
         self._fit = FitContext.find(self)
         self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
+            self._guard("recording this worker's environment", self._record_worker_elsewhere)
             return
         from tfrepro import fingerprint
         from tfrepro.tracking.session import TrackingSession
@@ -183,6 +192,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         tags.update(runpage.source_tags(env, os.environ))  # after MLflow's own: ours name the script
         self.session.set_tags(tags)
         self.session.log_text(env.to_json(), schema.ENVIRONMENT_JSON)
+        self._guard("recording this worker's environment", self._log_worker, env, self.session.log_text)
         self.session.log_text(env.requirements(), schema.REQUIREMENTS_TXT)
         withheld = False
         if env.git and env.git.dirty and env.git.patch:
@@ -196,6 +206,32 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         run_id = None if is_local(self.session.run_id) else self.session.run_id  # `sync` gives it its id
         self.session.log_text(card.environment_markdown(env, run_id, withheld), schema.ENVIRONMENT_MD)
         return withheld
+
+    def _log_worker(self, env, log_text=None):
+        """tfrepro/workers/<index>.json: this worker's own environment, in a multi-worker job."""
+        from tfrepro.tracking import workers
+
+        index = workers.own_index(os.environ)
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if index is None or (log_text is None and not run_id):
+            return
+        workers.write_own(run_id or "", workers.worker_record(env, index), log_text)
+
+    def _record_worker_elsewhere(self):
+        """A worker that is not the chief logs nothing of the training, but its environment
+        goes to the launcher's run (MLFLOW_RUN_ID), off the training thread."""
+        from tfrepro.tracking import workers
+
+        if workers.own_index(os.environ) is None or not os.environ.get("MLFLOW_RUN_ID"):
+            return
+
+        def record():
+            from tfrepro import fingerprint
+
+            self._guard("recording this worker's environment", self._log_worker, fingerprint.shared())
+
+        self._recorder = threading.Thread(target=record, name="tfrepro-worker-record", daemon=True)
+        self._recorder.start()
 
     def _log_card(self, input_tags, patch_withheld):
         """The environment card in the run's description, merged with what the description

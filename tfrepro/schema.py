@@ -86,7 +86,24 @@ DISTRIBUTE_REPLICAS = "tfrepro.distribute.replicas"  # the strategy's replicas i
 LAUNCH_BACKEND = "tfrepro.launch.backend"  # docker | podman | slurm | kubernetes (`--on`)
 # the engine's job, as the launcher saw it: + job_id, job_name, nodes, partition, cluster,
 # account, namespace, pod, runtime (what ran the container inside a Slurm job)
-LAUNCH_JOB_FIELDS = ("job_id", "job_name", "nodes", "partition", "cluster", "account", "namespace", "pod", "runtime")
+# workers (their count), failed_worker and failed_worker_status (the worker whose exit failed the job)
+LAUNCH_JOB_FIELDS = (
+    "job_id",
+    "job_name",
+    "nodes",
+    "partition",
+    "cluster",
+    "account",
+    "namespace",
+    "pod",
+    "runtime",
+    "workers",
+    "failed_worker",
+    "failed_worker_status",
+)
+LAUNCH_WORKERS = "tfrepro.launch.workers"  # how many workers the job launched (launch/workers.py)
+WORKERS_AGREE = "tfrepro.workers.agree"  # true | false: every worker's environment the same
+WORKERS_DISAGREE = "tfrepro.workers.disagree"  # the fields they disagree on, comma separated
 
 REPLAYABLE_REGISTRY = "registry"
 REPLAYABLE_HOST_ONLY = "host-only"
@@ -154,6 +171,8 @@ TAG_KEYS = (
         DATA_BESIDE,
         DISTRIBUTE_REPLICAS,
         LAUNCH_BACKEND,
+        WORKERS_AGREE,
+        WORKERS_DISAGREE,
     )
     + tuple(SCHEDULER_PREFIX + f for f in SCHEDULER_FIELDS)
     + tuple(LAUNCH_PREFIX + f for f in LAUNCH_JOB_FIELDS)
@@ -167,6 +186,8 @@ GIT_PATCH = "tfrepro/git.patch"  # `git diff HEAD --binary` when the tree was di
 LAUNCH_JSON = "tfrepro/launch.json"  # how `tfrepro run`/`replay` started the container
 RECORD_SIGNATURE = "tfrepro/record.sig"  # ssh-keygen -Y sign over the canonical record (signing.py)
 DATA_JSON = "tfrepro/data.json"  # data fingerprints with per-file detail (fingerprint/data_record.py)
+WORKER_JSON_DIR = "tfrepro/workers"  # + "/<index>.json": each worker's own environment (callback)
+WORKERS_JSON = "tfrepro/workers.json"  # every worker's, gathered by the launcher (tracking/workers.py)
 SAVED_MODEL = "tfrepro/saved_model"  # the trained model, when the callback logs it
 
 # -- Docker labels on the containers `tfrepro run`/`replay` start ------------------------------
@@ -190,12 +211,17 @@ ENV_POD_NAMESPACE = "TFREPRO_POD_NAMESPACE"
 ENV_NODE_NAME = "TFREPRO_NODE_NAME"
 ENV_K8S_JOB = "TFREPRO_K8S_JOB"
 # the Kubernetes init container's checkout and hook (launch/kubernetes.py)
+ENV_TF_CONFIG = "TF_CONFIG"  # TensorFlow's cluster wiring, one per worker (launch/workers.py)
+ENV_WORKER_INDEX = "TFREPRO_WORKER_INDEX"  # the worker's index in a multi-worker job
+ENV_WORKERS = "TFREPRO_WORKERS"  # how many workers the job has
 ENV_REPO = "TFREPRO_REPO"
 ENV_GIT_REMOTE = "TFREPRO_GIT_REMOTE"
 ENV_GIT_COMMIT = "TFREPRO_GIT_COMMIT"
 ENV_GIT_PATCH = "TFREPRO_GIT_PATCH"
 ENV_HOOK = "TFREPRO_HOOK"
 ENV_HOOK_DIR = "TFREPRO_HOOK_DIR"
+ENV_HOOK_IMPORT = "TFREPRO_HOOK_IMPORT"  # the hook's companions, base64, on Kubernetes (launch/kubernetes.py)
+ENV_HOOK_DETERMINISM = "TFREPRO_HOOK_DETERMINISM"
 # user settings
 ENV_NO_PATCH = "TFREPRO_NO_PATCH"  # "1": the uncommitted patch stays off the server (redact.py)
 ENV_SPOOL_DIR = "TFREPRO_SPOOL_DIR"  # where sessions spool (tracking/spool.py)

@@ -68,10 +68,7 @@ def test_run_dry_run_prints_a_valid_job_and_creates_nothing(mlflow_server, git_r
     assert MlflowClient(mlflow_server.uri).get_experiment_by_name(experiment) is None
 
 
-def test_replay_dry_run_on_kubernetes(mlflow_server, git_repo, monkeypatch, capsys):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(mlflow_server.uri)
+def recorded_run(client, git_repo):
     run = client.create_run(
         "0",
         tags={
@@ -82,16 +79,47 @@ def test_replay_dry_run_on_kubernetes(mlflow_server, git_repo, monkeypatch, caps
             "tfrepro.launch.backend": "docker",
         },
     )
-    client.set_terminated(run.info.run_id)
+    client.set_terminated(run.info.run_id)  # MLflow prints a "View run" line on stdout
+    return run.info.run_id
+
+
+def test_replay_dry_run_on_kubernetes_prints_the_manifest_alone(mlflow_server, git_repo, monkeypatch, capsys):
+    """What `kubectl apply -f -` takes on stdout; the plan on stderr."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.uri)
+    run_id = recorded_run(client, git_repo)
     monkeypatch.chdir(git_repo)
-    code = main(["replay", run.info.run_id, "--dry-run", "--on", "kubernetes", "--tracking-uri", mlflow_server.uri])
+    capsys.readouterr()
+    code = main(["replay", run_id, "--dry-run", "--on", "kubernetes", "--tracking-uri", mlflow_server.uri])
     out, err = capsys.readouterr()
     assert code == 0, err
-    head, _, body = out.partition("Job manifest (<checkout> = commit ")
-    manifest = yaml.safe_load("\n".join(line[2:] for line in body.splitlines()[1:]))
+    manifest = yaml.safe_load(out)
     validate(manifest)
     assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == DIGEST
-    assert client.search_runs(["0"], "tags.`tfrepro.replay_of` = '%s'" % run.info.run_id) == []
+    assert "replay of run %s" % run_id in err and "Job manifest: on stdout" in err
+    assert client.search_runs(["0"], "tags.`tfrepro.replay_of` = '%s'" % run_id) == []
+
+
+@pytest.mark.parametrize("form", ["yaml", "json"])
+def test_replay_dry_run_of_two_workers_is_a_service_and_an_indexed_job(
+    form, mlflow_server, git_repo, monkeypatch, capsys
+):
+    from mlflow.tracking import MlflowClient
+
+    run_id = recorded_run(MlflowClient(mlflow_server.uri), git_repo)
+    monkeypatch.chdir(git_repo)
+    capsys.readouterr()
+    argv = ["replay", run_id, "--dry-run", "--on", "kubernetes", "--workers", "2", "-o", form]
+    code = main(argv + ["--tracking-uri", mlflow_server.uri])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    documents = list(yaml.safe_load_all(out)) if form == "yaml" else json.loads(out)["items"]
+    assert [document["kind"] for document in documents] == ["Service", "Job"]
+    for document in documents:
+        validate(document)
+    assert documents[1]["spec"]["completionMode"] == "Indexed" and documents[1]["spec"]["completions"] == 2
+    assert "workers" in err  # the drift table: recorded 1, replayed 2
 
 
 def test_an_option_for_another_engine_is_one_line(git_repo, monkeypatch, capsys):

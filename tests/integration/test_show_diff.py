@@ -77,7 +77,7 @@ def test_show_json_is_the_stored_record(tracking_uri, runs, capsys):
     code, out, _ = run_cli(capsys, "show", runs["a"], "--json")
     data = json.loads(out)
     assert code == 0
-    assert set(data) == {"run", "environment", "launch", "data", "params", "metrics", "tags", "signature"}
+    assert set(data) == {"run", "environment", "launch", "data", "params", "metrics", "tags", "signature", "workers"}
     assert data["signature"]["status"] == "unsigned"
     assert data["data"] == []
     assert data["environment"] == json.loads(runs["env_a"].to_json())

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import kubernetes, workers
+from tfrepro.launch import hooks, kubernetes, workers
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 kubernetes_package = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
@@ -51,7 +51,11 @@ def spec(**changes):
     return LaunchSpec(**fields)
 
 
-HOOK = "print('the launch hook')\n"
+HOOK = {
+    "sitecustomize.py": "print('the launch hook')\n",
+    "tfrepro_import_hook.py": "print('its import hook')\n",
+    "tfrepro_determinism.py": "print('its determinism')\n",
+}
 
 
 def job(**changes):
@@ -96,7 +100,12 @@ def test_what_the_pod_gets():
     init_env = {e["name"]: e.get("value") for e in init["env"]}
     assert init_env["TFREPRO_GIT_COMMIT"] == SOURCE.commit and init_env["TFREPRO_GIT_REMOTE"] == SOURCE.remote
     assert init_env["TFREPRO_GIT_PATCH"]  # base64 of the patch
-    assert base64.b64decode(init_env["TFREPRO_HOOK"]).decode() == HOOK
+    # the hook directory's three files, each in its variable, written by the init container
+    assert base64.b64decode(init_env["TFREPRO_HOOK"]).decode() == HOOK["sitecustomize.py"]
+    assert base64.b64decode(init_env["TFREPRO_HOOK_IMPORT"]).decode() == HOOK["tfrepro_import_hook.py"]
+    assert base64.b64decode(init_env["TFREPRO_HOOK_DETERMINISM"]).decode() == HOOK["tfrepro_determinism.py"]
+    for name in hooks.HOOK_FILES:
+        assert '> "$TFREPRO_HOOK_DIR/%s"' % name in init["command"][2]
     assert m["spec"]["template"]["metadata"]["labels"] == {"tfrepro.run_id": RUN_ID}
     assert m["spec"]["backoffLimit"] == 0 and m["spec"]["ttlSecondsAfterFinished"] == 86400
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "trainer"

@@ -33,10 +33,10 @@ class FakeEngine:
         self.fail_resolve = fail_resolve
         self.specs = []
 
-    def check(self, spec, source):
+    def check(self, spec, source, shape=None):
         pass
 
-    def preview(self, spec, hidden, source):
+    def preview(self, spec, hidden, source, shape=None):
         return "fake-run %s %s" % (spec.image, " ".join(spec.command))
 
     announce = preview
@@ -52,10 +52,10 @@ class FakeEngine:
     def image_env(self, image):
         return {}
 
-    def settings(self):
+    def settings(self, shape=None):
         return {"backend": "docker"}
 
-    def run(self, spec, hidden, source, on_facts, write):
+    def run(self, spec, hidden, source, on_facts, write, shape=None):
         from mlflow.tracking import MlflowClient
 
         self.specs.append(spec)

@@ -6,7 +6,7 @@ from typing import Dict
 
 import click
 
-from tfrepro.launch import settings, slurm
+from tfrepro.launch import settings, slurm, workers
 
 OPTIONS = (
     click.option(
@@ -74,6 +74,40 @@ def pop(kwargs: Dict[str, object]):
     """(--on value or None, the engine options given) out of a command's keyword arguments."""
     given = {name: kwargs.pop(name) for name in NAMES}
     return given.pop("engine"), given
+
+
+SHAPE_OPTIONS = (
+    click.option(
+        "--workers", type=int, help="Workers of a multi-worker training (MultiWorkerMirroredStrategy); default 1."
+    ),
+    click.option("--tasks-per-node", type=int, help="Slurm: workers on each node (default: as few nodes as fit)."),
+    click.option("--gpus-per-task", help="GPUs each worker sees, a count (default: --gpus, for every worker)."),
+    click.option(
+        "--worker-port",
+        type=int,
+        help="Port of worker 0; worker i listens on it + i on one host (default %d)." % workers.DEFAULT_BASE_PORT,
+    ),
+    click.option(
+        "--timeout",
+        "timeout_s",
+        type=float,
+        metavar="SECONDS",
+        help="Stop every worker past SECONDS (a worker that never joins makes the others wait for ever).",
+    ),
+)
+SHAPE_NAMES = ("workers", "tasks_per_node", "gpus_per_task", "worker_port", "timeout_s")
+
+
+def shape_options(function):
+    for option in reversed(SHAPE_OPTIONS):
+        function = option(function)
+    return function
+
+
+def pop_shape(kwargs: Dict[str, object]) -> Dict[str, object]:
+    """The shape options given (None: not given), out of a command's keyword arguments;
+    workers.merged() turns them into a checked Shape."""
+    return {name: kwargs.pop(name) for name in SHAPE_NAMES}
 
 
 def volume_option(help_text: str):

@@ -97,6 +97,7 @@ log = logging.getLogger(__name__)
     "progress and the job's output go to stderr.",
 )
 @engine_options.engine_options
+@engine_options.shape_options
 @click.pass_context
 def command(
     ctx,
@@ -135,6 +136,7 @@ def command(
         require_signed,
         yes,
     )
+    shape_given = engine_options.pop_shape(engine_given)
     name, given = engine_options.pop(engine_given)
     echo = _to_stderr if as_json else click.echo  # with --json, stdout holds the JSON object alone
     try:
@@ -151,13 +153,18 @@ def command(
             untracked=not no_untracked,
             engine_name=name,
             engine_given=given,
+            shape_given=shape_given,
         )
-        show_plan(prepared, echo)
+        # a Kubernetes dry run: the manifest alone on stdout (kubectl apply -f -), the plan on stderr
+        manifest_only = dry_run and not as_json and prepared.engine.name == "kubernetes"
+        show_plan(prepared, _to_stderr if manifest_only else echo, manifest=not manifest_only)
         if prepared.refusals and not dry_run:
             raise Refused(prepared.refusals[0])
         for message in prepared.replay_plan.warnings + prepared.trust.image_concerns + prepared.refusals:
             log.warning("%s", message)
         if dry_run:
+            if manifest_only:
+                output.echo(prepared.preview())
             if as_json:
                 plan_only = {"original_run": run_id, "dry_run": True, "verdict": None, "exit_code": status.OK}
                 click.echo(_json(dict(plan_only, refusals=list(prepared.refusals))))
@@ -300,7 +307,7 @@ def _stderr_writer():
     return write
 
 
-def show_plan(prepared, echo=click.echo) -> None:
+def show_plan(prepared, echo=click.echo, manifest: bool = True) -> None:
     """The plan: what runs, from where, what was recorded and what differs here."""
     replay_plan, record = prepared.replay_plan, prepared.record
     commit, patched = replay_plan.commit[:12], bool(replay_plan.patch.strip())
@@ -344,6 +351,9 @@ def show_plan(prepared, echo=click.echo) -> None:
         echo("data (! blocks):\n" + safe_lines(data.render(mounted, rows)))
     if prepared.data.beside.inputs:
         echo(safe_lines(prepared.data.beside.render(replay_plan.spec.workdir)))
+    if not manifest:
+        echo("%s: on stdout" % _what(prepared.engine.name))
+        return
     echo(
         "%s (%s = commit %s%s):\n%s"
         % (

@@ -17,7 +17,7 @@ import click
 from tfrepro import imageref
 from tfrepro.cli import engine_options, output
 from tfrepro.errors import JobFailed
-from tfrepro.launch import engines, env_options, hostpaths, settings, spec
+from tfrepro.launch import engines, env_options, hostpaths, settings, spec, workers
 from tfrepro.launch import run as launch_run
 from tfrepro.tracking import runs
 
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 )
 @click.option("--dry-run", is_flag=True, help="Print exactly what would be submitted; create and run nothing.")
 @engine_options.engine_options
+@engine_options.shape_options
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
     image,
@@ -79,6 +80,7 @@ def command(
     **engine_given,
 ):
     """Run CMD in IMAGE with the current git checkout mounted, recorded as an MLflow run."""
+    shape = workers.merged(engine_options.pop_shape(engine_given))
     name, given = engine_options.pop(engine_given)
     name = name or "docker"
     engine = engines.get(name, settings.options_from(name, given))
@@ -111,6 +113,7 @@ def command(
         from_environ=tuple(from_environ),
         dropped=tuple(env_name for env_name, _ in dropped),
         rules=rules,
+        shape=shape,
     )
     if dry_run:
         output.echo(launch_run.preview(request, engine))

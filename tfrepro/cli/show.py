@@ -20,7 +20,7 @@ def use_color() -> bool:
 
 def show_json(record, verification=None) -> str:
     """The documented --json form: {"run", "environment" (as stored), "launch", "data" (the
-    data fingerprints without per-file detail), "params", "metrics", "tags", "signature"}.
+    data fingerprints without per-file detail), "params", "metrics", "tags", "signature", "workers"}.
     JSON escapes control characters itself."""
     data = {
         "run": dict(record.summary(), ui_url=run_url(record)),
@@ -32,6 +32,7 @@ def show_json(record, verification=None) -> str:
         "params": dict(record.params),
         "metrics": dict(record.metrics),
         "tags": dict(record.tags),
+        "workers": getattr(record, "workers", None),  # tfrepro/workers.json of a multi-worker job, else null
     }
     return json.dumps(data, indent=2, sort_keys=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from tfrepro import schema
 from tfrepro.environment import Environment
 
 HIGH, MEDIUM, LOW, RESULT = "high", "medium", "low", "result"
@@ -23,6 +24,7 @@ GROUPS = (
     "python",
     "packages",
     "launch",
+    "workers",
     "system",
     "scheduler",
     "process",
@@ -211,8 +213,26 @@ def compare_runs(record_a, record_b, include_equal: bool = False) -> List[Differ
     out += compare_mappings(
         "launch", _flat(record_a.launch_settings()), _flat(record_b.launch_settings()), MEDIUM, include_equal
     )
+    out += compare_mappings("workers", _workers(record_a), _workers(record_b), MEDIUM, include_equal)
     out += compare_mappings("metrics", record_a.metrics, record_b.metrics, RESULT, include_equal)
     return sorted(out, key=_sort_key)
+
+
+def _workers(record) -> Dict[str, Any]:
+    """A multi-worker job's shape and agreement (tfrepro/workers.json, its tags); {} for one worker."""
+    tags = getattr(record, "tags", None) or {}
+    gathered = getattr(record, "workers", None) or {}
+    count = str(gathered.get("workers") or tags.get(schema.LAUNCH_WORKERS) or "1")
+    if count == "1":
+        return {}
+    out: Dict[str, Any] = {"count": count}
+    agree = tags.get(schema.WORKERS_AGREE) or (None if not gathered else ("true" if gathered.get("agree") else "false"))
+    if agree:
+        out["agree"] = agree
+    disagree = tags.get(schema.WORKERS_DISAGREE) or ",".join(gathered.get("disagree") or ())
+    if disagree:
+        out["disagree"] = disagree
+    return out
 
 
 def _flat(data: Optional[Mapping[str, Any]], prefix: str = "") -> Dict[str, Any]:

@@ -203,7 +203,40 @@ ROW_FACTORS = (
     ),
 )
 # Rows that never explain a result: outcomes, the launch plumbing, where and when it ran.
-NOT_CAUSES = ("metrics", "launch", "record", "system", "process")
+NOT_CAUSES = ("metrics", "launch", "record", "system", "process", "workers")  # workers: _workers() below
+
+
+def _worker_count(record) -> int:
+    value = (record.tags or {}).get(schema.LAUNCH_WORKERS, "1")
+    return int(value) if str(value).isdigit() else 1
+
+
+def _workers(original, replay) -> List[Factor]:
+    """The job's shape: another worker count, or workers of one run that disagree (tracking/workers.py)."""
+    out = []
+    recorded, replayed = _worker_count(original), _worker_count(replay)
+    if recorded != replayed:
+        out.append(
+            Factor(
+                "workers",
+                "replayed with %d worker%s, recorded with %d: the global batch and the reduction order differ"
+                % (replayed, "" if replayed == 1 else "s", recorded),
+                "replay with the recorded worker count (leave out --workers)",
+            )
+        )
+    for name, record in (("original", original), ("replay", replay)):
+        tags = record.tags or {}
+        if tags.get(schema.WORKERS_AGREE) == "false":
+            out.append(
+                Factor(
+                    "workers_disagree",
+                    "the %s's workers disagree on %s (tfrepro/workers.json)"
+                    % (name, tags.get(schema.WORKERS_DISAGREE) or "their environment"),
+                    "run every worker on nodes with the same driver, GPU model and image digest",
+                )
+            )
+            break
+    return out
 
 
 def _row_factors(diffs: Sequence[compare.Difference]) -> Dict[str, Factor]:
@@ -237,6 +270,8 @@ ORDER = (
     "data",
     "inputs",
     "batch_size",
+    "workers",
+    "workers_disagree",
     "params",
     "code",
     "image",
@@ -265,7 +300,7 @@ def explain(
     if diffs is None:
         diffs = compare.compare_runs(original, replay)
     found: Dict[str, Factor] = dict(_row_factors(diffs))
-    for factor in _tagged(original, replay):
+    for factor in _tagged(original, replay) + _workers(original, replay):
         found.setdefault(factor.key, factor)
     # a missing seed on the original says more than how the replay's settings differ: it wins the key
     for factor in (_seed_and_determinism(original), _data(data_drift), _untracked(original, data_sources)):

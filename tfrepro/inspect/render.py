@@ -11,6 +11,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
+from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
 from tfrepro.termsafe import safe
@@ -228,6 +229,32 @@ def _requested(record) -> List[Tuple[str, str]]:
     ]
 
 
+def worker_rows(record) -> List[Tuple[str, str]]:
+    """A multi-worker job's workers (tfrepro/workers.json), one row each, and whether they agree."""
+    gathered = getattr(record, "workers", None) or {}
+    count = gathered.get("workers") or (record.tags or {}).get(schema.LAUNCH_WORKERS)
+    if not count or str(count) == "1":
+        return []
+    rows = [("count", str(count))]
+    for worker in gathered.get("records") or ():
+        gpus = "%s x %s" % (worker.get("gpu_count") or 0, worker.get("gpu_model") or "no GPU")
+        digest = str(worker.get("image_digest") or worker.get("image_id") or "-")
+        facts = [
+            worker.get("host") or "?",
+            gpus,
+            "driver %s" % (worker.get("driver") or "-"),
+            "cuda %s" % (worker.get("cuda_driver") or "-"),
+            digest.split("@")[-1][:19],
+        ]
+        rows.append(("worker %s" % worker.get("index"), ", ".join(facts)))
+    if gathered.get("missing"):
+        rows.append(("no record from", ", ".join("worker %s" % index for index in gathered["missing"])))
+    if gathered:
+        disagree = gathered.get("disagree") or []
+        rows.append(("agree", "yes" if not disagree else "NO: they differ in %s" % ", ".join(disagree)))
+    return rows
+
+
 def _blocks(groups, color: bool) -> str:
     lines: List[str] = []
     for title, rows in groups:
@@ -270,6 +297,9 @@ def render_show(record, show_packages: bool = False, color: bool = False, signat
     launch = record.launch_settings()
     if launch:
         groups.append(("Launch", [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(launch.items())]))
+    workers = worker_rows(record)
+    if workers:
+        groups.append(("Workers", workers))
     if getattr(record, "data", ()):  # data fingerprints: one line each, as `tfrepro run` printed them
         groups.append(("Data", [(d.label, d.summary()[len(d.label) + 1 :]) for d in record.data]))
     groups.append(("Params", sorted(record.params.items()) or [("(none)", "")]))

@@ -195,7 +195,11 @@ class _Worker:
 
 
 def run_workers(
-    client, kwargs_list: Sequence[Dict[str, object]], write: Callable[[bytes], None], timeout_s: Optional[float] = None
+    client,
+    kwargs_list: Sequence[Dict[str, object]],
+    write: Callable[[bytes], None],
+    timeout_s: Optional[float] = None,
+    on_facts: Optional[Callable[[Dict[str, object]], None]] = None,
 ) -> int:
     """Create every worker's container, start them together, follow them as one job
     (local_workers.supervise); every container is removed at the end, whatever happened."""
@@ -211,7 +215,7 @@ def run_workers(
         except docker.errors.APIError as exc:
             raise DockerError("cannot start a worker: %s" % _one_line(exc)) from None
         workers = [_Worker(index, container) for index, container in enumerate(containers)]
-        return local_workers.supervise(workers, write, timeout_s)
+        return local_workers.supervise(workers, write, timeout_s, on_facts=on_facts)
     finally:
         for container in containers:
             try:

@@ -152,7 +152,7 @@ class Docker:
                 kwargs["device_requests"] = docker.device_ids_request(devices)
             kwargs_list.append(kwargs)
         on_facts({"workers": str(shape.workers)})
-        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s)
+        return docker.run_workers(self.client(), kwargs_list, write, shape.timeout_s, on_facts)
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
@@ -208,7 +208,9 @@ class Podman:
         self.check(spec, source, shape)
         on_facts({"workers": str(shape.workers)})
         labels = [[label, "%s=%d" % (workers.WORKER_LABEL, index)] for index in range(shape.workers)]
-        return podman.run_workers(self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s)
+        return podman.run_workers(
+            self._argvs(spec, hidden, shape), write, environment, labels, shape.timeout_s, on_facts
+        )
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
         return _with_shape({"backend": self.name}, shape, workers.WIRING_LOCAL)
@@ -261,8 +263,11 @@ class Slurm:
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
     ) -> int:
         script = self.preview(spec, hidden, source, shape)
-        on_facts({"runtime": self.options.runtime})
+        multi = shape is not None and shape.multi
+        on_facts({"runtime": self.options.runtime, "workers": str(shape.workers) if multi else None})
         environment = caller_env(spec, hidden, os.environ)
+        if multi:
+            write = workers.failure_watcher(write, on_facts)
         return slurm_job.submit(script, environment, slurm_job.output_pattern(), write, on_facts)
 
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]:
@@ -297,7 +302,7 @@ class Kubernetes:
             raise UsageError("-o must be yaml or json, not %r" % self.manifest_format)
         if source is None:
             raise UsageError("--on kubernetes needs a git checkout: the pod clones its commit")
-        hook = hooks.hook_source() if any(mount.kind == "hook" for mount in spec.mounts) else ""
+        hook = hooks.hook_sources() if any(mount.kind == "hook" for mount in spec.mounts) else {}
         options = kubernetes.check_options(self.options)
         return kubernetes.build_job(spec, source, options, _secret_names(hidden), hook, shape)
 

@@ -65,6 +65,15 @@ def hook_source() -> str:
         return f.read()
 
 
+def hook_sources() -> Dict[str, str]:
+    """Every file of the hook directory (HOOK_FILES) by name, as text, for a Kubernetes pod."""
+    sources = {}
+    for name, path in HOOK_FILES.items():
+        with open(path, encoding="utf-8") as f:
+            sources[name] = f.read()
+    return sources
+
+
 def image_env(docker_client, image: str) -> Dict[str, str]:
     """The image's own ENV (to keep its PYTHONPATH); {} when it cannot be read."""
     try:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from tfrepro import imageref
+from tfrepro import imageref, schema
 from tfrepro.errors import UsageError
 from tfrepro.launch import workers
 from tfrepro.launch.spec import CLAIM_PREFIX, LaunchSpec
@@ -50,6 +50,12 @@ DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 CHECKOUT_SCRIPT = """set -eu
 if [ -n "${TFREPRO_HOOK:-}" ]; then
   printf %s "$TFREPRO_HOOK" | base64 -d > "$TFREPRO_HOOK_DIR/sitecustomize.py"
+fi
+if [ -n "${TFREPRO_HOOK_IMPORT:-}" ]; then
+  printf %s "$TFREPRO_HOOK_IMPORT" | base64 -d > "$TFREPRO_HOOK_DIR/tfrepro_import_hook.py"
+fi
+if [ -n "${TFREPRO_HOOK_DETERMINISM:-}" ]; then
+  printf %s "$TFREPRO_HOOK_DETERMINISM" | base64 -d > "$TFREPRO_HOOK_DIR/tfrepro_determinism.py"
 fi
 cd "$TFREPRO_REPO"
 git init -q .
@@ -213,11 +219,21 @@ def _env(
     return env
 
 
+# each file of the hook directory (hooks.HOOK_FILES) travels in a variable of the init container
+HOOK_VARIABLES = (
+    ("sitecustomize.py", schema.ENV_HOOK),
+    ("tfrepro_import_hook.py", schema.ENV_HOOK_IMPORT),
+    ("tfrepro_determinism.py", schema.ENV_HOOK_DETERMINISM),
+)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8", "surrogateescape")).decode("ascii")
 
 
-def _init_container(spec: LaunchSpec, source: Source, repo_mount, hook_mount, hook: str, client):
+def _init_container(
+    spec: LaunchSpec, source: Source, repo_mount, hook_mount, hook: Union[str, Mapping[str, str]], client
+):
     patch = _b64(source.patch) if source.patch.strip() else None
     if patch and len(patch) > MAX_PATCH:
         raise UsageError(
@@ -232,11 +248,14 @@ def _init_container(spec: LaunchSpec, source: Source, repo_mount, hook_mount, ho
         env.append(client.V1EnvVar(name="TFREPRO_GIT_PATCH", value=patch))
     mounts = [repo_mount]
     if hook_mount is not None:
-        if not hook:
+        files = {"sitecustomize.py": hook} if isinstance(hook, str) else dict(hook)
+        if not files.get("sitecustomize.py"):
             raise UsageError("--on kubernetes: the launch hook's source is missing")
+        env.append(client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path))
         env += [
-            client.V1EnvVar(name="TFREPRO_HOOK_DIR", value=hook_mount.mount_path),
-            client.V1EnvVar(name="TFREPRO_HOOK", value=_b64(hook)),
+            client.V1EnvVar(name=variable, value=_b64(files[name]))
+            for name, variable in HOOK_VARIABLES
+            if name in files
         ]
         mounts.append(client.V1VolumeMount(name=hook_mount.name, mount_path=hook_mount.mount_path))
     return client.V1Container(
@@ -249,7 +268,7 @@ def build_job(
     source: Source,
     options: KubernetesOptions,
     secret_names: Sequence[str] = (),
-    hook: str = "",
+    hook: Union[str, Mapping[str, str]] = "",
     shape: Optional[workers.Shape] = None,
 ):
     """The V1Job for `spec` (options through check_options() first); `hook` is the text of

@@ -228,7 +228,7 @@ def submit_workers(
         _copy_logs(core, namespace, pods[0].metadata.name, INIT_CONTAINER, write, follow=False)
         followed = [_PodWorker(core, batch, namespace, name, pod, poll) for pod in pods]
         try:
-            status = local_workers.supervise(followed, write, timeout_s)
+            status = local_workers.supervise(followed, write, timeout_s, on_facts=on_facts)
         except BaseException:
             _delete(batch, namespace, name)
             raise

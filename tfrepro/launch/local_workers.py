@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import signals
@@ -49,6 +49,7 @@ def supervise(
     write: Callable[[bytes], None],
     timeout_s: Optional[float] = None,
     clock: Callable[[], float] = time.monotonic,
+    on_facts: Optional[Callable[[Dict[str, object]], None]] = None,
 ) -> int:
     lock = threading.Lock()
     ended: "queue.Queue[Ended]" = queue.Queue()
@@ -85,6 +86,8 @@ def supervise(
                     _stop(running.values(), threads)
                     raise error
                 if status:
+                    if on_facts is not None:  # the run's tags name the worker that failed the job
+                        on_facts({"failed_worker": str(index), "failed_worker_status": str(status)})
                     if running:
                         log.warning("worker %d exited with status %d: stopping the other workers", index, status)
                     else:

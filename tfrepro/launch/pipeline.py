@@ -21,8 +21,9 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.launch import hooks, hostpaths, page, spec
+from tfrepro.launch import hooks, hostpaths, page, spec, workers
 from tfrepro.tracking import runs
+from tfrepro.tracking import workers as worker_records
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Blueprint:
     seed: Optional[int] = None  # applied by the launch hook
     extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. TFREPRO_NO_PATCH
     trailing_mounts: Tuple[spec.Mount, ...] = ()  # after the hook's (the data beside the code)
+    shape: workers.Shape = workers.ONE  # how many workers (launch/workers.py)
 
     @property
     def hooked(self) -> bool:
@@ -173,29 +175,41 @@ def launch_recorded(
                 env=recording.env_record,
             )
             launch_json.update(hooks.hook_record(blueprint.autolog, blueprint.seed))
-            status = run_recorded(client, engine, run_id, launch_spec, launch_json, recording, write, source)
+            status = run_recorded(
+                client, engine, run_id, launch_spec, launch_json, recording, write, source, blueprint.shape
+            )
+        if blueprint.shape.multi:
+            worker_records.gather(client, run_id, blueprint.shape.workers)
         if after is not None:
             after(run_id)
     except BaseException:
         runs.finish(client, run_id, 1)
         raise
-    runs.finish(client, run_id, status)
+    runs.finish(client, run_id, status, job_decides=blueprint.shape.multi)
     page.refresh_card(client, run_id, destination.tracking_uri)  # the card, with the engine it ran on
     signing.sign_run(client, run_id, warn=log.warning)
     return run_id, status
 
 
 def run_recorded(
-    client, engine, run_id: str, launch_spec: spec.LaunchSpec, launch_json, recording: Recording, write, source
+    client,
+    engine,
+    run_id: str,
+    launch_spec: spec.LaunchSpec,
+    launch_json,
+    recording: Recording,
+    write,
+    source,
+    shape: workers.Shape = workers.ONE,
 ) -> int:
     """Record the launch on the run (tags, launch.json with the engine's settings, the patch),
     show what is submitted, run it on `engine` and record the job's facts as the engine learns
     them; return the exit status."""
-    launch_json = dict(launch_json, engine=engine.settings())
+    launch_json = dict(launch_json, engine=engine.settings(shape=shape))
     runs.record_launch(client, run_id, launch_json, spec.launch_tags(launch_json))
     if recording.patch and recording.patch.strip():
         runs.log_text(client, run_id, recording.patch, schema.GIT_PATCH)
-    shown = engine.announce(launch_spec, list(recording.hidden), source).rstrip("\n").splitlines()
+    shown = engine.announce(launch_spec, list(recording.hidden), source, shape=shape).rstrip("\n").splitlines()
     log.info("%s %s", recording.label, run_id)
     for line in shown:
         log.info("  %s", line, extra={"bare": True})
@@ -205,6 +219,7 @@ def run_recorded(
         source,
         lambda facts: runs.record_facts(client, run_id, facts),
         write or _discard,
+        shape=shape,
     )
 
 

@@ -193,6 +193,7 @@ def run_workers(
     env: Optional[Mapping[str, str]],
     labels: Sequence[Sequence[str]],
     timeout_s: Optional[float] = None,
+    on_facts: Optional[Callable[[Dict[str, object]], None]] = None,
 ) -> int:
     """Start one `podman run` per worker (`labels[i]` find worker i's container), follow them
     as one job (local_workers.supervise); a worker's podman still running at the end is stopped."""
@@ -201,7 +202,7 @@ def run_workers(
         for index, argv in enumerate(argvs):
             process = commands.start(argv, MISSING, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             workers.append(_Worker(index, process, labels[index]))
-        return local_workers.supervise(workers, write, timeout_s)
+        return local_workers.supervise(workers, write, timeout_s, on_facts=on_facts)
     finally:
         for worker in workers:
             if worker.process.poll() is not None:

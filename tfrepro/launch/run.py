@@ -21,7 +21,7 @@ from tfrepro import schema
 from tfrepro.errors import TfreproError
 from tfrepro.fingerprint import untracked
 from tfrepro.fingerprint.data_record import to_tags
-from tfrepro.launch import hooks, hostpaths, kubernetes, mounted_data, pipeline, spec, tags
+from tfrepro.launch import hooks, hostpaths, kubernetes, mounted_data, pipeline, spec, tags, workers
 from tfrepro.redact import patch_withheld, redact_argv
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -54,6 +54,7 @@ class Request:
     from_environ: Tuple[str, ...] = ()  # -e NAME: values taken from this shell, never shown
     dropped: Tuple[str, ...] = ()  # -e values not recorded (secret-looking)
     rules: Any = None  # hostpaths.policy()
+    shape: workers.Shape = workers.ONE  # --workers and the rest (launch/workers.py)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         destination=pipeline.Destination(client, request.tracking_uri, experiment_id, container_uri, tracking_mounts),
         autolog=request.autolog,
         seed=request.seed,
+        shape=request.shape,
         extra_env={"TFREPRO_NO_PATCH": "1"} if withhold else {},  # the callback inside withholds it too
     )
     image_env = engine.image_env(resolved.run_ref) if blueprint.hooked else {}
@@ -138,7 +140,9 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         image_env=image_env,
         resolved=resolved,
     )
-    engine.check(pipeline.runtime_spec(blueprint, image_env=image_env), source)  # refused before anything is created
+    engine.check(
+        pipeline.runtime_spec(blueprint, image_env=image_env), source, shape=request.shape
+    )  # refused before anything is created
     return launch_setup
 
 
@@ -147,7 +151,8 @@ def preview(request: Request, engine) -> str:
     nothing is created."""
     launch_setup = setup(request, engine, dry_run=True)
     launch_spec = pipeline.runtime_spec(launch_setup.blueprint, image_env=launch_setup.image_env)
-    return engine.preview(launch_spec, list(launch_setup.hidden) + ["MLFLOW_RUN_ID"], launch_setup.source).rstrip("\n")
+    hidden = list(launch_setup.hidden) + ["MLFLOW_RUN_ID"]
+    return engine.preview(launch_spec, hidden, launch_setup.source, shape=request.shape).rstrip("\n")
 
 
 def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> int:

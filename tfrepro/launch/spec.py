@@ -184,6 +184,7 @@ def launch_tags(record: Mapping[str, object]) -> Dict[str, str]:
         schema.LAUNCH_WORKDIR: record.get("workdir"),
         schema.LAUNCH_ENV_NAMES: json.dumps(list(record.get("env_names") or ())),
         schema.LAUNCH_BACKEND: (record.get("engine") or {}).get("backend", "docker"),  # type: ignore[union-attr]
+        schema.LAUNCH_WORKERS: ((record.get("engine") or {}).get("shape") or {}).get("workers"),  # type: ignore
     }
     return {k: schema.truncate(str(v)) for k, v in tags.items() if v not in (None, "")}
 

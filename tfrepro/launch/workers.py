@@ -26,16 +26,18 @@ One worker (the default Shape) is today's launch: no TF_CONFIG, nothing added.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
+from tfrepro import schema
 from tfrepro.errors import UsageError
 from tfrepro.launch.spec import LaunchSpec, parse_gpus
 
 DEFAULT_BASE_PORT = 23456  # worker i listens on base_port + i (one host) or base_port (one pod each)
-TF_CONFIG = "TF_CONFIG"
-WORKER_INDEX = "TFREPRO_WORKER_INDEX"  # what the worker's own index is, for the callback and the record
-WORKER_COUNT = "TFREPRO_WORKERS"
+TF_CONFIG = schema.ENV_TF_CONFIG
+WORKER_INDEX = schema.ENV_WORKER_INDEX  # what the worker's own index is, for the callback and the record
+WORKER_COUNT = schema.ENV_WORKERS
 WORKER_LABEL = "tfrepro.worker"  # the container label carrying the worker's index
 
 WIRING_LOCAL = "TF_CONFIG per container"
@@ -75,7 +77,7 @@ def check_shape(shape: Optional[Shape]) -> Shape:
     if shape.tasks_per_node is not None and not (1 <= shape.tasks_per_node <= shape.workers):
         raise UsageError("--tasks-per-node must be between 1 and --workers (%d)" % shape.workers)
     if not (1024 <= shape.base_port <= 65535 - shape.workers):
-        raise UsageError("--base-port %r: the workers' ports must lie in 1024-65535" % (shape.base_port,))
+        raise UsageError("--worker-port %r: the workers' ports must lie in 1024-65535" % (shape.base_port,))
     if shape.timeout_s is not None and shape.timeout_s <= 0:
         raise UsageError("--timeout must be positive")
     gpus = parse_gpus(shape.gpus_per_task) if shape.gpus_per_task is not None else None
@@ -170,3 +172,61 @@ def settings(shape: Shape, wiring: str) -> Dict[str, object]:
     if shape.timeout_s is not None:
         values["timeout_s"] = shape.timeout_s
     return values
+
+
+def recorded(engine_settings: Optional[Dict[str, object]]) -> Shape:
+    """The Shape a launch.json's engine settings recorded (settings() above); one worker when none."""
+    values = (engine_settings or {}).get("shape") or {}
+    if not isinstance(values, dict):
+        return ONE
+    timeout = values.get("timeout_s")
+    return Shape(
+        workers=int(values.get("workers", 1)),  # type: ignore[arg-type]
+        tasks_per_node=values.get("tasks_per_node"),  # type: ignore[arg-type]
+        gpus_per_task=values.get("gpus_per_task"),  # type: ignore[arg-type]
+        base_port=int(values.get("base_port", DEFAULT_BASE_PORT)),  # type: ignore[arg-type]
+        timeout_s=float(timeout) if timeout is not None else None,  # type: ignore[arg-type]
+    )
+
+
+def merged(given: Dict[str, object], base: Optional[Shape] = None) -> Shape:
+    """The Shape the command line's options give (None: not given) over `base` (a replay's
+    recorded shape, else one worker), checked: UsageError, one line. A new --workers drops the
+    recorded --tasks-per-node (it was for the recorded count) unless given again."""
+    base = base or ONE
+    values = {
+        "workers": base.workers,
+        "tasks_per_node": base.tasks_per_node,
+        "gpus_per_task": base.gpus_per_task,
+        "base_port": base.base_port,
+        "timeout_s": base.timeout_s,
+    }
+    if given.get("workers") is not None and given.get("workers") != base.workers:
+        values["tasks_per_node"] = None
+    for name, value in given.items():
+        if value is not None:
+            values["base_port" if name == "worker_port" else name] = value
+    return check_shape(Shape(**values))  # type: ignore[arg-type]
+
+
+_FAILED_WORKER = re.compile(rb"tfrepro: worker (\d+) exited with status (\d+)")
+
+
+def failure_watcher(write: Callable[[bytes], None], on_facts: Callable[[Dict[str, object]], None]):
+    """`write`, passing the job's output on, that reports the first worker the output says
+    failed ("tfrepro: worker 1 exited with status 3", the Slurm batch script's line) as the
+    facts failed_worker and failed_worker_status."""
+    state = {"pending": b"", "seen": False}
+
+    def watching_write(chunk: bytes) -> None:
+        write(chunk)
+        if state["seen"]:
+            return
+        text = state["pending"] + chunk
+        found = _FAILED_WORKER.search(text)
+        if found:
+            state["seen"] = True
+            on_facts({"failed_worker": found.group(1).decode(), "failed_worker_status": found.group(2).decode()})
+        state["pending"] = text[-200:]
+
+    return watching_write

@@ -70,3 +70,20 @@ def compare(recorded: Environment, host: Optional[GpuInfo], gpus_requested: Opti
 def render(items: List[Drift]) -> str:
     head = "  %s %-12s %-28s %s" % (" ", "", "recorded", "this host")
     return "\n".join([head] + [i.line() for i in items])
+
+
+def shape_rows(
+    recorded_workers: int, workers: int, gpus_per_worker: Optional[str], host_gpus: Optional[int]
+) -> List[Drift]:
+    """The job's shape: the worker count (recorded, replayed), and, when the workers run on
+    this host (host_gpus not None), a blocking row if it has too few GPUs for them all."""
+    if recorded_workers == 1 and workers == 1:
+        return []
+    items = [Drift("workers", str(recorded_workers), str(workers))]
+    if host_gpus is not None and gpus_per_worker not in (None, "none", "all"):
+        needed = workers * int(gpus_per_worker)  # type: ignore[arg-type]
+        if needed > host_gpus:
+            items.append(
+                Drift("worker gpus", "%d x %s" % (workers, gpus_per_worker), "%d on this host" % host_gpus, True, True)
+            )
+    return items

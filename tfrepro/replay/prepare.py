@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import signing
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
-from tfrepro.launch import engines, env_options, hostpaths, kubernetes, pipeline, settings, spec
+from tfrepro.launch import engines, env_options, hostpaths, kubernetes, pipeline, settings, spec, workers
 from tfrepro.replay import checkout, data, drift, grants, overlay, plan
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -69,6 +69,7 @@ class Prepared:
     credentials: Tuple[str, ...] = ()  # tracking credential variables passed to the container
     env_record: Mapping[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
     source: str = ""  # where the commit will come from, for the plan
+    shape: workers.Shape = workers.ONE  # the recorded shape, or --workers and the rest over it
 
     @property
     def client(self):
@@ -99,6 +100,7 @@ class Prepared:
             autolog=replay_plan.autolog,
             seed=replay_plan.hook_seed,
             trailing_mounts=self.data.beside.mounts(replay_plan.spec.workdir),
+            shape=self.shape,
         )
 
     @property
@@ -108,7 +110,9 @@ class Prepared:
 
     def preview(self) -> str:
         """What would be submitted, checkout and run id as placeholders."""
-        return self.engine.preview(pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source)
+        return self.engine.preview(
+            pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, shape=self.shape
+        )
 
 
 def prepare(
@@ -122,6 +126,7 @@ def prepare(
     untracked: bool = True,
     engine_name: Optional[str] = None,
     engine_given: Optional[Dict[str, object]] = None,
+    shape_given: Optional[Dict[str, object]] = None,
 ) -> Prepared:
     """Read and check everything, run nothing. engine_name: --on, else the recorded engine;
     engine_given: its options from the command line, over the recorded ones."""
@@ -137,7 +142,11 @@ def prepare(
     engine, replay_plan = _engine(record, replay_plan, engine_name, engine_given or {})
     mounts = _mounts(replay_plan, user_mounts, rules, allow_socket, options.allow_recorded_mounts)
     host_gpu = _host_gpu()
+    recorded_shape = workers.recorded((record.launch or {}).get("engine"))
+    shape = workers.merged(shape_given or {}, recorded_shape)
     drift_items = tuple(drift.compare(record.environment, host_gpu, replay_plan.spec.gpus))
+    local_gpus = None if engine.name in engines.CLUSTERS else (host_gpu.count if host_gpu else 0)
+    drift_items += tuple(drift.shape_rows(recorded_shape.workers, shape.workers, shape.gpus_per_task, local_gpus))
     destination = _destination(uri, client, experiment, record, rules)
     trust = Trust(
         verification=verification,
@@ -175,8 +184,9 @@ def prepare(
         credentials=tuple(spec.tracking_credentials(os.environ)),
         env_record=env_record,
         source=source,
+        shape=shape,
     )
-    engine.check(pipeline.runtime_spec(prepared.blueprint), prepared.pod_source)
+    engine.check(pipeline.runtime_spec(prepared.blueprint), prepared.pod_source, shape=shape)
     return prepared
 
 

@@ -64,6 +64,9 @@ class RunRecord:
     signature: Optional[str] = None  # tfrepro/record.sig (signing.py)
     data: Tuple[DataSource, ...] = ()  # data fingerprints: tfrepro/data.json, else the tfrepro.data.* tags
     experiment_name: str = ""
+    workers: Optional[Mapping[str, Any]] = (
+        None  # tfrepro/workers.json: a multi-worker job's workers (tracking/workers.py)
+    )
     # the launch (launch.json and the tags) parsed once, when the record is built: its values,
     # or why they are malformed (raised by recorded_launch(), when a replay needs them: `show`
     # and `diff` still show such a record)
@@ -181,7 +184,20 @@ def load(mlflow_client, run_id: str, histories: bool = False) -> RunRecord:
         experiment_name=experiment_name,
         signature=texts.get(schema.RECORD_SIGNATURE),
         data=_data(texts.get(schema.DATA_JSON), tags, run_id),
+        workers=_workers(texts.get(schema.WORKERS_JSON), run_id),
     )
+
+
+def _workers(text: Optional[str], run_id: str) -> Optional[Mapping[str, Any]]:
+    """workers.json, or None (one worker, or unreadable: said once, the record stands without it)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        log.warning("run %s: %s is not JSON (%s): the workers are left out", run_id, schema.WORKERS_JSON, exc)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _experiment_name(mlflow_client, experiment_id: str) -> str:
@@ -210,7 +226,14 @@ def read_histories(mlflow_client, run_id: str, keys=None) -> History:
 def _artifacts(mlflow_client, run_id: str) -> Dict[str, str]:
     """The record's artifacts that exist, as text. When they cannot be read (e.g. served over
     HTTP while this reads the sqlite store) the tags still are a record: say so and go on."""
-    wanted = (schema.ENVIRONMENT_JSON, schema.GIT_PATCH, schema.LAUNCH_JSON, schema.RECORD_SIGNATURE, schema.DATA_JSON)
+    wanted = (
+        schema.ENVIRONMENT_JSON,
+        schema.GIT_PATCH,
+        schema.LAUNCH_JSON,
+        schema.RECORD_SIGNATURE,
+        schema.DATA_JSON,
+        schema.WORKERS_JSON,
+    )
     try:
         present = {artifact.path for artifact in mlflow_client.list_artifacts(run_id, schema.ARTIFACT_DIR)}
         texts = {}

@@ -154,10 +154,13 @@ def tag_run(client, run_id: str, tags: Mapping[str, str], what: str) -> None:
         log.warning("could not tag %s: %s", what, tracking_error(exc, "run"))
 
 
-def finish(client, run_id: str, exit_status: int) -> None:
-    """Close the run the container left RUNNING: FINISHED on 0, FAILED otherwise."""
+def finish(client, run_id: str, exit_status: int, job_decides: bool = False) -> None:
+    """Close the run the container left RUNNING: FINISHED on 0, FAILED otherwise. job_decides:
+    a failed job is FAILED even when the container closed the run (a multi-worker job whose
+    chief finished, or closed it on its way out, while another worker died)."""
     try:
-        if client.get_run(run_id).info.status == "RUNNING":
+        status = client.get_run(run_id).info.status
+        if status == "RUNNING" or (job_decides and exit_status and status != "FAILED"):
             client.set_terminated(run_id, "FINISHED" if exit_status == 0 else "FAILED")
     except Exception as exc:  # the container's result stands; say the status could not be set
         log.warning("could not close run %s: %s", run_id, tracking_error(exc, "run"))
