@@ -1,6 +1,6 @@
 """`tfrepro replay RUN_ID`: rerun a recorded run in its exact container and compare results.
 
-Parses the options and prints the plan; replay/run.py does the work (see its docstring for the
+Parses the options and prints the plan; replay/rerun.py does the work (see its docstring for the
 order), replay/repeat.py for --repeat N. --tolerance judges one replay; --repeat judges against
 the spread of N, for runs that are not bit-reproducible (GPUs, no seed). Everything printed from
 the record goes through termsafe.safe: a record is data written by anyone with access to the
@@ -21,11 +21,10 @@ from tfrepro.cli import engine_options, output, status
 from tfrepro.errors import JobFailed, Refused, TfreproError, UsageError
 from tfrepro.inspect import explain
 from tfrepro.redact import strip_url_credentials
-from tfrepro.replay import data, drift, grants, plan, verify
+from tfrepro.replay import data, drift, grants, plan, rerun, verify
 from tfrepro.replay import links as replay_links
 from tfrepro.replay import prepare as replay_prepare
 from tfrepro.replay import repeat as replay_repeat
-from tfrepro.replay import run as replay_run
 from tfrepro.termsafe import safe, safe_lines
 
 log = logging.getLogger(__name__)
@@ -187,7 +186,7 @@ def command(
             if table:
                 echo(safe_lines(table))
         else:
-            new_run, verdict = replay_run.replay(prepared, tolerance, keep_checkout, write)
+            new_run, verdict = rerun.replay(prepared, tolerance, keep_checkout, write)
             summary, replay_ids = None, [new_run]
             line = "replay run %s: %s" % (new_run, verdict.line())
     except (TfreproError, click.exceptions.Abort, KeyboardInterrupt) as exc:

@@ -1,6 +1,6 @@
 """`tfrepro run --image REF [options] -- CMD...`: run CMD in a container, recorded in MLflow.
 
-Parses and checks the options; tfrepro/launch/run.py does the work (see its docstring for
+Parses and checks the options; tfrepro/launch/new_run.py does the work (see its docstring for
 the order). `--on` picks the engine (docker by default; podman, slurm, kubernetes). Every
 bind-mounted path is fingerprinted first, and so are the untracked and ignored files in the
 repository (data beside the code). Unless --no-autolog, every Keras fit() in the container gets
@@ -17,8 +17,7 @@ import click
 from tfrepro import imageref
 from tfrepro.cli import engine_options, output
 from tfrepro.errors import JobFailed
-from tfrepro.launch import engines, env_options, hostpaths, settings, spec, workers
-from tfrepro.launch import run as launch_run
+from tfrepro.launch import engines, env_options, hostpaths, new_run, settings, spec, workers
 from tfrepro.tracking import runs
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def command(
     env_record, dropped = spec.recorded_env(user_env, from_environ)
     for env_name, why in dropped:
         log.warning("-e %s: value not recorded (%s); a replay needs --pass-env %s", env_name, why, env_name)
-    request = launch_run.Request(
+    request = new_run.Request(
         image=image,
         command=tuple(cmd),
         gpus=spec.parse_gpus(gpus),
@@ -116,8 +115,8 @@ def command(
         shape=shape,
     )
     if dry_run:
-        output.echo(launch_run.preview(request, engine))
+        output.echo(new_run.preview(request, engine))
         return
-    exit_status = launch_run.launch(request, engine, output.stdout_writer())
+    exit_status = new_run.launch(request, engine, output.stdout_writer())
     if exit_status:
         raise JobFailed(exit_status)

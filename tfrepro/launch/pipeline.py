@@ -1,5 +1,5 @@
-"""The one recorded-launch pipeline, shared by `tfrepro run` (launch/run.py) and `tfrepro replay`
-(replay/run.py), and the one builder of the spec that runs.
+"""The one recorded-launch pipeline, shared by `tfrepro run` (launch/new_run.py) and `tfrepro replay`
+(replay/rerun.py), and the one builder of the spec that runs.
 
     Blueprint          what runs, but for the run id and the launch hook's directory
     runtime_spec()     Blueprint + run id + hook directory -> the LaunchSpec (a preview uses placeholders)

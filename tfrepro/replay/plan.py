@@ -3,7 +3,7 @@
 The record's launch was parsed and validated when it was loaded (tracking/launch_record.py);
 this composes those values with the image and source tags, which it validates here.
 Refusals raise RecordError (or UsageError for a bad option) before anything runs. The record
-is data: its mounts are only offered (recorded_mounts; replay/run.py asks), and its variables
+is data: its mounts are only offered (recorded_mounts; replay/rerun.py asks), and its variables
 without a value are listed (needs_pass_env), never looked up in this environment.
 """
 

@@ -1,5 +1,5 @@
 """`tfrepro replay` before anything runs: prepare() reads and checks everything and returns
-what would run (Prepared); replay/run.py runs it.
+what would run (Prepared); replay/rerun.py runs it.
 
 What the record may not decide (SECURITY.md) is settled here: its mounts are offers
 (`MountGrants.offers`, mounted once approved), its image's registry is checked

@@ -20,8 +20,7 @@ from typing import List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.launch.pipeline import Write
-from tfrepro.replay import links, verdict_tags, verify
-from tfrepro.replay import run as replay_run
+from tfrepro.replay import links, rerun, verdict_tags, verify
 from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -52,10 +51,10 @@ def repeat(
         for i in range(1, n + 1):
             log.info("replay %d/%d of run %s (summary run %s)", i, n, record.run_id, summary)
             tags = {schema.REPLAY_SUMMARY: summary, schema.REPLAY_REPEAT: "%d/%d" % (i, n), PARENT_TAG: summary}
-            new_run, status = replay_run.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name), write)
+            new_run, status = rerun.run_one(prepared, keep_checkout, tags, "replay-%d-of-%s" % (i, name), write)
             replay_ids.append(new_run)
             if status:
-                replay_run.raise_job_failed(prepared, new_run, status, tagged=summary)
+                rerun.raise_job_failed(prepared, new_run, status, tagged=summary)
         replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = verify.judge_repeats(
             run_record.read_histories(client, record.run_id),
@@ -64,7 +63,7 @@ def repeat(
             [run.tags.get(schema.MODEL_HASH) for run in replayed],
             tolerance,
         )
-        verdict = replay_run.explained(prepared, replayed[0], verdict)
+        verdict = rerun.explained(prepared, replayed[0], verdict)
         _log_statistics(client, summary, verdict)
         verdict_tags.set_verdict(client, summary, verdict)
         verdict_tags.mark_original(client, record.run_id, summary, verdict.verdict)
