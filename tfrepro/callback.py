@@ -144,6 +144,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
                 TrackingSession.open,
                 experiment_name=self.experiment_name,
                 run_name=self.run_name,
+                background=True,  # no server call before the first step: the writer creates the run
             )
         if self.session is None:
             return
@@ -257,20 +258,32 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
     def _train_end(self):
         self._fit = FitContext()  # holds fit()'s data: let it go
-        if self._recorder is not None:
-            self._recorder.join()  # bounded: git and NVML calls time out
-            self._recorder = None
+        recorder, self._recorder = self._recorder, None
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
         if self.session is None:
+            if recorder is not None:
+                recorder.join()
             return
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
-        self._guard("closing the MLflow run", self.session.close)
-        from tfrepro.signing import sign_session
+        # What the server still has to get (the environment being recorded, the last points,
+        # the run's end, the signature) finishes on a thread of its own, within the bounded
+        # flush; the process waits for it at exit. callback.wait() waits for it now.
+        self._guard(
+            "closing the MLflow run",
+            self.session.close,
+            background=True,
+            before=recorder.join if recorder is not None else None,  # bounded: git and NVML calls time out
+            after=_sign,
+        )
 
-        self._guard("signing the record", sign_session, self.session)
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait (at most `timeout` s) until the last fit()'s run is fully uploaded and ended;
+        fit() returns before that. True when nothing is left for `tfrepro sync`."""
+        session = self.session
+        return bool(session is not None and session.wait(timeout))
 
     def _log_model(self):
         from tfrepro import schema
@@ -306,6 +319,12 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
+
+
+def _sign(session) -> None:
+    from tfrepro.signing import sign_session
+
+    sign_session(session)
 
 
 def _multi_worker() -> bool:

@@ -34,6 +34,19 @@ class Retryable(Exception):
     """The server is unreachable, overloaded or refusing us for now: keep the data, retry later."""
 
 
+class Slow(Retryable):
+    """The server took the connection but did not answer in time: it is up, and overloaded."""
+
+
+def _read_timeout(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ in ("ReadTimeout", "ReadTimeoutError") or "Read timed out" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 class Rejected(Exception):
     """The server answered that this data is invalid: retrying cannot help."""
 
@@ -124,6 +137,8 @@ class RestBackend:
                 **kwargs,
             )
         except Exception as exc:  # connection refused, timeout, DNS: all "not now"
+            if _read_timeout(exc):
+                raise Slow(str(exc)) from exc
             raise Retryable(str(exc)) from exc
         if retryable_answer(resp.status_code, resp.text):
             raise Retryable("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
@@ -144,7 +159,12 @@ class RestBackend:
             return True
 
     def log_batch(
-        self, run_id: str, metrics: Sequence[Point] = (), params: Optional[Dict] = None, tags: Optional[Dict] = None
+        self,
+        run_id: str,
+        metrics: Sequence[Point] = (),
+        params: Optional[Dict] = None,
+        tags: Optional[Dict] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         body: Dict[str, Any] = {"run_id": run_id}
         if metrics:
@@ -153,7 +173,7 @@ class RestBackend:
             body["params"] = [{"key": k, "value": v} for k, v in params.items()]
         if tags:
             body["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
-        self._call("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
+        self._call("POST", "/api/2.0/mlflow/runs/log-batch", timeout=timeout or TIMEOUT, json=body)
 
     def metric_history(self, run_id: str, key: str) -> Set[Tuple[int, int, str]]:
         seen, token = set(), None
@@ -285,7 +305,7 @@ class ClientBackend:
     def reachable(self) -> bool:
         return True
 
-    def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
+    def log_batch(self, run_id, metrics=(), params=None, tags=None, timeout=None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         self._wrap(

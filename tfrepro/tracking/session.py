@@ -14,6 +14,15 @@ Contract (the callback relies on it):
     session.flush(timeout) -> seconds spent
     session.close(status="FINISHED")    end the run only if this session started it (while what is
                                         left uploads), then wait for the upload
+    session.close(..., background=True) the same on a thread of its own, once every point is in the
+                                        spool: the process still waits for it (bounded) at exit
+    session.wait(timeout) -> bool       wait for a background close; True when all was uploaded
+
+Background opening (`open(..., background=True)`, what ReproCallback does): with no active
+MLflow run and no launcher's run to resume, open() makes no server call at all. The session
+spools under a local id (`local-<uuid>`) and the writer's upload thread creates the real run
+(the same path `tfrepro sync` takes for a local id) and uploads into it: nothing waits for
+the server before the first step.
 Every method above swallows tracking failures (recorded in `session.errors`, warned once).
 What the callback asks of the run itself, so that it never calls MLflow (these raise on a
 server error; the callback guards them):
@@ -29,9 +38,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
@@ -45,6 +55,7 @@ log = logging.getLogger(__name__)
 FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
 FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
+_closing: Set[threading.Thread] = set()  # background closes still running (non-daemon: exit waits)
 
 
 class TrackingSession:
@@ -63,6 +74,9 @@ class TrackingSession:
         self._writer = writer
         self._errors: List[str] = []
         self._closed = False
+        self._uploaded = False
+        self.background = False  # opened in the background: the run is created by the writer's thread
+        self._closer: Optional[threading.Thread] = None
 
     @classmethod
     def open(
@@ -73,7 +87,12 @@ class TrackingSession:
         spool_dir: Optional[str] = None,
         queue_size: int = QUEUE_SIZE,
         upload_interval: float = UPLOAD_INTERVAL,
+        background: bool = False,
     ) -> "TrackingSession":
+        if background:
+            session = cls._open_background(experiment_name, run_name, spool_dir, queue_size, upload_interval)
+            if session is not None:
+                return session
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
         run_start_time: Optional[float] = None
@@ -128,6 +147,47 @@ class TrackingSession:
             session.set_tags(notes)
         return session
 
+    @classmethod
+    def _open_background(cls, experiment_name, run_name, spool_dir, queue_size, upload_interval):
+        """A session that makes no server call: None when a run already exists to join (an
+        active run, the launcher's MLFLOW_RUN_ID), which open() then handles as before."""
+        try:
+            import mlflow
+            from mlflow.tracking import fluent
+
+            from tfrepro.tracking.backend import backend_for
+
+            if mlflow.active_run() is not None or os.environ.get(schema.ENV_MLFLOW_RUN_ID):
+                return None
+            uri = mlflow.get_tracking_uri()
+            backend = backend_for(uri)
+            chosen = None if experiment_name else getattr(fluent, "_active_experiment_id", None)
+        except Exception:
+            return None  # open() reports it
+        run_id = LOCAL_PREFIX + uuid.uuid4().hex
+        header = _header(run_id, experiment_name, run_name, uri, context_tags=False)
+        if chosen:  # the program's mlflow.set_experiment() wins over $MLFLOW_EXPERIMENT_NAME, as in MLflow
+            header["experiment_id"], header["experiment_name"] = str(chosen), None
+        writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, False)
+        session = cls(run_id, True, writer, False, None)
+        session.background = True
+        # MLflow's context tags (source, user, git) are what start_run would have set: resolved
+        # off the training thread too, and spooled like any tag
+        threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True).start()
+        return session
+
+    def _context_tags(self, run_name):
+        try:
+            from mlflow.tracking.context.registry import resolve_tags
+
+            from tfrepro import fingerprint
+
+            with fingerprint.recorded_by_caller():  # ReproCallback records the environment itself
+                tags = resolve_tags({"mlflow.runName": run_name} if run_name else {})
+            self._writer.put((None, {"tags": {str(k): str(v) for k, v in tags.items()}}))
+        except Exception as exc:
+            self._error("run context tags", exc)
+
     # -- properties ------------------------------------------------------------------
     @property
     def run_id(self) -> str:
@@ -177,6 +237,8 @@ class TrackingSession:
         """Uploaded now when the server is up (the directory may be temporary); else spooled
         by path, for `sync` to upload if the directory still exists then."""
         uploader = self._writer.uploader
+        if uploader is not None and self.background and not uploader.run_id:
+            self._writer.wait_for_run(FLUSH_TIMEOUT)  # the directory may be gone once this returns
         if uploader is not None and self.online and uploader.run_id:
             try:
                 from tfrepro.tracking.backend import short_http
@@ -210,6 +272,8 @@ class TrackingSession:
         import mlflow
 
         active = mlflow.active_run()
+        if self.background and not self.has_fluent_run:
+            return self._log_keras_model_into_created_run(model, active)
         if not (self.has_fluent_run and self.online):
             log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
             return None
@@ -219,6 +283,32 @@ class TrackingSession:
         from tfrepro.tracking import model as model_io
 
         return model_io.log_keras_model(model)
+
+    def _log_keras_model_into_created_run(self, model, active) -> Optional[str]:
+        """The flavour logs into MLflow's active run: resume the run the writer created, log,
+        and end it (the spooled end record then sets the final status and time)."""
+        import mlflow
+
+        if active is not None:
+            log.warning("tfrepro: another MLflow run is active; the model was not logged")
+            return None
+        run_id = self._writer.wait_for_run(FLUSH_TIMEOUT)
+        if run_id is None or not self.online:
+            log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
+            return None
+        from tfrepro.tracking import model as model_io
+        from tfrepro.tracking.backend import short_http
+
+        uploader = self._writer.uploader
+        if uploader.header.get("experiment_name") and uploader.experiment_id:
+            mlflow.set_experiment(experiment_id=uploader.experiment_id)  # as a foreground open does
+        with short_http(timeout=10, retries=1):
+            mlflow.start_run(run_id=run_id)
+        try:
+            return model_io.log_keras_model(model)
+        finally:
+            with short_http(timeout=5):
+                mlflow.end_run()
 
     def _error(self, what, exc):
         if not self.errors:
@@ -236,9 +326,60 @@ class TrackingSession:
             self._error("flush", exc)
         return time.monotonic() - start
 
-    def close(self, status: str = "FINISHED", timeout: float = FLUSH_TIMEOUT) -> None:
-        if self._closed:
+    def close(
+        self,
+        status: str = "FINISHED",
+        timeout: float = FLUSH_TIMEOUT,
+        background: bool = False,
+        before: Optional[Callable[[], None]] = None,
+        after: Optional[Callable[["TrackingSession"], None]] = None,
+    ) -> None:
+        """Call `before()` (the last things still being logged), end the run if this session
+        started it and upload what is left (bounded by `timeout`), then call `after(session)`;
+        their failures are logged. background=True does it on a thread of its own, once what
+        was logged so far is in the spool, unless MLflow's active run must be ended on this
+        thread or the server is known down (nothing would wait on the network then)."""
+        if self._closed or self._closer is not None:
             return
+        foreground = (self.has_fluent_run and self.started_run) or self._writer.uploader is None or self._writer.down
+        if not background or foreground:
+            self._finish(status, timeout, before, after)
+            return
+        self._writer.flush(1.0, spooled_only=True)  # on disk before fit() returns
+        # not a daemon: the interpreter joins it before it exits, so the bounded flush still happens
+        closer = threading.Thread(target=self._finish, args=(status, timeout, before, after), name="tfrepro-close")
+        self._closer = closer
+        _closing.add(closer)
+        closer.start()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait for a background close (at most `timeout` s). True when it is over and nothing
+        is left for `tfrepro sync`."""
+        closer = self._closer
+        if closer is not None:
+            closer.join(timeout)
+            if closer.is_alive():
+                return False
+        return self._closed and self._uploaded
+
+    def _finish(self, status: str, timeout: float, before, after) -> None:
+        try:
+            if before is not None:
+                try:
+                    before()
+                except Exception as exc:
+                    self._error("before close", exc)
+            self._closed = True
+            self._finish_upload(status, timeout)
+            if after is not None:
+                try:
+                    after(self)
+                except Exception as exc:
+                    self._error("after close", exc)
+        finally:
+            _closing.discard(threading.current_thread())
+
+    def _finish_upload(self, status: str, timeout: float) -> None:
         start = time.monotonic()
         ended = False
         if self.has_fluent_run and self.started_run:
@@ -247,15 +388,15 @@ class TrackingSession:
         self.flush(max(timeout - (time.monotonic() - start), 0.0))
         seconds = time.monotonic() - start
         log.info("tfrepro: tracking flushed in %.3f s", seconds)
-        self.set_tags({FLUSH_TAG: "%.3f" % seconds})
+        self._final({"tags": {FLUSH_TAG: "%.3f" % seconds}})
         if self.started_run and not ended:
-            self._put({"end": status, "end_time": int(time.time() * 1000)})
-        self._closed = True
+            self._final({"end": status, "end_time": int(time.time() * 1000)})
         try:
             done = self._writer.close(FINAL_TIMEOUT)
         except Exception as exc:
             self._error("close", exc)
             done = False
+        self._uploaded = done
         if not done:
             log.warning(
                 "tfrepro: run %s is not fully uploaded; its points are in %s: "
@@ -263,6 +404,12 @@ class TrackingSession:
                 self.run_id,
                 self.spool_path,
             )
+
+    def _final(self, record: Dict) -> None:
+        try:
+            self._writer.put((None, record))
+        except Exception as exc:
+            self._error("spool", exc)
 
     def _end_fluent_run(self, status: str) -> bool:
         """End the MLflow active run. Fails fast when the server is down (the run is still
@@ -285,7 +432,16 @@ class TrackingSession:
             return False
 
 
-def _header(run_id, experiment_name, run_name, uri) -> Dict:
+def wait_for_uploads(timeout: Optional[float] = None) -> bool:
+    """Wait for every background close of this process (at most `timeout` s in all).
+    True when none is left running."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(_closing):
+        thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+    return not any(t.is_alive() for t in list(_closing))
+
+
+def _header(run_id, experiment_name, run_name, uri, context_tags: bool = True) -> Dict:
     header = {
         "run_id": run_id,
         "experiment_name": experiment_name or os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_NAME),
@@ -297,7 +453,7 @@ def _header(run_id, experiment_name, run_name, uri) -> Dict:
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-    if run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
+    if context_tags and run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
         try:
             from mlflow.tracking.context.registry import resolve_tags
 

@@ -10,6 +10,13 @@ process loses at most the points of that last interval (~0.2 s); the uploader re
 spool in bounded chunks, so memory stays bounded at any logging rate. While the server is
 down the uploader backs off (0.5 s doubling to 30 s), then resumes from its marker, first
 re-reading the server's history to skip points a failed call may already have delivered.
+
+Under load the uploader adapts instead of giving up (see `Pace`): each call may take a few
+times the recent answer time (10 s at least, 120 s at most), so a slow server is waited for
+rather than declared down; each batch is sized for an answer in about PACE_TARGET s (50 to
+1000 points: MLflow's limit); and while it is behind, the uploader sends batches back to back
+instead of waiting UPLOAD_INTERVAL. Only a refused connection or a timeout at the longest
+limit counts as an outage.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from typing import List, Optional
 
 from tfrepro.tracking import spool
-from tfrepro.tracking.backend import Retryable
+from tfrepro.tracking.backend import Retryable, Slow
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,40 @@ FLUSH_INTERVAL = 0.2  # max age of lines not yet handed to the OS
 UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger batches
 MAX_BACKOFF = 30.0
 STATE_INTERVAL = 1.0
+PACE_TARGET = 1.0  # s: the answer time a batch is sized for
+MIN_BATCH, MAX_BATCH = 50, 1000  # points per call (MAX_BATCH: MLflow's log_batch limit)
+MIN_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _STOP = object()
+
+
+class Pace:
+    """Batch size and call timeout from the server's recent answer times (pure, no clock).
+
+    An answer slower than PACE_TARGET shrinks the next batch in proportion, a faster one
+    grows it (at most doubling); the timeout is 4x the smoothed answer time per point times
+    the batch, within [MIN_TIMEOUT, MAX_TIMEOUT]. A call that timed out halves the batch and
+    doubles the timeout for the retry."""
+
+    def __init__(self):
+        self.batch = MAX_BATCH
+        self.timeout = MIN_TIMEOUT
+        self.per_point = 0.0  # s, smoothed
+
+    def answered(self, points: int, seconds: float) -> None:
+        if points <= 0:
+            return
+        sample = seconds / points
+        self.per_point = sample if not self.per_point else 0.7 * self.per_point + 0.3 * sample
+        wanted = PACE_TARGET / max(self.per_point, 1e-6)
+        self.batch = int(min(max(min(wanted, 2 * self.batch), MIN_BATCH), MAX_BATCH))
+        self.timeout = min(max(4 * self.per_point * self.batch, MIN_TIMEOUT), MAX_TIMEOUT)
+
+    def timed_out(self) -> bool:
+        """False when the timeout was already the longest: the server is as good as down."""
+        longest = self.timeout >= MAX_TIMEOUT
+        self.batch = max(self.batch // 2, MIN_BATCH)
+        self.timeout = min(self.timeout * 2, MAX_TIMEOUT)
+        return not longest
 
 
 class Writer:
@@ -55,6 +95,9 @@ class Writer:
         if uploader is not None and state.get("run_id") and not uploader.run_id:
             uploader.run_id = state["run_id"]
         self.online = online and uploader is not None  # False: probe before the first upload
+        self.tried = False  # an upload was attempted (so `online` is known)
+        self.pace = Pace()
+        self.live_points = 0  # metric points this writer uploaded (the rest is left to `sync`)
         self._dedupe = False
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -158,14 +201,14 @@ class Writer:
                     self._upload_pending(handle)
                     self.online, backoff = True, 0.0
                     next_try = time.monotonic() + self.upload_interval
+                except Slow as exc:  # it answers, slowly: retry at once with a smaller batch
+                    self._dedupe = True  # the call may have landed
+                    if not self.pace.timed_out():
+                        self._down(exc)
+                        backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
+                        next_try = time.monotonic() + backoff
                 except Retryable as exc:
-                    if self.online:
-                        log.warning(
-                            "tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
-                            exc,
-                            self.spool.path,
-                        )
-                    self.online, self._dedupe = False, True
+                    self._down(exc)
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                     next_try = time.monotonic() + backoff
                 except Exception as exc:  # a bug or an odd store: never kill training for it
@@ -173,10 +216,40 @@ class Writer:
                     self.online, self._dedupe = False, True
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                     next_try = time.monotonic() + backoff
+                self.tried = True
                 self._save_state()
                 self._attempt_done(urgent)
         finally:
             handle.close()
+
+    def _down(self, exc):
+        if self.online or not self.tried:
+            log.warning(
+                "tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
+                exc,
+                self.spool.path,
+            )
+        self.online, self._dedupe = False, True
+
+    @property
+    def down(self) -> bool:
+        """The last upload attempt failed to reach the server."""
+        return self.uploader is None or (self.tried and not self.online)
+
+    def wait_for_run(self, timeout: float) -> Optional[str]:
+        """The real run id, asking for an upload now (which creates the run of a local id);
+        None when the server fails that attempt or `timeout` s pass."""
+        if self.uploader is None:
+            return None
+        deadline = time.monotonic() + timeout
+        self.flush(0, wait=False)
+        with self._cond:
+            while not self.uploader.run_id and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.tried and not self.online and not self._flush_requested):
+                    break
+                self._cond.wait(min(remaining, 0.05))
+        return self.uploader.run_id
 
     def _attempt_done(self, urgent):
         with self._cond:
@@ -190,11 +263,18 @@ class Writer:
         if not self.uploader.run_id:
             self.uploader.ensure_run()
             self._save_state(force=True)  # the local id -> real run mapping, before any upload
+            with self._cond:
+                self._cond.notify_all()  # wait_for_run()
         while not self._closed and self.confirmed < self.spool.flushed:
-            records, end = spool.read(self.spool.path, self.confirmed, self.spool.flushed, handle=handle)
+            records, end = spool.read(
+                self.spool.path, self.confirmed, self.spool.flushed, max_entities=self.pace.batch, handle=handle
+            )
             if end == self.confirmed:
                 return
-            self.uploader.upload(records, dedupe=self._dedupe)
+            started = time.monotonic()
+            points = self.uploader.upload(records, dedupe=self._dedupe, timeout=self.pace.timeout)
+            self.pace.answered(points, time.monotonic() - started)
+            self.live_points += points
             self._dedupe = False
             if not self._closed:
                 self.confirmed = end
@@ -224,10 +304,11 @@ class Writer:
         if len(self.errors) < 100:
             self.errors.append(message)
 
-    def flush(self, timeout: float, wait: bool = True) -> bool:
+    def flush(self, timeout: float, wait: bool = True, spooled_only: bool = False) -> bool:
         """Wait (at most `timeout` s) until everything logged so far is spooled and uploaded,
         or the server failed a fresh attempt. True when all is uploaded. wait=False only
-        starts the upload now."""
+        starts the upload now; spooled_only=True waits only until it is in the spool file
+        (and starts the upload)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         marker = threading.Event()
         try:
@@ -238,7 +319,7 @@ class Writer:
         if not wait:
             return False
         marker.wait(max(deadline - time.monotonic(), 0.0))
-        if self.uploader is None or not self._uploader.is_alive():
+        if spooled_only or self.uploader is None or not self._uploader.is_alive():
             return False
         target = self.spool.flushed
         with self._cond:
