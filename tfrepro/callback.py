@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import CallbackSettings
+from tfrepro.tracking import session as _session  # noqa: F401  (imported with the callback, not in fit())
 
 log = logging.getLogger(__name__)
 
@@ -134,18 +135,17 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
             return
-        from tfrepro import fingerprint
         from tfrepro.tracking.session import TrackingSession
 
         began = time.time()
-        with fingerprint.recorded_by_caller():  # the plugin leaves the environment to us
-            self.session = self._guard(
-                "opening the MLflow run",
-                TrackingSession.open,
-                experiment_name=self.experiment_name,
-                run_name=self.run_name,
-                background=True,  # no server call before the first step: the writer creates the run
-            )
+        self.session = self._guard(
+            "opening the MLflow run",
+            TrackingSession.open,
+            experiment_name=self.experiment_name,
+            run_name=self.run_name,
+            background=True,  # no server call before the first step: the writer creates the run
+            caller_records=True,  # the plugin leaves the environment to us
+        )
         if self.session is None:
             return
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
@@ -158,8 +158,14 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         if not self.session.started_run and self.session.run_start_time is not None:
             # the plugin collected the environment while the run was being started, just before
             since = self.session.run_start_time - PLUGIN_SLACK
-        work = (since, self._fit.fit_args, self._guard("reading the replicas", replicas))
-        self._recorder = threading.Thread(target=self._record, args=work, name="tfrepro-record", daemon=True)
+        work = (
+            getattr(self.session, "imported", None),
+            self._record,
+            since,
+            self._fit.fit_args,
+            self._guard("reading the replicas", replicas),
+        )
+        self._recorder = threading.Thread(target=_once_imported, args=work, name="tfrepro-record", daemon=True)
         self._recorder.start()
 
     def _record(self, since, fit_args, replica_count):
@@ -319,6 +325,13 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
+
+
+def _once_imported(imported, fn, *args):
+    """Run fn(*args) once the session's thread has imported MLflow (bounded)."""
+    if imported is not None:
+        imported.wait(120)
+    fn(*args)
 
 
 def _sign(session) -> None:

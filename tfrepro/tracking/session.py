@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -76,6 +77,11 @@ class TrackingSession:
         self._closed = False
         self._uploaded = False
         self.background = False  # opened in the background: the run is created by the writer's thread
+        # set once MLflow is imported: a thread that imports it too must wait for this (two
+        # threads importing MLflow at once get half-initialised modules)
+        self.imported = threading.Event()
+        if "mlflow" in sys.modules:
+            self.imported.set()
         self._closer: Optional[threading.Thread] = None
 
     @classmethod
@@ -88,7 +94,10 @@ class TrackingSession:
         queue_size: int = QUEUE_SIZE,
         upload_interval: float = UPLOAD_INTERVAL,
         background: bool = False,
+        caller_records: bool = False,
     ) -> "TrackingSession":
+        """caller_records: the caller records the environment, so the MLflow plugin adds none
+        to a run started here."""
         if background:
             session = cls._open_background(experiment_name, run_name, spool_dir, queue_size, upload_interval)
             if session is not None:
@@ -112,7 +121,7 @@ class TrackingSession:
             elif backend.reachable():
                 try:
                     launcher_run = os.environ.get(schema.ENV_MLFLOW_RUN_ID)
-                    with short_http():
+                    with short_http(), _caller_records(caller_records):
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
                         experiment_id = None
                         if launcher_run:
@@ -151,17 +160,23 @@ class TrackingSession:
     def _open_background(cls, experiment_name, run_name, spool_dir, queue_size, upload_interval):
         """A session that makes no server call: None when a run already exists to join (an
         active run, the launcher's MLFLOW_RUN_ID), which open() then handles as before."""
+        if os.environ.get(schema.ENV_MLFLOW_RUN_ID):
+            return None
         try:
-            import mlflow
-            from mlflow.tracking import fluent
+            from tfrepro.tracking.backend import Deferred, backend_for
 
-            from tfrepro.tracking.backend import backend_for
-
-            if mlflow.active_run() is not None or os.environ.get(schema.ENV_MLFLOW_RUN_ID):
-                return None
-            uri = mlflow.get_tracking_uri()
-            backend = backend_for(uri)
-            chosen = None if experiment_name else getattr(fluent, "_active_experiment_id", None)
+            mlflow = sys.modules.get("mlflow")
+            imported = threading.Event()
+            if mlflow is None:  # not imported yet, so no run is active: importing it takes seconds
+                uri, backend, chosen = os.environ.get(schema.ENV_MLFLOW_TRACKING_URI), Deferred(imported), None
+            else:
+                if mlflow.active_run() is not None:
+                    return None
+                uri = mlflow.get_tracking_uri()
+                backend = backend_for(uri)
+                chosen = None
+                if not experiment_name:
+                    chosen = getattr(sys.modules.get("mlflow.tracking.fluent"), "_active_experiment_id", None)
         except Exception:
             return None  # open() reports it
         run_id = LOCAL_PREFIX + uuid.uuid4().hex
@@ -171,6 +186,9 @@ class TrackingSession:
         writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, False)
         session = cls(run_id, True, writer, False, None)
         session.background = True
+        session.imported = imported
+        if mlflow is not None:
+            imported.set()
         # MLflow's context tags (source, user, git) are what start_run would have set: resolved
         # off the training thread too, and spooled like any tag
         threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True).start()
@@ -178,6 +196,10 @@ class TrackingSession:
 
     def _context_tags(self, run_name):
         try:
+            try:
+                import mlflow  # noqa: F401  (here first: the writer's threads wait for it)
+            finally:
+                self.imported.set()
             from mlflow.tracking.context.registry import resolve_tags
 
             from tfrepro import fingerprint
@@ -430,6 +452,16 @@ class TrackingSession:
             if up:
                 self._error("end run", exc)
             return False
+
+
+def _caller_records(active: bool):
+    if not active:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from tfrepro import fingerprint
+
+    return fingerprint.recorded_by_caller()
 
 
 def wait_for_uploads(timeout: Optional[float] = None) -> bool:
