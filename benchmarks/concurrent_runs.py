@@ -1,7 +1,7 @@
 """Many trainings at once against the team server (PostgreSQL + mlflow server, proxied artifacts).
 
     .venv/bin/python benchmarks/concurrent_runs.py [--writers 8] [--seconds 60]
-        [--phases bare,repro,mlflow,restarts] [--no-write]
+        [--phases bare,repro,mlflow,restarts] [--store team|sqlite] [--no-write]
 
 Starts scripts/team-server.sh in a fresh directory, then per phase starts N training processes
 at once (a barrier after imports), each fitting a small Keras MLP for --seconds and logging
@@ -13,8 +13,10 @@ every step (2 metrics: loss, mae):
             at 1/2 (separately)
 Reports the points per second the server accepted, the p50/p95 delay from log (the point's
 timestamp) to visible in the server (polled every 0.25 s with runs/search), each writer's
-memory, and whether every point of every run is in the server exactly once. Writes the table
-to benchmarks/README.md.
+memory, whether every point of every run is in the server exactly once, and the share of points
+the trainings' own writers uploaded while they ran ("live") rather than `tfrepro sync` after
+them. --store sqlite: a plain `mlflow server --workers 2` on sqlite instead of the team server
+(no restarts phase). Writes the table to benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -96,6 +98,25 @@ class Team:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+class SqliteServer:
+    """`mlflow server --workers 2` on sqlite, with the Team interface the phases use."""
+
+    def __init__(self, directory):
+        from tests.helpers.mlflow_server import MlflowServer
+
+        self.server = MlflowServer(directory, extra_args=["--workers", "2"])
+        self.uri = self.server.uri
+
+    def script(self, *args):
+        if "--stop" in args:
+            self.server.stop()
+        else:
+            self.server.start()
+
+    def restart_mlflow(self):
+        self.server.restart()
 
 
 def _port_free(port) -> bool:
@@ -275,6 +296,7 @@ def summarize(client, eid, role, results, seen, events, synced):
         "p95": pct(0.95),
         "exact": exact,
         "synced": synced,
+        "live": sum(r.get("live_points", 0) for r in ok),
         "flush": max((r["t_done"] - r["t_fit_end"] for r in ok), default=0),
         "rss_peak": max((r.get("rss_peak_mb", 0) for r in results), default=0),
         "rss_growth": statistics.median([r["rss_end_mb"] - r["rss_begin_mb"] for r in ok]) if ok else 0,
@@ -298,13 +320,13 @@ NAMES = {
 def table(rows, seconds):
     lines = [
         "| load | trainings ok | steps/s per training | after fit() until exit, max s | points accepted/s "
-        "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once | uploaded live |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         if r["role"] == "bare":
             lines.append(
-                "| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - |"
+                "| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - | - |"
                 % (
                     NAMES["bare"],
                     r["writers"] - r["failed"],
@@ -317,7 +339,7 @@ def table(rows, seconds):
             )
             continue
         lines.append(
-            "| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |"
+            "| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s | %s |"
             % (
                 NAMES[r["role"]],
                 r["writers"] - r["failed"],
@@ -330,6 +352,9 @@ def table(rows, seconds):
                 r["rss_peak"],
                 r["rss_growth"],
                 ("yes" if r["exact"] else "NO") + (" (%d points by `sync`)" % r["synced"] if r["synced"] else ""),
+                "%.0f%%" % min(100.0, 100.0 * r["live"] / r["points"])
+                if r["points"] and r["role"] != "mlflow"
+                else "-",
             )
         )
     notes = [
@@ -344,16 +369,17 @@ def table(rows, seconds):
     return "\n".join(lines + notes) + "\n"
 
 
-def machine():
+def machine(store="team"):
     import mlflow
 
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
-    return "%s, %d cores, Python %s, MLflow %s, PostgreSQL 15, load average %.1f at start" % (
+    return "%s, %d cores, Python %s, MLflow %s, %s, load average %.1f at start" % (
         cpu,
         os.cpu_count() or 0,
         platform.python_version(),
         mlflow.__version__,
+        "team server (PostgreSQL 15, 2 workers)" if store == "team" else "mlflow server --workers 2 on sqlite",
         os.getloadavg()[0],
     )
 
@@ -375,13 +401,14 @@ def main(argv=None):
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--phases", default="bare,repro,mlflow,restarts")
+    parser.add_argument("--store", choices=("team", "sqlite"), default="team")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    info = machine()
+    info = machine(args.store)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tfrepro-concurrent-") as tmp:
         os.chmod(tmp, 0o711)  # the postgres user must reach its cluster inside
-        team = Team(os.path.join(tmp, "team"))
+        team = Team(os.path.join(tmp, "team")) if args.store == "team" else SqliteServer(os.path.join(tmp, "sqlite"))
         team.script()
         try:
             for role in args.phases.split(","):

@@ -36,7 +36,16 @@ class Retryable(Exception):
 
 
 class Slow(Retryable):
-    """The server took the connection but did not answer in time: it is up, and overloaded."""
+    """The server took the connection but did not answer in time: it is up, and overloaded.
+    The call may still land."""
+
+
+class Busy(Retryable):
+    """The server answered "not now" (429, 500, 503, its database pool exhausted): it is up,
+    and the call did not land."""
+
+
+BUSY_STATUS = (429, 500, 503)
 
 
 def _read_timeout(exc: BaseException) -> bool:
@@ -170,7 +179,8 @@ class RestBackend:
                 raise Slow(str(exc)) from exc
             raise Retryable(str(exc)) from exc
         if retryable_answer(resp.status_code, resp.text):
-            raise Retryable("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
+            busy = resp.status_code in BUSY_STATUS or resp.status_code == 400
+            raise (Busy if busy else Retryable)("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
         if resp.status_code >= 400:
             raise Rejected("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:300]))
         try:

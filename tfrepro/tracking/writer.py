@@ -16,7 +16,8 @@ times the recent answer time (10 s at least, 120 s at most), so a slow server is
 rather than declared down; each batch is sized for an answer in about PACE_TARGET s (50 to
 1000 points: MLflow's limit); and while it is behind, the uploader sends batches back to back
 instead of waiting UPLOAD_INTERVAL. Only a refused connection or a timeout at the longest
-limit counts as an outage.
+limit counts as an outage. A "not now" answer (429, 500, 503, an exhausted database pool)
+halves the batch and pauses at most BUSY_BACKOFF s, without a fresh health probe.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from typing import List, Optional
 
 from tfrepro.tracking import spool
-from tfrepro.tracking.backend import Retryable, Slow
+from tfrepro.tracking.backend import Busy, Retryable, Slow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ SPOOL_INTERVAL = 0.05  # how often the spooler drains the queue
 FLUSH_INTERVAL = 0.2  # max age of lines not yet handed to the OS
 UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger batches
 MAX_BACKOFF = 30.0
+BUSY_BACKOFF = 4.0  # the longest pause after a "not now" answer from a server that is up
 STATE_INTERVAL = 1.0
 PACE_TARGET = 1.0  # s: the answer time a batch is sized for
 MIN_BATCH, MAX_BATCH = 50, 1000  # points per call (MAX_BATCH: MLflow's log_batch limit)
@@ -201,6 +203,10 @@ class Writer:
                     self._upload_pending(handle)
                     self.online, backoff = True, 0.0
                     next_try = time.monotonic() + self.upload_interval
+                except Busy:  # it answers "not now": a smaller batch after a short pause, no probe
+                    self.pace.timed_out()
+                    backoff = min(max(backoff * 2, 0.5), BUSY_BACKOFF)
+                    next_try = time.monotonic() + backoff
                 except Slow as exc:  # it answers, slowly: retry at once with a smaller batch
                     self._dedupe = True  # the call may have landed
                     if not self.pace.timed_out():

@@ -1,0 +1,95 @@
+"""Opening and closing off the training thread, and the uploader's pace under a slow server."""
+
+import threading
+
+import pytest
+
+from tests.unit.test_writer import dead_uri, sqlite_uri, use_uri  # noqa: F401  (fixtures)
+from tfrepro.tracking import backend
+from tfrepro.tracking.session import FLUSH_TAG, TrackingSession, wait_for_uploads
+from tfrepro.tracking.writer import MAX_BATCH, MAX_TIMEOUT, MIN_BATCH, MIN_TIMEOUT, PACE_TARGET, Pace
+
+pytestmark = pytest.mark.py38
+
+
+def test_background_open_makes_no_server_call_and_the_writer_creates_the_run(use_uri, sqlite_uri, monkeypatch):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    use_uri(sqlite_uri)
+    calls = []
+    real = backend.ClientBackend.create_run
+
+    def create_run(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend.ClientBackend, "create_run", create_run)
+    session = TrackingSession.open("background", "bg", background=True, upload_interval=0.05)
+    assert session.background and session.run_id.startswith("local-")
+    session.log_params({"lr": 0.1})
+    for step in range(1, 51):
+        session.log_metrics({"loss": 1.0 / step}, step)
+    session.close(background=True)
+    assert session.wait(30)
+    assert calls == ["tfrepro-uploader"]  # created once, off the caller's thread
+    run = MlflowClient().get_run(session.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "bg"
+    assert run.data.params == {"lr": "0.1"} and FLUSH_TAG in run.data.tags
+    assert run.data.tags.get("mlflow.user")  # MLflow's context tags, resolved in the background
+    steps = sorted(m.step for m in MlflowClient().get_metric_history(session.run_id, "loss"))
+    assert steps == list(range(1, 51))
+    assert wait_for_uploads(1)
+
+
+def test_background_close_with_the_server_down_finishes_on_the_callers_thread(use_uri):  # noqa: F811
+    use_uri(dead_uri())
+    session = TrackingSession.open("down", background=True)
+    session.log_metrics({"loss": 1.0}, 1)
+    assert session._writer.wait_for_run(5) is None  # the first try failed: known down
+    session.close(background=True)
+    assert session._closer is None and session._closed  # nothing left to wait for
+    assert '"loss":1.0' in open(session.spool_path).read()
+
+
+def test_an_active_run_is_joined_as_before(use_uri, sqlite_uri):  # noqa: F811
+    import mlflow
+
+    use_uri(sqlite_uri)
+    with mlflow.start_run() as run:
+        session = TrackingSession.open(background=True)
+        assert not session.background and session.run_id == run.info.run_id and not session.started_run
+        session.close(background=True)
+
+
+def test_a_slow_answer_shrinks_the_batch_and_a_fast_one_grows_it():
+    pace = Pace()
+    assert (pace.batch, pace.timeout) == (MAX_BATCH, MIN_TIMEOUT)
+    pace.answered(1000, 4 * PACE_TARGET)  # 4x too slow
+    assert pace.batch == 250
+    for _ in range(20):
+        pace.answered(pace.batch, 0.01)
+    assert pace.batch == MAX_BATCH and pace.timeout == MIN_TIMEOUT
+
+
+def test_a_very_slow_server_gets_longer_timeouts_within_bounds():
+    pace = Pace()
+    for _ in range(10):
+        pace.answered(pace.batch, 60.0)
+    assert pace.batch == MIN_BATCH and MIN_TIMEOUT < pace.timeout <= MAX_TIMEOUT
+    assert pace.timed_out() or pace.timeout == MAX_TIMEOUT
+    while pace.timeout < MAX_TIMEOUT:
+        assert pace.timed_out()
+    assert not pace.timed_out()  # a timeout at the longest limit: as good as down
+
+
+def test_a_read_timeout_is_slow_not_down():
+    import requests
+
+    try:
+        try:
+            raise requests.exceptions.ReadTimeout("HTTPConnectionPool: Read timed out. (read timeout=10)")
+        except Exception as inner:
+            raise RuntimeError("API request to /log-batch failed with timeout exception") from inner
+    except RuntimeError as exc:
+        assert backend._read_timeout(exc)
+    assert not backend._read_timeout(ConnectionRefusedError("[Errno 111] Connection refused"))
