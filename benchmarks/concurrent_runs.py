@@ -40,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 KEYS = {"bare": "loss", "repro": "batch_loss", "restarts": "batch_loss", "mlflow": "loss"}  # the per-step metric
 BEGIN, END = "<!-- concurrent_runs: last run -->", "<!-- concurrent_runs: end -->"
+BEGIN_SQLITE, END_SQLITE = "<!-- concurrent_runs sqlite: last run -->", "<!-- concurrent_runs sqlite: end -->"
 
 
 # -- the team server -------------------------------------------------------------------------
@@ -384,15 +385,16 @@ def machine(store="team"):
     )
 
 
-def write_readme(text, info):
+def write_readme(text, info, store="team"):
+    begin, end = (BEGIN, END) if store == "team" else (BEGIN_SQLITE, END_SQLITE)
     path = os.path.join(ROOT, "benchmarks", "README.md")
     with open(path) as f:
         readme = f.read()
-    if BEGIN not in readme:
-        readme += "\n## concurrent_runs.py\n\n%s\n%s\n" % (BEGIN, END)
-    head, rest = readme.split(BEGIN, 1)
+    if begin not in readme:
+        readme += "\n## concurrent_runs.py\n\n%s\n%s\n" % (begin, end)
+    head, rest = readme.split(begin, 1)
     with open(path, "w") as f:
-        f.write("%s%s\nLast run (%s):\n\n%s%s%s" % (head, BEGIN, info, text, END, rest.split(END, 1)[1]))
+        f.write("%s%s\nLast run (%s):\n\n%s%s%s" % (head, begin, info, text, end, rest.split(end, 1)[1]))
     return path
 
 
@@ -423,7 +425,7 @@ def main(argv=None):
     print(info)
     print(text)
     if not args.no_write:
-        print("wrote", write_readme(text, info))
+        print("wrote", write_readme(text, info, args.store))
 
 
 if __name__ == "__main__":

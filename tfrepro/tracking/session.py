@@ -359,11 +359,13 @@ class TrackingSession:
         """Call `before()` (the last things still being logged), end the run if this session
         started it and upload what is left (bounded by `timeout`), then call `after(session)`;
         their failures are logged. background=True does it on a thread of its own, once what
-        was logged so far is in the spool, unless MLflow's active run must be ended on this
-        thread or the server is known down (nothing would wait on the network then)."""
+        was logged so far is in the spool, for a session opened in the background whose server
+        is not known to be down (nothing would wait on the network then)."""
         if self._closed or self._closer is not None:
             return
-        foreground = (self.has_fluent_run and self.started_run) or self._writer.uploader is None or self._writer.down
+        # a run this session joined (the program's, the launcher's) is closed as before: the
+        # program may read it back as soon as fit() returns
+        foreground = not self.background or self._writer.uploader is None or self._writer.down
         if not background or foreground:
             self._finish(status, timeout, before, after)
             return

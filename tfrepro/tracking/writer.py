@@ -13,11 +13,11 @@ re-reading the server's history to skip points a failed call may already have de
 
 Under load the uploader adapts instead of giving up (see `Pace`): each call may take a few
 times the recent answer time (10 s at least, 120 s at most), so a slow server is waited for
-rather than declared down; each batch is sized for an answer in about PACE_TARGET s (50 to
-1000 points: MLflow's limit); and while it is behind, the uploader sends batches back to back
-instead of waiting UPLOAD_INTERVAL. Only a refused connection or a timeout at the longest
-limit counts as an outage. A "not now" answer (429, 500, 503, an exhausted database pool)
-halves the batch and pauses at most BUSY_BACKOFF s, without a fresh health probe.
+rather than declared down; a call that timed out is retried at once with half the batch
+(50 to 1000 points: MLflow's limit); and while it is behind, the uploader sends batches back
+to back instead of waiting UPLOAD_INTERVAL. Only a refused connection or a timeout at the
+longest limit counts as an outage. A "not now" answer (429, 500, 503, an exhausted database
+pool) pauses at most BUSY_BACKOFF s, without the outage's backoff and health probe.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger b
 MAX_BACKOFF = 30.0
 BUSY_BACKOFF = 4.0  # the longest pause after a "not now" answer from a server that is up
 STATE_INTERVAL = 1.0
-PACE_TARGET = 1.0  # s: the answer time a batch is sized for
 MIN_BATCH, MAX_BATCH = 50, 1000  # points per call (MAX_BATCH: MLflow's log_batch limit)
 MIN_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _STOP = object()
@@ -50,10 +49,12 @@ _STOP = object()
 class Pace:
     """Batch size and call timeout from the server's recent answer times (pure, no clock).
 
-    An answer slower than PACE_TARGET shrinks the next batch in proportion, a faster one
-    grows it (at most doubling); the timeout is 4x the smoothed answer time per point times
-    the batch, within [MIN_TIMEOUT, MAX_TIMEOUT]. A call that timed out halves the batch and
-    doubles the timeout for the retry."""
+    Batches stay as big as MLflow allows: an overloaded server ingests more points a second in
+    fewer, bigger calls (each call has its transaction, its latest-metrics update), and its
+    answer time then says how busy it is, not how big the batch was. The timeout is 4x the
+    smoothed answer time for a full batch, within [MIN_TIMEOUT, MAX_TIMEOUT]. A call that timed
+    out halves the batch and doubles the timeout for the retry; each answer doubles the batch
+    back towards MAX_BATCH."""
 
     def __init__(self):
         self.batch = MAX_BATCH
@@ -65,9 +66,8 @@ class Pace:
             return
         sample = seconds / points
         self.per_point = sample if not self.per_point else 0.7 * self.per_point + 0.3 * sample
-        wanted = PACE_TARGET / max(self.per_point, 1e-6)
-        self.batch = int(min(max(min(wanted, 2 * self.batch), MIN_BATCH), MAX_BATCH))
-        self.timeout = min(max(4 * self.per_point * self.batch, MIN_TIMEOUT), MAX_TIMEOUT)
+        self.batch = min(self.batch * 2, MAX_BATCH)
+        self.timeout = min(max(4 * self.per_point * MAX_BATCH, MIN_TIMEOUT), MAX_TIMEOUT)
 
     def timed_out(self) -> bool:
         """False when the timeout was already the longest: the server is as good as down."""
@@ -203,8 +203,7 @@ class Writer:
                     self._upload_pending(handle)
                     self.online, backoff = True, 0.0
                     next_try = time.monotonic() + self.upload_interval
-                except Busy:  # it answers "not now": a smaller batch after a short pause, no probe
-                    self.pace.timed_out()
+                except Busy:  # it answers "not now": the same batch after a short pause, no probe
                     backoff = min(max(backoff * 2, 0.5), BUSY_BACKOFF)
                     next_try = time.monotonic() + backoff
                 except Slow as exc:  # it answers, slowly: retry at once with a smaller batch
