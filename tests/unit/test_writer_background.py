@@ -1,4 +1,4 @@
-"""Opening and closing off the training thread, and the uploader's pace under a slow server."""
+"""Opening and closing a session off the training thread."""
 
 import threading
 
@@ -7,7 +7,6 @@ import pytest
 from tests.unit.test_writer import dead_uri, sqlite_uri, use_uri  # noqa: F401  (fixtures)
 from tfrepro.tracking import backend
 from tfrepro.tracking.session import FLUSH_TAG, TrackingSession, wait_for_uploads
-from tfrepro.tracking.writer import MAX_BATCH, MAX_TIMEOUT, MIN_BATCH, MIN_TIMEOUT, Pace
 
 pytestmark = pytest.mark.py38
 
@@ -59,37 +58,3 @@ def test_an_active_run_is_joined_as_before(use_uri, sqlite_uri):  # noqa: F811
         session = TrackingSession.open(background=True)
         assert not session.background and session.run_id == run.info.run_id and not session.started_run
         session.close(background=True)
-
-
-def test_batches_stay_full_and_a_timeout_halves_the_next_one():
-    pace = Pace()
-    assert (pace.batch, pace.timeout) == (MAX_BATCH, MIN_TIMEOUT)
-    pace.answered(1000, 4.0)  # slow answers say the server is busy: bigger batches help it most
-    assert pace.batch == MAX_BATCH and pace.timeout == 16.0  # 4x the answer time of a full batch
-    assert pace.timed_out() and pace.batch == MAX_BATCH // 2 and pace.timeout == 32.0
-    pace.answered(500, 1.0)
-    assert pace.batch == MAX_BATCH
-
-
-def test_a_very_slow_server_gets_longer_timeouts_within_bounds():
-    pace = Pace()
-    pace.answered(1000, 60.0)
-    assert pace.timeout == MAX_TIMEOUT
-    pace = Pace()
-    while pace.timeout < MAX_TIMEOUT:
-        assert pace.timed_out()
-    assert not pace.timed_out()  # a timeout at the longest limit: as good as down
-    assert pace.batch >= MIN_BATCH
-
-
-def test_a_read_timeout_is_slow_not_down():
-    import requests
-
-    try:
-        try:
-            raise requests.exceptions.ReadTimeout("HTTPConnectionPool: Read timed out. (read timeout=10)")
-        except Exception as inner:
-            raise RuntimeError("API request to /log-batch failed with timeout exception") from inner
-    except RuntimeError as exc:
-        assert backend._read_timeout(exc)
-    assert not backend._read_timeout(ConnectionRefusedError("[Errno 111] Connection refused"))

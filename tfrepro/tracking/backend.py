@@ -35,28 +35,6 @@ class Retryable(Exception):
     """The server is unreachable, overloaded or refusing us for now: keep the data, retry later."""
 
 
-class Slow(Retryable):
-    """The server took the connection but did not answer in time: it is up, and overloaded.
-    The call may still land."""
-
-
-class Busy(Retryable):
-    """The server answered "not now" (429, 500, 503, its database pool exhausted): it is up,
-    and the call did not land."""
-
-
-BUSY_STATUS = (429, 500, 503)
-
-
-def _read_timeout(exc: BaseException) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:
-        if type(exc).__name__ in ("ReadTimeout", "ReadTimeoutError") or "Read timed out" in str(exc):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
 class Rejected(Exception):
     """The server answered that this data is invalid: retrying cannot help."""
 
@@ -175,12 +153,9 @@ class RestBackend:
                 **kwargs,
             )
         except Exception as exc:  # connection refused, timeout, DNS: all "not now"
-            if _read_timeout(exc):
-                raise Slow(str(exc)) from exc
             raise Retryable(str(exc)) from exc
         if retryable_answer(resp.status_code, resp.text):
-            busy = resp.status_code in BUSY_STATUS or resp.status_code == 400
-            raise (Busy if busy else Retryable)("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
+            raise Retryable("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:200]))
         if resp.status_code >= 400:
             raise Rejected("HTTP %d from %s: %s" % (resp.status_code, endpoint, resp.text[:300]))
         try:

@@ -9,16 +9,7 @@ dropped: the spooler hands lines to the OS at least every FLUSH_INTERVAL s, so a
 process loses at most the points of that last interval (~0.2 s); the uploader reads the
 spool in bounded chunks, so memory stays bounded at any logging rate. While the server is
 down the uploader backs off (0.5 s doubling to 30 s), then resumes from its marker, first
-re-reading the server's history to skip points a failed call may already have delivered.
-
-Under load the uploader adapts instead of giving up (see `Pace`): each call may take a few
-times the recent answer time (10 s at least, 120 s at most), so a slow server is waited for
-rather than declared down; a call that timed out is retried at once with half the batch
-(50 to 1000 points: MLflow's limit); and while it is behind, the uploader sends batches back
-to back instead of waiting UPLOAD_INTERVAL. Only a refused connection or a timeout at the
-longest limit counts as an outage. A "not now" answer (429, 500, 503, an exhausted database
-pool) pauses at most BUSY_BACKOFF s, without the outage's backoff and health probe.
-"""
+re-reading the server's history to skip points a failed call may already have delivered."""
 
 from __future__ import annotations
 
@@ -30,7 +21,7 @@ import time
 from typing import List, Optional
 
 from tfrepro.tracking import spool
-from tfrepro.tracking.backend import Busy, Retryable, Slow
+from tfrepro.tracking.backend import Retryable
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +30,8 @@ SPOOL_INTERVAL = 0.05  # how often the spooler drains the queue
 FLUSH_INTERVAL = 0.2  # max age of lines not yet handed to the OS
 UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger batches
 MAX_BACKOFF = 30.0
-BUSY_BACKOFF = 4.0  # the longest pause after a "not now" answer from a server that is up
 STATE_INTERVAL = 1.0
-MIN_BATCH, MAX_BATCH = 50, 1000  # points per call (MAX_BATCH: MLflow's log_batch limit)
-MIN_TIMEOUT, MAX_TIMEOUT = 10.0, 120.0
 _STOP = object()
-
-
-class Pace:
-    """Batch size and call timeout from the server's recent answer times (pure, no clock).
-
-    Batches stay as big as MLflow allows: an overloaded server ingests more points a second in
-    fewer, bigger calls (each call has its transaction, its latest-metrics update), and its
-    answer time then says how busy it is, not how big the batch was. The timeout is 4x the
-    smoothed answer time for a full batch, within [MIN_TIMEOUT, MAX_TIMEOUT]. A call that timed
-    out halves the batch and doubles the timeout for the retry; each answer doubles the batch
-    back towards MAX_BATCH."""
-
-    def __init__(self):
-        self.batch = MAX_BATCH
-        self.timeout = MIN_TIMEOUT
-        self.per_point = 0.0  # s, smoothed
-
-    def answered(self, points: int, seconds: float) -> None:
-        if points <= 0:
-            return
-        sample = seconds / points
-        self.per_point = sample if not self.per_point else 0.7 * self.per_point + 0.3 * sample
-        self.batch = min(self.batch * 2, MAX_BATCH)
-        self.timeout = min(max(4 * self.per_point * MAX_BATCH, MIN_TIMEOUT), MAX_TIMEOUT)
-
-    def timed_out(self) -> bool:
-        """False when the timeout was already the longest: the server is as good as down."""
-        longest = self.timeout >= MAX_TIMEOUT
-        self.batch = max(self.batch // 2, MIN_BATCH)
-        self.timeout = min(self.timeout * 2, MAX_TIMEOUT)
-        return not longest
 
 
 class Writer:
@@ -98,7 +55,6 @@ class Writer:
             uploader.run_id = state["run_id"]
         self.online = online and uploader is not None  # False: probe before the first upload
         self.tried = False  # an upload was attempted (so `online` is known)
-        self.pace = Pace()
         self.live_points = 0  # metric points this writer uploaded (the rest is left to `sync`)
         self._dedupe = False
         self._cond = threading.Condition()
@@ -203,15 +159,6 @@ class Writer:
                     self._upload_pending(handle)
                     self.online, backoff = True, 0.0
                     next_try = time.monotonic() + self.upload_interval
-                except Busy:  # it answers "not now": the same batch after a short pause, no probe
-                    backoff = min(max(backoff * 2, 0.5), BUSY_BACKOFF)
-                    next_try = time.monotonic() + backoff
-                except Slow as exc:  # it answers, slowly: retry at once with a smaller batch
-                    self._dedupe = True  # the call may have landed
-                    if not self.pace.timed_out():
-                        self._down(exc)
-                        backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
-                        next_try = time.monotonic() + backoff
                 except Retryable as exc:
                     self._down(exc)
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
@@ -271,15 +218,10 @@ class Writer:
             with self._cond:
                 self._cond.notify_all()  # wait_for_run()
         while not self._closed and self.confirmed < self.spool.flushed:
-            records, end = spool.read(
-                self.spool.path, self.confirmed, self.spool.flushed, max_entities=self.pace.batch, handle=handle
-            )
+            records, end = spool.read(self.spool.path, self.confirmed, self.spool.flushed, handle=handle)
             if end == self.confirmed:
                 return
-            started = time.monotonic()
-            points = self.uploader.upload(records, dedupe=self._dedupe, timeout=self.pace.timeout)
-            self.pace.answered(points, time.monotonic() - started)
-            self.live_points += points
+            self.live_points += self.uploader.upload(records, dedupe=self._dedupe)
             self._dedupe = False
             if not self._closed:
                 self.confirmed = end
