@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
 FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
+OPEN_TIMEOUT = 30.0  # for MLflow's import and context tags, when the run is opened in the background
 _closing: Set[threading.Thread] = set()  # background closes still running (non-daemon: exit waits)
 
 
@@ -83,6 +84,7 @@ class TrackingSession:
         if "mlflow" in sys.modules:
             self.imported.set()
         self._closer: Optional[threading.Thread] = None
+        self._opener: Optional[threading.Thread] = None  # resolving MLflow's context tags
 
     @classmethod
     def open(
@@ -191,7 +193,9 @@ class TrackingSession:
             imported.set()
         # MLflow's context tags (source, user, git) are what start_run would have set: resolved
         # off the training thread too, and spooled like any tag
-        threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True).start()
+        opener = threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True)
+        session._opener = opener
+        opener.start()
         return session
 
     def _context_tags(self, run_name):
@@ -393,6 +397,8 @@ class TrackingSession:
                     before()
                 except Exception as exc:
                     self._error("before close", exc)
+            if self._opener is not None:
+                self._opener.join(OPEN_TIMEOUT)  # its tags go up with the rest
             self._closed = True
             self._finish_upload(status, timeout)
             if after is not None:
