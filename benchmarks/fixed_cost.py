@@ -146,7 +146,7 @@ def child(variant: str, experiment: str, preimport: bool = True) -> dict:
         callback = ReproCallback(
             experiment_name=experiment, log_model=False, log_every_n_steps=1 if variant == "repro-step" else None
         )
-        after = callback.wait
+        after = getattr(callback, "wait", None)  # older tfrepro: fit() waited itself
         whole = fit([callback])
     elif variant == "mlflow":
         import mlflow

@@ -13,6 +13,7 @@ the callback only records the seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,7 +27,9 @@ import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import CallbackSettings
-from tfrepro.tracking import session as _session  # noqa: F401  (imported with the callback, not in fit())
+from tfrepro.tracking import inputs as _inputs  # noqa: F401  (imported with the callback, not in fit())
+from tfrepro.tracking import session as _session  # noqa: F401
+from tfrepro.tracking.writer import join_started, start_later
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +169,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             self._guard("reading the replicas", replicas),
         )
         self._recorder = threading.Thread(target=_once_imported, args=work, name="tfrepro-record", daemon=True)
-        self._recorder.start()
+        self._recorder_started = start_later(self._recorder)  # Thread.start() would wait for it to run
 
     def _record(self, since, fit_args, replica_count):
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
@@ -265,12 +268,14 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
     def _train_end(self):
         self._fit = FitContext()  # holds fit()'s data: let it go
         recorder, self._recorder = self._recorder, None
+        # bounded: git and NVML calls time out
+        join = functools.partial(join_started, self._recorder_started, recorder) if recorder is not None else None
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
         if self.session is None:
-            if recorder is not None:
-                recorder.join()
+            if join is not None:
+                join()
             return
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
@@ -281,7 +286,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             "closing the MLflow run",
             self.session.close,
             background=True,
-            before=recorder.join if recorder is not None else None,  # bounded: git and NVML calls time out
+            before=join,
             after=_sign,
         )
 

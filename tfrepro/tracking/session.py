@@ -49,7 +49,7 @@ from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
-from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
+from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer, join_started, start_later
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class TrackingSession:
             self.imported.set()
         self._closer: Optional[threading.Thread] = None
         self._opener: Optional[threading.Thread] = None  # resolving MLflow's context tags
+        self._opener_started = threading.Event()
 
     @classmethod
     def open(
@@ -195,7 +196,7 @@ class TrackingSession:
         # off the training thread too, and spooled like any tag
         opener = threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True)
         session._opener = opener
-        opener.start()
+        session._opener_started = start_later(opener)
         return session
 
     def _context_tags(self, run_name):
@@ -398,7 +399,7 @@ class TrackingSession:
                 except Exception as exc:
                     self._error("before close", exc)
             if self._opener is not None:
-                self._opener.join(OPEN_TIMEOUT)  # its tags go up with the rest
+                join_started(self._opener_started, self._opener, OPEN_TIMEOUT)  # its tags go up with the rest
             self._closed = True
             self._finish_upload(status, timeout)
             if after is not None:

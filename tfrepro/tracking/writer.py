@@ -13,6 +13,7 @@ re-reading the server's history to skip points a failed call may already have de
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import queue
@@ -32,6 +33,31 @@ UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger b
 MAX_BACKOFF = 30.0
 STATE_INTERVAL = 1.0
 _STOP = object()
+
+
+def start_later(*threads: Optional[threading.Thread]) -> threading.Event:
+    """Start `threads` from a helper thread and return an Event set once they are started.
+    Thread.start() waits until the new thread runs, which on busy cores costs the caller
+    milliseconds a thread: the training thread must not pay that."""
+    started = threading.Event()
+
+    def launch():
+        try:
+            for thread in threads:
+                if thread is not None:
+                    thread.start()
+        finally:
+            started.set()
+
+    _thread.start_new_thread(launch, ())
+    return started
+
+
+def join_started(started: threading.Event, thread: threading.Thread, timeout: Optional[float] = None) -> None:
+    """thread.join(timeout), once start_later() has started it."""
+    started.wait(timeout if timeout is not None else 60.0)
+    if thread.ident is not None:
+        thread.join(timeout)
 
 
 class Writer:
@@ -64,9 +90,7 @@ class Writer:
         self._state_saved = 0.0
         self._spooler = threading.Thread(target=self._spool_loop, name="tfrepro-spooler", daemon=True)
         self._uploader = threading.Thread(target=self._upload_loop, name="tfrepro-uploader", daemon=True)
-        self._spooler.start()
-        if uploader is not None:
-            self._uploader.start()
+        self._started = start_later(self._spooler, self._uploader if uploader is not None else None)
         atexit.register(self._at_exit)
 
     # -- training thread -------------------------------------------------------------
@@ -266,6 +290,7 @@ class Writer:
         if not wait:
             return False
         marker.wait(max(deadline - time.monotonic(), 0.0))
+        self._started.wait(max(deadline - time.monotonic(), 0.0))
         if spooled_only or self.uploader is None or not self._uploader.is_alive():
             return False
         target = self.spool.flushed
@@ -286,13 +311,13 @@ class Writer:
         except queue.Full:
             pass
         self._wake.set()
-        self._spooler.join(2)
+        join_started(self._started, self._spooler, 2)
         done = done and self.confirmed >= self.spool.flushed
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if self._uploader.is_alive():
-            self._uploader.join(1)
+            join_started(self._started, self._uploader, 1)
         self._drain_queue()  # anything put after the stop marker
         self.spool.close()
         atexit.unregister(self._at_exit)
