@@ -363,8 +363,8 @@ class TrackingSession:
     ) -> None:
         """Call `before()` (the last things still being logged), end the run if this session
         started it and upload what is left (bounded by `timeout`), then call `after(session)`;
-        their failures are logged. background=True does it on a thread of its own, once what
-        was logged so far is in the spool, for a session opened in the background whose server
+        their failures are logged. background=True does it on a thread of its own, without
+        waiting for anything, for a session opened in the background whose server
         is not known to be down (nothing would wait on the network then)."""
         if self._closed or self._closer is not None:
             return
@@ -374,7 +374,7 @@ class TrackingSession:
         if not background or foreground:
             self._finish(status, timeout, before, after)
             return
-        self._writer.flush(1.0, spooled_only=True)  # on disk before fit() returns
+        self._writer.flush(0, wait=False)  # the spooler writes the rest now (and the atexit handler at worst)
         # not a daemon: the interpreter joins it before it exits, so the bounded flush still happens
         closer = threading.Thread(target=self._finish, args=(status, timeout, before, after), name="tfrepro-close")
         self._closer = closer
