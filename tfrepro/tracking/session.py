@@ -266,7 +266,7 @@ class TrackingSession:
         uploader = self._writer.uploader
         if uploader is not None and self.background and not uploader.run_id:
             self._writer.wait_for_run(FLUSH_TIMEOUT)  # the directory may be gone once this returns
-        if uploader is not None and self.online and uploader.run_id:
+        if uploader is not None and (self.online or self.background) and uploader.run_id:
             try:
                 from tfrepro.tracking.backend import short_http
 
@@ -320,7 +320,7 @@ class TrackingSession:
             log.warning("tfrepro: another MLflow run is active; the model was not logged")
             return None
         run_id = self._writer.wait_for_run(FLUSH_TIMEOUT)
-        if run_id is None or not self.online:
+        if run_id is None:
             log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
             return None
         from tfrepro.tracking import model as model_io
