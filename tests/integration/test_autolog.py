@@ -14,8 +14,8 @@ tf = pytest.importorskip("tensorflow")
 mlflow = pytest.importorskip("mlflow")
 
 import tfrepro  # noqa: E402
-from tfrepro.tracking.session import wait_for_uploads  # noqa: E402
 from tfrepro.callback import ReproCallback  # noqa: E402
+from tfrepro.tracking.session import wait_for_uploads  # noqa: E402
 
 autolog_module = sys.modules["tfrepro.autolog"]  # tfrepro.autolog is the function
 ORIGINAL_FIT = tf.keras.Model.fit
