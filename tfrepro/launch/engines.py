@@ -187,14 +187,10 @@ class Podman:
     def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         return self.preview(spec, hidden, source, shape)
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return podman.resolve(ref)
-
-    def prepare(self, image: str) -> None:
-        podman.ensure_image(image)
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return podman.image_env(image)
+    # the image is this host's: podman's own functions, as they are
+    resolve = staticmethod(podman.resolve)
+    prepare = staticmethod(podman.ensure_image)
+    image_env = staticmethod(podman.image_env)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
@@ -250,14 +246,11 @@ class Slurm:
             self.preview(spec, hidden, source, shape),
         )
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return cluster_images.resolve(ref)
+    resolve = staticmethod(cluster_images.resolve)  # the node pulls the image
+    image_env = staticmethod(cluster_images.image_env)
 
     def prepare(self, image: str) -> None:
         slurm_job.check_controller()  # before any MLflow run exists; the node pulls the image
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return cluster_images.image_env(image)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
@@ -337,14 +330,11 @@ class Kubernetes:
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return cluster_images.resolve(ref)
+    resolve = staticmethod(cluster_images.resolve)  # the node pulls the image
+    image_env = staticmethod(cluster_images.image_env)
 
     def prepare(self, image: str) -> None:
         self.apis()  # the kubeconfig is read before any run exists; the node pulls the image
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return cluster_images.image_env(image)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
