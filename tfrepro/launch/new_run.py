@@ -172,9 +172,7 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
     if beside.found:
         log.info("%s", beside.note())  # file names from disk: escaped like a record's strings
     sources += beside.sources
-    resolved = launch_setup.resolved
-    run_tags = tags.image_tags(resolved.ref, resolved.digest, resolved.image_id)
-    run_tags.update(tags.git_tags(git) if git else {})
+    run_tags = tags.git_tags(git) if git else {}
     run_tags[schema.COMMAND] = json.dumps(redact_argv(request.command))  # secret flag values never reach the server
     run_tags[schema.WORKDIR] = blueprint.spec.subdir
     run_tags.update(hooks.hook_tags(request.autolog, request.seed))

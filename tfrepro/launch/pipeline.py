@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.launch import hooks, hostpaths, page, spec, workers
+from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
 from tfrepro.tracking import runs
 from tfrepro.tracking import workers as worker_records
 
@@ -130,8 +130,8 @@ def runtime_spec(
 
 @dataclass(frozen=True)
 class Recording:
-    """What goes on the run besides the spec: its name and tags, the data it mounts, and what
-    launch.json and the run's artifacts say."""
+    """What goes on the run besides the spec: its name and tags (the image's come from the
+    blueprint), the data it mounts, and what launch.json and the run's artifacts say."""
 
     run_name: Optional[str]
     tags: Mapping[str, str]
@@ -159,7 +159,11 @@ def launch_recorded(
     is over, before the run is closed."""
     destination = blueprint.destination
     client = destination.client
-    run_tags = dict(page.source_tags(blueprint.spec.command, blueprint.spec.subdir), **recording.tags)
+    run_tags = dict(
+        page.source_tags(blueprint.spec.command, blueprint.spec.subdir),
+        **tags.image_tags(blueprint.image_ref, blueprint.image_digest, blueprint.image_id),
+    )
+    run_tags.update(recording.tags)
     run_id = runs.create_run(client, destination.experiment_id, recording.run_name, run_tags)
     try:
         runs.record_data(client, run_id, recording.data)

@@ -48,8 +48,7 @@ def run_one(
     ) as checkout_dir:
         engine = prepared.engine
         engine.prepare(replay_plan.image)
-        run_tags = tags.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
-        run_tags.update(_launch_tags(replay_plan, checkout_dir))
+        run_tags = _launch_tags(replay_plan, checkout_dir)
         overlay.prepare_checkout(checkout_dir, prepared.data.beside, log.info)
         mounted = prepared.mounted_data()
         run_tags.update(data_tags(mounted))  # the data this replay saw
