@@ -189,6 +189,7 @@ def test_a_replay_that_reproduces_exits_0(store, original, engine, capsys):
     assert out.splitlines()[-1].endswith(": identical: 2 metric values match bit for bit")
     replay_run = [r for r in store[1].search_runs(["0"]) if r.info.run_id != original][0]
     assert replay_run.data.tags["tfrepro.replay_of"] == original
+    assert replay_run.data.tags["tfrepro.image.digest"] == DIGEST  # the launcher's image tags, as on the run
     assert replay_run.data.tags["tfrepro.replay.verdict"] == "identical"
     assert store[1].get_run(original).data.tags["tfrepro.replayed_by"] == replay_run.info.run_id
     spec = engine[0].specs[-1]
