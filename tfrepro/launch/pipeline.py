@@ -13,10 +13,11 @@ callable the command layer passes (cli/output.stdout_writer).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
@@ -141,6 +142,17 @@ class Recording:
     patch: str = ""  # tfrepro/git.patch, when not empty
     hidden: Sequence[str] = ()  # env names whose values the shown command leaves out
     label: str = "run"  # "run" or "replay run", in "run <id>" before the command is shown
+
+
+def launcher_tags(git, command: Sequence[str], subdir: str, autolog: bool, hook_seed: Optional[int]) -> Dict[str, str]:
+    """What the launcher knows, recorded alike on a run and on its replays: the checkout read on
+    this side (`git`, a GitInfo or None; the in-container fingerprint records it again), the
+    command (redacted already), its directory and what the launch hook applies."""
+    run_tags = tags.git_tags(git) if git else {}
+    run_tags[schema.COMMAND] = json.dumps(list(command))
+    run_tags[schema.WORKDIR] = subdir
+    run_tags.update(hooks.hook_tags(autolog, hook_seed))
+    return run_tags
 
 
 def launch_recorded(
