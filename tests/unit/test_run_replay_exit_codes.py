@@ -264,3 +264,14 @@ def test_an_unreachable_tracking_server(repo, capsys):
         status.TRACKING
     )
     assert "cannot reach the tracking server" in capsys.readouterr().err
+
+
+def test_a_replay_records_the_launchers_tags_as_its_original_did(store, repo, engine):
+    assert run(store, "--seed", "7") == status.OK
+    original_id = only_run(store[1]).info.run_id
+    assert replay(original_id, "--yes") == status.OK
+    runs = {r.info.run_id: r.data.tags for r in store[1].search_runs(["0"])}
+    replayed = [tags for run_id, tags in runs.items() if run_id != original_id][0]
+    for key in ("tfrepro.command", "tfrepro.workdir", "tfrepro.seed", "tfrepro.launch.seed", "tfrepro.image.digest"):
+        assert replayed[key] == runs[original_id][key], key
+    assert replayed["tfrepro.seed"] == "7"
