@@ -189,6 +189,7 @@ def test_a_replay_that_reproduces_exits_0(store, original, engine, capsys):
     assert out.splitlines()[-1].endswith(": identical: 2 metric values match bit for bit")
     replay_run = [r for r in store[1].search_runs(["0"]) if r.info.run_id != original][0]
     assert replay_run.data.tags["tfrepro.replay_of"] == original
+    assert replay_run.data.tags["tfrepro.image.digest"] == DIGEST  # the launcher's image tags, as on the run
     assert replay_run.data.tags["tfrepro.replay.verdict"] == "identical"
     assert store[1].get_run(original).data.tags["tfrepro.replayed_by"] == replay_run.info.run_id
     spec = engine[0].specs[-1]
@@ -263,3 +264,14 @@ def test_an_unreachable_tracking_server(repo, capsys):
         status.TRACKING
     )
     assert "cannot reach the tracking server" in capsys.readouterr().err
+
+
+def test_a_replay_records_the_launchers_tags_as_its_original_did(store, repo, engine):
+    assert run(store, "--seed", "7") == status.OK
+    original_id = only_run(store[1]).info.run_id
+    assert replay(original_id, "--yes") == status.OK
+    runs = {r.info.run_id: r.data.tags for r in store[1].search_runs(["0"])}
+    replayed = [tags for run_id, tags in runs.items() if run_id != original_id][0]
+    for key in ("tfrepro.command", "tfrepro.workdir", "tfrepro.seed", "tfrepro.launch.seed", "tfrepro.image.digest"):
+        assert replayed[key] == runs[original_id][key], key
+    assert replayed["tfrepro.seed"] == "7"

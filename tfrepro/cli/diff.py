@@ -11,7 +11,7 @@ import json
 
 import click
 
-from tfrepro import schema
+from tfrepro.cli.common_options import json_option, tracking_uri_option
 from tfrepro.errors import UsageError
 
 
@@ -74,10 +74,8 @@ def _label(record) -> str:
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--here", is_flag=True, help="Compare the run with this machine.")
 @click.option("--all", "show_all", is_flag=True, help="Also show the fields that are equal.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-@click.option(
-    "--tracking-uri", envvar=schema.ENV_MLFLOW_TRACKING_URI, help="MLflow tracking URI [env MLFLOW_TRACKING_URI]."
-)
+@json_option("Print the comparison as JSON.")
+@tracking_uri_option
 @click.pass_context
 def command(ctx, runs, here, show_all, as_json, tracking_uri):
     """Show what differs between two runs' environments (or a run and this machine).

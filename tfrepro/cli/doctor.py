@@ -6,16 +6,12 @@ import json
 
 import click
 
-from tfrepro import schema
+from tfrepro.cli.common_options import json_option, tracking_uri_option
 
 
 @click.command(name="doctor")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-@click.option(
-    "--tracking-uri",
-    envvar=schema.ENV_MLFLOW_TRACKING_URI,
-    help="MLflow tracking URI [env %s]." % schema.ENV_MLFLOW_TRACKING_URI,
-)
+@json_option("Print the checks as JSON.")
+@tracking_uri_option
 @click.pass_context
 def command(ctx, as_json, tracking_uri):
     """Check TensorFlow, GPUs, driver/CUDA, numpy/protobuf, Docker, tracking, git and image.

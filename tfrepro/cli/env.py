@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import click
 
+from tfrepro.cli.common_options import json_option, packages_option
+
 
 @click.command(name="env")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@json_option("Print the record as JSON.")
 @click.option(
     "--tensorflow",
     "import_tf",
     is_flag=True,
     help="Import TensorFlow first (slow) to add its build, devices and determinism.",
 )
-@click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
+@packages_option
 def command(as_json, import_tf, packages):
     """Print this machine's environment record: container image, git, GPU, TensorFlow, Python."""
     if import_tf:

@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional
 import click
 
 from tfrepro.cli import engine_options, output, status
+from tfrepro.cli.common_options import allowed_signers_option
 from tfrepro.errors import JobFailed, Refused, TfreproError, UsageError
 from tfrepro.inspect import explain
 from tfrepro.redact import strip_url_credentials
@@ -74,12 +75,7 @@ log = logging.getLogger(__name__)
     is_flag=True,
     help="Run an image outside TFREPRO_TRUSTED_REGISTRIES, or from another repository than recorded.",
 )
-@click.option(
-    "--allowed-signers",
-    metavar="FILE",
-    help="ssh allowed_signers file to check the record's signature against (default: "
-    "$TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile).",
-)
+@allowed_signers_option
 @click.option("--require-signed", is_flag=True, help="Refuse a record not signed by a trusted key.")
 @click.option("--mount-docker-socket", is_flag=True, help="Allow a recorded Docker socket mount.")
 @click.option("--keep-checkout", is_flag=True, help="Leave the temporary checkout in place afterwards.")

@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from tfrepro.cli.common_options import allowed_signers_option, json_option, packages_option, tracking_uri_option
+
 
 def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -46,15 +48,10 @@ def run_url(record):
 
 @click.command(name="show")
 @click.argument("run_id", metavar="RUN_OR_MODEL")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON (environment.json as stored).")
-@click.option("--packages", is_flag=True, help="List every Python package, not just the count.")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
-@click.option(
-    "--allowed-signers",
-    metavar="FILE",
-    help="ssh allowed_signers file to check the record's signature "
-    "against (default: $TFREPRO_ALLOWED_SIGNERS, else git's gpg.ssh.allowedSignersFile).",
-)
+@json_option("Print the record as JSON (environment.json as stored).")
+@packages_option
+@tracking_uri_option
+@allowed_signers_option
 def command(run_id, as_json, packages, tracking_uri, allowed_signers):
     """Show where run RUN_ID ran: image, code, GPU, TensorFlow, packages, params, metrics."""
     from tfrepro import signing

@@ -6,7 +6,7 @@ rows, recorded run vs this host, as drift (replay/drift.py). Values are compared
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from tfrepro import schema
@@ -59,15 +59,7 @@ class Difference:
         return "changed"
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "group": self.group,
-            "field": self.field,
-            "a": self.a,
-            "b": self.b,
-            "rank": self.rank,
-            "kind": self.kind,
-            "equal": self.equal,
-        }
+        return dict(asdict(self), kind=self.kind, equal=self.equal)
 
 
 def _text(value: Any) -> Optional[str]:

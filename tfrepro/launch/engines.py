@@ -2,8 +2,8 @@
 all shaped by the Engine protocol below. `tfrepro run` and `tfrepro replay` call only get(),
 CLUSTERS and the protocol's methods.
 
-The engines share behaviour through functions, not a base class: refuse_claims() for the
-engines that mount host paths, caller_env() for those that start the container from a command
+The engines share behaviour through functions, not a base class: check_on_host() and
+refuse_claims() for the engines that mount host paths, caller_env() for those that start the container from a command
 line, cluster_images for those whose node pulls the image.
 """
 
@@ -107,6 +107,12 @@ class Engine(Protocol):
     def settings(self, shape: Optional[workers.Shape] = None) -> Dict[str, object]: ...
 
 
+def check_on_host(spec: LaunchSpec, source=None, shape: Optional[workers.Shape] = None) -> None:
+    """check() of the engines that run the job on this host: no claim, and the shape fits here."""
+    refuse_claims(spec)
+    workers.check_local(spec, workers.check_shape(shape))
+
+
 class Docker:
     """Docker Engine on this host (docker-py); the daemon is reached on first use only."""
 
@@ -115,9 +121,7 @@ class Docker:
     def __init__(self, options: settings.Options):
         self.client = _once(docker.connect)
 
-    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
-        refuse_claims(spec)
-        workers.check_local(spec, workers.check_shape(shape))
+    check = staticmethod(check_on_host)
 
     def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         shape = workers.check_shape(shape)
@@ -166,9 +170,7 @@ class Podman:
     def __init__(self, options: settings.Options):
         pass  # podman takes no options of its own
 
-    def check(self, spec, source, shape: Optional[workers.Shape] = None) -> None:
-        refuse_claims(spec)
-        workers.check_local(spec, workers.check_shape(shape))
+    check = staticmethod(check_on_host)
 
     def preview(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         return "\n".join(shell_join(argv) for argv in self._argvs(spec, hidden, workers.check_shape(shape)))
@@ -187,14 +189,10 @@ class Podman:
     def announce(self, spec, hidden, source, shape: Optional[workers.Shape] = None) -> str:
         return self.preview(spec, hidden, source, shape)
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return podman.resolve(ref)
-
-    def prepare(self, image: str) -> None:
-        podman.ensure_image(image)
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return podman.image_env(image)
+    # the image is this host's: podman's own functions, as they are
+    resolve = staticmethod(podman.resolve)
+    prepare = staticmethod(podman.ensure_image)
+    image_env = staticmethod(podman.image_env)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
@@ -250,14 +248,11 @@ class Slurm:
             self.preview(spec, hidden, source, shape),
         )
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return cluster_images.resolve(ref)
+    resolve = staticmethod(cluster_images.resolve)  # the node pulls the image
+    image_env = staticmethod(cluster_images.image_env)
 
     def prepare(self, image: str) -> None:
         slurm_job.check_controller()  # before any MLflow run exists; the node pulls the image
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return cluster_images.image_env(image)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None
@@ -337,14 +332,11 @@ class Kubernetes:
             line += "; values of %s come from Secret %s" % (", ".join(names), self.options.env_secret)
         return line
 
-    def resolve(self, ref: str) -> docker.Resolved:
-        return cluster_images.resolve(ref)
+    resolve = staticmethod(cluster_images.resolve)  # the node pulls the image
+    image_env = staticmethod(cluster_images.image_env)
 
     def prepare(self, image: str) -> None:
         self.apis()  # the kubeconfig is read before any run exists; the node pulls the image
-
-    def image_env(self, image: str) -> Dict[str, str]:
-        return cluster_images.image_env(image)
 
     def run(
         self, spec, hidden, source, on_facts: OnJobFacts, write: WriteOutput, shape: Optional[workers.Shape] = None

@@ -11,7 +11,6 @@ as placeholders.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from tfrepro import schema
 from tfrepro.errors import TfreproError
 from tfrepro.fingerprint import untracked
 from tfrepro.fingerprint.data_record import to_tags
-from tfrepro.launch import hooks, hostpaths, kubernetes, mounted_data, pipeline, spec, tags, workers
+from tfrepro.launch import hostpaths, kubernetes, mounted_data, pipeline, spec, tags, workers
 from tfrepro.redact import patch_withheld, redact_argv
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -172,12 +171,9 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
     if beside.found:
         log.info("%s", beside.note())  # file names from disk: escaped like a record's strings
     sources += beside.sources
-    resolved = launch_setup.resolved
-    run_tags = tags.image_tags(resolved.ref, resolved.digest, resolved.image_id)
-    run_tags.update(tags.git_tags(git) if git else {})
-    run_tags[schema.COMMAND] = json.dumps(redact_argv(request.command))  # secret flag values never reach the server
-    run_tags[schema.WORKDIR] = blueprint.spec.subdir
-    run_tags.update(hooks.hook_tags(request.autolog, request.seed))
+    run_tags = pipeline.launcher_tags(  # secret flag values never reach the server
+        git, redact_argv(request.command), blueprint.spec.subdir, request.autolog, request.seed
+    )
     if launch_setup.withhold and git and git.dirty:
         run_tags[schema.GIT_PATCH_WITHHELD] = "true"
     run_tags.update(to_tags(sources))

@@ -13,15 +13,16 @@ callable the command layer passes (cli/output.stdout_writer).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
-from tfrepro.launch import hooks, hostpaths, page, spec, workers
+from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
 from tfrepro.tracking import runs
 from tfrepro.tracking import workers as worker_records
 
@@ -130,8 +131,8 @@ def runtime_spec(
 
 @dataclass(frozen=True)
 class Recording:
-    """What goes on the run besides the spec: its name and tags, the data it mounts, and what
-    launch.json and the run's artifacts say."""
+    """What goes on the run besides the spec: its name and tags (the image's come from the
+    blueprint), the data it mounts, and what launch.json and the run's artifacts say."""
 
     run_name: Optional[str]
     tags: Mapping[str, str]
@@ -141,6 +142,17 @@ class Recording:
     patch: str = ""  # tfrepro/git.patch, when not empty
     hidden: Sequence[str] = ()  # env names whose values the shown command leaves out
     label: str = "run"  # "run" or "replay run", in "run <id>" before the command is shown
+
+
+def launcher_tags(git, command: Sequence[str], subdir: str, autolog: bool, hook_seed: Optional[int]) -> Dict[str, str]:
+    """What the launcher knows, recorded alike on a run and on its replays: the checkout read on
+    this side (`git`, a GitInfo or None; the in-container fingerprint records it again), the
+    command (redacted already), its directory and what the launch hook applies."""
+    run_tags = tags.git_tags(git) if git else {}
+    run_tags[schema.COMMAND] = json.dumps(list(command))
+    run_tags[schema.WORKDIR] = subdir
+    run_tags.update(hooks.hook_tags(autolog, hook_seed))
+    return run_tags
 
 
 def launch_recorded(
@@ -159,7 +171,11 @@ def launch_recorded(
     is over, before the run is closed."""
     destination = blueprint.destination
     client = destination.client
-    run_tags = dict(page.source_tags(blueprint.spec.command, blueprint.spec.subdir), **recording.tags)
+    run_tags = dict(
+        page.source_tags(blueprint.spec.command, blueprint.spec.subdir),
+        **tags.image_tags(blueprint.image_ref, blueprint.image_digest, blueprint.image_id),
+    )
+    run_tags.update(recording.tags)
     run_id = runs.create_run(client, destination.experiment_id, recording.run_name, run_tags)
     try:
         runs.record_data(client, run_id, recording.data)

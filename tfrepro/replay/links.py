@@ -63,6 +63,24 @@ def _add_row(client, original_id: str, row: report.ReplayRow) -> None:
         client.set_tag(original_id, schema.MLFLOW_NOTE, merged)
 
 
+def _log_report(client, record, run_id: str, verdict, replayed, original_url, compare_url) -> None:
+    """schema.REPLAY_MD on run `run_id`: the verdict, and `replayed` (a RunRecord) against the original's `record`."""
+    try:
+        text = report.replay_markdown(
+            record.run_id,
+            run_id,
+            verdict,
+            record.metrics,
+            replayed.metrics,
+            _differences(record, replayed),
+            original_url,
+            compare_url,
+        )
+        runs.log_text(client, run_id, text, schema.REPLAY_MD)
+    except Exception as exc:
+        _warn("%s on run %s" % (schema.REPLAY_MD, run_id), exc)
+
+
 def _differences(original, replayed):
     try:
         return compare.compare_runs(original, replayed)
@@ -99,20 +117,7 @@ def link_replay(prepared, replayed, verdict, verdict_label: Optional[str] = None
         _warn("the replays table on the original run %s" % record.run_id, exc)
     if verdict.verdict == verify.FAILED:
         return
-    try:
-        text = report.replay_markdown(
-            record.run_id,
-            run_id,
-            verdict,
-            record.metrics,
-            replayed.metrics,
-            _differences(record, replayed),
-            links["original_url"],
-            links["compare_url"],
-        )
-        runs.log_text(client, run_id, text, schema.REPLAY_MD)
-    except Exception as exc:
-        _warn("%s on run %s" % (schema.REPLAY_MD, run_id), exc)
+    _log_report(client, record, run_id, verdict, replayed, links["original_url"], links["compare_url"])
 
 
 def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.RepeatVerdict) -> None:
@@ -120,10 +125,8 @@ def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.Repe
     client, record = prepared.client, prepared.record
     uri, experiment = prepared.destination.tracking_uri, prepared.destination.experiment_id
     summary_url = ui.run_url(uri, experiment, summary)
-    compare_url = ui.compare_url(
-        uri, [record.run_id] + [run.run_id for run in replayed], [record.experiment_id, experiment]
-    )
-    original_url = ui.run_url(uri, record.experiment_id, record.run_id)
+    links = addresses(prepared, [run.run_id for run in replayed])
+    original_url, compare_url = links["original_url"], links["compare_url"]
     report_url = ui.artifact_url(uri, experiment, summary, schema.REPLAY_MD)
     try:
         block = report.repeat_card(record.run_id, verdict, original_url, compare_url, record.run_name, report_url)
@@ -145,17 +148,4 @@ def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.Repe
         _warn("the replays table on the original run %s" % record.run_id, exc)
     if first is None:
         return
-    try:
-        text = report.replay_markdown(
-            record.run_id,
-            summary,
-            verdict,
-            record.metrics,
-            first.metrics,
-            _differences(record, first),
-            original_url,
-            compare_url,
-        )
-        runs.log_text(client, summary, text, schema.REPLAY_MD)
-    except Exception as exc:
-        _warn("%s on run %s" % (schema.REPLAY_MD, summary), exc)
+    _log_report(client, record, summary, verdict, first, original_url, compare_url)

@@ -15,7 +15,6 @@ tfrepro/replay.md; a single replay in the original's experiment nests under it).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Dict, Optional, Tuple
@@ -24,7 +23,7 @@ from tfrepro import schema
 from tfrepro.errors import JobFailed
 from tfrepro.fingerprint.data_record import to_tags as data_tags
 from tfrepro.inspect import explain
-from tfrepro.launch import hooks, pipeline, tags
+from tfrepro.launch import pipeline, tags
 from tfrepro.replay import checkout, links, overlay, plan, verdict_tags, verify
 from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
@@ -48,8 +47,7 @@ def run_one(
     ) as checkout_dir:
         engine = prepared.engine
         engine.prepare(replay_plan.image)
-        run_tags = tags.image_tags(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id)
-        run_tags.update(_launch_tags(replay_plan, checkout_dir))
+        run_tags = _launch_tags(replay_plan, checkout_dir)
         overlay.prepare_checkout(checkout_dir, prepared.data.beside, log.info)
         mounted = prepared.mounted_data()
         run_tags.update(data_tags(mounted))  # the data this replay saw
@@ -133,10 +131,8 @@ def _launch_tags(replay_plan: plan.ReplayPlan, checkout_dir: str) -> Dict[str, s
     """What the launcher knows, as `tfrepro run` records it: the checkout read on this side
     (the in-container fingerprint records it again), the command, its directory, the seed."""
     git, _ = tags.host_git(checkout_dir)
-    launch_tags = tags.git_tags(git) if git else {}
-    launch_tags[schema.COMMAND] = json.dumps(list(replay_plan.spec.command))
-    launch_tags[schema.WORKDIR] = replay_plan.spec.subdir
+    spec = replay_plan.spec
+    launch_tags = pipeline.launcher_tags(git, spec.command, spec.subdir, replay_plan.autolog, replay_plan.hook_seed)
     if replay_plan.seed is not None:
-        launch_tags[schema.SEED] = replay_plan.seed
-    launch_tags.update(hooks.hook_tags(replay_plan.autolog, replay_plan.hook_seed))
+        launch_tags.setdefault(schema.SEED, replay_plan.seed)  # where the hook applies a seed, that one stands
     return launch_tags
