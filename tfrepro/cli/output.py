@@ -37,7 +37,6 @@ def install() -> TerminalHandler:
     handler = TerminalHandler()
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logger.propagate = False
     return handler
 
 
