@@ -33,21 +33,53 @@ def _spool_in_tmp(tmp_path, monkeypatch):
         monkeypatch.setenv("TFREPRO_SPOOL_DIR", str(tmp_path / "spool"))
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_tracking_uri_restored():
-    """mlflow.set_tracking_uri() is process-wide (and sets $MLFLOW_TRACKING_URI): whatever a
-    test sets, the next test starts from what was there before."""
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
+def _mlflow_state():
+    """MLflow's process-wide choices (set_tracking_uri, set_experiment also export them to
+    the environment for subprocesses), as far as MLflow has been imported."""
     import sys
 
-    before_env = os.environ.get("MLFLOW_TRACKING_URI")
     utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
-    before = getattr(utils, "_tracking_uri", None) if utils else None
-    yield
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    return (
+        getattr(utils, "_tracking_uri", None) if utils else None,
+        getattr(fluent, "_active_experiment_id", None) if fluent else None,
+        {name: os.environ.get(name) for name in _MLFLOW_ENV},
+    )
+
+
+def _restore_mlflow_state(state):
+    import sys
+
+    tracking_uri, experiment_id, environ = state
     utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
-    if utils is not None and getattr(utils, "_tracking_uri", None) != before:
-        utils._tracking_uri = before
-    if os.environ.get("MLFLOW_TRACKING_URI") != before_env:
-        if before_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if utils is not None and getattr(utils, "_tracking_uri", None) != tracking_uri:
+        utils._tracking_uri = tracking_uri
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None and getattr(fluent, "_active_experiment_id", None) != experiment_id:
+        fluent._active_experiment_id = experiment_id
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = before_env
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_state_restored_per_module():
+    """A module's fixtures may point MLflow at their server and experiment: the next module
+    starts from what was there before."""
+    state = _mlflow_state()
+    yield
+    _restore_mlflow_state(state)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored():
+    """Whatever a test sets with mlflow.set_tracking_uri() or set_experiment(), the next test
+    starts from what was there before."""
+    state = _mlflow_state()
+    yield
+    _restore_mlflow_state(state)
