@@ -4,59 +4,18 @@ A real `mlflow server`, two runs logged the way tfrepro logs them (tags from to_
 tfrepro/environment.json), and MLflow's own compare page in headless Chromium (Debian's
 package, driven by Playwright). Takes a picture of the compare page into a temp dir, or into
 $TFREPRO_SCREENSHOT (scripts/refresh-docs-screenshot.sh: the README's docs/mlflow-compare.png).
-Needs scripts/ui-deps.sh.
+Needs scripts/ui-deps.sh; the browser is tests/helpers/browser.py's.
 """
 
 import json
 import os
-import shutil
-import tempfile
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.helpers.inspect_envs import DIGEST_A, DIGEST_B, PACKAGES_A, PACKAGES_B, make_env
-from tests.helpers.requirements import missing
-
-CHROMIUM = os.environ.get("TFREPRO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser_page():
-    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-        missing("chromium is not installed (run scripts/ui-deps.sh)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright is not installed (run scripts/ui-deps.sh)")
-    profile = tempfile.mkdtemp(prefix="tfrepro-chromium-")
-    try:
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 1100},
-            )
-            try:
-                yield context.pages[0] if context.pages else context.new_page()
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _log_runs(experiment_name):
