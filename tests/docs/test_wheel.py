@@ -185,7 +185,7 @@ def test_getting_started_records_a_run_into_sqlite(wheel):
 
 @pytest.fixture(scope="module")
 def team_server(wheel):
-    from tests import postgres
+    from tests.helpers import postgres
 
     why = postgres.available()
     if why:
