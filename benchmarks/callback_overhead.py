@@ -182,7 +182,7 @@ def main(argv=None):
     import warnings
 
     warnings.filterwarnings("ignore")
-    from tests.conftest import MlflowServer
+    from tests.helpers.mlflow_server import MlflowServer
 
     info = machine()
     results = []

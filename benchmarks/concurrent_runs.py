@@ -43,7 +43,7 @@ BEGIN, END = "<!-- concurrent_runs: last run -->", "<!-- concurrent_runs: end --
 # -- the team server -------------------------------------------------------------------------
 class Team:
     def __init__(self, directory):
-        from tests.conftest import free_port
+        from tests.helpers.ports import free_port
 
         self.dir, self.port, self.pg_port = directory, free_port(), free_port()
         self.uri = "http://127.0.0.1:%d" % self.port
