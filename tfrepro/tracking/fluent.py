@@ -248,18 +248,13 @@ class Router:
     def _close(self) -> None:
         """Bounded flush, then the writer's close. Not TrackingSession.close(): its flush
         tag is the callback's figure, and this session does not end the run."""
-        from tfrepro.tracking.session import FINAL_TIMEOUT, FLUSH_TIMEOUT
+        from tfrepro.tracking.session import FINAL_TIMEOUT, FLUSH_TIMEOUT, warn_not_uploaded
 
         try:
             atexit.unregister(self._at_exit)
             self._session.flush(FLUSH_TIMEOUT)
             if not self._writer.close(FINAL_TIMEOUT):
-                log.warning(
-                    "tfrepro: run %s is not fully uploaded; its points are in %s: "
-                    "run `tfrepro sync` when the server is back",
-                    self.run_id,
-                    self._writer.spool.path,
-                )
+                warn_not_uploaded(self.run_id, self._writer.spool.path)
             errors = self.errors + self._session.errors
             if errors:
                 log.warning("tfrepro: %s", report_line(self.run_id, errors))

@@ -258,12 +258,7 @@ class TrackingSession:
             self._error("close", exc)
             done = False
         if not done:
-            log.warning(
-                "tfrepro: run %s is not fully uploaded; its points are in %s: "
-                "run `tfrepro sync` when the server is back",
-                self.run_id,
-                self.spool_path,
-            )
+            warn_not_uploaded(self.run_id, self.spool_path)
 
     def _end_fluent_run(self, status: str) -> bool:
         """End the MLflow active run. Fails fast when the server is down (the run is still
@@ -340,3 +335,12 @@ def _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval
         spool_file = spool.SpoolFile(fallback, run_id, header)
     uploader = RunUploader(backend, header) if backend is not None else None
     return Writer(spool_file, uploader, queue_size=queue_size, upload_interval=upload_interval, online=online)
+
+
+def warn_not_uploaded(run_id: str, spool_path: str) -> None:
+    """The one line a session whose writer could not finish in time leaves behind."""
+    log.warning(
+        "tfrepro: run %s is not fully uploaded; its points are in %s: run `tfrepro sync` when the server is back",
+        run_id,
+        spool_path,
+    )
