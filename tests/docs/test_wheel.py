@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.mlflow_server import postgres_cluster
 from tests.helpers.ports import free_port
 from tests.helpers.requirements import missing
 
@@ -185,17 +186,7 @@ def test_getting_started_records_a_run_into_sqlite(wheel):
 
 @pytest.fixture(scope="module")
 def team_server(wheel):
-    from tests.helpers import postgres
-
-    why = postgres.available()
-    if why:
-        missing(why)
-    cluster = postgres.PostgresCluster(free_port())
-    try:
-        cluster.start()
-    except RuntimeError as exc:
-        cluster.cleanup()
-        missing(str(exc))
+    cluster = postgres_cluster()
     port = free_port()
     command = page_command(TEAM_SERVER, "mlflow server")
     assert "--port 5080" in command and '"$PG_URI"' in command and '"$ARTIFACTS"' in command

@@ -81,8 +81,8 @@ class MlflowServer:
         return self.start()
 
 
-def _postgres_server(tmp_path_factory):
-    """A PostgreSQL-backed MlflowServer and its cluster; missing() when there is none."""
+def postgres_cluster():
+    """A started throwaway PostgreSQL cluster on a free port; missing() when there is none."""
     from tests.helpers import postgres
 
     why = postgres.available()
@@ -91,6 +91,16 @@ def _postgres_server(tmp_path_factory):
     cluster = postgres.PostgresCluster(free_port())
     try:
         cluster.start()
+    except Exception as exc:
+        cluster.cleanup()
+        missing(str(exc))
+    return cluster
+
+
+def _postgres_server(tmp_path_factory):
+    """A PostgreSQL-backed MlflowServer and its cluster; missing() when there is none."""
+    cluster = postgres_cluster()
+    try:
         # the first start creates the schema: slower than sqlite
         server = MlflowServer(tmp_path_factory.mktemp("mlflow-pg-server"), backend_uri=cluster.uri).start(timeout=180)
     except Exception as exc:
