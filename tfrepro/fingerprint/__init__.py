@@ -17,6 +17,7 @@ import time
 from typing import Iterable, Optional, Tuple
 
 from tfrepro.environment import SECTIONS, Environment
+from tfrepro.versions import __version__
 
 SOURCES = tuple(SECTIONS)
 
@@ -53,8 +54,6 @@ def collect(sources: Iterable[str] = SOURCES) -> Environment:
             reason = reason or getattr(section, "reason", None)
             if reason:
                 reasons[name] = reason
-    from tfrepro import __version__
-
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return Environment(collected_at=now, tfrepro_version=__version__, reasons=reasons, **sections)
 
