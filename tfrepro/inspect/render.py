@@ -15,7 +15,7 @@ from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
 from tfrepro.termsafe import safe
-from tfrepro.tracking.card import gpu_summary
+from tfrepro.tracking.card import gibibytes, gpu_summary, python_summary, system_summary
 
 WIDTH = 100
 KEY_WIDTH = 22
@@ -84,10 +84,6 @@ def _when(ms: Optional[int]) -> Optional[str]:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _bytes(value: Optional[int]) -> Optional[str]:
-    return None if value is None else "%.1f GiB" % (value / (1 << 30))
-
-
 def _constraints(value: str) -> str:
     """NVIDIA_REQUIRE_CUDA: the CUDA part, and a count of the driver-branch pairs (--json keeps all)."""
     words = value.split()
@@ -141,7 +137,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         for d in gpu.devices:
             facts = [
                 d.name,
-                _bytes(d.memory_total_bytes),
+                gibibytes(d.memory_total_bytes),
                 d.compute_capability and "cc " + d.compute_capability,
                 d.mig_mode and "MIG " + d.mig_mode,
                 d.pci_bus_id,
@@ -164,12 +160,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
         groups.append(("Determinism", rows))
     if python:
-        rows = [
-            ("version", python.version),
-            ("implementation", python.implementation),
-            ("executable", python.executable),
-            ("packages", "%d installed" % len(python.packages)),
-        ]
+        rows = python_summary(python) + [("packages", "%d installed" % len(python.packages))]
         if show_packages:
             rows += [(name, version or "-") for name, version in map(split_package, python.packages)]
         groups.append(("Python", rows))
@@ -181,29 +172,11 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             )
         )
     if sysinfo:
-        rows = [
-            ("hostname", sysinfo.hostname),
-            ("os", sysinfo.os),
-            ("kernel", sysinfo.kernel),
-            ("machine", sysinfo.machine),
-            ("cpu", sysinfo.cpu_model),
-            ("cpus", sysinfo.cpu_count),
-            ("memory", _bytes(sysinfo.memory_bytes)),
-        ]
-        groups.append(("System", rows))
+        groups.append(("System", system_summary(sysinfo)))
     if env.scheduler:
         scheduler = env.scheduler
-        rows = [
-            ("kind", scheduler.kind),
-            ("job id", scheduler.job_id),
-            ("job name", scheduler.job_name),
-            ("nodes", scheduler.nodes),
-            ("partition", scheduler.partition),
-            ("cluster", scheduler.cluster),
-            ("account", scheduler.account),
-            ("pod", scheduler.pod),
-            ("namespace", scheduler.namespace),
-        ]
+        rows = [("kind", scheduler.kind)]
+        rows += [(name.replace("_", " "), getattr(scheduler, name)) for name in schema.SCHEDULER_FIELDS]
         groups.append(("Scheduler", rows))
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
