@@ -106,7 +106,8 @@ def check_tensorflow(facts: Facts) -> Check:
 def check_gpus(facts: Facts) -> Check:
     nvml = facts.gpu.count if facts.gpu else 0
     if facts.tf_error:
-        seen = " (%s)" % ", ".join(sorted({d.name for d in facts.gpu.devices if d.name})) if nvml else ""
+        devices = facts.gpu.devices if facts.gpu else ()
+        seen = " (%s)" % ", ".join(sorted({d.name for d in devices if d.name})) if nvml else ""
         return GPUS.skipped(
             "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether it can use them is unknown" % (nvml, seen),
         )

@@ -108,6 +108,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         env.process,
     )
     groups: List[Tuple[str, List[Tuple[str, Any]]]] = []
+    rows: List[Tuple[str, Any]]
     if container:
         rows = [
             ("ref", container.image_ref),

@@ -18,7 +18,7 @@ import importlib.util
 import numbers
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 FLUENT_NAMES = ("log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "flush_async_logging")
 CLIENT_NAMES = ("log_metric", "log_batch", "log_param", "set_tag", "set_terminated")
@@ -26,7 +26,7 @@ MARK = "__tfrepro_fluent__"
 
 _originals: Dict[Tuple[Any, str], Any] = {}
 _current: Callable[[], Any] = lambda: None  # noqa: E731
-_valid_keys = set()  # metric names MLflow's validation already passed
+_valid_keys: Set[str] = set()  # metric names MLflow's validation already passed
 _mlflow: Dict[str, Any] = {}  # what the hot path calls, looked up once at install
 _finder: Optional["_AfterImport"] = None
 
