@@ -62,7 +62,8 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
     indent = 2 + KEY_WIDTH + 1
     for key, value in rows:  # keys and values come from records: escaped (termsafe)
         key = safe(key)
-        text = "-" if value is None or value == "" else safe(value)
+        shown = _shown(value)
+        text = "-" if shown is None else safe(shown)
         key_text = ("  %-" + str(KEY_WIDTH) + "s ") % key
         if len(key) <= KEY_WIDTH and len(text) <= WIDTH - indent and "\n" not in text:
             out.append(key_text + text)
@@ -93,8 +94,15 @@ def _constraints(value: str) -> str:
     return " ".join(w for w in words if not w.startswith("brand=")) + " (+%d driver-branch constraints)" % len(brands)
 
 
-def _yes(value: Optional[bool]) -> Optional[str]:
-    return None if value is None else ("yes" if value else "no")
+def _shown(value: Any) -> Optional[str]:
+    """A recorded value as a row shows it: a flag as yes/no, a list comma-separated; None when empty."""
+    if value is None or value == "" or value == ():
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
 
 
 def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[str, List[Tuple[str, Any]]]]:
@@ -115,9 +123,9 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("digest", container.image_digest),
             ("id", container.image_id),
             ("digest source", container.digest_source),
-            ("in container", _yes(container.in_container)),
+            ("in container", container.in_container),
             ("runtime", container.runtime),
-            ("evidence", ", ".join(container.evidence) or None),
+            ("evidence", container.evidence),
         ]
         rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(container.ngc.items())]
         groups.append(("Image", rows))
@@ -126,7 +134,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("commit", git.commit),
             ("branch", git.branch),
             ("remote", git.remote_url),
-            ("dirty", _yes(git.dirty)),
+            ("dirty", git.dirty),
             ("patch sha256", git.patch_sha256),
             ("untracked", "%d files" % len(git.untracked) if git.untracked else None),
             ("workdir", git.workdir),
@@ -152,9 +160,9 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("version", tf.version),
             ("CUDA (build)", tf.cuda_build),
             ("cuDNN (build)", tf.cudnn_build),
-            ("devices", ", ".join(tf.devices) or None),
+            ("devices", tf.devices),
             ("mixed precision", tf.mixed_precision_policy),
-            ("imported", _yes(tf.imported)),
+            ("imported", tf.imported),
         ]
         groups.append(("TensorFlow", rows))
         rows = [("seed", tf.seed)]
@@ -241,7 +249,7 @@ def render_environment(env: Environment, show_packages: bool = False, color: boo
     Unlike show (a record, where "-" says the run did not know), unknown facts are left out."""
     head = "tfrepro %s, collected %s\n\n" % (env.tfrepro_version or "?", env.collected_at or "?")
     groups = [
-        (title, [row for row in rows if row[1] not in (None, "")])
+        (title, [row for row in rows if _shown(row[1]) is not None])
         for title, rows in environment_sections(env, show_packages)
     ]
     return head + _blocks([group for group in groups if group[1]], color)
