@@ -3,7 +3,7 @@
 Importing tfrepro imports neither TensorFlow nor MLflow.
 """
 
-__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it
+from tfrepro.versions import __version__  # written there, in a core module every layer may read
 
 __all__ = ["ReproCallback", "autolog", "collect_environment", "deterministic", "Environment", "__version__"]
 

@@ -105,7 +105,7 @@ def cell_code(value) -> str:
 
 
 def is_safe_url(url: Optional[str]) -> bool:
-    return bool(url) and bool(_URL.match(url))
+    return url is not None and bool(_URL.match(url))
 
 
 def link(label, url: Optional[str]) -> str:

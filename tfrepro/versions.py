@@ -1,4 +1,5 @@
-"""Version text: package versions and CUDA's two spellings (text "11.7" and NVML's 11070).
+"""Version text: tfrepro's own version, package versions and CUDA's two spellings (text "11.7"
+and NVML's 11070).
 
 Pure. Python 3.8 compatible: the GPU fingerprint uses it inside the containers.
 """
@@ -7,6 +8,10 @@ from __future__ import annotations
 
 import re
 from typing import Optional, Tuple, Union
+
+# The one place the version is written: pyproject.toml reads it (statically), the package root
+# re-exports it, and each environment record carries it.
+__version__ = "0.1.0"
 
 
 def version_tuple(text: Optional[str]) -> Tuple[int, ...]:

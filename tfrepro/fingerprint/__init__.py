@@ -14,9 +14,10 @@ import importlib
 import os
 import threading
 import time
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from tfrepro.environment import SECTIONS, Environment
+from tfrepro.versions import __version__
 
 SOURCES = tuple(SECTIONS)
 
@@ -33,6 +34,17 @@ def read_text(root: str, path: str) -> Optional[str]:
             return f.read()
     except OSError:
         return None
+
+
+def first_values(text: str, separator: str) -> Dict[str, str]:
+    """`key<separator>value` lines -> {key: value}, both stripped. A repeated key keeps its first
+    value (/proc/cpuinfo repeats its fields for each core); a line without the separator is skipped."""
+    fields: Dict[str, str] = {}
+    for line in text.splitlines():
+        key, found, value = line.partition(separator)
+        if found:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def collect(sources: Iterable[str] = SOURCES) -> Environment:
@@ -53,8 +65,6 @@ def collect(sources: Iterable[str] = SOURCES) -> Environment:
             reason = reason or getattr(section, "reason", None)
             if reason:
                 reasons[name] = reason
-    from tfrepro import __version__
-
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return Environment(collected_at=now, tfrepro_version=__version__, reasons=reasons, **sections)
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import stat
 import time
+from dataclasses import replace
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from tfrepro.fingerprint.data_record import CONTENT, METADATA, DataSource, entry_row
@@ -192,15 +193,13 @@ def scan(
     in `skip_names` are left out at every depth (a rescan must pass the same names).
     """
     started = time.monotonic()
-    mode = CONTENT if hash_data else METADATA
-    name = name or path
+    source = DataSource(label=label, path=name or path, target=target, mode=CONTENT if hash_data else METADATA)
     try:
         st = os.stat(path) if follow_root else os.lstat(path)
     except OSError as exc:
-        return DataSource(label=label, path=name, target=target, kind="missing", mode=mode, reasons={".": _why(exc)})
+        return replace(source, kind="missing", reasons={".": _why(exc)})
     walk = _Walk(hash_data, started, detail_files, detail_seconds, skip_names)
     if stat.S_ISDIR(st.st_mode):
-        kind = "dir"
         for child, _rel, child_st in walk.children(path, "") or []:
             if stat.S_ISDIR(child_st.st_mode):
                 walk.tree(child.path, child.name, child.name)
@@ -208,17 +207,17 @@ def scan(
                 walk.entry(child.path, child.name, ROOT_PART, child_st)
     else:
         kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "special"
+        source = replace(source, kind=kind)
         walk.entry(path, "", ROOT_PART, st)
-    return _source(walk, label, name, target, kind, mode, time.monotonic() - started)
+    return _walked(source, walk, time.monotonic() - started)
 
 
-def _source(
-    walk: _Walk, label: str, name: str, target: Optional[str], kind: str, mode: str, seconds: float
-) -> DataSource:
+def _walked(source: DataSource, walk: _Walk, seconds: float) -> DataSource:
+    """`source` (its name, kind and mode) with what the walk found: totals, tree hash, detail, reasons."""
     summarised = walk.entries is None
     parts: Dict[str, dict] = {}
     reasons = dict(walk.reasons)
-    if kind == "dir" and len(walk.parts) <= MAX_PARTS:  # kept always: a replay's scan may summarise
+    if source.kind == "dir" and len(walk.parts) <= MAX_PARTS:  # kept always: a replay's scan may summarise
         parts = {
             k: {"files": v[0], "bytes": v[1], "hash": "sha256:" + v[2].hexdigest()}
             for k, v in sorted(walk.parts.items())
@@ -230,18 +229,13 @@ def _source(
             if parts
             else "summarised (%s, %d top-level entries): totals only" % (why, len(walk.parts))
         )
-    entries = {} if summarised else {k: entry_row(v) for k, v in walk.entries.items()}
-    return DataSource(
-        label=label,
-        path=name,
-        target=target,
-        kind=kind,
-        mode=mode,
+    return replace(
+        source,
         files=walk.files,
         bytes=walk.bytes,
         hash="sha256:" + walk.total.hexdigest(),
         summarised=summarised,
-        entries=entries,
+        entries={} if walk.entries is None else {k: entry_row(v) for k, v in walk.entries.items()},
         parts=parts,
         reasons=reasons,
         seconds=round(seconds, 3),

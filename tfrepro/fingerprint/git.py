@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.environment import GitInfo
-from tfrepro.fingerprint import NotApplicable
+from tfrepro.fingerprint import NotApplicable, first_values
 from tfrepro.redact import strip_url_credentials
 
 TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still finish
@@ -173,15 +173,9 @@ def parse_status(text: str) -> Tuple[Optional[str], Optional[str], bool, Tuple[s
 
 def pick_remote(config_output: str) -> Optional[str]:
     """`git config --get-regexp remote.*.url` -> origin's URL, else the first remote's."""
-    urls: Dict[str, str] = {}
-    for line in config_output.splitlines():
-        key, _, value = line.partition(" ")
-        match = re.match(r"remote\.(.+)\.url$", key)
-        if match and value:
-            urls.setdefault(match.group(1), value.strip())
-    if not urls:
-        return None
-    return urls.get("origin") or next(iter(urls.values()))
+    values = first_values(config_output, " ")
+    urls = [url for key, url in values.items() if url and re.match(r"remote\..+\.url$", key)]
+    return values.get("remote.origin.url") or (urls[0] if urls else None)
 
 
 def parse(raw: Dict[str, object]) -> GitInfo:

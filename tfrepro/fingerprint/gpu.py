@@ -107,7 +107,7 @@ def _mig(value: Optional[List[int]]) -> Optional[str]:
 def parse(raw: Mapping[str, Any]) -> GpuInfo:
     """A pynvml-shaped dict (see query()) -> GpuInfo."""
     env = raw.get("env") or {}
-    visible = dict(
+    visible: Dict[str, Any] = dict(
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"), nvidia_visible_devices=env.get("NVIDIA_VISIBLE_DEVICES")
     )
     if raw.get("error"):

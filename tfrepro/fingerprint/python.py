@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from tfrepro.environment import PythonInfo
 
@@ -66,7 +66,7 @@ def _metadata_version(entry: str, folder: str) -> Tuple[Optional[str], Optional[
         return None, None
 
 
-def parse(raw: Dict[str, object], resolve=_metadata_version) -> PythonInfo:
+def parse(raw: Dict[str, Any], resolve=_metadata_version) -> PythonInfo:
     """Folder listing -> sorted, deduplicated lock; the first entry on sys.path wins."""
     seen: Dict[str, str] = {}
     for entry, folders in raw.get("listing") or ():

@@ -7,7 +7,7 @@ import shlex
 from typing import Any, Dict, Optional
 
 from tfrepro.environment import SystemInfo
-from tfrepro.fingerprint import read_text
+from tfrepro.fingerprint import first_values, read_text
 
 ROOT = "/"  # tests point this at a folder holding recorded files
 
@@ -45,11 +45,7 @@ def parse_os_release(text: str) -> Dict[str, str]:
 
 def parse_cpuinfo(text: str) -> Optional[str]:
     """The CPU model: x86 "model name", POWER "cpu", else ARM's implementer and part codes."""
-    fields: Dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
+    fields = first_values(text, ":")
     for key in ("model name", "Hardware", "Model", "cpu"):
         if fields.get(key):
             return fields[key]

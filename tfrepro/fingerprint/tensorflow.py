@@ -6,6 +6,7 @@ program has not imported it, the version comes from package metadata only.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -75,7 +76,7 @@ def query(import_tensorflow: bool = False) -> Dict[str, Any]:
 
     tf = sys.modules.get("tensorflow")
     if tf is None and import_tensorflow:
-        import tensorflow as tf
+        tf = importlib.import_module("tensorflow")
     raw: Dict[str, Any] = (
         _query_imported(tf) if tf is not None else {"imported": False, "version": _installed_version()}
     )

@@ -34,6 +34,31 @@ class Check:
         return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix}
 
 
+class _Verdicts:
+    """The Checks one check_* function returns, its name said once."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def passed(self, message: str) -> Check:
+        return Check(self.name, PASS, message)
+
+    def skipped(self, message: str) -> Check:
+        return Check(self.name, SKIP, message)
+
+    def warned(self, message: str, fix: str) -> Check:
+        return Check(self.name, WARN, message, fix)
+
+    def failed(self, message: str, fix: str) -> Check:
+        return Check(self.name, FAIL, message, fix)
+
+
+# the checks doctor runs, by the name it shows (check_versions adds one per package)
+TENSORFLOW, GPUS, DRIVER_CUDA, DOCKER, TRACKING, GIT, IMAGE = map(
+    _Verdicts, ("tensorflow", "gpus", "driver/cuda", "docker", "tracking", "git", "image")
+)
+
+
 @dataclass(frozen=True)
 class Facts:
     tf_version: Optional[str] = None
@@ -60,9 +85,7 @@ class Facts:
 
 def check_tensorflow(facts: Facts) -> Check:
     if facts.tf_error:
-        return Check(
-            "tensorflow",
-            FAIL,
+        return TENSORFLOW.failed(
             "TensorFlow does not import: %s" % facts.tf_error,
             "pip install 'tensorflow==2.9.*' (or run inside nvcr.io/nvidia/tensorflow:22.07-tf2-py3)",
         )
@@ -76,52 +99,41 @@ def check_tensorflow(facts: Facts) -> Check:
     )
     message = "TensorFlow %s imports%s" % (facts.tf_version, " (built with %s)" % built if built else "")
     if version_tuple(facts.tf_version)[:2] != (2, 9):
-        return Check("tensorflow", WARN, message + "; tfrepro targets 2.9", "pip install 'tensorflow==2.9.*'")
-    return Check("tensorflow", PASS, message)
+        return TENSORFLOW.warned(message + "; tfrepro targets 2.9", "pip install 'tensorflow==2.9.*'")
+    return TENSORFLOW.passed(message)
 
 
 def check_gpus(facts: Facts) -> Check:
     nvml = facts.gpu.count if facts.gpu else 0
     if facts.tf_error:
-        seen = " (%s)" % ", ".join(sorted({d.name for d in facts.gpu.devices if d.name})) if nvml else ""
-        return Check(
-            "gpus",
-            SKIP,
+        devices = facts.gpu.devices if facts.gpu else ()
+        seen = " (%s)" % ", ".join(sorted({d.name for d in devices if d.name})) if nvml else ""
+        return GPUS.skipped(
             "NVML sees %d GPU(s)%s; TensorFlow does not import, so whether it can use them is unknown" % (nvml, seen),
         )
     if not nvml:
         reason = (facts.gpu.reason if facts.gpu else None) or facts.gpu_reason or "no GPU"
         if facts.tf_gpus:
-            return Check(
-                "gpus",
-                WARN,
+            return GPUS.warned(
                 "TensorFlow sees %d GPU(s) but NVML none (%s)" % (facts.tf_gpus, reason),
                 "install nvidia-ml-py, or check the NVIDIA driver",
             )
-        return Check(
-            "gpus",
-            WARN,
+        return GPUS.warned(
             "no NVIDIA GPU here: runs here train on the CPU (%s)" % reason,
             "run on a GPU machine, with `docker run --gpus all` when in a container",
         )
     if facts.tf_gpus == nvml:
-        return Check("gpus", PASS, "TensorFlow sees the %d GPU(s) NVML sees" % nvml)
+        return GPUS.passed("TensorFlow sees the %d GPU(s) NVML sees" % nvml)
     if facts.tf_gpus == 0:
-        return Check(
-            "gpus",
-            FAIL,
+        return GPUS.failed(
             "NVML sees %d GPU(s), TensorFlow none" % nvml,
             "TensorFlow cannot load CUDA/cuDNN or is a CPU build: use the NGC image "
             "or a CUDA 11.2 + cuDNN 8.1 install matching tensorflow 2.9",
         )
     visible = facts.gpu.cuda_visible_devices if facts.gpu else None
     if visible is not None:
-        return Check(
-            "gpus", PASS, "TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)" % (facts.tf_gpus, nvml, visible)
-        )
-    return Check(
-        "gpus",
-        WARN,
+        return GPUS.passed("TensorFlow sees %d of %d GPUs (CUDA_VISIBLE_DEVICES=%s)" % (facts.tf_gpus, nvml, visible))
+    return GPUS.warned(
         "TensorFlow sees %d GPU(s), NVML %d" % (facts.tf_gpus, nvml),
         "check NVIDIA_VISIBLE_DEVICES / --gpus and the MIG setup",
     )
@@ -129,14 +141,12 @@ def check_gpus(facts: Facts) -> Check:
 
 def check_driver_cuda(facts: Facts) -> Check:
     if not facts.gpu or not facts.gpu.count:
-        return Check("driver/cuda", SKIP, "no GPU driver to check")
+        return DRIVER_CUDA.skipped("no GPU driver to check")
     built = facts.tf_cuda_build or (TF29_CUDA if facts.tf_error else None)  # no TF: what its wheels need
     need = cuda_int(built)
     have = facts.gpu.cuda_driver_version
     if not need or not have:
-        return Check(
-            "driver/cuda", SKIP, "driver %s: TensorFlow's build CUDA unknown" % (facts.gpu.driver_version or "?")
-        )
+        return DRIVER_CUDA.skipped("driver %s: TensorFlow's build CUDA unknown" % (facts.gpu.driver_version or "?"))
     message = "driver %s supports CUDA %s; %s CUDA %s" % (
         facts.gpu.driver_version,
         facts.gpu.cuda_driver,
@@ -144,23 +154,24 @@ def check_driver_cuda(facts: Facts) -> Check:
         built,
     )
     if have >= need:
-        return Check("driver/cuda", PASS, message)
-    return Check("driver/cuda", FAIL, message, "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
+        return DRIVER_CUDA.passed(message)
+    return DRIVER_CUDA.failed(message, "upgrade the NVIDIA driver to one supporting CUDA %s or newer" % built)
 
 
 def check_versions(facts: Facts) -> List[Check]:
     out = []
     for name, (low, high) in sorted(RANGES.items()):
+        check = _Verdicts(name)
         have = facts.versions.get(name)
         wanted = ">=%s,<%s" % (low, high)
         if have and version_tuple(low) <= version_tuple(have) < version_tuple(high):
-            out.append(Check(name, PASS, "%s %s is within TF 2.9's range %s" % (name, have, wanted)))
+            out.append(check.passed("%s %s is within TF 2.9's range %s" % (name, have, wanted)))
             continue
         if have:
             message = "%s %s is outside TF 2.9's range %s" % (name, have, wanted)
         else:
             message = "%s is not installed (TF 2.9 needs %s)" % (name, wanted)
-        out.append(Check(name, FAIL, message, "pip install '%s%s'" % (name, wanted)))
+        out.append(check.failed(message, "pip install '%s%s'" % (name, wanted)))
     return out
 
 
@@ -168,9 +179,8 @@ def check_docker(facts: Facts) -> Check:
     in_container = bool(facts.container and facts.container.in_container)
     if facts.docker_runtimes is None:
         where = "in a container: replay from the host" if in_container else "needed by run and replay"
-        return Check(
-            "docker",
-            WARN if in_container else FAIL,
+        verdict = DOCKER.warned if in_container else DOCKER.failed
+        return verdict(
             "Docker daemon not reachable (%s): %s" % (facts.docker_error or "no answer", where),
             "start dockerd, or set DOCKER_HOST; add your user to the docker group",
         )
@@ -178,67 +188,53 @@ def check_docker(facts: Facts) -> Check:
     gpus = bool(facts.gpu and facts.gpu.count)
     if gpus and "nvidia" not in facts.docker_runtimes:
         # `--gpus` can still work through the toolkit's hook, so this is a warning, not a failure
-        return Check(
-            "docker",
-            WARN,
+        return DOCKER.warned(
             "Docker is reachable but has no nvidia runtime (runtimes: %s)" % runtimes,
             "install nvidia-container-toolkit, then `nvidia-ctk runtime configure "
             "--runtime=docker` and restart dockerd",
         )
-    return Check("docker", PASS, "Docker is reachable (runtimes: %s)" % runtimes)
+    return DOCKER.passed("Docker is reachable (runtimes: %s)" % runtimes)
 
 
 def check_tracking(facts: Facts) -> Check:
     if facts.tracking_error:
-        return Check(
-            "tracking",
-            FAIL,
+        return TRACKING.failed(
             "%s: %s" % (facts.tracking_uri, facts.tracking_error),
             "start the server or set MLFLOW_TRACKING_URI (sqlite: a writable directory)",
         )
-    return Check("tracking", PASS, "%s is reachable and writable" % facts.tracking_uri)
+    return TRACKING.passed("%s is reachable and writable" % facts.tracking_uri)
 
 
 def check_git(facts: Facts) -> Check:
     if facts.git_error or not facts.git_root:
-        return Check(
-            "git",
-            WARN,
+        return GIT.warned(
             "not in a git repository (%s): runs record no commit" % (facts.git_error or "no repository"),
             "run from a git checkout of your training code",
         )
     if facts.git_changes:
-        return Check(
-            "git",
-            WARN,
+        return GIT.warned(
             "%s has %d uncommitted change(s): each run logs the patch "
             "(%s) and replay applies it" % (facts.git_root, len(facts.git_changes), schema.GIT_PATCH),
             "commit to make runs point at a commit alone",
         )
-    return Check("git", PASS, "%s is clean" % facts.git_root)
+    return GIT.passed("%s is clean" % facts.git_root)
 
 
 def check_image(facts: Facts) -> Check:
     container = facts.container
     if container is None:
-        return Check(
-            "image",
-            WARN,
+        return IMAGE.warned(
             "could not tell whether this is a container (%s)" % (facts.container_reason or "unknown"),
             "start training with `tfrepro run`",
         )
     if not container.in_container:
-        return Check(
-            "image",
-            WARN,
+        return IMAGE.warned(
             "not in a container: runs started here record no image",
             "start training with `tfrepro run IMAGE -- python train.py`",
         )
     if container.image_digest:
-        return Check("image", PASS, "image digest known (%s): %s" % (container.digest_source, container.image_digest))
-    return Check(
-        "image",
-        WARN,
+        return IMAGE.passed("image digest known (%s): %s" % (container.digest_source, container.image_digest))
+    return IMAGE.warned(
         "in a container (%s) but the image digest is unknown"
         % (container.runtime or ", ".join(container.evidence) or "?"),
         "start it with `tfrepro run`, or mount /var/run/docker.sock read-only",

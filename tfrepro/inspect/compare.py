@@ -74,22 +74,15 @@ def _text(value: Any) -> Optional[str]:
     return str(value)
 
 
-def _gpu_models(env: Environment) -> Optional[str]:
-    if not env.gpu:
-        return None
-    return ", ".join(sorted({d.name for d in env.gpu.devices if d.name})) or None
+def _devices(name: str) -> Callable[[Environment], Any]:
+    """The distinct values of one GPU device field (model, compute capability...), sorted."""
 
+    def get(env: Environment) -> Optional[str]:
+        if not env.gpu:
+            return None
+        return ", ".join(sorted({getattr(d, name) for d in env.gpu.devices if getattr(d, name)})) or None
 
-def _gpu_capabilities(env: Environment) -> Optional[str]:
-    if not env.gpu:
-        return None
-    return ", ".join(sorted({d.compute_capability for d in env.gpu.devices if d.compute_capability})) or None
-
-
-def _mig(env: Environment) -> Optional[str]:
-    if not env.gpu:
-        return None
-    return ", ".join(sorted({d.mig_mode for d in env.gpu.devices if d.mig_mode})) or None
+    return get
 
 
 def _attr(section: str, name: str) -> Callable[[Environment], Any]:
@@ -116,10 +109,10 @@ FIELDS: Tuple[Tuple[str, str, Callable[[Environment], Any], str], ...] = (
     ("code", "branch", _attr("git", "branch"), LOW),
     ("code", "remote", _attr("git", "remote_url"), LOW),
     ("code", "root", _attr("git", "root"), LOW),
-    ("gpu", "model", _gpu_models, HIGH),
+    ("gpu", "model", _devices("name"), HIGH),
     ("gpu", "count", _attr("gpu", "count"), HIGH),
-    ("gpu", "compute_capability", _gpu_capabilities, HIGH),
-    ("gpu", "mig_mode", _mig, MEDIUM),
+    ("gpu", "compute_capability", _devices("compute_capability"), HIGH),
+    ("gpu", "mig_mode", _devices("mig_mode"), MEDIUM),
     ("gpu", "driver", _attr("gpu", "driver_version"), MEDIUM),
     ("gpu", "cuda_driver", lambda e: e.gpu.cuda_driver if e.gpu else None, MEDIUM),
     ("gpu", "cuda_visible_devices", _attr("gpu", "cuda_visible_devices"), MEDIUM),

@@ -303,9 +303,9 @@ def explain(
     for factor in _tagged(original, replay) + _workers(original, replay):
         found.setdefault(factor.key, factor)
     # a missing seed on the original says more than how the replay's settings differ: it wins the key
-    for factor in (_seed_and_determinism(original), _data(data_drift), _untracked(original, data_sources)):
-        if factor:
-            found[factor.key] = factor
+    for winner in (_seed_and_determinism(original), _data(data_drift), _untracked(original, data_sources)):
+        if winner:
+            found[winner.key] = winner
     factors = [found[k] for k in ORDER if k in found]
     if not factors:
         factors.append(

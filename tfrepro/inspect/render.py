@@ -15,7 +15,7 @@ from tfrepro import schema
 from tfrepro.environment import Environment
 from tfrepro.inspect.compare import GROUPS, RANKS, Difference, counts, split_package
 from tfrepro.termsafe import safe
-from tfrepro.tracking.card import gpu_summary
+from tfrepro.tracking.card import gibibytes, gpu_summary, python_summary, system_summary
 
 WIDTH = 100
 KEY_WIDTH = 22
@@ -62,7 +62,8 @@ def section(title: str, rows: Sequence[Tuple[str, Any]], color: bool) -> List[st
     indent = 2 + KEY_WIDTH + 1
     for key, value in rows:  # keys and values come from records: escaped (termsafe)
         key = safe(key)
-        text = "-" if value is None or value == "" else safe(value)
+        shown = _shown(value)
+        text = "-" if shown is None else safe(shown)
         key_text = ("  %-" + str(KEY_WIDTH) + "s ") % key
         if len(key) <= KEY_WIDTH and len(text) <= WIDTH - indent and "\n" not in text:
             out.append(key_text + text)
@@ -84,10 +85,6 @@ def _when(ms: Optional[int]) -> Optional[str]:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _bytes(value: Optional[int]) -> Optional[str]:
-    return None if value is None else "%.1f GiB" % (value / (1 << 30))
-
-
 def _constraints(value: str) -> str:
     """NVIDIA_REQUIRE_CUDA: the CUDA part, and a count of the driver-branch pairs (--json keeps all)."""
     words = value.split()
@@ -97,8 +94,15 @@ def _constraints(value: str) -> str:
     return " ".join(w for w in words if not w.startswith("brand=")) + " (+%d driver-branch constraints)" % len(brands)
 
 
-def _yes(value: Optional[bool]) -> Optional[str]:
-    return None if value is None else ("yes" if value else "no")
+def _shown(value: Any) -> Optional[str]:
+    """A recorded value as a row shows it: a flag as yes/no, a list comma-separated; None when empty."""
+    if value is None or value == "" or value == ():
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
 
 
 def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[str, List[Tuple[str, Any]]]]:
@@ -112,15 +116,16 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         env.process,
     )
     groups: List[Tuple[str, List[Tuple[str, Any]]]] = []
+    rows: List[Tuple[str, Any]]
     if container:
         rows = [
             ("ref", container.image_ref),
             ("digest", container.image_digest),
             ("id", container.image_id),
             ("digest source", container.digest_source),
-            ("in container", _yes(container.in_container)),
+            ("in container", container.in_container),
             ("runtime", container.runtime),
-            ("evidence", ", ".join(container.evidence) or None),
+            ("evidence", container.evidence),
         ]
         rows += [(k, _constraints(v) if k == "NVIDIA_REQUIRE_CUDA" else v) for k, v in sorted(container.ngc.items())]
         groups.append(("Image", rows))
@@ -129,7 +134,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("commit", git.commit),
             ("branch", git.branch),
             ("remote", git.remote_url),
-            ("dirty", _yes(git.dirty)),
+            ("dirty", git.dirty),
             ("patch sha256", git.patch_sha256),
             ("untracked", "%d files" % len(git.untracked) if git.untracked else None),
             ("workdir", git.workdir),
@@ -141,7 +146,7 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
         for d in gpu.devices:
             facts = [
                 d.name,
-                _bytes(d.memory_total_bytes),
+                gibibytes(d.memory_total_bytes),
                 d.compute_capability and "cc " + d.compute_capability,
                 d.mig_mode and "MIG " + d.mig_mode,
                 d.pci_bus_id,
@@ -155,21 +160,16 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             ("version", tf.version),
             ("CUDA (build)", tf.cuda_build),
             ("cuDNN (build)", tf.cudnn_build),
-            ("devices", ", ".join(tf.devices) or None),
+            ("devices", tf.devices),
             ("mixed precision", tf.mixed_precision_policy),
-            ("imported", _yes(tf.imported)),
+            ("imported", tf.imported),
         ]
         groups.append(("TensorFlow", rows))
         rows = [("seed", tf.seed)]
         rows += [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(tf.determinism.items())]
         groups.append(("Determinism", rows))
     if python:
-        rows = [
-            ("version", python.version),
-            ("implementation", python.implementation),
-            ("executable", python.executable),
-            ("packages", "%d installed" % len(python.packages)),
-        ]
+        rows = python_summary(python) + [("packages", "%d installed" % len(python.packages))]
         if show_packages:
             rows += [(name, version or "-") for name, version in map(split_package, python.packages)]
         groups.append(("Python", rows))
@@ -181,29 +181,11 @@ def environment_sections(env: Environment, show_packages: bool) -> List[Tuple[st
             )
         )
     if sysinfo:
-        rows = [
-            ("hostname", sysinfo.hostname),
-            ("os", sysinfo.os),
-            ("kernel", sysinfo.kernel),
-            ("machine", sysinfo.machine),
-            ("cpu", sysinfo.cpu_model),
-            ("cpus", sysinfo.cpu_count),
-            ("memory", _bytes(sysinfo.memory_bytes)),
-        ]
-        groups.append(("System", rows))
+        groups.append(("System", system_summary(sysinfo)))
     if env.scheduler:
         scheduler = env.scheduler
-        rows = [
-            ("kind", scheduler.kind),
-            ("job id", scheduler.job_id),
-            ("job name", scheduler.job_name),
-            ("nodes", scheduler.nodes),
-            ("partition", scheduler.partition),
-            ("cluster", scheduler.cluster),
-            ("account", scheduler.account),
-            ("pod", scheduler.pod),
-            ("namespace", scheduler.namespace),
-        ]
+        rows = [("kind", scheduler.kind)]
+        rows += [(name.replace("_", " "), getattr(scheduler, name)) for name in schema.SCHEDULER_FIELDS]
         groups.append(("Scheduler", rows))
     if env.reasons:
         groups.append(("Missing or partial", sorted(env.reasons.items())))
@@ -267,7 +249,7 @@ def render_environment(env: Environment, show_packages: bool = False, color: boo
     Unlike show (a record, where "-" says the run did not know), unknown facts are left out."""
     head = "tfrepro %s, collected %s\n\n" % (env.tfrepro_version or "?", env.collected_at or "?")
     groups = [
-        (title, [row for row in rows if row[1] not in (None, "")])
+        (title, [row for row in rows if _shown(row[1]) is not None])
         for title, rows in environment_sections(env, show_packages)
     ]
     return head + _blocks([group for group in groups if group[1]], color)

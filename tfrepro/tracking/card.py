@@ -270,6 +270,29 @@ def gpu_summary(gpu) -> List[Tuple[str, object]]:
     ]
 
 
+def python_summary(python) -> List[Tuple[str, object]]:
+    """The Python record's interpreter, as (label, value), for environment.md and `tfrepro show`."""
+    return [("version", python.version), ("implementation", python.implementation), ("executable", python.executable)]
+
+
+def system_summary(system) -> List[Tuple[str, object]]:
+    """The host record as (label, value), for environment.md and `tfrepro show`."""
+    return [
+        ("hostname", system.hostname),
+        ("os", system.os),
+        ("kernel", system.kernel),
+        ("machine", system.machine),
+        ("cpu", system.cpu_model),
+        ("cpus", system.cpu_count),
+        ("memory", gibibytes(system.memory_bytes)),
+    ]
+
+
+def gibibytes(size: Optional[int]) -> Optional[str]:
+    """A size as environment.md and `tfrepro show` print it ("140.4 GiB"); None when unknown."""
+    return "%.1f GiB" % (size / 2**30) if size else None
+
+
 def _rows(pairs: Iterable[Tuple[str, object]], code_fields: Sequence[str] = ()) -> List[List[str]]:
     rows = []
     for name, value in pairs:
@@ -342,7 +365,7 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
                 md.text(d.index),
                 md.text(d.name),
                 md.cell_code(d.uuid) if d.uuid else " ",
-                md.text("%.1f GiB" % (d.memory_total_bytes / 2**30) if d.memory_total_bytes else ""),
+                md.text(gibibytes(d.memory_total_bytes) or ""),
                 md.text(d.compute_capability or ""),
                 md.text(d.mig_mode or ""),
                 md.text(d.pci_bus_id or ""),
@@ -366,10 +389,7 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
         rows += [[md.text("determinism: %s" % k), md.text(v)] for k, v in sorted((tf.determinism or {}).items())]
         out += _section("TensorFlow", rows)
     if py:
-        out += _section(
-            "Python",
-            _rows([("version", py.version), ("implementation", py.implementation), ("executable", py.executable)]),
-        )
+        out += _section("Python", _rows(python_summary(py)))
         packages = [[md.text(n), md.text(v)] for n, _, v in (p.partition("==") for p in py.packages)]
         out += _section("Packages (%d)" % len(packages), packages, ("package", "version"))
     if proc:
@@ -384,18 +404,7 @@ def environment_markdown(env: Environment, run_id: Optional[str] = None, patch_w
         )
         out += _section("Process", rows)
     if system:
-        rows = _rows(
-            [
-                ("hostname", system.hostname),
-                ("os", system.os),
-                ("kernel", system.kernel),
-                ("machine", system.machine),
-                ("cpu", system.cpu_model),
-                ("cpus", None if system.cpu_count is None else str(system.cpu_count)),
-                ("memory", "%.1f GiB" % (system.memory_bytes / 2**30) if system.memory_bytes else None),
-            ]
-        )
-        out += _section("Host", rows)
+        out += _section("Host", _rows(system_summary(system)))
     if sched:
         out += _section(
             "Scheduler", _rows([("kind", sched.kind)] + [(k, getattr(sched, k)) for k in schema.SCHEDULER_FIELDS])

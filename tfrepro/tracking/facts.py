@@ -73,7 +73,7 @@ def environment_source_name(env: Environment) -> Optional[str]:
     proc = env.process
     if not proc or not (proc.argv or proc.entry_script):
         return None
-    argv = list(proc.argv) or ["python", proc.entry_script]
+    argv = list(proc.argv) or ["python", proc.entry_script or ""]
     return source_name(argv, proc.cwd, env.git.root if env.git else None)
 
 

@@ -18,7 +18,7 @@ import importlib.util
 import numbers
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 FLUENT_NAMES = ("log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "flush_async_logging")
 CLIENT_NAMES = ("log_metric", "log_batch", "log_param", "set_tag", "set_terminated")
@@ -26,7 +26,7 @@ MARK = "__tfrepro_fluent__"
 
 _originals: Dict[Tuple[Any, str], Any] = {}
 _current: Callable[[], Any] = lambda: None  # noqa: E731
-_valid_keys = set()  # metric names MLflow's validation already passed
+_valid_keys: Set[str] = set()  # metric names MLflow's validation already passed
 _mlflow: Dict[str, Any] = {}  # what the hot path calls, looked up once at install
 _finder: Optional["_AfterImport"] = None
 
@@ -216,8 +216,12 @@ def _is_async(synchronous) -> bool:
     return bool(_mlflow["async_logging"].get())
 
 
-def _operations(router):
-    """What MLflow's async call returns: here, wait() flushes the session (bounded)."""
+def _sent(router, asynchronous: bool, result: Any = None):
+    """What MLflow's call returns once the spool holds what it logged: `result` (None, or
+    log_param's value), or when asynchronous MLflow's RunOperations, whose wait() here flushes the
+    session (bounded)."""
+    if not asynchronous:
+        return result
     from mlflow.utils.async_logging.run_operations import RunOperations
 
     return RunOperations([_Flush(router)])
@@ -234,6 +238,14 @@ class _Flush:
 
     def result(self, timeout=None):
         self._router.flush(timeout if timeout is not None else 10.0)
+
+
+def _send_param(router, key, value) -> None:
+    router.params(_one_param(router, key, value))
+
+
+def _send_tag(router, key, value) -> None:
+    router.tags(_strings(router, {key: value}, "tag"))
 
 
 # -- the fluent functions -----------------------------------------------------------------
@@ -265,7 +277,7 @@ def _fluent_log_metric(original):
         if not point:
             return original(key, value, step, synchronous, timestamp, run_id, **extra)
         router.metrics([point])
-        return _operations(router) if _is_async(synchronous) else None
+        return _sent(router, _is_async(synchronous))
 
     return log_metric
 
@@ -283,21 +295,27 @@ def _fluent_log_metrics(original):
             else:
                 if points:
                     router.metrics(points)
-                return _operations(router) if _is_async(synchronous) else None
+                return _sent(router, _is_async(synchronous))
         return original(metrics, step, synchronous, run_id, timestamp, **extra)
 
     return log_metrics
 
 
-def _fluent_log_param(original):
-    def log_param(key, value, synchronous=None, **extra):
-        router = _active_router(None, extra)
-        if router is None:
-            return original(key, value, synchronous, **extra)
-        router.params(_one_param(router, key, value))
-        return _operations(router) if _is_async(synchronous) else value
+def _fluent_one(send: Callable[[Any, str, Any], Any], returns_value: bool):
+    """mlflow.log_param and mlflow.set_tag: one key and value for the active run, handed to
+    `send(router, key, value)`; as MLflow's, log_param returns the value and set_tag None."""
 
-    return log_param
+    def wrap(original):
+        def method(key, value, synchronous=None, **extra):
+            router = _active_router(None, extra)
+            if router is None:
+                return original(key, value, synchronous, **extra)
+            send(router, key, value)
+            return _sent(router, _is_async(synchronous), value if returns_value else None)
+
+        return method
+
+    return wrap
 
 
 def _fluent_log_params(original):
@@ -306,20 +324,9 @@ def _fluent_log_params(original):
         if router is None:
             return original(params, synchronous, run_id, **extra)
         router.params(_strings(router, params, "param"))
-        return _operations(router) if _is_async(synchronous) else None
+        return _sent(router, _is_async(synchronous))
 
     return log_params
-
-
-def _fluent_set_tag(original):
-    def set_tag(key, value, synchronous=None, **extra):
-        router = _active_router(None, extra)
-        if router is None:
-            return original(key, value, synchronous, **extra)
-        router.tags(_strings(router, {key: value}, "tag"))
-        return _operations(router) if _is_async(synchronous) else None
-
-    return set_tag
 
 
 def _fluent_set_tags(original):
@@ -328,7 +335,7 @@ def _fluent_set_tags(original):
         if router is None:
             return original(tags, synchronous, **extra)
         router.tags(_strings(router, tags, "tag"))
-        return _operations(router) if _is_async(synchronous) else None
+        return _sent(router, _is_async(synchronous))
 
     return set_tags
 
@@ -347,9 +354,9 @@ def _fluent_flush_async_logging(original):
 _FLUENT = {
     "log_metric": _fluent_log_metric,
     "log_metrics": _fluent_log_metrics,
-    "log_param": _fluent_log_param,
+    "log_param": _fluent_one(_send_param, returns_value=True),
     "log_params": _fluent_log_params,
-    "set_tag": _fluent_set_tag,
+    "set_tag": _fluent_one(_send_tag, returns_value=False),
     "set_tags": _fluent_set_tags,
     "flush_async_logging": _fluent_flush_async_logging,
 }
@@ -370,7 +377,7 @@ def _client_log_metric(original):
         if not point:
             return original(self, run_id, key, value, timestamp, step, synchronous=synchronous, **extra)
         router.metrics([point])
-        return None if synchronous else _operations(router)
+        return _sent(router, not synchronous)
 
     return log_metric
 
@@ -406,31 +413,26 @@ def _client_log_batch(original):
             router.metrics(points)
         if tags:
             router.tags({t.key: str(t.value) for t in tags})
-        return None if synchronous else _operations(router)
+        return _sent(router, not synchronous)
 
     return log_batch
 
 
-def _client_log_param(original):
-    def log_param(self, run_id, key, value, synchronous=True):
-        router = _client_router(self, run_id, {})
-        if router is None:
-            return original(self, run_id, key, value, synchronous=synchronous)
-        router.params(_one_param(router, key, value))
-        return value if synchronous else _operations(router)
+def _client_one(send: Callable[[Any, str, Any], Any], returns_value: bool):
+    """TrackingServiceClient.log_param and .set_tag: one key and value, handed to `send(router,
+    key, value)`; as MLflow's, log_param returns the value and set_tag None."""
 
-    return log_param
+    def wrap(original):
+        def method(self, run_id, key, value, synchronous=True):
+            router = _client_router(self, run_id, {})
+            if router is None:
+                return original(self, run_id, key, value, synchronous=synchronous)
+            send(router, key, value)
+            return _sent(router, not synchronous, value if returns_value else None)
 
+        return method
 
-def _client_set_tag(original):
-    def set_tag(self, run_id, key, value, synchronous=True):
-        router = _client_router(self, run_id, {})
-        if router is None:
-            return original(self, run_id, key, value, synchronous=synchronous)
-        router.tags(_strings(router, {key: value}, "tag"))
-        return None if synchronous else _operations(router)
-
-    return set_tag
+    return wrap
 
 
 def _client_set_terminated(original):
@@ -455,7 +457,7 @@ def _client_set_terminated(original):
 _CLIENT = {
     "log_metric": _client_log_metric,
     "log_batch": _client_log_batch,
-    "log_param": _client_log_param,
-    "set_tag": _client_set_tag,
+    "log_param": _client_one(_send_param, returns_value=True),
+    "set_tag": _client_one(_send_tag, returns_value=False),
     "set_terminated": _client_set_terminated,
 }

@@ -299,7 +299,7 @@ def check_types(value: Any, hint: Any = None, where: str = "") -> None:
         if value is not None:
             check_types(value, next(a for a in args if a is not type(None)), where)
         return
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, hint):
             raise TypeError("%s is a %s, not an object" % (where or "the record", type(value).__name__))
         hints = typing.get_type_hints(hint)
