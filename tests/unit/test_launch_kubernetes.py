@@ -11,6 +11,7 @@ import yaml
 
 from tfrepro.errors import UsageError
 from tfrepro.launch import hooks, kubernetes, workers
+from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 kubernetes_package = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
@@ -277,7 +278,7 @@ def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
     from tfrepro.launch import engines, settings
 
     engine = engines.get("kubernetes", settings.Options(kubernetes=OPTIONS, output=output))
-    text = engine.preview(spec(), (), SOURCE, shape=TWO)
+    text = engine.preview(Job(spec(), (), SOURCE, TWO))
     if output == "json":
         document = json.loads(text)
         assert document["apiVersion"] == "v1" and document["kind"] == "List"
@@ -285,6 +286,6 @@ def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
     else:
         kinds = [item["kind"] for item in yaml.safe_load_all(text)]
     assert kinds == ["Service", "Job"]
-    assert "2 workers" in engine.announce(spec(), (), SOURCE, shape=TWO)
+    assert "2 workers" in engine.announce(Job(spec(), (), SOURCE, TWO))
     assert engine.settings(TWO)["shape"]["wiring"] == "TF_CONFIG from JOB_COMPLETION_INDEX"
     assert "shape" not in engine.settings()

@@ -21,6 +21,7 @@ from tfrepro.errors import TfreproError
 from tfrepro.fingerprint import untracked
 from tfrepro.fingerprint.data_record import to_tags
 from tfrepro.launch import hostpaths, kubernetes, mounted_data, pipeline, spec, tags, workers
+from tfrepro.launch.job import Job
 from tfrepro.redact import patch_withheld, redact_argv
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -140,7 +141,7 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         resolved=resolved,
     )
     engine.check(
-        pipeline.runtime_spec(blueprint, image_env=image_env), source, shape=request.shape
+        Job(pipeline.runtime_spec(blueprint, image_env=image_env), hidden, source, request.shape)
     )  # refused before anything is created
     return launch_setup
 
@@ -150,8 +151,8 @@ def preview(request: Request, engine) -> str:
     nothing is created."""
     launch_setup = setup(request, engine, dry_run=True)
     launch_spec = pipeline.runtime_spec(launch_setup.blueprint, image_env=launch_setup.image_env)
-    hidden = list(launch_setup.hidden) + ["MLFLOW_RUN_ID"]
-    return engine.preview(launch_spec, hidden, launch_setup.source, shape=request.shape).rstrip("\n")
+    hidden = launch_setup.hidden + ("MLFLOW_RUN_ID",)
+    return engine.preview(Job(launch_spec, hidden, launch_setup.source, request.shape)).rstrip("\n")
 
 
 def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> int:

@@ -23,6 +23,7 @@ from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
 from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
+from tfrepro.launch.job import Job
 from tfrepro.tracking import runs
 from tfrepro.tracking import workers as worker_records
 
@@ -225,18 +226,11 @@ def run_recorded(
     runs.record_launch(client, run_id, launch_json, spec.launch_tags(launch_json))
     if recording.patch and recording.patch.strip():
         runs.log_text(client, run_id, recording.patch, schema.GIT_PATCH)
-    shown = engine.announce(launch_spec, list(recording.hidden), source, shape=shape).rstrip("\n").splitlines()
+    job = Job(launch_spec, tuple(recording.hidden), source, shape)
     log.info("%s %s", recording.label, run_id)
-    for line in shown:
+    for line in engine.announce(job).rstrip("\n").splitlines():
         log.info("  %s", line, extra={"bare": True})
-    return engine.run(
-        launch_spec,
-        list(recording.hidden),
-        source,
-        lambda facts: runs.record_facts(client, run_id, facts),
-        write or _discard,
-        shape=shape,
-    )
+    return engine.run(job, lambda facts: runs.record_facts(client, run_id, facts), write or _discard)
 
 
 def _discard(chunk: bytes) -> None:

@@ -23,6 +23,7 @@ from tfrepro import signing
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
 from tfrepro.launch import engines, env_options, hostpaths, kubernetes, pipeline, settings, spec, workers
+from tfrepro.launch.job import Job
 from tfrepro.replay import checkout, data, drift, grants, overlay, plan
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -110,9 +111,7 @@ class Prepared:
 
     def preview(self) -> str:
         """What would be submitted, checkout and run id as placeholders."""
-        return self.engine.preview(
-            pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, shape=self.shape
-        )
+        return self.engine.preview(Job(pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, self.shape))
 
 
 def prepare(
@@ -186,7 +185,7 @@ def prepare(
         source=source,
         shape=shape,
     )
-    engine.check(pipeline.runtime_spec(prepared.blueprint), prepared.pod_source, shape=shape)
+    engine.check(Job(pipeline.runtime_spec(prepared.blueprint), hidden, prepared.pod_source, shape))
     return prepared
 
 
