@@ -15,10 +15,11 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import local_workers, signals
+from tfrepro.launch.job import OnJobFacts, WriteOutput, no_facts
 from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,7 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def submit(
-    job,
-    apis,
-    write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
-    poll: float = POLL,
-) -> int:
+def submit(job, apis, write: WriteOutput, on_facts: OnJobFacts = no_facts, poll: float = POLL) -> int:
     """Create the Job, wait for its pod, stream the checkout's then the training's logs to
     `write`, return the training container's exit code (the checkout's when it failed).
     Ctrl-C or SIGTERM deletes the Job and re-raises KeyboardInterrupt."""
@@ -195,8 +190,8 @@ def submit_workers(
     job,
     service,
     apis,
-    write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
+    write: WriteOutput,
+    on_facts: OnJobFacts = no_facts,
     timeout_s: Optional[float] = None,
     poll: float = POLL,
 ) -> int:
