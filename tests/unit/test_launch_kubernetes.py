@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import hooks, kubernetes, workers
+from tfrepro.launch import hooks, kubernetes, kubernetes_pod, workers
 from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
@@ -189,12 +189,12 @@ def test_option_and_source_checks():
         kubernetes.build_job(spec(), kubernetes.Source("", SOURCE.commit), OPTIONS)
     with pytest.raises(UsageError, match="too large"):
         kubernetes.build_job(
-            spec(), kubernetes.Source(SOURCE.remote, SOURCE.commit, "x" * (kubernetes.MAX_PATCH + 1)), OPTIONS
+            spec(), kubernetes.Source(SOURCE.remote, SOURCE.commit, "x" * (kubernetes_pod.MAX_PATCH + 1)), OPTIONS
         )
 
 
 def test_quantities_and_secret_names():
-    assert [kubernetes.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == [
+    assert [kubernetes_pod.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == [
         "8Gi",
         "512Mi",
         "16Ki",

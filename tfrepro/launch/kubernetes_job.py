@@ -20,7 +20,8 @@ from typing import List, Optional, Tuple
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import local_workers, signals
 from tfrepro.launch.job import OnJobFacts, WriteOutput, no_facts
-from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
+from tfrepro.launch.kubernetes import _client
+from tfrepro.launch.kubernetes_pod import CONTAINER, INIT_CONTAINER
 
 log = logging.getLogger(__name__)
 
