@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type
 
 from tfrepro import imageref
 from tfrepro.errors import DockerError, EngineError
+from tfrepro.imageref import Resolved
 from tfrepro.launch import local_workers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    ref: str  # as the user typed it
-    digest: Optional[str]  # repo@sha256:... a registry serves, or None (host-only)
-    image_id: Optional[str]  # local config digest, sha256:...
-
-    @property
-    def run_ref(self) -> str:
-        return self.digest or self.image_id or self.ref
 
 
 def _one_line(exc: Exception) -> str:

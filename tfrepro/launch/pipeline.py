@@ -22,6 +22,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
+from tfrepro.imageref import Resolved
 from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
 from tfrepro.launch.job import Job
 from tfrepro.tracking import runs
@@ -77,9 +78,7 @@ class Blueprint:
     user's mounts, the user's variables, GPUs and sizes; the rest is what tfrepro adds."""
 
     spec: spec.LaunchSpec
-    image_ref: str  # as the user named it (recorded, and passed as TFREPRO_IMAGE_REF)
-    image_digest: Optional[str]
-    image_id: Optional[str]
+    image: Resolved  # as the user named it (recorded, and passed as TFREPRO_IMAGE_REF), digest, id
     destination: Destination
     autolog: bool = False
     seed: Optional[int] = None  # applied by the launch hook
@@ -111,9 +110,9 @@ def runtime_spec(
             destination.container_uri,
             destination.experiment_id or "<experiment>",
             run_id,
-            blueprint.image_ref,
-            blueprint.image_digest,
-            blueprint.image_id,
+            blueprint.image.ref,
+            blueprint.image.digest,
+            blueprint.image.image_id,
             os.environ,
             base.workdir,
         )
@@ -174,7 +173,7 @@ def launch_recorded(
     client = destination.client
     run_tags = dict(
         page.source_tags(blueprint.spec.command, blueprint.spec.subdir),
-        **tags.image_tags(blueprint.image_ref, blueprint.image_digest, blueprint.image_id),
+        **tags.image_tags(blueprint.image.ref, blueprint.image.digest, blueprint.image.image_id),
     )
     run_tags.update(recording.tags)
     run_id = runs.create_run(client, destination.experiment_id, recording.run_name, run_tags)
@@ -186,7 +185,7 @@ def launch_recorded(
             launch_spec = runtime_spec(blueprint, run_id, hook_dir, image_env, checkout)
             launch_json = spec.launch_record(
                 launch_spec,
-                blueprint.image_ref,
+                blueprint.image.ref,
                 recording.repo_root,
                 destination.tracking_uri,
                 env=recording.env_record,

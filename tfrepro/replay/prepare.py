@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import signing
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
+from tfrepro.imageref import Resolved
 from tfrepro.launch import engines, env_options, hostpaths, kubernetes, pipeline, settings, spec, workers
 from tfrepro.launch.job import Job
 from tfrepro.replay import checkout, data, drift, grants, overlay, plan
@@ -94,9 +95,7 @@ class Prepared:
         granted = tuple(spec.Mount(offer.real, offer.target, offer.read_only, "user") for offer in self.mounts.approved)
         return pipeline.Blueprint(
             spec=replace(replay_plan.spec, mounts=replay_plan.spec.mounts + granted + self.mounts.user_mounts),
-            image_ref=replay_plan.image_ref,
-            image_digest=replay_plan.image_digest,
-            image_id=replay_plan.image_id,
+            image=Resolved(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id),
             destination=self.destination,
             autolog=replay_plan.autolog,
             seed=replay_plan.hook_seed,
