@@ -47,7 +47,7 @@ def local_image(client, ref: str):
         raise DockerError("docker: %s" % _one_line(exc)) from None
 
 
-def pick_repo_digest(repo_digests: Iterable[str], repo: str) -> Optional[str]:
+def pick_repo_digest(repo_digests: Optional[Iterable[str]], repo: str) -> Optional[str]:
     """The RepoDigest of `repo` if the image has one, else None."""
     for repo_digest in repo_digests or ():
         if imageref.repository(repo_digest) == repo:

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import local_workers, signals
@@ -267,7 +267,7 @@ class _PodWorker:
 
 def _wait_for_pods(
     core, namespace: str, name: str, count: int, poll: float, timeout_s: Optional[float] = None
-) -> List[object]:
+) -> List[Any]:
     """The Job's `count` pods, by index, once each training container runs or each pod has ended
     (or those there are once one has failed: the Job stops the others); SchedulerError past `timeout_s`."""
     phases_logged = None

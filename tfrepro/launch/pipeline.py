@@ -25,6 +25,7 @@ from tfrepro.fingerprint.data_record import DataSource
 from tfrepro.imageref import Resolved
 from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
 from tfrepro.launch.job import Job
+from tfrepro.launch.spec import Mount
 from tfrepro.tracking import runs
 from tfrepro.tracking import workers as worker_records
 
@@ -42,7 +43,7 @@ class Destination:
 
     client: object  # MlflowClient
     tracking_uri: str  # as the launcher reaches it
-    experiment_id: str
+    experiment_id: str  # "" in a dry run whose experiment does not exist yet
     container_uri: str  # as the container reaches it
     tracking_mounts: Tuple[spec.Mount, ...] = ()
 
@@ -58,7 +59,8 @@ def tracking_mounts(uri: str, client, experiment: str, rules=None) -> Tuple[str,
         if refusal:
             raise UsageError("refusing to mount the tracking store: %s" % refusal)
         checked.append(mount)
-        for directory in runs.artifact_dirs(client, experiment):
+        # a dry run's experiment that does not exist yet keeps no artifacts anywhere
+        for directory in runs.artifact_dirs(client, experiment) if experiment else ():
             if not hostpaths.under(os.path.realpath(directory), real):
                 log.warning(
                     "experiment %s keeps artifacts in %s, outside the tracking store %s: not mounted, so "
@@ -83,7 +85,7 @@ class Blueprint:
     autolog: bool = False
     seed: Optional[int] = None  # applied by the launch hook
     extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. TFREPRO_NO_PATCH
-    trailing_mounts: Tuple[spec.Mount, ...] = ()  # after the hook's (the data beside the code)
+    trailing_mounts: Tuple[Mount, ...] = ()  # after the hook's (the data beside the code)
     shape: workers.Shape = workers.ONE  # how many workers (launch/workers.py)
 
     @property
