@@ -120,7 +120,7 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
         )
     client = run_record.client(request.tracking_uri)
     if dry_run:
-        experiment_id = runs.existing_experiment_id(client, request.experiment) or ""  # not created yet
+        experiment_id = runs.existing_experiment_id(client, request.experiment)
     else:
         experiment_id = runs.experiment_id(client, request.experiment)
     rules = request.rules if request.rules is not None else hostpaths.policy()

@@ -43,7 +43,7 @@ class Destination:
 
     client: object  # MlflowClient
     tracking_uri: str  # as the launcher reaches it
-    experiment_id: str  # "" in a dry run whose experiment does not exist yet
+    experiment_id: str
     container_uri: str  # as the container reaches it
     tracking_mounts: Tuple[spec.Mount, ...] = ()
 
@@ -59,8 +59,7 @@ def tracking_mounts(uri: str, client, experiment: str, rules=None) -> Tuple[str,
         if refusal:
             raise UsageError("refusing to mount the tracking store: %s" % refusal)
         checked.append(mount)
-        # a dry run's experiment that does not exist yet keeps no artifacts anywhere
-        for directory in runs.artifact_dirs(client, experiment) if experiment else ():
+        for directory in runs.artifact_dirs(client, experiment):
             if not hostpaths.under(os.path.realpath(directory), real):
                 log.warning(
                     "experiment %s keeps artifacts in %s, outside the tracking store %s: not mounted, so "
