@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 
 def one_job(engine, image: str, workers_count: int, directory: str) -> float:
     from tfrepro.launch import workers
+    from tfrepro.launch.job import Job
     from tfrepro.launch.spec import LaunchSpec, Mount
 
     spec = LaunchSpec(
@@ -40,7 +41,7 @@ def one_job(engine, image: str, workers_count: int, directory: str) -> float:
     )
     shape = workers.Shape(workers=workers_count, timeout_s=300)
     began = time.perf_counter()
-    status = engine.run(spec, (), None, lambda facts: None, lambda chunk: None, shape=shape)
+    status = engine.run(Job(spec, shape=shape), lambda facts: None, lambda chunk: None)
     elapsed = time.perf_counter() - began
     if status:
         raise SystemExit("a %d-worker job on %s exited with status %d" % (workers_count, engine.name, status))

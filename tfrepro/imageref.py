@@ -10,12 +10,14 @@ Two strictness levels, on purpose:
   launching   `tfrepro run`/`replay` hand a value to Docker, from the command line or from
               untrusted run tags (check_image_ref, check_digest_ref, check_image_id): strict
               (no leading dash, no shell characters), raising the error they are given.
+Resolved: an image as a launch knows it (as named, digest, id).
 Pure. Python 3.8 compatible: the container fingerprint uses it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from tfrepro.errors import UsageError
@@ -26,6 +28,20 @@ REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _RECORDED_DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _RECORDED_IMAGE_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")  # runtimes differ on the prefix
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An image as a launch knows it: the reference as the user named it, the digest a registry
+    serves and the local image id (an engine's resolve() answers with one)."""
+
+    ref: str  # as the user typed it
+    digest: Optional[str]  # repo@sha256:... a registry serves, or None (host-only)
+    image_id: Optional[str]  # local config digest, sha256:...
+
+    @property
+    def run_ref(self) -> str:
+        return self.digest or self.image_id or self.ref
 
 
 def split(ref: str) -> Tuple[str, Optional[str], Optional[str]]:

@@ -11,6 +11,7 @@ import pytest
 
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import engines, settings, workers
+from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -41,7 +42,7 @@ def launch(engine, tmp_path, image, command, **shape):
     )
     chunks, facts = [], {}
     engine.prepare(image)
-    status = engine.run(spec, (), None, facts.update, chunks.append, shape=workers.Shape(workers=2, **shape))
+    status = engine.run(Job(spec, shape=workers.Shape(workers=2, **shape)), facts.update, chunks.append)
     return status, b"".join(chunks).decode()
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tfrepro.launch import engines, settings, workers
 from tfrepro.launch import slurm as slurm_script  # `slurm` is the fixture
+from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -43,7 +44,7 @@ def run_job(tmp_path, partition, image, command, runtime="docker"):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TFREPRO_SLURM_DIR", str(tmp_path))
         spec = worker_spec(tmp_path, image, command)
-        status = engine.run(spec, (), None, facts.update, chunks.append, shape=workers.Shape(workers=2))
+        status = engine.run(Job(spec, shape=workers.Shape(workers=2)), facts.update, chunks.append)
     return status, b"".join(chunks).decode(), facts
 
 

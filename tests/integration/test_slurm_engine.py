@@ -13,8 +13,9 @@ import pytest
 
 from tests.helpers.cluster_fixtures import last_job_id
 from tfrepro.errors import SchedulerError
-from tfrepro.launch import engines, slurm_job
 from tfrepro.launch import slurm as slurm_script  # `slurm` is the fixture
+from tfrepro.launch import slurm_job
+from tfrepro.launch.job import Job, caller_env
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,7 @@ def test_generated_script_runs_the_image_and_the_job_is_captured(
     output = str(tmp_path / "tfrepro-%j.out")
     options = slurm_script.check_options(slurm_script.SlurmOptions(partition=slurm, time="10", runtime=runtime), spec)
     text = slurm_script.batch_script(spec, options, output)
-    status, out, facts = submit(text, output, engines.caller_env(spec, (), os.environ))
+    status, out, facts = submit(text, output, caller_env(Job(spec), os.environ))
     assert status == 0, out[-2000:]
     record = json.loads(out[out.index("{") :])
     assert record["scheduler"] == {

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.launch import engines, settings
+from tfrepro.launch import engines, host_engines, settings
+from tfrepro.launch.job import Job
 from tfrepro.launch.kubernetes import Source
 from tfrepro.launch.spec import LaunchSpec, Mount, parse_mount
 
@@ -94,9 +95,9 @@ def test_recorded_engine_settings_are_untrusted():
 def test_a_gres_derived_from_gpus_is_not_recorded():
     engine = engines.get("slurm", settings.options_from("slurm", {}))
     before = vars(engine).copy()
-    engine.check(spec(gpus="2"), None)
+    engine.check(Job(spec(gpus="2")))
     assert vars(engine) == before  # check() changes nothing
-    assert "#SBATCH --gres=gpu:2\n" in engine.preview(spec(gpus="2"), [], None)
+    assert "#SBATCH --gres=gpu:2\n" in engine.preview(Job(spec(gpus="2")))
     assert "gres" not in engine.settings()
 
 
@@ -111,9 +112,9 @@ def test_every_engine_has_the_protocols_methods_and_no_base_class(name):
 
 def test_a_daemon_is_reached_on_first_use_only(monkeypatch):
     connections = []
-    monkeypatch.setattr(engines.docker, "connect", lambda: connections.append(1) or object())
+    monkeypatch.setattr(host_engines.docker, "connect", lambda: connections.append(1) or object())
     engine = engines.get("docker", settings.Options())
-    assert "docker run" in engine.preview(spec(), [], None) and connections == []
+    assert "docker run" in engine.preview(Job(spec())) and connections == []
     assert engine.client() is engine.client() and connections == [1]
 
 
@@ -121,12 +122,12 @@ def test_refusals_before_anything_runs():
     claim = spec(mounts=spec().mounts + (Mount("pvc:data", "/data", True, "user"),))
     for name in ("docker", "podman", "slurm"):
         with pytest.raises(UsageError, match="pvc:data: a PersistentVolumeClaim mount needs --on kubernetes"):
-            engines.get(name, settings.Options()).check(claim, SOURCE)
+            engines.get(name, settings.Options()).check(Job(claim, source=SOURCE))
     with pytest.raises(UsageError, match="pulls the image from a registry, by digest"):
-        engines.get("slurm", settings.Options()).check(spec(image="sha256:" + "0" * 64), None)
+        engines.get("slurm", settings.Options()).check(Job(spec(image="sha256:" + "0" * 64)))
     with pytest.raises(UsageError, match="needs a git checkout"):
-        engines.get("kubernetes", settings.Options()).check(spec(), None)
-    engines.get("kubernetes", settings.Options()).check(claim, SOURCE)
+        engines.get("kubernetes", settings.Options()).check(Job(spec()))
+    engines.get("kubernetes", settings.Options()).check(Job(claim, source=SOURCE))
 
 
 def test_pvc_mounts_parse_only_for_kubernetes():
@@ -139,10 +140,10 @@ def test_pvc_mounts_parse_only_for_kubernetes():
 
 def test_kubernetes_preview_is_yaml_or_json():
     engine = engines.get("kubernetes", settings.options_from("kubernetes", {"output": "json", "namespace": "ml"}))
-    manifest = json.loads(engine.preview(spec(), ["MLFLOW_RUN_ID"], SOURCE))
+    manifest = json.loads(engine.preview(Job(spec(), ("MLFLOW_RUN_ID",), SOURCE)))
     assert manifest["kind"] == "Job" and manifest["metadata"]["namespace"] == "ml"
     env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "value" in env["MLFLOW_TRACKING_URI"]
-    secret = engine.preview(spec(), ["MLFLOW_TRACKING_URI"], SOURCE)
+    secret = engine.preview(Job(spec(), ("MLFLOW_TRACKING_URI",), SOURCE))
     assert json.loads(secret)["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
-    assert "creating Job ml/tfrepro-" + "0" * 32 in engine.announce(spec(), ["MLFLOW_TRACKING_URI"], SOURCE)
+    assert "creating Job ml/tfrepro-" + "0" * 32 in engine.announce(Job(spec(), ("MLFLOW_TRACKING_URI",), SOURCE))

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tfrepro.errors import UsageError
-from tfrepro.launch import hooks, kubernetes, workers
+from tfrepro.launch import hooks, kubernetes, kubernetes_pod, workers
+from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 kubernetes_package = pytest.importorskip("kubernetes", reason="pip install 'tfrepro[test]'")
@@ -188,12 +189,12 @@ def test_option_and_source_checks():
         kubernetes.build_job(spec(), kubernetes.Source("", SOURCE.commit), OPTIONS)
     with pytest.raises(UsageError, match="too large"):
         kubernetes.build_job(
-            spec(), kubernetes.Source(SOURCE.remote, SOURCE.commit, "x" * (kubernetes.MAX_PATCH + 1)), OPTIONS
+            spec(), kubernetes.Source(SOURCE.remote, SOURCE.commit, "x" * (kubernetes_pod.MAX_PATCH + 1)), OPTIONS
         )
 
 
 def test_quantities_and_secret_names():
-    assert [kubernetes.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == [
+    assert [kubernetes_pod.quantity(v) for v in ("8g", "512m", "16k", "1024", None)] == [
         "8Gi",
         "512Mi",
         "16Ki",
@@ -277,7 +278,7 @@ def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
     from tfrepro.launch import engines, settings
 
     engine = engines.get("kubernetes", settings.Options(kubernetes=OPTIONS, output=output))
-    text = engine.preview(spec(), (), SOURCE, shape=TWO)
+    text = engine.preview(Job(spec(), (), SOURCE, TWO))
     if output == "json":
         document = json.loads(text)
         assert document["apiVersion"] == "v1" and document["kind"] == "List"
@@ -285,6 +286,6 @@ def test_the_engines_preview_of_two_workers_is_one_applyable_document(output):
     else:
         kinds = [item["kind"] for item in yaml.safe_load_all(text)]
     assert kinds == ["Service", "Job"]
-    assert "2 workers" in engine.announce(spec(), (), SOURCE, shape=TWO)
+    assert "2 workers" in engine.announce(Job(spec(), (), SOURCE, TWO))
     assert engine.settings(TWO)["shape"]["wiring"] == "TF_CONFIG from JOB_COMPLETION_INDEX"
     assert "shape" not in engine.settings()

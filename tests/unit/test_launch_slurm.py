@@ -8,6 +8,7 @@ import pytest
 
 from tfrepro.errors import UsageError
 from tfrepro.launch import engines, settings, slurm, slurm_job, workers
+from tfrepro.launch.job import Job, caller_env
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -63,7 +64,7 @@ def test_batch_script_per_runtime(runtime):
 
 
 def test_secret_values_travel_in_sbatch_environment_only():
-    env = engines.caller_env(spec(), ["MLFLOW_RUN_ID"], {"PATH": "/bin"})
+    env = caller_env(Job(spec(), ("MLFLOW_RUN_ID",)), {"PATH": "/bin"})
     assert env == {
         "PATH": "/bin",
         "MLFLOW_TRACKING_TOKEN": "s3cret",
@@ -161,7 +162,7 @@ def test_batch_script_of_two_workers_with_a_gpu_each(runtime, monkeypatch):
     monkeypatch.setenv("TFREPRO_SLURM_DIR", "/shared/tfrepro/slurm")
     engine = engines.get("slurm", settings.Options(slurm=slurm.SlurmOptions(partition="gpu", runtime=runtime)))
     shape = workers.Shape(workers=2, gpus_per_task="1")
-    script = engine.preview(spec(), (), None, shape=shape)
+    script = engine.preview(Job(spec(), shape=shape))
     golden("slurm-%s-2-workers.sh" % runtime, script)
     assert "#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=2\n" in script
     assert "#SBATCH --gres=gpu:2\n" in script  # two tasks of one GPU on the node

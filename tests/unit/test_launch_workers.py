@@ -9,6 +9,7 @@ import pytest
 
 from tfrepro.errors import UsageError
 from tfrepro.launch import engines, settings, workers
+from tfrepro.launch.job import Job
 from tfrepro.launch.spec import LaunchSpec, Mount
 
 DIGEST = "127.0.0.1:5555/tfrepro-test@sha256:" + "ab" * 32
@@ -106,23 +107,23 @@ def test_settings_record_the_shape_and_the_wiring():
 def test_docker_preview_of_two_workers_is_two_commands():
     docker = engines.get("docker", settings.Options())
     shape = workers.Shape(workers=2, gpus_per_task="1")
-    lines = docker.preview(spec(gpus="all"), (), None, shape=shape).splitlines()
+    lines = docker.preview(Job(spec(gpus="all"), shape=shape)).splitlines()
     assert len(lines) == 2
     assert lines[1].startswith("docker run --rm --network host --gpus '\"device=1\"' -v ")
     assert '-e \'TF_CONFIG={"cluster": {"worker": ["localhost:23456", "localhost:23457"]}' in lines[1]
-    assert docker.preview(spec(), (), None) == docker.preview(spec(), (), None, shape=workers.ONE)
+    assert docker.preview(Job(spec())) == docker.preview(Job(spec(), shape=workers.ONE))
 
 
 def test_podman_preview_gives_each_worker_its_devices_and_label():
     podman = engines.get("podman", settings.Options())
-    lines = podman.preview(spec(), (), None, shape=workers.Shape(workers=2, gpus_per_task="1")).splitlines()
+    lines = podman.preview(Job(spec(), shape=workers.Shape(workers=2, gpus_per_task="1"))).splitlines()
     assert "--device nvidia.com/gpu=1 --label tfrepro.run_id=r1 --label tfrepro.worker=1" in lines[1]
 
 
 def test_one_host_needs_the_host_network_and_no_tasks_per_node():
     docker = engines.get("docker", settings.Options())
     with pytest.raises(UsageError, match="needs the host network"):
-        docker.check(spec(network="bridge"), None, shape=workers.Shape(workers=2))
+        docker.check(Job(spec(network="bridge"), shape=workers.Shape(workers=2)))
     with pytest.raises(UsageError, match="--tasks-per-node: docker and podman run every worker on this host"):
-        docker.check(spec(), None, shape=workers.Shape(workers=2, tasks_per_node=1))
-    docker.check(spec(network="bridge"), None)  # one worker: as before
+        docker.check(Job(spec(), shape=workers.Shape(workers=2, tasks_per_node=1)))
+    docker.check(Job(spec(network="bridge")))  # one worker: as before

@@ -8,6 +8,7 @@ import pytest
 from tfrepro.environment import Environment, GitInfo
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataSource
+from tfrepro.imageref import Resolved
 from tfrepro.launch import pipeline
 from tfrepro.launch import spec as S
 from tfrepro.replay import plan as P
@@ -73,7 +74,7 @@ def test_the_runtime_spec_mounts_the_checkout_and_adds_tfrepro_env():
     destination = pipeline.Destination(
         None, "sqlite:////t/m.db", "0", "sqlite:////t/m.db", (S.Mount("/t", "/t", False, "tracking"),)
     )
-    blueprint = pipeline.Blueprint(plan.spec, plan.image_ref, plan.image_digest, plan.image_id, destination)
+    blueprint = pipeline.Blueprint(plan.spec, Resolved(plan.image_ref, plan.image_digest, plan.image_id), destination)
     spec = pipeline.runtime_spec(blueprint, "new", checkout="/tmp/wt")
     assert [m.bind() for m in spec.mounts] == ["/tmp/wt:/workspace:rw", "/t:/t:rw"]
     assert spec.env["MLFLOW_RUN_ID"] == "new" and spec.env["BATCH"] == "32"

@@ -33,11 +33,11 @@ class FakeEngine:
         self.fail_resolve = fail_resolve
         self.specs = []
 
-    def check(self, spec, source, shape=None):
+    def check(self, job):
         pass
 
-    def preview(self, spec, hidden, source, shape=None):
-        return "fake-run %s %s" % (spec.image, " ".join(spec.command))
+    def preview(self, job):
+        return "fake-run %s %s" % (job.spec.image, " ".join(job.spec.command))
 
     announce = preview
 
@@ -55,9 +55,10 @@ class FakeEngine:
     def settings(self, shape=None):
         return {"backend": "docker"}
 
-    def run(self, spec, hidden, source, on_facts, write, shape=None):
+    def run(self, job, on_facts, write):
         from mlflow.tracking import MlflowClient
 
+        spec = job.spec
         self.specs.append(spec)
         on_facts({"job_id": "fake-1"})
         write(b"training\n")

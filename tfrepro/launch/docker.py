@@ -6,26 +6,16 @@ Errors become DockerError with one line. docker-py is imported lazily. Progress 
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Type
 
 from tfrepro import imageref
-from tfrepro.errors import DockerError
+from tfrepro.errors import DockerError, EngineError
+from tfrepro.imageref import Resolved
 from tfrepro.launch import local_workers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    ref: str  # as the user typed it
-    digest: Optional[str]  # repo@sha256:... a registry serves, or None (host-only)
-    image_id: Optional[str]  # local config digest, sha256:...
-
-    @property
-    def run_ref(self) -> str:
-        return self.digest or self.image_id or self.ref
 
 
 def _one_line(exc: Exception) -> str:
@@ -57,7 +47,7 @@ def local_image(client, ref: str):
         raise DockerError("docker: %s" % _one_line(exc)) from None
 
 
-def pick_repo_digest(repo_digests: Iterable[str], repo: str) -> Optional[str]:
+def pick_repo_digest(repo_digests: Optional[Iterable[str]], repo: str) -> Optional[str]:
     """The RepoDigest of `repo` if the image has one, else None."""
     for repo_digest in repo_digests or ():
         if imageref.repository(repo_digest) == repo:
@@ -96,6 +86,7 @@ def pull(client, digest_ref: str):
     """Pull by digest, logging one line per finished layer (escaped by the log handler: a
     registry's words)."""
     imageref.check_digest_ref(digest_ref, DockerError)
+    log.info("pulling %s", digest_ref)
     repo, _, digest = imageref.split(digest_ref)
     try:
         for event in client.api.pull(repo, tag=digest, stream=True, decode=True):
@@ -120,13 +111,26 @@ def _check(event: Dict[str, object], ref: str) -> None:
 
 def ensure_image(client, image: str) -> None:
     """Make `image` (repo@sha256 or a local id) present, pulling by digest when missing."""
-    if local_image(client, image) is not None:
-        log.info("image %s is present", image)
+    ensure_present(image, functools.partial(local_image, client), functools.partial(pull, client), DockerError)
+
+
+def ensure_present(
+    image: str,
+    found: Callable[[str], object],
+    pull_image: Callable[[str], object],
+    error: Type[EngineError],
+    store: Optional[str] = None,
+) -> None:
+    """Make `image` present in a host's image store (Docker's; `store` names another, e.g.
+    podman): `found(image)` is None when missing, then `pull_image(image)` pulls it by digest; a
+    bare image id cannot be pulled, so a missing one is `error`."""
+    if found(image) is not None:
+        log.info("image %s is present%s", image, " (%s)" % store if store else "")
         return
     if imageref.is_image_id(image):
-        raise DockerError("image %s is not on this host (the run was replayable on its host only)" % image)
-    log.info("pulling %s", image)
-    pull(client, image)
+        where = "in %s's store" % store if store else "on this host"
+        raise error("image %s is not %s (the run was replayable on its host only)" % (image, where))
+    pull_image(image)
 
 
 def _create(client, kwargs: Dict[str, object]):

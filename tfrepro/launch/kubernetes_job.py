@@ -10,16 +10,19 @@ talking to a local HTTP server that answers with recorded API responses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import local_workers, signals
-from tfrepro.launch.kubernetes import CONTAINER, INIT_CONTAINER, _client
+from tfrepro.launch.job import OnJobFacts, WriteOutput, no_facts
+from tfrepro.launch.kubernetes import _client
+from tfrepro.launch.kubernetes_pod import CONTAINER, INIT_CONTAINER
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +62,7 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def submit(
-    job,
-    apis,
-    write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
-    poll: float = POLL,
-) -> int:
+def submit(job, apis, write: WriteOutput, on_facts: OnJobFacts = no_facts, poll: float = POLL) -> int:
     """Create the Job, wait for its pod, stream the checkout's then the training's logs to
     `write`, return the training container's exit code (the checkout's when it failed).
     Ctrl-C or SIGTERM deletes the Job and re-raises KeyboardInterrupt."""
@@ -74,23 +71,29 @@ def submit(
     created = _create_job(batch, job)
     on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid})
     log.info("created Job %s/%s", namespace, name)
-    with signals.terminating():
-        try:
-            pod = _wait_for_pod(core, namespace, name, poll)
-            on_facts({"pod": pod.metadata.name, "nodes": pod.spec.node_name or ""})
-            _copy_logs(core, namespace, pod.metadata.name, INIT_CONTAINER, write, follow=False)
-            checkout_status = _terminated(pod, INIT_CONTAINER, init=True)
-            if checkout_status not in (None, 0):
-                return checkout_status
-            _copy_logs(core, namespace, pod.metadata.name, CONTAINER, write, follow=True)
-            return _exit_code(core, namespace, pod.metadata.name, poll)
-        except KeyboardInterrupt:
+    with signals.terminating(), _deleted_on_error(batch, namespace, name, say_interrupted=True):
+        pod = _wait_for_pod(core, namespace, name, poll)
+        on_facts({"pod": pod.metadata.name, "nodes": pod.spec.node_name or ""})
+        _copy_logs(core, namespace, pod.metadata.name, INIT_CONTAINER, write, follow=False)
+        checkout_status = _terminated(pod, INIT_CONTAINER, init=True)
+        if checkout_status not in (None, 0):
+            return checkout_status
+        _copy_logs(core, namespace, pod.metadata.name, CONTAINER, write, follow=True)
+        return _exit_code(core, namespace, pod.metadata.name, poll)
+
+
+@contextlib.contextmanager
+def _deleted_on_error(
+    batch, namespace: str, name: str, errors=(KeyboardInterrupt, SchedulerError), say_interrupted: bool = False
+) -> Iterator[None]:
+    """Delete the Job when the block raises one of `errors` (Ctrl-C/SIGTERM, the job lost), then re-raise."""
+    try:
+        yield
+    except errors as exc:
+        if say_interrupted and isinstance(exc, KeyboardInterrupt):
             log.info("deleting Job %s/%s", namespace, name)
-            _delete(batch, namespace, name)
-            raise
-        except SchedulerError:
-            _delete(batch, namespace, name)
-            raise
+        _delete(batch, namespace, name)
+        raise
 
 
 def _create_job(batch, job):
@@ -195,8 +198,8 @@ def submit_workers(
     job,
     service,
     apis,
-    write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
+    write: WriteOutput,
+    on_facts: OnJobFacts = no_facts,
     timeout_s: Optional[float] = None,
     poll: float = POLL,
 ) -> int:
@@ -216,22 +219,15 @@ def submit_workers(
         on_facts({"namespace": namespace, "job_name": name, "job_id": created.metadata.uid, "workers": str(count)})
         log.info("created Service and Indexed Job %s/%s (%d workers)", namespace, name, count)
         started = time.monotonic()
-        with signals.terminating():
-            try:
-                pods = _wait_for_pods(core, namespace, name, count, poll, timeout_s)
-            except (KeyboardInterrupt, SchedulerError):
-                _delete(batch, namespace, name)
-                raise
+        with signals.terminating(), _deleted_on_error(batch, namespace, name):
+            pods = _wait_for_pods(core, namespace, name, count, poll, timeout_s)
         if timeout_s is not None:
             timeout_s = max(0.001, timeout_s - (time.monotonic() - started))
         on_facts({"pod": pods[0].metadata.name, "nodes": ",".join(sorted({pod.spec.node_name or "" for pod in pods}))})
         _copy_logs(core, namespace, pods[0].metadata.name, INIT_CONTAINER, write, follow=False)
         followed = [_PodWorker(core, batch, namespace, name, pod, poll) for pod in pods]
-        try:
+        with _deleted_on_error(batch, namespace, name, errors=BaseException):
             status = local_workers.supervise(followed, write, timeout_s, on_facts=on_facts)
-        except BaseException:
-            _delete(batch, namespace, name)
-            raise
         if status:
             _delete(batch, namespace, name)
         return status
@@ -271,7 +267,7 @@ class _PodWorker:
 
 def _wait_for_pods(
     core, namespace: str, name: str, count: int, poll: float, timeout_s: Optional[float] = None
-) -> List[object]:
+) -> List[Any]:
     """The Job's `count` pods, by index, once each training container runs or each pod has ended
     (or those there are once one has failed: the Job stops the others); SchedulerError past `timeout_s`."""
     phases_logged = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Tuple
 
 from tfrepro import schema
@@ -21,6 +21,7 @@ from tfrepro.errors import TfreproError
 from tfrepro.fingerprint import untracked
 from tfrepro.fingerprint.data_record import to_tags
 from tfrepro.launch import hostpaths, kubernetes, mounted_data, pipeline, spec, tags, workers
+from tfrepro.launch.job import Job
 from tfrepro.redact import patch_withheld, redact_argv
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -57,23 +58,23 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Setup:
-    """All that is known before the run exists: what a dry run shows, and what launch() runs."""
+class Checkout:
+    """The checkout `tfrepro run` is started from, as git on this host reads it."""
 
-    blueprint: pipeline.Blueprint
     git: Any  # GitInfo, or None outside a repository
-    repo_root: str
-    patch: str  # "" when withheld
-    withhold: bool
-    source: Optional[kubernetes.Source]  # what a pod clones
-    hidden: Tuple[str, ...]
-    image_env: Dict[str, str]
-    resolved: Any  # the engine's answer for the image (docker.Resolved)
+    root: str  # the repository's root; the working directory outside one
+    patch: str  # the uncommitted changes, "" when withheld
+    withhold: bool  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
+
+    @property
+    def source(self) -> Optional[kubernetes.Source]:
+        """What a pod clones: the commit, its remote and the patch."""
+        git = self.git
+        return kubernetes.Source(git.remote_url or "", git.commit or "", self.patch) if git else None
 
 
-def setup(request: Request, engine, dry_run: bool = False) -> Setup:
-    """Read git, resolve the image (pulled unless a dry run), find the experiment and the
-    tracking mounts, and check the spec on the engine: refused before anything is created."""
+def read_checkout(request: Request) -> Checkout:
+    """git on this host, warned about when it leaves the run not replayable as it ran."""
     git, reason = tags.host_git()
     if git is None:
         log.warning("git on this host: %s: the run may not be replayable", reason)
@@ -83,11 +84,31 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
             "a replay cannot restore them",
             len(git.untracked),
         )
-    repo_root = git.root if git and git.root else os.getcwd()
-    withhold = patch_withheld()  # TFREPRO_NO_PATCH=1: the uncommitted code stays off the server
+    withhold = patch_withheld()
     patch = "" if withhold or not git else git.patch
-    source = kubernetes.Source(git.remote_url or "", git.commit or "", patch) if git else None
+    return Checkout(git, git.root if git and git.root else os.getcwd(), patch, withhold)
 
+
+@dataclass(frozen=True)
+class Setup:
+    """All that is known before the run exists: what a dry run shows, and what launch() runs."""
+
+    blueprint: pipeline.Blueprint
+    checkout: Checkout
+    recording: pipeline.Recording  # launch() adds the tags and the data it fingerprints
+    image_env: Dict[str, str]
+
+    def job(self, hidden: Tuple[str, ...] = ()) -> Job:
+        """The job a preview shows and check() refuses, run id and hook directory as placeholders."""
+        launch_spec = pipeline.runtime_spec(self.blueprint, image_env=self.image_env)
+        return Job(launch_spec, tuple(self.recording.hidden) + hidden, self.checkout.source, self.blueprint.shape)
+
+
+def setup(request: Request, engine, dry_run: bool = False) -> Setup:
+    """Read git, resolve the image (pulled unless a dry run), find the experiment and the
+    tracking mounts, and check the spec on the engine: refused before anything is created."""
+    here = read_checkout(request)
+    git = here.git
     resolved = engine.resolve(request.image)
     if resolved.digest and not dry_run:
         engine.prepare(resolved.digest)  # pulls, or asks the scheduler, before anything is recorded
@@ -105,7 +126,7 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
     rules = request.rules if request.rules is not None else hostpaths.policy()
     container_uri, tracking_mounts = pipeline.tracking_mounts(request.tracking_uri, client, experiment_id, rules)
     hidden = (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + request.from_environ + request.dropped
-    repo_mount = spec.Mount(repo_root, request.workdir, False, "repo")
+    repo_mount = spec.Mount(here.root, request.workdir, False, "repo")
     blueprint = pipeline.Blueprint(
         spec=spec.LaunchSpec(
             image=resolved.run_ref,
@@ -118,46 +139,32 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
             shm_size=request.shm_size,
             memory=request.memory,
         ),
-        image_ref=request.image,
-        image_digest=resolved.digest,
-        image_id=resolved.image_id,
+        image=resolved,
         destination=pipeline.Destination(client, request.tracking_uri, experiment_id, container_uri, tracking_mounts),
         autolog=request.autolog,
         seed=request.seed,
         shape=request.shape,
-        extra_env={"TFREPRO_NO_PATCH": "1"} if withhold else {},  # the callback inside withholds it too
+        extra_env={"TFREPRO_NO_PATCH": "1"} if here.withhold else {},  # the callback inside withholds it too
+    )
+    recording = pipeline.Recording(
+        request.run_name, {}, repo_root=here.root, env_record=request.env_record, patch=here.patch, hidden=hidden
     )
     image_env = engine.image_env(resolved.run_ref) if blueprint.hooked else {}
-    launch_setup = Setup(
-        blueprint=blueprint,
-        git=git,
-        repo_root=repo_root,
-        patch=patch,
-        withhold=withhold,
-        source=source,
-        hidden=hidden,
-        image_env=image_env,
-        resolved=resolved,
-    )
-    engine.check(
-        pipeline.runtime_spec(blueprint, image_env=image_env), source, shape=request.shape
-    )  # refused before anything is created
+    launch_setup = Setup(blueprint, here, recording, image_env)
+    engine.check(launch_setup.job())  # refused before anything is created
     return launch_setup
 
 
 def preview(request: Request, engine) -> str:
     """--dry-run: exactly what would be submitted, run id and hook directory as placeholders;
     nothing is created."""
-    launch_setup = setup(request, engine, dry_run=True)
-    launch_spec = pipeline.runtime_spec(launch_setup.blueprint, image_env=launch_setup.image_env)
-    hidden = list(launch_setup.hidden) + ["MLFLOW_RUN_ID"]
-    return engine.preview(launch_spec, hidden, launch_setup.source, shape=request.shape).rstrip("\n")
+    return engine.preview(setup(request, engine, dry_run=True).job(hidden=("MLFLOW_RUN_ID",))).rstrip("\n")
 
 
 def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> int:
     """Run it, recorded; return the container's exit status. `write` takes the job's output."""
     launch_setup = setup(request, engine)
-    blueprint, git = launch_setup.blueprint, launch_setup.git
+    blueprint, git = launch_setup.blueprint, launch_setup.checkout.git
     destination = blueprint.destination
     sources = mounted_data.fingerprint_mounts(request.mounts, request.hash_data)
     beside = untracked.Capture()
@@ -174,27 +181,17 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
     run_tags = pipeline.launcher_tags(  # secret flag values never reach the server
         git, redact_argv(request.command), blueprint.spec.subdir, request.autolog, request.seed
     )
-    if launch_setup.withhold and git and git.dirty:
+    if launch_setup.checkout.withhold and git and git.dirty:
         run_tags[schema.GIT_PATCH_WITHHELD] = "true"
     run_tags.update(to_tags(sources))
     if beside.found:
         run_tags[schema.DATA_BESIDE] = schema.truncate(beside.note())
-    recording = pipeline.Recording(
-        run_name=request.run_name,
-        tags=run_tags,
-        data=sources,
-        repo_root=launch_setup.repo_root,
-        env_record=request.env_record,
-        patch=launch_setup.patch,
-        hidden=launch_setup.hidden,
-        label="run",
-    )
     run_id, status = pipeline.launch_recorded(
         engine,
         blueprint,
-        recording,
+        replace(launch_setup.recording, tags=run_tags, data=sources),
         write,
-        launch_setup.source,
+        launch_setup.checkout.source,
         image_env=launch_setup.image_env,
         after=lambda run_id: _mark_written(destination.client, run_id, sources, beside, git.root if git else None),
     )

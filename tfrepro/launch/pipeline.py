@@ -22,7 +22,10 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from tfrepro import schema, signing
 from tfrepro.errors import UsageError
 from tfrepro.fingerprint.data_record import DataSource
+from tfrepro.imageref import Resolved
 from tfrepro.launch import hooks, hostpaths, page, spec, tags, workers
+from tfrepro.launch.job import Job
+from tfrepro.launch.spec import Mount
 from tfrepro.tracking import runs
 from tfrepro.tracking import workers as worker_records
 
@@ -76,14 +79,12 @@ class Blueprint:
     user's mounts, the user's variables, GPUs and sizes; the rest is what tfrepro adds."""
 
     spec: spec.LaunchSpec
-    image_ref: str  # as the user named it (recorded, and passed as TFREPRO_IMAGE_REF)
-    image_digest: Optional[str]
-    image_id: Optional[str]
+    image: Resolved  # as the user named it (recorded, and passed as TFREPRO_IMAGE_REF), digest, id
     destination: Destination
     autolog: bool = False
     seed: Optional[int] = None  # applied by the launch hook
     extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. TFREPRO_NO_PATCH
-    trailing_mounts: Tuple[spec.Mount, ...] = ()  # after the hook's (the data beside the code)
+    trailing_mounts: Tuple[Mount, ...] = ()  # after the hook's (the data beside the code)
     shape: workers.Shape = workers.ONE  # how many workers (launch/workers.py)
 
     @property
@@ -110,9 +111,9 @@ def runtime_spec(
             destination.container_uri,
             destination.experiment_id or "<experiment>",
             run_id,
-            blueprint.image_ref,
-            blueprint.image_digest,
-            blueprint.image_id,
+            blueprint.image.ref,
+            blueprint.image.digest,
+            blueprint.image.image_id,
             os.environ,
             base.workdir,
         )
@@ -173,7 +174,7 @@ def launch_recorded(
     client = destination.client
     run_tags = dict(
         page.source_tags(blueprint.spec.command, blueprint.spec.subdir),
-        **tags.image_tags(blueprint.image_ref, blueprint.image_digest, blueprint.image_id),
+        **tags.image_tags(blueprint.image.ref, blueprint.image.digest, blueprint.image.image_id),
     )
     run_tags.update(recording.tags)
     run_id = runs.create_run(client, destination.experiment_id, recording.run_name, run_tags)
@@ -185,7 +186,7 @@ def launch_recorded(
             launch_spec = runtime_spec(blueprint, run_id, hook_dir, image_env, checkout)
             launch_json = spec.launch_record(
                 launch_spec,
-                blueprint.image_ref,
+                blueprint.image.ref,
                 recording.repo_root,
                 destination.tracking_uri,
                 env=recording.env_record,
@@ -225,18 +226,11 @@ def run_recorded(
     runs.record_launch(client, run_id, launch_json, spec.launch_tags(launch_json))
     if recording.patch and recording.patch.strip():
         runs.log_text(client, run_id, recording.patch, schema.GIT_PATCH)
-    shown = engine.announce(launch_spec, list(recording.hidden), source, shape=shape).rstrip("\n").splitlines()
+    job = Job(launch_spec, tuple(recording.hidden), source, shape)
     log.info("%s %s", recording.label, run_id)
-    for line in shown:
+    for line in engine.announce(job).rstrip("\n").splitlines():
         log.info("  %s", line, extra={"bare": True})
-    return engine.run(
-        launch_spec,
-        list(recording.hidden),
-        source,
-        lambda facts: runs.record_facts(client, run_id, facts),
-        write or _discard,
-        shape=shape,
-    )
+    return engine.run(job, lambda facts: runs.record_facts(client, run_id, facts), write or _discard)
 
 
 def _discard(chunk: bytes) -> None:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from tfrepro import imageref
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import commands, local_workers, signals
-from tfrepro.launch.docker import Resolved, pick_repo_digest
+from tfrepro.launch.docker import Resolved, ensure_present, pick_repo_digest
 from tfrepro.launch.spec import LaunchSpec, docker_argv
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,7 @@ def _qualified(repo: str, image: dict) -> str:
 
 
 def ensure_image(image: str) -> None:
-    if inspect(image) is not None:
-        log.info("image %s is present (podman)", image)
-        return
-    if imageref.is_image_id(image):
-        raise SchedulerError("image %s is not in podman's store (the run was replayable on its host only)" % image)
-    pull(image)
+    ensure_present(image, inspect, pull, SchedulerError, store="podman")
 
 
 def run(

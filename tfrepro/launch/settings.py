@@ -7,7 +7,7 @@ otherwise); an option of another engine is refused; recorded settings are untrus
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.errors import RecordError, UsageError
@@ -58,7 +58,7 @@ def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapp
         if value not in (None, (), "") and key not in OWN.get(name, ()):
             owner = next((n for n, keys in OWN.items() if key in keys), "?")
             raise UsageError("--%s is for --on %s, not --on %s" % (key.replace("_", "-"), owner, name))
-    merged: Dict[str, object] = {}
+    merged: Dict[str, Any] = {}  # each value checked: by _recorded(), or by click for the given ones
     if recorded and recorded.get("backend") == name:
         merged.update((k, _recorded(k, v)) for k, v in recorded.items() if k in FROM_RECORD.get(name, ()))
     merged.update((k, v) for k, v in given.items() if v not in (None, (), ""))
@@ -68,7 +68,7 @@ def options_from(name: str, given: Mapping[str, object], recorded: Optional[Mapp
         kubernetes.KubernetesOptions(**{k: v for k, v in merged.items() if k in kube_fields}),
         merged.get("kube_context"),
         str(merged.get("output") or "yaml"),
-    )  # type: ignore[arg-type]
+    )
 
 
 def _recorded(key: str, value: object) -> object:
@@ -89,7 +89,8 @@ def _recorded(key: str, value: object) -> object:
 
 def recorded_backend(launch: Mapping[str, object], tags: Mapping[str, str]) -> Tuple[str, Dict[str, object]]:
     """(engine name, its recorded settings) of a run; docker for runs from before `--on`."""
-    settings = launch.get("engine") if isinstance(launch.get("engine"), dict) else {}
+    engine = launch.get("engine")
+    settings: Mapping[str, object] = engine if isinstance(engine, dict) else {}
     name = str(settings.get("backend") or tags.get(schema.LAUNCH_BACKEND) or "docker")
     if name not in NAMES:
         raise RecordError("unknown engine %.40r in the run's launch record" % name)

@@ -32,12 +32,9 @@ def terminating() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    for signum in SIGNALS:
-        signal.signal(signum, _interrupt)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+    with contextlib.ExitStack() as restore:
+        for signum in SIGNALS:
+            previous = signal.signal(signum, _interrupt)
             # None: a handler not set from Python, which cannot be put back; the default is closest
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            restore.callback(signal.signal, signum, previous if previous is not None else signal.SIG_DFL)
+        yield

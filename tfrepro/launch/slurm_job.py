@@ -13,6 +13,7 @@ from typing import Callable, Dict, Mapping, Optional
 from tfrepro import schema
 from tfrepro.errors import SchedulerError
 from tfrepro.launch import commands, signals
+from tfrepro.launch.job import OnJobFacts, WriteOutput, no_facts
 from tfrepro.launch.slurm import SUBMIT
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,7 @@ def cluster_name(env=None) -> Optional[str]:
 
 
 def submit(
-    script: str,
-    env: Mapping[str, str],
-    output_pattern: str,
-    write: Callable[[bytes], None],
-    on_facts: Callable[[Dict[str, str]], None] = lambda facts: None,
+    script: str, env: Mapping[str, str], output_pattern: str, write: WriteOutput, on_facts: OnJobFacts = no_facts
 ) -> int:
     """Submit, stream the output file until the job ends, return the job's exit code.
 

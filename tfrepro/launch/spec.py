@@ -150,7 +150,7 @@ def launch_record(
     image_ref: str,
     repo_root: Optional[str],
     tracking_uri: str,
-    env: Mapping[str, Optional[str]] = None,
+    env: Optional[Mapping[str, Optional[str]]] = None,
 ) -> Dict[str, object]:
     """The launch.json artifact (schema.LAUNCH_JSON): everything replay needs, and no secret
     value. `env` is recorded_env()'s answer: the user's variables, null where withheld."""

@@ -22,7 +22,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from tfrepro import signing
 from tfrepro.errors import RecordError, UsageError
 from tfrepro.fingerprint.data_record import DataDrift, DataSource
+from tfrepro.imageref import Resolved
 from tfrepro.launch import engines, env_options, hostpaths, kubernetes, pipeline, settings, spec, workers
+from tfrepro.launch.job import Job
 from tfrepro.replay import checkout, data, drift, grants, overlay, plan
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -93,9 +95,7 @@ class Prepared:
         granted = tuple(spec.Mount(offer.real, offer.target, offer.read_only, "user") for offer in self.mounts.approved)
         return pipeline.Blueprint(
             spec=replace(replay_plan.spec, mounts=replay_plan.spec.mounts + granted + self.mounts.user_mounts),
-            image_ref=replay_plan.image_ref,
-            image_digest=replay_plan.image_digest,
-            image_id=replay_plan.image_id,
+            image=Resolved(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id),
             destination=self.destination,
             autolog=replay_plan.autolog,
             seed=replay_plan.hook_seed,
@@ -110,9 +110,7 @@ class Prepared:
 
     def preview(self) -> str:
         """What would be submitted, checkout and run id as placeholders."""
-        return self.engine.preview(
-            pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, shape=self.shape
-        )
+        return self.engine.preview(Job(pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, self.shape))
 
 
 def prepare(
@@ -186,7 +184,7 @@ def prepare(
         source=source,
         shape=shape,
     )
-    engine.check(pipeline.runtime_spec(prepared.blueprint), prepared.pod_source, shape=shape)
+    engine.check(Job(pipeline.runtime_spec(prepared.blueprint), hidden, prepared.pod_source, shape))
     return prepared
 
 
