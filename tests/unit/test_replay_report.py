@@ -83,7 +83,7 @@ def spreads():
 def test_repeat_card_shows_each_interval():
     verdict = verify.RepeatVerdict(verify.DIVERGED, "accuracy outside", 3, spreads(), CAUSES)
     compare = ui.compare_url(SERVER, [ORIGINAL, "a" * 32, "b" * 32, "c" * 32], ["1"])
-    text = report.repeat_card(ORIGINAL, verdict, ORIGINAL_URL, compare)
+    text = report.replay_card(ORIGINAL, verdict, ORIGINAL_URL, compare)
     shown = md.unescape(text)
     assert "**3 replays of**" in shown and links(text) == [ORIGINAL_URL, compare]
     assert "| metric | original | mean | sd | 99% interval | z | original is |" in shown

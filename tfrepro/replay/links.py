@@ -129,7 +129,7 @@ def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.Repe
     original_url, compare_url = links["original_url"], links["compare_url"]
     report_url = ui.artifact_url(uri, experiment, summary, schema.REPLAY_MD)
     try:
-        block = report.repeat_card(record.run_id, verdict, original_url, compare_url, record.run_name, report_url)
+        block = report.replay_card(record.run_id, verdict, original_url, compare_url, record.run_name, report_url)
         _describe(client, summary, block, before=schema.CARD_BLOCK)
     except Exception as exc:
         _warn("the summary's card on run %s" % summary, exc)

@@ -3,8 +3,8 @@ tfrepro/replay.md. Pure: the callers write the results (descriptions through car
 
     replay_card(...)         the replay's block: "replay of" the original (linked), the verdict in
                              words, the ranked causes with their fixes (short of identical), the
-                             compare page; merge it with before=schema.CARD_BLOCK, so it comes first
-    repeat_card(...)         the same for a --repeat summary, with each metric's interval
+                             compare page; merge it with before=schema.CARD_BLOCK, so it comes first;
+                             for a --repeat summary, with each metric's interval
     ReplayRow, replay_rows(description), add_replay(description, row)
                              the original's table of replays (link, date, engine, verdict): read
                              back from its description and updated, one row per replay run
@@ -83,19 +83,21 @@ def replay_card(
     report_url: Optional[str] = None,
     limit: int = CARD_LIMIT,
 ) -> str:
-    """The replay's block (schema.REPLAY_BLOCK) for its description; `verdict` a verify.Verdict."""
-    lines = [
-        "%s %s" % (md.bold("Replay of"), _run(original_run_id, original_url, original_name)),
-        "",
-        _verdict_line(verdict) + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
-    ]
-    return _card(lines, verdict, compare_url, "Compare the two runs", report_url, limit)
-
-
-def _card(
-    lines: List[str], verdict, compare_url: Optional[str], compare_label: str, report_url: Optional[str], limit: int
-) -> str:
-    """The block of `lines`, then why the verdict is short of identical, then the links; cut to `limit`."""
+    """The block (schema.REPLAY_BLOCK) for the description of a replay (`verdict` a
+    verify.Verdict) or of a --repeat summary (a verify.RepeatVerdict: N replays of the original,
+    and for each final metric the original's value against the replays' prediction interval)."""
+    original = _run(original_run_id, original_url, original_name)
+    if isinstance(verdict, verify.RepeatVerdict):
+        lines = _repeat_lines(original, verdict)
+        compare_label = "Compare the original with its replays"
+    else:
+        lines = [
+            "%s %s" % (md.bold("Replay of"), original),
+            "",
+            _verdict_line(verdict)
+            + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
+        ]
+        compare_label = "Compare the two runs"
     if verdict.verdict != verify.IDENTICAL and verdict.why:
         lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
     lines += ["", _links(compare_url, compare_label, report_url)]
@@ -143,19 +145,9 @@ def spread_table(spreads: Sequence[verify.Spread]) -> str:
     return md.table(("metric", "original", "mean", "sd", interval, "z", "original is"), rows)
 
 
-def repeat_card(
-    original_run_id: str,
-    verdict: verify.RepeatVerdict,
-    original_url: Optional[str] = None,
-    compare_url: Optional[str] = None,
-    original_name: str = "",
-    report_url: Optional[str] = None,
-    limit: int = CARD_LIMIT,
-) -> str:
-    """A --repeat summary's block: N replays of the original, the verdict, and for each final
-    metric the original's value against the replays' prediction interval."""
+def _repeat_lines(original: str, verdict: verify.RepeatVerdict) -> List[str]:
     lines = [
-        "%s %s" % (md.bold("%d replays of" % verdict.replays), _run(original_run_id, original_url, original_name)),
+        "%s %s" % (md.bold("%d replays of" % verdict.replays), original),
         "",
         _verdict_line(verdict),
         "",
@@ -163,7 +155,7 @@ def repeat_card(
     ]
     if verdict.spreads:
         lines += ["", spread_table(verdict.spreads)]
-    return _card(lines, verdict, compare_url, "Compare the original with its replays", report_url, limit)
+    return lines
 
 
 # -- the original's table of replays ----------------------------------------------------------
