@@ -323,9 +323,9 @@ def show_plan(prepared, echo=click.echo, manifest: bool = True) -> None:
                 safe(strip_url_credentials(prepared.destination.tracking_uri)),
             )
         )
-    for name in replay_plan.passed_env:
+    for name in replay_plan.env_grant.passed:
         echo("env:       %s passed from your environment (--pass-env)" % safe(name))
-    for name in replay_plan.needs_pass_env:
+    for name in replay_plan.env_grant.needs_pass_env:
         echo("env:       %s needs --pass-env %s (the record keeps no value)" % (safe(name), safe(name)))
     if prepared.mounts.offers:
         echo("recorded mounts (offered, not imposed):")

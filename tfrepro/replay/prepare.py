@@ -97,8 +97,8 @@ class Prepared:
             image_digest=replay_plan.image_digest,
             image_id=replay_plan.image_id,
             destination=self.destination,
-            autolog=replay_plan.autolog,
-            seed=replay_plan.hook_seed,
+            autolog=replay_plan.launch.autolog,
+            seed=replay_plan.launch.hook_seed,
             trailing_mounts=self.data.beside.mounts(replay_plan.spec.workdir),
             shape=self.shape,
         )
@@ -225,7 +225,7 @@ def _engine(record, replay_plan: plan.ReplayPlan, engine_name: Optional[str], en
 
 def _mounts(replay_plan: plan.ReplayPlan, user_mounts, rules, allow_socket: bool, allow_recorded: bool) -> MountGrants:
     """Mounts: the record's are offers; those given again with -v, or --allow-recorded-mounts, are approved."""
-    offers = tuple(_offer(mount, rules, allow_socket) for mount in replay_plan.recorded_mounts)
+    offers = tuple(_offer(mount, rules, allow_socket) for mount in replay_plan.launch.mounts)
     given_pairs = [(mount.source, mount.target) for mount in user_mounts]
     approved, _ = grants.approved_mounts(offers, given_pairs, True, allow_recorded)
     extra = tuple(

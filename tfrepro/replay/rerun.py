@@ -131,8 +131,8 @@ def _launch_tags(replay_plan: plan.ReplayPlan, checkout_dir: str) -> Dict[str, s
     """What the launcher knows, as `tfrepro run` records it: the checkout read on this side
     (the in-container fingerprint records it again), the command, its directory, the seed."""
     git, _ = tags.host_git(checkout_dir)
-    spec = replay_plan.spec
-    launch_tags = pipeline.launcher_tags(git, spec.command, spec.subdir, replay_plan.autolog, replay_plan.hook_seed)
-    if replay_plan.seed is not None:
-        launch_tags.setdefault(schema.SEED, replay_plan.seed)  # where the hook applies a seed, that one stands
+    spec, recorded = replay_plan.spec, replay_plan.launch
+    launch_tags = pipeline.launcher_tags(git, spec.command, spec.subdir, recorded.autolog, recorded.hook_seed)
+    if recorded.seed is not None:
+        launch_tags.setdefault(schema.SEED, recorded.seed)  # where the hook applies a seed, that one stands
     return launch_tags
