@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from tfrepro import schema
 from tfrepro.launch import page
-from tfrepro.replay import links, report, verify
+from tfrepro.replay import links, noise, report, verify
 from tfrepro.tracking import card
 from tfrepro.tracking import record as run_record
 
@@ -134,8 +134,8 @@ def test_a_repeat_summary_shows_its_interval(client):
     prepared = _prepared(client, original, experiment)
     summary = client.create_run(experiment, tags={schema.REPLAY_SUMMARY_OF: original}).info.run_id
     replays = [run_record.load(client, _run(client, experiment, metrics={"loss": 0.5 + i / 100})) for i in range(3)]
-    spread = verify.Spread("loss", 0.5, (0.5, 0.51, 0.52), 0.51, 0.01, 0.48, 0.54)
-    verdict = verify.RepeatVerdict(verify.WITHIN_NOISE, "inside the spread", 3, (spread,))
+    spread = noise.Spread("loss", 0.5, (0.5, 0.51, 0.52), 0.51, 0.01, 0.48, 0.54)
+    verdict = noise.RepeatVerdict(noise.WITHIN_NOISE, "inside the spread", 3, (spread,))
 
     links.link_repeat(prepared, summary, replays, verdict)
 

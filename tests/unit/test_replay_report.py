@@ -12,7 +12,7 @@ from tfrepro import markdown as md
 from tfrepro import schema
 from tfrepro.inspect import compare as C
 from tfrepro.inspect.explain import FIX_DETERMINISM, Factor
-from tfrepro.replay import report, verify
+from tfrepro.replay import noise, report, verify
 from tfrepro.tracking import card, ui
 
 ORIGINAL = "0123456789abcdef0123456789abcdef"
@@ -75,13 +75,13 @@ def test_replay_card_is_cut_to_its_limit():
 
 def spreads():
     return (
-        verify.spread("loss", 0.5, [0.49, 0.5, 0.51]),
-        verify.spread("accuracy", 0.9, [0.5, 0.51, 0.49]),
+        noise.spread("loss", 0.5, [0.49, 0.5, 0.51]),
+        noise.spread("accuracy", 0.9, [0.5, 0.51, 0.49]),
     )
 
 
 def test_repeat_card_shows_each_interval():
-    verdict = verify.RepeatVerdict(verify.DIVERGED, "accuracy outside", 3, spreads(), CAUSES)
+    verdict = noise.RepeatVerdict(verify.DIVERGED, "accuracy outside", 3, spreads(), CAUSES)
     compare = ui.compare_url(SERVER, [ORIGINAL, "a" * 32, "b" * 32, "c" * 32], ["1"])
     text = report.replay_card(ORIGINAL, verdict, ORIGINAL_URL, compare)
     shown = md.unescape(text)
@@ -185,7 +185,7 @@ def test_replay_markdown_has_verdict_metrics_and_only_what_differs():
 
 
 def test_replay_markdown_of_a_repeat_and_of_no_difference():
-    verdict = verify.RepeatVerdict(verify.WITHIN_NOISE, "inside", 3, spreads())
+    verdict = noise.RepeatVerdict(noise.WITHIN_NOISE, "inside", 3, spreads())
     text = md.unescape(report.replay_markdown(ORIGINAL, "s" * 32, verdict, {"loss": 0.5}, {"loss": 0.5}))
     assert "## Final metrics against the replays' spread" in text
     assert "None: every recorded field is the same." in text and "Why" not in text

@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence
 
 from tfrepro import schema
 from tfrepro.inspect import compare
-from tfrepro.replay import report, verify
+from tfrepro.replay import noise, report, verify
 from tfrepro.tracking import card, runs, ui
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def link_replay(prepared, replayed, verdict, verdict_label: Optional[str] = None
     _log_report(client, record, run_id, verdict, replayed, links["original_url"], links["compare_url"])
 
 
-def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.RepeatVerdict) -> None:
+def link_repeat(prepared, summary: str, replayed: Sequence, verdict: noise.RepeatVerdict) -> None:
     """The summary run's card and report, and its row in the original's replays table."""
     client, record = prepared.client, prepared.record
     uri, experiment = prepared.destination.tracking_uri, prepared.destination.experiment_id

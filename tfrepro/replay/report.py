@@ -26,7 +26,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 from tfrepro import markdown as md
 from tfrepro import schema
 from tfrepro.inspect import compare as C
-from tfrepro.replay import verify
+from tfrepro.replay import noise, verify
 from tfrepro.tracking import card
 
 CARD_LIMIT = 3000
@@ -34,11 +34,11 @@ MAX_ROWS = 20  # replays listed on the original; all of them are one search away
 WORDS = {
     verify.IDENTICAL: "reproduced bit for bit",
     verify.WITHIN_TOLERANCE: "reproduced within tolerance",
-    verify.WITHIN_NOISE: "reproduced within run-to-run noise",
+    noise.WITHIN_NOISE: "reproduced within run-to-run noise",
     verify.DIVERGED: "did not reproduce",
     verify.FAILED: "the replay did not finish",
 }
-MARKS = {verify.IDENTICAL: "\u2705", verify.WITHIN_TOLERANCE: "\u2705", verify.WITHIN_NOISE: "\u2705"}
+MARKS = {verify.IDENTICAL: "\u2705", verify.WITHIN_TOLERANCE: "\u2705", noise.WITHIN_NOISE: "\u2705"}
 HEADERS = ("replay", "date", "engine", "verdict")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,127}$")  # MLflow's are 32 hex digits
 
@@ -84,10 +84,10 @@ def replay_card(
     limit: int = CARD_LIMIT,
 ) -> str:
     """The block (schema.REPLAY_BLOCK) for the description of a replay (`verdict` a
-    verify.Verdict) or of a --repeat summary (a verify.RepeatVerdict: N replays of the original,
+    verify.Verdict) or of a --repeat summary (a noise.RepeatVerdict: N replays of the original,
     and for each final metric the original's value against the replays' prediction interval)."""
     original = _run(original_run_id, original_url, original_name)
-    if isinstance(verdict, verify.RepeatVerdict):
+    if isinstance(verdict, noise.RepeatVerdict):
         lines = _repeat_lines(original, verdict)
         compare_label = "Compare the original with its replays"
     else:
@@ -128,7 +128,7 @@ def _number(value: float) -> str:
     return "%.6g" % value
 
 
-def spread_table(spreads: Sequence[verify.Spread]) -> str:
+def spread_table(spreads: Sequence[noise.Spread]) -> str:
     rows = [
         [
             md.text(s.metric),
@@ -141,11 +141,11 @@ def spread_table(spreads: Sequence[verify.Spread]) -> str:
         ]
         for s in spreads
     ]
-    interval = "%g%% interval" % (verify.CONFIDENCE * 100)
+    interval = "%g%% interval" % (noise.CONFIDENCE * 100)
     return md.table(("metric", "original", "mean", "sd", interval, "z", "original is"), rows)
 
 
-def _repeat_lines(original: str, verdict: verify.RepeatVerdict) -> List[str]:
+def _repeat_lines(original: str, verdict: noise.RepeatVerdict) -> List[str]:
     lines = [
         "%s %s" % (md.bold("%d replays of" % verdict.replays), original),
         "",
