@@ -93,19 +93,23 @@ SHAPE = (
 )
 
 
-def _decorator(table: Tuple[Option, ...]):
-    """A decorator adding the table's options to a click command, in the table's order."""
+def stack(*decorators):
+    """One decorator applying `decorators` so that --help lists their options in this order."""
 
     def decorate(function):
-        for option in reversed(table):
-            function = click.option(*option.flags, option.name, help=option.help, **option.attrs)(function)
+        for decorator in reversed(decorators):
+            function = decorator(function)
         return function
 
     return decorate
 
 
-engine_options = _decorator(ENGINE)
-shape_options = _decorator(SHAPE)
+def _decorators(table: Tuple[Option, ...]):
+    return [click.option(*option.flags, option.name, help=option.help, **option.attrs) for option in table]
+
+
+engine_options = stack(*_decorators(ENGINE))
+shape_options = stack(*_decorators(SHAPE))
 
 
 def pop(kwargs: Dict[str, object]):
