@@ -157,14 +157,14 @@ def test_fewer_than_two_replays_is_a_plain_compare():
         noise.judge_repeats(noisy(0.1), [noisy(0.1)])
 
 
-def test_compare_metrics_gives_one_row_per_metric():
+def test_compare_gives_one_row_per_metric():
     original = {"loss": [(0, 1.0), (1, 0.5)], "acc": [(0, 0.5)], "epoch_time": [(0, 3.0)], "gone": [(0, 1.0)]}
     replay = {"loss": [(0, 1.0), (1, 0.5 + 1e-9)], "acc": [(0, 0.7)], "epoch_time": [(0, 9.0)]}
-    rows = {row.metric: row for row in V.compare_metrics(original, replay, tolerance=1e-6)}
+    rows = {row.metric: row for row in V.compare(original, replay, tolerance=1e-6).metrics}
     assert set(rows) == {"loss", "acc", "gone"}  # wall-clock metrics are not compared
     assert (rows["loss"].status, rows["loss"].steps, rows["loss"].replay) == (V.WITHIN_TOLERANCE, 2, 0.5 + 1e-9)
     assert rows["acc"].status == V.DIVERGED and abs(rows["acc"].max_difference - 0.2) < 1e-12
     assert (rows["gone"].status, rows["gone"].replay, rows["gone"].steps) == (V.DIVERGED, None, 0)
     assert rows["gone"].to_dict()["replay"] is None
-    nan = V.compare_metrics({"x": [(0, float("nan"))]}, {"x": [(0, float("nan"))]})[0]
+    nan = V.compare({"x": [(0, float("nan"))]}, {"x": [(0, float("nan"))]}).metrics[0]
     assert nan.status == V.IDENTICAL and nan.to_dict()["original"] == "nan"

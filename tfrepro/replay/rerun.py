@@ -79,16 +79,14 @@ def replay(
     if status:
         raise_job_failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
-    original_histories = run_record.read_histories(client, record.run_id)
     verdict = verify.compare(
-        original_histories,
-        replayed.histories,
+        run_record.read_histories(client, record.run_id),
+        replayed.histories or {},
         record.tags.get(schema.MODEL_HASH),
         replayed.tags.get(schema.MODEL_HASH),
         tolerance,
     )
-    metrics = verify.compare_metrics(original_histories, replayed.histories or {}, tolerance)
-    verdict = explained(prepared, replayed, dataclasses.replace(verdict, metrics=metrics))
+    verdict = explained(prepared, replayed, verdict)
     verdict_tags.set_verdict(client, new_run, verdict)
     verdict_tags.mark_original(client, record.run_id, new_run, verdict.verdict)
     links.link_replay(prepared, replayed, verdict)

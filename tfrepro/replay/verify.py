@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from tfrepro.schema import MODEL_HASH
@@ -80,7 +80,7 @@ class Verdict(Judged):
     compared: int = 0  # values compared
     max_difference: float = 0.0
     why: Tuple[Any, ...] = ()  # inspect/explain.py Factors: what can explain a verdict short of identical
-    metrics: Tuple[MetricComparison, ...] = ()  # compare_metrics(): one row per compared metric
+    metrics: Tuple[MetricComparison, ...] = ()  # one row per compared metric
 
 
 def same(a: float, b: float) -> bool:
@@ -97,38 +97,28 @@ def ignored(key: str, patterns: Sequence[str] = IGNORED_METRICS) -> bool:
     return any(fnmatch.fnmatchcase(key.lower(), p) for p in patterns)
 
 
-def compare_metrics(
-    original: History,
-    replay: History,
-    tolerance: float = DEFAULT_TOLERANCE,
-    ignore: Sequence[str] = IGNORED_METRICS,
-) -> Tuple[MetricComparison, ...]:
-    """Every compared metric, one row each (the verdict names only the first that differs)."""
-    rows = []
-    for key in sorted(k for k in set(original) | set(replay) if not ignored(k, ignore)):
-        a_points, b_points = original.get(key, []), replay.get(key, [])
-        b_by_step = dict(b_points)
-        pairs = [(a, b_by_step[step]) for step, a in a_points if step in b_by_step]
-        worst = max([abs(a - b) for a, b in pairs if not same(a, b)] or [0.0])
-        if len(pairs) != len(a_points) or len(pairs) != len(b_points):
-            status = DIVERGED
-        elif all(same(a, b) for a, b in pairs):
-            status = IDENTICAL
-        elif all(_close(a, b, tolerance) for a, b in pairs):
-            status = WITHIN_TOLERANCE
-        else:
-            status = DIVERGED
-        rows.append(
-            MetricComparison(
-                metric=key,
-                original=a_points[-1][1] if a_points else None,
-                replay=b_points[-1][1] if b_points else None,
-                steps=len(pairs),
-                max_difference=worst,
-                status=status,
-            )
-        )
-    return tuple(rows)
+def _metric_row(key: str, a_points: List[Tuple[int, float]], b_points: List[Tuple[int, float]], tolerance: float):
+    """One metric's row: its final values and its worst step (the verdict names only the first
+    metric that differs)."""
+    b_by_step = dict(b_points)
+    pairs = [(a, b_by_step[step]) for step, a in a_points if step in b_by_step]
+    worst = max([abs(a - b) for a, b in pairs if not same(a, b)] or [0.0])
+    if len(pairs) != len(a_points) or len(pairs) != len(b_points):
+        status = DIVERGED
+    elif all(same(a, b) for a, b in pairs):
+        status = IDENTICAL
+    elif all(_close(a, b, tolerance) for a, b in pairs):
+        status = WITHIN_TOLERANCE
+    else:
+        status = DIVERGED
+    return MetricComparison(
+        metric=key,
+        original=a_points[-1][1] if a_points else None,
+        replay=b_points[-1][1] if b_points else None,
+        steps=len(pairs),
+        max_difference=worst,
+        status=status,
+    )
 
 
 def compare(
@@ -139,7 +129,20 @@ def compare(
     tolerance: float = DEFAULT_TOLERANCE,
     ignore: Sequence[str] = IGNORED_METRICS,
 ) -> Verdict:
+    """The verdict, with one row per compared metric (`metrics`)."""
     keys = sorted(k for k in set(original) | set(replay) if not ignored(k, ignore))
+    rows = tuple(_metric_row(key, original.get(key, []), replay.get(key, []), tolerance) for key in keys)
+    return replace(_judge(original, replay, keys, original_hash, replay_hash, tolerance), metrics=rows)
+
+
+def _judge(
+    original: History,
+    replay: History,
+    keys: Sequence[str],
+    original_hash: Optional[str],
+    replay_hash: Optional[str],
+    tolerance: float,
+) -> Verdict:
     exact = True
     compared = 0
     worst = 0.0
