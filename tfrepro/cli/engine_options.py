@@ -1,4 +1,5 @@
-"""`--on` and each engine's options, and the mount option, shared by `tfrepro run` and `tfrepro replay`.
+"""`--on` and each engine's options, the mount option and --tracking-uri, shared by `tfrepro run` and
+`tfrepro replay`.
 
 Each option is one row of a table: its parameter name, its flags and the rest of what
 click.option takes. The decorators and the names pop() takes back out both come from it."""
@@ -127,3 +128,7 @@ def pop_shape(kwargs: Dict[str, object]) -> Dict[str, object]:
 def volume_option(help_text: str):
     """-v/--volume SRC:DST[:ro], repeatable, into `volumes`."""
     return click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro]", help=help_text)
+
+
+# unlike common_options.tracking_uri_option, no envvar: MLflow itself reads $MLFLOW_TRACKING_URI
+tracking_uri_option = click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
     "--yes", "-y", is_flag=True, help="Do not ask before running (recorded mounts need --allow-recorded-mounts)."
 )
 @click.option("--gpus", help="all, a count or none (default: as recorded).")
-@click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
+@engine_options.tracking_uri_option
 @click.option("--experiment", help="Experiment for the replay run (default: the original's).")
 @click.option(
     "--tolerance",
