@@ -121,7 +121,6 @@ def prepare(
     tracking_uri: Optional[str] = None,
     experiment: Optional[str] = None,
     allow_drift: bool = False,
-    mount_docker_socket: bool = False,
     options: grants.Options = grants.Options(),
     untracked: bool = True,
     engine_name: Optional[str] = None,
@@ -130,7 +129,7 @@ def prepare(
 ) -> Prepared:
     """Read and check everything, run nothing. engine_name: --on, else the recorded engine;
     engine_given: its options from the command line, over the recorded ones."""
-    allow_socket = mount_docker_socket or options.mount_docker_socket
+    allow_socket = options.mount_docker_socket
     given, passed = env_options.parse_env_options(options.env_items, options.pass_env, os.environ)
     rules = hostpaths.policy()
     user_mounts = [hostpaths.checked_mount(volume, rules, allow_socket) for volume in options.volumes]
