@@ -53,14 +53,8 @@ def run_one(
         run_tags.update(data_tags(mounted))  # the data this replay saw
         run_tags[schema.REPLAY_OF] = record.run_id
         run_tags.update(extra_tags or {})
-        recording = pipeline.Recording(
-            run_name=run_name or "replay-of-" + (record.run_name or record.run_id),
-            tags=run_tags,
-            data=mounted,
-            env_record=prepared.env_record,
-            patch=replay_plan.patch,
-            hidden=prepared.hidden,
-            label="replay run",
+        recording = dataclasses.replace(
+            prepared.recording, run_name=run_name or prepared.recording.run_name, tags=run_tags, data=mounted
         )
         return pipeline.launch_recorded(
             engine, prepared.blueprint, recording, write, prepared.pod_source, checkout=checkout_dir
