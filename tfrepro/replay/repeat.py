@@ -58,7 +58,7 @@ def repeat(
         replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
         verdict = noise.judge_repeats(
             run_record.read_histories(client, record.run_id),
-            [run.histories for run in replayed],
+            [run.histories or {} for run in replayed],
             record.tags.get(schema.MODEL_HASH),
             [run.tags.get(schema.MODEL_HASH) for run in replayed],
             tolerance,
