@@ -11,7 +11,7 @@ tfrepro/replay.md. Pure: the callers write the results (descriptions through car
     replay_markdown(...)     tfrepro/replay.md: verdict, per-metric comparison, and only the
                              environment fields that differ
 
-Verdicts are replay/verify.py's Verdict and RepeatVerdict; causes are inspect/explain.py's
+Verdicts are replay/verify.py's Verdict and replay/noise.py's RepeatVerdict; causes are inspect/explain.py's
 Factors. Every recorded string is escaped by tfrepro.markdown; links are built by tracking/ui.py.
 """
 
