@@ -48,7 +48,7 @@ def error_json(original: str, error: BaseException) -> Dict[str, Any]:
 
 def dumps(data: Mapping[str, Any]) -> str:
     """One JSON object. Its NaN and infinity (a diverged metric can be either) were written as
-    strings by verify's to_dict(): allow_nan=False makes sure none is left."""
+    strings by the metric rows' to_dict(): allow_nan=False makes sure none is left."""
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
 
 
