@@ -168,3 +168,12 @@ def test_compare_gives_one_row_per_metric():
     assert rows["gone"].to_dict()["replay"] is None
     nan = V.compare({"x": [(0, float("nan"))]}, {"x": [(0, float("nan"))]}).metrics[0]
     assert nan.status == V.IDENTICAL and nan.to_dict()["original"] == "nan"
+
+
+def test_a_spread_gives_its_statistics_and_a_json_row():
+    spread = noise.spread("loss", 0.5, [0.49, 0.5, 0.51])
+    assert [name for name, _ in spread.statistics()] == ["original", "mean", "sd", "low", "high", "z"]
+    row = spread.to_dict()
+    assert row["metric"] == "loss" and row["within"] is True and row["original"] == 0.5
+    diverged = noise.spread("loss", 0.5, [math.nan, 0.5]).to_dict()
+    assert diverged["mean"] == "nan" and diverged["within"] is False

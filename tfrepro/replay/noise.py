@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tfrepro.replay.verify import (
     DEFAULT_TOLERANCE,
@@ -112,11 +112,15 @@ class Spread:
             return (self.original - self.mean) / self.sd
         return 0.0 if self.original == self.mean else math.copysign(math.inf, self.original - self.mean)
 
+    def statistics(self) -> List[Tuple[str, float]]:
+        """(name, value) of each number the spread gives: the --json row's, and the summary
+        run's noise/METRIC/NAME metrics."""
+        return [(name, getattr(self, name)) for name in ("original", "mean", "sd", "low", "high", "z")]
+
     def to_dict(self) -> Dict[str, Any]:
         """The row `tfrepro replay --json` shows for this metric."""
         row: Dict[str, Any] = {"metric": self.metric, "within": self.within}
-        for name in ("original", "mean", "sd", "low", "high", "z"):
-            row[name] = finite(getattr(self, name))
+        row.update((name, finite(value)) for name, value in self.statistics())
         return row
 
     def line(self) -> str:

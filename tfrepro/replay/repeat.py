@@ -81,14 +81,7 @@ def _log_statistics(client, run_id: str, verdict: noise.RepeatVerdict) -> None:
     now = int(time.time() * 1000)
     metrics = []
     for spread in verdict.spreads:
-        for key, value in (
-            ("original", spread.original),
-            ("mean", spread.mean),
-            ("sd", spread.sd),
-            ("low", spread.low),
-            ("high", spread.high),
-            ("z", spread.z),
-        ):
+        for key, value in spread.statistics():
             if math.isfinite(value):
                 metrics.append(Metric("noise/%s/%s" % (spread.metric, key), float(value), now, 0))
     try:
