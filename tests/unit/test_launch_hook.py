@@ -90,18 +90,20 @@ def test_replay_plan_reapplies_the_launchers_seed_and_autolog():
         ],
     }
     plan = P.plan(record({"tfrepro.seed": "5", "tfrepro.autolog": "true"}, launch), {})
-    assert plan.autolog is True and plan.hook_seed == 5 and plan.seed == "5"
+    assert plan.launch.autolog is True and plan.launch.hook_seed == 5 and plan.launch.seed == "5"
     assert [m.bind() for m in plan.spec.mounts] == ["<checkout>:/workspace:rw"]
-    assert [m.bind() for m in plan.recorded_mounts] == ["/data:/data:ro"]  # offered; the hook: afresh
-    env = H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {})
+    assert [m.bind() for m in plan.launch.mounts] == ["/data:/data:ro"]  # offered; the hook: afresh
+    env = H.hook_env(plan.launch.autolog, plan.launch.hook_seed, plan.spec.env, {})
     assert env["PYTHONPATH"] == H.HOOK_DIR + ":/mine" and env["TFREPRO_SEED"] == "5"
 
 
 def test_replay_reapplies_the_launchers_seed_even_when_the_script_reseeded():
     # `tfrepro run --seed 0` around a script calling tfrepro.deterministic(5): the record says 5
     plan = P.plan(record({"tfrepro.seed": "5", "tfrepro.autolog": "true"}, {"autolog": True, "seed": 0}), {})
-    assert plan.hook_seed == 0
-    assert H.hook_env(plan.autolog, plan.hook_seed, plan.spec.env, {})["TFREPRO_SEED"] == "0"  # as originally
+    assert plan.launch.hook_seed == 0
+    assert (
+        H.hook_env(plan.launch.autolog, plan.launch.hook_seed, plan.spec.env, {})["TFREPRO_SEED"] == "0"
+    )  # as originally
 
 
 def test_malformed_launch_seed_is_refused():
@@ -111,7 +113,7 @@ def test_malformed_launch_seed_is_refused():
 
 def test_replay_plan_of_a_run_that_seeded_itself_adds_no_hook():
     plan = P.plan(record({"tfrepro.seed": "5"}, {}), {})
-    assert plan.autolog is False and plan.hook_seed is None and plan.spec.env["TFREPRO_SEED"] == "5"
+    assert plan.launch.autolog is False and plan.launch.hook_seed is None and plan.spec.env["TFREPRO_SEED"] == "5"
 
 
 def test_hook_directory_holds_only_the_hook_and_is_removed():

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from tfrepro import schema
 from tfrepro.launch import page
-from tfrepro.replay import links, report, verify
+from tfrepro.replay import links, noise, replays_table, verify
 from tfrepro.tracking import card
 from tfrepro.tracking import record as run_record
 
@@ -105,7 +105,7 @@ def test_a_replay_and_its_original_link_both_ways(client):
     assert "compare-runs" in body
     original_note = _note(client, original)
     assert original_note.startswith("why I ran it")
-    rows = report.replay_rows(original_note)
+    rows = replays_table.replay_rows(original_note)
     assert [(r.run_id, r.engine, r.verdict) for r in rows] == [(replay_id, "docker", "diverged")]
     assert rows[0].url == "%s/#/experiments/%s/runs/%s" % (UI, experiment, replay_id)
     text = client.download_artifacts(replay_id, schema.REPLAY_MD)
@@ -134,14 +134,14 @@ def test_a_repeat_summary_shows_its_interval(client):
     prepared = _prepared(client, original, experiment)
     summary = client.create_run(experiment, tags={schema.REPLAY_SUMMARY_OF: original}).info.run_id
     replays = [run_record.load(client, _run(client, experiment, metrics={"loss": 0.5 + i / 100})) for i in range(3)]
-    spread = verify.Spread("loss", 0.5, (0.5, 0.51, 0.52), 0.51, 0.01, 0.48, 0.54)
-    verdict = verify.RepeatVerdict(verify.WITHIN_NOISE, "inside the spread", 3, (spread,))
+    spread = noise.Spread("loss", 0.5, (0.5, 0.51, 0.52), 0.51, 0.01, 0.48, 0.54)
+    verdict = noise.RepeatVerdict(noise.WITHIN_NOISE, "inside the spread", 3, (spread,))
 
     links.link_repeat(prepared, summary, replays, verdict)
 
     body = card.find_block(_note(client, summary), schema.REPLAY_BLOCK)
     assert "3 replays of" in body and "interval" in body and "0\\.48" in body and "0\\.54" in body
-    rows = report.replay_rows(_note(client, original))
+    rows = replays_table.replay_rows(_note(client, original))
     assert rows[0].run_id == summary and rows[0].verdict == "within noise (3 replays)"
 
 

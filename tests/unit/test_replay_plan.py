@@ -59,12 +59,12 @@ def record(tags=None, launch=LAUNCH, patch="diff --git a/x b/x\n", environment=N
 def test_plan_from_a_full_record():
     plan = P.plan(record(), {"HF_TOKEN": "hf_x"})
     spec = plan.spec
-    assert plan.image == DIGEST_REF and plan.commit == COMMIT and plan.seed == "42"
+    assert plan.image == DIGEST_REF and plan.commit == COMMIT and plan.launch.seed == "42"
     assert spec.command == ("python", "train.py", "--epochs", "2")
     assert spec.cwd == "/workspace/examples"
     assert spec.gpus == "all" and spec.shm_size == "1g" and spec.memory == "8g"
     assert [m.bind() for m in spec.mounts] == ["<checkout>:/workspace:rw"]
-    assert [m.bind() for m in plan.recorded_mounts] == ["/data:/data:ro"]  # offered, not imposed
+    assert [m.bind() for m in plan.launch.mounts] == ["/data:/data:ro"]  # offered, not imposed
     assert spec.env == {"BATCH": "32", "HF_TOKEN": "hf_x", "TFREPRO_SEED": "42"}
     assert plan.repo_roots == ("/home/me/repo",)
 
@@ -85,7 +85,7 @@ def test_the_runtime_spec_mounts_the_checkout_and_adds_tfrepro_env():
 
 def test_missing_secret_value_is_a_warning():
     plan = P.plan(record(), {})
-    assert "HF_TOKEN" not in plan.spec.env and plan.needs_pass_env == ("HF_TOKEN",)
+    assert "HF_TOKEN" not in plan.spec.env and plan.env_grant.needs_pass_env == ("HF_TOKEN",)
     assert any("pass --pass-env HF_TOKEN" in w for w in plan.warnings)
 
 
@@ -175,7 +175,7 @@ def test_bad_launch_records_are_refused(launch, message):
 def test_a_recorded_docker_socket_is_only_offered():
     launch = dict(LAUNCH, mounts=[{"source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}])
     plan = P.plan(record(launch=launch), {})  # launch/hostpaths.py refuses it without --mount-docker-socket
-    assert plan.recorded_mounts[-1].kind == "docker-socket" and len(plan.spec.mounts) == 1
+    assert plan.launch.mounts[-1].kind == "docker-socket" and len(plan.spec.mounts) == 1
 
 
 def test_untracked_files_warn():
@@ -196,7 +196,7 @@ def test_untracked_files_warn():
             {"source": "/home/me/repo/notes.txt", "target": "/workspace/notes.txt", "read_only": True, "kind": "beside"}
         ],
     )
-    assert [m.target for m in P.plan(record(launch=launch), {}).recorded_mounts] == ["/data"]
+    assert [m.target for m in P.plan(record(launch=launch), {}).launch.mounts] == ["/data"]
 
 
 def test_absolute_workdir_inside_the_mount_is_made_relative():

@@ -12,7 +12,7 @@ from tfrepro import markdown as md
 from tfrepro import schema
 from tfrepro.inspect import compare as C
 from tfrepro.inspect.explain import FIX_DETERMINISM, Factor
-from tfrepro.replay import report, verify
+from tfrepro.replay import noise, replays_table, report, verify
 from tfrepro.tracking import card, ui
 
 ORIGINAL = "0123456789abcdef0123456789abcdef"
@@ -75,15 +75,15 @@ def test_replay_card_is_cut_to_its_limit():
 
 def spreads():
     return (
-        verify.spread("loss", 0.5, [0.49, 0.5, 0.51]),
-        verify.spread("accuracy", 0.9, [0.5, 0.51, 0.49]),
+        noise.spread("loss", 0.5, [0.49, 0.5, 0.51]),
+        noise.spread("accuracy", 0.9, [0.5, 0.51, 0.49]),
     )
 
 
 def test_repeat_card_shows_each_interval():
-    verdict = verify.RepeatVerdict(verify.DIVERGED, "accuracy outside", 3, spreads(), CAUSES)
+    verdict = noise.RepeatVerdict(verify.DIVERGED, "accuracy outside", 3, spreads(), CAUSES)
     compare = ui.compare_url(SERVER, [ORIGINAL, "a" * 32, "b" * 32, "c" * 32], ["1"])
-    text = report.repeat_card(ORIGINAL, verdict, ORIGINAL_URL, compare)
+    text = report.replay_card(ORIGINAL, verdict, ORIGINAL_URL, compare)
     shown = md.unescape(text)
     assert "**3 replays of**" in shown and links(text) == [ORIGINAL_URL, compare]
     assert "| metric | original | mean | sd | 99% interval | z | original is |" in shown
@@ -93,40 +93,42 @@ def test_repeat_card_shows_each_interval():
 
 
 def test_replays_table_add_replace_and_read_back():
-    first = report.ReplayRow(REPLAY, report.format_date(1765079760000), "docker", "identical", REPLAY_URL)
-    text = report.add_replay("Notes by the team.", ORIGINAL, first)
+    first = replays_table.ReplayRow(REPLAY, replays_table.format_date(1765079760000), "docker", "identical", REPLAY_URL)
+    text = replays_table.add_replay("Notes by the team.", ORIGINAL, first)
     assert text.startswith("Notes by the team.\n\n" + card.open_marker(schema.REPLAYS_BLOCK))
     with_card = card.merge("intro", card.block(schema.CARD_BLOCK, "- env")) + "outro"
-    placed = report.add_replay(with_card, ORIGINAL, first)
+    placed = replays_table.add_replay(with_card, ORIGINAL, first)
     assert placed.index("- env") < placed.index("| replay |") < placed.index("outro")
-    assert report.replay_rows(text) == [first]
+    assert replays_table.replay_rows(text) == [first]
     assert "| replay | date | engine | verdict |" in text
     assert md.code("tags.`tfrepro.replay_of` = '%s'" % ORIGINAL) in text
-    second = report.ReplayRow("a" * 32, "2026-12-08 10:00 UTC", "slurm", "within noise (5 replays)", None)
-    text = report.add_replay(text, ORIGINAL, second)
-    assert report.replay_rows(text) == [second, first]  # newest first
-    updated = report.ReplayRow(REPLAY, first.date, "docker", "diverged", REPLAY_URL)
-    text = report.add_replay(text, ORIGINAL, updated)
-    assert report.replay_rows(text) == [updated, second]
-    assert report.add_replay(text, ORIGINAL, updated) == text  # idempotent
+    second = replays_table.ReplayRow("a" * 32, "2026-12-08 10:00 UTC", "slurm", "within noise (5 replays)", None)
+    text = replays_table.add_replay(text, ORIGINAL, second)
+    assert replays_table.replay_rows(text) == [second, first]  # newest first
+    updated = replays_table.ReplayRow(REPLAY, first.date, "docker", "diverged", REPLAY_URL)
+    text = replays_table.add_replay(text, ORIGINAL, updated)
+    assert replays_table.replay_rows(text) == [updated, second]
+    assert replays_table.add_replay(text, ORIGINAL, updated) == text  # idempotent
     assert text.count(card.open_marker(schema.REPLAYS_BLOCK)) == 1
 
 
 def test_replays_table_keeps_the_newest_and_fits_the_tag():
     text = ""
     for i in range(30):
-        text = report.add_replay(text, ORIGINAL, report.ReplayRow("%032x" % i, "d", "docker", "identical"))
-    rows = report.replay_rows(text)
-    assert len(rows) == report.MAX_ROWS and rows[0].run_id == "%032x" % 29
+        text = replays_table.add_replay(
+            text, ORIGINAL, replays_table.ReplayRow("%032x" % i, "d", "docker", "identical")
+        )
+    rows = replays_table.replay_rows(text)
+    assert len(rows) == replays_table.MAX_ROWS and rows[0].run_id == "%032x" % 29
     long_notes = "n" * 4000
     text = long_notes
     for i in range(30):
-        row = report.ReplayRow(
+        row = replays_table.ReplayRow(
             "%032x" % i, "2026-12-07 03:56 UTC", "kubernetes", "identical", ui.run_url(SERVER, "1", "%032x" % i)
         )
-        text = report.add_replay(text, ORIGINAL, row)
+        text = replays_table.add_replay(text, ORIGINAL, row)
     assert text.startswith(long_notes) and len(text) <= schema.MAX_TAG_VALUE
-    assert 1 <= len(report.replay_rows(text)) < report.MAX_ROWS
+    assert 1 <= len(replays_table.replay_rows(text)) < replays_table.MAX_ROWS
 
 
 def test_replays_table_parse_is_defensive():
@@ -141,16 +143,16 @@ def test_replays_table_parse_is_defensive():
             "| %s | %s | e | v |" % (REPLAY, md.text(BRANCH)),
         ]
     )
-    rows = report.replay_rows(card.block(schema.REPLAYS_BLOCK, body))
+    rows = replays_table.replay_rows(card.block(schema.REPLAYS_BLOCK, body))
     assert [(r.run_id, r.url, r.date) for r in rows] == [(REPLAY, None, BRANCH)]
-    rendered = report.replays_block(ORIGINAL, rows)
+    rendered = replays_table.replays_block(ORIGINAL, rows)
     assert "](javascript" not in rendered and md.text(BRANCH) in rendered
-    assert report.replay_rows(None) == [] and report.replay_rows("no block") == []
+    assert replays_table.replay_rows(None) == [] and replays_table.replay_rows("no block") == []
 
 
 def test_format_date():
-    assert report.format_date(1765079760000) == "2025-12-07 03:56 UTC"
-    assert report.format_date(None) == ""
+    assert replays_table.format_date(1765079760000) == "2025-12-07 03:56 UTC"
+    assert replays_table.format_date(None) == ""
 
 
 def test_replay_markdown_has_verdict_metrics_and_only_what_differs():
@@ -185,7 +187,7 @@ def test_replay_markdown_has_verdict_metrics_and_only_what_differs():
 
 
 def test_replay_markdown_of_a_repeat_and_of_no_difference():
-    verdict = verify.RepeatVerdict(verify.WITHIN_NOISE, "inside", 3, spreads())
+    verdict = noise.RepeatVerdict(noise.WITHIN_NOISE, "inside", 3, spreads())
     text = md.unescape(report.replay_markdown(ORIGINAL, "s" * 32, verdict, {"loss": 0.5}, {"loss": 0.5}))
     assert "## Final metrics against the replays' spread" in text
     assert "None: every recorded field is the same." in text and "Why" not in text
@@ -203,8 +205,8 @@ def test_cards_render_in_mlflows_description(render):
     replay_description = card.merge(
         card.environment_card(make_env(), REPLAY), report.replay_card(ORIGINAL, DIVERGED, ORIGINAL_URL, COMPARE_URL)
     )
-    row = report.ReplayRow(REPLAY, "2026-12-07 03:56 UTC", BRANCH, "diverged", REPLAY_URL)
-    original_description = report.add_replay("team notes", ORIGINAL, row)
+    row = replays_table.ReplayRow(REPLAY, "2026-12-07 03:56 UTC", BRANCH, "diverged", REPLAY_URL)
+    original_description = replays_table.add_replay("team notes", ORIGINAL, row)
     out = render(replay_description + "\n\n---\n\n" + original_description)
     parsed = parse(out)
     assert [a["href"] for t, a in parsed.tags if t == "a"] == [ORIGINAL_URL, COMPARE_URL, REPLAY_URL]

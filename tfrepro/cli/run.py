@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @click.option("--workdir", default=spec.DEFAULT_WORKDIR, show_default=True, help="Where the repository is mounted.")
 @click.option("--experiment", help="MLflow experiment name (created if missing).")
 @click.option("--run-name", help="MLflow run name.")
-@click.option("--tracking-uri", help="Defaults to $MLFLOW_TRACKING_URI / MLflow's default.")
+@engine_options.tracking_uri_option
 @click.option("--mount-docker-socket", is_flag=True, help="Also mount /var/run/docker.sock (off by default).")
 @click.option("--no-autolog", is_flag=True, help="Do not give every Keras fit() in the container a ReproCallback.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Call tfrepro.deterministic(SEED) before CMD runs.")

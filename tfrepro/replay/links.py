@@ -1,5 +1,5 @@
-"""A replay and its original linked both ways on their MLflow run pages (replay/report.py says
-what is written; this module writes it).
+"""A replay and its original linked both ways on their MLflow run pages (replay/report.py and
+replay/replays_table.py say what is written; this module writes it).
 
     parent_tags(prepared)              mlflow.parentRunId = the original, for a single replay in
                                        the original's experiment (it nests there in the runs table)
@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence
 
 from tfrepro import schema
 from tfrepro.inspect import compare
-from tfrepro.replay import report, verify
+from tfrepro.replay import noise, replays_table, report, verify
 from tfrepro.tracking import card, runs, ui
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ def _describe(client, run_id: str, block_text: str, before: Optional[str] = None
         client.set_tag(run_id, schema.MLFLOW_NOTE, merged)
 
 
-def _add_row(client, original_id: str, row: report.ReplayRow) -> None:
+def _add_row(client, original_id: str, row: replays_table.ReplayRow) -> None:
     current = client.get_run(original_id).data.tags.get(schema.MLFLOW_NOTE)
-    merged = report.add_replay(current, original_id, row)
+    merged = replays_table.add_replay(current, original_id, row)
     if merged != (current or ""):
         client.set_tag(original_id, schema.MLFLOW_NOTE, merged)
 
@@ -104,9 +104,9 @@ def link_replay(prepared, replayed, verdict, verdict_label: Optional[str] = None
         _describe(client, run_id, block, before=schema.CARD_BLOCK)
     except Exception as exc:
         _warn("the replay's card on run %s" % run_id, exc)
-    row = report.ReplayRow(
+    row = replays_table.ReplayRow(
         run_id,
-        report.format_date(replayed.start_time),
+        replays_table.format_date(replayed.start_time),
         replayed.tags.get(schema.LAUNCH_BACKEND, ""),
         verdict_label or verdict.verdict,
         links["replay_url"],
@@ -120,7 +120,7 @@ def link_replay(prepared, replayed, verdict, verdict_label: Optional[str] = None
     _log_report(client, record, run_id, verdict, replayed, links["original_url"], links["compare_url"])
 
 
-def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.RepeatVerdict) -> None:
+def link_repeat(prepared, summary: str, replayed: Sequence, verdict: noise.RepeatVerdict) -> None:
     """The summary run's card and report, and its row in the original's replays table."""
     client, record = prepared.client, prepared.record
     uri, experiment = prepared.destination.tracking_uri, prepared.destination.experiment_id
@@ -129,16 +129,16 @@ def link_repeat(prepared, summary: str, replayed: Sequence, verdict: verify.Repe
     original_url, compare_url = links["original_url"], links["compare_url"]
     report_url = ui.artifact_url(uri, experiment, summary, schema.REPLAY_MD)
     try:
-        block = report.repeat_card(record.run_id, verdict, original_url, compare_url, record.run_name, report_url)
+        block = report.replay_card(record.run_id, verdict, original_url, compare_url, record.run_name, report_url)
         _describe(client, summary, block, before=schema.CARD_BLOCK)
     except Exception as exc:
         _warn("the summary's card on run %s" % summary, exc)
     first = replayed[0] if replayed else None
     try:
         summary_run = client.get_run(summary)
-        row = report.ReplayRow(
+        row = replays_table.ReplayRow(
             summary,
-            report.format_date(summary_run.info.start_time),
+            replays_table.format_date(summary_run.info.start_time),
             first.tags.get(schema.LAUNCH_BACKEND, "") if first is not None else "",
             "%s (%d replays)" % (verdict.verdict, verdict.replays),
             summary_url,

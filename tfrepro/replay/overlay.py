@@ -104,14 +104,14 @@ class Overlay:
         return [
             item.current
             for item in self.inputs
-            if item.mountable(self.allow_drift) or (item.state == PROVIDED and item.current)
+            if item.current is not None and (item.mountable(self.allow_drift) or item.state == PROVIDED)
         ]
 
     def mounts(self, workdir: str) -> Tuple[spec.Mount, ...]:
         return tuple(
             spec.Mount(item.host_path, posixpath.join(workdir, item.recorded.path), True, "beside")
             for item in self.inputs
-            if item.mountable(self.allow_drift)
+            if item.host_path and item.mountable(self.allow_drift)
         )
 
     def links(self) -> List[Tuple[str, str]]:
@@ -263,7 +263,7 @@ def prepare_checkout(checkout: str, overlay: Overlay, log=None) -> None:
     ourselves, as this user: Docker would create them as root. Nothing is followed: a tracked
     file or link in the way stops the replay (SourceError) before anything runs."""
     for item in overlay.inputs:
-        if item.mountable(overlay.allow_drift):
+        if item.current is not None and item.mountable(overlay.allow_drift):
             try:
                 _make(checkout, item.recorded.path, item.current.kind == "dir", None)
             except OSError as exc:

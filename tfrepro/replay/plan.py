@@ -3,8 +3,8 @@
 The record's launch was parsed and validated when it was loaded (tracking/launch_record.py);
 this composes those values with the image and source tags, which it validates here.
 Refusals raise RecordError (or UsageError for a bad option) before anything runs. The record
-is data: its mounts are only offered (recorded_mounts; replay/rerun.py asks), and its variables
-without a value are listed (needs_pass_env), never looked up in this environment.
+is data: its mounts are only offered (`launch.mounts`; replay/prepare.py asks), and its variables
+without a value are listed (`env_grant.needs_pass_env`), never looked up in this environment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Mapping, Optional, Tuple
 
 from tfrepro import imageref, schema
 from tfrepro.errors import RecordError, UsageError
-from tfrepro.launch import spec
+from tfrepro.launch.spec import LaunchSpec, Mount, parse_gpus
 from tfrepro.redact import REDACTED
 from tfrepro.replay import grants
+from tfrepro.tracking.launch_record import RecordedLaunch
 from tfrepro.tracking.record import RunRecord
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -25,10 +26,13 @@ CHECKOUT = "<checkout>"  # placeholder for the repository mount until it is mate
 KEEP = object()  # --gpus not given: replay the recorded request
 
 
+# what a replay runs as the record says, field for field (LaunchSpec and RecordedLaunch share the names)
+AS_RECORDED = ("command", "workdir", "subdir", "shm_size", "memory")
+
+
 @dataclass(frozen=True)
 class ReplayPlan:
     image: str  # repo@sha256:... or, for a host-only run, a local image id
-    image_ref: str
     image_digest: Optional[str]
     image_id: Optional[str]
     commit: str
@@ -36,16 +40,15 @@ class ReplayPlan:
     repo_roots: Tuple[str, ...]  # where the original repository may live on this host
     patch: str
     untracked: Tuple[str, ...]
-    spec: spec.LaunchSpec  # the repository mount's source is CHECKOUT
-    recorded_gpus: Optional[str]
-    seed: Optional[str]
+    spec: LaunchSpec  # the repository mount's source is CHECKOUT
+    launch: RecordedLaunch  # what the record says about the original launch
+    env_grant: grants.EnvGrant  # the recorded variables with the replaying user's
     warnings: Tuple[str, ...]
-    autolog: bool = False  # `tfrepro run` turned on autolog in the container
-    hook_seed: Optional[int] = None  # `tfrepro run --seed`: the launcher applied the seed
-    recorded_mounts: Tuple[spec.Mount, ...] = ()  # the original run's own mounts: offered, not imposed
-    needs_pass_env: Tuple[str, ...] = ()  # recorded without a value and not given: --pass-env NAME
-    passed_env: Tuple[str, ...] = ()  # names whose values come from this environment
     patch_withheld: bool = False  # dirty, but the patch was kept off the server
+
+    @property
+    def image_ref(self) -> str:
+        return self.launch.image_ref or self.image
 
 
 def _image(tags: Mapping[str, str], run_id: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -94,7 +97,7 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
         shown = ", ".join(git.untracked[:5]) + (", ..." if len(git.untracked) > 5 else "")
         # runs recorded before `tfrepro run` fingerprinted them (replay/overlay.py restores those)
         warnings.append("%d untracked file(s) cannot be restored: %s" % (len(git.untracked), shown))
-    requested = launch.gpus if gpus is KEEP else spec.parse_gpus(gpus)
+    requested = launch.gpus if gpus is KEEP else parse_gpus(gpus)
     env_grant = grants.replay_env(launch.env, given_env, passed)
     user_env = dict(env_grant.env)
     env_warnings = [
@@ -105,21 +108,16 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
     if launch.seed is not None:
         user_env["TFREPRO_SEED"] = launch.seed
     roots = [root for root in (launch.repo_root, git.root if git else None) if root and root.startswith("/")]
-    launch_spec = spec.LaunchSpec(
+    launch_spec = LaunchSpec(
         image=image,
-        command=launch.command,
-        workdir=launch.workdir,
-        subdir=launch.subdir,
-        mounts=(spec.Mount(CHECKOUT, launch.workdir, False, "repo"),),
+        mounts=(Mount(CHECKOUT, launch.workdir, False, "repo"),),
         env=user_env,
         gpus=requested,
-        shm_size=launch.shm_size,
-        memory=launch.memory,
         network="host",
+        **{name: getattr(launch, name) for name in AS_RECORDED},
     )
     return ReplayPlan(
         image=image,
-        image_ref=launch.image_ref or image,
         image_digest=digest,
         image_id=image_id,
         commit=commit,
@@ -128,14 +126,9 @@ def plan(record: RunRecord, given_env: Mapping[str, str], gpus=KEEP, passed: Tup
         patch=patch,
         untracked=tuple(git.untracked) if git else (),
         spec=launch_spec,
-        recorded_gpus=launch.gpus,
-        seed=launch.seed,
+        launch=launch,
+        env_grant=env_grant,
         warnings=tuple(warnings + env_warnings),
-        autolog=launch.autolog,
-        hook_seed=launch.hook_seed,
-        recorded_mounts=launch.mounts,
-        needs_pass_env=env_grant.needs_pass_env,
-        passed_env=env_grant.passed,
         patch_withheld=withheld,
     )
 

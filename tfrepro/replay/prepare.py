@@ -8,7 +8,7 @@ grants.Options.
 
 prepare() runs named steps, each returning a value built by keyword: trust (`_verified`: the
 signature), the plan (replay/plan.py, from the typed record), the engine (`_engine`: `--on`,
-else the recorded one), the mounts (`_mounts`), where the run is recorded (`_destination`),
+else the recorded one), the mounts (`_mounts`), where the run is recorded (`_destination`, `_recording`),
 the data (`_data`: the recorded mounts scanned again, the data beside the code found in the
 replayer's clone, replay/overlay.py) and the drift (`_host_refusals`, `_data_refusals`).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tfrepro import signing
 from tfrepro.errors import RecordError, UsageError
@@ -67,9 +67,8 @@ class Prepared:
     data: DataState
     drift_items: Tuple[drift.Drift, ...]
     refusals: Tuple[str, ...]  # reasons not to run (--dry-run only warns about them)
-    hidden: Tuple[str, ...]  # env names whose values the shown command leaves out
+    recording: pipeline.Recording  # the replay run's; replay/rerun.py adds its tags and data
     credentials: Tuple[str, ...] = ()  # tracking credential variables passed to the container
-    env_record: Mapping[str, Optional[str]] = field(default_factory=dict)  # launch.json's env for the replay run
     source: str = ""  # where the commit will come from, for the plan
     shape: workers.Shape = workers.ONE  # the recorded shape, or --workers and the rest over it
 
@@ -97,8 +96,8 @@ class Prepared:
             spec=replace(replay_plan.spec, mounts=replay_plan.spec.mounts + granted + self.mounts.user_mounts),
             image=Resolved(replay_plan.image_ref, replay_plan.image_digest, replay_plan.image_id),
             destination=self.destination,
-            autolog=replay_plan.autolog,
-            seed=replay_plan.hook_seed,
+            autolog=replay_plan.launch.autolog,
+            seed=replay_plan.launch.hook_seed,
             trailing_mounts=self.data.beside.mounts(replay_plan.spec.workdir),
             shape=self.shape,
         )
@@ -110,7 +109,9 @@ class Prepared:
 
     def preview(self) -> str:
         """What would be submitted, checkout and run id as placeholders."""
-        return self.engine.preview(Job(pipeline.runtime_spec(self.blueprint), self.hidden, self.pod_source, self.shape))
+        return self.engine.preview(
+            Job(pipeline.runtime_spec(self.blueprint), self.recording.hidden, self.pod_source, self.shape)
+        )
 
 
 def prepare(
@@ -119,7 +120,6 @@ def prepare(
     tracking_uri: Optional[str] = None,
     experiment: Optional[str] = None,
     allow_drift: bool = False,
-    mount_docker_socket: bool = False,
     options: grants.Options = grants.Options(),
     untracked: bool = True,
     engine_name: Optional[str] = None,
@@ -128,7 +128,7 @@ def prepare(
 ) -> Prepared:
     """Read and check everything, run nothing. engine_name: --on, else the recorded engine;
     engine_given: its options from the command line, over the recorded ones."""
-    allow_socket = mount_docker_socket or options.mount_docker_socket
+    allow_socket = options.mount_docker_socket
     given, passed = env_options.parse_env_options(options.env_items, options.pass_env, os.environ)
     rules = hostpaths.policy()
     user_mounts = [hostpaths.checked_mount(volume, rules, allow_socket) for volume in options.volumes]
@@ -152,13 +152,6 @@ def prepare(
             grants.image_concerns(replay_plan.image, replay_plan.image_ref, grants.trusted_registries(os.environ))
         ),
     )
-    env_record, dropped = spec.recorded_env(replay_plan.spec.env, passed)
-    hidden = (
-        ("MLFLOW_RUN_ID",)
-        + (("MLFLOW_TRACKING_URI",) if "@" in destination.container_uri else ())
-        + tuple(passed)
-        + tuple(name for name, _ in dropped)
-    )
     # a cluster's job runs on a node it picks: this host's GPUs and driver do not decide
     on_cluster = engine.name in engines.CLUSTERS
     refusals = () if on_cluster else _host_refusals(replay_plan, drift_items, host_gpu, allow_drift)
@@ -178,13 +171,12 @@ def prepare(
         data=data_state,
         drift_items=drift_items,
         refusals=refusals,
-        hidden=hidden,
+        recording=_recording(record, replay_plan, destination, passed),
         credentials=tuple(spec.tracking_credentials(os.environ)),
-        env_record=env_record,
         source=source,
         shape=shape,
     )
-    engine.check(Job(pipeline.runtime_spec(prepared.blueprint), hidden, prepared.pod_source, shape))
+    engine.check(Job(pipeline.runtime_spec(prepared.blueprint), prepared.recording.hidden, prepared.pod_source, shape))
     return prepared
 
 
@@ -221,9 +213,27 @@ def _engine(record, replay_plan: plan.ReplayPlan, engine_name: Optional[str], en
     return engine, replay_plan
 
 
+def _recording(
+    record: run_record.RunRecord, replay_plan: plan.ReplayPlan, destination: pipeline.Destination, passed: Sequence[str]
+) -> pipeline.Recording:
+    """Recording: the replay run's name, launch.json's env (what spec.recorded_env lets it keep)
+    and the names whose values the shown command leaves out; replay/rerun.py adds tags and data."""
+    env_record, dropped = spec.recorded_env(replay_plan.spec.env, passed)
+    hidden = (
+        ("MLFLOW_RUN_ID",)
+        + (("MLFLOW_TRACKING_URI",) if "@" in destination.container_uri else ())
+        + tuple(passed)
+        + tuple(name for name, _ in dropped)
+    )
+    name = "replay-of-" + (record.run_name or record.run_id)
+    return pipeline.Recording(
+        name, tags={}, env_record=env_record, patch=replay_plan.patch, hidden=hidden, label="replay run"
+    )
+
+
 def _mounts(replay_plan: plan.ReplayPlan, user_mounts, rules, allow_socket: bool, allow_recorded: bool) -> MountGrants:
     """Mounts: the record's are offers; those given again with -v, or --allow-recorded-mounts, are approved."""
-    offers = tuple(_offer(mount, rules, allow_socket) for mount in replay_plan.recorded_mounts)
+    offers = tuple(_offer(mount, rules, allow_socket) for mount in replay_plan.launch.mounts)
     given_pairs = [(mount.source, mount.target) for mount in user_mounts]
     approved, _ = grants.approved_mounts(offers, given_pairs, True, allow_recorded)
     extra = tuple(

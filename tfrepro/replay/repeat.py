@@ -8,7 +8,7 @@ MLflow layout (ordinary runs, so the compare view shows the N curves side by sid
                                         tfrepro.replay.repeat = "i/N", mlflow.parentRunId; each has its
                                         own metrics, and no verdict of its own
     the original                        tfrepro.replayed_by = the summary, tfrepro.replay.last_verdict
-The verdict is verify.judge_repeats (its docstring states the rule).
+The verdict is noise.judge_repeats (its docstring states the rule).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 
 from tfrepro import schema
 from tfrepro.launch.pipeline import Write
-from tfrepro.replay import links, rerun, verdict_tags, verify
+from tfrepro.replay import links, noise, rerun, verdict_tags, verify
 from tfrepro.replay.prepare import Prepared
 from tfrepro.tracking import record as run_record
 from tfrepro.tracking import runs
@@ -36,7 +36,7 @@ def repeat(
     tolerance: float = verify.DEFAULT_TOLERANCE,
     keep_checkout: bool = False,
     write: Optional[Write] = None,
-) -> Tuple[str, List[str], verify.RepeatVerdict]:
+) -> Tuple[str, List[str], noise.RepeatVerdict]:
     """Run n >= 2 replays; (summary run id, replay run ids, verdict). JobFailed if one fails."""
     record, client = prepared.record, prepared.client
     name = record.run_name or record.run_id
@@ -56,9 +56,9 @@ def repeat(
             if status:
                 rerun.raise_job_failed(prepared, new_run, status, tagged=summary)
         replayed = [run_record.load(client, run_id, histories=True) for run_id in replay_ids]
-        verdict = verify.judge_repeats(
+        verdict = noise.judge_repeats(
             run_record.read_histories(client, record.run_id),
-            [run.histories for run in replayed],
+            [run.histories or {} for run in replayed],
             record.tags.get(schema.MODEL_HASH),
             [run.tags.get(schema.MODEL_HASH) for run in replayed],
             tolerance,
@@ -75,20 +75,13 @@ def repeat(
     return summary, replay_ids, verdict
 
 
-def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
+def _log_statistics(client, run_id: str, verdict: noise.RepeatVerdict) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     metrics = []
     for spread in verdict.spreads:
-        for key, value in (
-            ("original", spread.original),
-            ("mean", spread.mean),
-            ("sd", spread.sd),
-            ("low", spread.low),
-            ("high", spread.high),
-            ("z", spread.z),
-        ):
+        for key, value in spread.statistics():
             if math.isfinite(value):
                 metrics.append(Metric("noise/%s/%s" % (spread.metric, key), float(value), now, 0))
     try:
@@ -98,14 +91,14 @@ def _log_statistics(client, run_id: str, verdict: verify.RepeatVerdict) -> None:
         log.warning("could not log the statistics on run %s: %s", run_id, run_record.tracking_error(exc, "run"))
 
 
-def render(verdict: verify.RepeatVerdict) -> str:
+def render(verdict: noise.RepeatVerdict) -> str:
     """The per-metric table that goes with the verdict line ("" when there are no statistics)."""
     if not verdict.spreads:
         return ""
     lines = [
         "final metrics of the original against %d replays:" % verdict.replays,
         "  %-16s %12s %12s %10s  %-27s %8s"
-        % ("metric", "original", "mean", "sd", "%g%% interval" % (verify.CONFIDENCE * 100), "z"),
+        % ("metric", "original", "mean", "sd", "%g%% interval" % (noise.CONFIDENCE * 100), "z"),
     ]
     for spread in verdict.spreads:
         interval = "[%.6g, %.6g]" % (spread.low, spread.high)

@@ -1,46 +1,38 @@
-"""What a replay shows in the MLflow UI: its card, the original's table of replays, and
-tfrepro/replay.md. Pure: the callers write the results (descriptions through card.merge).
+"""What a replay shows in the MLflow UI: its card and tfrepro/replay.md (the original's table
+of replays is replay/replays_table.py). Pure: the callers write the results (descriptions
+through card.merge).
 
     replay_card(...)         the replay's block: "replay of" the original (linked), the verdict in
                              words, the ranked causes with their fixes (short of identical), the
-                             compare page; merge it with before=schema.CARD_BLOCK, so it comes first
-    repeat_card(...)         the same for a --repeat summary, with each metric's interval
-    ReplayRow, replay_rows(description), add_replay(description, row)
-                             the original's table of replays (link, date, engine, verdict): read
-                             back from its description and updated, one row per replay run
+                             compare page; merge it with before=schema.CARD_BLOCK, so it comes first;
+                             for a --repeat summary, with each metric's interval
     replay_markdown(...)     tfrepro/replay.md: verdict, per-metric comparison, and only the
                              environment fields that differ
 
-Verdicts are replay/verify.py's Verdict and RepeatVerdict; causes are inspect/explain.py's
-Factors. Every recorded string is escaped by tfrepro.markdown; links are built by tracking/ui.py.
+Verdicts are replay/verify.py's Verdict and replay/noise.py's RepeatVerdict; causes are
+inspect/explain.py's Factors. Every recorded string is escaped by tfrepro.markdown; links are built by tracking/ui.py.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
-import re
-from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence
 
 from tfrepro import markdown as md
 from tfrepro import schema
-from tfrepro.inspect import compare as C
-from tfrepro.replay import verify
+from tfrepro.inspect import compare
+from tfrepro.replay import noise, verify
 from tfrepro.tracking import card
 
 CARD_LIMIT = 3000
-MAX_ROWS = 20  # replays listed on the original; all of them are one search away (the line below)
 WORDS = {
     verify.IDENTICAL: "reproduced bit for bit",
     verify.WITHIN_TOLERANCE: "reproduced within tolerance",
-    verify.WITHIN_NOISE: "reproduced within run-to-run noise",
+    noise.WITHIN_NOISE: "reproduced within run-to-run noise",
     verify.DIVERGED: "did not reproduce",
     verify.FAILED: "the replay did not finish",
 }
-MARKS = {verify.IDENTICAL: "\u2705", verify.WITHIN_TOLERANCE: "\u2705", verify.WITHIN_NOISE: "\u2705"}
-HEADERS = ("replay", "date", "engine", "verdict")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,127}$")  # MLflow's are 32 hex digits
+MARKS = {verify.IDENTICAL: "\u2705", verify.WITHIN_TOLERANCE: "\u2705", noise.WITHIN_NOISE: "\u2705"}
 
 
 def verdict_words(verdict: str) -> str:
@@ -69,7 +61,8 @@ def _verdict_line(verdict) -> str:
     return "%s %s" % (mark, md.bold(verdict_words(verdict.verdict)))
 
 
-def _run(run_id: str, url: Optional[str], name: str = "") -> str:
+def run_link(run_id: str, url: Optional[str], name: str = "") -> str:
+    """A run's id (and name) as a markdown link to its page (`url`: None, no link)."""
     label = "%s (%s)" % (name, run_id) if name and name != run_id else run_id
     return md.link(label, url)
 
@@ -83,19 +76,21 @@ def replay_card(
     report_url: Optional[str] = None,
     limit: int = CARD_LIMIT,
 ) -> str:
-    """The replay's block (schema.REPLAY_BLOCK) for its description; `verdict` a verify.Verdict."""
-    lines = [
-        "%s %s" % (md.bold("Replay of"), _run(original_run_id, original_url, original_name)),
-        "",
-        _verdict_line(verdict) + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
-    ]
-    return _card(lines, verdict, compare_url, "Compare the two runs", report_url, limit)
-
-
-def _card(
-    lines: List[str], verdict, compare_url: Optional[str], compare_label: str, report_url: Optional[str], limit: int
-) -> str:
-    """The block of `lines`, then why the verdict is short of identical, then the links; cut to `limit`."""
+    """The block (schema.REPLAY_BLOCK) for the description of a replay (`verdict` a
+    verify.Verdict) or of a --repeat summary (a noise.RepeatVerdict: N replays of the original,
+    and for each final metric the original's value against the replays' prediction interval)."""
+    original = run_link(original_run_id, original_url, original_name)
+    if isinstance(verdict, noise.RepeatVerdict):
+        lines = _repeat_lines(original, verdict)
+        compare_label = "Compare the original with its replays"
+    else:
+        lines = [
+            "%s %s" % (md.bold("Replay of"), original),
+            "",
+            _verdict_line(verdict)
+            + (" " + md.text("\u2014 " + md.shorten(verdict.detail, 400)) if verdict.detail else ""),
+        ]
+        compare_label = "Compare the two runs"
     if verdict.verdict != verify.IDENTICAL and verdict.why:
         lines += ["", md.text("Why, most likely first:"), ""] + causes(verdict.why)
     lines += ["", _links(compare_url, compare_label, report_url)]
@@ -126,7 +121,7 @@ def _number(value: float) -> str:
     return "%.6g" % value
 
 
-def spread_table(spreads: Sequence[verify.Spread]) -> str:
+def spread_table(spreads: Sequence[noise.Spread]) -> str:
     rows = [
         [
             md.text(s.metric),
@@ -139,23 +134,13 @@ def spread_table(spreads: Sequence[verify.Spread]) -> str:
         ]
         for s in spreads
     ]
-    interval = "%g%% interval" % (verify.CONFIDENCE * 100)
+    interval = "%g%% interval" % (noise.CONFIDENCE * 100)
     return md.table(("metric", "original", "mean", "sd", interval, "z", "original is"), rows)
 
 
-def repeat_card(
-    original_run_id: str,
-    verdict: verify.RepeatVerdict,
-    original_url: Optional[str] = None,
-    compare_url: Optional[str] = None,
-    original_name: str = "",
-    report_url: Optional[str] = None,
-    limit: int = CARD_LIMIT,
-) -> str:
-    """A --repeat summary's block: N replays of the original, the verdict, and for each final
-    metric the original's value against the replays' prediction interval."""
+def _repeat_lines(original: str, verdict: noise.RepeatVerdict) -> List[str]:
     lines = [
-        "%s %s" % (md.bold("%d replays of" % verdict.replays), _run(original_run_id, original_url, original_name)),
+        "%s %s" % (md.bold("%d replays of" % verdict.replays), original),
         "",
         _verdict_line(verdict),
         "",
@@ -163,100 +148,7 @@ def repeat_card(
     ]
     if verdict.spreads:
         lines += ["", spread_table(verdict.spreads)]
-    return _card(lines, verdict, compare_url, "Compare the original with its replays", report_url, limit)
-
-
-# -- the original's table of replays ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplayRow:
-    run_id: str
-    date: str  # "2026-12-07 03:56 UTC" (format_date)
-    engine: str = ""
-    verdict: str = ""  # e.g. "identical", "within noise (5 replays)"
-    url: Optional[str] = None  # the replay's run page (ui.run_url), None without an http server
-
-    def cells(self) -> List[str]:
-        return [_run(self.run_id, self.url), md.text(self.date), md.text(self.engine), md.text(self.verdict)]
-
-
-def format_date(ms: Optional[int]) -> str:
-    """A run's start_time (ms since the epoch) as "YYYY-MM-DD HH:MM UTC"."""
-    if not ms:
-        return ""
-    stamp = datetime.datetime.fromtimestamp(ms / 1000.0, tz=datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _search_hint(original_run_id: str) -> str:
-    return "%s %s" % (md.text("Every replay:"), md.code("tags.`%s` = '%s'" % (schema.REPLAY_OF, original_run_id)))
-
-
-def replays_block(original_run_id: str, rows: Sequence[ReplayRow]) -> str:
-    body = [
-        md.bold("Replays"),
-        "",
-        md.table(HEADERS, [r.cells() for r in rows]),
-        "",
-        _search_hint(original_run_id) if _RUN_ID.match(original_run_id) else "",
-    ]
-    return card.block(schema.REPLAYS_BLOCK, "\n".join(body).rstrip())
-
-
-_LINK_CELL = re.compile(r"^\[(.*)\]\((https?://[^()\s]+)\)$")
-
-
-def _parse_row(line: str) -> Optional[ReplayRow]:
-    line = line.strip()
-    if not (line.startswith("|") and line.endswith("|")):
-        return None
-    cells = [c.strip() for c in line[1:-1].split("|")]  # our cells escape every | they hold
-    if len(cells) != len(HEADERS):
-        return None
-    first, url = cells[0], None
-    linked = _LINK_CELL.match(first)
-    if linked:
-        first, url = linked.group(1), linked.group(2)
-    run_id = md.unescape(first)
-    if not _RUN_ID.match(run_id):
-        return None  # the header, the rule, or a row someone edited into something else
-    if url is not None and not md.is_safe_url(url):
-        url = None
-    date, engine, verdict = (md.unescape(c)[:100] for c in cells[1:])
-    return ReplayRow(run_id, date, engine, verdict, url)
-
-
-def replay_rows(description: Optional[str]) -> List[ReplayRow]:
-    """The rows of the replays table in a description (as shown: newest first). The description
-    is untrusted like any record: a row that does not parse is left out."""
-    body = card.find_block(description, schema.REPLAYS_BLOCK)
-    if body is None:
-        return []
-    lines = body.splitlines()
-    rule = next((i for i, line in enumerate(lines) if re.match(r"^\|(?:\s*:?-+:?\s*\|)+\s*$", line)), None)
-    if rule is None:
-        return []
-    return [row for row in map(_parse_row, lines[rule + 1 :]) if row is not None]
-
-
-def add_replay(
-    description: Optional[str],
-    original_run_id: str,
-    row: ReplayRow,
-    max_rows: int = MAX_ROWS,
-    limit: int = schema.MAX_TAG_VALUE,
-) -> str:
-    """The original's description with `row` first in its replays table (replacing the row of the
-    same run, e.g. a verdict written again), the oldest beyond `max_rows` left out."""
-    rows = [row] + [r for r in replay_rows(description) if r.run_id != row.run_id]
-    max_rows = min(max_rows, len(rows))
-    while True:
-        block = replays_block(original_run_id, rows[:max_rows])
-        merged = card.merge(description, block, limit, after=schema.CARD_BLOCK)
-        if block in merged or max_rows <= 1:
-            return merged
-        max_rows -= 1  # too long for the tag: list fewer
+    return lines
 
 
 # -- tfrepro/replay.md --------------------------------------------------------------------------
@@ -287,7 +179,7 @@ def metric_table(original: Mapping[str, float], replay: Mapping[str, float]) -> 
     return md.table(("metric", "original", "replay", "|difference|", "same"), rows)
 
 
-def differences_table(differences: Sequence[C.Difference]) -> str:
+def differences_table(differences: Sequence[compare.Difference]) -> str:
     """Only the environment, code, params and launch fields that differ (not the metrics)."""
     rows = [
         [
@@ -298,7 +190,7 @@ def differences_table(differences: Sequence[C.Difference]) -> str:
             md.text(d.rank),
         ]
         for d in differences
-        if not d.equal and d.rank != C.RESULT and d.group != "metrics"
+        if not d.equal and d.rank != compare.RESULT and d.group != "metrics"
     ]
     if not rows:
         return md.text("None: every recorded field is the same.")
@@ -311,7 +203,7 @@ def replay_markdown(
     verdict,
     original_metrics: Mapping[str, float],
     replay_metrics: Mapping[str, float],
-    differences: Sequence[C.Difference] = (),
+    differences: Sequence[compare.Difference] = (),
     original_url: Optional[str] = None,
     compare_url: Optional[str] = None,
 ) -> str:
@@ -321,7 +213,7 @@ def replay_markdown(
     out = [
         "# " + md.text("Replay %s" % replay_run_id),
         "",
-        "%s %s" % (md.bold("Replay of"), _run(original_run_id, original_url)),
+        "%s %s" % (md.bold("Replay of"), run_link(original_run_id, original_url)),
         "",
         "%s %s" % (md.bold("Verdict") + ":", md.text(verdict.line())),
     ]

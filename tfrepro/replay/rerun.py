@@ -53,14 +53,8 @@ def run_one(
         run_tags.update(data_tags(mounted))  # the data this replay saw
         run_tags[schema.REPLAY_OF] = record.run_id
         run_tags.update(extra_tags or {})
-        recording = pipeline.Recording(
-            run_name=run_name or "replay-of-" + (record.run_name or record.run_id),
-            tags=run_tags,
-            data=mounted,
-            env_record=prepared.env_record,
-            patch=replay_plan.patch,
-            hidden=prepared.hidden,
-            label="replay run",
+        recording = dataclasses.replace(
+            prepared.recording, run_name=run_name or prepared.recording.run_name, tags=run_tags, data=mounted
         )
         return pipeline.launch_recorded(
             engine, prepared.blueprint, recording, write, prepared.pod_source, checkout=checkout_dir
@@ -79,16 +73,14 @@ def replay(
     if status:
         raise_job_failed(prepared, new_run, status)
     replayed = run_record.load(client, new_run, histories=True)
-    original_histories = run_record.read_histories(client, record.run_id)
     verdict = verify.compare(
-        original_histories,
-        replayed.histories,
+        run_record.read_histories(client, record.run_id),
+        replayed.histories or {},
         record.tags.get(schema.MODEL_HASH),
         replayed.tags.get(schema.MODEL_HASH),
         tolerance,
     )
-    metrics = verify.compare_metrics(original_histories, replayed.histories or {}, tolerance)
-    verdict = explained(prepared, replayed, dataclasses.replace(verdict, metrics=metrics))
+    verdict = explained(prepared, replayed, verdict)
     verdict_tags.set_verdict(client, new_run, verdict)
     verdict_tags.mark_original(client, record.run_id, new_run, verdict.verdict)
     links.link_replay(prepared, replayed, verdict)
@@ -131,8 +123,8 @@ def _launch_tags(replay_plan: plan.ReplayPlan, checkout_dir: str) -> Dict[str, s
     """What the launcher knows, as `tfrepro run` records it: the checkout read on this side
     (the in-container fingerprint records it again), the command, its directory, the seed."""
     git, _ = tags.host_git(checkout_dir)
-    spec = replay_plan.spec
-    launch_tags = pipeline.launcher_tags(git, spec.command, spec.subdir, replay_plan.autolog, replay_plan.hook_seed)
-    if replay_plan.seed is not None:
-        launch_tags.setdefault(schema.SEED, replay_plan.seed)  # where the hook applies a seed, that one stands
+    spec, recorded = replay_plan.spec, replay_plan.launch
+    launch_tags = pipeline.launcher_tags(git, spec.command, spec.subdir, recorded.autolog, recorded.hook_seed)
+    if recorded.seed is not None:
+        launch_tags.setdefault(schema.SEED, recorded.seed)  # where the hook applies a seed, that one stands
     return launch_tags
