@@ -110,7 +110,7 @@ class Prepared:
     def preview(self) -> str:
         """What would be submitted, checkout and run id as placeholders."""
         return self.engine.preview(
-            Job(pipeline.runtime_spec(self.blueprint), self.recording.hidden, self.pod_source, self.shape)
+            Job(pipeline.runtime_spec(self.blueprint), tuple(self.recording.hidden), self.pod_source, self.shape)
         )
 
 
@@ -176,7 +176,9 @@ def prepare(
         source=source,
         shape=shape,
     )
-    engine.check(Job(pipeline.runtime_spec(prepared.blueprint), prepared.recording.hidden, prepared.pod_source, shape))
+    engine.check(
+        Job(pipeline.runtime_spec(prepared.blueprint), tuple(prepared.recording.hidden), prepared.pod_source, shape)
+    )
     return prepared
 
 
