@@ -30,9 +30,23 @@ JOB_VARS = (
     "SLURM_JOB_ACCOUNT",
 )
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-TIME_RE = re.compile(r"^(?:[0-9]+-)?[0-9]+(?::[0-9]+){0,2}$|^(?:UNLIMITED|INFINITE)$")
-GRES_RE = re.compile(r"^[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*(?:,[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*)*$")
-SBATCH_ARG_RE = re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(?:=\S+)?$")
+# each option whose value reaches the script: its pattern, and what a value must look like
+_FORMS = {
+    "partition": (NAME_RE, "a Slurm name"),
+    "account": (NAME_RE, "a Slurm name"),
+    "time": (
+        re.compile(r"^(?:[0-9]+-)?[0-9]+(?::[0-9]+){0,2}$|^(?:UNLIMITED|INFINITE)$"),
+        "minutes, HH:MM:SS or D-HH:MM:SS",
+    ),
+    "gres": (
+        re.compile(r"^[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*(?:,[A-Za-z0-9_\-]+(?::[A-Za-z0-9_.\-]+)*)*$"),
+        "e.g. gpu:2 or gpu:a100:2",
+    ),
+    "sbatch-arg": (
+        re.compile(r"^--?[A-Za-z][A-Za-z0-9\-]*(?:=\S+)?$"),
+        "one sbatch option as --name=value, without spaces",
+    ),
+}
 SUBMIT = ("sbatch", "--parsable", "--wait")
 # what each task of a multi-worker job passes on too: the callback's chief detection reads them
 TASK_VARS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_STEP_ID")
@@ -51,26 +65,27 @@ class SlurmOptions:
     sbatch_args: Tuple[str, ...] = ()  # anything else, one `--opt=value` each
 
 
+def _check_form(name: str, value: Optional[str]) -> None:
+    pattern, form = _FORMS[name]
+    if value is not None and not pattern.match(value):
+        raise UsageError("--%s %r: expected %s" % (name, value, form))
+
+
 def check_options(options: SlurmOptions, spec: LaunchSpec) -> SlurmOptions:
     """Validate every value that reaches the script; derive --gres and --mem from the spec."""
-    for what, value in (("--partition", options.partition), ("--account", options.account)):
-        if value is not None and not NAME_RE.match(value):
-            raise UsageError("%s %r is not a Slurm name" % (what, value))
-    if options.time is not None and not TIME_RE.match(options.time):
-        raise UsageError("--time %r: use minutes, HH:MM:SS or D-HH:MM:SS" % options.time)
+    for name, value in (("partition", options.partition), ("account", options.account), ("time", options.time)):
+        _check_form(name, value)
     if options.nodes is not None and options.nodes < 1:
         raise UsageError("--nodes must be at least 1")
     if options.runtime not in RUNTIMES:
         raise UsageError("--runtime must be one of %s, not %r" % (", ".join(RUNTIMES), options.runtime))
     for arg in options.sbatch_args:
-        if not SBATCH_ARG_RE.match(arg):
-            raise UsageError("--sbatch-arg %r: give one sbatch option as --name=value, without spaces" % arg)
+        _check_form("sbatch-arg", arg)
         if arg.split("=", 1)[0] in ("--wait", "-W", "--parsable", "--output", "-o", "--export"):
             raise UsageError("--sbatch-arg %s: tfrepro sets that itself" % arg)
     gres = options.gres
     if gres is not None:
-        if not GRES_RE.match(gres):
-            raise UsageError("--gres %r: expected e.g. gpu:2 or gpu:a100:2" % gres)
+        _check_form("gres", gres)
     elif spec.gpus == "all":
         raise UsageError("--gpus all: tell Slurm how many GPUs to allocate (--gres gpu:N or --gpus N)")
     elif spec.gpus is not None:

@@ -318,26 +318,23 @@ def _fluent_one(send: Callable[[Any, str, Any], Any], returns_value: bool):
     return wrap
 
 
-def _fluent_log_params(original):
-    def log_params(params, synchronous=None, run_id=None, **extra):
-        router = _active_router(run_id, extra)
-        if router is None:
-            return original(params, synchronous, run_id, **extra)
-        router.params(_strings(router, params, "param"))
-        return _sent(router, _is_async(synchronous))
+def _fluent_many(what: str, send: Callable[[Any, Dict[str, str]], Any], takes_run_id: bool):
+    """mlflow.log_params and mlflow.set_tags: a dict for the active run (log_params may also
+    name it by run_id), handed to `send(router, values)` as strings; both return None."""
 
-    return log_params
+    def wrap(original):
+        def method(values, synchronous=None, *more, **extra):
+            run_id = extra.get("run_id") if takes_run_id else None
+            named = {k: v for k, v in extra.items() if not (takes_run_id and k == "run_id")}
+            router = None if more else _active_router(run_id, named)
+            if router is None:
+                return original(values, synchronous, *more, **extra)
+            send(router, _strings(router, values, what))
+            return _sent(router, _is_async(synchronous))
 
+        return method
 
-def _fluent_set_tags(original):
-    def set_tags(tags, synchronous=None, **extra):
-        router = _active_router(None, extra)
-        if router is None:
-            return original(tags, synchronous, **extra)
-        router.tags(_strings(router, tags, "tag"))
-        return _sent(router, _is_async(synchronous))
-
-    return set_tags
+    return wrap
 
 
 def _fluent_flush_async_logging(original):
@@ -355,9 +352,9 @@ _FLUENT = {
     "log_metric": _fluent_log_metric,
     "log_metrics": _fluent_log_metrics,
     "log_param": _fluent_one(_send_param, returns_value=True),
-    "log_params": _fluent_log_params,
+    "log_params": _fluent_many("param", lambda router, values: router.params(values), takes_run_id=True),
     "set_tag": _fluent_one(_send_tag, returns_value=False),
-    "set_tags": _fluent_set_tags,
+    "set_tags": _fluent_many("tag", lambda router, values: router.tags(values), takes_run_id=False),
     "flush_async_logging": _fluent_flush_async_logging,
 }
 
