@@ -13,6 +13,7 @@ the callback only records the seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,6 +27,9 @@ import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import CallbackSettings
+from tfrepro.tracking import inputs as _inputs  # noqa: F401  (imported with the callback, not in fit())
+from tfrepro.tracking import session as _session  # noqa: F401
+from tfrepro.tracking.writer import join_started, start_later
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +147,17 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         if not self._chief:
             self._guard("recording this worker's environment", self._record_worker_elsewhere)
             return
-        from tfrepro import fingerprint
         from tfrepro.tracking.session import TrackingSession
 
         began = time.time()
-        with fingerprint.recorded_by_caller():  # the plugin leaves the environment to us
-            self.session = self._guard(
-                "opening the MLflow run",
-                TrackingSession.open,
-                experiment_name=self.experiment_name,
-                run_name=self.run_name,
-            )
+        self.session = self._guard(
+            "opening the MLflow run",
+            TrackingSession.open,
+            experiment_name=self.experiment_name,
+            run_name=self.run_name,
+            background=True,  # no server call before the first step: the writer creates the run
+            caller_records=True,  # the plugin leaves the environment to us
+        )
         if self.session is None:
             return
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
@@ -166,9 +170,15 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         if not self.session.started_run and self.session.run_start_time is not None:
             # the plugin collected the environment while the run was being started, just before
             since = self.session.run_start_time - PLUGIN_SLACK
-        work = (since, self._fit.fit_args, self._guard("reading the replicas", replicas))
-        self._recorder = threading.Thread(target=self._record, args=work, name="tfrepro-record", daemon=True)
-        self._recorder.start()
+        work = (
+            getattr(self.session, "imported", None),
+            self._record,
+            since,
+            self._fit.fit_args,
+            self._guard("reading the replicas", replicas),
+        )
+        self._recorder = threading.Thread(target=_once_imported, args=work, name="tfrepro-record", daemon=True)
+        self._recorder_started = start_later(self._recorder)  # Thread.start() would wait for it to run
 
     def _record(self, since, fit_args, replica_count):
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
@@ -331,20 +341,34 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
     def _train_end(self):
         self._fit = FitContext()  # holds fit()'s data: let it go
-        if self._recorder is not None:
-            self._recorder.join()  # bounded: git and NVML calls time out
-            self._recorder = None
+        recorder, self._recorder = self._recorder, None
+        # bounded: git and NVML calls time out
+        join = functools.partial(join_started, self._recorder_started, recorder) if recorder is not None else None
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
         if self.session is None:
+            if join is not None:
+                join()
             return
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
-        self._guard("closing the MLflow run", self.session.close)
-        from tfrepro.signing import sign_session
+        # What the server still has to get (the environment being recorded, the last points,
+        # the run's end, the signature) finishes on a thread of its own, within the bounded
+        # flush; the process waits for it at exit. callback.wait() waits for it now.
+        self._guard(
+            "closing the MLflow run",
+            self.session.close,
+            background=True,
+            before=join,
+            after=_sign,
+        )
 
-        self._guard("signing the record", sign_session, self.session)
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait (at most `timeout` s) until the last fit()'s run is fully uploaded and ended;
+        fit() returns before that. True when nothing is left for `tfrepro sync`."""
+        session = self.session
+        return bool(session is not None and session.wait(timeout))
 
     def _log_model(self):
         from tfrepro import schema
@@ -384,6 +408,19 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
+
+
+def _once_imported(imported, fn, *args):
+    """Run fn(*args) once the session's thread has imported MLflow (bounded)."""
+    if imported is not None:
+        imported.wait(120)
+    fn(*args)
+
+
+def _sign(session) -> None:
+    from tfrepro.signing import sign_session
+
+    sign_session(session)
 
 
 def _multi_worker() -> bool:

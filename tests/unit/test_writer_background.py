@@ -1,0 +1,60 @@
+"""Opening and closing a session off the training thread."""
+
+import threading
+
+import pytest
+
+from tests.unit.test_writer import dead_uri, sqlite_uri, use_uri  # noqa: F401  (fixtures)
+from tfrepro.tracking import backend
+from tfrepro.tracking.session import FLUSH_TAG, TrackingSession, wait_for_uploads
+
+pytestmark = pytest.mark.py38
+
+
+def test_background_open_makes_no_server_call_and_the_writer_creates_the_run(use_uri, sqlite_uri, monkeypatch):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    use_uri(sqlite_uri)
+    calls = []
+    real = backend.ClientBackend.create_run
+
+    def create_run(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend.ClientBackend, "create_run", create_run)
+    session = TrackingSession.open("background", "bg", background=True, upload_interval=0.05)
+    assert session.background and session.run_id.startswith("local-")
+    session.log_params({"lr": 0.1})
+    for step in range(1, 51):
+        session.log_metrics({"loss": 1.0 / step}, step)
+    session.close(background=True)
+    assert session.wait(30)
+    assert calls == ["tfrepro-uploader"]  # created once, off the caller's thread
+    run = MlflowClient().get_run(session.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "bg"
+    assert run.data.params == {"lr": "0.1"} and FLUSH_TAG in run.data.tags
+    assert run.data.tags.get("mlflow.user")  # MLflow's context tags, resolved in the background
+    steps = sorted(m.step for m in MlflowClient().get_metric_history(session.run_id, "loss"))
+    assert steps == list(range(1, 51))
+    assert wait_for_uploads(1)
+
+
+def test_background_close_with_the_server_down_finishes_on_the_callers_thread(use_uri):  # noqa: F811
+    use_uri(dead_uri())
+    session = TrackingSession.open("down", background=True)
+    session.log_metrics({"loss": 1.0}, 1)
+    assert session._writer.wait_for_run(5) is None  # the first try failed: known down
+    session.close(background=True)
+    assert session._closer is None and session._closed  # nothing left to wait for
+    assert '"loss":1.0' in open(session.spool_path).read()
+
+
+def test_an_active_run_is_joined_as_before(use_uri, sqlite_uri):  # noqa: F811
+    import mlflow
+
+    use_uri(sqlite_uri)
+    with mlflow.start_run() as run:
+        session = TrackingSession.open(background=True)
+        assert not session.background and session.run_id == run.info.run_id and not session.started_run
+        session.close(background=True)
