@@ -17,6 +17,9 @@ Contract (the callback relies on it):
     session.close(..., background=True) the same on a thread of its own, once every point is in the
                                         spool: the process still waits for it (bounded) at exit
     session.wait(timeout) -> bool       wait for a background close; True when all was uploaded
+    session.wait_for_run(timeout) -> str   the run id once the run exists (off the training thread):
+                                        MLflow's context tags spooled and the run created; the
+                                        local id when the server is down
 
 Background opening (`open(..., background=True)`, what ReproCallback does): with no active
 MLflow run and no launcher's run to resume, open() makes no server call at all. The session
@@ -216,6 +219,22 @@ class TrackingSession:
         except Exception as exc:
             self._error("run context tags", exc)
 
+    def wait_for_run(self, timeout: float = FLUSH_TIMEOUT) -> str:
+        """The run id once the run exists on the server. For a session opened in the
+        background: waits (at most `timeout` s; never call it on the training thread) until
+        MLflow's context tags are spooled, so tags spooled after this call win over them (the
+        script tfrepro names is the run's source, not MLflow's argv[0]), and until the writer
+        has created the run, so what names the run (the card, environment.md) names its real
+        id. The local id when the server is down: `sync` gives it its id."""
+        if self.background:
+            deadline = time.monotonic() + timeout
+            if self._opener is not None:
+                join_started(self._opener_started, self._opener, timeout)
+            uploader = self._writer.uploader
+            if uploader is not None and not uploader.run_id:
+                self._writer.wait_for_run(max(deadline - time.monotonic(), 0.0))
+        return self.run_id
+
     # -- properties ------------------------------------------------------------------
     @property
     def run_id(self) -> str:
@@ -301,7 +320,7 @@ class TrackingSession:
 
         active = mlflow.active_run()
         if self.background and not self.has_fluent_run:
-            return self._log_keras_model_into_created_run(model, active)
+            return self._log_keras_model_into_created_run(model, active, params)
         if not (self.has_fluent_run and self.online):
             log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
             return None
@@ -312,7 +331,7 @@ class TrackingSession:
 
         return model_io.log_keras_model(model, params=params)
 
-    def _log_keras_model_into_created_run(self, model, active) -> Optional[str]:
+    def _log_keras_model_into_created_run(self, model, active, params=None) -> Optional[str]:
         """The flavour logs into MLflow's active run: resume the run the writer created, log,
         and end it (the spooled end record then sets the final status and time)."""
         import mlflow
@@ -333,7 +352,7 @@ class TrackingSession:
         with short_http(timeout=10, retries=1):
             mlflow.start_run(run_id=run_id)
         try:
-            return model_io.log_keras_model(model)
+            return model_io.log_keras_model(model, params=params)
         finally:
             with short_http(timeout=5):
                 mlflow.end_run()
@@ -467,7 +486,8 @@ class TrackingSession:
         call, no retry (call it off the training thread); raises on a server error."""
         uploader = self._writer.uploader
         uri = strip_url_credentials(getattr(uploader.backend, "tracking_uri", "") if uploader else "") or None
-        if uploader is not None and uploader.run_id and self.online:
+        # a run the writer created a moment ago: its first upload may still be going on
+        if uploader is not None and uploader.run_id and (self.online or (self.background and not self._writer.down)):
             experiment_id, tags = uploader.backend.run_tags(uploader.run_id)
             return RunPage(uri, experiment_id, tags)
         if self._local_id.startswith(LOCAL_PREFIX) and (uploader is None or not uploader.run_id):
