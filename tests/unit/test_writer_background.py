@@ -58,3 +58,24 @@ def test_an_active_run_is_joined_as_before(use_uri, sqlite_uri):  # noqa: F811
         session = TrackingSession.open(background=True)
         assert not session.background and session.run_id == run.info.run_id and not session.started_run
         session.close(background=True)
+
+
+def test_tags_spooled_after_wait_for_run_win_over_mlflows_context_tags(use_uri, sqlite_uri):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    use_uri(sqlite_uri)
+    session = TrackingSession.open("background", background=True, upload_interval=0.05)
+    local_id = session.run_id
+    run_id = session.wait_for_run(30)  # the opener's context tags (argv[0] as the source) are spooled
+    assert run_id != local_id and not run_id.startswith("local-")
+    session.set_tags({"mlflow.source.name": "src/train.py"})  # what the callback's record thread names
+    session.close(background=True)
+    assert session.wait(30)
+    assert MlflowClient().get_run(run_id).data.tags["mlflow.source.name"] == "src/train.py"
+
+
+def test_wait_for_run_with_the_server_down_gives_the_local_id(use_uri):  # noqa: F811
+    use_uri(dead_uri())
+    session = TrackingSession.open("down", background=True)
+    assert session.wait_for_run(10) == session.run_id and session.run_id.startswith("local-")
+    session.close()
