@@ -414,7 +414,8 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             else:
                 from tfrepro.tracking import facts
 
-                self._environment_ready.wait(ENVIRONMENT_TIMEOUT)  # collected while training ran: rarely waits
+                if self.environment is None:  # collected while training ran: rarely waits
+                    self._environment_ready.wait(ENVIRONMENT_TIMEOUT)
                 # where the model was made, as its params (MLflow 3's logged model page)
                 params = facts.model_params(self.environment, self.model_hash) if self.environment else None
                 self.model_uri = self.session.log_keras_model(self.model, params=params)
