@@ -84,6 +84,9 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
     One run per fit(), also when one instance is passed to several fit() calls; with an
     MLflow run active, every fit() logs into it (pass initial_epoch to continue the epochs).
+    A run the callback starts is created and ended off the training thread: fit() waits for
+    neither, so call `callback.wait()` before reading that run back (the process waits for
+    it at exit anyway).
 
     experiment_name, run_name: used only when the callback starts the run itself (no active
         run); MLFLOW_RUN_ID, set by `tfrepro run`, resumes the launcher's run.
