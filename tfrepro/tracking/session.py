@@ -6,7 +6,8 @@ Contract (the callback relies on it):
         the run a launcher created); `session.started_run` says whether close() ends it.
         Bounded: when the server does not answer within a few seconds the run gets a local
         id (`local-<uuid>`) and everything is spooled for `tfrepro sync`.
-    session.run_id                      real MLflow run id (or a local id while the server is down)
+    session.run_id                      real MLflow run id (or a local id while the server is down); after
+                                        close(), waits (bounded) for a run being created in the background
     session.log_params(dict) / set_tags(dict)
     session.log_metrics(dict, step)     a put_nowait: never blocks the training thread on the network
     session.log_text(text, artifact_file) / log_artifacts(local_dir, artifact_path)
@@ -88,6 +89,7 @@ class TrackingSession:
         if "mlflow" in sys.modules:
             self.imported.set()
         self._closer: Optional[threading.Thread] = None
+        self._ending = False  # close() was called: run_id may wait for the run to be created
         self._opener: Optional[threading.Thread] = None  # resolving MLflow's context tags
         self._opener_started = threading.Event()
 
@@ -238,8 +240,16 @@ class TrackingSession:
     # -- properties ------------------------------------------------------------------
     @property
     def run_id(self) -> str:
+        """The real MLflow run id, or the local one while there is none. Once close() was
+        called (fit() returned), reading it waits (at most FLUSH_TIMEOUT s) for the writer to
+        create a run opened in the background, so the id a program prints after fit() is the
+        server's; at once when the server is known to be down. Never waits during training."""
         uploader = self._writer.uploader
-        return (uploader.run_id if uploader is not None else None) or self._local_id
+        if uploader is None:
+            return self._local_id
+        if not uploader.run_id and self.background and self._ending:
+            self._writer.wait_for_run(FLUSH_TIMEOUT)
+        return uploader.run_id or self._local_id
 
     @property
     def online(self) -> bool:
@@ -388,6 +398,7 @@ class TrackingSession:
         is not known to be down (nothing would wait on the network then)."""
         if self._closed or self._closer is not None:
             return
+        self._ending = True
         # a run this session joined (the program's, the launcher's) is closed as before: the
         # program may read it back as soon as fit() returns
         foreground = not self.background or self._writer.uploader is None or self._writer.down
@@ -399,6 +410,7 @@ class TrackingSession:
         closer = threading.Thread(target=self._finish, args=(status, timeout, before, after), name="tfrepro-close")
         self._closer = closer
         _closing.add(closer)
+        _wait_before_pools_shut()
         closer.start()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -509,6 +521,28 @@ def _caller_records(active: bool):
     from tfrepro import fingerprint
 
     return fingerprint.recorded_by_caller()
+
+
+EXIT_WAIT = 60.0  # s the interpreter's exit waits for background closes before thread pools shut
+_exit_hook: List[bool] = []
+
+
+def _wait_before_pools_shut() -> None:
+    """Python 3.9+ shuts concurrent.futures' thread pools at exit *before* it joins the
+    threads still running: a background close that the main thread's end left running would
+    then fail every MLflow call that uses a pool (artifact downloads, signing's record load).
+    A threading exit hook registered after theirs runs before them (they run in reverse):
+    it waits for the closes (bounded). Python 3.8 joins threads before its pools shut."""
+    register = getattr(threading, "_register_atexit", None)
+    if _exit_hook or register is None:
+        return
+    try:
+        import concurrent.futures.thread  # noqa: F401  (registers its hook first, so it runs after ours)
+
+        register(wait_for_uploads, EXIT_WAIT)
+        _exit_hook.append(True)
+    except Exception:  # already shutting down, or a Python without the hook: the join still happens
+        pass
 
 
 def wait_for_uploads(timeout: Optional[float] = None) -> bool:
