@@ -79,3 +79,32 @@ def test_wait_for_run_with_the_server_down_gives_the_local_id(use_uri):  # noqa:
     session = TrackingSession.open("down", background=True)
     assert session.wait_for_run(10) == session.run_id and session.run_id.startswith("local-")
     session.close()
+
+
+EXIT_SCRIPT = """
+import concurrent.futures, sys
+from tfrepro.tracking.session import TrackingSession
+
+def after(session):  # what signing does: MLflow calls that use a thread pool
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        print("AFTER", pool.submit(lambda: session.run_id).result(), flush=True)
+
+session = TrackingSession.open("exit", background=True)
+session.log_metrics({"loss": 1.0}, 1)
+session.close(background=True, after=after)
+print("MAIN", flush=True)  # the main thread ends here, the close still running
+"""
+
+
+def test_a_background_close_left_running_at_exit_still_has_thread_pools(sqlite_uri, tmp_path):  # noqa: F811
+    import os
+    import subprocess
+    import sys
+
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=sqlite_uri, TFREPRO_SPOOL_DIR=str(tmp_path / "spool"))
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=environ, capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.split()
+    assert lines[0] == "MAIN" and lines[1] == "AFTER" and not lines[2].startswith("local-"), done.stderr[-2000:]
