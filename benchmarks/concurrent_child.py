@@ -71,6 +71,10 @@ def child(role, experiment, name, seconds, go, ready, out):
     try:
         model.fit(x, y, batch_size=8, epochs=10**6, verbose=0, callbacks=callbacks)
         result["ok"] = True
+        if role != "mlflow" and role != "bare":  # fit() returned before the bounded final flush: as at exit
+            repro = callbacks[1]
+            result["uploaded"] = repro.wait(END_WAIT)
+            result["live_points"] = repro.session._writer.live_points
         if role == "mlflow":  # MLflow's async logging queue drains at exit: give it END_WAIT s
 
             def end():

@@ -1,7 +1,7 @@
 """Many trainings at once against the team server (PostgreSQL + mlflow server, proxied artifacts).
 
     .venv/bin/python benchmarks/concurrent_runs.py [--writers 8] [--seconds 60]
-        [--phases bare,repro,mlflow,restarts] [--no-write]
+        [--phases bare,repro,mlflow,restarts] [--store team|sqlite] [--no-write]
 
 Starts scripts/team-server.sh in a fresh directory, then per phase starts N training processes
 at once (a barrier after imports), each fitting a small Keras MLP for --seconds and logging
@@ -13,8 +13,10 @@ every step (2 metrics: loss, mae):
             at 1/2 (separately)
 Reports the points per second the server accepted, the p50/p95 delay from log (the point's
 timestamp) to visible in the server (polled every 0.25 s with runs/search), each writer's
-memory, and whether every point of every run is in the server exactly once. Writes the table
-to benchmarks/README.md.
+memory, whether every point of every run is in the server exactly once, and the share of points
+the trainings' own writers uploaded while they ran ("live") rather than `tfrepro sync` after
+them. --store sqlite: a plain `mlflow server --workers 2` on sqlite instead of the team server
+(no restarts phase). Writes the table to benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 KEYS = {"bare": "loss", "repro": "batch_loss", "restarts": "batch_loss", "mlflow": "loss"}  # the per-step metric
 BEGIN, END = "<!-- concurrent_runs: last run -->", "<!-- concurrent_runs: end -->"
+BEGIN_SQLITE, END_SQLITE = "<!-- concurrent_runs sqlite: last run -->", "<!-- concurrent_runs sqlite: end -->"
 
 
 # -- the team server -------------------------------------------------------------------------
@@ -96,6 +99,25 @@ class Team:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+class SqliteServer:
+    """`mlflow server --workers 2` on sqlite, with the Team interface the phases use."""
+
+    def __init__(self, directory):
+        from tests.helpers.mlflow_server import MlflowServer
+
+        self.server = MlflowServer(directory, extra_args=["--workers", "2"])
+        self.uri = self.server.uri
+
+    def script(self, *args):
+        if "--stop" in args:
+            self.server.stop()
+        else:
+            self.server.start()
+
+    def restart_mlflow(self):
+        self.server.restart()
 
 
 def _port_free(port) -> bool:
@@ -275,6 +297,7 @@ def summarize(client, eid, role, results, seen, events, synced):
         "p95": pct(0.95),
         "exact": exact,
         "synced": synced,
+        "live": sum(r.get("live_points", 0) for r in ok),
         "flush": max((r["t_done"] - r["t_fit_end"] for r in ok), default=0),
         "rss_peak": max((r.get("rss_peak_mb", 0) for r in results), default=0),
         "rss_growth": statistics.median([r["rss_end_mb"] - r["rss_begin_mb"] for r in ok]) if ok else 0,
@@ -298,13 +321,13 @@ NAMES = {
 def table(rows, seconds):
     lines = [
         "| load | trainings ok | steps/s per training | after fit() until exit, max s | points accepted/s "
-        "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| log to visible p50 / p95 s | writer RSS peak / growth in fit, MB | every point once | uploaded live |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         if r["role"] == "bare":
             lines.append(
-                "| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - |"
+                "| %s | %d/%d | %.0f | %.1f | - | - | %.0f / %+.0f | - | - |"
                 % (
                     NAMES["bare"],
                     r["writers"] - r["failed"],
@@ -317,7 +340,7 @@ def table(rows, seconds):
             )
             continue
         lines.append(
-            "| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s |"
+            "| %s | %d/%d | %.0f | %.1f | %.0f | %.2f / %.2f | %.0f / %+.0f | %s | %s |"
             % (
                 NAMES[r["role"]],
                 r["writers"] - r["failed"],
@@ -330,6 +353,9 @@ def table(rows, seconds):
                 r["rss_peak"],
                 r["rss_growth"],
                 ("yes" if r["exact"] else "NO") + (" (%d points by `sync`)" % r["synced"] if r["synced"] else ""),
+                "%.0f%%" % min(100.0, 100.0 * r["live"] / r["points"])
+                if r["points"] and r["role"] != "mlflow"
+                else "-",
             )
         )
     notes = [
@@ -344,29 +370,31 @@ def table(rows, seconds):
     return "\n".join(lines + notes) + "\n"
 
 
-def machine():
+def machine(store="team"):
     import mlflow
 
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
-    return "%s, %d cores, Python %s, MLflow %s, PostgreSQL 15, load average %.1f at start" % (
+    return "%s, %d cores, Python %s, MLflow %s, %s, load average %.1f at start" % (
         cpu,
         os.cpu_count() or 0,
         platform.python_version(),
         mlflow.__version__,
+        "team server (PostgreSQL 15, 2 workers)" if store == "team" else "mlflow server --workers 2 on sqlite",
         os.getloadavg()[0],
     )
 
 
-def write_readme(text, info):
+def write_readme(text, info, store="team"):
+    begin, end = (BEGIN, END) if store == "team" else (BEGIN_SQLITE, END_SQLITE)
     path = os.path.join(ROOT, "benchmarks", "README.md")
     with open(path) as f:
         readme = f.read()
-    if BEGIN not in readme:
-        readme += "\n## concurrent_runs.py\n\n%s\n%s\n" % (BEGIN, END)
-    head, rest = readme.split(BEGIN, 1)
+    if begin not in readme:
+        readme += "\n## concurrent_runs.py\n\n%s\n%s\n" % (begin, end)
+    head, rest = readme.split(begin, 1)
     with open(path, "w") as f:
-        f.write("%s%s\nLast run (%s):\n\n%s%s%s" % (head, BEGIN, info, text, END, rest.split(END, 1)[1]))
+        f.write("%s%s\nLast run (%s):\n\n%s%s%s" % (head, begin, info, text, end, rest.split(end, 1)[1]))
     return path
 
 
@@ -375,13 +403,14 @@ def main(argv=None):
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--phases", default="bare,repro,mlflow,restarts")
+    parser.add_argument("--store", choices=("team", "sqlite"), default="team")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    info = machine()
+    info = machine(args.store)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tfrepro-concurrent-") as tmp:
         os.chmod(tmp, 0o711)  # the postgres user must reach its cluster inside
-        team = Team(os.path.join(tmp, "team"))
+        team = Team(os.path.join(tmp, "team")) if args.store == "team" else SqliteServer(os.path.join(tmp, "sqlite"))
         team.script()
         try:
             for role in args.phases.split(","):
@@ -396,7 +425,7 @@ def main(argv=None):
     print(info)
     print(text)
     if not args.no_write:
-        print("wrote", write_readme(text, info))
+        print("wrote", write_readme(text, info, args.store))
 
 
 if __name__ == "__main__":

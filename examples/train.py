@@ -60,6 +60,9 @@ def main(argv=None):
         verbose=2,
         callbacks=[callback],
     )
+    # fit() returns before the run is fully uploaded (its run may still be being created):
+    # wait, bounded, so the id printed is the server's and the run is complete when read back
+    callback.wait(60)
     run_id = callback.session.run_id if callback.session else None
     print("model hash:", callback.model_hash)
     print("run_id:", run_id)

@@ -13,6 +13,7 @@ the callback only records the seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,10 +27,15 @@ import tensorflow as tf
 
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
 from tfrepro.options import CallbackSettings
+from tfrepro.tracking import inputs as _inputs  # noqa: F401  (imported with the callback, not in fit())
+from tfrepro.tracking import session as _session  # noqa: F401
+from tfrepro.tracking.writer import join_started, start_later
 
 log = logging.getLogger(__name__)
 
 PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
+RUN_TIMEOUT = 10.0  # s the recording thread waits for the run to exist before naming it
+ENVIRONMENT_TIMEOUT = 60.0  # s the model's logging waits for the environment (its params); bounded anyway
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names
 
 
@@ -78,6 +84,9 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
     One run per fit(), also when one instance is passed to several fit() calls; with an
     MLflow run active, every fit() logs into it (pass initial_epoch to continue the epochs).
+    A run the callback starts is created and ended off the training thread: fit() waits for
+    neither, so call `callback.wait()` before reading that run back (the process waits for
+    it at exit anyway).
 
     experiment_name, run_name: used only when the callback starts the run itself (no active
         run); MLFLOW_RUN_ID, set by `tfrepro run`, resumes the launcher's run.
@@ -107,6 +116,8 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         self._global_step = 0
         self._tensorboard = None
         self._recorder: Optional[threading.Thread] = None
+        self._recorder_started = threading.Event()
+        self._environment_ready = threading.Event()
         self._fit = FitContext()
         self._mlflow_logs_epochs = False  # mlflow.tensorflow.autolog() logs them into our run
         self._steps_logged = False
@@ -137,23 +148,24 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         self.session = self.environment = self.model_uri = self.model_hash = None  # a new fit()
         self._global_step = 0
         self._last_epoch = None
+        self._environment_ready = threading.Event()
         self._chief = is_chief(os.environ.get("TF_CONFIG"), dict(os.environ))
         self._fit = FitContext.find(self)
         self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
             self._guard("recording this worker's environment", self._record_worker_elsewhere)
             return
-        from tfrepro import fingerprint
         from tfrepro.tracking.session import TrackingSession
 
         began = time.time()
-        with fingerprint.recorded_by_caller():  # the plugin leaves the environment to us
-            self.session = self._guard(
-                "opening the MLflow run",
-                TrackingSession.open,
-                experiment_name=self.experiment_name,
-                run_name=self.run_name,
-            )
+        self.session = self._guard(
+            "opening the MLflow run",
+            TrackingSession.open,
+            experiment_name=self.experiment_name,
+            run_name=self.run_name,
+            background=True,  # no server call before the first step: the writer creates the run
+            caller_records=True,  # the plugin leaves the environment to us
+        )
         if self.session is None:
             return
         self._mlflow_logs_epochs = self._fit.mlflow_callback() and getattr(self.session, "has_fluent_run", False)
@@ -166,26 +178,41 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         if not self.session.started_run and self.session.run_start_time is not None:
             # the plugin collected the environment while the run was being started, just before
             since = self.session.run_start_time - PLUGIN_SLACK
-        work = (since, self._fit.fit_args, self._guard("reading the replicas", replicas))
-        self._recorder = threading.Thread(target=self._record, args=work, name="tfrepro-record", daemon=True)
-        self._recorder.start()
+        work = (
+            getattr(self.session, "imported", None),
+            self._record,
+            since,
+            self._fit.fit_args,
+            self._guard("reading the replicas", replicas),
+        )
+        self._recorder = threading.Thread(target=_once_imported, args=work, name="tfrepro-record", daemon=True)
+        self._recorder_started = start_later(self._recorder)  # Thread.start() would wait for it to run
 
     def _record(self, since, fit_args, replica_count):
+        from tfrepro import fingerprint
         from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
 
-        withheld = self._guard("logging the environment", self._log_environment, since)
+        try:  # the plugin's, when it collected for this run
+            self.environment = self._guard("collecting the environment", fingerprint.shared, since)
+        finally:
+            self._environment_ready.set()  # the model's params wait for it
         inputs = self._guard("logging fit()'s inputs", log_fit_inputs, self.session, fit_args, replica_count)
-        if self.environment is not None:
-            self._guard("writing the run's description", self._log_card, inputs or {}, bool(withheld))
+        if self.environment is None:
+            return
+        # After MLflow's context tags (ours name the script and win) and once the run exists
+        # (the card and environment.md name its real id): the run is created off the training
+        # thread, so this thread waits for it, bounded.
+        self._guard("waiting for the MLflow run", self.session.wait_for_run, RUN_TIMEOUT)
+        withheld = self._guard("logging the environment", self._log_environment, self.environment)
+        self._guard("writing the run's description", self._log_card, inputs or {}, bool(withheld))
 
-    def _log_environment(self, since) -> bool:
+    def _log_environment(self, env) -> bool:
         """The environment as tags (MLflow's source tags among them) and artifacts; returns
         whether the uncommitted patch was kept off the server."""
-        from tfrepro import fingerprint, schema
+        from tfrepro import schema
         from tfrepro.tracking import card, runpage
         from tfrepro.tracking.upload import is_local
 
-        env = self.environment = fingerprint.shared(since)  # the plugin's, when it collected for this run
         tags = env.to_tags()
         if self.seed is not None and schema.SEED not in tags:
             tags[schema.SEED] = str(self.seed)
@@ -231,7 +258,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             self._guard("recording this worker's environment", self._log_worker, fingerprint.shared())
 
         self._recorder = threading.Thread(target=record, name="tfrepro-worker-record", daemon=True)
-        self._recorder.start()
+        self._recorder_started = start_later(self._recorder)
 
     def _log_card(self, input_tags, patch_withheld):
         """The environment card in the run's description, merged with what the description
@@ -331,20 +358,45 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
     def _train_end(self):
         self._fit = FitContext()  # holds fit()'s data: let it go
-        if self._recorder is not None:
-            self._recorder.join()  # bounded: git and NVML calls time out
-            self._recorder = None
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            self._environment_ready.set()  # nothing is collecting it: the model does not wait
+        # bounded: git and NVML calls time out
+        join = functools.partial(join_started, self._recorder_started, recorder) if recorder is not None else None
         if self.log_model:
             # Every worker saves (MultiWorkerMirroredStrategy saves collectively); the chief logs.
             self._guard("logging the model", self._log_model)
         if self.session is None:
+            if join is not None:
+                join()
             return
         if self.log_tensorboard:
             self._guard("uploading TensorBoard logs", self._upload_tensorboard)
-        self._guard("closing the MLflow run", self.session.close)
-        from tfrepro.signing import sign_session
+        # What the server still has to get (the environment being recorded, the last points,
+        # the run's end, the signature) finishes on a thread of its own, within the bounded
+        # flush; the process waits for it at exit. callback.wait() waits for it now.
+        self._guard(
+            "closing the MLflow run",
+            self.session.close,
+            background=True,
+            before=join,
+            after=_sign,
+        )
 
-        self._guard("signing the record", sign_session, self.session)
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait (at most `timeout` s; None: the bounded flush) until the last fit()'s run is
+        fully uploaded and ended. True when nothing is left for `tfrepro sync`; False when
+        the time ran out, the server is down (the run is in the spool) or no run was recorded.
+
+        When the callback started the run, fit() returns without waiting for the tracking
+        server: the environment, the card, the last points and the run's end go up on a thread
+        of their own. Call wait() before reading the run back (mlflow.get_run, search_runs,
+        `callback.session.run_id` of a run created in the background). The process waits for
+        that thread at exit anyway (bounded), so a script that only trains needs no call.
+        Inside a run of your own (`with mlflow.start_run():`) fit() returns once it is all
+        uploaded, as before."""
+        session = self.session
+        return bool(session is not None and session.wait(timeout))
 
     def _log_model(self):
         from tfrepro import schema
@@ -365,6 +417,8 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             else:
                 from tfrepro.tracking import facts
 
+                if self.environment is None:  # collected while training ran: rarely waits
+                    self._environment_ready.wait(ENVIRONMENT_TIMEOUT)
                 # where the model was made, as its params (MLflow 3's logged model page)
                 params = facts.model_params(self.environment, self.model_hash) if self.environment else None
                 self.model_uri = self.session.log_keras_model(self.model, params=params)
@@ -384,6 +438,19 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             log_dir = self._tensorboard.log_dir
         if os.path.isdir(str(log_dir)):
             self.session.log_artifacts(str(log_dir), "tensorboard")
+
+
+def _once_imported(imported, fn, *args):
+    """Run fn(*args) once the session's thread has imported MLflow (bounded)."""
+    if imported is not None:
+        imported.wait(120)
+    fn(*args)
+
+
+def _sign(session) -> None:
+    from tfrepro.signing import sign_session
+
+    sign_session(session)
 
 
 def _multi_worker() -> bool:

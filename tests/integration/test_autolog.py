@@ -15,6 +15,7 @@ mlflow = pytest.importorskip("mlflow")
 
 import tfrepro  # noqa: E402
 from tfrepro.callback import ReproCallback  # noqa: E402
+from tfrepro.tracking.session import wait_for_uploads  # noqa: E402
 
 autolog_module = sys.modules["tfrepro.autolog"]  # tfrepro.autolog is the function
 ORIGINAL_FIT = tf.keras.Model.fit
@@ -28,6 +29,7 @@ def _autolog_off(tracking_uri):
 
 
 def runs(experiment):
+    wait_for_uploads(60)  # fit() returns before the last upload and the run's end (issue 21)
     found = mlflow.search_runs(experiment_names=[experiment], output_format="list")
     return sorted(found, key=lambda r: r.info.start_time)
 

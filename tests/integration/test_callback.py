@@ -57,6 +57,7 @@ def server_env(mlflow_server, tmp_path_factory):
 def trained(server_env):
     callback = ReproCallback(experiment_name="callback-e2e", run_name="e2e", params={"note": "hi"})
     model = train(callback)
+    assert callback.wait(60)  # fit() returns before the last upload and the run's end
     run = mlflow.tracking.MlflowClient().get_run(callback.session.run_id)
     return callback, model, run
 
@@ -148,6 +149,7 @@ def test_mirrored_strategy(server_env):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     callback = ReproCallback(experiment_name="callback-e2e", log_model=True)
     train(callback, epochs=1, strategy=strategy)
+    assert callback.wait(60)
     run = mlflow.tracking.MlflowClient().get_run(callback.session.run_id)
     assert run.info.status == "FINISHED"
     assert "val_loss" in run.data.metrics
@@ -161,6 +163,7 @@ def test_tensorboard_logs_are_uploaded(server_env, tmp_path):
     x, y = data()
     model = build()
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback, tf.keras.callbacks.TensorBoard(log_dir=str(log_dir))])
+    assert callback.wait(60)
     listed = mlflow.artifacts.list_artifacts(run_id=callback.session.run_id, artifact_path="tensorboard")
     assert {os.path.basename(a.path) for a in listed} >= {"train"}
 

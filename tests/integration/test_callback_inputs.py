@@ -41,6 +41,7 @@ def test_numpy_inputs_show_in_mlflow(server):
     y = x.sum(axis=1, keepdims=True)
     callback = ReproCallback(experiment_name="inputs", log_model=False)
     model().fit(x, y, validation_data=(x[:8], y[:8]), epochs=1, verbose=0, callbacks=[callback])
+    assert callback.wait(60)  # fit() returns before the last upload
     run, datasets = inputs_of(server, callback.session.run_id)
     assert set(datasets) == {"training", "validation"}
     tags = run.data.tags
@@ -66,6 +67,7 @@ def test_tf_data_is_logged_by_spec_and_training_sees_the_same_batches(server):
     dataset, tracked = train_shuffled([callback])
     for a, b in zip(bare, tracked):
         np.testing.assert_array_equal(a, b)  # reading the pipeline would have advanced its shuffle
+    assert callback.wait(60)  # fit() returns before the last upload
     run, datasets = inputs_of(server, callback.session.run_id)
     assert list(datasets) == ["training"]
     assert datasets["training"].name == "training (tf.data 5)"
@@ -102,6 +104,7 @@ def test_numpy_inputs_reach_a_sqlite_store(tmp_path, monkeypatch):
     x = np.ones((16, 3), "float32")
     callback = ReproCallback(experiment_name="inputs", log_model=False)
     model().fit(x, x[:, :1], validation_data=(x, x[:, :1]), epochs=1, verbose=0, callbacks=[callback])
+    assert callback.wait(60)
     run, datasets = inputs_of(mlflow.tracking.MlflowClient(uri), callback.session.run_id)
     assert set(datasets) == {"training", "validation"}
     assert datasets["training"].digest == run.data.tags["tfrepro.input.training.digest"].split(":")[1][:32]

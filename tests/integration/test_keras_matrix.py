@@ -65,6 +65,7 @@ def fit(model=None, x=None, y=None, callback=None, others=(), **kwargs):
     kwargs.setdefault("epochs", 2)
     kwargs.setdefault("verbose", 0)
     history = model.fit(x, y, callbacks=[callback, *others], **kwargs)
+    callback.wait(60)  # fit() returns before the last upload and the run's end (issue 21)
     return callback, history, mlflow.tracking.MlflowClient().get_run(callback.session.run_id)
 
 

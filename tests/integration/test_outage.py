@@ -76,6 +76,7 @@ def test_server_killed_mid_fit_and_restarted(tracking):
     outage.calls = 0
     history, repro = fit([tf.keras.callbacks.LambdaCallback(on_train_batch_end=outage)])
     assert len(history.history["loss"]) == EPOCHS  # training finished normally
+    assert repro.wait(60)  # fit() returns before the last upload and the run's end
     session = repro.session
     client = MlflowClient(tracking.uri)
     run = client.get_run(session.run_id)

@@ -111,6 +111,7 @@ if sys.argv[1] == "active":
         m.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[cb])
 else:
     m.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[cb])
+cb.wait(60)  # fit() returns before the run is created and closed (issue 21)
 print(json.dumps({"run_id": cb.session.run_id, "collected": count["n"]}))
 """
 

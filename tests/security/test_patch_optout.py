@@ -27,6 +27,7 @@ def fit(callback):
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
     model.compile(optimizer="sgd", loss="mse")
     model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[callback])
+    callback.wait(60)  # a run the callback started is finished off the training thread (issue 21)
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])

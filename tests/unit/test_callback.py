@@ -140,6 +140,10 @@ class PageSession:
     def run_page(self):
         return self.page
 
+    def wait_for_run(self, timeout):
+        self.run_id = self.__dict__.pop("created", self.run_id)  # the writer created the run meanwhile
+        return self.run_id
+
     def log_keras_model(self, model, params=None):
         self.model_params.append(params)
         return "models:/m-1"
@@ -243,3 +247,17 @@ def test_the_plugin_gives_a_plain_start_run_the_source_and_the_card(monkeypatch)
     monkeypatch.setattr(runpage, "plugin_card", broken)
     tags = context.TfreproContextProvider().tags()
     assert schema.MLFLOW_NOTE not in tags and tags[schema.GIT_COMMIT]  # the environment still tagged
+
+
+def test_the_record_thread_names_the_run_once_it_exists(monkeypatch):
+    """A run opened in the background has a local id until the writer creates it: the card and
+    environment.md name the real one (issue 21)."""
+    from tfrepro import markdown as md
+    from tfrepro import schema
+
+    created = "fedcba9876543210fedcba9876543210"
+    session = PageSession(run_id="local-0123")
+    session.created = created
+    recorded(monkeypatch, session)
+    assert "tfrepro replay %s" % created in md.unescape(session.tags[schema.MLFLOW_NOTE])
+    assert "Environment of run " + created in md.unescape(session.texts[schema.ENVIRONMENT_MD])

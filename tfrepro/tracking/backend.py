@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import tempfile
+import threading
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlparse
 
@@ -51,6 +52,34 @@ def backend_for(tracking_uri: str):
         quickack.enable(tracking_uri)  # MLflow's own calls to this server too
         return RestBackend(tracking_uri)
     return ClientBackend(tracking_uri)
+
+
+class Deferred:
+    """The backend of MLflow's tracking URI, built on first use: importing MLflow takes
+    seconds, so a session opened before the program imported it leaves that to the writer's
+    upload thread."""
+
+    IMPORT_TIMEOUT = 120.0
+
+    def __init__(self, imported: Optional[threading.Event] = None):
+        self._backend = None
+        self._lock = threading.Lock()
+        self._imported = imported  # set once another thread imported MLflow: two at once break it
+
+    def get(self):
+        with self._lock:
+            if self._backend is None:
+                if self._imported is not None:
+                    self._imported.wait(self.IMPORT_TIMEOUT)
+                import mlflow
+
+                self._backend = backend_for(mlflow.get_tracking_uri())
+            return self._backend
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
 
 
 @contextlib.contextmanager
@@ -144,7 +173,12 @@ class RestBackend:
             return True
 
     def log_batch(
-        self, run_id: str, metrics: Sequence[Point] = (), params: Optional[Dict] = None, tags: Optional[Dict] = None
+        self,
+        run_id: str,
+        metrics: Sequence[Point] = (),
+        params: Optional[Dict] = None,
+        tags: Optional[Dict] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         body: Dict[str, Any] = {"run_id": run_id}
         if metrics:
@@ -153,7 +187,7 @@ class RestBackend:
             body["params"] = [{"key": k, "value": v} for k, v in params.items()]
         if tags:
             body["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
-        self._call("POST", "/api/2.0/mlflow/runs/log-batch", json=body)
+        self._call("POST", "/api/2.0/mlflow/runs/log-batch", timeout=timeout or TIMEOUT, json=body)
 
     def metric_history(self, run_id: str, key: str) -> Set[Tuple[int, int, str]]:
         seen, token = set(), None
@@ -291,7 +325,7 @@ class ClientBackend:
     def reachable(self) -> bool:
         return True
 
-    def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
+    def log_batch(self, run_id, metrics=(), params=None, tags=None, timeout=None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         self._wrap(

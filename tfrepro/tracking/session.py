@@ -6,7 +6,8 @@ Contract (the callback relies on it):
         the run a launcher created); `session.started_run` says whether close() ends it.
         Bounded: when the server does not answer within a few seconds the run gets a local
         id (`local-<uuid>`) and everything is spooled for `tfrepro sync`.
-    session.run_id                      real MLflow run id (or a local id while the server is down)
+    session.run_id                      real MLflow run id (or a local id while the server is down); after
+                                        close(), waits (bounded) for a run being created in the background
     session.log_params(dict) / set_tags(dict)
     session.log_metrics(dict, step)     a put_nowait: never blocks the training thread on the network
     session.log_text(text, artifact_file) / log_artifacts(local_dir, artifact_path)
@@ -14,6 +15,18 @@ Contract (the callback relies on it):
     session.flush(timeout) -> seconds spent
     session.close(status="FINISHED")    end the run only if this session started it (while what is
                                         left uploads), then wait for the upload
+    session.close(..., background=True) the same on a thread of its own, once every point is in the
+                                        spool: the process still waits for it (bounded) at exit
+    session.wait(timeout) -> bool       wait for a background close; True when all was uploaded
+    session.wait_for_run(timeout) -> str   the run id once the run exists (off the training thread):
+                                        MLflow's context tags spooled and the run created; the
+                                        local id when the server is down
+
+Background opening (`open(..., background=True)`, what ReproCallback does): with no active
+MLflow run and no launcher's run to resume, open() makes no server call at all. The session
+spools under a local id (`local-<uuid>`) and the writer's upload thread creates the real run
+(the same path `tfrepro sync` takes for a local id) and uploads into it: nothing waits for
+the server before the first step.
 Every method above swallows tracking failures (recorded in `session.errors`, warned once).
 What the callback asks of the run itself, so that it never calls MLflow (these raise on a
 server error; the callback guards them):
@@ -30,22 +43,26 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import threading
 import time
 import uuid
-from typing import Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Set
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
-from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
+from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer, join_started, start_later
 
 log = logging.getLogger(__name__)
 
 FLUSH_TAG = schema.FLUSH_SECONDS  # seconds close() spent flushing the queue
 FLUSH_TIMEOUT = 10.0
 FINAL_TIMEOUT = 2.0  # for the last few records (flush tag, run end) after the main flush
+OPEN_TIMEOUT = 30.0  # for MLflow's import and context tags, when the run is opened in the background
+_closing: Set[threading.Thread] = set()  # background closes still running (non-daemon: exit waits)
 
 
 class TrackingSession:
@@ -64,6 +81,17 @@ class TrackingSession:
         self._writer = writer
         self._errors: List[str] = []
         self._closed = False
+        self._uploaded = False
+        self.background = False  # opened in the background: the run is created by the writer's thread
+        # set once MLflow is imported: a thread that imports it too must wait for this (two
+        # threads importing MLflow at once get half-initialised modules)
+        self.imported = threading.Event()
+        if "mlflow" in sys.modules:
+            self.imported.set()
+        self._closer: Optional[threading.Thread] = None
+        self._ending = False  # close() was called: run_id may wait for the run to be created
+        self._opener: Optional[threading.Thread] = None  # resolving MLflow's context tags
+        self._opener_started = threading.Event()
 
     @classmethod
     def open(
@@ -74,7 +102,15 @@ class TrackingSession:
         spool_dir: Optional[str] = None,
         queue_size: int = QUEUE_SIZE,
         upload_interval: float = UPLOAD_INTERVAL,
+        background: bool = False,
+        caller_records: bool = False,
     ) -> "TrackingSession":
+        """caller_records: the caller records the environment, so the MLflow plugin adds none
+        to a run started here."""
+        if background:
+            session = cls._open_background(experiment_name, run_name, spool_dir, queue_size, upload_interval)
+            if session is not None:
+                return session
         errors: List[str] = []
         backend, uri, run_id, started, online, fluent = None, None, None, True, False, False
         run_start_time: Optional[float] = None
@@ -94,7 +130,7 @@ class TrackingSession:
             elif backend.reachable():
                 try:
                     launcher_run = os.environ.get(schema.ENV_MLFLOW_RUN_ID)
-                    with short_http():
+                    with short_http(), _caller_records(caller_records):
                         # MLFLOW_RUN_ID (set by `tfrepro run`): resume that run in its own experiment
                         experiment_id = None
                         if launcher_run:
@@ -129,11 +165,91 @@ class TrackingSession:
             session.set_tags(notes)
         return session
 
+    @classmethod
+    def _open_background(cls, experiment_name, run_name, spool_dir, queue_size, upload_interval):
+        """A session that makes no server call: None when a run already exists to join (an
+        active run, the launcher's MLFLOW_RUN_ID), which open() then handles as before."""
+        if os.environ.get(schema.ENV_MLFLOW_RUN_ID):
+            return None
+        try:
+            from tfrepro.tracking.backend import Deferred, backend_for
+
+            mlflow = sys.modules.get("mlflow")
+            imported = threading.Event()
+            if mlflow is None:  # not imported yet, so no run is active: importing it takes seconds
+                uri, backend, chosen = os.environ.get(schema.ENV_MLFLOW_TRACKING_URI), Deferred(imported), None
+            else:
+                if mlflow.active_run() is not None:
+                    return None
+                uri = mlflow.get_tracking_uri()
+                backend = backend_for(uri)
+                chosen = None
+                if not experiment_name:
+                    chosen = getattr(sys.modules.get("mlflow.tracking.fluent"), "_active_experiment_id", None)
+        except Exception:
+            return None  # open() reports it
+        run_id = LOCAL_PREFIX + uuid.uuid4().hex
+        header = _header(run_id, experiment_name, run_name, uri, context_tags=False)
+        if chosen:  # the program's mlflow.set_experiment() wins over $MLFLOW_EXPERIMENT_NAME, as in MLflow
+            header["experiment_id"], header["experiment_name"] = str(chosen), None
+        writer = _open_writer(spool_dir, run_id, header, backend, queue_size, upload_interval, False)
+        session = cls(run_id, True, writer, False, None)
+        session.background = True
+        session.imported = imported
+        if mlflow is not None:
+            imported.set()
+        # MLflow's context tags (source, user, git) are what start_run would have set: resolved
+        # off the training thread too, and spooled like any tag
+        opener = threading.Thread(target=session._context_tags, args=(run_name,), name="tfrepro-open", daemon=True)
+        session._opener = opener
+        session._opener_started = start_later(opener)
+        return session
+
+    def _context_tags(self, run_name):
+        try:
+            try:
+                import mlflow  # noqa: F401  (here first: the writer's threads wait for it)
+            finally:
+                self.imported.set()
+            from mlflow.tracking.context.registry import resolve_tags
+
+            from tfrepro import fingerprint
+
+            with fingerprint.recorded_by_caller():  # ReproCallback records the environment itself
+                tags = resolve_tags({"mlflow.runName": run_name} if run_name else {})
+            self._writer.put((None, {"tags": {str(k): str(v) for k, v in tags.items()}}))
+        except Exception as exc:
+            self._error("run context tags", exc)
+
+    def wait_for_run(self, timeout: float = FLUSH_TIMEOUT) -> str:
+        """The run id once the run exists on the server. For a session opened in the
+        background: waits (at most `timeout` s; never call it on the training thread) until
+        MLflow's context tags are spooled, so tags spooled after this call win over them (the
+        script tfrepro names is the run's source, not MLflow's argv[0]), and until the writer
+        has created the run, so what names the run (the card, environment.md) names its real
+        id. The local id when the server is down: `sync` gives it its id."""
+        if self.background:
+            deadline = time.monotonic() + timeout
+            if self._opener is not None:
+                join_started(self._opener_started, self._opener, timeout)
+            uploader = self._writer.uploader
+            if uploader is not None and not uploader.run_id:
+                self._writer.wait_for_run(max(deadline - time.monotonic(), 0.0))
+        return self.run_id
+
     # -- properties ------------------------------------------------------------------
     @property
     def run_id(self) -> str:
+        """The real MLflow run id, or the local one while there is none. Once close() was
+        called (fit() returned), reading it waits (at most FLUSH_TIMEOUT s) for the writer to
+        create a run opened in the background, so the id a program prints after fit() is the
+        server's; at once when the server is known to be down. Never waits during training."""
         uploader = self._writer.uploader
-        return (uploader.run_id if uploader is not None else None) or self._local_id
+        if uploader is None:
+            return self._local_id
+        if not uploader.run_id and self.background and self._ending:
+            self._writer.wait_for_run(FLUSH_TIMEOUT)
+        return uploader.run_id or self._local_id
 
     @property
     def online(self) -> bool:
@@ -178,7 +294,9 @@ class TrackingSession:
         """Uploaded now when the server is up (the directory may be temporary); else spooled
         by path, for `sync` to upload if the directory still exists then."""
         uploader = self._writer.uploader
-        if uploader is not None and self.online and uploader.run_id:
+        if uploader is not None and self.background and not uploader.run_id:
+            self._writer.wait_for_run(FLUSH_TIMEOUT)  # the directory may be gone once this returns
+        if uploader is not None and (self.online or self.background) and uploader.run_id:
             try:
                 from tfrepro.tracking.backend import short_http
 
@@ -211,6 +329,8 @@ class TrackingSession:
         import mlflow
 
         active = mlflow.active_run()
+        if self.background and not self.has_fluent_run:
+            return self._log_keras_model_into_created_run(model, active, params)
         if not (self.has_fluent_run and self.online):
             log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
             return None
@@ -220,6 +340,32 @@ class TrackingSession:
         from tfrepro.tracking import model as model_io
 
         return model_io.log_keras_model(model, params=params)
+
+    def _log_keras_model_into_created_run(self, model, active, params=None) -> Optional[str]:
+        """The flavour logs into MLflow's active run: resume the run the writer created, log,
+        and end it (the spooled end record then sets the final status and time)."""
+        import mlflow
+
+        if active is not None:
+            log.warning("tfrepro: another MLflow run is active; the model was not logged")
+            return None
+        run_id = self._writer.wait_for_run(FLUSH_TIMEOUT)
+        if run_id is None:
+            log.warning("tfrepro: tracking server unreachable; the model was not logged (its hash was recorded)")
+            return None
+        from tfrepro.tracking import model as model_io
+        from tfrepro.tracking.backend import short_http
+
+        uploader = self._writer.uploader
+        if uploader.header.get("experiment_name") and uploader.experiment_id:
+            mlflow.set_experiment(experiment_id=uploader.experiment_id)  # as a foreground open does
+        with short_http(timeout=10, retries=1):
+            mlflow.start_run(run_id=run_id)
+        try:
+            return model_io.log_keras_model(model, params=params)
+        finally:
+            with short_http(timeout=5):
+                mlflow.end_run()
 
     def _error(self, what, exc):
         if not self.errors:
@@ -237,9 +383,66 @@ class TrackingSession:
             self._error("flush", exc)
         return time.monotonic() - start
 
-    def close(self, status: str = "FINISHED", timeout: float = FLUSH_TIMEOUT) -> None:
-        if self._closed:
+    def close(
+        self,
+        status: str = "FINISHED",
+        timeout: float = FLUSH_TIMEOUT,
+        background: bool = False,
+        before: Optional[Callable[[], None]] = None,
+        after: Optional[Callable[["TrackingSession"], None]] = None,
+    ) -> None:
+        """Call `before()` (the last things still being logged), end the run if this session
+        started it and upload what is left (bounded by `timeout`), then call `after(session)`;
+        their failures are logged. background=True does it on a thread of its own, without
+        waiting for anything, for a session opened in the background whose server
+        is not known to be down (nothing would wait on the network then)."""
+        if self._closed or self._closer is not None:
             return
+        self._ending = True
+        # a run this session joined (the program's, the launcher's) is closed as before: the
+        # program may read it back as soon as fit() returns
+        foreground = not self.background or self._writer.uploader is None or self._writer.down
+        if not background or foreground:
+            self._finish(status, timeout, before, after)
+            return
+        self._writer.flush(0, wait=False)  # the spooler writes the rest now (and the atexit handler at worst)
+        # not a daemon: the interpreter joins it before it exits, so the bounded flush still happens
+        closer = threading.Thread(target=self._finish, args=(status, timeout, before, after), name="tfrepro-close")
+        self._closer = closer
+        _closing.add(closer)
+        _wait_before_pools_shut()
+        closer.start()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait for a background close (at most `timeout` s). True when it is over and nothing
+        is left for `tfrepro sync`."""
+        closer = self._closer
+        if closer is not None:
+            closer.join(timeout)
+            if closer.is_alive():
+                return False
+        return self._closed and self._uploaded
+
+    def _finish(self, status: str, timeout: float, before, after) -> None:
+        try:
+            if before is not None:
+                try:
+                    before()
+                except Exception as exc:
+                    self._error("before close", exc)
+            if self._opener is not None:
+                join_started(self._opener_started, self._opener, OPEN_TIMEOUT)  # its tags go up with the rest
+            self._closed = True
+            self._finish_upload(status, timeout)
+            if after is not None:
+                try:
+                    after(self)
+                except Exception as exc:
+                    self._error("after close", exc)
+        finally:
+            _closing.discard(threading.current_thread())
+
+    def _finish_upload(self, status: str, timeout: float) -> None:
         start = time.monotonic()
         ended = False
         if self.has_fluent_run and self.started_run:
@@ -248,17 +451,23 @@ class TrackingSession:
         self.flush(max(timeout - (time.monotonic() - start), 0.0))
         seconds = time.monotonic() - start
         log.info("tfrepro: tracking flushed in %.3f s", seconds)
-        self.set_tags({FLUSH_TAG: "%.3f" % seconds})
+        self._final({"tags": {FLUSH_TAG: "%.3f" % seconds}})
         if self.started_run and not ended:
-            self._put({"end": status, "end_time": int(time.time() * 1000)})
-        self._closed = True
+            self._final({"end": status, "end_time": int(time.time() * 1000)})
         try:
             done = self._writer.close(FINAL_TIMEOUT)
         except Exception as exc:
             self._error("close", exc)
             done = False
+        self._uploaded = done
         if not done:
             warn_not_uploaded(self.run_id, self.spool_path)
+
+    def _final(self, record: Dict) -> None:
+        try:
+            self._writer.put((None, record))
+        except Exception as exc:
+            self._error("spool", exc)
 
     def _end_fluent_run(self, status: str) -> bool:
         """End the MLflow active run. Fails fast when the server is down (the run is still
@@ -289,7 +498,8 @@ class TrackingSession:
         call, no retry (call it off the training thread); raises on a server error."""
         uploader = self._writer.uploader
         uri = strip_url_credentials(getattr(uploader.backend, "tracking_uri", "") if uploader else "") or None
-        if uploader is not None and uploader.run_id and self.online:
+        # a run the writer created a moment ago: its first upload may still be going on
+        if uploader is not None and uploader.run_id and (self.online or (self.background and not self._writer.down)):
             experiment_id, tags = uploader.backend.run_tags(uploader.run_id)
             return RunPage(uri, experiment_id, tags)
         if self._local_id.startswith(LOCAL_PREFIX) and (uploader is None or not uploader.run_id):
@@ -303,7 +513,48 @@ class RunPage(NamedTuple):
     tags: Dict[str, str]
 
 
-def _header(run_id, experiment_name, run_name, uri) -> Dict:
+def _caller_records(active: bool):
+    if not active:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from tfrepro import fingerprint
+
+    return fingerprint.recorded_by_caller()
+
+
+EXIT_WAIT = 60.0  # s the interpreter's exit waits for background closes before thread pools shut
+_exit_hook: List[bool] = []
+
+
+def _wait_before_pools_shut() -> None:
+    """Python 3.9+ shuts concurrent.futures' thread pools at exit *before* it joins the
+    threads still running: a background close that the main thread's end left running would
+    then fail every MLflow call that uses a pool (artifact downloads, signing's record load).
+    A threading exit hook registered after theirs runs before them (they run in reverse):
+    it waits for the closes (bounded). Python 3.8 joins threads before its pools shut."""
+    register = getattr(threading, "_register_atexit", None)
+    if _exit_hook or register is None:
+        return
+    try:
+        import concurrent.futures.thread  # noqa: F401  (registers its hook first, so it runs after ours)
+
+        register(wait_for_uploads, EXIT_WAIT)
+        _exit_hook.append(True)
+    except Exception:  # already shutting down, or a Python without the hook: the join still happens
+        pass
+
+
+def wait_for_uploads(timeout: Optional[float] = None) -> bool:
+    """Wait for every background close of this process (at most `timeout` s in all).
+    True when none is left running."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(_closing):
+        thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+    return not any(t.is_alive() for t in list(_closing))
+
+
+def _header(run_id, experiment_name, run_name, uri, context_tags: bool = True) -> Dict:
     header = {
         "run_id": run_id,
         "experiment_name": experiment_name or os.environ.get(schema.ENV_MLFLOW_EXPERIMENT_NAME),
@@ -315,7 +566,7 @@ def _header(run_id, experiment_name, run_name, uri) -> Dict:
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-    if run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
+    if context_tags and run_id.startswith(LOCAL_PREFIX):  # the tags MLflow would have set at start_run
         try:
             from mlflow.tracking.context.registry import resolve_tags
 

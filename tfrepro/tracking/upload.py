@@ -103,6 +103,7 @@ class RunUploader:
         self.errors: List[str] = []
         self.counts = {"points": 0, "skipped": 0, "params": 0, "tags": 0, "files": 0, "inputs": 0}
         self._history: Dict[str, Set] = {}
+        self.experiment_id: Optional[str] = None  # of the run, once ensure_run() resolved it
 
     def ensure_run(self) -> Tuple[str, bool]:
         """The real run id, creating the run for a local id. Returns (run_id, created)."""
@@ -113,6 +114,7 @@ class RunUploader:
         if not experiment_id:
             name = h.get("experiment_name")
             experiment_id = self.backend.experiment_id(name) if name else "0"
+        self.experiment_id = str(experiment_id)
         # a create whose answer was lost, or a lost marker, must not make a second run
         found = self.backend.find_run(str(experiment_id), LOCAL_ID_TAG, h.get("run_id", ""))
         if found:
@@ -124,18 +126,22 @@ class RunUploader:
         self.run_id = self.backend.create_run(str(experiment_id), h.get("run_name"), start, tags)
         return self.run_id, True
 
-    def upload(self, records: List[Dict], dedupe: bool) -> None:
+    def upload(self, records: List[Dict], dedupe: bool, timeout: Optional[float] = None) -> int:
+        """Upload `records` in order; returns the number of metric points sent. `timeout`
+        bounds each log_batch call (the backend's default when None)."""
         run_id = self.ensure_run()[0]
+        sent = self.counts["points"]
         for kind, payload in plan(records):
             try:
-                self._call(run_id, kind, payload, dedupe)
+                self._call(run_id, kind, payload, dedupe, timeout)
             except Rejected as exc:
                 self.errors.append("%s: %s" % (kind, exc))
             except Retryable:
                 self._history = {}  # a failed call may have landed: fetch the history again
                 raise
+        return self.counts["points"] - sent
 
-    def _call(self, run_id, kind, payload, dedupe):
+    def _call(self, run_id, kind, payload, dedupe, timeout=None):
         b = self.backend
         if kind == "metrics":
             points = payload
@@ -145,7 +151,10 @@ class RunUploader:
                 points = unseen(points, self._history)
                 self.counts["skipped"] += len(payload) - len(points)
             if points:
-                b.log_batch(run_id, metrics=points)
+                if timeout is None:
+                    b.log_batch(run_id, metrics=points)
+                else:
+                    b.log_batch(run_id, metrics=points, timeout=timeout)
             self.counts["points"] += len(points)
         elif kind == "params":
             b.log_batch(run_id, params=payload)

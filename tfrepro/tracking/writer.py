@@ -9,11 +9,11 @@ dropped: the spooler hands lines to the OS at least every FLUSH_INTERVAL s, so a
 process loses at most the points of that last interval (~0.2 s); the uploader reads the
 spool in bounded chunks, so memory stays bounded at any logging rate. While the server is
 down the uploader backs off (0.5 s doubling to 30 s), then resumes from its marker, first
-re-reading the server's history to skip points a failed call may already have delivered.
-"""
+re-reading the server's history to skip points a failed call may already have delivered."""
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import queue
@@ -33,6 +33,31 @@ UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger b
 MAX_BACKOFF = 30.0
 STATE_INTERVAL = 1.0
 _STOP = object()
+
+
+def start_later(*threads: Optional[threading.Thread]) -> threading.Event:
+    """Start `threads` from a helper thread and return an Event set once they are started.
+    Thread.start() waits until the new thread runs, which on busy cores costs the caller
+    milliseconds a thread: the training thread must not pay that."""
+    started = threading.Event()
+
+    def launch():
+        try:
+            for thread in threads:
+                if thread is not None:
+                    thread.start()
+        finally:
+            started.set()
+
+    _thread.start_new_thread(launch, ())
+    return started
+
+
+def join_started(started: threading.Event, thread: threading.Thread, timeout: Optional[float] = None) -> None:
+    """thread.join(timeout), once start_later() has started it."""
+    started.wait(timeout if timeout is not None else 60.0)
+    if thread.ident is not None:
+        thread.join(timeout)
 
 
 class Writer:
@@ -55,6 +80,8 @@ class Writer:
         if uploader is not None and state.get("run_id") and not uploader.run_id:
             uploader.run_id = state["run_id"]
         self.online = online and uploader is not None  # False: probe before the first upload
+        self.tried = False  # an upload was attempted (so `online` is known)
+        self.live_points = 0  # metric points this writer uploaded (the rest is left to `sync`)
         self._dedupe = False
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -63,9 +90,7 @@ class Writer:
         self._state_saved = 0.0
         self._spooler = threading.Thread(target=self._spool_loop, name="tfrepro-spooler", daemon=True)
         self._uploader = threading.Thread(target=self._upload_loop, name="tfrepro-uploader", daemon=True)
-        self._spooler.start()
-        if uploader is not None:
-            self._uploader.start()
+        self._started = start_later(self._spooler, self._uploader if uploader is not None else None)
         atexit.register(self._at_exit)
 
     # -- training thread -------------------------------------------------------------
@@ -159,13 +184,7 @@ class Writer:
                     self.online, backoff = True, 0.0
                     next_try = time.monotonic() + self.upload_interval
                 except Retryable as exc:
-                    if self.online:
-                        log.warning(
-                            "tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
-                            exc,
-                            self.spool.path,
-                        )
-                    self.online, self._dedupe = False, True
+                    self._down(exc)
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                     next_try = time.monotonic() + backoff
                 except Exception as exc:  # a bug or an odd store: never kill training for it
@@ -173,10 +192,40 @@ class Writer:
                     self.online, self._dedupe = False, True
                     backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF)
                     next_try = time.monotonic() + backoff
+                self.tried = True
                 self._save_state()
                 self._attempt_done(urgent)
         finally:
             handle.close()
+
+    def _down(self, exc):
+        if self.online or not self.tried:
+            log.warning(
+                "tfrepro: tracking server unreachable (%s); spooling to %s and retrying",
+                exc,
+                self.spool.path,
+            )
+        self.online, self._dedupe = False, True
+
+    @property
+    def down(self) -> bool:
+        """The last upload attempt failed to reach the server."""
+        return self.uploader is None or (self.tried and not self.online)
+
+    def wait_for_run(self, timeout: float) -> Optional[str]:
+        """The real run id, asking for an upload now (which creates the run of a local id);
+        None when the server fails that attempt or `timeout` s pass."""
+        if self.uploader is None:
+            return None
+        deadline = time.monotonic() + timeout
+        self.flush(0, wait=False)
+        with self._cond:
+            while not self.uploader.run_id and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.tried and not self.online and not self._flush_requested):
+                    break
+                self._cond.wait(min(remaining, 0.05))
+        return self.uploader.run_id
 
     def _attempt_done(self, urgent):
         with self._cond:
@@ -190,11 +239,13 @@ class Writer:
         if not self.uploader.run_id:
             self.uploader.ensure_run()
             self._save_state(force=True)  # the local id -> real run mapping, before any upload
+            with self._cond:
+                self._cond.notify_all()  # wait_for_run()
         while not self._closed and self.confirmed < self.spool.flushed:
             records, end = spool.read(self.spool.path, self.confirmed, self.spool.flushed, handle=handle)
             if end == self.confirmed:
                 return
-            self.uploader.upload(records, dedupe=self._dedupe)
+            self.live_points += self.uploader.upload(records, dedupe=self._dedupe)
             self._dedupe = False
             if not self._closed:
                 self.confirmed = end
@@ -224,10 +275,11 @@ class Writer:
         if len(self.errors) < 100:
             self.errors.append(message)
 
-    def flush(self, timeout: float, wait: bool = True) -> bool:
+    def flush(self, timeout: float, wait: bool = True, spooled_only: bool = False) -> bool:
         """Wait (at most `timeout` s) until everything logged so far is spooled and uploaded,
         or the server failed a fresh attempt. True when all is uploaded. wait=False only
-        starts the upload now."""
+        starts the upload now; spooled_only=True waits only until it is in the spool file
+        (and starts the upload)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         marker = threading.Event()
         try:
@@ -238,7 +290,8 @@ class Writer:
         if not wait:
             return False
         marker.wait(max(deadline - time.monotonic(), 0.0))
-        if self.uploader is None or not self._uploader.is_alive():
+        self._started.wait(max(deadline - time.monotonic(), 0.0))
+        if spooled_only or self.uploader is None or not self._uploader.is_alive():
             return False
         target = self.spool.flushed
         with self._cond:
@@ -258,13 +311,13 @@ class Writer:
         except queue.Full:
             pass
         self._wake.set()
-        self._spooler.join(2)
+        join_started(self._started, self._spooler, 2)
         done = done and self.confirmed >= self.spool.flushed
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if self._uploader.is_alive():
-            self._uploader.join(1)
+            join_started(self._started, self._uploader, 1)
         self._drain_queue()  # anything put after the stop marker
         self.spool.close()
         atexit.unregister(self._at_exit)
