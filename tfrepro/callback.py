@@ -272,16 +272,8 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             log.info("the run's description is not known (server unreachable); it is left as it is")
             return
         current = page.tags.get(schema.MLFLOW_NOTE)
-        tags = dict(page.tags, **input_tags)
-        block = runpage.run_card(
-            self.environment,
-            self.session.run_id,
-            tags,
-            tracking_uri=page.tracking_uri,
-            experiment_id=page.experiment_id,
-            seed=self.seed,
-            patch_withheld=patch_withheld,
-        )
+        page = page._replace(tags=dict(page.tags, **input_tags))
+        block = runpage.run_card(self.environment, self.session.run_id, page, self.seed, patch_withheld)
         description = runpage.describe(current, block)
         if description != (current or ""):
             self.session.set_tags({schema.MLFLOW_NOTE: description})

@@ -122,7 +122,7 @@ class PageSession:
     """The session calls the record thread and _log_model make, recorded."""
 
     def __init__(self, run_id="0123456789abcdef0123456789abcdef", page=None):
-        from tfrepro.tracking.session import RunPage
+        from tfrepro.tracking.runpage import RunPage
 
         self.run_id = run_id
         self.page = page if page is not None else RunPage("http://127.0.0.1:5000", "3", {})
@@ -165,7 +165,7 @@ def recorded(monkeypatch, session, seed=None):
 def test_the_record_thread_writes_the_card_the_source_and_environment_md(monkeypatch):
     from tfrepro import markdown as md
     from tfrepro import schema
-    from tfrepro.tracking.session import RunPage
+    from tfrepro.tracking.runpage import RunPage
 
     user = RunPage(
         "http://127.0.0.1:5000", "3", {schema.MLFLOW_NOTE: "Baseline, lr 0.01.", schema.LAUNCH_BACKEND: "docker"}
@@ -186,7 +186,7 @@ def test_the_record_thread_writes_the_card_the_source_and_environment_md(monkeyp
 
 def test_an_unknown_description_is_left_alone(monkeypatch):
     from tfrepro import schema
-    from tfrepro.tracking.session import RunPage
+    from tfrepro.tracking.runpage import RunPage
 
     session = PageSession()
     session.page = None  # the server could not say what the user's run holds

@@ -13,6 +13,7 @@ from tfrepro.tracking import card, runpage
 from tfrepro.tracking.session import RunPage, TrackingSession
 
 RUN = "0123456789abcdef0123456789abcdef"
+NOWHERE = runpage.RunPage(None, None, {})  # a run whose page is not known yet
 HTTP = "http://127.0.0.1:5000"
 
 
@@ -64,7 +65,7 @@ def test_run_card_takes_the_launchers_facts_from_the_runs_tags():
         schema.INPUT_PREFIX + "training.kind": "numpy",
         schema.INPUT_PREFIX + "training.shape": "(64, 4)",
     }
-    text = md.unescape(runpage.run_card(make_env(), RUN, tags, HTTP, "7", seed=5))
+    text = md.unescape(runpage.run_card(make_env(), RUN, runpage.RunPage(HTTP, "7", tags), seed=5))
     assert "Ran on: slurm" in text.replace("**", "")
     assert "seed 1234" in text  # the launcher's seed is the one that was applied
     assert "mount /srv/data -> /data: 3 files" in text and "fit() training: numpy (64, 4)" in text
@@ -74,21 +75,23 @@ def test_run_card_takes_the_launchers_facts_from_the_runs_tags():
 
 def test_run_card_leaves_out_data_tags_it_cannot_read():
     tags = {schema.DATA_SOURCES: "1", schema.DATA_PREFIX + "0.label": "<img src=x>"}
-    assert "no data fingerprinted" in md.unescape(runpage.run_card(make_env(), RUN, tags))
+    assert "no data fingerprinted" in md.unescape(runpage.run_card(make_env(), RUN, runpage.RunPage(None, None, tags)))
 
 
 def test_run_card_links_only_where_the_ui_has_an_address():
     for uri, experiment in (("sqlite:///mlflow.db", "7"), (HTTP, None), (None, None)):
-        text = runpage.run_card(make_env(), RUN, {}, uri, experiment, seed=5)
+        text = runpage.run_card(make_env(), RUN, runpage.RunPage(uri, experiment, {}), seed=5)
         assert "](" not in text and "seed 5" in md.unescape(text)
 
 
 def test_run_card_says_the_patch_was_withheld():
     env = make_env()
     env = dataclasses.replace(env, git=dataclasses.replace(env.git, dirty=True))
-    assert "patch withheld" in md.unescape(runpage.run_card(env, RUN, {schema.GIT_PATCH_WITHHELD: "true"}))
-    assert "patch withheld" in md.unescape(runpage.run_card(env, RUN, {}, patch_withheld=True))
-    assert "patch withheld" not in md.unescape(runpage.run_card(env, RUN, {}))
+    assert "patch withheld" in md.unescape(
+        runpage.run_card(env, RUN, runpage.RunPage(None, None, {schema.GIT_PATCH_WITHHELD: "true"}))
+    )
+    assert "patch withheld" in md.unescape(runpage.run_card(env, RUN, NOWHERE, patch_withheld=True))
+    assert "patch withheld" not in md.unescape(runpage.run_card(env, RUN, NOWHERE))
 
 
 def test_plugin_card_names_the_id_it_cannot_know():
@@ -98,11 +101,11 @@ def test_plugin_card_names_the_id_it_cannot_know():
 
 def test_describe_replaces_the_plugins_card_and_keeps_the_users_text():
     plugin = runpage.describe("Trying a smaller batch.", runpage.plugin_card(make_env()))
-    recorded = runpage.describe(plugin, runpage.run_card(make_env(), RUN, {}))
+    recorded = runpage.describe(plugin, runpage.run_card(make_env(), RUN, NOWHERE))
     assert recorded.startswith("Trying a smaller batch.\n\n")
     assert recorded.count(card.open_marker(schema.CARD_BLOCK)) == 1
     assert runpage.PLACEHOLDER_RUN_ID not in md.unescape(recorded) and RUN in recorded
-    assert runpage.describe(recorded, runpage.run_card(make_env(), RUN, {})) == recorded
+    assert runpage.describe(recorded, runpage.run_card(make_env(), RUN, NOWHERE)) == recorded
 
 
 # -- the session's read of the run's page ---------------------------------------------------------
@@ -175,7 +178,7 @@ def test_sync_gives_a_spooled_card_its_real_run_id():
 
     backend = Recording()
     uploader = RunUploader(backend, {"run_id": "local-abc"}, run_id="real1")
-    note = runpage.describe("", runpage.run_card(make_env(), "local-abc", {}))
+    note = runpage.describe("", runpage.run_card(make_env(), "local-abc", NOWHERE))
     uploader.upload([{"tags": {schema.MLFLOW_NOTE: note, "other": "local-abc"}}], dedupe=False)
     run_id, tags = backend.tags[0]
     assert run_id == "real1" and "tfrepro replay real1" in tags[schema.MLFLOW_NOTE]

@@ -92,15 +92,18 @@ def command(
     env_record, dropped = spec.recorded_env(user_env, from_environ)
     for env_name, why in dropped:
         log.warning("-e %s: value not recorded (%s); a replay needs --pass-env %s", env_name, why, env_name)
-    request = new_run.Request(
-        image=image,
-        command=tuple(cmd),
-        gpus=spec.parse_gpus(gpus),
+    container = spec.LaunchSpec(
+        image,
+        tuple(cmd),
+        workdir=spec.check_container_path(workdir, "--workdir"),
         mounts=tuple(mounts),
+        env=user_env,
+        gpus=spec.parse_gpus(gpus),
         shm_size=spec.parse_size(shm_size, "--shm-size"),
         memory=spec.parse_size(memory, "--memory"),
-        user_env=user_env,
-        workdir=spec.check_container_path(workdir, "--workdir"),
+    )
+    request = new_run.Request(
+        container=container,
         experiment=experiment,
         run_name=run_name,
         tracking_uri=runs.tracking_uri(tracking_uri),

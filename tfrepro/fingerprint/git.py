@@ -20,7 +20,7 @@ TIMEOUT = 30  # seconds per git call; a huge repo on a slow disk should still fi
 MAX_PATHSPEC = 1000  # beyond this many changed paths, diff the whole tree
 
 
-def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+def start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
     # LC_ALL=C keeps messages parseable; GIT_OPTIONAL_LOCKS=0 stops status from writing the index.
     env = dict(os.environ, LC_ALL="C", GIT_OPTIONAL_LOCKS="0", **(extra_env or {}))
     # An absolute executable, no cwd= and close_fds=False let Python 3.8 use posix_spawn
@@ -30,9 +30,9 @@ def _start(git: str, args: List[str], cwd: str, extra_env: Optional[Dict[str, st
     )
 
 
-def _finish(proc: subprocess.Popen) -> Tuple[int, bytes, bytes]:
+def finish(proc: subprocess.Popen, timeout: float = TIMEOUT) -> Tuple[int, bytes, bytes]:
     try:
-        out, err = proc.communicate(timeout=TIMEOUT)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
@@ -78,16 +78,16 @@ def query(cwd: Optional[str] = None) -> Dict[str, object]:
 
 
 def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str, object]:
-    top = _start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd, extra_env)
-    status = _start(
+    top = start(git, ["rev-parse", "--show-toplevel", "--show-prefix"], cwd, extra_env)
+    status = start(
         git,
         ["-c", "status.renames=false", "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
         cwd,
         extra_env,
     )
-    remotes = _start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd, extra_env)
-    code, out, err = _finish(top)
-    status_result, remotes_result = _finish(status), _finish(remotes)
+    remotes = start(git, ["config", "--get-regexp", r"^remote\..*\.url$"], cwd, extra_env)
+    code, out, err = finish(top)
+    status_result, remotes_result = finish(status), finish(remotes)
     if code != 0:
         message = err.decode("utf-8", "replace").strip()
         if "not a git repository" in message:
@@ -98,9 +98,9 @@ def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str,
                 "git refuses %s (owned by another user): run `git config --global --add "
                 "safe.directory %s` first" % (dubious.group(1), dubious.group(1))
             )
-        raise NotApplicable("git failed: %s" % _first_line(err))
+        raise NotApplicable("git failed: %s" % first_line(err))
     if status_result[0] != 0:
-        raise NotApplicable("git status failed: %s" % _first_line(status_result[2]))
+        raise NotApplicable("git status failed: %s" % first_line(status_result[2]))
     lines = out.decode("utf-8", "surrogateescape").split("\n")
     raw: Dict[str, Any] = {
         "cwd": cwd,
@@ -115,16 +115,16 @@ def _query(git: str, cwd: str, extra_env: Optional[Dict[str, str]]) -> Dict[str,
         paths = changed_paths(raw["status"])
         # naming the changed paths spares git a second stat of the whole tree
         spec = ["--"] + [":(literal)" + p for p in paths] if len(paths) <= MAX_PATHSPEC else []
-        diff = _finish(
-            _start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0], extra_env)
+        diff = finish(
+            start(git, ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"] + spec, lines[0], extra_env)
         )
         raw["patch"] = diff[1].decode("utf-8", "surrogateescape")
         if diff[0] != 0:
-            raw["error"] = "git diff failed, patch missing: %s" % _first_line(diff[2])
+            raw["error"] = "git diff failed, patch missing: %s" % first_line(diff[2])
     return raw
 
 
-def _first_line(stderr: bytes) -> str:
+def first_line(stderr: bytes) -> str:
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     return lines[0] if lines else "?"
 

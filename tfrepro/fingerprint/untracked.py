@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from tfrepro.fingerprint import git
 from tfrepro.fingerprint.data import DETAIL_FILES, DETAIL_SECONDS, scan
 from tfrepro.fingerprint.data_record import DataSource, compare, human_bytes
 
@@ -124,28 +126,23 @@ def parse_ls_files(raw: bytes) -> List[str]:
 
 
 # git's files that are not tracked (and with --ignored, those ignored), folders whole, NUL-separated
-LS_OTHERS = tuple(
-    "git -c core.quotepath=off ls-files -z --others --exclude-standard --directory --no-empty-directory".split()
-)
+LS_OTHERS = "-c core.quotepath=off ls-files -z --others --exclude-standard --directory --no-empty-directory".split()
 
 
 def list_paths(root: str) -> Dict[str, str]:
-    """{path: "untracked" | "ignored"} under `root`, from git. Raises OSError or RuntimeError."""
+    """{path: "untracked" | "ignored"} under `root`, from git (both listings run at once).
+    Raises OSError or RuntimeError."""
+    executable = shutil.which("git")
+    if executable is None:
+        raise OSError("git is not installed")
+    listings: Tuple[Tuple[str, List[str]], ...] = (("untracked", []), ("ignored", ["--ignored"]))
+    started = [(label, git.start(executable, LS_OTHERS + extra, root)) for label, extra in listings]
     found: Dict[str, str] = {}
-    for label, extra in (("untracked", []), ("ignored", ["--ignored"])):
-        proc = subprocess.run(
-            list(LS_OTHERS) + extra,
-            cwd=root,
-            capture_output=True,
-            timeout=GIT_TIMEOUT,
-            env=dict(os.environ, LC_ALL="C"),
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                "git ls-files: "
-                + (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["status %d" % proc.returncode])[-1]
-            )
-        for path in parse_ls_files(proc.stdout):
+    for label, proc in started:
+        code, out, err = git.finish(proc, GIT_TIMEOUT)
+        if code != 0:
+            raise RuntimeError("git ls-files: %s" % git.first_line(err))
+        for path in parse_ls_files(out):
             found.setdefault(path, label)
     return found
 

@@ -35,14 +35,10 @@ log = logging.getLogger(__name__)
 class Request:
     """The validated command line."""
 
-    image: str
-    command: Tuple[str, ...]
-    gpus: Optional[str]
-    mounts: Tuple[spec.Mount, ...]  # host paths already checked (launch/hostpaths.py)
-    shm_size: Optional[str]
-    memory: Optional[str]
-    user_env: Dict[str, str]
-    workdir: str
+    # the container as the command line gives it: the image as named, the user's mounts (host
+    # paths already checked: launch/hostpaths.py) and -e values; setup() pins the image and
+    # adds the checkout
+    container: spec.LaunchSpec
     experiment: Optional[str]
     run_name: Optional[str]
     tracking_uri: str
@@ -109,13 +105,14 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
     tracking mounts, and check the spec on the engine: refused before anything is created."""
     here = read_checkout(request)
     git = here.git
-    resolved = engine.resolve(request.image)
+    container = request.container
+    resolved = engine.resolve(container.image)
     if resolved.digest and not dry_run:
         engine.prepare(resolved.digest)  # pulls, or asks the scheduler, before anything is recorded
     if not resolved.digest:
         log.warning(
             "image %s is in no registry: the run is replayable on this host only (image id %s)",
-            request.image,
+            container.image,
             resolved.image_id,
         )
     client = run_record.client(request.tracking_uri)
@@ -126,18 +123,14 @@ def setup(request: Request, engine, dry_run: bool = False) -> Setup:
     rules = request.rules if request.rules is not None else hostpaths.policy()
     container_uri, tracking_mounts = pipeline.tracking_mounts(request.tracking_uri, client, experiment_id, rules)
     hidden = (("MLFLOW_TRACKING_URI",) if "@" in container_uri else ()) + request.from_environ + request.dropped
-    repo_mount = spec.Mount(here.root, request.workdir, False, "repo")
+    repo_mount = spec.Mount(here.root, container.workdir, False, "repo")
     blueprint = pipeline.Blueprint(
-        spec=spec.LaunchSpec(
+        spec=replace(
+            container,
             image=resolved.run_ref,
-            command=request.command,
-            workdir=request.workdir,
             subdir=git.workdir if git else ".",
-            mounts=(repo_mount,) + request.mounts,
-            env=dict(request.user_env),
-            gpus=request.gpus,
-            shm_size=request.shm_size,
-            memory=request.memory,
+            mounts=(repo_mount,) + container.mounts,
+            env=dict(container.env),
         ),
         image=resolved,
         destination=pipeline.Destination(client, request.tracking_uri, experiment_id, container_uri, tracking_mounts),
@@ -166,12 +159,12 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
     launch_setup = setup(request, engine)
     blueprint, git = launch_setup.blueprint, launch_setup.checkout.git
     destination = blueprint.destination
-    sources = mounted_data.fingerprint_mounts(request.mounts, request.hash_data)
+    sources = mounted_data.fingerprint_mounts(request.container.mounts, request.hash_data)
     beside = untracked.Capture()
     if git and git.root and request.untracked:
         beside = untracked.collect(
             git.root,
-            request.workdir,
+            request.container.workdir,
             request.hash_data,
             [mount.source for mount in destination.tracking_mounts] + [spool_dir()],
         )
@@ -179,7 +172,7 @@ def launch(request: Request, engine, write: Optional[pipeline.Write] = None) -> 
         log.info("%s", beside.note())  # file names from disk: escaped like a record's strings
     sources += beside.sources
     run_tags = pipeline.launcher_tags(  # secret flag values never reach the server
-        git, redact_argv(request.command), blueprint.spec.subdir, request.autolog, request.seed
+        git, redact_argv(request.container.command), blueprint.spec.subdir, request.autolog, request.seed
     )
     if launch_setup.checkout.withhold and git and git.dirty:
         run_tags[schema.GIT_PATCH_WITHHELD] = "true"

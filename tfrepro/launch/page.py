@@ -42,13 +42,8 @@ def refresh_card(client, run_id: str, tracking_uri: Optional[str] = None) -> boo
 
     try:
         record = run_record.load(client, run_id)
-        block = runpage.run_card(
-            record.environment,
-            run_id,
-            record.tags,
-            tracking_uri=tracking_uri or record.tracking_uri,
-            experiment_id=record.experiment_id,
-        )
+        page = runpage.RunPage(tracking_uri or record.tracking_uri, record.experiment_id, record.tags)
+        block = runpage.run_card(record.environment, run_id, page)
         current = record.tags.get(schema.MLFLOW_NOTE)
         description = runpage.describe(current, block)
         if description == (current or ""):

@@ -248,6 +248,10 @@ def _send_tag(router, key, value) -> None:
     router.tags(_strings(router, {key: value}, "tag"))
 
 
+# the one-value calls, fluent and client alike: how each is sent, and whether it returns the value
+_ONE_VALUE = {"log_param": (_send_param, True), "set_tag": (_send_tag, False)}
+
+
 # -- the fluent functions -----------------------------------------------------------------
 def _active_router(run_id, extra: Dict[str, Any], step=None):
     """The router when this fluent call is for its run and carries nothing the spool cannot."""
@@ -351,11 +355,10 @@ def _fluent_flush_async_logging(original):
 _FLUENT = {
     "log_metric": _fluent_log_metric,
     "log_metrics": _fluent_log_metrics,
-    "log_param": _fluent_one(_send_param, returns_value=True),
     "log_params": _fluent_many("param", lambda router, values: router.params(values), takes_run_id=True),
-    "set_tag": _fluent_one(_send_tag, returns_value=False),
     "set_tags": _fluent_many("tag", lambda router, values: router.tags(values), takes_run_id=False),
     "flush_async_logging": _fluent_flush_async_logging,
+    **{name: _fluent_one(*how) for name, how in _ONE_VALUE.items()},
 }
 
 
@@ -454,7 +457,6 @@ def _client_set_terminated(original):
 _CLIENT = {
     "log_metric": _client_log_metric,
     "log_batch": _client_log_batch,
-    "log_param": _client_one(_send_param, returns_value=True),
-    "set_tag": _client_one(_send_tag, returns_value=False),
     "set_terminated": _client_set_terminated,
+    **{name: _client_one(*how) for name, how in _ONE_VALUE.items()},
 }

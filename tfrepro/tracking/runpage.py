@@ -3,7 +3,8 @@
     source_tags(env)          mlflow.source.name (the script, relative to the repository root)
                               and mlflow.source.type, so MLflow's Source field fills in; none in a
                               notebook kernel or on Databricks, whose own providers say it better
-    run_card(env, run_id, run_tags, ...)   the card block of a recorded run: the facts of its
+    RunPage(tracking_uri, experiment_id, tags)   the run as its page shows it now
+    run_card(env, run_id, page, ...)   the card block of a recorded run: the facts of its
                               environment, plus what its tags add (the engine and seed of
                               `tfrepro run`, the mounted data, fit()'s inputs)
     plugin_card(env)          the card the plugin puts in a plain mlflow.start_run(): the run has no
@@ -19,7 +20,7 @@ description the user passed; the user's text replaces it.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, NamedTuple, Optional
 
 from tfrepro import schema
 from tfrepro.environment import Environment
@@ -41,19 +42,20 @@ def source_tags(env: Environment, environ: Optional[Mapping[str, str]] = None) -
     return {schema.MLFLOW_SOURCE_NAME: name, schema.MLFLOW_SOURCE_TYPE: SOURCE_TYPE}
 
 
-def run_card(
-    env: Environment,
-    run_id: str,
-    run_tags: Optional[Mapping[str, str]] = None,
-    tracking_uri: Optional[str] = None,
-    experiment_id: Optional[str] = None,
-    seed=None,
-    patch_withheld: bool = False,
-) -> str:
-    """The card block for run `run_id`. run_tags: the run's tags as known (the launcher's engine,
+class RunPage(NamedTuple):
+    """The run as its page shows it: the tracking URI (credentials stripped), its experiment id
+    (None while unknown) and its tags (the description among them)."""
+
+    tracking_uri: Optional[str]
+    experiment_id: Optional[str]
+    tags: Mapping[str, str]
+
+
+def run_card(env: Environment, run_id: str, page: RunPage, seed=None, patch_withheld: bool = False) -> str:
+    """The card block for run `run_id`. page.tags: the run's tags as known (the launcher's engine,
     seed and data sources; fit()'s input tags). The title links to tfrepro/environment.md where
     the UI has an address for it (an http tracking server and a known experiment)."""
-    tags = dict(run_tags or {})
+    tags = page.tags
     launch_seed = tags.get(schema.LAUNCH_SEED)
     return card.environment_card(
         env,
@@ -62,7 +64,7 @@ def run_card(
         data=card.data_line(_data_sources(tags), tags),
         seed=launch_seed if launch_seed is not None else seed,
         patch_withheld=patch_withheld or tags.get(schema.GIT_PATCH_WITHHELD) == "true",
-        environment_url=ui.artifact_url(tracking_uri, experiment_id or "", run_id, schema.ENVIRONMENT_MD),
+        environment_url=ui.artifact_url(page.tracking_uri, page.experiment_id or "", run_id, schema.ENVIRONMENT_MD),
     )
 
 

@@ -47,12 +47,13 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable, Dict, List, NamedTuple, Optional, Set
+from typing import Callable, Dict, List, Optional, Set
 
 from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
+from tfrepro.tracking.runpage import RunPage
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer, join_started, start_later
 
@@ -269,8 +270,8 @@ class TrackingSession:
         if not self._closed:
             self._writer.put((step, int(time.time() * 1000), dict(metrics)))
 
-    def _put(self, record: Dict) -> None:
-        if self._closed:
+    def _put(self, record: Dict, closing: bool = False) -> None:
+        if self._closed and not closing:  # close() itself still writes the flush tag and the end
             return
         try:
             self._writer.put((None, record))
@@ -451,9 +452,9 @@ class TrackingSession:
         self.flush(max(timeout - (time.monotonic() - start), 0.0))
         seconds = time.monotonic() - start
         log.info("tfrepro: tracking flushed in %.3f s", seconds)
-        self._final({"tags": {FLUSH_TAG: "%.3f" % seconds}})
+        self._put({"tags": {FLUSH_TAG: "%.3f" % seconds}}, closing=True)
         if self.started_run and not ended:
-            self._final({"end": status, "end_time": int(time.time() * 1000)})
+            self._put({"end": status, "end_time": int(time.time() * 1000)}, closing=True)
         try:
             done = self._writer.close(FINAL_TIMEOUT)
         except Exception as exc:
@@ -462,12 +463,6 @@ class TrackingSession:
         self._uploaded = done
         if not done:
             warn_not_uploaded(self.run_id, self.spool_path)
-
-    def _final(self, record: Dict) -> None:
-        try:
-            self._writer.put((None, record))
-        except Exception as exc:
-            self._error("spool", exc)
 
     def _end_fluent_run(self, status: str) -> bool:
         """End the MLflow active run. Fails fast when the server is down (the run is still
@@ -490,7 +485,7 @@ class TrackingSession:
             return False
 
     # -- the run's page in the MLflow UI (issue 20) ---------------------------------------
-    def run_page(self) -> Optional["RunPage"]:
+    def run_page(self) -> Optional[RunPage]:
         """The run as its page shows it now, for the card in its description: the tracking URI
         (credentials stripped), its experiment id and tags (the description among them). A run
         this session only spooled has no tags yet (experiment unknown). None when the server
@@ -505,12 +500,6 @@ class TrackingSession:
         if self._local_id.startswith(LOCAL_PREFIX) and (uploader is None or not uploader.run_id):
             return RunPage(uri, None, {})
         return None
-
-
-class RunPage(NamedTuple):
-    tracking_uri: Optional[str]
-    experiment_id: Optional[str]
-    tags: Dict[str, str]
 
 
 def _caller_records(active: bool):
