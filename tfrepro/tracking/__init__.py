@@ -1,6 +1,7 @@
 """Writing to MLflow without slowing or endangering training.
 
 session.py   TrackingSession: the callback's only interface to MLflow (open, log_*, run_params, flush, close)
+             session_open.py, session_close.py, session_model.py: its opening, closing and model logging
 writer.py    bounded queue -> spooler thread -> spool file -> uploader thread
 spool.py     the append-only local spool (<run>.jsonl) and its "uploaded up to" marker
 upload.py    records -> log_batch calls within MLflow's limits; dedupe against history

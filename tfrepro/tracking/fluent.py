@@ -225,14 +225,15 @@ class Router:
                 import mlflow
 
                 from tfrepro.tracking.backend import backend_for
-                from tfrepro.tracking.session import TrackingSession, _header, _open_writer
+                from tfrepro.tracking.session import TrackingSession
+                from tfrepro.tracking.session_open import open_writer, run_header
                 from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL
 
                 self.tracking_uri = _normal_uri(mlflow.get_tracking_uri())
                 self.rest = self.tracking_uri.startswith(("http://", "https://"))
                 backend = backend_for(self.tracking_uri)
-                header = _header(self.run_id, None, None, self.tracking_uri)
-                writer = _open_writer(self.spool_dir, self.run_id, header, backend, QUEUE_SIZE, UPLOAD_INTERVAL, True)
+                header = run_header(self.run_id, None, None, self.tracking_uri)
+                writer = open_writer(self.spool_dir, self.run_id, header, backend, QUEUE_SIZE, UPLOAD_INTERVAL, True)
             except Exception as exc:
                 log.warning("tfrepro: the script's MLflow calls stay MLflow's own: %s", exc)
                 self.ended = True
