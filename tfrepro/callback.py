@@ -9,24 +9,26 @@ fit() logs into that run instead. Tracking failures are logged and swallowed: no
 raises into fit().
 Seeds must be set before the model is built, so call tfrepro.deterministic(seed) first;
 the callback only records the seed.
+
+Beside it: recording.py (the record thread's work: the environment, environment.md, the card)
+and fit_outputs.py (the trained model and TensorBoard's logs, at the end).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from typing import Dict, Optional
 
 import tensorflow as tf
 
-from tfrepro.keras_fit import FitContext, describe_loss, fit_params, mlflow_autolog_logs_models  # noqa: F401
+from tfrepro import fit_outputs, recording
+from tfrepro.keras_fit import FitContext, describe_loss, fit_params  # noqa: F401
 from tfrepro.options import CallbackSettings
+from tfrepro.recording import is_chief
 from tfrepro.tracking import inputs as _inputs  # noqa: F401  (imported with the callback, not in fit())
 from tfrepro.tracking import session as _session  # noqa: F401
 from tfrepro.tracking.writer import join_started, start_later
@@ -34,34 +36,7 @@ from tfrepro.tracking.writer import join_started, start_later
 log = logging.getLogger(__name__)
 
 PLUGIN_SLACK = 30.0  # s: a cold collection in a big repository can take seconds
-RUN_TIMEOUT = 10.0  # s the recording thread waits for the run to exist before naming it
-ENVIRONMENT_TIMEOUT = 60.0  # s the model's logging waits for the environment (its params); bounded anyway
 STEP_PREFIX = "batch_"  # per-step metrics, as TensorBoard names them; epoch metrics keep Keras' names
-
-
-def is_chief(tf_config: Optional[str], environ: Optional[Dict[str, str]] = None) -> bool:
-    """Whether this worker logs: the chief, or worker 0 when the cluster has no chief.
-
-    Without TF_CONFIG (SlurmClusterResolver sets none), the worker's index comes from
-    TFREPRO_WORKER_INDEX, SLURM_PROCID (a job of several tasks) or JOB_COMPLETION_INDEX
-    (tracking/workers.own_index): only index 0 logs."""
-    if not tf_config:
-        if environ is None:
-            return True
-        from tfrepro.tracking.workers import own_index
-
-        return (own_index(environ) or 0) == 0
-    try:
-        config = json.loads(tf_config)
-        task = config.get("task") or {}
-        task_type, index = task.get("type"), int(task.get("index", 0))
-    except (ValueError, TypeError, AttributeError):
-        return True
-    if not task_type or task_type == "chief":
-        return True
-    if task_type == "worker":
-        return index == 0 and "chief" not in (config.get("cluster") or {})
-    return False  # ps, evaluator
 
 
 def floats(logs) -> Dict[str, float]:
@@ -185,64 +160,16 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             self._fit.fit_args,
             self._guard("reading the replicas", replicas),
         )
-        self._recorder = threading.Thread(target=_once_imported, args=work, name="tfrepro-record", daemon=True)
+        self._recorder = threading.Thread(target=recording.once_imported, args=work, name="tfrepro-record", daemon=True)
         self._recorder_started = start_later(self._recorder)  # Thread.start() would wait for it to run
 
     def _record(self, since, fit_args, replica_count):
-        from tfrepro import fingerprint
-        from tfrepro.tracking.inputs import log_fit_inputs  # MLflow dataset inputs: see that module
-
-        try:  # the plugin's, when it collected for this run
-            self.environment = self._guard("collecting the environment", fingerprint.shared, since)
-        finally:
-            self._environment_ready.set()  # the model's params wait for it
-        inputs = self._guard("logging fit()'s inputs", log_fit_inputs, self.session, fit_args, replica_count)
-        if self.environment is None:
-            return
-        # After MLflow's context tags (ours name the script and win) and once the run exists
-        # (the card and environment.md name its real id): the run is created off the training
-        # thread, so this thread waits for it, bounded.
-        self._guard("waiting for the MLflow run", self.session.wait_for_run, RUN_TIMEOUT)
-        withheld = self._guard("logging the environment", self._log_environment, self.environment)
-        self._guard("writing the run's description", self._log_card, inputs or {}, bool(withheld))
+        recording.record(self, since, fit_args, replica_count)  # the record thread's work
 
     def _log_environment(self, env) -> bool:
-        """The environment as tags (MLflow's source tags among them) and artifacts; returns
-        whether the uncommitted patch was kept off the server."""
-        from tfrepro import schema
-        from tfrepro.tracking import card, runpage
-        from tfrepro.tracking.upload import is_local
-
-        tags = env.to_tags()
-        if self.seed is not None and schema.SEED not in tags:
-            tags[schema.SEED] = str(self.seed)
-        tags.update(runpage.source_tags(env, os.environ))  # after MLflow's own: ours name the script
-        self.session.set_tags(tags)
-        self.session.log_text(env.to_json(), schema.ENVIRONMENT_JSON)
-        self._guard("recording this worker's environment", self._log_worker, env, self.session.log_text)
-        self.session.log_text(env.requirements(), schema.REQUIREMENTS_TXT)
-        withheld = False
-        if env.git and env.git.dirty and env.git.patch:
-            from tfrepro.redact import patch_withheld
-
-            withheld = patch_withheld(self.log_patch)
-            if withheld:
-                self.session.set_tags({schema.GIT_PATCH_WITHHELD: "true"})
-            else:
-                self.session.log_text(env.git.patch, schema.GIT_PATCH)
-        run_id = None if is_local(self.session.run_id) else self.session.run_id  # `sync` gives it its id
-        self.session.log_text(card.environment_markdown(env, run_id, withheld), schema.ENVIRONMENT_MD)
-        return withheld
-
-    def _log_worker(self, env, log_text=None):
-        """tfrepro/workers/<index>.json: this worker's own environment, in a multi-worker job."""
-        from tfrepro.tracking import workers
-
-        index = workers.own_index(os.environ)
-        run_id = os.environ.get("MLFLOW_RUN_ID")
-        if index is None or (log_text is None and not run_id):
-            return
-        workers.write_own(run_id or "", workers.worker_record(env, index), log_text)
+        """The environment as tags and artifacts (recording.py); returns whether the
+        uncommitted patch was kept off the server."""
+        return recording.log_environment(self.session, env, self.seed, self.log_patch, self._guard)
 
     def _record_worker_elsewhere(self):
         """A worker that is not the chief logs nothing of the training, but its environment
@@ -251,32 +178,10 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
 
         if workers.own_index(os.environ) is None or not os.environ.get("MLFLOW_RUN_ID"):
             return
-
-        def record():
-            from tfrepro import fingerprint
-
-            self._guard("recording this worker's environment", self._log_worker, fingerprint.shared())
-
-        self._recorder = threading.Thread(target=record, name="tfrepro-worker-record", daemon=True)
+        self._recorder = threading.Thread(
+            target=recording.record_worker, args=(self._guard,), name="tfrepro-worker-record", daemon=True
+        )
         self._recorder_started = start_later(self._recorder)
-
-    def _log_card(self, input_tags, patch_withheld):
-        """The environment card in the run's description, merged with what the description
-        holds already (a user's text, a launcher's card); spooled like every tag. Left alone
-        when the server cannot say what the description holds."""
-        from tfrepro import schema
-        from tfrepro.tracking import runpage
-
-        page = self.session.run_page()
-        if page is None:
-            log.info("the run's description is not known (server unreachable); it is left as it is")
-            return
-        current = page.tags.get(schema.MLFLOW_NOTE)
-        page = page._replace(tags=dict(page.tags, **input_tags))
-        block = runpage.run_card(self.environment, self.session.run_id, page, self.seed, patch_withheld)
-        description = runpage.describe(current, block)
-        if description != (current or ""):
-            self.session.set_tags({schema.MLFLOW_NOTE: description})
 
     def _log_params(self):
         known = dict(getattr(self, "params", None) or {})
@@ -363,7 +268,13 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
                 join()
             return
         if self.log_tensorboard:
-            self._guard("uploading TensorBoard logs", self._upload_tensorboard)
+            self._guard(
+                "uploading TensorBoard logs",
+                fit_outputs.upload_tensorboard,
+                self.session,
+                self.log_tensorboard,
+                self._tensorboard,
+            )
         # What the server still has to get (the environment being recorded, the last points,
         # the run's end, the signature) finishes on a thread of its own, within the bounded
         # flush; the process waits for it at exit. callback.wait() waits for it now.
@@ -391,52 +302,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         return bool(session is not None and session.wait(timeout))
 
     def _log_model(self):
-        from tfrepro import schema
-        from tfrepro.tracking import model as model_io
-
-        scratch = tempfile.mkdtemp(prefix="tfrepro-model-")
-        try:
-            path = model_io.save_model(self.model, os.path.join(scratch, "model"))
-            self.model_hash = model_io.saved_model_hash(path, model_io.canonical_config(self.model))
-            if self.session is None:
-                return
-            self.session.set_tags({schema.MODEL_HASH: self.model_hash})
-            if _multi_worker():
-                self.session.log_artifacts(path, schema.SAVED_MODEL)  # saving again would block
-                self.model_uri = "runs:/%s/%s" % (self.session.run_id, schema.SAVED_MODEL)
-            elif self._mlflow_logs_epochs and mlflow_autolog_logs_models():
-                log.info("tfrepro: mlflow.tensorflow.autolog() logs the model; recorded its hash only")
-            else:
-                from tfrepro.tracking import facts
-
-                if self.environment is None:  # collected while training ran: rarely waits
-                    self._environment_ready.wait(ENVIRONMENT_TIMEOUT)
-                # where the model was made, as its params (MLflow 3's logged model page)
-                params = facts.model_params(self.environment, self.model_hash) if self.environment else None
-                self.model_uri = self.session.log_keras_model(self.model, params=params)
-            if self.model_uri:
-                self.session.set_tags({schema.MODEL_URI: self.model_uri})
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-    def _upload_tensorboard(self):
-        log_dir = self.log_tensorboard
-        if log_dir is True:
-            if self._tensorboard is None:
-                log.warning("tfrepro: log_tensorboard=True but fit() has no TensorBoard callback")
-                return
-            for writer in getattr(self._tensorboard, "_writers", {}).values():
-                writer.flush()  # it may close its writers after us
-            log_dir = self._tensorboard.log_dir
-        if os.path.isdir(str(log_dir)):
-            self.session.log_artifacts(str(log_dir), "tensorboard")
-
-
-def _once_imported(imported, fn, *args):
-    """Run fn(*args) once the session's thread has imported MLflow (bounded)."""
-    if imported is not None:
-        imported.wait(120)
-    fn(*args)
+        fit_outputs.log_model(self, _multi_worker)  # sets model_hash, and model_uri once logged
 
 
 def _sign(session) -> None:
