@@ -54,8 +54,8 @@ def record(callback, since, fit_args, replica_count) -> None:
     # thread, so this thread waits for it, bounded.
     guard("waiting for the MLflow run", callback.session.wait_for_run, RUN_TIMEOUT)
     withheld = guard("logging the environment", callback._log_environment, callback.environment)
-    card = (callback.session, callback.environment, callback.seed, inputs or {}, bool(withheld))
-    guard("writing the run's description", log_card, *card)
+    session, environment = callback.session, callback.environment
+    guard("writing the run's description", log_card, session, environment, callback.seed, inputs or {}, bool(withheld))
 
 
 def record_worker(guard) -> None:
