@@ -21,6 +21,7 @@ import threading
 import time
 from typing import List, Optional
 
+from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.backend import Retryable
 
@@ -235,7 +236,7 @@ class Writer:
 
     def _upload_pending(self, handle):
         if not self.online and not self.uploader.backend.reachable():
-            raise Retryable("no answer from %s" % self.uploader.backend.tracking_uri)
+            raise Retryable("no answer from %s" % strip_url_credentials(self.uploader.backend.tracking_uri))
         if not self.uploader.run_id:
             self.uploader.ensure_run()
             self._save_state(force=True)  # the local id -> real run mapping, before any upload
