@@ -277,11 +277,13 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             )
         # What the server still has to get (the environment being recorded, the last points,
         # the run's end, the signature) finishes on a thread of its own, within the bounded
-        # flush; the process waits for it at exit. callback.wait() waits for it now.
+        # flush; the process waits for it at exit. callback.wait() waits for it now. Not in a
+        # multi-worker job: TF 2.9's collectives can abort at teardown, so such scripts often
+        # leave by os._exit(), which no exit hook survives; a long job spares the wait.
         self._guard(
             "closing the MLflow run",
             self.session.close,
-            background=True,
+            background=not os.environ.get("TF_CONFIG"),
             before=join,
             after=_sign,
         )
@@ -295,8 +297,9 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         server: the environment, the card, the last points and the run's end go up on a thread
         of their own. Call wait() before reading the run back (mlflow.get_run, search_runs,
         `callback.session.run_id` of a run created in the background). The process waits for
-        that thread at exit anyway (bounded), so a script that only trains needs no call.
-        Inside a run of your own (`with mlflow.start_run():`) fit() returns once it is all
+        that thread at exit anyway (bounded), so a script that only trains needs no call; one
+        that leaves by os._exit() must call wait() first, or what was left stays in the spool
+        for `tfrepro sync`. Inside a run of your own (`with mlflow.start_run():`) fit() returns once it is all
         uploaded, as before."""
         session = self.session
         return bool(session is not None and session.wait(timeout))
