@@ -209,7 +209,7 @@ def test_an_offline_trainer_syncs_to_the_team_and_replays_on_a_second_machine(
             "TFREPRO_SAFE_DIRECTORY": "/workspace",
         },
     )
-    assert b"spooled locally" in logs
+    assert b"is not fully uploaded" in logs and b"tfrepro sync" in logs  # the run waits in the spool
     assert client.get_experiment_by_name(experiment) is None
     code, out, err = cli(["sync", "--spool-dir", str(spool), "--tracking-uri", uri], capsys)
     assert code == 0, out + err
