@@ -24,6 +24,7 @@ import argparse
 import cProfile
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
@@ -129,8 +130,11 @@ def measure(server, spool_dir, points, rate, threads):
     start = {label: thread_cpu(tid) for label, tid in threads.ids.items()}
     cpu0, server0, wall0 = time.process_time(), tree_cpu(server.proc.pid), time.monotonic()
     steps = points // 2
+    in_put = 0.0
     for step in range(1, steps + 1):
+        t = time.perf_counter()
         session.log_metrics({"batch_loss": loss, "batch_mae": mae}, step)
+        in_put += time.perf_counter() - t
         delay = wall0 + step * 2 / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -144,6 +148,7 @@ def measure(server, spool_dir, points, rate, threads):
         "process": time.process_time() - cpu0,
         "server": tree_cpu(server.proc.pid) - server0,
         "live": session._writer.live_points,
+        "put_us": in_put / steps * 1e6,
         "profiles": dict(threads.profiles),
     }
     for label in ("spooler", "uploader"):
@@ -254,8 +259,50 @@ def module_stages(module, values, work):
     return out
 
 
-def quickack_per_call(uri, calls=200):
-    """us of one quick-ACK getresponse wrapper call, against the real server (per call, not per point)."""
+def queue_cost(steps=10000):
+    """us per point (2 a step) of a put_nowait() and a get_nowait() per step: queue.Queue, PointQueue."""
+    from tfrepro.tracking.pointqueue import PointQueue
+
+    item = (1, 1700000000000, {"batch_loss": 0.5, "batch_mae": 0.25})
+    out = []
+    for q in (queue.Queue(10000), PointQueue(10000)):
+
+        def cycle(q=q):
+            for _ in range(steps):
+                q.put_nowait(item)
+            for _ in range(steps):
+                q.get_nowait()
+
+        out.append(per_point(cycle, steps * 2))
+    return tuple(out)
+
+
+def http_cost(uri, calls=20):
+    """CPU us of one 1000-point log_batch through tfrepro's RestBackend (body, MLflow's
+    http_request, requests), and of MLflow's request-header resolution it runs each call."""
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking.request_header.registry import resolve_request_headers
+
+    from tfrepro.tracking.backend import RestBackend
+
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("http-cost")).info.run_id
+    rest = RestBackend(uri)
+    rest.reachable()
+    spent, headers = [], []
+    for call in range(calls):
+        points = [("batch_loss", 0.5 + i, 1700000000000 + call * 1000 + i, call * 1000 + i) for i in range(1000)]
+        t = time.thread_time()
+        rest.log_batch(run_id, metrics=points)
+        spent.append(time.thread_time() - t)
+        t = time.thread_time()
+        resolve_request_headers()
+        headers.append(time.thread_time() - t)
+    return statistics.median(spent) * 1e6, statistics.median(headers) * 1e6
+
+
+def quickack_per_call(uri, calls=300):
+    """CPU us of one reply read on a kept-alive connection: through the quick-ACK wrapper, and not."""
     import http.client
     from urllib.parse import urlparse
 
@@ -264,14 +311,15 @@ def quickack_per_call(uri, calls=200):
     quickack.enable(uri)
     url = urlparse(uri)
     conn = http.client.HTTPConnection(url.hostname, url.port)
-    spent = []
-    for _ in range(calls):
+    spent = {True: [], False: []}
+    for i in range(calls):
         conn.request("GET", "/health")
+        wrapped = i % 2 == 0
         t = time.thread_time()
-        conn.getresponse().read()
-        spent.append(time.thread_time() - t)
+        (conn.getresponse() if wrapped else quickack._real_getresponse(conn)).read()
+        spent[wrapped].append(time.thread_time() - t)
     conn.close()
-    return statistics.median(spent) * 1e6
+    return statistics.median(spent[True]) * 1e6, statistics.median(spent[False]) * 1e6
 
 
 def main(argv=None):
@@ -282,18 +330,27 @@ def main(argv=None):
     parser.add_argument("--before", metavar="REV", help="also measure spool.py's hot functions as of this revision")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-stages", action="store_true")
+    parser.add_argument("--point-queue", action="store_true", help="also a column with the writer on PointQueue")
     args = parser.parse_args(argv)
     import mlflow
 
     from tests.helpers.mlflow_server import MlflowServer
-    from tfrepro.tracking import spool
+    from tfrepro.tracking import pointqueue, spool
+    from tfrepro.tracking import writer as writer_mod
 
-    variants = [("now", {name: getattr(spool, name) for name in HOT})]
+    # (column, [(module, attribute, value)]): what each column runs with
+    variants = [("now", [(spool, name, getattr(spool, name)) for name in HOT])]
+    variants[0][1].append((writer_mod, "queue", queue))
     modules = [spool]
     if args.before:
         old = spool_at(args.before)
-        variants.insert(0, ("before (%s)" % args.before, {name: getattr(old, name) for name in HOT}))
+        patches = [(spool, name, getattr(old, name)) for name in HOT] + [(writer_mod, "queue", queue)]
+        variants.insert(0, ("before (%s)" % args.before, patches))
         modules.insert(0, old)
+    if args.point_queue:  # the writer.py change proposed: its queue.Queue -> PointQueue
+        drop_in = types.SimpleNamespace(Queue=pointqueue.PointQueue, Full=queue.Full, Empty=queue.Empty)
+        patches = [(spool, name, getattr(spool, name)) for name in HOT] + [(writer_mod, "queue", drop_in)]
+        variants.append(("now + PointQueue in the writer", patches))
     threads, profiled = Threads(False), {}
     load = os.getloadavg()[0]
     results = {label: [] for label, _ in variants}
@@ -302,24 +359,25 @@ def main(argv=None):
         try:
             mlflow.set_tracking_uri(server.uri)
             for repeat in range(args.repeats):
-                for label, functions in variants:
-                    for name, fn in functions.items():
-                        setattr(spool, name, fn)
-                    spool_dir = os.path.join(tmp, "spool-%d-%s" % (repeat, label.split()[0]))
+                for column, (label, patches) in enumerate(variants):
+                    for module, name, value in patches:
+                        setattr(module, name, value)
+                    spool_dir = os.path.join(tmp, "spool-%d-%d" % (repeat, column))
                     results[label].append(measure(server, spool_dir, args.points, args.rate, threads))
                     r = results[label][-1]
                     print("  %s: %d points, %d live" % (label, r["points"], r["live"]), file=sys.stderr, flush=True)
             if args.profile:  # one more run per column, profiled: the stages' shares, not the totals
                 threads.profile = True
-                for label, functions in variants:
-                    for name, fn in functions.items():
-                        setattr(spool, name, fn)
+                for column, (label, patches) in enumerate(variants):
+                    for module, name, value in patches:
+                        setattr(module, name, value)
                     profiled[label] = measure(
-                        server, os.path.join(tmp, "prof-" + label.split()[0]), args.points, args.rate, threads
+                        server, os.path.join(tmp, "prof-%d" % column), args.points, args.rate, threads
                     )
-            for name, fn in variants[-1][1].items():
-                setattr(spool, name, fn)
+            for module, name, value in variants[-1][1]:
+                setattr(module, name, value)
             ack_us = quickack_per_call(server.uri)
+            call_us = http_cost(server.uri)
         finally:
             server.stop()
     print(
@@ -340,6 +398,8 @@ def main(argv=None):
             "%.1f" % statistics.median(r[key] / r["points"] * 1e6 for r in results[label]) for label, _ in variants
         ]
         print("| %s | %s |" % (title, " | ".join(cells)))
+    cells = ["%.2f" % statistics.median(r["put_us"] for r in results[label]) for label, _ in variants]
+    print("| the logging thread's session.log_metrics() call, us per step (2 points) | %s |" % " | ".join(cells))
     cells = [
         "%d of %d" % (min(r["live"] for r in results[label]), results[label][0]["points"]) for label, _ in variants
     ]
@@ -347,8 +407,13 @@ def main(argv=None):
     cells = ["%.1f" % max(r["after_s"] for r in results[label]) for label, _ in variants]
     print("| all uploaded, s after the last point (most) | %s |" % " | ".join(cells))
     print(
-        "\nquick ACK: one getresponse() through the wrapper, %.1f us CPU a call (about 1 call per 1,000 points)"
-        % ack_us
+        "\nquick ACK: reading one reply costs %.1f us CPU through the wrapper, %.1f us without "
+        "(one call per up to 1,000 points)" % ack_us
+    )
+    print(
+        "one 1000-point log_batch through RestBackend: %.0f us CPU on the calling thread (%.2f us a point), "
+        "of which MLflow's request headers (resolve_request_headers: the Databricks provider's import probes) %.0f us"
+        % (call_us[0], call_us[0] / 1000, call_us[1])
     )
     if args.profile:
         for label, _ in variants:
@@ -356,10 +421,14 @@ def main(argv=None):
             print(stage_table(profiled[label]["profiles"], profiled[label]["points"]))
     if not args.no_stages:
         print("\nEach stage alone, us per point (best of 5, 20,000 points):\n")
-        print("| stage | %s |" % " | ".join(label for label, _ in variants))
-        print("|---|%s" % ("---:|" * len(variants)))
+        labels = [label for label, _ in variants][: len(modules)]
+        print("| stage | %s |" % " | ".join(labels))
+        print("|---|%s" % ("---:|" * len(labels)))
         for stage, cells in stages(modules).items():
             print("| %s | %s |" % (stage, " | ".join("%.2f" % c for c in cells)))
+        put_get = queue_cost()
+        print("\nThe writer's queue alone, one put_nowait() and one get_nowait() a step, us per point:")
+        print("queue.Queue %.2f, PointQueue %.2f" % put_get)
 
 
 if __name__ == "__main__":
