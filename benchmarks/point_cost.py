@@ -1,7 +1,7 @@
 """What one logged point costs the background: tfrepro's writer threads and the tracking server.
 
-    .venv/bin/python benchmarks/point_cost.py [--points 40000] [--rate 3200] [--repeats 2]
-        [--before REV] [--profile] [--no-stages]
+    .venv/bin/python benchmarks/point_cost.py [--points 40000] [--rate 3200] [--repeats 1]
+        [--before REV] [--proposed] [--profile] [--no-stages]
 
 Starts a local `mlflow server` (sqlite, 1 worker), opens a TrackingSession against it and logs
 --points points (two metrics a step, as Keras' logs give them: scalar EagerTensors) at
@@ -12,9 +12,12 @@ waits for the upload. Reports CPU microseconds per point:
   - of the server's process tree (its worker and, with sqlite, the database), from /proc.
 --before REV: the same, side by side (interleaved, --repeats each), with the hot functions of
 tfrepro/tracking/spool.py as they were at git revision REV (read, encode_metrics).
+--proposed: a column with the writer.py and upload.py changes benchmarks/README.md proposes
+(the writer's queue.Queue -> tracking/pointqueue.py's PointQueue; upload.plan merging a chunk's
+metric points in place), patched in from here.
 --profile: each writer thread under cProfile with a CPU clock; its own time grouped by stage
-(tensor read, JSON encode, spool write, spool read, plan, request body, quick ACK, HTTP
-client). The stages table (skip: --no-stages) times each stage alone on 20,000 points, as the
+(tensor read, JSON encode, spool write, queue, spool read, plan, request body, quick ACK,
+HTTP client). The stages table (skip: --no-stages) times each stage alone on 20,000 points, as the
 threads run it, so the figures add up without the profiler's overhead. Prints; writes nothing.
 """
 
@@ -42,13 +45,16 @@ HOT = ("read", "encode_metrics")  # spool.py's per-point functions, swapped by -
 
 # (stage, predicate on (file, function name)) in order: the first that matches takes the time
 STAGES = (
-    ("tensor read", lambda f, n: "tensorflow" in f or n in ("__float__", "_numpy")),
+    ("tensor read", lambda f, n: "tensorflow" in f or "tensorflow" in n or n in ("__float__", "_numpy")),
     ("JSON encode (spool line)", lambda f, n: n in ("encode_metrics", "_encode") or n.startswith("<method 'join")),
     ("spool write", lambda f, n: n in ("write", "flush", "writelines") or "'flush'" in n or "'write" in n),
+    ("queue get/put", lambda f, n: f.endswith("queue.py") or f.endswith("pointqueue.py")),
     ("spool read (JSON decode)", lambda f, n: f.endswith("spool.py") or "json/decoder" in f or "readline" in n),
+    ("spool read (JSON decode)", lambda f, n: "json/__init__" in f and n == "loads"),
     ("plan", lambda f, n: f.endswith("upload.py")),
-    ("request body (JSON)", lambda f, n: "json/encoder" in f or f.endswith("backend.py")),
+    ("request body (JSON)", lambda f, n: "json/" in f or f.endswith("backend.py")),
     ("quick ACK", lambda f, n: f.endswith("quickack.py") or "setsockopt" in n),
+    ("HTTP client: MLflow's request headers (import probes)", lambda f, n: "importlib" in f or "databricks" in f),
     (
         "HTTP client",
         lambda f, n: any(s in f for s in ("requests", "urllib3", "http/client", "mlflow", "socket", "ssl")),
@@ -76,6 +82,18 @@ def thread_cpu(native_id: int) -> float:
     """A thread of this process's CPU seconds, ns resolution (its sum_exec_runtime)."""
     with open("/proc/self/task/%d/schedstat" % native_id) as f:
         return int(f.read().split()[0]) / 1e9
+
+
+def merge_in_place(merge):
+    """upload._merge as proposed: a chunk's metric points appended in place, not `a + b` per record."""
+
+    def merged(kind, a, b):
+        if kind == "metrics":
+            a.extend(b)
+            return a
+        return merge(kind, a, b)
+
+    return merged
 
 
 def spool_at(rev: str):
@@ -330,12 +348,16 @@ def main(argv=None):
     parser.add_argument("--before", metavar="REV", help="also measure spool.py's hot functions as of this revision")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-stages", action="store_true")
-    parser.add_argument("--point-queue", action="store_true", help="also a column with the writer on PointQueue")
+    parser.add_argument(
+        "--proposed",
+        action="store_true",
+        help="also a column with the writer on PointQueue and upload.plan merging metric batches in place",
+    )
     args = parser.parse_args(argv)
     import mlflow
 
     from tests.helpers.mlflow_server import MlflowServer
-    from tfrepro.tracking import pointqueue, spool
+    from tfrepro.tracking import pointqueue, spool, upload
     from tfrepro.tracking import writer as writer_mod
 
     # (column, [(module, attribute, value)]): what each column runs with
@@ -345,12 +367,15 @@ def main(argv=None):
     if args.before:
         old = spool_at(args.before)
         patches = [(spool, name, getattr(old, name)) for name in HOT] + [(writer_mod, "queue", queue)]
+        patches.append((upload, "_merge", upload._merge))
         variants.insert(0, ("before (%s)" % args.before, patches))
         modules.insert(0, old)
-    if args.point_queue:  # the writer.py change proposed: its queue.Queue -> PointQueue
+    variants[-1][1].append((upload, "_merge", upload._merge))
+    if args.proposed:  # the writer.py and upload.py changes proposed (benchmarks/README.md)
         drop_in = types.SimpleNamespace(Queue=pointqueue.PointQueue, Full=queue.Full, Empty=queue.Empty)
         patches = [(spool, name, getattr(spool, name)) for name in HOT] + [(writer_mod, "queue", drop_in)]
-        variants.append(("now + PointQueue in the writer", patches))
+        patches.append((upload, "_merge", merge_in_place(upload._merge)))
+        variants.append(("now + proposed writer/upload changes", patches))
     threads, profiled = Threads(False), {}
     load = os.getloadavg()[0]
     results = {label: [] for label, _ in variants}
@@ -374,7 +399,8 @@ def main(argv=None):
                     profiled[label] = measure(
                         server, os.path.join(tmp, "prof-%d" % column), args.points, args.rate, threads
                     )
-            for module, name, value in variants[-1][1]:
+            now = next(patches for label, patches in variants if label == "now")
+            for module, name, value in now:  # the stages alone run today's code
                 setattr(module, name, value)
             ack_us = quickack_per_call(server.uri)
             call_us = http_cost(server.uri)
