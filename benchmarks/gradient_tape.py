@@ -25,6 +25,11 @@ server back OUTAGE_MAX s after the kill instead. Every run's points are counted 
 server after the script exits: all arrived, none twice. Points still spooled at exit go up
 through `tfrepro sync` (the CLI's code), and the row says how many.
 
+Also per row: the script's CPU seconds over the loop and the run's end (all its threads) and the server's
+(its process trees from /proc: the mlflow server; on the team server PostgreSQL too) while the
+script ran, what competes with the loop for the same 2 cores (an outage row: the restarted
+server's only, so not comparable).
+
 --mlflow-steps runs the plain and async MLflow rows with fewer steps (their ratio is per step;
 the table says so), for a machine where 10,000 synchronous calls do not fit the time there is.
 Writes the tables into benchmarks/README.md (--no-write: print only).
@@ -77,6 +82,7 @@ SCRIPT = textwrap.dedent("""
     train_step(x, y)  # traced outside the measurement
     with mlflow.start_run():
         in_log = 0.0
+        cpu_begin = time.process_time()
         begin = time.perf_counter()
         for i in range(steps):
             if i in marks:
@@ -88,7 +94,7 @@ SCRIPT = textwrap.dedent("""
                 in_log += time.perf_counter() - t
         loop = time.perf_counter() - begin
     total = time.perf_counter() - begin  # with the run's end: MLflow's flush, or tfrepro's bounded one
-    print(json.dumps({"loop": loop, "total": total, "per_call_us": in_log / steps * 1e6}), flush=True)
+    print(json.dumps({"loop": loop, "total": total, "per_call_us": in_log / steps * 1e6, "cpu": time.process_time() - cpu_begin}), flush=True)
 """)
 
 # name -> (logs every step, under tfrepro run's hook, MLflow async logging)
@@ -127,6 +133,9 @@ class SqliteServer:
     def start(self):
         self.server.start()
 
+    def pids(self):
+        return [self.server.proc.pid] if self.server.proc else []
+
     def kill(self):
         self.server.stop()  # SIGKILL to its process group
 
@@ -145,6 +154,17 @@ class TeamServer:
 
     def start(self):
         self.team.script()
+
+    def pids(self):
+        """The mlflow server's and PostgreSQL's postmaster (their workers are their children)."""
+        pids = []
+        for path in ("mlflow.pid", os.path.join("pg", "data", "postmaster.pid")):
+            try:
+                with open(os.path.join(self.team.dir, path)) as f:
+                    pids.append(int(f.readline()))
+            except (OSError, ValueError):
+                pass
+        return pids
 
     def kill(self):
         from concurrent_runs import _alive, _port_free
@@ -186,6 +206,9 @@ def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, o
     env = _env(server.uri, run_id, spool_dir, hook_dir if hooked else None, async_logging)
     marks = (int(steps * 0.3), int(steps * 0.6)) if outage else ()
     cmd = [sys.executable, script, str(steps), "log" if logs else "none", ",".join(map(str, marks))]
+    from point_cost import tree_cpu
+
+    server_cpu = sum(tree_cpu(pid) for pid in server.pids())
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     events, lines = [], []
@@ -222,9 +245,17 @@ def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, o
                 threading.Thread(target=restart, args=("restarted at step %d" % mark,), daemon=True).start()
     proc.wait()
     wall = time.monotonic() - started
+    server_cpu = sum(tree_cpu(pid) for pid in server.pids()) - server_cpu  # a restarted server: from 0
     if killed_at is not None and not restarted.wait(OUTAGE_MAX + 120):
         restart("after the script exited")
-    result = {"row": row, "steps": steps, "wall": wall, "events": events, "rc": proc.returncode}
+    result = {
+        "row": row,
+        "steps": steps,
+        "wall": wall,
+        "events": events,
+        "rc": proc.returncode,
+        "server_cpu": server_cpu,
+    }
     result["stderr_tail"] = "".join(stderr)[-1500:]
     measured = [json.loads(line) for line in lines if line.startswith("{")]
     if measured:
@@ -280,8 +311,8 @@ def arrival(result):
 def table(results, bare_per_step):
     lines = [
         "| row | steps | loop s | loop + run end s | until exit s | ratio: loop | ratio: loop + end | us per log call"
-        " | points on the server |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        " | script CPU s | server CPU s | points on the server |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     ok = True
     for r in results:
@@ -294,7 +325,7 @@ def table(results, bare_per_step):
         ok = ok and (fine or r["row"] == "plain MLflow" and r.get("events"))
         per_step = bare_per_step * r["steps"]
         lines.append(
-            "| %s | %d | %.2f | %.2f | %.1f | %.3fx | %.3fx | %s | %s |"
+            "| %s | %d | %.2f | %.2f | %.1f | %.3fx | %.3fx | %s | %.1f | %s | %s |"
             % (
                 r["label"],
                 r["steps"],
@@ -304,6 +335,8 @@ def table(results, bare_per_step):
                 r["loop"] / per_step,
                 r["total"] / per_step,
                 "%.1f" % r["per_call_us"] if ROWS[r["row"]][0] else "-",
+                r["cpu"],
+                "%.1f" % r["server_cpu"] if r["server_cpu"] >= 0 else "-",
                 text,
             )
         )
