@@ -18,7 +18,9 @@ PostgreSQL 15 + `mlflow server --workers 2`), each row a fresh process, side by 
                       launcher mounts it into the container (launch/hooks.py); the hook's
                       autolog routes the script's own mlflow.log_* (tracking/fluent.py). No
                       container: the same process tree, on the host.
-Then the outage rows: the mlflow server killed (SIGKILL, its process group) when the script
+Then one row with the server paused (SIGSTOP) from the script's first step to its last: the
+loop pays only what tfrepro does in the script's process (the call, the spooler; the uploader
+waits on its call), not the server's ingest on the same cores. Then the outage rows: the mlflow server killed (SIGKILL, its process group) when the script
 reaches step 3,000 (30% of --steps) and restarted when it reaches step 6,000 (60%); a script
 blocked inside a call (plain MLflow retries a refused connection for about 2 minutes) gets its
 server back OUTAGE_MAX s after the kill instead. Every run's points are counted per step on the
@@ -42,6 +44,7 @@ import collections
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -116,6 +119,11 @@ ORDER = (
     "tfrepro run",
     "no logging, hook",
 )
+EVENTS = {
+    None: "",
+    "pause": ", server paused during the loop (the client's own cost)",
+    "kill": ", server killed and restarted",
+}
 # the team server takes about a minute to restart on 2 busy cores: only tfrepro's outage row there
 OUTAGE_ROWS = {"sqlite": ("tfrepro run", "MLflow async", "plain MLflow"), "team": ("tfrepro run",)}
 
@@ -135,6 +143,9 @@ class SqliteServer:
 
     def pids(self):
         return [self.server.proc.pid] if self.server.proc else []
+
+    def signal(self, number):
+        os.killpg(self.server.proc.pid, number)
 
     def kill(self):
         self.server.stop()  # SIGKILL to its process group
@@ -165,6 +176,9 @@ class TeamServer:
             except (OSError, ValueError):
                 pass
         return pids
+
+    def signal(self, number):
+        os.killpg(self.pids()[0], number)  # the mlflow server and its workers (PostgreSQL idles meanwhile)
 
     def kill(self):
         from concurrent_runs import _alive, _port_free
@@ -199,12 +213,14 @@ def _env(uri, run_id, spool_dir, hook_dir, async_logging):
     return env
 
 
-def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, outage=False):
+def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, event=None):
+    """One script run. event: None, "kill" (killed at 30%, restarted at 60%) or "pause" (the
+    server SIGSTOPped from the first step to the last: the client's own cost, no server work)."""
     logs, hooked, async_logging = ROWS[row]
-    run_id = client.create_run(experiment_id, run_name=row + (" outage" if outage else "")).info.run_id
+    run_id = client.create_run(experiment_id, run_name=row + (" " + event if event else "")).info.run_id
     spool_dir = os.path.join(work, "spool-" + run_id)
     env = _env(server.uri, run_id, spool_dir, hook_dir if hooked else None, async_logging)
-    marks = (int(steps * 0.3), int(steps * 0.6)) if outage else ()
+    marks = {"kill": (int(steps * 0.3), int(steps * 0.6)), "pause": (0, steps - 1)}.get(event, ())
     cmd = [sys.executable, script, str(steps), "log" if logs else "none", ",".join(map(str, marks))]
     from point_cost import tree_cpu
 
@@ -236,7 +252,11 @@ def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, o
         lines.append(line)
         if line.startswith("mark "):
             mark = int(line.split()[1])
-            if mark == marks[0]:
+            if event == "pause":
+                server.signal(signal.SIGSTOP if mark == marks[0] else signal.SIGCONT)
+                if mark == marks[1]:
+                    events.append("server paused from step 0 to step %d" % mark)
+            elif mark == marks[0]:
                 server.kill()
                 killed_at = time.monotonic()
                 events.append("killed at step %d" % mark)
@@ -244,6 +264,8 @@ def run_row(server, client, experiment_id, row, steps, script, hook_dir, work, o
             elif mark == marks[1] and killed_at is not None and not restarted.is_set():
                 threading.Thread(target=restart, args=("restarted at step %d" % mark,), daemon=True).start()
     proc.wait()
+    if event == "pause":
+        server.signal(signal.SIGCONT)  # in case the script died mid-loop
     wall = time.monotonic() - started
     server_cpu = sum(tree_cpu(pid) for pid in server.pids()) - server_cpu  # a restarted server: from 0
     if killed_at is not None and not restarted.wait(OUTAGE_MAX + 120):
@@ -397,13 +419,13 @@ def main(argv=None) -> int:
                 client = MlflowClient(server.uri)
                 experiment_id = client.create_experiment("gradient-tape")
                 results = []
-                plan = [(row, False) for row in ORDER]
+                plan = [(row, None) for row in ORDER] + [("tfrepro run", "pause")]
                 if not args.no_outage:
-                    plan += [(row, True) for row in OUTAGE_ROWS[name]]
-                for row, outage in plan:
+                    plan += [(row, "kill") for row in OUTAGE_ROWS[name]]
+                for row, event in plan:
                     steps = mlflow_steps if row in ("plain MLflow", "MLflow async") else args.steps
-                    result = run_row(server, client, experiment_id, row, steps, script, hook_dir, work, outage)
-                    result["label"] = row + (", server killed and restarted" if outage else "")
+                    result = run_row(server, client, experiment_id, row, steps, script, hook_dir, work, event)
+                    result["label"] = row + EVENTS[event]
                     results.append(result)
                     print(
                         "  %s / %s: %.1f s, %s %s"
