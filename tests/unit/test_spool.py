@@ -107,3 +107,63 @@ def test_plan_keeps_dataset_inputs_in_order_between_other_calls():
     )
     assert [kind for kind, _ in calls] == ["tags", "inputs", "tags", "end"]
     assert calls[1][1] == [dataset]
+
+
+def _read_line_by_line(path, offset, end=None, max_entities=1000):
+    """The reader's contract, one json.loads a line: what the batched reader must match."""
+    records, entities = [], 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while entities < max_entities and (end is None or offset < end):
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                break
+            offset += len(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+                entities += len(record.get("metrics") or ()) or 1
+    return records, offset
+
+
+@pytest.mark.parametrize("max_entities", [1, 2, 3, 7, 100, 1000])
+def test_batched_read_matches_reading_line_by_line(tmp_path, max_entities):
+    f = _open(tmp_path)
+    lines = []
+    for i in range(120):
+        metrics = {"a": i / 3} if i % 3 else {"a": 1.0, "b": 2.5, "c": -1e-300}
+        lines.append(spool.encode_metrics(i, 1000 + i, metrics))
+        if i % 17 == 5:
+            lines.append(spool.encode({"params": {"p%d" % i: "x"}}))
+        if i % 29 == 11:
+            lines.append(b'{"step":99,"ts"\n')  # torn by a killed writer, then the next line whole
+        if i % 31 == 7:
+            lines.append(b"[1,2]\n")  # JSON, but not a record
+    f.write(lines)
+    size = f.flush()
+    f.close()
+    ends = [None, size, size // 2]
+    with open(f.path, "rb") as handle:
+        for end in ends:
+            offset, expected_offset = 0, 0
+            while True:
+                got, offset2 = spool.read(f.path, offset, end, max_entities=max_entities, handle=handle)
+                want, expected2 = _read_line_by_line(f.path, expected_offset, end, max_entities)
+                assert (got, offset2) == (want, expected2)
+                if offset2 == offset:
+                    break
+                offset = expected_offset = offset2
+
+
+def test_batched_read_stops_at_a_half_written_line(tmp_path):
+    f = _open(tmp_path)
+    f.write([spool.encode_metrics(i, i, {"a": 1.0}) for i in range(10)])
+    size = f.flush()
+    with open(f.path, "ab") as raw:
+        raw.write(b'{"step":10,"ts":10,"metr')
+    records, end = spool.read(f.path, 0)
+    assert end == size and [r["step"] for r in records[1:]] == list(range(10))
+    f.close()
