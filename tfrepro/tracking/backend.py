@@ -182,7 +182,10 @@ class RestBackend:
     ) -> None:
         body: Dict[str, Any] = {"run_id": run_id}
         if metrics:
-            body["metrics"] = [{"key": k, "value": _json_float(v), "timestamp": t, "step": s} for k, v, t, s in metrics]
+            body["metrics"] = [
+                {"key": k, "value": v if math.isfinite(v) else _json_float(v), "timestamp": t, "step": s}
+                for k, v, t, s in metrics
+            ]
         if params:
             body["params"] = [{"key": k, "value": v} for k, v in params.items()]
         if tags:

@@ -231,7 +231,8 @@ def read(
         records: List[Dict] = []
         entities, lines_read, want = 0, 0, 1
         while entities < max_entities and (end is None or offset < end):
-            lines, position, whole = [], offset, True
+            lines: List[bytes] = []
+            position, whole = offset, True
             while len(lines) < want and (end is None or position < end):
                 line = f.readline()
                 if not line.endswith(b"\n"):

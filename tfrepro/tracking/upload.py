@@ -74,7 +74,8 @@ def plan(records: Iterable[Dict]) -> List[Tuple[str, object]]:
 
 def _merge(kind, a, b):
     if kind == "metrics":
-        return a + b
+        a.extend(b)  # in place: plan() made `a`, and a + b per record is quadratic in a chunk
+        return a
     merged = dict(a)
     merged.update(b)
     return merged

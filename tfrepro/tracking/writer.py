@@ -24,6 +24,7 @@ from typing import List, Optional
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.backend import Retryable
+from tfrepro.tracking.pointqueue import PointQueue
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Writer:
     ):
         self.spool = spool_file
         self.uploader = uploader  # None: spool only (no server at all)
-        self.queue: "queue.Queue" = queue.Queue(queue_size)
+        self.queue = PointQueue(queue_size)  # queue.Queue's interface, a deque underneath (pointqueue.py)
         self.upload_interval = upload_interval
         self.errors: List[str] = []
         self.spilled = 0  # log calls written by the training thread because the queue was full
