@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import numbers
+import os
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -213,7 +214,8 @@ def _one_param(router, key, value) -> Dict[str, str]:
 def _is_async(synchronous) -> bool:
     if synchronous is not None:
         return not synchronous
-    return bool(_mlflow["async_logging"].get())
+    variable = _mlflow["async_logging"]  # unset in most scripts: one dict lookup, not MLflow's parsing
+    return variable.name in os.environ and bool(variable.get())
 
 
 def _sent(router, asynchronous: bool, result: Any = None):
