@@ -25,7 +25,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from tfrepro import fit_outputs, recording
+from tfrepro import fit_outputs, recording, schema
 from tfrepro.keras_fit import FitContext, describe_loss, fit_params  # noqa: F401
 from tfrepro.options import CallbackSettings
 from tfrepro.recording import is_chief
@@ -124,7 +124,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         self._global_step = 0
         self._last_epoch = None
         self._environment_ready = threading.Event()
-        self._chief = is_chief(os.environ.get("TF_CONFIG"), dict(os.environ))
+        self._chief = is_chief(os.environ.get(schema.ENV_TF_CONFIG), dict(os.environ))
         self._fit = FitContext.find(self)
         self._tensorboard = _tensorboard_in(self._fit.callbacks)
         if not self._chief:
@@ -176,7 +176,7 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
         goes to the launcher's run (MLFLOW_RUN_ID), off the training thread."""
         from tfrepro.tracking import workers
 
-        if workers.own_index(os.environ) is None or not os.environ.get("MLFLOW_RUN_ID"):
+        if workers.own_index(os.environ) is None or not os.environ.get(schema.ENV_MLFLOW_RUN_ID):
             return
         self._recorder = threading.Thread(
             target=recording.record_worker, args=(self._guard,), name="tfrepro-worker-record", daemon=True
@@ -277,13 +277,14 @@ class ReproCallback(CallbackSettings, tf.keras.callbacks.Callback):
             )
         # What the server still has to get (the environment being recorded, the last points,
         # the run's end, the signature) finishes on a thread of its own, within the bounded
-        # flush; the process waits for it at exit. callback.wait() waits for it now. Not in a
-        # multi-worker job: TF 2.9's collectives can abort at teardown, so such scripts often
-        # leave by os._exit(), which no exit hook survives; a long job spares the wait.
+        # flush; the process waits for it at exit. callback.wait() waits for it now. Not under a
+        # multi-worker strategy (TF_CONFIG or a Slurm resolver alike): TF 2.9's collectives can
+        # abort at teardown, so such scripts often leave by os._exit(), which no exit hook
+        # survives; a long job spares the wait.
         self._guard(
             "closing the MLflow run",
             self.session.close,
-            background=not os.environ.get("TF_CONFIG"),
+            background=not _multi_worker(),
             before=join,
             after=_sign,
         )

@@ -124,7 +124,7 @@ def log_worker(env, log_text=None) -> None:
     from tfrepro.tracking import workers
 
     index = workers.own_index(os.environ)
-    run_id = os.environ.get("MLFLOW_RUN_ID")
+    run_id = os.environ.get(schema.ENV_MLFLOW_RUN_ID)
     if index is None or (log_text is None and not run_id):
         return
     workers.write_own(run_id or "", workers.worker_record(env, index), log_text)
