@@ -22,7 +22,6 @@ import os
 import posixpath
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -140,8 +139,8 @@ def list_paths(root: str) -> Dict[str, str]:
     found: Dict[str, str] = {}
     for label, proc in started:
         code, out, err = git.finish(proc, GIT_TIMEOUT)
-        if code != 0:
-            raise RuntimeError("git ls-files: %s" % git.first_line(err))
+        if code != 0:  # a timeout is a kill: no stderr, a negative status
+            raise RuntimeError("git ls-files: %s" % (git.first_line(err) if err.strip() else "status %d" % code))
         for path in parse_ls_files(out):
             found.setdefault(path, label)
     return found
@@ -189,7 +188,7 @@ def collect(
     started = time.monotonic()
     try:
         listed = list_paths(root)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+    except (OSError, RuntimeError) as exc:
         return Capture(error=str(exc) or type(exc).__name__, seconds=time.monotonic() - started)
     skip_real = [os.path.realpath(p) for p in skip_paths if p]
     skipped: Dict[str, str] = {}
