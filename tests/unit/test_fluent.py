@@ -230,6 +230,33 @@ def test_async_calls_return_operations_whose_wait_flushes(routed, monkeypatch):
     assert fluent.current()._session.flushes == [10.0, 10.0]
 
 
+def test_the_loops_repeated_call_takes_the_short_path_with_the_same_outcome(routed, monkeypatch):
+    """The second `log_metric("loss", x, step=i)` on the same run skips the checks the first
+    passed; what changes their outcome (the async switch, a LoggedModel linked to the run, the
+    run's end) still takes the full checks."""
+    mlflow, run_id, writer = routed
+    from mlflow.utils.async_logging.run_operations import RunOperations
+
+    assert mlflow.log_metric("loss", 0.5, step=1) is None
+    assert fluent_hooks._last_taken[1] is mlflow.active_run()
+    assert mlflow.log_metric("loss", 0.25, step=2) is None
+    assert [(i[0], i[2]) for i in writer.items] == [(1, {"loss": 0.5}), (2, {"loss": 0.25})]
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "true")
+    assert isinstance(mlflow.log_metric("loss", 0.125, step=3), RunOperations)
+    monkeypatch.delenv("MLFLOW_ENABLE_ASYNC_LOGGING")
+
+    outputs = getattr(mlflow.active_run(), "outputs", None)
+    if outputs is not None and hasattr(outputs, "model_outputs"):  # MLflow 3: log_model links it
+        outputs.model_outputs.append(object())
+        assert fluent_hooks._same_run_as_last() is None
+        outputs.model_outputs.pop()
+    assert fluent_hooks._same_run_as_last() is fluent.current()
+    mlflow.end_run()
+    assert fluent_hooks._same_run_as_last() is None
+    mlflow.log_metric("after", 1.0, step=4)  # MLflow's own: a new run, nothing routed
+    assert len(writer.items) == 4 and writer.items[-1][0] is None  # the end, spooled
+
+
 def test_disable_restores_mlflow(routed):
     mlflow, run_id, writer = routed
     from mlflow.tracking._tracking_service.client import TrackingServiceClient

@@ -57,7 +57,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from tfrepro import schema
-from tfrepro.tracking import fluent_hooks
+from tfrepro.tracking import fluent_hooks, hotpath
 
 log = logging.getLogger("tfrepro")
 
@@ -134,7 +134,7 @@ class Router:
     def takes(self, run_id: Optional[str], tracking_uri: Optional[str] = None, open_session: bool = True) -> bool:
         """This call is for the run, from the script (not our own uploads), to the same server.
         The first one opens the session (open_session=False: not for that)."""
-        if run_id != self.run_id or self.ended or threading.current_thread().name.startswith("tfrepro-"):
+        if run_id != self.run_id or self.ended or not hotpath.script_thread():
             return False
         if self._writer is None:
             if not open_session:
@@ -160,6 +160,10 @@ class Router:
             group[key] = value
         if group:
             put((at[0], at[1], group))
+
+    def metric(self, key: str, value: float, timestamp: int, step: int) -> None:
+        """One point, checked by the hook already."""
+        self._put((step, timestamp, {key: value}))
 
     def params(self, params: Dict[str, str]) -> None:
         fresh = {}

@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import numbers
-import os
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from tfrepro.tracking import hotpath
 
 FLUENT_NAMES = ("log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "flush_async_logging")
 CLIENT_NAMES = ("log_metric", "log_batch", "log_param", "set_tag", "set_terminated")
@@ -30,6 +31,7 @@ _current: Callable[[], Any] = lambda: None  # noqa: E731
 _valid_keys: Set[str] = set()  # metric names MLflow's validation already passed
 _mlflow: Dict[str, Any] = {}  # what the hot path calls, looked up once at install
 _finder: Optional["_AfterImport"] = None
+_last_taken: List[Any] = [None, None]  # the router and active run of the last fluent log_metric taken
 
 
 def install(current: Callable[[], Any]) -> bool:
@@ -104,9 +106,10 @@ def _wrap_mlflow() -> bool:
     if _originals:
         return True
     _mlflow.update(
-        active_run=fluent_module.active_run,
-        active_model_id=getattr(fluent_module, "get_active_model_id", None),  # MLflow 3
+        active_run=hotpath.active_run_reader(fluent_module),
+        active_model_id=hotpath.active_model_reader(fluent_module),  # MLflow 3
         async_logging=MLFLOW_ENABLE_ASYNC_LOGGING,
+        async_set=hotpath.env_reader(MLFLOW_ENABLE_ASYNC_LOGGING.name),
     )
     for name in FLUENT_NAMES:
         original = getattr(fluent_module, name)
@@ -125,6 +128,7 @@ def _wrap_mlflow() -> bool:
 def uninstall() -> None:
     global _current
     _current = lambda: None  # noqa: E731
+    _last_taken[:] = [None, None]
     _remove_finder()
     for (owner, name), original in list(_originals.items()):
         if getattr(getattr(owner, name, None), MARK, False):
@@ -159,26 +163,33 @@ def _refused(router, exc):
 def _point(router, key, value, timestamp, step) -> Optional[Tuple[str, float, int, int]]:
     """(key, value, timestamp, step) as MLflow would send it; None for a value MLflow cannot
     convert (the caller lets MLflow raise its own error for it)."""
+    if timestamp is None:
+        timestamp = _now_ms()
+    if step is None:
+        step = 0
+    if (
+        type(value) is float
+        and type(timestamp) is int
+        and type(step) is int
+        and type(key) is str
+        and key in _valid_keys
+    ):
+        return key, value, timestamp, step  # the common call: nothing to convert or check again
     if type(value) is not float:
         from mlflow.tracking.metric_value_conversion_utils import convert_metric_value_to_float_if_possible
 
         value = convert_metric_value_to_float_if_possible(value)
         if not isinstance(value, numbers.Number) or isinstance(value, bool):
             return None
-    if timestamp is None:
-        timestamp = _now_ms()
-    if step is None:
-        step = 0
-    if key not in _valid_keys or type(timestamp) is not int or type(step) is not int:
-        from mlflow.exceptions import MlflowException
-        from mlflow.utils.validation import _validate_metric
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric
 
-        try:
-            _validate_metric(key, value, timestamp, step)
-        except MlflowException as exc:
-            raise _refused(router, exc) from None
-        if type(key) is str and len(_valid_keys) < 10000:
-            _valid_keys.add(key)
+    try:
+        _validate_metric(key, value, timestamp, step)
+    except MlflowException as exc:
+        raise _refused(router, exc) from None
+    if type(key) is str and len(_valid_keys) < 10000:
+        _valid_keys.add(key)
     return key, float(value), int(timestamp), int(step)
 
 
@@ -214,8 +225,8 @@ def _one_param(router, key, value) -> Dict[str, str]:
 def _is_async(synchronous) -> bool:
     if synchronous is not None:
         return not synchronous
-    variable = _mlflow["async_logging"]  # unset in most scripts: one dict lookup, not MLflow's parsing
-    return variable.name in os.environ and bool(variable.get())
+    # unset in most scripts: one dict lookup, not MLflow's parsing
+    return _mlflow["async_set"]() and bool(_mlflow["async_logging"].get())
 
 
 def _sent(router, asynchronous: bool, result: Any = None):
@@ -258,7 +269,7 @@ _ONE_VALUE = {"log_param": (_send_param, True), "set_tag": (_send_tag, False)}
 def _active_router(run_id, extra: Dict[str, Any], step=None):
     """The router when this fluent call is for its run and carries nothing the spool cannot."""
     router = _current()
-    if router is None or any(v is not None for v in extra.values()):
+    if router is None or (extra and any(v is not None for v in extra.values())):
         return None
     if run_id is None:
         active = _mlflow["active_run"]()
@@ -276,13 +287,43 @@ def _active_router(run_id, extra: Dict[str, Any], step=None):
     return router
 
 
+def _same_run_as_last():
+    """The router, when the active run is the very object the last taken log_metric found
+    (so the same thread and run, which that call's checks passed) and nothing links metrics
+    to a LoggedModel since; None otherwise (the full checks then)."""
+    router, run = _last_taken
+    if router is None or router is not _current() or _mlflow["active_run"]() is not run:
+        return None
+    outputs = getattr(run, "outputs", None)  # MLflow 3
+    if outputs is not None and outputs.model_outputs:
+        return None
+    active_model_id = _mlflow["active_model_id"]
+    if active_model_id is not None and active_model_id() is not None:
+        return None
+    return router
+
+
 def _fluent_log_metric(original):
     def log_metric(key, value, step=None, synchronous=None, timestamp=None, run_id=None, **extra):
+        # the loop's call, `mlflow.log_metric("loss", float(loss), step=i)`, at a few us
+        if run_id is None and timestamp is None and synchronous is None and not extra and type(value) is float:
+            router = _same_run_as_last()
+            if (
+                router is not None
+                and type(step) is int
+                and type(key) is str
+                and key in _valid_keys
+                and not _mlflow["async_set"]()
+            ):
+                router.metric(key, value, int(time.time() * 1000), step)
+                return None
         router = _active_router(run_id, extra)
         point = router and _point(router, key, value, timestamp or None, step or 0)
         if not point:
             return original(key, value, step, synchronous, timestamp, run_id, **extra)
         router.metrics([point])
+        if run_id is None:
+            _last_taken[:] = [router, _mlflow["active_run"]()]
         return _sent(router, _is_async(synchronous))
 
     return log_metric
