@@ -31,7 +31,7 @@ from tfrepro.options import CallbackSettings
 from tfrepro.recording import is_chief
 from tfrepro.tracking import inputs as _inputs  # noqa: F401  (imported with the callback, not in fit())
 from tfrepro.tracking import session as _session  # noqa: F401
-from tfrepro.tracking.writer import join_started, start_later
+from tfrepro.tracking.threads import join_started, start_later
 
 log = logging.getLogger(__name__)
 

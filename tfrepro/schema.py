@@ -61,6 +61,7 @@ MODEL_HASH = "tfrepro.model.hash"
 MODEL_URI = "tfrepro.model.uri"
 FLUSH_SECONDS = "tfrepro.flush_seconds"  # time the callback's final flush took
 LOCAL_RUN_ID = "tfrepro.local_run_id"  # on a run `sync` created for a run spooled while the server was down
+PLUGIN_PENDING = "tfrepro.plugin.pending"  # while the MLflow plugin records a new run's environment (then removed)
 REPLAYABLE = "tfrepro.replayable"  # REPLAYABLE_REGISTRY or REPLAYABLE_HOST_ONLY
 REPLAY_OF = "tfrepro.replay_of"
 REPLAY_VERDICT = "tfrepro.replay.verdict"

@@ -2,7 +2,8 @@
 
 Registered through the `mlflow.run_context_provider` entry point. Set TFREPRO_CONTEXT=0
 to turn it off. The environment is collected once per process (and shared with
-ReproCallback); this never raises.
+ReproCallback), off start_run's thread when nothing is collected yet (later.py); this never
+raises.
 
 Besides the tfrepro.* tags, a run gets MLflow's own mlflow.source.name (the script, relative
 to the repository root) and mlflow.source.type: MLflow applies its default provider's
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Dict, Optional, Tuple
 
 from mlflow.tracking.context.abstract_context import RunContextProvider
 
 from tfrepro import schema
+from tfrepro_mlflow import later
 
 log = logging.getLogger("tfrepro")  # tfrepro_mlflow is outside the tfrepro logger tree
 
@@ -67,4 +70,13 @@ class TfreproContextProvider(RunContextProvider):
         return os.environ.get(schema.ENV_CONTEXT, "1") != "0"
 
     def tags(self) -> Dict[str, str]:
+        """At once while the environment is collected already; else (a process's first
+        start_run) a token now, and the tags from a thread (later.py)."""
+        try:
+            fingerprint = sys.modules.get("tfrepro.fingerprint")  # not imported: nothing collected, no callback
+            if fingerprint is None or not (fingerprint.caller_records() or fingerprint.collected()):
+                if later.from_start_run():
+                    return later.start(environment_tags)
+        except Exception as exc:  # must never break start_run
+            log.debug("tfrepro: environment tags at once: %s", exc)
         return environment_tags()

@@ -131,3 +131,63 @@ def test_plugin_and_callback_collect_the_environment_once(tracking_uri, dirty_re
     assert tags["tfrepro.git.dirty"] == "true" and tags["tfrepro.schema"]
     files = [f.path for f in client.list_artifacts(found["run_id"], "tfrepro")]
     assert "tfrepro/environment.json" in files
+
+
+SLOW_COLLECTION = """
+import json, sys, time
+import tfrepro.fingerprint as fp
+real = fp.collect
+fp.collect = lambda: time.sleep(1.5) or real()  # a slow machine's git, packages, GPU
+import mlflow
+begin = time.perf_counter()
+run = mlflow.start_run(**json.loads(sys.argv[1]))
+took = time.perf_counter() - begin
+print("run_id:", run.info.run_id, took)
+if sys.argv[2] == "end":
+    mlflow.end_run()
+"""
+
+
+@pytest.mark.parametrize("how", ["end_run", "exit with the run active", "user description"])
+def test_the_first_start_run_does_not_wait_for_the_environment(tracking_uri, dirty_repo, how):
+    """Issue 21: start_run returns before the collection ends; the tags still land on the run
+    (at exit at the latest), the token goes, and the user's description stays."""
+    kwargs = {"description": "Mine"} if how == "user description" else {}
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    environ.pop("MLFLOW_RUN_ID", None)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SLOW_COLLECTION,
+            json.dumps(kwargs),
+            "end" if how != "exit with the run active" else "-",
+        ],
+        cwd=str(dirty_repo),
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = [line.split() for line in out.splitlines() if line.startswith("run_id: ")][0]
+    run_id, took = line[1], float(line[2])
+    assert took < 1.5
+    tags = mlflow.tracking.MlflowClient(tracking_uri).get_run(run_id).data.tags
+    assert tags["tfrepro.git.dirty"] == "true" and tags["tfrepro.schema"]
+    assert "tfrepro.plugin.pending" not in tags
+    if how == "user description":
+        assert tags["mlflow.note.content"] == "Mine"
+    else:
+        assert tags["mlflow.note.content"].startswith("<!-- tfrepro:card -->")
+        assert tags["tfrepro.git.commit"] in tags["mlflow.note.content"]
+
+
+def test_kept_leaves_what_the_user_chose():
+    from tfrepro_mlflow import later
+
+    ours = {"tfrepro.schema": "1", "mlflow.note.content": "card", "mlflow.source.name": "tools/t.py"}
+    default = {"mlflow.source.name": "t.py", "mlflow.source.type": "LOCAL"}
+    placeholder = {"mlflow.note.content": later.PLACEHOLDER_NOTE, "mlflow.source.name": "t.py"}
+    assert later.kept(ours, placeholder, default) == ours
+    users = {"mlflow.note.content": "mine", "mlflow.source.name": "chosen.py"}
+    assert later.kept(ours, users, default) == {"tfrepro.schema": "1"}

@@ -88,6 +88,11 @@ def shared(since: Optional[float] = None) -> Environment:
         return env
 
 
+def collected() -> bool:
+    """A full collection is there for shared() to give at once."""
+    return _last is not None
+
+
 _recording = threading.local()
 
 

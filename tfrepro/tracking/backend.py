@@ -281,6 +281,9 @@ class RestBackend:
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: Optional[str]) -> None:
         _client(self.tracking_uri).log_artifacts(run_id, local_dir, artifact_path)
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._call("POST", "/api/2.0/mlflow/runs/delete-tag", json={"run_id": run_id, "key": key})
+
     def run_tags(self, run_id: str) -> Tuple[str, Dict[str, str]]:
         """The run's experiment id and tags: one call, no retry."""
         run = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})["run"]
@@ -382,6 +385,9 @@ class ClientBackend:
 
     def log_artifacts(self, run_id, local_dir, artifact_path) -> None:
         self._wrap(self.client.log_artifacts, run_id, local_dir, artifact_path)
+
+    def delete_tag(self, run_id, key) -> None:
+        self._wrap(self.client.delete_tag, run_id, key)
 
     def run_tags(self, run_id) -> Tuple[str, Dict[str, str]]:
         run = self._wrap(self.client.get_run, run_id)

@@ -56,8 +56,9 @@ from tfrepro.tracking import session_close, session_model, session_open
 from tfrepro.tracking.runpage import RunPage
 from tfrepro.tracking.session_close import FINAL_TIMEOUT, FLUSH_TAG, FLUSH_TIMEOUT, wait_for_uploads, warn_not_uploaded
 from tfrepro.tracking.session_open import OPEN_TIMEOUT
+from tfrepro.tracking.threads import join_started
 from tfrepro.tracking.upload import LOCAL_PREFIX
-from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer, join_started
+from tfrepro.tracking.writer import QUEUE_SIZE, UPLOAD_INTERVAL, Writer
 
 __all__ = [
     "FINAL_TIMEOUT",

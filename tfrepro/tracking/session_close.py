@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Set
 
 from tfrepro import schema
 from tfrepro.tracking.session_open import OPEN_TIMEOUT
-from tfrepro.tracking.writer import join_started
+from tfrepro.tracking.threads import join_started
 
 if TYPE_CHECKING:
     from tfrepro.tracking.session import TrackingSession

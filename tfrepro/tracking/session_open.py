@@ -24,8 +24,9 @@ from tfrepro import schema
 from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.launched import experiment_note
+from tfrepro.tracking.threads import start_later
 from tfrepro.tracking.upload import LOCAL_PREFIX, RunUploader
-from tfrepro.tracking.writer import Writer, start_later
+from tfrepro.tracking.writer import Writer
 
 if TYPE_CHECKING:
     from tfrepro.tracking.session import TrackingSession

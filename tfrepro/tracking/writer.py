@@ -13,7 +13,6 @@ re-reading the server's history to skip points a failed call may already have de
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import logging
 import queue
@@ -25,6 +24,7 @@ from tfrepro.redact import strip_url_credentials
 from tfrepro.tracking import spool
 from tfrepro.tracking.backend import Retryable
 from tfrepro.tracking.pointqueue import PointQueue
+from tfrepro.tracking.threads import join_started, start_later
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +35,6 @@ UPLOAD_INTERVAL = 1.0  # pace of uploads while the server is up: fewer, bigger b
 MAX_BACKOFF = 30.0
 STATE_INTERVAL = 1.0
 _STOP = object()
-
-
-def start_later(*threads: Optional[threading.Thread]) -> threading.Event:
-    """Start `threads` from a helper thread and return an Event set once they are started.
-    Thread.start() waits until the new thread runs, which on busy cores costs the caller
-    milliseconds a thread: the training thread must not pay that."""
-    started = threading.Event()
-
-    def launch():
-        try:
-            for thread in threads:
-                if thread is not None:
-                    thread.start()
-        finally:
-            started.set()
-
-    _thread.start_new_thread(launch, ())
-    return started
-
-
-def join_started(started: threading.Event, thread: threading.Thread, timeout: Optional[float] = None) -> None:
-    """thread.join(timeout), once start_later() has started it."""
-    started.wait(timeout if timeout is not None else 60.0)
-    if thread.ident is not None:
-        thread.join(timeout)
 
 
 class Writer:
