@@ -232,8 +232,8 @@ def test_async_calls_return_operations_whose_wait_flushes(routed, monkeypatch):
 
 def test_the_loops_repeated_call_takes_the_short_path_with_the_same_outcome(routed, monkeypatch):
     """The second `log_metric("loss", x, step=i)` on the same run skips the checks the first
-    passed; what changes their outcome (the async switch, a LoggedModel linked to the run, the
-    run's end) still takes the full checks."""
+    passed; what changes their outcome (the async switch, another thread, a LoggedModel linked
+    to the run, the run's end) still takes the full checks."""
     mlflow, run_id, writer = routed
     from mlflow.utils.async_logging.run_operations import RunOperations
 
@@ -245,6 +245,11 @@ def test_the_loops_repeated_call_takes_the_short_path_with_the_same_outcome(rout
     assert isinstance(mlflow.log_metric("loss", 0.125, step=3), RunOperations)
     monkeypatch.delenv("MLFLOW_ENABLE_ASYNC_LOGGING")
 
+    seen = []  # another thread (MLflow 2.17 shares one active-run stack): the full checks
+    thread = threading.Thread(target=lambda: seen.append(fluent_hooks._same_run_as_last()))
+    thread.start()
+    thread.join()
+    assert seen == [None]
     outputs = getattr(mlflow.active_run(), "outputs", None)
     if outputs is not None and hasattr(outputs, "model_outputs"):  # MLflow 3: log_model links it
         outputs.model_outputs.append(object())

@@ -18,6 +18,7 @@ import importlib.util
 import numbers
 import sys
 import time
+from threading import get_ident
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from tfrepro.tracking import hotpath
@@ -31,7 +32,7 @@ _current: Callable[[], Any] = lambda: None  # noqa: E731
 _valid_keys: Set[str] = set()  # metric names MLflow's validation already passed
 _mlflow: Dict[str, Any] = {}  # what the hot path calls, looked up once at install
 _finder: Optional["_AfterImport"] = None
-_last_taken: List[Any] = [None, None]  # the router and active run of the last fluent log_metric taken
+_last_taken: List[Any] = [None, None, None]  # the router, active run and thread of the last log_metric taken
 
 
 def install(current: Callable[[], Any]) -> bool:
@@ -128,7 +129,7 @@ def _wrap_mlflow() -> bool:
 def uninstall() -> None:
     global _current
     _current = lambda: None  # noqa: E731
-    _last_taken[:] = [None, None]
+    _last_taken[:] = [None, None, None]
     _remove_finder()
     for (owner, name), original in list(_originals.items()):
         if getattr(getattr(owner, name, None), MARK, False):
@@ -288,11 +289,11 @@ def _active_router(run_id, extra: Dict[str, Any], step=None):
 
 
 def _same_run_as_last():
-    """The router, when the active run is the very object the last taken log_metric found
-    (so the same thread and run, which that call's checks passed) and nothing links metrics
-    to a LoggedModel since; None otherwise (the full checks then)."""
-    router, run = _last_taken
-    if router is None or router is not _current() or _mlflow["active_run"]() is not run:
+    """The router, when this is the thread of the last taken log_metric and the active run the
+    very object that call found (its checks passed), and nothing links metrics to a
+    LoggedModel since; None otherwise (the full checks then)."""
+    router, run, thread = _last_taken
+    if router is None or thread != get_ident() or router is not _current() or _mlflow["active_run"]() is not run:
         return None
     outputs = getattr(run, "outputs", None)  # MLflow 3
     if outputs is not None and outputs.model_outputs:
@@ -323,7 +324,7 @@ def _fluent_log_metric(original):
             return original(key, value, step, synchronous, timestamp, run_id, **extra)
         router.metrics([point])
         if run_id is None:
-            _last_taken[:] = [router, _mlflow["active_run"]()]
+            _last_taken[:] = [router, _mlflow["active_run"](), get_ident()]
         return _sent(router, _is_async(synchronous))
 
     return log_metric
