@@ -67,7 +67,18 @@ def environment_tags() -> Dict[str, str]:
 
 class TfreproContextProvider(RunContextProvider):
     def in_context(self) -> bool:
-        return os.environ.get(schema.ENV_CONTEXT, "1") != "0"
+        return os.environ.get(schema.ENV_CONTEXT, "1") != "0" and self._first_registered()
+
+    def _first_registered(self) -> bool:
+        """One provider acts per start_run: MLflow 2.17 registers the entry point once per copy
+        of the distribution it finds on sys.path (an editable install and PYTHONPATH: twice),
+        and each call of a first start_run would start its own recording."""
+        try:
+            from mlflow.tracking.context.registry import _run_context_provider_registry as registry
+
+            return next((p for p in registry if isinstance(p, TfreproContextProvider)), self) is self
+        except Exception:
+            return True
 
     def tags(self) -> Dict[str, str]:
         """At once while the environment is collected already; else (a process's first

@@ -71,9 +71,9 @@ def _record(token: str, caller: int, tracking_uri: str, collect_tags: Callable[[
     try:
         from tfrepro.tracking.backend import backend_for
 
-        tags = collect_tags()
         backend = backend_for(tracking_uri)
-        run_id = _find(backend, token, caller)
+        run_id = _find(backend, token, caller)  # first: while the run is most likely still active
+        tags = collect_tags()
         if run_id is None:
             log.warning("tfrepro: environment tags not written: no run with %s=%s", schema.PLUGIN_PENDING, token)
             return
@@ -104,7 +104,8 @@ def _mlflow_default_source() -> Dict[str, str]:
 
 def _find(backend, token: str, caller: int) -> Optional[str]:
     """The run start_run created with `token`: among the caller thread's active runs, or the
-    last run it ended (checked on the server); None after FIND_SECONDS, or at exit."""
+    last run it ended (checked on the server), or found by the token in that last run's
+    experiment (a later run ended meanwhile); None after FIND_SECONDS, or at exit."""
     import mlflow.tracking.fluent as fluent
 
     deadline = time.monotonic() + FIND_SECONDS
@@ -116,8 +117,12 @@ def _find(backend, token: str, caller: int) -> Optional[str]:
         last = _last_run_id(fluent, caller)
         if last and last != checked:
             checked = last
-            if backend.run_tags(last)[1].get(schema.PLUGIN_PENDING) == token:
+            experiment_id, tags = backend.run_tags(last)
+            if tags.get(schema.PLUGIN_PENDING) == token:
                 return last
+            found = backend.find_run(experiment_id, schema.PLUGIN_PENDING, token)
+            if found:
+                return found
         if time.monotonic() > deadline or _exiting.is_set():
             return None
         time.sleep(0.05)

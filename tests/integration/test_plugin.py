@@ -191,3 +191,34 @@ def test_kept_leaves_what_the_user_chose():
     assert later.kept(ours, placeholder, default) == ours
     users = {"mlflow.note.content": "mine", "mlflow.source.name": "chosen.py"}
     assert later.kept(ours, users, default) == {"tfrepro.schema": "1"}
+
+
+TWO_QUICK_RUNS = """
+import time
+import tfrepro.fingerprint as fp
+real = fp.collect
+fp.collect = lambda: time.sleep(1.0) or real()
+import mlflow
+for _ in range(2):
+    with mlflow.start_run() as run:
+        print("run_id:", run.info.run_id)
+"""
+
+
+def test_two_quick_runs_each_get_their_tags(tracking_uri, dirty_repo):
+    """Both runs ended before the environment was collected: each is still found by its token."""
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    environ.pop("MLFLOW_RUN_ID", None)
+    out = subprocess.run(
+        [sys.executable, "-c", TWO_QUICK_RUNS],
+        cwd=str(dirty_repo),
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "not written" not in out.stderr
+    run_ids = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("run_id: ")]
+    for run_id in run_ids:
+        tags = mlflow.tracking.MlflowClient(tracking_uri).get_run(run_id).data.tags
+        assert tags["tfrepro.git.dirty"] == "true" and "tfrepro.plugin.pending" not in tags
