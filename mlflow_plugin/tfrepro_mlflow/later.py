@@ -78,7 +78,10 @@ def _record(token: str, caller: int, tracking_uri: str, collect_tags: Callable[[
             log.warning("tfrepro: environment tags not written: no run with %s=%s", schema.PLUGIN_PENDING, token)
             return
         current = backend.run_tags(run_id)[1]
-        backend.log_batch(run_id, tags=kept(tags, current, _mlflow_default_source()))
+        written = kept(tags, current, _mlflow_default_source())
+        backend.log_batch(run_id, tags=written)
+        if current.get(schema.MLFLOW_NOTE) == PLACEHOLDER_NOTE and schema.MLFLOW_NOTE not in written:
+            backend.delete_tag(run_id, schema.MLFLOW_NOTE)  # nothing collected: no placeholder left
         backend.delete_tag(run_id, schema.PLUGIN_PENDING)
     except Exception as exc:  # never into the script
         log.warning("tfrepro: environment tags not written: %s", exc)

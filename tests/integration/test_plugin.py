@@ -222,3 +222,21 @@ def test_two_quick_runs_each_get_their_tags(tracking_uri, dirty_repo):
     for run_id in run_ids:
         tags = mlflow.tracking.MlflowClient(tracking_uri).get_run(run_id).data.tags
         assert tags["tfrepro.git.dirty"] == "true" and "tfrepro.plugin.pending" not in tags
+
+
+def test_a_failed_collection_leaves_no_placeholder(tracking_uri, dirty_repo):
+    script = SLOW_COLLECTION.replace("time.sleep(1.5) or real()", "1 / 0")
+    environ = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    environ.pop("MLFLOW_RUN_ID", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script, "{}", "end"],
+        cwd=str(dirty_repo),
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "environment not collected" in out.stderr  # one warning line, start_run unharmed
+    run_id = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("run_id: ")][0]
+    tags = mlflow.tracking.MlflowClient(tracking_uri).get_run(run_id).data.tags
+    assert "mlflow.note.content" not in tags and "tfrepro.plugin.pending" not in tags
