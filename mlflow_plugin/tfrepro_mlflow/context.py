@@ -76,7 +76,8 @@ class TfreproContextProvider(RunContextProvider):
         try:
             from mlflow.tracking.context.registry import _run_context_provider_registry as registry
 
-            return next((p for p in registry if isinstance(p, TfreproContextProvider)), self) is self
+            ours = [p for p in registry if isinstance(p, TfreproContextProvider)]
+            return self not in ours[1:]  # the first, or one MLflow did not register
         except Exception:
             return True
 
