@@ -29,13 +29,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def thread_reader(variable: Any, fallback: Callable[[], Any]) -> Callable[[], Any]:
+def thread_reader(variable: Any) -> Optional[Callable[[], Any]]:
     """A reader of an mlflow.utils.thread_utils.ThreadLocalVariable's value in this thread,
-    as its get() gives it, without the getpid() call; `fallback` for anything else."""
+    as its get() gives it, without the getpid() call; None for anything else."""
     local = getattr(variable, "thread_local", None)
     get = getattr(variable, "get", None)
     if local is None or get is None:
-        return fallback
+        return None
 
     def read():
         try:
@@ -49,11 +49,9 @@ def thread_reader(variable: Any, fallback: Callable[[], Any]) -> Callable[[], An
 
 def active_run_reader(fluent_module: Any) -> Callable[[], Any]:
     """mlflow.active_run(), reading MLflow 3's thread-local stack directly."""
-    public = fluent_module.active_run
-    stack = getattr(fluent_module, "_active_run_stack", None)
-    if getattr(stack, "thread_local", None) is None:
-        return public
-    read = thread_reader(stack, public)
+    read = thread_reader(getattr(fluent_module, "_active_run_stack", None))
+    if read is None:
+        return fluent_module.active_run
 
     def active_run():
         runs = read()
@@ -65,10 +63,9 @@ def active_run_reader(fluent_module: Any) -> Callable[[], Any]:
 def active_model_reader(fluent_module: Any) -> Optional[Callable[[], Any]]:
     """mlflow.get_active_model_id() (MLflow 3; None before), reading its context directly."""
     public = getattr(fluent_module, "get_active_model_id", None)
-    context = getattr(fluent_module, "_ACTIVE_MODEL_CONTEXT", None)
-    if public is None or context is None or getattr(context, "thread_local", None) is None:
+    read = thread_reader(getattr(fluent_module, "_ACTIVE_MODEL_CONTEXT", None))
+    if public is None or read is None:
         return public
-    read = thread_reader(context, public)
 
     def active_model_id():
         return getattr(read(), "model_id", None)
