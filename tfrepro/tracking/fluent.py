@@ -147,10 +147,6 @@ class Router:
     def metrics(self, points: List[Tuple[str, float, int, int]]) -> None:
         """[(key, value, timestamp ms, step)] in call order; one spool record per (step, ts) run."""
         put = self._put
-        if len(points) == 1:
-            key, value, ts, step = points[0]
-            put((step, ts, {key: value}))
-            return
         group: Dict[str, float] = {}
         at: Tuple[int, int] = (points[0][3], points[0][2])
         for key, value, ts, step in points:
@@ -162,7 +158,7 @@ class Router:
             put((at[0], at[1], group))
 
     def metric(self, key: str, value: float, timestamp: int, step: int) -> None:
-        """One point, checked by the hook already."""
+        """One point, checked by the hook already (the loop's log_metric: no grouping to do)."""
         self._put((step, timestamp, {key: value}))
 
     def params(self, params: Dict[str, str]) -> None:
