@@ -79,7 +79,8 @@ def _record(token: str, caller: int, tracking_uri: str, collect_tags: Callable[[
             return
         current = backend.run_tags(run_id)[1]
         written = kept(tags, current, _mlflow_default_source())
-        backend.log_batch(run_id, tags=written)
+        if written:  # nothing when the collection failed
+            backend.log_batch(run_id, tags=written)
         if current.get(schema.MLFLOW_NOTE) == PLACEHOLDER_NOTE and schema.MLFLOW_NOTE not in written:
             backend.delete_tag(run_id, schema.MLFLOW_NOTE)  # nothing collected: no placeholder left
         backend.delete_tag(run_id, schema.PLUGIN_PENDING)
